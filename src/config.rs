@@ -1,0 +1,321 @@
+//! The daemon's configuration: TOML into serde structs, then validation that reports every
+//! problem at once with its path in the file (`channels.web.max_body_bytes: must be > 0`).
+//!
+//! `deskgate check-config` and `deskgate run` go through the same [`Config::load`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything deskgate reads from its config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub journal: JournalConfig,
+    #[serde(default)]
+    pub events: EventsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Inbound channels by id; each gets the URL `/hooks/{id}`.
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address for webhooks, the events API and health checks.
+    pub listen: SocketAddr,
+    /// A client that has not sent its request headers within this time is disconnected.
+    pub header_read_timeout_secs: u64,
+    /// On SIGTERM, in-flight requests get this long to finish before connections are closed.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_read_timeout_secs: 10,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// Where deskgate keeps its state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory of the embedded database; relative paths start at the working directory.
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("data"),
+        }
+    }
+}
+
+/// The durable journal every inbound message passes through before it is acknowledged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Messages waiting for the journal writer; when full, inputs answer 503 with Retry-After.
+    pub queue_capacity: usize,
+    /// The most messages one group commit (one disk flush) takes.
+    pub max_batch: usize,
+    /// How long a request may wait for room in the queue before it answers 503.
+    pub enqueue_timeout_ms: u64,
+    /// How long a request may wait for its flush before it answers 503; the message may still
+    /// be kept, and a retry is then answered as a duplicate.
+    pub ack_timeout_ms: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            queue_capacity: 16_384,
+            max_batch: 2_048,
+            enqueue_timeout_ms: 500,
+            ack_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The event outbox and its HTTP pull API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Names this deskgate in every event's `source` (`/{instance}/channels/{channel}`).
+    pub instance: String,
+    /// The longest `wait` a reader of `GET /v1/events` may ask for.
+    pub max_wait_secs: u64,
+    /// The most events one `GET /v1/events` returns.
+    pub max_limit: usize,
+    /// The most journal records the processor applies in one commit.
+    pub processor_batch: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            instance: "deskgate".to_owned(),
+            max_wait_secs: 60,
+            max_limit: 1_000,
+            processor_batch: 512,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `deskgate=debug`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// One inbound channel. The kind decides the format `/hooks/{id}` accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub kind: ChannelKind,
+    /// Larger request bodies are refused with 413 before they are read.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+}
+
+fn default_max_body_bytes() -> u64 {
+    1024 * 1024
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// The generic JSON API for integrations and imports.
+    Api,
+}
+
+/// One problem in a config file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted path in the file, such as `channels.web.max_body_bytes`; empty for the file itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is not a valid config:", self.file.display())?;
+        for problem in &self.problems {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let fail = |path_in_file: &str, message: String| ConfigError {
+            file: path.to_owned(),
+            problems: vec![ConfigProblem {
+                path: path_in_file.to_owned(),
+                message,
+            }],
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail("", format!("cannot read: {e}")))?;
+        let config = Config::parse(&text).map_err(|p| ConfigError {
+            file: path.to_owned(),
+            problems: vec![p],
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                file: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Parses TOML text; the error names the field that failed, where serde can tell.
+    pub fn parse(text: &str) -> Result<Config, ConfigProblem> {
+        let deserializer = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            // toml's message already carries the line and a caret; keep it whole but tidy.
+            let message = inner.message().trim().to_owned();
+            let location = inner
+                .span()
+                .map(|span| {
+                    let line = text[..span.start].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            ConfigProblem {
+                path: if path == "." { String::new() } else { path },
+                message: format!("{message}{location}"),
+            }
+        })
+    }
+
+    /// Checks what the types cannot: every problem, not just the first.
+    pub fn validate(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, path: &str, message: &str| {
+            if !ok {
+                problems.push(ConfigProblem {
+                    path: path.to_owned(),
+                    message: message.to_owned(),
+                });
+            }
+        };
+        check(
+            self.server.shutdown_grace_secs > 0,
+            "server.shutdown_grace_secs",
+            "must be > 0",
+        );
+        check(
+            self.server.header_read_timeout_secs > 0,
+            "server.header_read_timeout_secs",
+            "must be > 0",
+        );
+        check(
+            !self.state.dir.as_os_str().is_empty(),
+            "state.dir",
+            "must not be empty",
+        );
+        check(self.journal.queue_capacity > 0, "journal.queue_capacity", "must be > 0");
+        check(self.journal.max_batch > 0, "journal.max_batch", "must be > 0");
+        check(self.journal.ack_timeout_ms > 0, "journal.ack_timeout_ms", "must be > 0");
+        check(
+            is_valid_name(&self.events.instance),
+            "events.instance",
+            "must be 1-64 characters of a-z, 0-9, '-' and '_'",
+        );
+        check(self.events.max_limit > 0, "events.max_limit", "must be > 0");
+        check(
+            self.events.processor_batch > 0,
+            "events.processor_batch",
+            "must be > 0",
+        );
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_ok(),
+            "log.filter",
+            "is not a valid tracing filter",
+        );
+        for (id, channel) in &self.channels {
+            check(
+                is_valid_name(id),
+                &format!("channels.{id}"),
+                "channel ids must be 1-64 characters of a-z, 0-9, '-' and '_'",
+            );
+            check(
+                channel.max_body_bytes > 0,
+                &format!("channels.{id}.max_body_bytes"),
+                "must be > 0",
+            );
+        }
+        problems
+    }
+}
+
+/// Channel ids and instance names appear in URLs, index keys and event sources.
+fn is_valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! Ticket and contact events: their types, the CloudEvents 1.0 envelope, and the outbox they
+//! are sequenced into.
+//!
+//! Events are written by the processor inside the same atomic step as the effects they
+//! describe, and become visible to readers only after that step is flushed.
+
+mod outbox;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use outbox::{OutboxReader, OutboxWriter, ReadEvents};
+
+/// Every kind of event deskgate emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    ContactCreated,
+    ContactUpdated,
+    TicketCreated,
+    TicketMessageAdded,
+    InboundQuarantined,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ContactCreated => "deskgate.contact.created",
+            EventType::ContactUpdated => "deskgate.contact.updated",
+            EventType::TicketCreated => "deskgate.ticket.created",
+            EventType::TicketMessageAdded => "deskgate.ticket.message_added",
+            EventType::InboundQuarantined => "deskgate.inbound.quarantined",
+        }
+    }
+}
+
+/// An event before the outbox gives it a sequence number and id.
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    pub event_type: EventType,
+    /// The ticket or contact the event is about.
+    pub subject: String,
+    /// The channel it came from, which names the event's `source`.
+    pub channel: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// The CloudEvents 1.0 JSON envelope as written to the outbox and served to readers.
+#[derive(Serialize)]
+struct CloudEvent<'a> {
+    specversion: &'static str,
+    id: String,
+    source: String,
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    subject: &'a str,
+    time: String,
+    datacontenttype: &'static str,
+    /// The CloudEvents sequence extension is a string compared lexicographically, so the number
+    /// is zero-padded to 20 digits.
+    sequence: String,
+    data: &'a serde_json::Value,
+}
+
+/// Renders an event. Its id is derived from the instance and the sequence number, so the same
+/// step replayed after a crash produces the same id.
+pub fn render(
+    instance_name: &str,
+    instance_id: Uuid,
+    seq: u64,
+    time: DateTime<Utc>,
+    draft: &EventDraft,
+) -> Vec<u8> {
+    let source = match &draft.channel {
+        Some(channel) => format!("/{instance_name}/channels/{channel}"),
+        None => format!("/{instance_name}"),
+    };
+    let event = CloudEvent {
+        specversion: "1.0",
+        id: Uuid::new_v5(&instance_id, format!("event:{seq}").as_bytes()).to_string(),
+        source,
+        event_type: draft.event_type.as_str(),
+        subject: &draft.subject,
+        time: time.to_rfc3339_opts(SecondsFormat::Micros, true),
+        datacontenttype: "application/json",
+        sequence: format!("{seq:020}"),
+        data: &draft.data,
+    };
+    serde_json::to_vec(&event).expect("a JSON value and strings serialise")
+}

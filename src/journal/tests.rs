@@ -1,0 +1,69 @@
+use super::*;
+use crate::model::{Inbound, Sender};
+
+fn record(external_id: &str) -> Record {
+    Record::Inbound(Inbound {
+        channel: "api".into(),
+        external_id: external_id.into(),
+        thread_key: "t".into(),
+        sender: Sender::default(),
+        subject: None,
+        text: "hello".into(),
+        sent_at: None,
+        received_at: chrono::DateTime::UNIX_EPOCH,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_get_unique_seqs_and_duplicates_are_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (journal, writer) = start(store.clone(), &JournalConfig::default()).unwrap();
+    // 200 appends of 100 distinct ids, all in flight at once: the same id in one group commit
+    // must be caught as well as one already on disk.
+    let appends = (0..200).map(|i| {
+        let journal = journal.clone();
+        async move { (i % 100, journal.append(record(&format!("m{}", i % 100))).await.unwrap()) }
+    });
+    let results = futures::future::join_all(appends).await;
+    let mut seq_of = std::collections::HashMap::new();
+    let mut new = 0;
+    for (id, appended) in &results {
+        let seq = match appended {
+            Appended::New { seq } => {
+                new += 1;
+                *seq
+            }
+            Appended::Duplicate { seq } => *seq,
+        };
+        assert_eq!(*seq_of.entry(*id).or_insert(seq), seq, "one seq per external id");
+    }
+    assert_eq!(new, 100);
+    assert_eq!(*journal.durable().borrow(), 100);
+    assert_eq!(journal.append(record("m5")).await.unwrap(), Appended::Duplicate { seq: seq_of[&5] });
+    drop(journal);
+    writer.join().unwrap();
+
+    // A restart continues the sequence.
+    let (journal, _writer) = start(store, &JournalConfig::default()).unwrap();
+    assert_eq!(journal.append(record("new")).await.unwrap(), Appended::New { seq: 101 });
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_busy_instead_of_waiting_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // No writer thread: hold the receiving end ourselves so the queue stays full.
+    let (queue, _receiver) = mpsc::channel(1);
+    let (_durable_tx, durable) = watch::channel(0);
+    let journal = JournalHandle {
+        queue,
+        enqueue_timeout: Duration::from_millis(20),
+        ack_timeout: Duration::from_millis(20),
+        durable,
+    };
+    drop(store);
+    // The first append takes the only slot and then times out waiting for its flush.
+    assert!(matches!(journal.append(record("a")).await, Err(JournalError::Timeout)));
+    assert!(matches!(journal.append(record("b")).await, Err(JournalError::Busy)));
+}

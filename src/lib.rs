@@ -1,0 +1,28 @@
+//! deskgate: a channel gateway in front of a help desk's ticket store.
+//!
+//! Messages arrive on channels, are journaled durably, then applied in order by one processor
+//! that recognises the contact, threads the message into a conversation and ticket, and emits
+//! CloudEvents to an outbox that the ticket store reads.
+//!
+//! Module map, from the ground up (dependencies point down):
+//! - [`model`], [`config`]: plain types and configuration; they import nothing of ours.
+//! - [`store`]: the embedded database (sled): trees, keys, codec, atomic batches.
+//! - [`journal`]: the single writer that makes every input durable before it is acknowledged.
+//! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message.
+//! - [`processor`]: applies journaled records in order, committing effects with its cursor.
+//! - [`channels`]: adapters from each channel's raw input to [`model::Inbound`].
+//! - [`http`]: the server, routes and the one place errors become responses.
+//! - [`app`]: builds and owns every task; start-up and ordered shutdown.
+
+pub mod app;
+pub mod channels;
+pub mod config;
+pub mod contacts;
+pub mod conversations;
+pub mod events;
+pub mod http;
+pub mod ids;
+pub mod journal;
+pub mod model;
+pub mod processor;
+pub mod store;

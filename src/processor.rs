@@ -1,0 +1,253 @@
+//! The processor: applies journaled records in order and commits their effects atomically with
+//! its cursor.
+//!
+//! One step reads a run of durable journal records, applies each to a [`StateBatch`]
+//! (contacts, conversations, tickets, outbox events), writes the new cursor into the same batch,
+//! commits it, flushes, and only then lets readers see the step's events. A crash anywhere
+//! before the commit replays the step from the journal; ids and event times derive from the
+//! journal, so the replay produces exactly what the lost step would have.
+//!
+//! A record that cannot be applied (undecodable, or inconsistent with state) is rolled back on
+//! its own, recorded in quarantine with its reason and a `deskgate.inbound.quarantined` event,
+//! and the records behind it go on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::contacts;
+use crate::conversations::{self, Threaded};
+use crate::events::{EventDraft, EventType, OutboxWriter};
+use crate::ids::Minter;
+use crate::model::{Inbound, Record};
+use crate::store::{keys, StateBatch, Store, StoreError};
+
+/// A record the processor set aside, kept with the reason.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Quarantined {
+    pub journal_seq: u64,
+    pub channel: Option<String>,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+pub struct Processor {
+    store: Store,
+    minter: Minter,
+    outbox: OutboxWriter,
+    batch_size: usize,
+}
+
+/// Where the processor stands after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The last journal record applied.
+    pub cursor: u64,
+    /// The last event sequenced.
+    pub outbox: u64,
+}
+
+impl Processor {
+    pub fn new(store: Store, minter: Minter, outbox: OutboxWriter, batch_size: usize) -> Self {
+        Processor {
+            store,
+            minter,
+            outbox,
+            batch_size,
+        }
+    }
+
+    /// Where the committed state stands.
+    pub fn position(&self) -> Result<Position, StoreError> {
+        Ok(Position {
+            cursor: self.store.state_get(keys::CURSOR)?.unwrap_or(0),
+            outbox: self.store.state_get(keys::OUTBOX_SEQ)?.unwrap_or(0),
+        })
+    }
+
+    /// Applies the journal records after `cursor` up to `durable`, at most one batch of them,
+    /// and makes the result durable. Blocking: run it off the async workers.
+    pub fn step(&self, cursor: u64, durable: u64) -> Result<Position, StoreError> {
+        let items = self.store.journal_read(cursor, durable, self.batch_size)?;
+        let Some(last) = items.last().map(|item| item.seq) else {
+            return self.position();
+        };
+        let mut batch = self.store.state_batch();
+        for item in items {
+            let savepoint = batch.savepoint();
+            let applied = match item.record {
+                Ok(record) => self.apply_guarded(&mut batch, item.seq, &record).map_err(|e| (Some(record), e)),
+                Err(error) => Err((None, error)),
+            };
+            match applied {
+                Ok(()) => {}
+                // The database itself failing is not the record's fault: retry the whole step.
+                Err((_, error @ StoreError::Db(_))) => return Err(error),
+                Err((record, error)) => {
+                    batch.rollback_to(savepoint);
+                    self.quarantine(&mut batch, item.seq, record.as_ref(), &error.to_string())?;
+                }
+            }
+        }
+        batch.put(keys::CURSOR.to_vec(), &last);
+        let outbox = batch.get_u64(keys::OUTBOX_SEQ)?;
+        batch.commit()?;
+        self.store.flush()?;
+        Ok(Position { cursor: last, outbox })
+    }
+
+    /// Applies one record; a panic (a bug, never an input's right) becomes an error so that the
+    /// record is quarantined instead of stopping every record behind it.
+    fn apply_guarded(&self, batch: &mut StateBatch<'_>, seq: u64, record: &Record) -> Result<(), StoreError> {
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(batch, seq, record)));
+        applied.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(StoreError::Corrupt {
+                key: format!("journal/{seq}"),
+                reason: format!("processing panicked: {what}"),
+            })
+        })
+    }
+
+    fn apply(&self, batch: &mut StateBatch<'_>, seq: u64, record: &Record) -> Result<(), StoreError> {
+        match record {
+            Record::Inbound(inbound) => self.apply_inbound(batch, seq, inbound),
+        }
+    }
+
+    fn apply_inbound(&self, batch: &mut StateBatch<'_>, seq: u64, inbound: &Inbound) -> Result<(), StoreError> {
+        let at = inbound.received_at;
+        let channel = Some(inbound.channel.clone());
+        let resolution = contacts::resolve(batch, &self.minter, &inbound.sender, at)?;
+        let contact = &resolution.contact;
+        if resolution.created {
+            let draft = EventDraft {
+                event_type: EventType::ContactCreated,
+                subject: contact.id.clone(),
+                channel: channel.clone(),
+                data: json!({ "contact": contact }),
+            };
+            self.outbox.push(batch, at, &draft)?;
+        } else if !resolution.added.is_empty() || resolution.name_added {
+            let draft = EventDraft {
+                event_type: EventType::ContactUpdated,
+                subject: contact.id.clone(),
+                channel: channel.clone(),
+                data: json!({ "contact": contact, "added_identities": resolution.added }),
+            };
+            self.outbox.push(batch, at, &draft)?;
+        }
+        let threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
+        let event_type = if threaded.new_ticket {
+            EventType::TicketCreated
+        } else {
+            EventType::TicketMessageAdded
+        };
+        let draft = EventDraft {
+            event_type,
+            subject: threaded.ticket.id.clone(),
+            channel,
+            data: self.message_data(seq, inbound, &threaded),
+        };
+        self.outbox.push(batch, at, &draft)?;
+        Ok(())
+    }
+
+    fn message_data(&self, seq: u64, inbound: &Inbound, threaded: &Threaded) -> serde_json::Value {
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+        json!({
+            "ticket": threaded.ticket,
+            "conversation": {
+                "id": threaded.conversation.id,
+                "channel": threaded.conversation.channel,
+                "thread_id": threaded.conversation.thread_key,
+            },
+            "message": {
+                "id": self.minter.message_id(seq),
+                "journal_seq": seq,
+                "direction": "inbound",
+                "channel": inbound.channel,
+                "external_id": inbound.external_id,
+                "from": inbound.sender,
+                "subject": inbound.subject,
+                "text": inbound.text,
+                "sent_at": inbound.sent_at.map(time),
+                "received_at": time(inbound.received_at),
+            },
+        })
+    }
+
+    fn quarantine(
+        &self,
+        batch: &mut StateBatch<'_>,
+        seq: u64,
+        record: Option<&Record>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let channel = record.map(|r| r.channel().to_owned());
+        tracing::warn!(journal_seq = seq, channel = channel.as_deref().unwrap_or("?"), reason, "record quarantined");
+        let at = match record {
+            Some(Record::Inbound(inbound)) => inbound.received_at,
+            // An undecodable record has no time of its own; the replay must still be identical,
+            // so use a fixed one rather than the clock.
+            None => DateTime::<Utc>::UNIX_EPOCH,
+        };
+        let entry = Quarantined {
+            journal_seq: seq,
+            channel: channel.clone(),
+            reason: reason.to_owned(),
+            at,
+        };
+        batch.put(keys::quarantine(seq), &entry);
+        let draft = EventDraft {
+            event_type: EventType::InboundQuarantined,
+            subject: format!("journal/{seq}"),
+            channel,
+            data: json!({ "journal_seq": seq, "reason": reason }),
+        };
+        self.outbox.push(batch, at, &draft)?;
+        Ok(())
+    }
+}
+
+/// Runs the processor until the journal writer has stopped and everything it wrote is applied.
+/// Publishes its durable position on `visible` after every step; start it with the position
+/// read at start-up.
+pub async fn run(processor: Arc<Processor>, mut durable: watch::Receiver<u64>, visible: watch::Sender<Position>) {
+    let mut cursor = visible.borrow().cursor;
+    let mut writer_stopped = false;
+    loop {
+        let target = *durable.borrow_and_update();
+        if cursor < target {
+            let step = Arc::clone(&processor);
+            match tokio::task::spawn_blocking(move || step.step(cursor, target)).await {
+                Ok(Ok(position)) => {
+                    cursor = position.cursor;
+                    visible.send_replace(position);
+                }
+                Ok(Err(error)) => {
+                    tracing::error!(%error, cursor, "processor step failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(join) => {
+                    tracing::error!(error = %join, cursor, "processor step panicked; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            continue;
+        }
+        if writer_stopped {
+            break;
+        }
+        writer_stopped = durable.changed().await.is_err();
+    }
+    tracing::debug!(cursor, "processor stopped");
+}

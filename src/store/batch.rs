@@ -1,0 +1,104 @@
+//! A processor step's writes, buffered so that reads see them and one sled batch commits them.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{decode, encode, StoreError};
+
+/// A pending write: `Some(value)` or `None` for a removal.
+type Pending = Option<Vec<u8>>;
+
+pub struct StateBatch<'a> {
+    tree: &'a sled::Tree,
+    writes: BTreeMap<Vec<u8>, Pending>,
+    /// What each write replaced in `writes`, so that a failed sub-step can be undone without
+    /// copying the whole buffer.
+    undo: Vec<(Vec<u8>, Option<Pending>)>,
+}
+
+/// A point in a batch to roll back to.
+#[derive(Debug, Clone, Copy)]
+pub struct Savepoint(usize);
+
+impl<'a> StateBatch<'a> {
+    pub(super) fn new(tree: &'a sled::Tree) -> Self {
+        StateBatch {
+            tree,
+            writes: BTreeMap::new(),
+            undo: Vec::new(),
+        }
+    }
+
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.writes.get(key) {
+            Some(pending) => Ok(pending.clone()),
+            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+        }
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.get_raw(key)? {
+            Some(bytes) => decode(&String::from_utf8_lossy(key), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        self.write(key, Some(encode(value)));
+    }
+
+    pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.write(key, Some(value));
+    }
+
+    pub fn remove(&mut self, key: Vec<u8>) {
+        self.write(key, None);
+    }
+
+    fn write(&mut self, key: Vec<u8>, value: Pending) {
+        let previous = self.writes.insert(key.clone(), value);
+        self.undo.push((key, previous));
+    }
+
+    /// Reads a u64 counter, 0 when absent.
+    pub fn get_u64(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(self.get::<u64>(key)?.unwrap_or(0))
+    }
+
+    /// Increments a counter and returns the new value.
+    pub fn next(&mut self, key: &[u8]) -> Result<u64, StoreError> {
+        let value = self.get_u64(key)? + 1;
+        self.put(key.to_vec(), &value);
+        Ok(value)
+    }
+
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint(self.undo.len())
+    }
+
+    /// Undoes every write made since the savepoint.
+    pub fn rollback_to(&mut self, savepoint: Savepoint) {
+        while self.undo.len() > savepoint.0 {
+            let Some((key, previous)) = self.undo.pop() else { break };
+            match previous {
+                Some(pending) => self.writes.insert(key, pending),
+                None => self.writes.remove(&key),
+            };
+        }
+    }
+
+    /// Writes everything atomically (not yet flushed).
+    pub fn commit(self) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in self.writes {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+}

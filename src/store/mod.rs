@@ -1,0 +1,172 @@
+//! Storage: the one module that knows sled, its trees, key layouts and value codec.
+//!
+//! Two trees hold everything:
+//! - `journal`: `j` + seq → a [`Record`], and `d` + channel + NUL + external id → seq. One sled
+//!   batch writes both, so a record and its deduplication key are durable together.
+//! - `state`: every effect of the processor under prefixed keys (contacts, identities,
+//!   conversations, tickets, the event outbox and the processor's cursor). Keeping them in one
+//!   tree lets one atomic batch commit a whole processor step with its cursor.
+//!
+//! Values are a version byte followed by JSON, so they can be read by hand and evolve with
+//! `#[serde(default)]`.
+
+mod batch;
+pub mod keys;
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use batch::StateBatch;
+
+use crate::model::{DedupeKey, Record};
+
+const CODEC_VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sled::Error),
+    #[error("value under {key} cannot be decoded: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// The embedded database. Cloning is cheap and shares the same database.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    journal: sled::Tree,
+    state: sled::Tree,
+}
+
+/// One journal record as read back, still undecoded where decoding failed.
+pub struct JournalItem {
+    pub seq: u64,
+    pub record: Result<Record, StoreError>,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        Ok(Store {
+            journal: db.open_tree("journal")?,
+            state: db.open_tree("state")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable. Called by the single writers, once per batch.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// The highest journal sequence number written, 0 for an empty journal.
+    pub fn journal_last_seq(&self) -> Result<u64, StoreError> {
+        let last = self.journal.scan_prefix(keys::JOURNAL).next_back().transpose()?;
+        Ok(last.map(|(key, _)| keys::journal_seq(&key)).unwrap_or(0))
+    }
+
+    /// The journal seq already holding this channel's external id, if any.
+    pub fn journal_lookup(&self, key: &DedupeKey) -> Result<Option<u64>, StoreError> {
+        let found = self.journal.get(keys::dedupe(key))?;
+        Ok(found.map(|value| keys::be_u64(&value)))
+    }
+
+    /// Appends records with their deduplication keys in one atomic batch (not yet flushed).
+    pub fn journal_append<'a>(
+        &self,
+        records: impl IntoIterator<Item = (u64, &'a DedupeKey, &'a Record)>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (seq, dedupe, record) in records {
+            batch.insert(keys::journal(seq).to_vec(), encode(record));
+            batch.insert(keys::dedupe(dedupe), seq.to_be_bytes().to_vec());
+        }
+        self.journal.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Records after `after`, up to `upto` inclusive, at most `limit` of them.
+    pub fn journal_read(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<JournalItem>, StoreError> {
+        let mut items = Vec::new();
+        if upto <= after {
+            return Ok(items);
+        }
+        for entry in self
+            .journal
+            .range(keys::journal(after + 1)..=keys::journal(upto))
+            .take(limit)
+        {
+            let (key, value) = entry?;
+            let seq = keys::journal_seq(&key);
+            items.push(JournalItem {
+                seq,
+                record: decode(&format!("journal/{seq}"), &value),
+            });
+        }
+        Ok(items)
+    }
+
+    /// Starts a processor step: reads see the step's own writes; nothing is written until
+    /// [`StateBatch::commit`].
+    pub fn state_batch(&self) -> StateBatch<'_> {
+        StateBatch::new(&self.state)
+    }
+
+    /// Reads one value from the state tree outside a batch.
+    pub fn state_get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.state.get(key)? {
+            Some(value) => decode(&String::from_utf8_lossy(key), &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Events after `after`, up to `upto` inclusive, at most `limit`: (seq, CloudEvent JSON).
+    pub fn outbox_read(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+        let mut events = Vec::new();
+        if upto <= after {
+            return Ok(events);
+        }
+        for entry in self
+            .state
+            .range(keys::outbox(after + 1)..=keys::outbox(upto))
+            .take(limit)
+        {
+            let (key, value) = entry?;
+            events.push((keys::outbox_seq(&key), value));
+        }
+        Ok(events)
+    }
+}
+
+/// Encodes a value for storage: a version byte, then JSON.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = vec![CODEC_VERSION];
+    // Serialising our own plain structs to a Vec cannot fail: no maps with non-string keys,
+    // no custom Serialize impls that error.
+    serde_json::to_writer(&mut bytes, value).expect("plain structs serialise to JSON");
+    bytes
+}
+
+/// Decodes a stored value; `key` only names it in the error.
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason,
+    };
+    match bytes.split_first() {
+        Some((&CODEC_VERSION, json)) => serde_json::from_slice(json).map_err(|e| corrupt(e.to_string())),
+        Some((version, _)) => Err(corrupt(format!("unknown codec version {version}"))),
+        None => Err(corrupt("empty value".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

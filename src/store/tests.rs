@@ -1,0 +1,61 @@
+use super::*;
+use crate::model::{Inbound, Sender};
+
+fn record(external_id: &str) -> Record {
+    Record::Inbound(Inbound {
+        channel: "api".into(),
+        external_id: external_id.into(),
+        thread_key: "t".into(),
+        sender: Sender::default(),
+        subject: None,
+        text: "hello".into(),
+        sent_at: None,
+        received_at: chrono::DateTime::UNIX_EPOCH,
+    })
+}
+
+#[test]
+fn journal_records_and_dedupe_keys_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.journal_last_seq().unwrap(), 0);
+    let (a, b) = (record("a"), record("b"));
+    let (ka, kb) = (DedupeKey::of(&a), DedupeKey::of(&b));
+    store.journal_append([(1, &ka, &a), (2, &kb, &b)]).unwrap();
+    assert_eq!(store.journal_last_seq().unwrap(), 2);
+    assert_eq!(store.journal_lookup(&kb).unwrap(), Some(2));
+    let items = store.journal_read(0, 2, 10).unwrap();
+    assert_eq!(items.iter().map(|i| i.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(items[1].record.as_ref().unwrap(), &b);
+    // `upto` bounds the read even when more is written.
+    assert_eq!(store.journal_read(0, 1, 10).unwrap().len(), 1);
+    assert!(store.journal_read(2, 2, 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_batch_reads_its_own_writes_and_rolls_back_to_a_savepoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut batch = store.state_batch();
+    batch.put(b"k/1".to_vec(), &"one");
+    let savepoint = batch.savepoint();
+    batch.put(b"k/1".to_vec(), &"changed");
+    batch.put(b"k/2".to_vec(), &"two");
+    assert_eq!(batch.get::<String>(b"k/2").unwrap().as_deref(), Some("two"));
+    batch.rollback_to(savepoint);
+    assert_eq!(batch.get::<String>(b"k/1").unwrap().as_deref(), Some("one"));
+    assert_eq!(batch.get::<String>(b"k/2").unwrap(), None);
+    assert_eq!(batch.next(b"n").unwrap(), 1);
+    assert_eq!(batch.next(b"n").unwrap(), 2);
+    batch.commit().unwrap();
+    assert_eq!(store.state_get::<String>(b"k/1").unwrap().as_deref(), Some("one"));
+    assert_eq!(store.state_get::<u64>(b"n").unwrap(), Some(2));
+}
+
+#[test]
+fn undecodable_values_are_reported_not_panicked_on() {
+    assert!(matches!(decode::<u64>("k", b""), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(decode::<u64>("k", b"\x09{}"), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(decode::<u64>("k", b"\x01nope"), Err(StoreError::Corrupt { .. })));
+    assert_eq!(decode::<u64>("k", &encode(&7u64)).unwrap(), 7);
+}
