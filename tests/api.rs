@@ -1,0 +1,242 @@
+//! The API channel end to end against the real binary: events, deduplication, every error
+//! answer, long polling, and a clean shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{api_message, raw_request, Daemon};
+use serde_json::Value;
+
+async fn post(client: &reqwest::Client, daemon: &Daemon, body: &Value) -> (u16, Value) {
+    let response = client.post(daemon.url("/hooks/api")).json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn messages_become_contact_and_ticket_events_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+
+    let (status, body) = post(&client, &daemon, &api_message("m1", "t1", "Ana@Example.com", "first")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["duplicate"], false);
+    let (status, body) = post(&client, &daemon, &api_message("m1", "t1", "Ana@Example.com", "first")).await;
+    assert_eq!(status, 200, "a resend is acknowledged again");
+    assert_eq!(body["duplicate"], true);
+    post(&client, &daemon, &api_message("m2", "t1", "ana@example.com", "second")).await;
+    post(&client, &daemon, &api_message("m3", "t2", "ana@example.com", "other thread")).await;
+    post(&client, &daemon, &api_message("m4", "t3", "bo@example.com", "someone else")).await;
+    daemon.settled().await;
+
+    let events = daemon.all_events().await;
+    assert_eq!(
+        types(&events),
+        [
+            "deskgate.contact.created",
+            "deskgate.ticket.created",
+            "deskgate.ticket.message_added",
+            "deskgate.ticket.created",
+            "deskgate.contact.created",
+            "deskgate.ticket.created",
+        ]
+    );
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["source"], "/deskgate/channels/api");
+        assert_eq!(event["sequence"], format!("{:020}", i + 1));
+        assert!(event["id"].as_str().is_some_and(|id| id.len() == 36));
+        assert!(event["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+    let ana = events[0]["subject"].as_str().unwrap();
+    let first_ticket = events[1]["subject"].as_str().unwrap();
+    assert_eq!(events[1]["data"]["ticket"]["contact_id"], ana);
+    assert_eq!(events[1]["data"]["message"]["external_id"], "m1");
+    assert_eq!(events[1]["data"]["message"]["text"], "first");
+    assert_eq!(events[2]["subject"], first_ticket, "same thread, same ticket");
+    assert_eq!(events[2]["data"]["message"]["external_id"], "m2");
+    assert_ne!(events[3]["subject"], first_ticket, "a new thread opens a new ticket");
+    assert_eq!(events[3]["data"]["ticket"]["contact_id"], ana, "for the same contact");
+    assert_ne!(events[4]["subject"], ana);
+
+    // Paging: `next` continues where the last page ended.
+    let page: Value = client
+        .get(daemon.url("/v1/events?after=2&limit=2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(types(page["events"].as_array().unwrap()), &types(&events)[2..4]);
+    assert_eq!(page["next"], 4);
+}
+
+#[tokio::test]
+async fn a_long_poll_returns_as_soon_as_an_event_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let poll = client.get(daemon.url("/v1/events?after=0&wait=30")).send();
+    let started = Instant::now();
+    let poster = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        post(&client, &daemon, &api_message("m1", "t1", "ana@example.com", "hi")).await
+    };
+    let (response, _) = tokio::join!(poll, poster);
+    let page: Value = response.unwrap().json().await.unwrap();
+    assert!(!page["events"].as_array().unwrap().is_empty());
+    assert!(started.elapsed() < Duration::from_secs(10), "returned on the event, not the timeout");
+
+    let quiet = Instant::now();
+    let page: Value = client
+        .get(daemon.url("/v1/events?after=1000&wait=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(page["events"].as_array().unwrap().is_empty());
+    assert_eq!(page["next"], 1000);
+    assert!(quiet.elapsed() >= Duration::from_millis(900), "waited for the asked time");
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_clear_status_and_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let post_raw = |path: &str, content_type: &str, body: &str| {
+        client
+            .post(daemon.url(path))
+            .header("content-type", content_type)
+            .body(body.to_owned())
+            .send()
+    };
+    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+        ("/hooks/api", "application/json", "{".into(), 400, "invalid JSON"),
+        ("/hooks/api", "application/json", r#"{"external_id":"m","thread_id":"t","from":{"email":7},"text":"x"}"#.into(), 400, "from.email: invalid type"),
+        ("/hooks/api", "application/json", r#"{"external_id":"","thread_id":"t","from":{"email":"a@b.co"},"text":"x"}"#.into(), 422, "external_id: must not be empty"),
+        ("/hooks/api", "text/plain", "hello".into(), 415, "content type must be application/json"),
+        ("/hooks/api", "application/json", format!(r#"{{"text":"{}"}}"#, "x".repeat(5000)), 413, "larger than this channel's limit of 4096 bytes"),
+        ("/hooks/nope", "application/json", "{}".into(), 404, "no channel \"nope\" is configured"),
+        ("/v1/nothing", "application/json", "{}".into(), 404, "no such endpoint"),
+        ("/v1/events", "application/json", "{}".into(), 405, "method not allowed"),
+    ];
+    for (path, content_type, body, status, message) in cases {
+        let response = post_raw(path, content_type, &body).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path} {content_type}");
+        let error: Value = response.json().await.unwrap();
+        let text = error["error"].as_str().unwrap();
+        assert!(text.contains(message), "{path}: {text:?} should contain {message:?}");
+    }
+    let response = client.get(daemon.url("/v1/events?after=minus-one")).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("query: "));
+
+    // A declared length over the limit is refused before the body is sent at all.
+    let head = format!(
+        "POST /hooks/api HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        10 * 1024 * 1024
+    );
+    let answer = raw_request(daemon.addr, head.as_bytes(), Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // A chunked body that grows past the limit is cut off with 413 too.
+    let mut chunked = b"POST /hooks/api HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..5 {
+        chunked.extend_from_slice(b"400\r\n");
+        chunked.extend_from_slice(&[b' '; 1024]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let answer = raw_request(daemon.addr, &chunked, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+    // None of that produced an event, and the daemon still works.
+    let (status, _) = post(&client, &daemon, &api_message("ok", "t", "ana@example.com", "fine")).await;
+    assert_eq!(status, 202);
+    daemon.settled().await;
+    assert_eq!(daemon.all_events().await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    // A long poll in flight must not hold shutdown for its whole wait.
+    let poll = client.get(daemon.url("/v1/events?after=100&wait=60")).send();
+    let sends = (0..50).map(|i| {
+        let body = api_message(&format!("m{i}"), "t", "ana@example.com", "hi");
+        let request = client.post(daemon.url("/hooks/api")).json(&body).send();
+        async move { request.await.map(|r| r.status().as_u16()) }
+    });
+    let sends = futures::future::join_all(sends);
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let status = tokio::task::block_in_place(|| daemon.terminate());
+        (status, started.elapsed())
+    };
+    let (poll, results, (status, took)) = tokio::join!(poll, sends, stop);
+    assert!(status.success(), "exit status {status}");
+    assert!(took < Duration::from_secs(5), "stopped within the grace period, took {took:?}");
+    assert!(poll.is_ok(), "the long poll was answered, not cut off");
+    let acked: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Ok(202)))
+        .map(|(i, _)| i)
+        .collect();
+
+    // Every acknowledged message is there after a restart, once.
+    daemon.restart().await;
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    let mut seen: Vec<usize> = events
+        .iter()
+        .filter(|e| e["type"].as_str().unwrap().starts_with("deskgate.ticket."))
+        .map(|e| e["data"]["message"]["external_id"].as_str().unwrap()[1..].parse().unwrap())
+        .collect();
+    seen.sort_unstable();
+    for i in &acked {
+        assert!(seen.contains(i), "acknowledged m{i} is missing");
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), events.len() - 1, "no message twice (one contact event)");
+    assert!(daemon.log().contains("deskgate stopped"));
+}
+
+#[tokio::test]
+async fn check_config_reports_every_problem_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[journal]\nmax_batch = 0\n[channels.web]\nkind = \"api\"\nmax_body_bytes = 0\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(common::BIN)
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("journal.max_batch: must be > 0"), "{stderr}");
+    assert!(stderr.contains("channels.web.max_body_bytes: must be > 0"), "{stderr}");
+
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/deskgate.toml");
+    let output = std::process::Command::new(common::BIN)
+        .args(["check-config", shipped])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
