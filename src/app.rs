@@ -20,9 +20,9 @@ use crate::config::Config;
 use crate::events::{OutboxReader, OutboxWriter};
 use crate::http::{self, AppState};
 use crate::ids::Minter;
+use crate::journal;
 use crate::processor::{self, Processor};
 use crate::store::{keys, Store};
-use crate::journal;
 
 /// A started daemon.
 pub struct App {
@@ -37,8 +37,10 @@ impl App {
     pub async fn start(config: Config) -> anyhow::Result<App> {
         let dir = config.state.dir.clone();
         let store = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating state directory {}", dir.display()))?;
-            let store = Store::open(&dir).with_context(|| format!("opening state in {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating state directory {}", dir.display()))?;
+            let store =
+                Store::open(&dir).with_context(|| format!("opening state in {}", dir.display()))?;
             let instance_id = instance_id(&store)?;
             anyhow::Ok((store, instance_id))
         })
@@ -47,9 +49,17 @@ impl App {
 
         let minter = Minter::new(instance_id);
         let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
-        let processor = Arc::new(Processor::new(store.clone(), minter, outbox, config.events.processor_batch));
-        let position = processor.position().context("reading the processor's position")?;
-        let (journal, writer) = journal::start(store.clone(), &config.journal).context("starting the journal")?;
+        let processor = Arc::new(Processor::new(
+            store.clone(),
+            minter,
+            outbox,
+            config.events.processor_batch,
+        ));
+        let position = processor
+            .position()
+            .context("reading the processor's position")?;
+        let (journal, writer) =
+            journal::start(store.clone(), &config.journal).context("starting the journal")?;
         let (position_tx, position_rx) = watch::channel(position);
 
         let shutdown = CancellationToken::new();
@@ -84,7 +94,9 @@ impl App {
             }
             tracker.close();
             if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-                tracing::warn!("processor still busy after the grace period; the journal keeps the rest");
+                tracing::warn!(
+                    "processor still busy after the grace period; the journal keeps the rest"
+                );
             }
             if let Err(error) = store.flush() {
                 tracing::error!(%error, "final flush failed");

@@ -210,7 +210,8 @@ impl Config {
                 message,
             }],
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail("", format!("cannot read: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| fail("", format!("cannot read: {e}")))?;
         let config = Config::parse(&text).map_err(|p| ConfigError {
             file: path.to_owned(),
             problems: vec![p],
@@ -274,9 +275,21 @@ impl Config {
             "state.dir",
             "must not be empty",
         );
-        check(self.journal.queue_capacity > 0, "journal.queue_capacity", "must be > 0");
-        check(self.journal.max_batch > 0, "journal.max_batch", "must be > 0");
-        check(self.journal.ack_timeout_ms > 0, "journal.ack_timeout_ms", "must be > 0");
+        check(
+            self.journal.queue_capacity > 0,
+            "journal.queue_capacity",
+            "must be > 0",
+        );
+        check(
+            self.journal.max_batch > 0,
+            "journal.max_batch",
+            "must be > 0",
+        );
+        check(
+            self.journal.ack_timeout_ms > 0,
+            "journal.ack_timeout_ms",
+            "must be > 0",
+        );
         check(
             is_valid_name(&self.events.instance),
             "events.instance",

@@ -54,7 +54,8 @@ pub fn thread(
     let at = inbound.received_at;
     let thread_key = keys::thread(&inbound.channel, &inbound.thread_key);
     if let Some(conversation_id) = batch.get::<String>(&thread_key)? {
-        let mut conversation: Conversation = required(batch, &keys::conversation(&conversation_id))?;
+        let mut conversation: Conversation =
+            required(batch, &keys::conversation(&conversation_id))?;
         let mut ticket: Ticket = required(batch, &keys::ticket(&conversation.ticket_id))?;
         conversation.last_message_at = at;
         conversation.messages += 1;
@@ -97,7 +98,10 @@ pub fn thread(
     })
 }
 
-fn required<T: serde::de::DeserializeOwned>(batch: &StateBatch<'_>, key: &[u8]) -> Result<T, StoreError> {
+fn required<T: serde::de::DeserializeOwned>(
+    batch: &StateBatch<'_>,
+    key: &[u8],
+) -> Result<T, StoreError> {
     batch.get(key)?.ok_or_else(|| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: "referenced but missing".to_owned(),

@@ -9,7 +9,11 @@ use deskgate::config::{Config, LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "deskgate", version, about = "Channel gateway in front of a help desk's ticket store")]
+#[command(
+    name = "deskgate",
+    version,
+    about = "Channel gateway in front of a help desk's ticket store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,7 +60,9 @@ fn main() -> ExitCode {
                 .enable_all()
                 .thread_name("deskgate")
                 .build();
-            let outcome = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(config)));
+            let outcome = runtime
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(run(config)));
             match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -83,7 +89,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop deskgate with SIGKILL");
         return std::future::pending().await;
     };

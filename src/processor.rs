@@ -80,7 +80,9 @@ impl Processor {
         for item in items {
             let savepoint = batch.savepoint();
             let applied = match item.record {
-                Ok(record) => self.apply_guarded(&mut batch, item.seq, &record).map_err(|e| (Some(record), e)),
+                Ok(record) => self
+                    .apply_guarded(&mut batch, item.seq, &record)
+                    .map_err(|e| (Some(record), e)),
                 Err(error) => Err((None, error)),
             };
             match applied {
@@ -97,13 +99,23 @@ impl Processor {
         let outbox = batch.get_u64(keys::OUTBOX_SEQ)?;
         batch.commit()?;
         self.store.flush()?;
-        Ok(Position { cursor: last, outbox })
+        Ok(Position {
+            cursor: last,
+            outbox,
+        })
     }
 
     /// Applies one record; a panic (a bug, never an input's right) becomes an error so that the
     /// record is quarantined instead of stopping every record behind it.
-    fn apply_guarded(&self, batch: &mut StateBatch<'_>, seq: u64, record: &Record) -> Result<(), StoreError> {
-        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(batch, seq, record)));
+    fn apply_guarded(
+        &self,
+        batch: &mut StateBatch<'_>,
+        seq: u64,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.apply(batch, seq, record)
+        }));
         applied.unwrap_or_else(|panic| {
             let what = panic
                 .downcast_ref::<&str>()
@@ -117,13 +129,23 @@ impl Processor {
         })
     }
 
-    fn apply(&self, batch: &mut StateBatch<'_>, seq: u64, record: &Record) -> Result<(), StoreError> {
+    fn apply(
+        &self,
+        batch: &mut StateBatch<'_>,
+        seq: u64,
+        record: &Record,
+    ) -> Result<(), StoreError> {
         match record {
             Record::Inbound(inbound) => self.apply_inbound(batch, seq, inbound),
         }
     }
 
-    fn apply_inbound(&self, batch: &mut StateBatch<'_>, seq: u64, inbound: &Inbound) -> Result<(), StoreError> {
+    fn apply_inbound(
+        &self,
+        batch: &mut StateBatch<'_>,
+        seq: u64,
+        inbound: &Inbound,
+    ) -> Result<(), StoreError> {
         let at = inbound.received_at;
         let channel = Some(inbound.channel.clone());
         let resolution = contacts::resolve(batch, &self.minter, &inbound.sender, at)?;
@@ -193,7 +215,12 @@ impl Processor {
         reason: &str,
     ) -> Result<(), StoreError> {
         let channel = record.map(|r| r.channel().to_owned());
-        tracing::warn!(journal_seq = seq, channel = channel.as_deref().unwrap_or("?"), reason, "record quarantined");
+        tracing::warn!(
+            journal_seq = seq,
+            channel = channel.as_deref().unwrap_or("?"),
+            reason,
+            "record quarantined"
+        );
         let at = match record {
             Some(Record::Inbound(inbound)) => inbound.received_at,
             // An undecodable record has no time of its own; the replay must still be identical,
@@ -221,7 +248,11 @@ impl Processor {
 /// Runs the processor until the journal writer has stopped and everything it wrote is applied.
 /// Publishes its durable position on `visible` after every step; start it with the position
 /// read at start-up.
-pub async fn run(processor: Arc<Processor>, mut durable: watch::Receiver<u64>, visible: watch::Sender<Position>) {
+pub async fn run(
+    processor: Arc<Processor>,
+    mut durable: watch::Receiver<u64>,
+    visible: watch::Sender<Position>,
+) {
     let mut cursor = visible.borrow().cursor;
     let mut writer_stopped = false;
     loop {

@@ -9,7 +9,12 @@ use common::{api_message, raw_request, Daemon};
 use serde_json::Value;
 
 async fn post(client: &reqwest::Client, daemon: &Daemon, body: &Value) -> (u16, Value) {
-    let response = client.post(daemon.url("/hooks/api")).json(body).send().await.unwrap();
+    let response = client
+        .post(daemon.url("/hooks/api"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
@@ -24,15 +29,40 @@ async fn messages_become_contact_and_ticket_events_exactly_once() {
     let daemon = Daemon::start(dir.path(), "").await;
     let client = reqwest::Client::new();
 
-    let (status, body) = post(&client, &daemon, &api_message("m1", "t1", "Ana@Example.com", "first")).await;
+    let (status, body) = post(
+        &client,
+        &daemon,
+        &api_message("m1", "t1", "Ana@Example.com", "first"),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["duplicate"], false);
-    let (status, body) = post(&client, &daemon, &api_message("m1", "t1", "Ana@Example.com", "first")).await;
+    let (status, body) = post(
+        &client,
+        &daemon,
+        &api_message("m1", "t1", "Ana@Example.com", "first"),
+    )
+    .await;
     assert_eq!(status, 200, "a resend is acknowledged again");
     assert_eq!(body["duplicate"], true);
-    post(&client, &daemon, &api_message("m2", "t1", "ana@example.com", "second")).await;
-    post(&client, &daemon, &api_message("m3", "t2", "ana@example.com", "other thread")).await;
-    post(&client, &daemon, &api_message("m4", "t3", "bo@example.com", "someone else")).await;
+    post(
+        &client,
+        &daemon,
+        &api_message("m2", "t1", "ana@example.com", "second"),
+    )
+    .await;
+    post(
+        &client,
+        &daemon,
+        &api_message("m3", "t2", "ana@example.com", "other thread"),
+    )
+    .await;
+    post(
+        &client,
+        &daemon,
+        &api_message("m4", "t3", "bo@example.com", "someone else"),
+    )
+    .await;
     daemon.settled().await;
 
     let events = daemon.all_events().await;
@@ -59,10 +89,19 @@ async fn messages_become_contact_and_ticket_events_exactly_once() {
     assert_eq!(events[1]["data"]["ticket"]["contact_id"], ana);
     assert_eq!(events[1]["data"]["message"]["external_id"], "m1");
     assert_eq!(events[1]["data"]["message"]["text"], "first");
-    assert_eq!(events[2]["subject"], first_ticket, "same thread, same ticket");
+    assert_eq!(
+        events[2]["subject"], first_ticket,
+        "same thread, same ticket"
+    );
     assert_eq!(events[2]["data"]["message"]["external_id"], "m2");
-    assert_ne!(events[3]["subject"], first_ticket, "a new thread opens a new ticket");
-    assert_eq!(events[3]["data"]["ticket"]["contact_id"], ana, "for the same contact");
+    assert_ne!(
+        events[3]["subject"], first_ticket,
+        "a new thread opens a new ticket"
+    );
+    assert_eq!(
+        events[3]["data"]["ticket"]["contact_id"], ana,
+        "for the same contact"
+    );
     assert_ne!(events[4]["subject"], ana);
 
     // Paging: `next` continues where the last page ended.
@@ -74,7 +113,10 @@ async fn messages_become_contact_and_ticket_events_exactly_once() {
         .json()
         .await
         .unwrap();
-    assert_eq!(types(page["events"].as_array().unwrap()), &types(&events)[2..4]);
+    assert_eq!(
+        types(page["events"].as_array().unwrap()),
+        &types(&events)[2..4]
+    );
     assert_eq!(page["next"], 4);
 }
 
@@ -87,12 +129,20 @@ async fn a_long_poll_returns_as_soon_as_an_event_exists() {
     let started = Instant::now();
     let poster = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        post(&client, &daemon, &api_message("m1", "t1", "ana@example.com", "hi")).await
+        post(
+            &client,
+            &daemon,
+            &api_message("m1", "t1", "ana@example.com", "hi"),
+        )
+        .await
     };
     let (response, _) = tokio::join!(poll, poster);
     let page: Value = response.unwrap().json().await.unwrap();
     assert!(!page["events"].as_array().unwrap().is_empty());
-    assert!(started.elapsed() < Duration::from_secs(10), "returned on the event, not the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "returned on the event, not the timeout"
+    );
 
     let quiet = Instant::now();
     let page: Value = client
@@ -105,7 +155,10 @@ async fn a_long_poll_returns_as_soon_as_an_event_exists() {
         .unwrap();
     assert!(page["events"].as_array().unwrap().is_empty());
     assert_eq!(page["next"], 1000);
-    assert!(quiet.elapsed() >= Duration::from_millis(900), "waited for the asked time");
+    assert!(
+        quiet.elapsed() >= Duration::from_millis(900),
+        "waited for the asked time"
+    );
 }
 
 #[tokio::test]
@@ -121,23 +174,78 @@ async fn bad_requests_get_a_clear_status_and_message() {
             .send()
     };
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
-        ("/hooks/api", "application/json", "{".into(), 400, "invalid JSON"),
-        ("/hooks/api", "application/json", r#"{"external_id":"m","thread_id":"t","from":{"email":7},"text":"x"}"#.into(), 400, "from.email: invalid type"),
-        ("/hooks/api", "application/json", r#"{"external_id":"","thread_id":"t","from":{"email":"a@b.co"},"text":"x"}"#.into(), 422, "external_id: must not be empty"),
-        ("/hooks/api", "text/plain", "hello".into(), 415, "content type must be application/json"),
-        ("/hooks/api", "application/json", format!(r#"{{"text":"{}"}}"#, "x".repeat(5000)), 413, "larger than this channel's limit of 4096 bytes"),
-        ("/hooks/nope", "application/json", "{}".into(), 404, "no channel \"nope\" is configured"),
-        ("/v1/nothing", "application/json", "{}".into(), 404, "no such endpoint"),
-        ("/v1/events", "application/json", "{}".into(), 405, "method not allowed"),
+        (
+            "/hooks/api",
+            "application/json",
+            "{".into(),
+            400,
+            "invalid JSON",
+        ),
+        (
+            "/hooks/api",
+            "application/json",
+            r#"{"external_id":"m","thread_id":"t","from":{"email":7},"text":"x"}"#.into(),
+            400,
+            "from.email: invalid type",
+        ),
+        (
+            "/hooks/api",
+            "application/json",
+            r#"{"external_id":"","thread_id":"t","from":{"email":"a@b.co"},"text":"x"}"#.into(),
+            422,
+            "external_id: must not be empty",
+        ),
+        (
+            "/hooks/api",
+            "text/plain",
+            "hello".into(),
+            415,
+            "content type must be application/json",
+        ),
+        (
+            "/hooks/api",
+            "application/json",
+            format!(r#"{{"text":"{}"}}"#, "x".repeat(5000)),
+            413,
+            "larger than this channel's limit of 4096 bytes",
+        ),
+        (
+            "/hooks/nope",
+            "application/json",
+            "{}".into(),
+            404,
+            "no channel \"nope\" is configured",
+        ),
+        (
+            "/v1/nothing",
+            "application/json",
+            "{}".into(),
+            404,
+            "no such endpoint",
+        ),
+        (
+            "/v1/events",
+            "application/json",
+            "{}".into(),
+            405,
+            "method not allowed",
+        ),
     ];
     for (path, content_type, body, status, message) in cases {
         let response = post_raw(path, content_type, &body).await.unwrap();
         assert_eq!(response.status().as_u16(), status, "{path} {content_type}");
         let error: Value = response.json().await.unwrap();
         let text = error["error"].as_str().unwrap();
-        assert!(text.contains(message), "{path}: {text:?} should contain {message:?}");
+        assert!(
+            text.contains(message),
+            "{path}: {text:?} should contain {message:?}"
+        );
     }
-    let response = client.get(daemon.url("/v1/events?after=minus-one")).send().await.unwrap();
+    let response = client
+        .get(daemon.url("/v1/events?after=minus-one"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("query: "));
 
@@ -160,7 +268,12 @@ async fn bad_requests_get_a_clear_status_and_message() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // None of that produced an event, and the daemon still works.
-    let (status, _) = post(&client, &daemon, &api_message("ok", "t", "ana@example.com", "fine")).await;
+    let (status, _) = post(
+        &client,
+        &daemon,
+        &api_message("ok", "t", "ana@example.com", "fine"),
+    )
+    .await;
     assert_eq!(status, 202);
     daemon.settled().await;
     assert_eq!(daemon.all_events().await.len(), 2);
@@ -172,7 +285,9 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let mut daemon = Daemon::start(dir.path(), "").await;
     let client = reqwest::Client::new();
     // A long poll in flight must not hold shutdown for its whole wait.
-    let poll = client.get(daemon.url("/v1/events?after=100&wait=60")).send();
+    let poll = client
+        .get(daemon.url("/v1/events?after=100&wait=60"))
+        .send();
     let sends = (0..50).map(|i| {
         let body = api_message(&format!("m{i}"), "t", "ana@example.com", "hi");
         let request = client.post(daemon.url("/hooks/api")).json(&body).send();
@@ -187,7 +302,10 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     };
     let (poll, results, (status, took)) = tokio::join!(poll, sends, stop);
     assert!(status.success(), "exit status {status}");
-    assert!(took < Duration::from_secs(5), "stopped within the grace period, took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "stopped within the grace period, took {took:?}"
+    );
     assert!(poll.is_ok(), "the long poll was answered, not cut off");
     let acked: Vec<usize> = results
         .iter()
@@ -203,14 +321,22 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let mut seen: Vec<usize> = events
         .iter()
         .filter(|e| e["type"].as_str().unwrap().starts_with("deskgate.ticket."))
-        .map(|e| e["data"]["message"]["external_id"].as_str().unwrap()[1..].parse().unwrap())
+        .map(|e| {
+            e["data"]["message"]["external_id"].as_str().unwrap()[1..]
+                .parse()
+                .unwrap()
+        })
         .collect();
     seen.sort_unstable();
     for i in &acked {
         assert!(seen.contains(i), "acknowledged m{i} is missing");
     }
     seen.dedup();
-    assert_eq!(seen.len(), events.len() - 1, "no message twice (one contact event)");
+    assert_eq!(
+        seen.len(),
+        events.len() - 1,
+        "no message twice (one contact event)"
+    );
     assert!(daemon.log().contains("deskgate stopped"));
 }
 
@@ -230,13 +356,23 @@ async fn check_config_reports_every_problem_with_its_path() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("journal.max_batch: must be > 0"), "{stderr}");
-    assert!(stderr.contains("channels.web.max_body_bytes: must be > 0"), "{stderr}");
+    assert!(
+        stderr.contains("journal.max_batch: must be > 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("channels.web.max_body_bytes: must be > 0"),
+        "{stderr}"
+    );
 
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/deskgate.toml");
     let output = std::process::Command::new(common::BIN)
         .args(["check-config", shipped])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

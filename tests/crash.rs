@@ -44,15 +44,29 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let (client, base, ledger, acked_count) = (client.clone(), base.clone(), ledger.clone(), acked_count.clone());
+        let (client, base, ledger, acked_count) = (
+            client.clone(),
+            base.clone(),
+            ledger.clone(),
+            acked_count.clone(),
+        );
         clients.push(tokio::spawn(async move {
             for n in 0..PER_CLIENT {
                 let external_id = format!("c{c}-m{n}");
-                let body = api_message(&external_id, &format!("c{c}-t{}", n / 5), &format!("user{c}-{}@example.com", n % 7), "hi");
+                let body = api_message(
+                    &external_id,
+                    &format!("c{c}-t{}", n / 5),
+                    &format!("user{c}-{}@example.com", n % 7),
+                    "hi",
+                );
                 ledger.lock().unwrap().attempted.insert(external_id.clone());
                 // Retry until acknowledged, as a real integration would.
                 loop {
-                    let sent = client.post(format!("{base}/hooks/api")).json(&body).send().await;
+                    let sent = client
+                        .post(format!("{base}/hooks/api"))
+                        .json(&body)
+                        .send()
+                        .await;
                     if let Some(response) = sent.as_ref().ok().filter(|r| r.status().is_success()) {
                         let mut ledger = ledger.lock().unwrap();
                         ledger.acked.insert(external_id.clone());
@@ -63,7 +77,10 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
                     if let Ok(response) = sent {
                         // A 503 (journal closing, or busy) is fine to retry; anything else is not.
                         let status = response.status();
-                        assert!(status.is_server_error(), "unexpected {status} for {external_id}");
+                        assert!(
+                            status.is_server_error(),
+                            "unexpected {status} for {external_id}"
+                        );
                     }
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
@@ -74,16 +91,26 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     // A reader follows the outbox through the kills; what it saw must survive them.
     let seen_live: Arc<Mutex<BTreeMap<u64, Value>>> = Arc::default();
     let reader = {
-        let (client, base, seen_live, done) = (client.clone(), base.clone(), seen_live.clone(), done.clone());
+        let (client, base, seen_live, done) = (
+            client.clone(),
+            base.clone(),
+            seen_live.clone(),
+            done.clone(),
+        );
         tokio::spawn(async move {
             let mut after = 0u64;
             while !done.load(Ordering::Relaxed) {
-                let page = client.get(format!("{base}/v1/events?after={after}&limit=500&wait=1")).send().await;
+                let page = client
+                    .get(format!("{base}/v1/events?after={after}&limit=500&wait=1"))
+                    .send()
+                    .await;
                 let Ok(page) = page else {
                     tokio::time::sleep(Duration::from_millis(25)).await;
                     continue;
                 };
-                let Ok(page) = page.json::<Value>().await else { continue };
+                let Ok(page) = page.json::<Value>().await else {
+                    continue;
+                };
                 for event in page["events"].as_array().unwrap() {
                     let seq: u64 = event["sequence"].as_str().unwrap().parse().unwrap();
                     assert_eq!(seq, after + 1, "the reader's cursor skipped an event");
@@ -116,18 +143,29 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 
     let events = daemon.all_events().await;
     let ledger = ledger.lock().unwrap();
-    assert_eq!(ledger.acked.len(), total, "every message was eventually acknowledged");
+    assert_eq!(
+        ledger.acked.len(),
+        total,
+        "every message was eventually acknowledged"
+    );
 
     // Sequence numbers run 1..=N without a gap, and ids are unique.
     let mut ids = HashSet::new();
     for (i, event) in events.iter().enumerate() {
         let seq: u64 = event["sequence"].as_str().unwrap().parse().unwrap();
         assert_eq!(seq, i as u64 + 1, "sequence gap or reorder");
-        assert!(ids.insert(event["id"].as_str().unwrap().to_owned()), "event id repeated: {event}");
+        assert!(
+            ids.insert(event["id"].as_str().unwrap().to_owned()),
+            "event id repeated: {event}"
+        );
     }
     // What the reader saw during the kills is exactly what is there now.
     for (seq, event) in seen_live.lock().unwrap().iter() {
-        assert_eq!(&events[*seq as usize - 1], event, "event {seq} changed or vanished after a kill");
+        assert_eq!(
+            &events[*seq as usize - 1],
+            event,
+            "event {seq} changed or vanished after a kill"
+        );
     }
 
     // One ticket event per acknowledged message; none for anything never sent.
@@ -140,24 +178,42 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
             kind @ ("deskgate.ticket.created" | "deskgate.ticket.message_added") => {
                 let message = &event["data"]["message"];
                 let external_id = message["external_id"].as_str().unwrap().to_owned();
-                assert!(ledger.attempted.contains(&external_id), "invented message {external_id}");
+                assert!(
+                    ledger.attempted.contains(&external_id),
+                    "invented message {external_id}"
+                );
                 *per_message.entry(external_id).or_default() += 1;
-                let thread = event["data"]["conversation"]["thread_id"].as_str().unwrap().to_owned();
+                let thread = event["data"]["conversation"]["thread_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
                 let ticket = event["subject"].as_str().unwrap().to_owned();
                 if kind == "deskgate.ticket.created" {
                     *created_per_thread.entry(thread.clone()).or_default() += 1;
                 }
-                let first = ticket_of_thread.entry(thread).or_insert_with(|| ticket.clone());
+                let first = ticket_of_thread
+                    .entry(thread)
+                    .or_insert_with(|| ticket.clone());
                 assert_eq!(first, &ticket, "a thread's messages went to two tickets");
             }
             "deskgate.contact.created" => {
-                let email = event["data"]["contact"]["identities"][0]["address"].as_str().unwrap().to_owned();
-                assert!(contacts_created.insert(email.clone()), "contact {email} created twice");
+                let email = event["data"]["contact"]["identities"][0]["address"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                assert!(
+                    contacts_created.insert(email.clone()),
+                    "contact {email} created twice"
+                );
             }
             other => panic!("unexpected event type {other}"),
         }
     }
-    let lost = ledger.acked.iter().filter(|id| !per_message.contains_key(*id)).count();
+    let lost = ledger
+        .acked
+        .iter()
+        .filter(|id| !per_message.contains_key(*id))
+        .count();
     let duplicated = per_message.values().filter(|&&n| n > 1).count();
     println!(
         "crash: messages={total} acked={} events={} kills={KILLS} resends_answered_duplicate={} lost={lost} duplicated={duplicated}",
@@ -167,6 +223,9 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     );
     assert_eq!(lost, 0, "acknowledged messages lost");
     assert_eq!(duplicated, 0, "messages applied twice");
-    assert!(created_per_thread.values().all(|&n| n == 1), "a thread opened two tickets");
+    assert!(
+        created_per_thread.values().all(|&n| n == 1),
+        "a thread opened two tickets"
+    );
     assert_eq!(contacts_created.len(), CLIENTS * 7);
 }

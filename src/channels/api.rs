@@ -43,16 +43,17 @@ struct ApiSender {
 
 pub fn parse(request: &HookRequest<'_>) -> Result<Inbound, ChannelError> {
     let mut deserializer = serde_json::Deserializer::from_slice(&request.body);
-    let message: ApiMessage = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        // A syntax error has no meaningful field path; a type error does.
-        if inner.is_syntax() || inner.is_eof() || path == "." || path == "?" {
-            ChannelError::Malformed(format!("invalid JSON: {inner}"))
-        } else {
-            ChannelError::Malformed(format!("{path}: {inner}"))
-        }
-    })?;
+    let message: ApiMessage =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            // A syntax error has no meaningful field path; a type error does.
+            if inner.is_syntax() || inner.is_eof() || path == "." || path == "?" {
+                ChannelError::Malformed(format!("invalid JSON: {inner}"))
+            } else {
+                ChannelError::Malformed(format!("{path}: {inner}"))
+            }
+        })?;
     deserializer
         .end()
         .map_err(|e| ChannelError::Malformed(format!("invalid JSON: {e}")))?;
@@ -94,16 +95,14 @@ fn sender(channel_id: &str, from: ApiSender) -> Result<Sender, ChannelError> {
         });
     }
     if let Some(raw) = &from.email {
-        identities.push(
-            identity::email(raw)
-                .ok_or_else(|| ChannelError::Invalid(format!("from.email: {raw:?} is not an email address")))?,
-        );
+        identities.push(identity::email(raw).ok_or_else(|| {
+            ChannelError::Invalid(format!("from.email: {raw:?} is not an email address"))
+        })?);
     }
     if let Some(raw) = &from.phone {
-        identities.push(
-            identity::phone(raw)
-                .ok_or_else(|| ChannelError::Invalid(format!("from.phone: {raw:?} is not a phone number")))?,
-        );
+        identities.push(identity::phone(raw).ok_or_else(|| {
+            ChannelError::Invalid(format!("from.phone: {raw:?} is not a phone number"))
+        })?);
     }
     if identities.is_empty() {
         return Err(ChannelError::Invalid(

@@ -10,7 +10,9 @@ pub fn email(raw: &str) -> Option<Identity> {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !address.chars().any(|c| c.is_whitespace() || c == '<' || c == '>');
+        && !address
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>');
     plausible.then_some(Identity::Email { address })
 }
 
@@ -38,7 +40,15 @@ mod tests {
                 address: "ana@example.com".into()
             })
         );
-        for bad in ["", "ana", "@example.com", "ana@", "ana@localhost", "a b@example.com", "ana@example."] {
+        for bad in [
+            "",
+            "ana",
+            "@example.com",
+            "ana@",
+            "ana@localhost",
+            "a b@example.com",
+            "ana@example.",
+        ] {
             assert_eq!(email(bad), None, "{bad:?}");
         }
     }

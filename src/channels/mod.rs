@@ -46,7 +46,10 @@ pub fn accepted_content_types(kind: ChannelKind) -> &'static [&'static str] {
 /// Refuses a request whose content type the channel does not read, before its body is read.
 pub fn check_content_type(config: &ChannelConfig, headers: &HeaderMap) -> Result<(), ChannelError> {
     let accepted = accepted_content_types(config.kind);
-    if accepted.iter().any(|essence| has_content_type(headers, essence)) {
+    if accepted
+        .iter()
+        .any(|essence| has_content_type(headers, essence))
+    {
         Ok(())
     } else {
         Err(ChannelError::UnsupportedMediaType {
@@ -57,7 +60,10 @@ pub fn check_content_type(config: &ChannelConfig, headers: &HeaderMap) -> Result
 
 /// Turns a hook request into the messages it carries. The caller has checked the content type
 /// with [`check_content_type`].
-pub fn parse(config: &ChannelConfig, request: &HookRequest<'_>) -> Result<Vec<Inbound>, ChannelError> {
+pub fn parse(
+    config: &ChannelConfig,
+    request: &HookRequest<'_>,
+) -> Result<Vec<Inbound>, ChannelError> {
     match config.kind {
         ChannelKind::Api => api::parse(request).map(|inbound| vec![inbound]),
     }

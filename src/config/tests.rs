@@ -41,10 +41,14 @@ fn every_problem_is_reported_with_its_path() {
 fn unknown_fields_and_wrong_types_name_their_path() {
     let problem = Config::parse("[channels.web]\nkind = \"api\"\nmax_body_byte = 3\n").unwrap_err();
     assert_eq!(problem.path, "channels.web.max_body_byte");
-    assert!(problem.message.contains("unknown field `max_body_byte`"), "{problem}");
+    assert!(
+        problem.message.contains("unknown field `max_body_byte`"),
+        "{problem}"
+    );
     assert!(problem.message.contains("line 3"), "{problem}");
 
-    let problem = Config::parse("[channels.web]\nkind = \"api\"\nmax_body_bytes = \"big\"\n").unwrap_err();
+    let problem =
+        Config::parse("[channels.web]\nkind = \"api\"\nmax_body_bytes = \"big\"\n").unwrap_err();
     assert_eq!(problem.path, "channels.web.max_body_bytes");
 
     let problem = Config::parse("[channels.web]\nkind = \"carrier-pigeon\"\n").unwrap_err();

@@ -65,10 +65,13 @@ pub fn resolve(
             name_added: false,
         });
     };
-    let mut contact: Contact = batch.get(&keys::contact(&id))?.ok_or_else(|| StoreError::Corrupt {
-        key: format!("identity index → contact/{id}"),
-        reason: "the contact an identity points to is missing".to_owned(),
-    })?;
+    let mut contact: Contact =
+        batch
+            .get(&keys::contact(&id))?
+            .ok_or_else(|| StoreError::Corrupt {
+                key: format!("identity index → contact/{id}"),
+                reason: "the contact an identity points to is missing".to_owned(),
+            })?;
     let mut added = Vec::new();
     for identity in &sender.identities {
         let key = keys::identity(&identity.index_key());

@@ -35,7 +35,10 @@ fn resolution_rules() {
             added: vec![],
         },
         Case {
-            sender: sender(Some("Ana"), vec![email("ana@example.com"), phone("+14155550100")]),
+            sender: sender(
+                Some("Ana"),
+                vec![email("ana@example.com"), phone("+14155550100")],
+            ),
             contact: 0,
             created: false,
             added: vec![phone("+14155550100")],
@@ -59,7 +62,13 @@ fn resolution_rules() {
     let mut ids = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let mut batch = store.state_batch();
-        let resolution = resolve(&mut batch, &minter, &case.sender, chrono::DateTime::UNIX_EPOCH).unwrap();
+        let resolution = resolve(
+            &mut batch,
+            &minter,
+            &case.sender,
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap();
         batch.commit().unwrap();
         if resolution.created {
             ids.push(resolution.contact.id.clone());
@@ -70,5 +79,8 @@ fn resolution_rules() {
     }
     let ana: Contact = store.state_get(&keys::contact(&ids[0])).unwrap().unwrap();
     assert_eq!(ana.name.as_deref(), Some("Ana"));
-    assert_eq!(ana.identities, [email("ana@example.com"), phone("+14155550100")]);
+    assert_eq!(
+        ana.identities,
+        [email("ana@example.com"), phone("+14155550100")]
+    );
 }

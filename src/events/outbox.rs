@@ -25,7 +25,12 @@ impl OutboxWriter {
     }
 
     /// Adds an event to the step; it is committed and flushed with the step or not at all.
-    pub fn push(&self, batch: &mut StateBatch<'_>, time: DateTime<Utc>, draft: &EventDraft) -> Result<u64, StoreError> {
+    pub fn push(
+        &self,
+        batch: &mut StateBatch<'_>,
+        time: DateTime<Utc>,
+        draft: &EventDraft,
+    ) -> Result<u64, StoreError> {
         let seq = batch.next(keys::OUTBOX_SEQ)?;
         let event = render(&self.instance_name, self.instance_id, seq, time, draft);
         batch.put_raw(keys::outbox(seq), event);
@@ -59,10 +64,16 @@ impl OutboxReader {
     }
 
     /// Events after `after`; when there are none yet, waits up to `wait` for some.
-    pub async fn read(&self, after: u64, limit: usize, wait: Duration) -> Result<ReadEvents, StoreError> {
+    pub async fn read(
+        &self,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<ReadEvents, StoreError> {
         let mut visible = self.visible.clone();
         // A closed channel means the processor stopped: serve what is there.
-        let _ = tokio::time::timeout(wait, visible.wait_for(|position| position.outbox > after)).await;
+        let _ =
+            tokio::time::timeout(wait, visible.wait_for(|position| position.outbox > after)).await;
         let upto = visible.borrow().outbox;
         // A page of recent events is in sled's cache; reading it inline is cheaper than a hop
         // to the blocking pool.

@@ -24,7 +24,10 @@ pub enum ApiError {
     Unprocessable(String),
     /// Try again later; the message says why.
     #[error("{message}")]
-    Unavailable { message: String, retry_after_secs: u64 },
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -63,10 +66,14 @@ impl IntoResponse for ApiError {
         }
         let body = Json(json!({ "error": self.to_string(), "code": self.code() }));
         let mut response = (status, body).into_response();
-        if let ApiError::Unavailable { retry_after_secs, .. } = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+        if let ApiError::Unavailable {
+            retry_after_secs, ..
+        } = self
+        {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
         }
         response
     }
@@ -77,7 +84,9 @@ impl From<ChannelError> for ApiError {
         match error {
             ChannelError::Malformed(message) => ApiError::BadRequest(message),
             ChannelError::Invalid(message) => ApiError::Unprocessable(message),
-            ChannelError::UnsupportedMediaType { expected } => ApiError::UnsupportedMediaType { expected },
+            ChannelError::UnsupportedMediaType { expected } => {
+                ApiError::UnsupportedMediaType { expected }
+            }
         }
     }
 }

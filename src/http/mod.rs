@@ -23,7 +23,12 @@ use crate::config::ServerConfig;
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then waits up to the grace
 /// period for in-flight requests.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken, config: &ServerConfig) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    config: &ServerConfig,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -47,11 +52,15 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(request)
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(request)
+            },
+        );
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -61,8 +70,14 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
     }
     drop(listener);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_secs = config.shutdown_grace_secs, "connections still open after the grace period");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = config.shutdown_grace_secs,
+            "connections still open after the grace period"
+        );
     }
 }
 

@@ -84,9 +84,15 @@ async fn hook(
             Appended::Duplicate { seq } => (seq, true),
         };
         any_new |= !duplicate;
-        items.push(json!({ "external_id": external_id, "journal_seq": seq, "duplicate": duplicate }));
+        items.push(
+            json!({ "external_id": external_id, "journal_seq": seq, "duplicate": duplicate }),
+        );
     }
-    let status = if any_new { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status = if any_new {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     Ok((
         status,
         Json(json!({ "status": "accepted", "duplicate": !any_new && !items.is_empty(), "items": items })),
@@ -108,7 +114,9 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes,
     match Limited::new(body, limit_usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
-        Err(error) => Err(ApiError::BadRequest(format!("could not read the request body: {error}"))),
+        Err(error) => Err(ApiError::BadRequest(format!(
+            "could not read the request body: {error}"
+        ))),
     }
 }
 
@@ -124,7 +132,10 @@ struct EventsQuery {
 
 /// `GET /v1/events?after=SEQ&limit=N&wait=SECS`: events after `after`, long-polling up to `wait`
 /// seconds when there are none yet.
-async fn events(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+async fn events(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
     let query: EventsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
     let limit = query.limit.unwrap_or(100).clamp(1, state.events.max_limit);
@@ -167,7 +178,11 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "shutting_down" }))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "shutting_down" })),
+        )
+            .into_response();
     }
     Json(json!({ "status": "ready" })).into_response()
 }
@@ -177,7 +192,9 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> Response {
-    let body = Json(json!({ "error": "method not allowed on this endpoint", "code": "method_not_allowed" }));
+    let body = Json(
+        json!({ "error": "method not allowed on this endpoint", "code": "method_not_allowed" }),
+    );
     (StatusCode::METHOD_NOT_ALLOWED, body).into_response()
 }
 

@@ -23,7 +23,15 @@ async fn concurrent_appends_get_unique_seqs_and_duplicates_are_recognised() {
     // must be caught as well as one already on disk.
     let appends = (0..200).map(|i| {
         let journal = journal.clone();
-        async move { (i % 100, journal.append(record(&format!("m{}", i % 100))).await.unwrap()) }
+        async move {
+            (
+                i % 100,
+                journal
+                    .append(record(&format!("m{}", i % 100)))
+                    .await
+                    .unwrap(),
+            )
+        }
     });
     let results = futures::future::join_all(appends).await;
     let mut seq_of = std::collections::HashMap::new();
@@ -36,17 +44,27 @@ async fn concurrent_appends_get_unique_seqs_and_duplicates_are_recognised() {
             }
             Appended::Duplicate { seq } => *seq,
         };
-        assert_eq!(*seq_of.entry(*id).or_insert(seq), seq, "one seq per external id");
+        assert_eq!(
+            *seq_of.entry(*id).or_insert(seq),
+            seq,
+            "one seq per external id"
+        );
     }
     assert_eq!(new, 100);
     assert_eq!(*journal.durable().borrow(), 100);
-    assert_eq!(journal.append(record("m5")).await.unwrap(), Appended::Duplicate { seq: seq_of[&5] });
+    assert_eq!(
+        journal.append(record("m5")).await.unwrap(),
+        Appended::Duplicate { seq: seq_of[&5] }
+    );
     drop(journal);
     writer.join().unwrap();
 
     // A restart continues the sequence.
     let (journal, _writer) = start(store, &JournalConfig::default()).unwrap();
-    assert_eq!(journal.append(record("new")).await.unwrap(), Appended::New { seq: 101 });
+    assert_eq!(
+        journal.append(record("new")).await.unwrap(),
+        Appended::New { seq: 101 }
+    );
 }
 
 #[tokio::test]
@@ -64,6 +82,12 @@ async fn a_full_queue_answers_busy_instead_of_waiting_forever() {
     };
     drop(store);
     // The first append takes the only slot and then times out waiting for its flush.
-    assert!(matches!(journal.append(record("a")).await, Err(JournalError::Timeout)));
-    assert!(matches!(journal.append(record("b")).await, Err(JournalError::Busy)));
+    assert!(matches!(
+        journal.append(record("a")).await,
+        Err(JournalError::Timeout)
+    ));
+    assert!(matches!(
+        journal.append(record("b")).await,
+        Err(JournalError::Busy)
+    ));
 }

@@ -81,7 +81,9 @@ impl<'a> StateBatch<'a> {
     /// Undoes every write made since the savepoint.
     pub fn rollback_to(&mut self, savepoint: Savepoint) {
         while self.undo.len() > savepoint.0 {
-            let Some((key, previous)) = self.undo.pop() else { break };
+            let Some((key, previous)) = self.undo.pop() else {
+                break;
+            };
             match previous {
                 Some(pending) => self.writes.insert(key, pending),
                 None => self.writes.remove(&key),

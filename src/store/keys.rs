@@ -19,7 +19,8 @@ pub fn journal_seq(key: &[u8]) -> u64 {
 
 /// Channel ids cannot contain NUL (config validation), so the separator is unambiguous.
 pub fn dedupe(key: &DedupeKey) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(DEDUPE.len() + key.channel.len() + 1 + key.external_id.len());
+    let mut bytes =
+        Vec::with_capacity(DEDUPE.len() + key.channel.len() + 1 + key.external_id.len());
     bytes.extend_from_slice(DEDUPE);
     bytes.extend_from_slice(key.channel.as_bytes());
     bytes.push(0);

@@ -48,7 +48,13 @@ pub struct JournalItem {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            // Durability comes from the single writers' explicit flushes; a background flusher
+            // would only contend with them.
+            .flush_every_ms(None)
+            .open()?;
         Ok(Store {
             journal: db.open_tree("journal")?,
             state: db.open_tree("state")?,
@@ -69,7 +75,11 @@ impl Store {
 
     /// The highest journal sequence number written, 0 for an empty journal.
     pub fn journal_last_seq(&self) -> Result<u64, StoreError> {
-        let last = self.journal.scan_prefix(keys::JOURNAL).next_back().transpose()?;
+        let last = self
+            .journal
+            .scan_prefix(keys::JOURNAL)
+            .next_back()
+            .transpose()?;
         Ok(last.map(|(key, _)| keys::journal_seq(&key)).unwrap_or(0))
     }
 
@@ -94,7 +104,12 @@ impl Store {
     }
 
     /// Records after `after`, up to `upto` inclusive, at most `limit` of them.
-    pub fn journal_read(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<JournalItem>, StoreError> {
+    pub fn journal_read(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<JournalItem>, StoreError> {
         let mut items = Vec::new();
         if upto <= after {
             return Ok(items);
@@ -129,7 +144,12 @@ impl Store {
     }
 
     /// Events after `after`, up to `upto` inclusive, at most `limit`: (seq, CloudEvent JSON).
-    pub fn outbox_read(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+    pub fn outbox_read(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
         let mut events = Vec::new();
         if upto <= after {
             return Ok(events);
@@ -162,7 +182,9 @@ pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreEr
         reason,
     };
     match bytes.split_first() {
-        Some((&CODEC_VERSION, json)) => serde_json::from_slice(json).map_err(|e| corrupt(e.to_string())),
+        Some((&CODEC_VERSION, json)) => {
+            serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
+        }
         Some((version, _)) => Err(corrupt(format!("unknown codec version {version}"))),
         None => Err(corrupt("empty value".to_owned())),
     }

@@ -48,14 +48,26 @@ fn a_batch_reads_its_own_writes_and_rolls_back_to_a_savepoint() {
     assert_eq!(batch.next(b"n").unwrap(), 1);
     assert_eq!(batch.next(b"n").unwrap(), 2);
     batch.commit().unwrap();
-    assert_eq!(store.state_get::<String>(b"k/1").unwrap().as_deref(), Some("one"));
+    assert_eq!(
+        store.state_get::<String>(b"k/1").unwrap().as_deref(),
+        Some("one")
+    );
     assert_eq!(store.state_get::<u64>(b"n").unwrap(), Some(2));
 }
 
 #[test]
 fn undecodable_values_are_reported_not_panicked_on() {
-    assert!(matches!(decode::<u64>("k", b""), Err(StoreError::Corrupt { .. })));
-    assert!(matches!(decode::<u64>("k", b"\x09{}"), Err(StoreError::Corrupt { .. })));
-    assert!(matches!(decode::<u64>("k", b"\x01nope"), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        decode::<u64>("k", b""),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        decode::<u64>("k", b"\x09{}"),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        decode::<u64>("k", b"\x01nope"),
+        Err(StoreError::Corrupt { .. })
+    ));
     assert_eq!(decode::<u64>("k", &encode(&7u64)).unwrap(), 7);
 }

@@ -14,7 +14,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_deskgate");
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `condition` until it holds or the deadline passes.
@@ -86,9 +90,16 @@ impl Daemon {
                 }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("deskgate exited at start-up with {status}; log:\n{}", self.log());
+                panic!(
+                    "deskgate exited at start-up with {status}; log:\n{}",
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "deskgate did not start; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "deskgate did not start; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -127,7 +138,9 @@ impl Daemon {
         eventually("the processor to catch up", Duration::from_secs(60), || {
             let request = client.get(&url).send();
             async move {
-                let Ok(response) = request.await else { return false };
+                let Ok(response) = request.await else {
+                    return false;
+                };
                 let status: Value = response.json().await.unwrap();
                 status["processor"]["cursor"] == status["journal"]["durable_seq"]
             }

@@ -35,7 +35,10 @@ fn a_full_message_is_normalised() {
         ]
     );
     assert_eq!(inbound.sender.name.as_deref(), Some("Ana"));
-    assert_eq!(inbound.sent_at.unwrap().to_rfc3339(), "2026-11-23T10:00:00+00:00");
+    assert_eq!(
+        inbound.sent_at.unwrap().to_rfc3339(),
+        "2026-11-23T10:00:00+00:00"
+    );
 }
 
 /// Bad bodies and the error each must produce: the field is always named.
@@ -45,24 +48,61 @@ fn bad_bodies_name_the_problem() {
         ("", "invalid JSON"),
         ("{", "invalid JSON"),
         ("[]", "invalid JSON"),
-        (r#"{"thread_id":"t","from":{"email":"a@b.co"},"text":"x"}"#, "missing field `external_id`"),
-        (r#"{"external_id":1,"thread_id":"t","from":{},"text":"x"}"#, "external_id: invalid type"),
-        (r#"{"external_id":"m","thread_id":"t","from":{"email":5},"text":"x"}"#, "from.email: invalid type"),
-        (r#"{"external_id":"m","thread_id":"t","from":{"mail":"a@b.co"},"text":"x"}"#, "from.mail: unknown field `mail`"),
-        (r#"{"external_id":"m","thread_id":"t","from":{"email":"a@b.co"},"text":"x","sent_at":"yesterday"}"#, "sent_at: "),
-        (r#"{"external_id":"m","thread_id":"t","from":{"email":"a@b.co"},"text":"x"} trailing"#, "invalid JSON: trailing characters"),
-        (r#"{"external_id":" ","thread_id":"t","from":{"email":"a@b.co"},"text":"x"}"#, "external_id: must not be empty"),
-        (r#"{"external_id":"m","thread_id":"t","from":{},"text":"x"}"#, "from: needs at least one of email, phone or external_id"),
-        (r#"{"external_id":"m","thread_id":"t","from":{"email":"nope"},"text":"x"}"#, "from.email: \"nope\" is not an email address"),
-        (r#"{"external_id":"m","thread_id":"t","from":{"phone":"call me"},"text":"x"}"#, "from.phone: \"call me\" is not a phone number"),
+        (
+            r#"{"thread_id":"t","from":{"email":"a@b.co"},"text":"x"}"#,
+            "missing field `external_id`",
+        ),
+        (
+            r#"{"external_id":1,"thread_id":"t","from":{},"text":"x"}"#,
+            "external_id: invalid type",
+        ),
+        (
+            r#"{"external_id":"m","thread_id":"t","from":{"email":5},"text":"x"}"#,
+            "from.email: invalid type",
+        ),
+        (
+            r#"{"external_id":"m","thread_id":"t","from":{"mail":"a@b.co"},"text":"x"}"#,
+            "from.mail: unknown field `mail`",
+        ),
+        (
+            r#"{"external_id":"m","thread_id":"t","from":{"email":"a@b.co"},"text":"x","sent_at":"yesterday"}"#,
+            "sent_at: ",
+        ),
+        (
+            r#"{"external_id":"m","thread_id":"t","from":{"email":"a@b.co"},"text":"x"} trailing"#,
+            "invalid JSON: trailing characters",
+        ),
+        (
+            r#"{"external_id":" ","thread_id":"t","from":{"email":"a@b.co"},"text":"x"}"#,
+            "external_id: must not be empty",
+        ),
+        (
+            r#"{"external_id":"m","thread_id":"t","from":{},"text":"x"}"#,
+            "from: needs at least one of email, phone or external_id",
+        ),
+        (
+            r#"{"external_id":"m","thread_id":"t","from":{"email":"nope"},"text":"x"}"#,
+            "from.email: \"nope\" is not an email address",
+        ),
+        (
+            r#"{"external_id":"m","thread_id":"t","from":{"phone":"call me"},"text":"x"}"#,
+            "from.phone: \"call me\" is not a phone number",
+        ),
     ];
     for (body, expected) in cases {
         let error = parse_body(body).unwrap_err().to_string();
-        assert!(error.contains(expected), "{body:?}: expected {expected:?} in {error:?}");
+        assert!(
+            error.contains(expected),
+            "{body:?}: expected {expected:?} in {error:?}"
+        );
     }
     // Deep nesting is refused without recursing (and without a stack overflow).
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     assert!(matches!(parse_body(&deep), Err(ChannelError::Malformed(_))));
-    let deep = format!(r#"{{"external_id":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!(
+        r#"{{"external_id":{}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     assert!(matches!(parse_body(&deep), Err(ChannelError::Malformed(_))));
 }

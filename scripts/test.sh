@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every check and test deskgate has, on a bare machine: installs what the tests need
+# (Debian packages), then formatting, lints, the test suite, and every shipped config.
+#
+# Usage: scripts/test.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests start as real peers.
+packages=()
+need() { dpkg -s "$1" >/dev/null 2>&1 || packages+=("$1"); }
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "==> installing ${packages[*]}"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}"
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "==> cargo test"
+cargo test --all-targets --locked "$@"
+
+echo "==> check-config on every shipped config"
+for config in config/*.toml; do
+  cargo run --quiet --locked --bin deskgate -- check-config "$config"
+done

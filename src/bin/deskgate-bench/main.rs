@@ -1,0 +1,113 @@
+//! `deskgate-bench`: performance measured as ratios against a baseline in the same run.
+//!
+//! These machines are shared and noisy, so every mode measures deskgate and a baseline doing
+//! the least the same job needs, alternating rounds under the same load, and prints the ratio:
+//!
+//! ```text
+//! cargo run --release --bin deskgate-bench -- ingest
+//! bench ingest-api: deskgate=<req/s> baseline=<req/s> ratio=<deskgate/baseline> p99_ms=<ms>
+//! ```
+//!
+//! Servers run in child processes (this same binary with a hidden subcommand), so the load
+//! generator and the server under test never share a runtime.
+
+mod load;
+mod servers;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "deskgate-bench",
+    about = "deskgate benchmarks, measured against a baseline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// The API channel under 64 connections of 1 KiB JSON posts, against a no-op hyper server.
+    Ingest {
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Seconds of load per round (after a one-second warm-up).
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        /// Rounds of each server, alternating.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
+    /// Internal: serve one server in this process until killed.
+    #[command(hide = true)]
+    Serve {
+        #[command(subcommand)]
+        server: servers::Server,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
+    let result = runtime.block_on(async {
+        match cli.mode {
+            Mode::Ingest {
+                connections,
+                secs,
+                rounds,
+            } => ingest(connections, Duration::from_secs(secs), rounds).await,
+            Mode::Serve { server } => servers::serve(server).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("deskgate-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn ingest(connections: usize, secs: Duration, rounds: usize) -> anyhow::Result<()> {
+    let mut baseline = load::Totals::default();
+    let mut deskgate = load::Totals::default();
+    let state = tempfile::tempdir()?;
+    for round in 0..rounds {
+        for (name, totals) in [("baseline", &mut baseline), ("deskgate", &mut deskgate)] {
+            let server = match name {
+                "baseline" => servers::Child::noop().await?,
+                _ => servers::Child::deskgate(&state.path().join(format!("state-{round}"))).await?,
+            };
+            let target = load::Target::api(server.addr, format!("r{round}"));
+            let run = load::run(&target, connections, secs).await?;
+            eprintln!(
+                "  round {round} {name}: {:.0} req/s, p99 {:.2} ms, {} errors",
+                run.per_sec(),
+                run.p99_ms(),
+                run.errors
+            );
+            totals.add(run);
+        }
+    }
+    anyhow::ensure!(
+        deskgate.errors == 0,
+        "deskgate answered {} requests with an error",
+        deskgate.errors
+    );
+    println!(
+        "bench ingest-api: deskgate={:.0} baseline={:.0} ratio={:.2} p99_ms={:.2}",
+        deskgate.per_sec(),
+        baseline.per_sec(),
+        deskgate.per_sec() / baseline.per_sec(),
+        deskgate.p99_ms()
+    );
+    Ok(())
+}
