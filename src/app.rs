@@ -66,7 +66,13 @@ impl App {
         let tracker = TaskTracker::new();
         tracker.spawn(processor::run(processor, journal.durable(), position_tx));
 
+        let tokens = config
+            .control
+            .load_tokens()
+            .map_err(|p| anyhow::anyhow!("{p}"))?;
         let state = AppState {
+            tokens: http::Tokens::new(tokens),
+            store: store.clone(),
             channels: Arc::new(config.channels.clone()),
             journal,
             outbox: OutboxReader::new(store.clone(), position_rx.clone()),

@@ -54,13 +54,130 @@ pub struct Inbound {
     pub sender: Sender,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The message as plain text (converted from HTML when that is all there was).
     pub text: String,
+    /// The HTML body, when the message had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// What kind of item this is; most are customer messages.
+    #[serde(default)]
+    pub kind: MessageKind,
+    /// Facts about the message that decide how it is treated (automatic mail, bounces, forwards).
+    #[serde(default)]
+    pub flags: MessageFlags,
+    /// Email headers that thread the message, for email channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailMeta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// Channel-specific fields kept on the message as they came (form fields, a chat page URL,
+    /// a quick-reply payload).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, serde_json::Value>,
     /// When the sender says it was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<DateTime<Utc>>,
     /// When deskgate accepted it; every event derived from it carries this time, so a replay
     /// produces identical events.
     pub received_at: DateTime<Utc>,
+}
+
+impl Inbound {
+    /// A plain customer message; set the other fields on the result as the channel knows them.
+    pub fn new(
+        channel: impl Into<String>,
+        external_id: impl Into<String>,
+        thread_key: impl Into<String>,
+        sender: Sender,
+        text: impl Into<String>,
+        received_at: DateTime<Utc>,
+    ) -> Inbound {
+        Inbound {
+            channel: channel.into(),
+            external_id: external_id.into(),
+            thread_key: thread_key.into(),
+            sender,
+            subject: None,
+            text: text.into(),
+            html: None,
+            kind: MessageKind::Message,
+            flags: MessageFlags::default(),
+            email: None,
+            attachments: Vec::new(),
+            extra: serde_json::Map::new(),
+            sent_at: None,
+            received_at,
+        }
+    }
+}
+
+/// What kind of item a channel delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// Something the customer wrote.
+    #[default]
+    Message,
+    /// The business's own outbound message, echoed back by the platform (Messenger `is_echo`,
+    /// WhatsApp echoes): recorded on the conversation as outbound, never a customer message.
+    Echo,
+    /// A button press (Messenger postback, WhatsApp interactive reply).
+    Postback,
+    /// A reaction to an earlier message (or its removal).
+    Reaction,
+}
+
+/// Facts about a message, set by the channel adapter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageFlags {
+    /// Machine-generated (RFC 3834 Auto-Submitted, Precedence bulk/list, auto-reply headers,
+    /// mailer-daemon senders): never answered automatically, never a customer reply.
+    #[serde(default)]
+    pub automatic: bool,
+    /// A delivery failure report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounce: Option<Bounce>,
+    /// Forwarded by someone else; `original_sender` is who wrote it first, when known.
+    #[serde(default)]
+    pub forwarded: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_sender: Option<Sender>,
+}
+
+/// What a bounce says failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bounce {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    /// The enhanced status code (`5.1.1`) when the report gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// The headers that place an email in a thread. Ids are without angle brackets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailMeta {
+    pub message_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_reply_to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// The mailbox and UID it was fetched from, for IMAP channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<String>,
+}
+
+/// An attachment: its metadata travels with the message; its content is stored by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Content id in deskgate's blob store, or the platform's media id/URL.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub content_type: String,
+    pub size: u64,
 }
 
 /// What the journal records: every input the processor must apply, in order.

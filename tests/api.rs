@@ -376,3 +376,42 @@ async fn check_config_reports_every_problem_with_its_path() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_control_api_refuses_anyone_without_a_valid_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("control.token");
+    std::fs::write(&token_file, "s3cret-control-token-0123\n").unwrap();
+    let extra = format!("[control]\ntoken_files = [\"{}\"]\n", token_file.display());
+    let daemon = Daemon::start(dir.path(), &extra).await;
+    let client = reqwest::Client::new();
+    let url = daemon.url("/v1/control/quarantine");
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic czNjcmV0"),
+        Some("Bearer "),
+    ] {
+        let mut request = client.get(&url);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{auth:?}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("s3cret"), "no secret in the answer: {body}");
+    }
+    let response = client
+        .get(&url)
+        .bearer_auth("s3cret-control-token-0123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["items"], serde_json::json!([]));
+    assert!(
+        !daemon.log().contains("s3cret"),
+        "the token never reaches the log"
+    );
+}

@@ -61,16 +61,17 @@ pub fn parse(request: &HookRequest<'_>) -> Result<Inbound, ChannelError> {
     check_id("external_id", &message.external_id)?;
     check_id("thread_id", &message.thread_id)?;
     let sender = sender(request.channel_id, message.from)?;
-    Ok(Inbound {
-        channel: request.channel_id.to_owned(),
-        external_id: message.external_id,
-        thread_key: message.thread_id,
+    let mut inbound = Inbound::new(
+        request.channel_id,
+        message.external_id,
+        message.thread_id,
         sender,
-        subject: message.subject.filter(|s| !s.trim().is_empty()),
-        text: message.text,
-        sent_at: message.sent_at,
-        received_at: request.received_at,
-    })
+        message.text,
+        request.received_at,
+    );
+    inbound.subject = message.subject.filter(|s| !s.trim().is_empty());
+    inbound.sent_at = message.sent_at;
+    Ok(inbound)
 }
 
 fn check_id(field: &str, value: &str) -> Result<(), ChannelError> {

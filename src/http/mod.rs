@@ -1,6 +1,7 @@
 //! The HTTP server: hyper with HTTP/1 and HTTP/2, a header-read timeout against slow clients,
 //! and graceful shutdown that stops accepting and lets in-flight requests finish.
 
+mod control;
 mod error;
 mod routes;
 
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+pub use control::Tokens;
 pub use error::ApiError;
 pub use routes::{router, AppState};
 

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use super::control::{self, Tokens};
 use super::error::ApiError;
 use crate::channels::{self, HookRequest};
 use crate::config::{ChannelConfig, EventsConfig};
@@ -26,6 +27,7 @@ use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
 use crate::model::Record;
 use crate::processor::Position;
+use crate::store::Store;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -37,10 +39,15 @@ pub struct AppState {
     pub events: Arc<EventsConfig>,
     /// Cancelled when shutdown begins: long polls return, readiness turns false.
     pub shutdown: CancellationToken,
+    /// Bearer tokens for the control API.
+    pub tokens: Tokens,
+    /// Read access to state for the control API.
+    pub store: Store,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(control::router(state.clone()))
         .route("/hooks/{channel_id}", post(hook))
         .route("/v1/events", get(events))
         .route("/v1/status", get(status))

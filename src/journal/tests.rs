@@ -2,16 +2,14 @@ use super::*;
 use crate::model::{Inbound, Sender};
 
 fn record(external_id: &str) -> Record {
-    Record::Inbound(Inbound {
-        channel: "api".into(),
-        external_id: external_id.into(),
-        thread_key: "t".into(),
-        sender: Sender::default(),
-        subject: None,
-        text: "hello".into(),
-        sent_at: None,
-        received_at: chrono::DateTime::UNIX_EPOCH,
-    })
+    Record::Inbound(Inbound::new(
+        "api",
+        external_id,
+        "t",
+        Sender::default(),
+        "hello",
+        chrono::DateTime::UNIX_EPOCH,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,8 +70,10 @@ pub fn ticket(id: &str) -> Vec<u8> {
     format!("ticket/{id}").into_bytes()
 }
 
+pub const QUARANTINE: &[u8] = b"quarantine/";
+
 pub fn quarantine(journal_seq: u64) -> Vec<u8> {
-    let mut key = b"quarantine/".to_vec();
+    let mut key = QUARANTINE.to_vec();
     key.extend_from_slice(&journal_seq.to_be_bytes());
     key
 }

@@ -143,6 +143,30 @@ impl Store {
         }
     }
 
+    /// Values under a key prefix, in key order, starting after `after` (a full key) when given.
+    pub fn state_scan<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let mut start = prefix.to_vec();
+        if let Some(after) = after {
+            start = after.to_vec();
+            start.push(0);
+        }
+        let mut found = Vec::new();
+        for entry in self.state.range(start..) {
+            let (key, value) = entry?;
+            if !key.starts_with(prefix) || found.len() >= limit {
+                break;
+            }
+            let decoded = decode(&String::from_utf8_lossy(&key), &value)?;
+            found.push((key.to_vec(), decoded));
+        }
+        Ok(found)
+    }
+
     /// Events after `after`, up to `upto` inclusive, at most `limit`: (seq, CloudEvent JSON).
     pub fn outbox_read(
         &self,

@@ -24,6 +24,8 @@ pub struct Config {
     pub events: EventsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
     /// Inbound channels by id; each gets the URL `/hooks/{id}`.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
@@ -115,6 +117,42 @@ impl Default for EventsConfig {
             max_limit: 1_000,
             processor_batch: 512,
         }
+    }
+}
+
+/// The control API (`/v1/control/...`), used by the ticket store and admins.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Files each holding one bearer token (surrounding whitespace ignored), for example under
+    /// `$CREDENTIALS_DIRECTORY`. Several allow rotation. Without any, the control API refuses
+    /// every request.
+    pub token_files: Vec<PathBuf>,
+}
+
+impl ControlConfig {
+    /// Reads the tokens. Secrets are never inline in the config file.
+    pub fn load_tokens(&self) -> Result<Vec<String>, ConfigProblem> {
+        self.token_files
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let problem = |message: String| ConfigProblem {
+                    path: format!("control.token_files[{i}]"),
+                    message,
+                };
+                let token = std::fs::read_to_string(path)
+                    .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
+                let token = token.trim().to_owned();
+                if token.len() < 16 {
+                    return Err(problem(format!(
+                        "the token in {} must be at least 16 characters",
+                        path.display()
+                    )));
+                }
+                Ok(token)
+            })
+            .collect()
     }
 }
 
@@ -306,6 +344,7 @@ impl Config {
             "log.filter",
             "is not a valid tracing filter",
         );
+        let tokens = self.control.load_tokens();
         for (id, channel) in &self.channels {
             check(
                 is_valid_name(id),
@@ -318,6 +357,7 @@ impl Config {
                 "must be > 0",
             );
         }
+        problems.extend(tokens.err());
         problems
     }
 }
