@@ -22,7 +22,7 @@ use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
 use crate::processor::{self, Processor};
-use crate::store::{keys, Store};
+use crate::store::{keys, Blobs, Store};
 
 /// A started daemon.
 pub struct App {
@@ -42,10 +42,12 @@ impl App {
             let store =
                 Store::open(&dir).with_context(|| format!("opening state in {}", dir.display()))?;
             let instance_id = instance_id(&store)?;
-            anyhow::Ok((store, instance_id))
+            let blobs =
+                Blobs::open(&dir).with_context(|| format!("opening blobs in {}", dir.display()))?;
+            anyhow::Ok((store, blobs, instance_id))
         })
         .await?;
-        let (store, instance_id) = store?;
+        let (store, blobs, instance_id) = store?;
 
         let minter = Minter::new(instance_id);
         let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
@@ -73,6 +75,7 @@ impl App {
         let state = AppState {
             tokens: http::Tokens::new(tokens),
             store: store.clone(),
+            blobs,
             channels: Arc::new(config.channels.clone()),
             journal,
             outbox: OutboxReader::new(store.clone(), position_rx.clone()),

@@ -185,6 +185,22 @@ pub struct Attachment {
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum Record {
     Inbound(Inbound),
+    /// Input a channel could not turn into a message (unparseable, over a size limit, a parser
+    /// panic). Journaled like a message, so that it is acknowledged, listed and retryable.
+    Quarantine(QuarantinedInput),
+}
+
+/// Input set aside at the channel, with why and where its raw bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedInput {
+    pub channel: String,
+    /// The idempotency key the input would have had (a content hash when nothing better).
+    pub external_id: String,
+    pub reason: String,
+    /// The blob holding the raw bytes as received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_blob: Option<String>,
+    pub received_at: DateTime<Utc>,
 }
 
 impl Record {
@@ -192,6 +208,7 @@ impl Record {
     pub fn channel(&self) -> &str {
         match self {
             Record::Inbound(inbound) => &inbound.channel,
+            Record::Quarantine(input) => &input.channel,
         }
     }
 }
@@ -209,6 +226,10 @@ impl DedupeKey {
             Record::Inbound(inbound) => DedupeKey {
                 channel: inbound.channel.clone(),
                 external_id: inbound.external_id.clone(),
+            },
+            Record::Quarantine(input) => DedupeKey {
+                channel: input.channel.clone(),
+                external_id: input.external_id.clone(),
             },
         }
     }

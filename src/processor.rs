@@ -31,7 +31,12 @@ use crate::store::{keys, StateBatch, Store, StoreError};
 pub struct Quarantined {
     pub journal_seq: u64,
     pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
     pub reason: String,
+    /// The blob with the raw input, when the channel kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_blob: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -137,6 +142,7 @@ impl Processor {
     ) -> Result<(), StoreError> {
         match record {
             Record::Inbound(inbound) => self.apply_inbound(batch, seq, inbound),
+            Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
         }
     }
 
@@ -227,16 +233,25 @@ impl Processor {
             reason,
             "record quarantined"
         );
-        let at = match record {
-            Some(Record::Inbound(inbound)) => inbound.received_at,
+        let (at, external_id, raw_blob) = match record {
+            Some(Record::Inbound(inbound)) => {
+                (inbound.received_at, Some(inbound.external_id.clone()), None)
+            }
+            Some(Record::Quarantine(input)) => (
+                input.received_at,
+                Some(input.external_id.clone()),
+                input.raw_blob.clone(),
+            ),
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.
-            None => DateTime::<Utc>::UNIX_EPOCH,
+            None => (DateTime::<Utc>::UNIX_EPOCH, None, None),
         };
         let entry = Quarantined {
             journal_seq: seq,
             channel: channel.clone(),
+            external_id,
             reason: reason.to_owned(),
+            raw_blob,
             at,
         };
         batch.put(keys::quarantine(seq), &entry);
@@ -244,7 +259,12 @@ impl Processor {
             event_type: EventType::InboundQuarantined,
             subject: format!("journal/{seq}"),
             channel,
-            data: json!({ "journal_seq": seq, "reason": reason }),
+            data: json!({
+                "journal_seq": seq,
+                "external_id": entry.external_id,
+                "reason": reason,
+                "raw_blob": entry.raw_blob,
+            }),
         };
         self.outbox.push(batch, at, &draft)?;
         Ok(())

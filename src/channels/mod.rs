@@ -4,6 +4,7 @@
 //! `/hooks/{channel_id}`, and its kind decides which adapter reads the request.
 
 pub mod api;
+pub mod email;
 pub mod identity;
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use http::HeaderMap;
 
 use crate::config::{ChannelConfig, ChannelKind};
 use crate::model::Inbound;
+use crate::store::Blobs;
 
 /// Why an adapter refused a request. Each maps to one HTTP status in `http::error`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,6 +36,9 @@ pub struct HookRequest<'a> {
     pub headers: &'a HeaderMap,
     pub body: Bytes,
     pub received_at: DateTime<Utc>,
+    /// Where adapters keep attachment contents and quarantined raw input, durably, before the
+    /// record naming them is journaled.
+    pub blobs: &'a Blobs,
 }
 
 /// The content types a channel kind reads.

@@ -27,7 +27,7 @@ use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
 use crate::model::Record;
 use crate::processor::Position;
-use crate::store::Store;
+use crate::store::{Blobs, Store};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -43,6 +43,7 @@ pub struct AppState {
     pub tokens: Tokens,
     /// Read access to state for the control API.
     pub store: Store,
+    pub blobs: Blobs,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -76,6 +77,7 @@ async fn hook(
         headers: &parts.headers,
         body,
         received_at: Utc::now(),
+        blobs: &state.blobs,
     };
     let messages = channels::parse(config, &hook)?;
     let appends = messages.into_iter().map(|inbound| {

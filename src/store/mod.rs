@@ -11,6 +11,7 @@
 //! `#[serde(default)]`.
 
 mod batch;
+mod blobs;
 pub mod keys;
 
 use std::path::Path;
@@ -18,7 +19,8 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use batch::StateBatch;
+pub use batch::{Savepoint, StateBatch};
+pub use blobs::Blobs;
 
 use crate::model::{DedupeKey, Record};
 

@@ -3,11 +3,14 @@ use http::HeaderMap;
 
 fn parse_body(body: &str) -> Result<Inbound, ChannelError> {
     let headers = HeaderMap::new();
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = crate::store::Blobs::open(dir.path()).unwrap();
     parse(&HookRequest {
         channel_id: "api",
         headers: &headers,
         body: bytes::Bytes::from(body.to_owned()),
         received_at: chrono::DateTime::UNIX_EPOCH,
+        blobs: &blobs,
     })
 }
 
