@@ -184,7 +184,7 @@ pub struct Attachment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
 pub enum Record {
-    Inbound(Inbound),
+    Inbound(Box<Inbound>),
     /// Input a channel could not turn into a message (unparseable, over a size limit, a parser
     /// panic). Journaled like a message, so that it is acknowledged, listed and retryable.
     Quarantine(QuarantinedInput),

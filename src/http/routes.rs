@@ -83,7 +83,12 @@ async fn hook(
     let appends = messages.into_iter().map(|inbound| {
         let external_id = inbound.external_id.clone();
         let journal = state.journal.clone();
-        async move { (external_id, journal.append(Record::Inbound(inbound)).await) }
+        async move {
+            (
+                external_id,
+                journal.append(Record::Inbound(Box::new(inbound))).await,
+            )
+        }
     });
     let mut items = Vec::new();
     let mut any_new = false;

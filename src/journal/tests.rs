@@ -2,14 +2,14 @@ use super::*;
 use crate::model::{Inbound, Sender};
 
 fn record(external_id: &str) -> Record {
-    Record::Inbound(Inbound::new(
+    Record::Inbound(Box::new(Inbound::new(
         "api",
         external_id,
         "t",
         Sender::default(),
         "hello",
         chrono::DateTime::UNIX_EPOCH,
-    ))
+    )))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

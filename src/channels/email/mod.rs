@@ -37,7 +37,7 @@ pub fn to_record(
                     mailbox.folder, mailbox.uid_validity, mailbox.uid
                 ));
             }
-            Ok(Record::Inbound(inbound))
+            Ok(Record::Inbound(Box::new(inbound)))
         }
         Err(reason) => Ok(Record::Quarantine(QuarantinedInput {
             channel: channel_id.to_owned(),
