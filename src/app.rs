@@ -28,6 +28,9 @@ use crate::store::{keys, Blobs, Store};
 pub struct App {
     /// The address the HTTP listener is bound to (useful when the config asks for port 0).
     pub local_addr: SocketAddr,
+    /// Where the events and control API listen (the same as `local_addr` unless
+    /// `server.control_listen` is set).
+    pub control_addr: SocketAddr,
     shutdown: CancellationToken,
     done: tokio::task::JoinHandle<()>,
 }
@@ -76,6 +79,7 @@ impl App {
             tokens: http::Tokens::new(tokens),
             store: store.clone(),
             blobs,
+            metrics: crate::telemetry::install(),
             channels: Arc::new(config.channels.clone()),
             journal,
             outbox: OutboxReader::new(store.clone(), position_rx.clone()),
@@ -87,15 +91,38 @@ impl App {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let local_addr = listener.local_addr()?;
-        tracing::info!(addr = %local_addr, processor_cursor = position.cursor, "deskgate listening");
+        let mut listeners = Vec::new();
+        let control_addr = match config.server.control_listen {
+            Some(addr) => {
+                let control = http::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?;
+                let control_addr = control.local_addr()?;
+                listeners.push((listener, http::public_router(state.clone())));
+                listeners.push((control, http::private_router(state)));
+                control_addr
+            }
+            None => {
+                listeners.push((listener, http::router(state)));
+                local_addr
+            }
+        };
+        tracing::info!(
+            addr = %local_addr,
+            control_addr = %control_addr,
+            processor_cursor = position.cursor,
+            "deskgate listening"
+        );
 
-        let router = http::router(state);
         let server_shutdown = shutdown.clone();
         let server_config = config.server.clone();
         let done = tokio::spawn(async move {
-            http::serve(listener, router, server_shutdown, &server_config).await;
-            // The router (and every journal handle in it) is gone with the server: the writer
-            // drains its queue, flushes, and stops; the processor then catches up and stops.
+            let servers = listeners.into_iter().map(|(listener, router)| {
+                http::serve(listener, router, server_shutdown.clone(), &server_config)
+            });
+            futures::future::join_all(servers).await;
+            // The routers (and every journal handle in them) are gone with the servers: the
+            // writer drains its queue, flushes, and stops; the processor then catches up.
             let grace = Duration::from_secs(server_config.shutdown_grace_secs);
             let writer_done = tokio::task::spawn_blocking(move || writer.join());
             if tokio::time::timeout(grace, writer_done).await.is_err() {
@@ -114,6 +141,7 @@ impl App {
         });
         Ok(App {
             local_addr,
+            control_addr,
             shutdown,
             done,
         })

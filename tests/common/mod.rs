@@ -49,7 +49,7 @@ impl Daemon {
         let config = dir.join("deskgate.toml");
         let text = format!(
             "[server]\nlisten = \"{addr}\"\nshutdown_grace_secs = 5\n\n[state]\ndir = \"{}\"\n\n\
-             [log]\nfilter = \"info,deskgate=debug\"\n\n[channels.api]\nkind = \"api\"\nmax_body_bytes = 4096\n\n{extra}",
+             [events]\nrequire_token = false\n\n[log]\nfilter = \"info,deskgate=debug\"\n\n[channels.api]\nkind = \"api\"\nmax_body_bytes = 4096\n\n{extra}",
             dir.join("state").display()
         );
         std::fs::write(&config, text).unwrap();
@@ -117,6 +117,11 @@ impl Daemon {
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         child.wait().unwrap()
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn config_path(&self) -> &Path {
