@@ -54,12 +54,8 @@ impl App {
 
         let minter = Minter::new(instance_id);
         let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
-        let processor = Arc::new(Processor::new(
-            store.clone(),
-            minter,
-            outbox,
-            config.events.processor_batch,
-        ));
+        let processor =
+            Processor::new(store.clone(), minter, outbox, config.events.processor_batch);
         let position = processor
             .position()
             .context("reading the processor's position")?;
@@ -69,7 +65,7 @@ impl App {
 
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        tracker.spawn(processor::run(processor, journal.durable(), position_tx));
+        let processor = processor::start(processor, journal.durable(), position_tx);
 
         let tokens = config
             .control
@@ -128,11 +124,15 @@ impl App {
             if tokio::time::timeout(grace, writer_done).await.is_err() {
                 tracing::warn!("journal writer still busy after the grace period");
             }
-            tracker.close();
-            if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            let processor_done = tokio::task::spawn_blocking(move || processor.join());
+            if tokio::time::timeout(grace, processor_done).await.is_err() {
                 tracing::warn!(
                     "processor still busy after the grace period; the journal keeps the rest"
                 );
+            }
+            tracker.close();
+            if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+                tracing::warn!("tasks still running after the grace period");
             }
             if let Err(error) = store.flush() {
                 tracing::error!(%error, "final flush failed");
