@@ -76,6 +76,7 @@ impl App {
             store: store.clone(),
             blobs,
             metrics: crate::telemetry::install(),
+            body_read_timeout_secs: config.server.body_read_timeout_secs,
             channels: Arc::new(config.channels.clone()),
             journal,
             outbox: OutboxReader::new(store.clone(), position_rx.clone()),

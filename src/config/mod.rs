@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub control_listen: Option<SocketAddr>,
     /// A client that has not sent its request headers within this time is disconnected.
     pub header_read_timeout_secs: u64,
+    /// A request body not fully received within this time is answered 408, so that a slow
+    /// upload cannot hold a connection and a journal slot forever.
+    pub body_read_timeout_secs: u64,
     /// On SIGTERM, in-flight requests get this long to finish before connections are closed.
     pub shutdown_grace_secs: u64,
 }
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             control_listen: None,
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
             shutdown_grace_secs: 10,
         }
     }
@@ -367,6 +371,11 @@ impl Config {
         check(
             self.server.header_read_timeout_secs > 0,
             "server.header_read_timeout_secs",
+            "must be > 0",
+        );
+        check(
+            self.server.body_read_timeout_secs > 0,
+            "server.body_read_timeout_secs",
             "must be > 0",
         );
         check(

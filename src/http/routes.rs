@@ -44,6 +44,8 @@ pub struct AppState {
     /// Read access to state for the control API.
     pub store: Store,
     pub blobs: Blobs,
+    /// How long a hook may take to receive its body.
+    pub body_read_timeout_secs: u64,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -134,7 +136,15 @@ async fn accept(
         .ok_or_else(|| ApiError::NotFound(format!("no channel {channel_id:?} is configured")))?;
     let (parts, body) = request.into_parts();
     channels::check_content_type(config, &parts.headers)?;
-    let body = read_body(&parts.headers, body, config.max_body_bytes).await?;
+    let timeout = Duration::from_secs(state.body_read_timeout_secs);
+    let body = tokio::time::timeout(
+        timeout,
+        read_body(&parts.headers, body, config.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout {
+        secs: state.body_read_timeout_secs,
+    })??;
     let hook = HookRequest {
         channel_id: &channel_id,
         headers: &parts.headers,

@@ -45,10 +45,15 @@ impl Daemon {
     /// Writes a config into `dir` (state under `dir/state`) with an API channel `api`, plus
     /// `extra` TOML, and starts the daemon on a free port.
     pub async fn start(dir: &Path, extra: &str) -> Daemon {
+        Daemon::start_with_server(dir, "", extra).await
+    }
+
+    /// Like [`Daemon::start`], with extra lines for the `[server]` table.
+    pub async fn start_with_server(dir: &Path, server: &str, extra: &str) -> Daemon {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = dir.join("deskgate.toml");
         let text = format!(
-            "[server]\nlisten = \"{addr}\"\nshutdown_grace_secs = 5\n\n[state]\ndir = \"{}\"\n\n\
+            "[server]\nlisten = \"{addr}\"\nshutdown_grace_secs = 5\n{server}\n[state]\ndir = \"{}\"\n\n\
              [events]\nrequire_token = false\n\n[log]\nfilter = \"info,deskgate=debug\"\n\n[channels.api]\nkind = \"api\"\nmax_body_bytes = 4096\n\n{extra}",
             dir.join("state").display()
         );
