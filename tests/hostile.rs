@@ -34,7 +34,7 @@ async fn bad_requests_get_the_expected_status_and_message() {
         ("a huge array in a field", post("/hooks/api", "application/json", huge_array.as_bytes()), "400", "subject: invalid type: sequence"),
         ("JSON null", post("/hooks/api", "application/json", b"null"), "400", "invalid JSON"),
         ("an unknown channel", post("/hooks/../../etc", "application/json", b"{}"), "404", "no such endpoint"),
-        ("a channel id with odd bytes", post("/hooks/%00%ff", "application/json", b"{}"), "404", ""),
+        ("a channel id that is not UTF-8", post("/hooks/%00%ff", "application/json", b"{}"), "400", "channel id in the URL"),
         ("a wrong method", b"DELETE /hooks/api HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec(), "405", "method not allowed"),
         ("no content type", b"POST /hooks/api HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".to_vec(), "415", "content type must be application/json"),
         ("a bad events query", b"GET /v1/events?after=-1&limit=x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_vec(), "400", "query:"),

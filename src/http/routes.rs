@@ -100,9 +100,11 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
 /// Records the outcome and latency of every hook request.
 async fn hook(
     state: State<AppState>,
-    Path(channel_id): Path<String>,
+    channel_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let Path(channel_id) =
+        channel_id.map_err(|e| ApiError::BadRequest(format!("channel id in the URL: {e}")))?;
     let started = std::time::Instant::now();
     let result = accept(state, &channel_id, request).await;
     let outcome = match &result {
