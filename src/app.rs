@@ -31,6 +31,8 @@ pub struct App {
     /// Where the events and control API listen (the same as `local_addr` unless
     /// `server.control_listen` is set).
     pub control_addr: SocketAddr,
+    /// Cancelled when the app stopped itself to be restarted (storage recovery).
+    restart: CancellationToken,
     shutdown: CancellationToken,
     done: tokio::task::JoinHandle<()>,
 }
@@ -65,6 +67,13 @@ impl App {
 
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let restart = CancellationToken::new();
+        tracker.spawn(watch_storage(
+            store.clone(),
+            config.state.clone(),
+            shutdown.clone(),
+            restart.clone(),
+        ));
         let processor = processor::start(processor, journal.durable(), position_tx);
 
         let tokens = config
@@ -143,6 +152,7 @@ impl App {
         Ok(App {
             local_addr,
             control_addr,
+            restart,
             shutdown,
             done,
         })
@@ -153,10 +163,57 @@ impl App {
         self.shutdown.clone()
     }
 
-    /// Waits until shutdown has finished.
-    pub async fn wait(self) {
+    /// Waits until shutdown has finished, and says why it stopped.
+    pub async fn wait(self) -> Stopped {
         if let Err(error) = self.done.await {
             tracing::error!(%error, "shutdown task failed");
+        }
+        if self.restart.is_cancelled() {
+            Stopped::RestartRequested
+        } else {
+            Stopped::Shutdown
+        }
+    }
+}
+
+/// Why a started app stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its shutdown token was cancelled.
+    Shutdown,
+    /// It stopped itself so that the process starts it again: the database refused writes after
+    /// an I/O failure and space has returned.
+    RestartRequested,
+}
+
+/// After the store has failed (a full disk), waits for free space and then asks for a restart,
+/// which reopens the database. Meanwhile inputs answer 503 and `/readyz` reports the failure.
+async fn watch_storage(
+    store: Store,
+    state: crate::config::StateConfig,
+    shutdown: CancellationToken,
+    restart: CancellationToken,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if !store.failed() {
+            continue;
+        }
+        let free = nix::sys::statvfs::statvfs(&state.dir)
+            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+            .unwrap_or(0);
+        if free >= state.min_free_bytes {
+            tracing::warn!(
+                free_bytes = free,
+                "storage has room again; restarting to reopen it"
+            );
+            restart.cancel();
+            shutdown.cancel();
+            return;
         }
     }
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use deskgate::app::App;
+use deskgate::app::{App, Stopped};
 use deskgate::config::{Config, LogConfig, LogFormat};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
@@ -97,18 +97,38 @@ async fn run(path: &Path, config: Config, log_filter: LogFilter) -> anyhow::Resu
             }
         });
     }
+    let stopped_itself = app.shutdown_token();
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => current = reload(path, current, &log_filter),
+            // The app stopped itself (storage recovery).
+            () = stopped_itself.cancelled() => break,
         }
     }
     tracing::info!("shutting down");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     app.shutdown_token().cancel();
-    app.wait().await;
+    if app.wait().await == Stopped::RestartRequested {
+        restart_in_place();
+    }
     Ok(())
+}
+
+/// Replaces this process with a fresh start of the same command line, keeping the PID (so
+/// systemd and other supervisors see one long-running service). Returns only if that fails, and
+/// then the process exits with an error for its supervisor to restart it.
+fn restart_in_place() -> ! {
+    use std::os::unix::process::CommandExt;
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let error = match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe).args(args).exec(),
+        Err(error) => error,
+    };
+    eprintln!("deskgate: cannot restart in place ({error}); exiting for the supervisor to restart");
+    #[allow(clippy::disallowed_methods)] // shutdown and the final flush already ran
+    std::process::exit(75)
 }
 
 /// Re-reads the config on SIGHUP. A config that does not validate changes nothing. Of a valid

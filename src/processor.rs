@@ -301,6 +301,12 @@ fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::
                     visible.send_replace(position);
                 }
                 Ok(Err(error)) => {
+                    // Once the writer has stopped, nothing will change: the journal keeps the
+                    // rest for the next start.
+                    if durable.has_changed().is_err() {
+                        tracing::error!(%error, cursor, "processor step failed; stopping");
+                        break;
+                    }
                     tracing::error!(%error, cursor, "processor step failed; retrying");
                     std::thread::sleep(Duration::from_secs(1));
                 }

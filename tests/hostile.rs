@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{raw_request, Daemon};
+use common::{raw_request, Daemon, Tables};
 
 fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     let mut request = format!(
@@ -78,12 +78,11 @@ async fn bad_requests_get_the_expected_status_and_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_with_server(
-        dir.path(),
-        "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1\n",
-        "",
-    )
-    .await;
+    let tables = Tables {
+        server: "header_read_timeout_secs = 1\nbody_read_timeout_secs = 1\n",
+        ..Tables::default()
+    };
+    let daemon = Daemon::start_with(dir.path(), tables, "").await;
 
     // Slow headers: the connection is closed without an answer after the header timeout.
     let started = Instant::now();

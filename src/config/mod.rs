@@ -68,12 +68,16 @@ impl Default for ServerConfig {
 pub struct StateConfig {
     /// Directory of the embedded database; relative paths start at the working directory.
     pub dir: PathBuf,
+    /// After a write failed for lack of space, deskgate answers 503 until the state directory's
+    /// filesystem has this much free again, then restarts itself to reopen the database.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             dir: PathBuf::from("data"),
+            min_free_bytes: 64 * 1024 * 1024,
         }
     }
 }

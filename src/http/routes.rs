@@ -282,6 +282,13 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.store.failed() {
+        let body = json!({
+            "status": "storage_failed",
+            "detail": "a write to the state directory failed (is the disk full?); inputs answer 503 until it has room again",
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     if state.shutdown.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
