@@ -204,7 +204,7 @@ async fn watch_storage(
             continue;
         }
         let free = nix::sys::statvfs::statvfs(&state.dir)
-            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+            .map(|s| s.blocks_available() * s.fragment_size())
             .unwrap_or(0);
         if free >= state.min_free_bytes {
             tracing::warn!(
