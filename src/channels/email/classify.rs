@@ -51,6 +51,9 @@ const BOUNCE_SUBJECTS: &[&str] = &[
     "delivery report",
     "mail error",
     "error notification",
+    "mail failure",
+    "error sending",
+    "не доставлено",
     "メールエラー",
 ];
 
@@ -102,8 +105,8 @@ pub fn is_machine_sender(from: &Sender) -> bool {
         || name.is_some_and(|n| n.contains("mail delivery"))
 }
 
-/// `Auto-Submitted: auto-replied`: the sender declares an auto-reply (RFC 3834), which a
-/// server's own wording ("bounce notification") does not turn into a delivery report.
+/// `Auto-Submitted: auto-replied`: the sender declares an auto-reply (RFC 3834). Exim marks its
+/// bounces so too, so this only outweighs a machine sender, not a bounce subject.
 fn says_auto_replied(message: &Message<'_>) -> bool {
     message
         .header_raw("Auto-Submitted")
@@ -172,7 +175,7 @@ pub fn bounce(message: &Message<'_>, from: &Sender) -> Option<Bounce> {
     let text = message.body_text(0).unwrap_or_default();
     let mut bounce = if let Some(report) = report {
         dsn_fields(&String::from_utf8_lossy(report.contents()))
-    } else if !feedback_report && !says_auto_replied(message) && looks_like_bounce(message, from) {
+    } else if !feedback_report && looks_like_bounce(message, from) {
         let mut fields = dsn_fields(&text);
         if fields.recipient.is_none() {
             fields.recipient = first_address_in(&text, email_of(from));
@@ -195,7 +198,7 @@ fn looks_like_bounce(message: &Message<'_>, from: &Sender) -> bool {
     let machine = is_machine_sender(from);
     let unanswerable = machine || is_no_reply(from) || has_null_return_path(message);
     bounce_subject && (unanswerable || has_returned_message(message))
-        || machine && !is_auto_reply_subject(&subject)
+        || machine && !is_auto_reply_subject(&subject) && !says_auto_replied(message)
 }
 
 fn has_returned_message(message: &Message<'_>) -> bool {
