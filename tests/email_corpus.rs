@@ -175,3 +175,87 @@ fn sisimai_machine_mail_is_automatic_or_a_bounce_and_the_rest_is_not() {
         assert_eq!(view["auto_submitted"], declared, "{}", path.display());
     }
 }
+
+fn chatwoot(name: &str) -> Value {
+    view(&corpus().join("chatwoot/spec/fixtures/files").join(name))
+}
+
+/// Values chatwoot's own specs assert for these fixtures (see EXPECTATION_POINTERS.tsv).
+#[test]
+fn chatwoot_fixtures_read_as_chatwoot_expects() {
+    let references = chatwoot("references.eml");
+    assert_eq!(references["from"]["email"], "sony@chatwoot.com");
+    assert_eq!(references["from"]["name"], "Sony Mathew");
+    assert_eq!(
+        references["references"],
+        serde_json::json!(["4e6e35f5a38b4_479f13bb90078178@small-app-01.mail", "test-reference-id"])
+    );
+    assert_eq!(references["auto_submitted"], false);
+    let reply_to = chatwoot("reply_to.eml");
+    assert_eq!(
+        reply_to["reply_to"],
+        "reply+someidmfdvkjdnkjciwyreowuero83@chatwoot.com"
+    );
+    assert_eq!(reply_to["from"]["email"], "sony@chatwoot.com");
+    assert_eq!(
+        chatwoot("multiple_in_reply_to.eml")["in_reply_to"],
+        serde_json::json!([
+            "4e6e35f5a38b4_479f13bb90078171@small-app-01.mail",
+            "4e6e35f5a38b4_479f13bb90078131@small-app-01.mail"
+        ])
+    );
+    assert_eq!(chatwoot("auto_reply.eml")["auto_submitted"], true);
+    assert_eq!(
+        chatwoot("auto_reply_with_auto_submitted.eml")["auto_submitted"],
+        true
+    );
+    let bounced = chatwoot("bounced_gmail.eml");
+    assert_eq!(bounced["auto_submitted"], true);
+    assert!(bounced["bounce"].is_object(), "{bounced}");
+    assert_eq!(
+        bounced["bounce"]["message_id"],
+        "conversation/93775311-9416-4428-964b-862001f8a8b2/messages/27855337@gmail.com"
+    );
+    let only_attachments = chatwoot("only_attachments.eml");
+    assert!(!only_attachments["attachments"].as_array().unwrap().is_empty());
+    let no_subject = chatwoot("mail_with_no_subject.eml");
+    assert!(no_subject["subject"].is_null() || no_subject["subject"] == "");
+}
+
+/// The subject and Message-ID stalwart's golden files record, for every message in its `rfc`
+/// and `legacy` sets that has a From.
+#[test]
+fn stalwart_golden_subjects_and_message_ids_match() {
+    let mut checked = 0;
+    for set in ["rfc", "legacy"] {
+        let dir = corpus().join("stalwart-mail-parser/resources/eml").join(set);
+        let mut files = Vec::new();
+        walk(&dir, &mut files);
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        for eml in files {
+            let golden: Value =
+                serde_json::from_slice(&std::fs::read(eml.with_extension("json")).unwrap())
+                    .unwrap();
+            let headers = golden["parts"][0]["headers"].as_array().unwrap();
+            let text = |name: &str| {
+                headers
+                    .iter()
+                    .find(|h| h["name"] == name)
+                    .and_then(|h| h["value"]["Text"].as_str())
+                    .map(str::to_owned)
+            };
+            let raw = std::fs::read(&eml).unwrap();
+            let Ok(view) = inspect::view(&raw, &EmailConfig::default()) else {
+                continue;
+            };
+            if let Some(subject) = text("subject") {
+                assert_eq!(view["subject"], subject.as_str(), "{}", eml.display());
+            }
+            if let Some(id) = text("message_id") {
+                assert_eq!(view["message_id"], id.as_str(), "{}", eml.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} stalwart messages checked");
+}
