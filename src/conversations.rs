@@ -85,7 +85,13 @@ fn email_conversation(
         .in_reply_to
         .iter()
         .chain(email.references.iter().rev())
-        .chain(inbound.flags.bounce.iter().flat_map(|b| b.message_id.iter()));
+        .chain(
+            inbound
+                .flags
+                .bounce
+                .iter()
+                .flat_map(|b| b.message_id.iter()),
+        );
     for message_id in named {
         if let Some(own) = crate::channels::email::own_conversation_of(message_id) {
             if batch.get_raw(&keys::conversation(&own))?.is_some() {

@@ -92,8 +92,10 @@ fn every_corpus_mail_becomes_a_message_or_a_quarantine_entry() {
                 // Only machine mail may come without a sender address.
                 let machine = inbound.flags.automatic || inbound.flags.bounce.is_some();
                 assert!(
-                    matches!(inbound.sender.identities.first(), Some(Identity::Email { .. }))
-                        || machine && inbound.sender.identities.is_empty(),
+                    matches!(
+                        inbound.sender.identities.first(),
+                        Some(Identity::Email { .. })
+                    ) || machine && inbound.sender.identities.is_empty(),
                     "{}: sender {:?}",
                     path.display(),
                     inbound.sender
@@ -124,7 +126,9 @@ fn every_corpus_mail_becomes_a_message_or_a_quarantine_entry() {
     // Upstream test fragments often lack a From; those are quarantined, but real mail is not.
     assert!(messages > files.len() * 3 / 4, "too many quarantined");
     assert!(
-        reasons.iter().all(|(_, reason)| !reason.contains("panicked")),
+        reasons
+            .iter()
+            .all(|(_, reason)| !reason.contains("panicked")),
         "the parser panicked"
     );
 }
@@ -154,7 +158,11 @@ fn sisimai_machine_mail_is_automatic_or_a_bounce_and_the_rest_is_not() {
             if view["auto_submitted"] != true && view["bounce"].is_null() {
                 failures.push(path.display().to_string());
             }
-            if path.file_name().unwrap().to_string_lossy().starts_with("lhost-")
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("lhost-")
                 && view["bounce"].is_null()
             {
                 failures.push(format!("{} (not a bounce)", path.display()));
@@ -188,7 +196,10 @@ fn chatwoot_fixtures_read_as_chatwoot_expects() {
     assert_eq!(references["from"]["name"], "Sony Mathew");
     assert_eq!(
         references["references"],
-        serde_json::json!(["4e6e35f5a38b4_479f13bb90078178@small-app-01.mail", "test-reference-id"])
+        serde_json::json!([
+            "4e6e35f5a38b4_479f13bb90078178@small-app-01.mail",
+            "test-reference-id"
+        ])
     );
     assert_eq!(references["auto_submitted"], false);
     let reply_to = chatwoot("reply_to.eml");
@@ -217,7 +228,10 @@ fn chatwoot_fixtures_read_as_chatwoot_expects() {
         "conversation/93775311-9416-4428-964b-862001f8a8b2/messages/27855337@gmail.com"
     );
     let only_attachments = chatwoot("only_attachments.eml");
-    assert!(!only_attachments["attachments"].as_array().unwrap().is_empty());
+    assert!(!only_attachments["attachments"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let no_subject = chatwoot("mail_with_no_subject.eml");
     assert!(no_subject["subject"].is_null() || no_subject["subject"] == "");
 }
@@ -228,7 +242,9 @@ fn chatwoot_fixtures_read_as_chatwoot_expects() {
 fn stalwart_golden_subjects_and_message_ids_match() {
     let mut checked = 0;
     for set in ["rfc", "legacy"] {
-        let dir = corpus().join("stalwart-mail-parser/resources/eml").join(set);
+        let dir = corpus()
+            .join("stalwart-mail-parser/resources/eml")
+            .join(set);
         let mut files = Vec::new();
         walk(&dir, &mut files);
         files.retain(|p| p.extension().is_some_and(|e| e == "eml"));

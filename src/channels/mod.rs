@@ -90,7 +90,9 @@ pub async fn records(
     request: &HookRequest<'_>,
 ) -> Result<Vec<Record>, ChannelError> {
     match config.kind {
-        ChannelKind::Email => email::hook(config, request).await.map(|record| vec![record]),
+        ChannelKind::Email => email::hook(config, request)
+            .await
+            .map(|record| vec![record]),
         _ => parse(config, request).map(|messages| {
             messages
                 .into_iter()

@@ -10,7 +10,12 @@ use super::mime::email_of;
 use crate::model::{Bounce, Sender};
 
 /// Local parts of the senders of delivery reports.
-const MACHINE_LOCAL_PARTS: &[&str] = &["mailer-daemon", "postmaster", "mailer_daemon", "post_master"];
+const MACHINE_LOCAL_PARTS: &[&str] = &[
+    "mailer-daemon",
+    "postmaster",
+    "mailer_daemon",
+    "post_master",
+];
 
 /// Local parts of senders that do not read replies: notifications, never a person.
 const NO_REPLY_LOCAL_PARTS: &[&str] = &[
@@ -108,9 +113,12 @@ pub fn is_machine_sender(from: &Sender) -> bool {
 /// `Auto-Submitted: auto-replied`: the sender declares an auto-reply (RFC 3834). Exim marks its
 /// bounces so too, so this only outweighs a machine sender, not a bounce subject.
 fn says_auto_replied(message: &Message<'_>) -> bool {
-    message
-        .header_raw("Auto-Submitted")
-        .is_some_and(|value| value.trim().to_ascii_lowercase().starts_with("auto-replied"))
+    message.header_raw("Auto-Submitted").is_some_and(|value| {
+        value
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("auto-replied")
+    })
 }
 
 fn is_no_reply(from: &Sender) -> bool {
@@ -129,9 +137,12 @@ fn has_null_return_path(message: &Message<'_>) -> bool {
 
 /// Any `multipart/report` (delivery status, feedback report, disposition notification).
 fn is_report(message: &Message<'_>) -> bool {
-    message
-        .content_type()
-        .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart") && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")))
+    message.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    })
 }
 
 fn subject_of(message: &Message<'_>) -> Option<String> {
@@ -176,17 +187,17 @@ pub fn bounce(message: &Message<'_>, from: &Sender) -> Option<Bounce> {
     let mut bounce = if let Some(report) = report {
         dsn_fields(&String::from_utf8_lossy(report.contents()))
     } else if !feedback_report && looks_like_bounce(message, from) {
-        let mut fields = dsn_fields(&text);
-        if fields.recipient.is_none() {
-            fields.recipient = first_address_in(&text, email_of(from));
-        }
-        if fields.status.is_none() {
-            fields.status = status_code_in(&text);
-        }
-        fields
+        dsn_fields(&text)
     } else {
         return None;
     };
+    // Reports with an empty status part, and bounces without one, say it in prose.
+    if bounce.recipient.is_none() {
+        bounce.recipient = first_address_in(&text, email_of(from));
+    }
+    if bounce.status.is_none() {
+        bounce.status = status_code_in(&text);
+    }
     bounce.message_id = returned_message_id(message, &text);
     Some(bounce)
 }
@@ -209,7 +220,9 @@ fn is_returned_part(part: &MessagePart<'_>) -> bool {
     matches!(part.body, PartType::Message(_))
         || part.content_type().is_some_and(|ct| {
             ct.ctype().eq_ignore_ascii_case("text")
-                && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))
+                && ct
+                    .subtype()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("rfc822-headers"))
         })
 }
 
@@ -272,9 +285,7 @@ fn digits(text: &str) -> Option<(&str, &str)> {
     let end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
-    (1..=3)
-        .contains(&end)
-        .then(|| text.split_at(end))
+    (1..=3).contains(&end).then(|| text.split_at(end))
 }
 
 /// The first address in a bounce's text other than the bounce's own sender.
@@ -324,8 +335,14 @@ mod tests {
 
     #[test]
     fn status_codes_are_found_and_bounded() {
-        assert_eq!(status_code_in("Status: 5.1.1 (bad)").as_deref(), Some("5.1.1"));
-        assert_eq!(status_code_in("smtp; 550 5.7.1 denied").as_deref(), Some("5.7.1"));
+        assert_eq!(
+            status_code_in("Status: 5.1.1 (bad)").as_deref(),
+            Some("5.1.1")
+        );
+        assert_eq!(
+            status_code_in("smtp; 550 5.7.1 denied").as_deref(),
+            Some("5.7.1")
+        );
         assert_eq!(status_code_in("version 1.5.1.2"), None);
         assert_eq!(status_code_in("4.4.7").as_deref(), Some("4.4.7"));
         assert_eq!(status_code_in("nothing here"), None);

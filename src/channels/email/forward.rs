@@ -47,7 +47,17 @@ const ORIGINAL_MARKERS: &[&str] = &[
 
 /// Header names that introduce the original author in a quoted header block.
 const FROM_LABELS: &[&str] = &[
-    "from", "von", "de", "van", "da", "od", "från", "fra", "from ", "发件人", "差出人",
+    "from",
+    "von",
+    "de",
+    "van",
+    "da",
+    "od",
+    "från",
+    "fra",
+    "from ",
+    "发件人",
+    "差出人",
 ];
 
 /// How many lines after a marker the original `From:` line may be.
@@ -59,7 +69,10 @@ pub fn detect(message: &Message<'_>, text: &str) -> Option<Forwarded> {
     if let Some(attached) = attached_message(message) {
         let original_sender = attached.from().and_then(Address::first).and_then(|a| {
             Some(Sender {
-                name: a.name().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
+                name: a
+                    .name()
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty()),
                 identities: vec![identity::email(a.address()?)?],
             })
         });
@@ -101,16 +114,21 @@ pub fn has_forward_prefix(subject: &str) -> bool {
 
 /// An attached `message/rfc822` that is the point of the mail (not a report's returned copy).
 fn attached_message<'a>(message: &'a Message<'a>) -> Option<&'a Message<'a>> {
-    let is_report = message
-        .content_type()
-        .is_some_and(|ct| ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")));
+    let is_report = message.content_type().is_some_and(|ct| {
+        ct.subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    });
     if is_report {
         return None;
     }
-    message.parts.iter().skip(1).find_map(|part| match &part.body {
-        PartType::Message(inner) => Some(inner),
-        _ => None,
-    })
+    message
+        .parts
+        .iter()
+        .skip(1)
+        .find_map(|part| match &part.body {
+            PartType::Message(inner) => Some(inner),
+            _ => None,
+        })
 }
 
 /// The first `From: Name <address>` line (in any of the clients' languages) in a quoted header
@@ -173,7 +191,13 @@ mod tests {
         ] {
             assert!(has_forward_prefix(subject), "{subject}");
         }
-        for subject in ["Re: Fwd: x", "Forward planning", "Trade: x", "Re: order", ""] {
+        for subject in [
+            "Re: Fwd: x",
+            "Forward planning",
+            "Trade: x",
+            "Re: order",
+            "",
+        ] {
             assert!(!has_forward_prefix(subject), "{subject}");
         }
     }

@@ -14,7 +14,10 @@ pub fn outbound_message_id(conversation_id: &str, n: u64, domain: &str) -> Strin
 
 /// The conversation a Message-ID names, when deskgate minted it (angle brackets allowed).
 pub fn own_conversation_of(message_id: &str) -> Option<String> {
-    let id = message_id.trim().trim_start_matches('<').trim_end_matches('>');
+    let id = message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
     let (local, domain) = id.rsplit_once('@')?;
     if domain.is_empty() {
         return None;

@@ -191,10 +191,13 @@ fn sender_of(message: &Message<'_>) -> Option<Sender> {
 
 /// The plain address of a sender's first email identity.
 pub fn email_of(sender: &Sender) -> Option<&str> {
-    sender.identities.iter().find_map(|identity| match identity {
-        Identity::Email { address } => Some(address.as_str()),
-        _ => None,
-    })
+    sender
+        .identities
+        .iter()
+        .find_map(|identity| match identity {
+            Identity::Email { address } => Some(address.as_str()),
+            _ => None,
+        })
 }
 
 /// Message ids from In-Reply-To or References, without angle brackets.
