@@ -126,3 +126,6 @@ pub async fn hook(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests;
