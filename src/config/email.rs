@@ -39,3 +39,41 @@ impl EmailConfig {
         problems
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ChannelKind, Config};
+
+    #[test]
+    fn email_options_parse_default_and_validate() {
+        let config = Config::parse(
+            "[channels.support]\nkind = \"email\"\n\n[channels.support.email]\n\
+             original_sender_of_forwards = false\n\n[channels.plain]\nkind = \"email\"\n",
+        )
+        .unwrap();
+        let support = &config.channels["support"];
+        assert_eq!(support.kind, ChannelKind::Email);
+        assert!(!support.email_options().original_sender_of_forwards);
+        assert_eq!(support.email_options().max_message_bytes, 25 * 1024 * 1024);
+        assert!(
+            config.channels["plain"]
+                .email_options()
+                .original_sender_of_forwards
+        );
+        assert!(config.validate().is_empty());
+
+        let wrong = Config::parse(
+            "[channels.api]\nkind = \"api\"\n\n[channels.api.email]\nmax_message_bytes = 0\n",
+        )
+        .unwrap();
+        let paths: Vec<_> = wrong.validate().into_iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            ["channels.api.email", "channels.api.email.max_message_bytes"]
+        );
+        assert!(
+            Config::parse("[channels.s]\nkind = \"email\"\n[channels.s.email]\nunknown = 1\n")
+                .is_err()
+        );
+    }
+}
