@@ -130,24 +130,18 @@ async fn pushed_mail_threads_by_message_id_and_bounces_find_their_conversation()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attachments_are_stored_and_oversized_mail_is_quarantined_then_retried() {
+async fn attachments_are_stored_and_served_by_id() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(dir.path(), &config(dir.path(), 300_000)).await;
+    let daemon = Daemon::start(dir.path(), &config(dir.path(), 1_000_000)).await;
     let client = reqwest::Client::new();
 
     // A wrong content type is refused before the body is read.
     let (status, _) = push(&daemon, "application/json", b"{}".to_vec()).await;
     assert_eq!(status, 415);
-
     let (status, _) = push(&daemon, "message/rfc822", chatwoot("only_attachments.eml")).await;
     assert_eq!(status, 202);
-    let big = chatwoot("mail_with_html_part_no_html_content.eml");
-    assert!(big.len() > 300_000);
-    let (status, _) = push(&daemon, "message/rfc822", big.clone()).await;
-    assert_eq!(status, 202, "a quarantined mail is still acknowledged");
     daemon.settled().await;
     let events = daemon.all_events().await;
-
     let with_files = events
         .iter()
         .find(|e| e["data"]["message"]["subject"] == "only attachments")
@@ -175,7 +169,24 @@ async fn attachments_are_stored_and_oversized_mail_is_quarantined_then_retried()
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+    let anonymous = client
+        .get(daemon.url(&format!("/v1/control/attachments/{}", "0".repeat(64))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_mail_is_quarantined_then_retried_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), &config(dir.path(), 300_000)).await;
+    let big = chatwoot("mail_with_html_part_no_html_content.eml");
+    assert!(big.len() > 300_000);
+    let (status, _) = push(&daemon, "message/rfc822", big.clone()).await;
+    assert_eq!(status, 202, "a quarantined mail is still acknowledged");
+    daemon.settled().await;
+    let events = daemon.all_events().await;
     let quarantined = events
         .iter()
         .find(|e| e["type"] == "deskgate.inbound.quarantined")
@@ -225,6 +236,9 @@ async fn attachments_are_stored_and_oversized_mail_is_quarantined_then_retried()
         created[0]["data"]["message"]["extra"]["quarantine_retry_of"],
         seq
     );
+    let (ok, list, _) = cli(&daemon, &["list"]);
+    assert!(ok);
+    assert_eq!(list["items"][0]["retried_as"], message_seq);
 }
 
 #[test]

@@ -65,6 +65,10 @@ const HEADER_BLOCK_LINES: usize = 12;
 
 /// Whether `message` is a forward, and whose.
 pub fn detect(message: &Message<'_>, text: &str) -> Option<Forwarded> {
+    // A reply quotes what it answers, forward markers included: it is a reply, not a forward.
+    if message.subject().is_some_and(is_reply) {
+        return None;
+    }
     let by_subject = message.subject().is_some_and(has_forward_prefix);
     if let Some(attached) = attached_message(message) {
         let original_sender = attached.from().and_then(Address::first).and_then(|a| {
@@ -110,6 +114,37 @@ pub fn has_forward_prefix(subject: &str) -> bool {
     let word = rest[..colon].trim().to_lowercase();
     let word = word.split('[').next().unwrap_or("").trim();
     PREFIXES.contains(&word)
+}
+
+/// Reply prefixes: English, German (AW), Scandinavian (SV), Dutch (Antw), French (Réf),
+/// Italian (Rif), Chinese.
+const REPLY_PREFIXES: &[&str] = &["re", "aw", "sv", "antw", "réf", "rif", "回复", "答复"];
+
+/// The subject without its leading reply prefixes, and whether there were any.
+fn strip_reply(subject: &str) -> (bool, &str) {
+    let mut rest = subject.trim_start();
+    let mut replied = false;
+    while let Some((word, after)) = rest.split_once([':', '：']) {
+        let word = word.trim().to_lowercase();
+        let word = word.split('[').next().unwrap_or("").trim();
+        if !REPLY_PREFIXES.contains(&word) {
+            break;
+        }
+        replied = true;
+        rest = after.trim_start();
+    }
+    (replied, rest)
+}
+
+/// `Re: ...`, `AW: ...`.
+pub fn is_reply(subject: &str) -> bool {
+    strip_reply(subject).0
+}
+
+/// `Re: Fwd: ...`: a reply on a thread that began as a forward.
+pub fn is_reply_to_forward(subject: &str) -> bool {
+    let (replied, rest) = strip_reply(subject);
+    replied && has_forward_prefix(rest)
 }
 
 /// An attached `message/rfc822` that is the point of the mail (not a report's returned copy).

@@ -125,6 +125,15 @@ fn parse_unguarded(
         inbound.flags.automatic = true;
     } else if let Some(forwarded) = forward::detect(&message, &inbound.text) {
         apply_forward(&mut inbound, forwarded, options);
+    } else if inbound
+        .subject
+        .as_deref()
+        .is_some_and(forward::is_reply_to_forward)
+    {
+        // Not a forward itself, but its thread began as one: not the customer's own reply.
+        inbound
+            .extra
+            .insert("reply_to_forward".to_owned(), serde_json::Value::Bool(true));
     }
     Ok(ParsedMail { inbound, contents })
 }
