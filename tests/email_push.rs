@@ -138,6 +138,9 @@ async fn attachments_are_stored_and_served_by_id() {
     // A wrong content type is refused before the body is read.
     let (status, _) = push(&daemon, "application/json", b"{}".to_vec()).await;
     assert_eq!(status, 415);
+    let (status, body) = push(&daemon, "message/rfc822", b"\r\n".to_vec()).await;
+    assert_eq!(status, 422);
+    assert!(body["error"].as_str().unwrap().contains("empty"), "{body}");
     let (status, _) = push(&daemon, "message/rfc822", chatwoot("only_attachments.eml")).await;
     assert_eq!(status, 202);
     daemon.settled().await;

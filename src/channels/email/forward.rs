@@ -102,16 +102,26 @@ pub fn detect(message: &Message<'_>, text: &str) -> Option<Forwarded> {
 /// `Fwd: `, `FW:`, `[list] Fwd:`, `TR :` (French spacing), `Fwd[2]:`.
 pub fn has_forward_prefix(subject: &str) -> bool {
     let mut rest = subject.trim_start();
+    // Old Netscape/Thunderbird wrap the whole subject: `[Fwd: ...]`.
+    if let Some(inner) = rest.strip_prefix('[') {
+        if has_forward_prefix_word(inner) {
+            return true;
+        }
+    }
     // A list tag in front: `[support] Fwd: ...`.
     if rest.starts_with('[') {
         if let Some(end) = rest.find(']') {
             rest = rest[end + 1..].trim_start();
         }
     }
-    let Some(colon) = rest.find([':', '：']) else {
+    has_forward_prefix_word(rest)
+}
+
+fn has_forward_prefix_word(text: &str) -> bool {
+    let Some(colon) = text.find([':', '：']) else {
         return false;
     };
-    let word = rest[..colon].trim().to_lowercase();
+    let word = text[..colon].trim().to_lowercase();
     let word = word.split('[').next().unwrap_or("").trim();
     PREFIXES.contains(&word)
 }
@@ -223,6 +233,7 @@ mod tests {
             "Doorst: bestelling",
             "[support] Fwd: x",
             "Fwd[2]: x",
+            "[Fwd: Map of Argentina]",
         ] {
             assert!(has_forward_prefix(subject), "{subject}");
         }

@@ -34,6 +34,7 @@ fn render(inbound: &Inbound) -> Value {
         "forwarded": inbound.flags.forwarded,
         "original_sender": inbound.flags.original_sender.as_ref().map(sender),
         "forwarded_by": inbound.extra.get("forwarded_by"),
+        "reply_to_forward": inbound.extra.contains_key("reply_to_forward"),
         "attachments": inbound.attachments.iter().map(|a| json!({
             "name": a.name,
             "content_type": a.content_type,
