@@ -127,6 +127,33 @@ async fn pushed_mail_threads_by_message_id_and_bounces_find_their_conversation()
         flags["bounce"]["recipient"], "alex.jones@fictionalcorp.com",
         "{flags}"
     );
+
+    // A client that sends only References (oldest first, some unknown) threads by them too.
+    let by_references = "From: Sony Mathew <sony@chatwoot.com>\r\nSubject: Re: Discussion\r\n\
+         Message-ID: <by-references@chatwoot.com>\r\n\
+         References: <0CB459E0-0336-41DA-BC88-E6E28C697DDB@chatwoot.com> <unknown-1@elsewhere.example>\r\n\
+         \r\nOne more thing.\r\n";
+    let (status, _) = push(&daemon, "message/rfc822", by_references.into()).await;
+    assert_eq!(status, 202);
+
+    // A customer's reply to a mail deskgate sent on the other conversation threads there.
+    let other = unrelated["data"]["conversation"]["id"].as_str().unwrap();
+    let sent = outbound_message_id(other, 2, "desk.example.com");
+    let reply = format!(
+        "From: Tejaswini <tejaswini@example.com>\r\nTo: support@desk.example.com\r\n\
+         Subject: Re: your answer\r\nMessage-ID: <reply-to-ours@example.com>\r\n\
+         In-Reply-To: <{sent}>\r\nReferences: <{sent}>\r\n\r\nThanks!\r\n"
+    );
+    let (status, _) = push(&daemon, "message/rfc822", reply.into_bytes()).await;
+    assert_eq!(status, 202);
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    let by_references = ticket_event(&events, "by-references@chatwoot.com");
+    assert_eq!(by_references["type"], "deskgate.ticket.message_added");
+    assert_eq!(by_references["data"]["conversation"]["id"], conversation);
+    let threaded = ticket_event(&events, "reply-to-ours@example.com");
+    assert_eq!(threaded["type"], "deskgate.ticket.message_added");
+    assert_eq!(threaded["data"]["conversation"]["id"], other);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
