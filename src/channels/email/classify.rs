@@ -121,6 +121,11 @@ fn says_auto_replied(message: &Message<'_>) -> bool {
     })
 }
 
+/// A mailer-daemon, postmaster or no-reply address: nobody reads what is sent there.
+pub fn is_unanswerable(sender: &Sender) -> bool {
+    is_machine_sender(sender) || is_no_reply(sender)
+}
+
 fn is_no_reply(from: &Sender) -> bool {
     email_of(from)
         .and_then(|address| address.split('@').next())
@@ -208,7 +213,10 @@ fn looks_like_bounce(message: &Message<'_>, from: &Sender) -> bool {
     let bounce_subject = BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s));
     let machine = is_machine_sender(from);
     let unanswerable = machine || is_no_reply(from) || has_null_return_path(message);
-    bounce_subject && (unanswerable || has_returned_message(message))
+    // A person forwarding (or answering about) a bounce they got writes a bounce subject too.
+    let passed_on =
+        super::forward::has_forward_prefix(&subject) || super::forward::is_reply(&subject);
+    bounce_subject && (unanswerable || has_returned_message(message) && !passed_on)
         || machine && !is_auto_reply_subject(&subject) && !says_auto_replied(message)
 }
 

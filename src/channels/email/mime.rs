@@ -159,8 +159,9 @@ fn apply_forward(inbound: &mut Inbound, forwarded: forward::Forwarded, options: 
     let Some(original) = forwarded.original_sender else {
         return;
     };
-    // Forwarding your own mail is not a forward of someone else's.
-    if original.identities == inbound.sender.identities {
+    // Forwarding your own mail is not a forward of someone else's; and a forwarded bounce or
+    // notification is the forwarder's concern, not the machine's.
+    if original.identities == inbound.sender.identities || classify::is_unanswerable(&original) {
         return;
     }
     if options.original_sender_of_forwards {

@@ -174,3 +174,24 @@ fn auto_submitted_no_is_a_person() {
         assert!(inbound.flags.automatic, "{header}");
     }
 }
+
+#[test]
+fn a_customer_forwarding_their_bounce_is_a_forward_not_a_bounce() {
+    let raw = "From: Jane <jane@customer.example>\r\nSubject: Fwd: Undelivered Mail Returned to Sender\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nMy mail to you bounced, why?\r\n\
+--b\r\nContent-Type: message/rfc822\r\n\r\n\
+From: MAILER-DAEMON@mx.customer.example\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n\
+550 5.1.1 <support@desk.example>: user unknown\r\n--b--\r\n";
+    let inbound = parse("mail", raw.as_bytes(), at(), &EmailConfig::default())
+        .unwrap()
+        .inbound;
+    assert!(inbound.flags.bounce.is_none());
+    assert!(!inbound.flags.automatic);
+    assert!(inbound.flags.forwarded);
+    // The original author is the mailer-daemon; a machine never becomes the sender.
+    assert_eq!(
+        inbound.sender.identities,
+        vec![email("jane@customer.example")]
+    );
+}
