@@ -2,6 +2,11 @@
 //!
 //! A conversation is one thread on one channel (an API thread id, later an email thread or a
 //! chat visitor). Its first message opens a ticket; later messages are added to that ticket.
+//!
+//! Email threads by Message-ID: a mail whose In-Reply-To or References names a message already
+//! seen on the channel (or one deskgate sent, whose Message-ID names its conversation), or a
+//! bounce whose returned headers do, continues that conversation. Every mail's own Message-ID
+//! is indexed so that later replies find it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -51,9 +56,66 @@ pub fn thread(
     inbound: &Inbound,
     contact_id: &str,
 ) -> Result<Threaded, StoreError> {
+    let thread_key = keys::thread(&inbound.channel, &inbound.thread_key);
+    let known = match &inbound.email {
+        Some(_) => email_conversation(batch, inbound)?,
+        None => batch.get::<String>(&thread_key)?,
+    };
+    let threaded = continue_or_open(batch, minter, inbound, contact_id, known)?;
+    if let Some(email) = &inbound.email {
+        batch.put(
+            keys::email_message(&inbound.channel, &email.message_id),
+            &threaded.conversation.id,
+        );
+    }
+    Ok(threaded)
+}
+
+/// The conversation an email continues: the newest message it names that deskgate knows.
+fn email_conversation(
+    batch: &StateBatch<'_>,
+    inbound: &Inbound,
+) -> Result<Option<String>, StoreError> {
+    let Some(email) = &inbound.email else {
+        return Ok(None);
+    };
+    // In-Reply-To names the direct parent; References runs oldest to newest; a bounce names
+    // the mail that failed.
+    let named = email
+        .in_reply_to
+        .iter()
+        .chain(email.references.iter().rev())
+        .chain(
+            inbound
+                .flags
+                .bounce
+                .iter()
+                .flat_map(|b| b.message_id.iter()),
+        );
+    for message_id in named {
+        if let Some(own) = crate::channels::email::own_conversation_of(message_id) {
+            if batch.get_raw(&keys::conversation(&own))?.is_some() {
+                return Ok(Some(own));
+            }
+        }
+        let indexed = keys::email_message(&inbound.channel, message_id);
+        if let Some(conversation) = batch.get::<String>(&indexed)? {
+            return Ok(Some(conversation));
+        }
+    }
+    Ok(None)
+}
+
+fn continue_or_open(
+    batch: &mut StateBatch<'_>,
+    minter: &Minter,
+    inbound: &Inbound,
+    contact_id: &str,
+    known: Option<String>,
+) -> Result<Threaded, StoreError> {
     let at = inbound.received_at;
     let thread_key = keys::thread(&inbound.channel, &inbound.thread_key);
-    if let Some(conversation_id) = batch.get::<String>(&thread_key)? {
+    if let Some(conversation_id) = known {
         let mut conversation: Conversation =
             required(batch, &keys::conversation(&conversation_id))?;
         let mut ticket: Ticket = required(batch, &keys::ticket(&conversation.ticket_id))?;

@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod channels;
+pub mod cli;
 pub mod config;
 pub mod contacts;
 pub mod conversations;

@@ -152,6 +152,9 @@ pub struct Bounce {
     /// The enhanced status code (`5.1.1`) when the report gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// The Message-ID of the mail that bounced, from the returned headers, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
 }
 
 /// The headers that place an email in a thread. Ids are without angle brackets.

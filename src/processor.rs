@@ -37,6 +37,9 @@ pub struct Quarantined {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_blob: Option<String>,
     pub at: DateTime<Utc>,
+    /// The journal seq of the message a retry turned this input into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_as: Option<u64>,
 }
 
 pub struct Processor {
@@ -140,7 +143,10 @@ impl Processor {
         record: &Record,
     ) -> Result<(), StoreError> {
         match record {
-            Record::Inbound(inbound) => self.apply_inbound(batch, seq, inbound),
+            Record::Inbound(inbound) => {
+                self.apply_inbound(batch, seq, inbound)?;
+                mark_retried(batch, seq, inbound)
+            }
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
         }
     }
@@ -252,6 +258,7 @@ impl Processor {
             reason: reason.to_owned(),
             raw_blob,
             at,
+            retried_as: None,
         };
         batch.put(keys::quarantine(seq), &entry);
         let draft = EventDraft {
@@ -268,6 +275,24 @@ impl Processor {
         self.outbox.push(batch, at, &draft)?;
         Ok(())
     }
+}
+
+/// A message that a quarantine retry produced names its entry (`extra.quarantine_retry_of`):
+/// the entry records the message's seq, so listings show it was retried.
+fn mark_retried(batch: &mut StateBatch<'_>, seq: u64, inbound: &Inbound) -> Result<(), StoreError> {
+    let Some(entry_seq) = inbound
+        .extra
+        .get("quarantine_retry_of")
+        .and_then(|v| v.as_u64())
+    else {
+        return Ok(());
+    };
+    let key = keys::quarantine(entry_seq);
+    if let Some(mut entry) = batch.get::<Quarantined>(&key)? {
+        entry.retried_as = Some(seq);
+        batch.put(key, &entry);
+    }
+    Ok(())
 }
 
 /// Starts the processor on a thread of its own. It runs until the journal writer has stopped

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use http::HeaderMap;
 
 use crate::config::{ChannelConfig, ChannelKind};
-use crate::model::Inbound;
+use crate::model::{Inbound, Record};
 use crate::store::Blobs;
 
 /// Why an adapter refused a request. Each maps to one HTTP status in `http::error`.
@@ -28,6 +28,9 @@ pub enum ChannelError {
     /// The request's content type is not one the channel reads.
     #[error("content type must be {expected}")]
     UnsupportedMediaType { expected: String },
+    /// Keeping the input (an attachment or raw-mail blob) failed; the sender should retry.
+    #[error("could not store the input: {0}")]
+    Storage(String),
 }
 
 /// One HTTP request to a channel's hook, with the body already read within its limit.
@@ -45,6 +48,8 @@ pub struct HookRequest<'a> {
 pub fn accepted_content_types(kind: ChannelKind) -> &'static [&'static str] {
     match kind {
         ChannelKind::Api => &["application/json"],
+        // MTAs pipe mail with whatever type their HTTP tool defaults to.
+        ChannelKind::Email => &["message/rfc822", "application/octet-stream", "text/plain"],
     }
 }
 
@@ -71,6 +76,29 @@ pub fn parse(
 ) -> Result<Vec<Inbound>, ChannelError> {
     match config.kind {
         ChannelKind::Api => api::parse(request).map(|inbound| vec![inbound]),
+        ChannelKind::Email => Err(ChannelError::Malformed(
+            "email channels are read with channels::records".to_owned(),
+        )),
+    }
+}
+
+/// Turns a hook request into the journal records it carries. Email is read off the async
+/// workers (it stores attachment blobs, which fsyncs) and may yield a quarantine record;
+/// every other kind yields its messages.
+pub async fn records(
+    config: &ChannelConfig,
+    request: &HookRequest<'_>,
+) -> Result<Vec<Record>, ChannelError> {
+    match config.kind {
+        ChannelKind::Email => email::hook(config, request)
+            .await
+            .map(|record| vec![record]),
+        _ => parse(config, request).map(|messages| {
+            messages
+                .into_iter()
+                .map(|inbound| Record::Inbound(Box::new(inbound)))
+                .collect()
+        }),
     }
 }
 

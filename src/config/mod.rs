@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod email;
+
+pub use email::EmailConfig;
+
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +233,16 @@ pub struct ChannelConfig {
     /// Larger request bodies are refused with 413 before they are read.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// How mail is read, for `kind = "email"` channels (`[channels.<id>.email]`).
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+}
+
+impl ChannelConfig {
+    /// The email options in force: the sub-table, or the defaults.
+    pub fn email_options(&self) -> EmailConfig {
+        self.email.clone().unwrap_or_default()
+    }
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -240,6 +254,8 @@ fn default_max_body_bytes() -> u64 {
 pub enum ChannelKind {
     /// The generic JSON API for integrations and imports.
     Api,
+    /// Team email: raw RFC 5322 mail pushed to `/hooks/{id}` by an MTA (and pulled over IMAP).
+    Email,
 }
 
 /// One problem in a config file, with where it is.
@@ -425,6 +441,7 @@ impl Config {
             "may be false only when the events API listens on a loopback address",
         );
         let tokens = self.control.load_tokens();
+        let mut sub_table_problems = Vec::new();
         for (id, channel) in &self.channels {
             check(
                 is_valid_name(id),
@@ -436,7 +453,16 @@ impl Config {
                 &format!("channels.{id}.max_body_bytes"),
                 "must be > 0",
             );
+            if let Some(email) = &channel.email {
+                check(
+                    channel.kind == ChannelKind::Email,
+                    &format!("channels.{id}.email"),
+                    "only channels of kind \"email\" take email options",
+                );
+                sub_table_problems.extend(email.validate(&format!("channels.{id}.email")));
+            }
         }
+        problems.extend(sub_table_problems);
         problems.extend(tokens.err());
         problems
     }

@@ -42,6 +42,14 @@ impl Tokens {
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/control/quarantine", get(list_quarantine))
+        .route(
+            "/v1/control/quarantine/{seq}/retry",
+            axum::routing::post(super::mail_control::retry_quarantined),
+        )
+        .route(
+            "/v1/control/attachments/{id}",
+            get(super::mail_control::attachment),
+        )
         .route_layer(middleware::from_fn_with_state(state, require_token))
 }
 

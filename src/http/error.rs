@@ -91,6 +91,10 @@ impl From<ChannelError> for ApiError {
             ChannelError::UnsupportedMediaType { expected } => {
                 ApiError::UnsupportedMediaType { expected }
             }
+            ChannelError::Storage(message) => ApiError::Unavailable {
+                message: format!("{message}; retry later"),
+                retry_after_secs: 5,
+            },
         }
     }
 }

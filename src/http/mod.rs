@@ -3,6 +3,7 @@
 
 mod control;
 mod error;
+mod mail_control;
 mod routes;
 
 use std::net::SocketAddr;

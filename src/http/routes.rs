@@ -25,7 +25,6 @@ use crate::channels::{self, HookRequest};
 use crate::config::{ChannelConfig, EventsConfig};
 use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
-use crate::model::Record;
 use crate::processor::Position;
 use crate::store::{Blobs, Store};
 
@@ -154,16 +153,11 @@ async fn accept(
         received_at: Utc::now(),
         blobs: &state.blobs,
     };
-    let messages = channels::parse(config, &hook)?;
-    let appends = messages.into_iter().map(|inbound| {
-        let external_id = inbound.external_id.clone();
+    let records = channels::records(config, &hook).await?;
+    let appends = records.into_iter().map(|record| {
+        let external_id = crate::model::DedupeKey::of(&record).external_id;
         let journal = state.journal.clone();
-        async move {
-            (
-                external_id,
-                journal.append(Record::Inbound(Box::new(inbound))).await,
-            )
-        }
+        async move { (external_id, journal.append(record).await) }
     });
     let mut items = Vec::new();
     let mut any_new = false;

@@ -62,6 +62,12 @@ pub fn thread(channel: &str, thread_key: &str) -> Vec<u8> {
     format!("thread/{channel}\0{thread_key}").into_bytes()
 }
 
+/// An email Message-ID seen on a channel → the conversation it belongs to. Channel ids cannot
+/// contain NUL, so the separator is unambiguous.
+pub fn email_message(channel: &str, message_id: &str) -> Vec<u8> {
+    format!("email-msgid/{channel}\0{message_id}").into_bytes()
+}
+
 pub fn conversation(id: &str) -> Vec<u8> {
     format!("conversation/{id}").into_bytes()
 }
