@@ -22,6 +22,7 @@ use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
 use crate::processor::{self, Processor};
+use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, Store};
 
 /// A started daemon.
@@ -56,7 +57,8 @@ impl App {
             minter,
             outbox,
             config.events.processor_batch,
-        ));
+        )
+        .with_routing(RuleSet::compile(&config)));
         let position = processor
             .position()
             .context("reading the processor's position")?;

@@ -24,6 +24,7 @@ use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::model::{Inbound, Record};
+use crate::routing::{self, RuleSet};
 use crate::store::{keys, StateBatch, Store, StoreError};
 
 /// A record the processor set aside, kept with the reason.
@@ -45,6 +46,8 @@ pub struct Processor {
     minter: Minter,
     outbox: OutboxWriter,
     batch_size: usize,
+    /// Routing rules, pipelines and the directory's base, compiled from config.
+    routing: Arc<RuleSet>,
 }
 
 /// Where the processor stands after a step.
@@ -63,7 +66,14 @@ impl Processor {
             minter,
             outbox,
             batch_size,
+            routing: Arc::new(RuleSet::default()),
         }
+    }
+
+    /// Uses these routing rules (the default routes nothing and has no pipelines).
+    pub fn with_routing(mut self, rules: RuleSet) -> Self {
+        self.routing = Arc::new(rules);
+        self
     }
 
     /// Where the committed state stands.
@@ -143,6 +153,10 @@ impl Processor {
         match record {
             Record::Inbound(inbound) => self.apply_inbound(batch, seq, inbound),
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
+            Record::Control(control) => {
+                let (minter, outbox) = (&self.minter, &self.outbox);
+                routing::apply_control(&self.routing, batch, minter, outbox, seq, control)
+            }
         }
     }
 
@@ -173,20 +187,20 @@ impl Processor {
             };
             self.outbox.push(batch, at, &draft)?;
         }
-        let threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
-        let event_type = if threaded.new_ticket {
-            EventType::TicketCreated
-        } else {
-            EventType::TicketMessageAdded
-        };
+        let mut threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
+        let routed =
+            routing::after_threading(&self.routing, batch, &self.minter, inbound, &mut threaded)?;
+        let (event_type, subject) = routed.message_event(&threaded);
+        let mut data = self.message_data(seq, inbound, &threaded);
+        routed.annotate(&mut data);
         let draft = EventDraft {
             event_type,
-            subject: threaded.ticket.id.clone(),
+            subject,
             channel,
-            data: self.message_data(seq, inbound, &threaded),
+            data,
         };
         self.outbox.push(batch, at, &draft)?;
-        Ok(())
+        routing::push_events(&self.outbox, batch, at, &routed.events)
     }
 
     fn message_data(&self, seq: u64, inbound: &Inbound, threaded: &Threaded) -> serde_json::Value {
@@ -242,6 +256,7 @@ impl Processor {
                 Some(input.external_id.clone()),
                 input.raw_blob.clone(),
             ),
+            Some(Record::Control(control)) => (control.at, Some(control.key.clone()), None),
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.
             None => (DateTime::<Utc>::UNIX_EPOCH, None, None),

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod routing;
+pub use routing::*;
+
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +32,9 @@ pub struct Config {
     /// Inbound channels by id; each gets the URL `/hooks/{id}`.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// Users, teams and ticket pipelines.
+    #[serde(default)]
+    pub routing: RoutingConfig,
 }
 
 /// The HTTP listener.
@@ -190,6 +196,9 @@ pub struct ChannelConfig {
     /// Larger request bodies are refused with 413 before they are read.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// Tickets: whether messages open them, their defaults and who they are routed to.
+    #[serde(default)]
+    pub tickets: Option<ChannelTickets>,
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -358,6 +367,7 @@ impl Config {
             );
         }
         problems.extend(tokens.err());
+        problems.extend(self.routing.validate(&self.channels));
         problems
     }
 }
