@@ -51,14 +51,12 @@ impl App {
         let (store, blobs, instance_id) = store?;
 
         let minter = Minter::new(instance_id);
+        let rules = Arc::new(RuleSet::compile(&config));
         let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
-        let processor = Arc::new(Processor::new(
-            store.clone(),
-            minter,
-            outbox,
-            config.events.processor_batch,
-        )
-        .with_routing(RuleSet::compile(&config)));
+        let processor = Arc::new(
+            Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
+                .with_routing(Arc::clone(&rules)),
+        );
         let position = processor
             .position()
             .context("reading the processor's position")?;
@@ -78,6 +76,7 @@ impl App {
             tokens: http::Tokens::new(tokens),
             store: store.clone(),
             blobs,
+            routing: rules,
             channels: Arc::new(config.channels.clone()),
             journal,
             outbox: OutboxReader::new(store.clone(), position_rx.clone()),

@@ -71,8 +71,8 @@ impl Processor {
     }
 
     /// Uses these routing rules (the default routes nothing and has no pipelines).
-    pub fn with_routing(mut self, rules: RuleSet) -> Self {
-        self.routing = Arc::new(rules);
+    pub fn with_routing(mut self, rules: Arc<RuleSet>) -> Self {
+        self.routing = rules;
         self
     }
 

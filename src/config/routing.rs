@@ -248,9 +248,8 @@ impl RoutingConfig {
     /// Every problem in the directory, the pipelines and the channels' ticket options.
     pub fn validate(&self, channels: &BTreeMap<String, ChannelConfig>) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
-        let mut problem = |path: String, message: String| {
-            problems.push(ConfigProblem { path, message })
-        };
+        let mut problem =
+            |path: String, message: String| problems.push(ConfigProblem { path, message });
         if self.spam_retention_days == 0 {
             problem("routing.spam_retention_days".into(), "must be > 0".into());
         }
@@ -383,10 +382,7 @@ impl RoutingConfig {
                 );
             }
         } else if tickets.status.is_some() && self.pipelines.is_empty() {
-            problem(
-                format!("{base}.status"),
-                "no pipeline is configured".into(),
-            );
+            problem(format!("{base}.status"), "no pipeline is configured".into());
         }
         let routing = &tickets.routing;
         let path = format!("{base}.routing");
@@ -411,12 +407,18 @@ impl RoutingConfig {
     ) {
         for (i, user) in users.iter().enumerate() {
             if !self.users.contains_key(user) {
-                problem(format!("{path}.users[{i}]"), format!("unknown user {user:?}"));
+                problem(
+                    format!("{path}.users[{i}]"),
+                    format!("unknown user {user:?}"),
+                );
             }
         }
         for (i, team) in teams.iter().enumerate() {
             if !self.teams.contains_key(team) {
-                problem(format!("{path}.teams[{i}]"), format!("unknown team {team:?}"));
+                problem(
+                    format!("{path}.teams[{i}]"),
+                    format!("unknown team {team:?}"),
+                );
             }
         }
     }

@@ -4,6 +4,7 @@
 mod control;
 mod error;
 mod routes;
+mod routing_control;
 
 use std::net::SocketAddr;
 use std::time::Duration;

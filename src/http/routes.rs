@@ -27,6 +27,7 @@ use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
 use crate::model::Record;
 use crate::processor::Position;
+use crate::routing::RuleSet;
 use crate::store::{Blobs, Store};
 
 /// What every handler can reach. Cheap to clone.
@@ -44,6 +45,8 @@ pub struct AppState {
     /// Read access to state for the control API.
     pub store: Store,
     pub blobs: Blobs,
+    /// Routing rules and the directory's base from config, for the control API's reads.
+    pub routing: Arc<RuleSet>,
 }
 
 pub fn router(state: AppState) -> Router {

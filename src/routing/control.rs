@@ -89,14 +89,21 @@ impl Step<'_, '_> {
                 self.batch.put(directory_key(), &directory);
                 Ok(Ok(json!({ "id": user, "availability": availability })))
             }
-            ControlCommand::SetTicketStatus { ticket, status } => self.set_ticket_status(ticket, status),
-            ControlCommand::SetTicketOwner { ticket, owner } => self.set_owner(ticket, owner.as_deref()),
+            ControlCommand::SetTicketStatus { ticket, status } => {
+                self.set_ticket_status(ticket, status)
+            }
+            ControlCommand::SetTicketOwner { ticket, owner } => {
+                self.set_owner(ticket, owner.as_deref())
+            }
             ControlCommand::CloseConversation { conversation } => {
-                let Some((conversation, ticket)) = self.conversation_and_ticket(conversation)? else {
+                let Some((conversation, ticket)) = self.conversation_and_ticket(conversation)?
+                else {
                     return Ok(Err(not_found("conversation", conversation)));
                 };
                 self.close_conversation(&ticket, &conversation.id, "control")?;
-                Ok(Ok(json!({ "conversation": conversation.id, "closed": true })))
+                Ok(Ok(
+                    json!({ "conversation": conversation.id, "closed": true }),
+                ))
             }
             ControlCommand::MergeTickets { survivor, merged } => self.merge(survivor, merged),
             ControlCommand::SplitConversation { conversation } => self.split(conversation),
@@ -121,7 +128,9 @@ impl Step<'_, '_> {
                 let mut state = self.ticket_state(&ticket.id)?;
                 let fired = fire(self, &ticket, &mut state, "agent_emailed")?;
                 self.save_ticket_state(&ticket.id, &state);
-                Ok(Ok(json!({ "ticket": ticket.id, "fired": fired, "status": state.status })))
+                Ok(Ok(
+                    json!({ "ticket": ticket.id, "fired": fired, "status": state.status }),
+                ))
             }
         }
     }
@@ -167,7 +176,9 @@ impl Step<'_, '_> {
         }
         let changed = self.set_status(&ticket, &mut state, status, Cause::Control)?;
         self.save_ticket_state(id, &state);
-        Ok(Ok(json!({ "ticket": id, "changed": changed, "routing": state })))
+        Ok(Ok(
+            json!({ "ticket": id, "changed": changed, "routing": state }),
+        ))
     }
 
     fn set_owner(&mut self, id: &str, owner: Option<&str>) -> Result<Answer, StoreError> {
@@ -203,7 +214,9 @@ impl Step<'_, '_> {
         let Some(conversation) = self.batch.get::<Conversation>(&keys::conversation(id))? else {
             return Ok(None);
         };
-        let ticket = self.batch.get::<Ticket>(&keys::ticket(&conversation.ticket_id))?;
+        let ticket = self
+            .batch
+            .get::<Ticket>(&keys::ticket(&conversation.ticket_id))?;
         Ok(ticket.map(|t| (conversation, t)))
     }
 
@@ -241,9 +254,12 @@ impl Step<'_, '_> {
         self.save_ticket_state(&kept.id, &kept_state);
         self.batch.remove(keys::ticket(merged));
         self.batch.remove(super::state::ticket_key(merged));
-        let data = json!({ "ticket": kept.id, "merged": merged, "conversations": kept.conversations });
+        let data =
+            json!({ "ticket": kept.id, "merged": merged, "conversations": kept.conversations });
         self.emit(EventType::TicketMerged, &kept.id, Some(&kept.channel), data);
-        Ok(Ok(json!({ "ticket": kept.id, "conversations": kept.conversations })))
+        Ok(Ok(
+            json!({ "ticket": kept.id, "conversations": kept.conversations }),
+        ))
     }
 
     /// Moves one conversation (its thread with it) to a new ticket.
@@ -265,7 +281,11 @@ impl Step<'_, '_> {
             .and_then(|p| p.statuses.iter().find(|s| s.open))
             .map(|s| s.id.clone());
         let state = TicketState {
-            status: if old_state.open { old_state.status.clone() } else { first_open },
+            status: if old_state.open {
+                old_state.status.clone()
+            } else {
+                first_open
+            },
             open: true,
             trigger_conversations: vec![id.to_owned()],
             reopened: false,
@@ -274,14 +294,24 @@ impl Step<'_, '_> {
         self.count_open(state.owner.as_deref(), 1)?;
         self.save_ticket_state(&new.id, &state);
         let data = json!({ "ticket": ticket.id, "new_ticket": new.id, "conversation": id, "routing": state });
-        self.emit(EventType::TicketSplit, &ticket.id, Some(&ticket.channel), data);
+        self.emit(
+            EventType::TicketSplit,
+            &ticket.id,
+            Some(&ticket.channel),
+            data,
+        );
         Ok(Ok(json!({ "ticket": ticket.id, "new_ticket": new.id })))
     }
 
     fn delete_with_event(&mut self, ticket: &Ticket) -> Result<Answer, StoreError> {
         self.delete_ticket(ticket)?;
         let data = json!({ "ticket": ticket.id, "conversations": ticket.conversations });
-        self.emit(EventType::TicketDeleted, &ticket.id, Some(&ticket.channel), data);
+        self.emit(
+            EventType::TicketDeleted,
+            &ticket.id,
+            Some(&ticket.channel),
+            data,
+        );
         Ok(Ok(json!({ "ticket": ticket.id, "deleted": true })))
     }
 
@@ -304,8 +334,15 @@ impl Step<'_, '_> {
             "contact": conversation.contact_id,
             "purge_after": purge_after,
         });
-        self.emit(EventType::ConversationSpam, &ticket.id, Some(&ticket.channel), data);
-        Ok(Ok(json!({ "conversation": id, "spam": true, "purge_after": purge_after })))
+        self.emit(
+            EventType::ConversationSpam,
+            &ticket.id,
+            Some(&ticket.channel),
+            data,
+        );
+        Ok(Ok(
+            json!({ "conversation": id, "spam": true, "purge_after": purge_after }),
+        ))
     }
 
     /// Purges spam conversations older than the retention. Times come from the record being

@@ -146,7 +146,11 @@ fn summarise(skipped: Vec<String>) -> Option<String> {
         return None;
     }
     let more = skipped.len().saturating_sub(SHOWN);
-    let mut text = skipped.into_iter().take(SHOWN).collect::<Vec<_>>().join(", ");
+    let mut text = skipped
+        .into_iter()
+        .take(SHOWN)
+        .collect::<Vec<_>>()
+        .join(", ");
     if more > 0 {
         text.push_str(&format!(" and {more} more skipped"));
     }

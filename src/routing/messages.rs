@@ -79,7 +79,10 @@ pub fn after_threading(
     step.purge_expired_spam()?;
     let channel = rules.channel(&inbound.channel);
     let contact_id = threaded.conversation.contact_id.clone();
-    let spam = step.batch.get_raw(&spam_contact_key(&contact_id))?.is_some();
+    let spam = step
+        .batch
+        .get_raw(&spam_contact_key(&contact_id))?
+        .is_some();
     let conversation_id = threaded.conversation.id.clone();
     let mut bookkeeping = step.conversation_state(&conversation_id)?;
     if threaded.conversation.messages == 1 {
@@ -129,7 +132,11 @@ fn new_ticket(
     }
     let status = channel.status.clone().or_else(|| {
         let pipeline = step.pipeline(&state)?;
-        pipeline.statuses.iter().find(|s| s.open).map(|s| s.id.clone())
+        pipeline
+            .statuses
+            .iter()
+            .find(|s| s.open)
+            .map(|s| s.id.clone())
     });
     if let Some(status) = &status {
         state.open = step.status_is_open(&state, status).unwrap_or(true);

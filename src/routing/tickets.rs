@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::state::{
-    conversation_key, directory_key, get_or_default, open_tickets_key, rotation_key,
-    snapshot_from, ticket_key, ContactView, ConversationState, DirectoryState, TicketState,
+    conversation_key, directory_key, get_or_default, open_tickets_key, rotation_key, snapshot_from,
+    ticket_key, ContactView, ConversationState, DirectoryState, TicketState,
 };
 use super::{decide, ChannelRules, Snapshot, Step};
 use crate::config::{ActionKind, PipelineConfig};
@@ -232,7 +232,10 @@ impl Step<'_, '_> {
                 ActionKind::Notify => {
                     let mut users: Vec<&String> = action.users.iter().collect();
                     for team in &action.teams {
-                        let members = snapshot.users.iter().filter(|(_, u)| u.teams.contains(team));
+                        let members = snapshot
+                            .users
+                            .iter()
+                            .filter(|(_, u)| u.teams.contains(team));
                         users.extend(members.map(|(id, _)| id));
                     }
                     if action.owner {
@@ -314,8 +317,10 @@ impl Step<'_, '_> {
     /// Removes a conversation and its thread, so that a later message opens a new one.
     pub(super) fn forget_conversation(&mut self, id: &str) -> Result<(), StoreError> {
         if let Some(conversation) = self.batch.get::<Conversation>(&keys::conversation(id))? {
-            self.batch
-                .remove(keys::thread(&conversation.channel, &conversation.thread_key));
+            self.batch.remove(keys::thread(
+                &conversation.channel,
+                &conversation.thread_key,
+            ));
         }
         self.batch.remove(keys::conversation(id));
         self.batch.remove(conversation_key(id));
