@@ -1,0 +1,495 @@
+//! Status triggers and ticket-state commands through the real processor and state store:
+//! email threads as `Inbound` values with the flags the email parser sets (forwarded,
+//! automatic, bounce), control commands as journaled records, and the events that come out.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use deskgate::config::Config;
+use deskgate::conversations::{Conversation, Ticket};
+use deskgate::events::OutboxWriter;
+use deskgate::ids::Minter;
+use deskgate::model::{
+    Bounce, ControlCommand, ControlRecord, DedupeKey, EmailMeta, Identity, Inbound, Record,
+    Sender,
+};
+use deskgate::processor::Processor;
+use deskgate::routing::{Outcome, RuleSet};
+use deskgate::store::{keys, Store};
+use serde_json::Value;
+use uuid::Uuid;
+
+const CONFIG: &str = r#"
+[channels.mail]
+kind = "api"
+[channels.mail.tickets]
+pipeline = "support"
+[channels.mail.tickets.routing]
+rule = "users_and_teams"
+users = ["alice"]
+available_only = false
+
+[channels.notes]
+kind = "api"
+[channels.notes.tickets]
+create = false
+
+[routing.users.alice]
+name = "Alice"
+email = "alice@desk.example"
+
+[routing.pipelines.support]
+label = "Support"
+statuses = [
+  { id = "new", label = "New", open = true },
+  { id = "waiting_on_contact", label = "Waiting on contact", open = true },
+  { id = "waiting_on_us", label = "Waiting on us", open = true },
+  { id = "closed", label = "Closed", open = false },
+]
+[[routing.pipelines.support.actions]]
+status = "new"
+action = "acknowledge"
+template = "ticket_received"
+[[routing.pipelines.support.actions]]
+status = "waiting_on_us"
+action = "notify"
+template = "customer_replied"
+owner = true
+"#;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Store,
+    processor: Processor,
+    seq: u64,
+    outbox_seen: u64,
+    t0: DateTime<Utc>,
+}
+
+impl Harness {
+    fn new(extra: &str) -> Harness {
+        Harness::with_config(&format!("{CONFIG}\n{extra}"))
+    }
+
+    fn with_config(text: &str) -> Harness {
+        let config = Config::parse(text).unwrap();
+        let problems = config.validate();
+        assert!(problems.is_empty(), "{problems:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let instance = Uuid::from_u128(7);
+        let processor = Processor::new(
+            store.clone(),
+            Minter::new(instance),
+            OutboxWriter::new("test".into(), instance),
+            64,
+        )
+        .with_routing(std::sync::Arc::new(RuleSet::compile(&config)));
+        Harness {
+            _dir: dir,
+            store,
+            processor,
+            seq: 0,
+            outbox_seen: 0,
+            t0: Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap(),
+        }
+    }
+
+    /// Journals a record, lets the processor apply it, and returns the events it produced.
+    fn apply(&mut self, record: Record) -> Vec<Value> {
+        self.seq += 1;
+        let key = DedupeKey::of(&record);
+        self.store
+            .journal_append([(self.seq, &key, &record)])
+            .unwrap();
+        let position = self.processor.step(self.seq - 1, self.seq).unwrap();
+        assert_eq!(position.cursor, self.seq);
+        let events = self
+            .store
+            .outbox_read(self.outbox_seen, position.outbox, 1000)
+            .unwrap();
+        self.outbox_seen = position.outbox;
+        events
+            .into_iter()
+            .map(|(_, bytes)| serde_json::from_slice(&bytes).unwrap())
+            .collect()
+    }
+
+    fn mail(&mut self, mail: Mail) -> Vec<Value> {
+        let at = self.t0 + Duration::minutes(self.seq as i64);
+        self.apply(Record::Inbound(Box::new(mail.build(at))))
+    }
+
+    fn control(&mut self, command: ControlCommand) -> (Outcome, Vec<Value>) {
+        let at = self.t0 + Duration::minutes(self.seq as i64);
+        self.control_at(command, at)
+    }
+
+    fn control_at(&mut self, command: ControlCommand, at: DateTime<Utc>) -> (Outcome, Vec<Value>) {
+        let record = Record::Control(Box::new(ControlRecord {
+            key: format!("k{}", self.seq + 1),
+            at,
+            command,
+        }));
+        let events = self.apply(record);
+        let outcome = self
+            .store
+            .state_get(&keys::control_outcome(self.seq))
+            .unwrap()
+            .expect("an outcome is stored");
+        (outcome, events)
+    }
+
+    fn ticket(&self, id: &str) -> Option<Ticket> {
+        self.store.state_get(&keys::ticket(id)).unwrap()
+    }
+}
+
+/// An email as the email channel hands it over: threaded on its root Message-ID.
+struct Mail {
+    id: &'static str,
+    root: &'static str,
+    from: &'static str,
+    channel: &'static str,
+    forwarded: bool,
+    automatic: bool,
+    bounce: bool,
+}
+
+fn mail(id: &'static str, root: &'static str, from: &'static str) -> Mail {
+    Mail {
+        id,
+        root,
+        from,
+        channel: "mail",
+        forwarded: false,
+        automatic: false,
+        bounce: false,
+    }
+}
+
+impl Mail {
+    fn build(self, at: DateTime<Utc>) -> Inbound {
+        let sender = Sender {
+            name: None,
+            identities: vec![Identity::Email {
+                address: self.from.to_owned(),
+            }],
+        };
+        let mut inbound = Inbound::new(self.channel, self.id, self.root, sender, "text", at);
+        inbound.subject = Some(format!("about {}", self.root));
+        let replying = self.id != self.root;
+        inbound.email = Some(EmailMeta {
+            message_id: self.id.to_owned(),
+            in_reply_to: if replying { vec![self.root.to_owned()] } else { vec![] },
+            references: if replying { vec![self.root.to_owned()] } else { vec![] },
+            ..EmailMeta::default()
+        });
+        inbound.flags.forwarded = self.forwarded;
+        inbound.flags.automatic = self.automatic;
+        if self.bounce {
+            inbound.flags.bounce = Some(Bounce {
+                recipient: Some(self.from.to_owned()),
+                status: Some("5.1.1".into()),
+            });
+        }
+        inbound
+    }
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["type"] == format!("deskgate.ticket.{kind}") || e["type"] == format!("deskgate.conversation.{kind}"))
+        .collect()
+}
+
+fn types(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect()
+}
+
+fn created_ticket(events: &[Value]) -> String {
+    of_type(events, "created")[0]["data"]["ticket"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_customer_reply_on_the_ticket_thread_fires_customer_replied() {
+    let mut h = Harness::new("");
+    let events = h.mail(mail("m1@x", "m1@x", "ana@example.com"));
+    assert_eq!(
+        types(&events),
+        [
+            "deskgate.contact.created",
+            "deskgate.ticket.created",
+            "deskgate.ticket.assigned",
+            "deskgate.ticket.action_requested",
+        ]
+    );
+    let created = &events[1]["data"]["ticket"];
+    assert_eq!(created["status"], "new");
+    assert_eq!(created["pipeline"], "support");
+    assert_eq!(created["owner"], "alice");
+    assert_eq!(events[2]["data"]["trace"], "round robin picked alice");
+    let ack = &events[3]["data"];
+    assert_eq!(ack["template"], "ticket_received");
+    assert_eq!(ack["recipients"][0]["email"], "ana@example.com");
+    let ticket = created_ticket(&events);
+
+    let events = h.mail(mail("m2@x", "m1@x", "ana@example.com"));
+    let triggers = of_type(&events, "status_trigger");
+    assert_eq!(triggers.len(), 1, "{events:?}");
+    let data = &triggers[0]["data"];
+    assert_eq!(data["ticket"], ticket.as_str());
+    assert_eq!(data["trigger"], "customer_replied");
+    assert_eq!(data["old_status"], "new");
+    assert_eq!(data["new_status"], "waiting_on_us");
+    let notify = of_type(&events, "action_requested");
+    assert_eq!(notify[0]["data"]["recipients"][0]["email"], "alice@desk.example");
+}
+
+#[test]
+fn agent_emailed_then_customer_reply_moves_the_ticket_back_and_forth() {
+    let mut h = Harness::new("");
+    let ticket = created_ticket(&h.mail(mail("m1@x", "m1@x", "ana@example.com")));
+    let (outcome, events) = h.control(ControlCommand::AgentEmailed {
+        ticket: ticket.clone(),
+        conversation: None,
+    });
+    assert_eq!(outcome.status, 200);
+    assert_eq!(outcome.body["fired"], true);
+    let trigger = &of_type(&events, "status_trigger")[0]["data"];
+    assert_eq!(
+        (&trigger["trigger"], &trigger["old_status"], &trigger["new_status"]),
+        (&"agent_emailed".into(), &"new".into(), &"waiting_on_contact".into())
+    );
+    let events = h.mail(mail("m2@x", "m1@x", "ana@example.com"));
+    let trigger = &of_type(&events, "status_trigger")[0]["data"];
+    assert_eq!(trigger["old_status"], "waiting_on_contact");
+    assert_eq!(trigger["new_status"], "waiting_on_us");
+}
+
+#[test]
+fn forwards_replies_to_forwards_out_of_office_and_bounces_never_fire() {
+    let mut h = Harness::new("");
+    created_ticket(&h.mail(mail("m1@x", "m1@x", "ana@example.com")));
+    // Forwarded mail on the ticket's thread.
+    let mut forward = mail("fw1@x", "m1@x", "ana@example.com");
+    forward.forwarded = true;
+    assert!(of_type(&h.mail(forward), "status_trigger").is_empty());
+    // An out-of-office reply.
+    let mut ooo = mail("ooo@x", "m1@x", "ana@example.com");
+    ooo.automatic = true;
+    assert!(of_type(&h.mail(ooo), "status_trigger").is_empty());
+    // A bounce.
+    let mut bounce = mail("dsn@x", "m1@x", "mailer-daemon@example.com");
+    bounce.bounce = true;
+    assert!(of_type(&h.mail(bounce), "status_trigger").is_empty());
+
+    // A conversation that started from a forward: the customer's replies to it never fire.
+    let mut forwarded = mail("fw2@x", "fw2@x", "colleague@example.com");
+    forwarded.forwarded = true;
+    let events = h.mail(forwarded);
+    assert_eq!(of_type(&events, "created").len(), 1);
+    let reply = h.mail(mail("r-fw2@x", "fw2@x", "colleague@example.com"));
+    assert_eq!(types(&reply)[0], "deskgate.ticket.message_added");
+    assert!(of_type(&reply, "status_trigger").is_empty(), "{reply:?}");
+
+    // And an ordinary reply on the first thread still does.
+    let events = h.mail(mail("m2@x", "m1@x", "ana@example.com"));
+    assert_eq!(of_type(&events, "status_trigger").len(), 1);
+}
+
+/// Puts a new thread on an existing ticket, as email threading does when a customer starts a
+/// new thread that belongs to the ticket.
+fn attach_thread(h: &Harness, ticket_id: &str, root: &str) {
+    let mut batch = h.store.state_batch();
+    let mut ticket: Ticket = batch.get(&keys::ticket(ticket_id)).unwrap().unwrap();
+    let conversation = Conversation {
+        id: format!("conv-{root}"),
+        channel: "mail".into(),
+        thread_key: root.into(),
+        contact_id: ticket.contact_id.clone(),
+        ticket_id: ticket_id.into(),
+        created_at: h.t0,
+        last_message_at: h.t0,
+        messages: 0,
+    };
+    ticket.conversations.push(conversation.id.clone());
+    batch.put(keys::thread("mail", root), &conversation.id);
+    batch.put(keys::conversation(&conversation.id), &conversation);
+    batch.put(keys::ticket(ticket_id), &ticket);
+    batch.commit().unwrap();
+}
+
+#[test]
+fn close_then_reopen_then_a_new_thread_counts() {
+    let mut h = Harness::new("");
+    let ticket = created_ticket(&h.mail(mail("m1@x", "m1@x", "ana@example.com")));
+    // Before any close, a new thread on the ticket does not fire the trigger.
+    attach_thread(&h, &ticket, "early@x");
+    let events = h.mail(mail("early@x", "early@x", "ana@example.com"));
+    assert!(of_type(&events, "status_trigger").is_empty(), "{events:?}");
+
+    let (outcome, events) = h.control(ControlCommand::SetTicketStatus {
+        ticket: ticket.clone(),
+        status: "closed".into(),
+    });
+    assert_eq!(outcome.status, 200, "{:?}", outcome.body);
+    assert_eq!(of_type(&events, "status_changed").len(), 1);
+    assert_eq!(of_type(&events, "closed").len(), 2, "both conversations close: {events:?}");
+
+    // The customer writes on the closed ticket's thread: it reopens with customer_replied.
+    let events = h.mail(mail("m2@x", "m1@x", "ana@example.com"));
+    let trigger = &of_type(&events, "status_trigger")[0]["data"];
+    assert_eq!(trigger["old_status"], "closed");
+    assert_eq!(trigger["new_status"], "waiting_on_us");
+    h.control(ControlCommand::AgentEmailed {
+        ticket: ticket.clone(),
+        conversation: None,
+    });
+    // After the reopen, a new thread on the ticket counts.
+    attach_thread(&h, &ticket, "late@x");
+    let events = h.mail(mail("late@x", "late@x", "ana@example.com"));
+    let trigger = &of_type(&events, "status_trigger")[0]["data"];
+    assert_eq!(trigger["old_status"], "waiting_on_contact");
+    assert_eq!(trigger["new_status"], "waiting_on_us");
+}
+
+#[test]
+fn a_reply_on_a_closed_ticket_opens_a_new_one_when_the_pipeline_says_so() {
+    let text = CONFIG.replace(
+        "label = \"Support\"",
+        "label = \"Support\"\nclosed_reply = \"new_ticket\"",
+    );
+    let mut h = Harness::with_config(&text);
+    let first = created_ticket(&h.mail(mail("m1@x", "m1@x", "ana@example.com")));
+    h.control(ControlCommand::SetTicketStatus {
+        ticket: first.clone(),
+        status: "closed".into(),
+    });
+    let events = h.mail(mail("m2@x", "m1@x", "ana@example.com"));
+    let second = created_ticket(&events);
+    assert_ne!(first, second);
+    assert_eq!(events[0]["data"]["ticket"]["status"], "new");
+    assert!(h.ticket(&first).unwrap().conversations.is_empty());
+    assert_eq!(h.ticket(&second).unwrap().conversations.len(), 1);
+    // The thread now belongs to the new ticket.
+    let events = h.mail(mail("m3@x", "m1@x", "ana@example.com"));
+    assert_eq!(events[0]["subject"], second.as_str());
+}
+
+#[test]
+fn merged_threads_reply_to_the_survivor_and_split_threads_go_with_the_new_ticket() {
+    let mut h = Harness::new("");
+    let a = created_ticket(&h.mail(mail("a1@x", "a1@x", "ana@example.com")));
+    let b = created_ticket(&h.mail(mail("b1@x", "b1@x", "ana@example.com")));
+    let (outcome, events) = h.control(ControlCommand::MergeTickets {
+        survivor: a.clone(),
+        merged: b.clone(),
+    });
+    assert_eq!(outcome.status, 200);
+    assert_eq!(types(&events), ["deskgate.ticket.merged"]);
+    assert!(h.ticket(&b).is_none());
+    let events = h.mail(mail("b2@x", "b1@x", "ana@example.com"));
+    assert_eq!(events[0]["subject"], a.as_str(), "a reply on b's thread lands on a");
+    // The merged thread was b's own: the reply fires the trigger on a.
+    assert_eq!(of_type(&events, "status_trigger").len(), 1);
+
+    let conversation = events[0]["data"]["conversation"]["id"].as_str().unwrap().to_owned();
+    let (outcome, events) = h.control(ControlCommand::SplitConversation {
+        conversation: conversation.clone(),
+    });
+    assert_eq!(outcome.status, 200, "{:?}", outcome.body);
+    let new = outcome.body["new_ticket"].as_str().unwrap().to_owned();
+    assert_eq!(types(&events), ["deskgate.ticket.split"]);
+    let events = h.mail(mail("b3@x", "b1@x", "ana@example.com"));
+    assert_eq!(events[0]["subject"], new.as_str(), "the thread went with the split");
+
+    // Splitting the last conversation off a ticket is refused, and leaves nothing behind.
+    let (outcome, events) = h.control(ControlCommand::SplitConversation { conversation });
+    assert_eq!(outcome.status, 409);
+    assert!(events.is_empty());
+}
+
+#[test]
+fn deleting_a_conversation_deletes_its_ticket_and_a_new_message_starts_over() {
+    let mut h = Harness::new("");
+    let events = h.mail(mail("m1@x", "m1@x", "ana@example.com"));
+    let ticket = created_ticket(&events);
+    let conversation = events[1]["data"]["conversation"]["id"].as_str().unwrap().to_owned();
+    let (outcome, events) = h.control(ControlCommand::DeleteConversation { conversation });
+    assert_eq!(outcome.status, 200);
+    assert_eq!(types(&events), ["deskgate.ticket.deleted"]);
+    assert!(h.ticket(&ticket).is_none());
+    let events = h.mail(mail("m2@x", "m1@x", "ana@example.com"));
+    assert_ne!(created_ticket(&events), ticket);
+    let (outcome, _) = h.control(ControlCommand::DeleteTicket { ticket });
+    assert_eq!(outcome.status, 404);
+}
+
+#[test]
+fn spam_flags_the_sender_and_is_purged_after_the_retention() {
+    let mut h = Harness::new("");
+    let events = h.mail(mail("s1@x", "s1@x", "spammer@example.com"));
+    let ticket = created_ticket(&events);
+    let conversation = events[1]["data"]["conversation"]["id"].as_str().unwrap().to_owned();
+    let (outcome, events) = h.control(ControlCommand::MarkSpam {
+        conversation: conversation.clone(),
+    });
+    assert_eq!(outcome.status, 200);
+    assert_eq!(types(&events), ["deskgate.conversation.spam"]);
+    let events = h.mail(mail("s2@x", "s2@x", "spammer@example.com"));
+    assert_eq!(events[0]["data"]["message"]["spam"], true);
+    assert!(of_type(&events, "assigned").is_empty(), "spam is never assigned");
+
+    // 91 days later, any record applied purges the spam conversation.
+    let later = h.t0 + Duration::days(91);
+    h.control_at(
+        ControlCommand::PutTeam {
+            id: "support".into(),
+            label: "Support".into(),
+        },
+        later,
+    );
+    assert!(h.ticket(&ticket).is_none());
+    let conversation: Option<Conversation> =
+        h.store.state_get(&keys::conversation(&conversation)).unwrap();
+    assert!(conversation.is_none());
+}
+
+#[test]
+fn a_ticketless_channel_sends_conversation_events_only() {
+    let mut h = Harness::new("");
+    let mut note = mail("n1@x", "n1@x", "ana@example.com");
+    note.channel = "notes";
+    let events = h.mail(note);
+    assert_eq!(
+        types(&events),
+        ["deskgate.contact.created", "deskgate.conversation.message_added"]
+    );
+    assert!(events[1]["data"].get("ticket").is_none());
+    assert!(events[1]["data"]["conversation"]["id"].is_string());
+}
+
+#[test]
+fn refused_commands_answer_with_the_reason() {
+    let mut h = Harness::new("");
+    let ticket = created_ticket(&h.mail(mail("m1@x", "m1@x", "ana@example.com")));
+    let (outcome, events) = h.control(ControlCommand::SetTicketStatus {
+        ticket: ticket.clone(),
+        status: "solved".into(),
+    });
+    assert_eq!(outcome.status, 422);
+    assert_eq!(
+        outcome.body["error"],
+        "status: \"solved\" is not a status of pipeline \"support\""
+    );
+    assert!(events.is_empty());
+    let (outcome, _) = h.control(ControlCommand::SetTicketOwner {
+        ticket,
+        owner: Some("zoe".into()),
+    });
+    assert_eq!(outcome.status, 404);
+    assert_eq!(outcome.body["error"], "no user \"zoe\"");
+}
