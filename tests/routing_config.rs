@@ -140,7 +140,10 @@ fn unknown_options_are_refused_with_their_path() {
     ))
     .unwrap_err();
     assert_eq!(error.path, "channels.api.tickets.routing.rule");
-    assert!(error.message.contains("unknown variant `random`"), "{error}");
+    assert!(
+        error.message.contains("unknown variant `random`"),
+        "{error}"
+    );
     let error = Config::parse("[routing.users.alice]\nname = \"A\"\nseats = 1\n").unwrap_err();
     assert_eq!(error.path, "routing.users.alice.seats");
     assert!(error.message.contains("unknown field `seats`"), "{error}");
@@ -152,8 +155,14 @@ fn the_shipped_config_routes_the_api_channel_through_the_support_pipeline() {
     let config = Config::load(std::path::Path::new(path)).expect("the shipped config validates");
     let pipeline = &config.routing.pipelines["support"];
     let labels: Vec<_> = pipeline.statuses.iter().map(|s| s.label.as_str()).collect();
-    assert_eq!(labels, ["New", "Waiting on contact", "Waiting on us", "Closed"]);
-    let tickets = config.channels["api"].tickets.as_ref().expect("api has ticket options");
+    assert_eq!(
+        labels,
+        ["New", "Waiting on contact", "Waiting on us", "Closed"]
+    );
+    let tickets = config.channels["api"]
+        .tickets
+        .as_ref()
+        .expect("api has ticket options");
     assert_eq!(tickets.pipeline.as_deref(), Some("support"));
     assert_eq!(config.routing.spam_retention_days, 90);
 }

@@ -54,8 +54,8 @@ fn fixtures() -> Vec<(PathBuf, Fixture)> {
         .into_iter()
         .map(|path| {
             let text = std::fs::read_to_string(&path).unwrap();
-            let fixture = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let fixture =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             (path, fixture)
         })
         .collect()
@@ -125,6 +125,9 @@ fn every_fixture_decides_as_expected() {
             "{name} expects nothing"
         );
     }
-    assert!(checked >= 10, "only {checked} routing fixtures were checked");
+    assert!(
+        checked >= 10,
+        "only {checked} routing fixtures were checked"
+    );
     assert_eq!(checked, fixtures.len(), "every fixture file is checked");
 }

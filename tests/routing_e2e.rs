@@ -53,7 +53,13 @@ struct Control<'a> {
 }
 
 impl Control<'_> {
-    async fn send(&self, method: &str, path: &str, body: Option<Value>, key: Option<&str>) -> (u16, Value) {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self
             .client
@@ -90,25 +96,56 @@ async fn tickets_are_routed_round_robin_across_restarts_and_reopen_on_reply() {
     let dir = tempfile::tempdir().unwrap();
     let extra = extra(dir.path());
     let mut daemon = Daemon::start(dir.path(), &extra).await;
-    let control = Control { daemon: &daemon, client: reqwest::Client::new() };
+    let control = Control {
+        daemon: &daemon,
+        client: reqwest::Client::new(),
+    };
 
     let bob = json!({ "name": "Bob", "email": "bob@desk.example", "teams": ["support"] });
-    let (status, body) = control.send("PUT", "/v1/control/users/bob", Some(bob), None).await;
+    let (status, body) = control
+        .send("PUT", "/v1/control/users/bob", Some(bob), None)
+        .await;
     assert_eq!(status, 200, "{body}");
     for user in ["alice", "bob"] {
         let path = format!("/v1/control/users/{user}/availability");
-        let (status, body) = control.send("PUT", &path, Some(json!({ "availability": "available" })), None).await;
+        let (status, body) = control
+            .send(
+                "PUT",
+                &path,
+                Some(json!({ "availability": "available" })),
+                None,
+            )
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     let (status, body) = control
-        .send("PUT", "/v1/control/users/zoe/availability", Some(json!({ "availability": "away" })), None)
+        .send(
+            "PUT",
+            "/v1/control/users/zoe/availability",
+            Some(json!({ "availability": "away" })),
+            None,
+        )
         .await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("no user \"zoe\"")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no user \"zoe\""))
+    );
     let (status, body) = control
-        .send("PUT", "/v1/control/users/bob/availability", Some(json!({ "availability": "busy" })), None)
+        .send(
+            "PUT",
+            "/v1/control/users/bob/availability",
+            Some(json!({ "availability": "busy" })),
+            None,
+        )
         .await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().starts_with("availability: unknown variant `busy`"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("availability: unknown variant `busy`"),
+        "{body}"
+    );
 
     post_message(&daemon, "m1", "t1").await;
     post_message(&daemon, "m2", "t2").await;
@@ -118,9 +155,15 @@ async fn tickets_are_routed_round_robin_across_restarts_and_reopen_on_reply() {
     let status = daemon.terminate();
     assert!(status.success());
     daemon.restart().await;
-    let control = Control { daemon: &daemon, client: reqwest::Client::new() };
+    let control = Control {
+        daemon: &daemon,
+        client: reqwest::Client::new(),
+    };
     let (_, users) = control.send("GET", "/v1/control/users", None, None).await;
-    assert_eq!(users["users"]["bob"]["availability"], "available", "{users}");
+    assert_eq!(
+        users["users"]["bob"]["availability"], "available",
+        "{users}"
+    );
     assert_eq!(users["users"]["alice"]["availability"], "available");
     assert_eq!(users["open_tickets"], json!({ "alice": 1, "bob": 1 }));
     post_message(&daemon, "m3", "t3").await;
@@ -129,7 +172,12 @@ async fn tickets_are_routed_round_robin_across_restarts_and_reopen_on_reply() {
     let events = daemon.all_events().await;
     let assigned: Vec<(&str, &str)> = of_type(&events, "deskgate.ticket.assigned")
         .iter()
-        .map(|e| (e["data"]["assignee"].as_str().unwrap(), e["data"]["trace"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["data"]["assignee"].as_str().unwrap(),
+                e["data"]["trace"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         assigned,
@@ -147,12 +195,18 @@ async fn tickets_are_routed_round_robin_across_restarts_and_reopen_on_reply() {
     // Closing through the control API, twice with one Idempotency-Key: applied once.
     let path = format!("/v1/control/tickets/{first}/status");
     let close = json!({ "status": "closed" });
-    let (status, body) = control.send("PUT", &path, Some(close.clone()), Some("close-1")).await;
+    let (status, body) = control
+        .send("PUT", &path, Some(close.clone()), Some("close-1"))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["changed"], true);
-    let (status, again) = control.send("PUT", &path, Some(close), Some("close-1")).await;
+    let (status, again) = control
+        .send("PUT", &path, Some(close), Some("close-1"))
+        .await;
     assert_eq!((status, &again), (200, &body));
-    let (status, body) = control.send("PUT", &path, Some(json!({ "status": "solved" })), None).await;
+    let (status, body) = control
+        .send("PUT", &path, Some(json!({ "status": "solved" })), None)
+        .await;
     assert_eq!(status, 422, "{body}");
 
     // The customer replies on the closed ticket's thread: it reopens with customer_replied.
@@ -165,7 +219,9 @@ async fn tickets_are_routed_round_robin_across_restarts_and_reopen_on_reply() {
     assert_eq!(triggers[0]["subject"], first.as_str());
     assert_eq!(triggers[0]["data"]["old_status"], "closed");
     assert_eq!(triggers[0]["data"]["new_status"], "waiting_on_us");
-    let (status, view) = control.send("GET", &format!("/v1/control/tickets/{first}"), None, None).await;
+    let (status, view) = control
+        .send("GET", &format!("/v1/control/tickets/{first}"), None, None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(view["routing"]["status"], "waiting_on_us");
     assert_eq!(view["routing"]["owner"], "alice");

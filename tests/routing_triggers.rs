@@ -8,8 +8,7 @@ use deskgate::conversations::{Conversation, Ticket};
 use deskgate::events::OutboxWriter;
 use deskgate::ids::Minter;
 use deskgate::model::{
-    Bounce, ControlCommand, ControlRecord, DedupeKey, EmailMeta, Identity, Inbound, Record,
-    Sender,
+    Bounce, ControlCommand, ControlRecord, DedupeKey, EmailMeta, Identity, Inbound, Record, Sender,
 };
 use deskgate::processor::Processor;
 use deskgate::routing::{Outcome, RuleSet};
@@ -70,9 +69,10 @@ impl Harness {
     }
 
     fn with_config(text: &str) -> Harness {
-        let config = Config::parse(text).unwrap();
-        let problems = config.validate();
-        assert!(problems.is_empty(), "{problems:?}");
+        Harness::with_rules(rules(text))
+    }
+
+    fn with_rules(rules: RuleSet) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let instance = Uuid::from_u128(7);
@@ -82,7 +82,7 @@ impl Harness {
             OutboxWriter::new("test".into(), instance),
             64,
         )
-        .with_routing(std::sync::Arc::new(RuleSet::compile(&config)));
+        .with_routing(std::sync::Arc::new(rules));
         Harness {
             _dir: dir,
             store,
@@ -143,6 +143,13 @@ impl Harness {
     }
 }
 
+fn rules(text: &str) -> RuleSet {
+    let config = Config::parse(text).unwrap();
+    let problems = config.validate();
+    assert!(problems.is_empty(), "{problems:?}");
+    RuleSet::compile(&config)
+}
+
 /// An email as the email channel hands it over: threaded on its root Message-ID.
 struct Mail {
     id: &'static str,
@@ -179,8 +186,16 @@ impl Mail {
         let replying = self.id != self.root;
         inbound.email = Some(EmailMeta {
             message_id: self.id.to_owned(),
-            in_reply_to: if replying { vec![self.root.to_owned()] } else { vec![] },
-            references: if replying { vec![self.root.to_owned()] } else { vec![] },
+            in_reply_to: if replying {
+                vec![self.root.to_owned()]
+            } else {
+                vec![]
+            },
+            references: if replying {
+                vec![self.root.to_owned()]
+            } else {
+                vec![]
+            },
             ..EmailMeta::default()
         });
         inbound.flags.forwarded = self.forwarded;
@@ -198,12 +213,18 @@ impl Mail {
 fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events
         .iter()
-        .filter(|e| e["type"] == format!("deskgate.ticket.{kind}") || e["type"] == format!("deskgate.conversation.{kind}"))
+        .filter(|e| {
+            e["type"] == format!("deskgate.ticket.{kind}")
+                || e["type"] == format!("deskgate.conversation.{kind}")
+        })
         .collect()
 }
 
 fn types(events: &[Value]) -> Vec<String> {
-    events.iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect()
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn created_ticket(events: &[Value]) -> String {
@@ -245,7 +266,10 @@ fn a_customer_reply_on_the_ticket_thread_fires_customer_replied() {
     assert_eq!(data["old_status"], "new");
     assert_eq!(data["new_status"], "waiting_on_us");
     let notify = of_type(&events, "action_requested");
-    assert_eq!(notify[0]["data"]["recipients"][0]["email"], "alice@desk.example");
+    assert_eq!(
+        notify[0]["data"]["recipients"][0]["email"],
+        "alice@desk.example"
+    );
 }
 
 #[test]
@@ -260,8 +284,16 @@ fn agent_emailed_then_customer_reply_moves_the_ticket_back_and_forth() {
     assert_eq!(outcome.body["fired"], true);
     let trigger = &of_type(&events, "status_trigger")[0]["data"];
     assert_eq!(
-        (&trigger["trigger"], &trigger["old_status"], &trigger["new_status"]),
-        (&"agent_emailed".into(), &"new".into(), &"waiting_on_contact".into())
+        (
+            &trigger["trigger"],
+            &trigger["old_status"],
+            &trigger["new_status"]
+        ),
+        (
+            &"agent_emailed".into(),
+            &"new".into(),
+            &"waiting_on_contact".into()
+        )
     );
     let events = h.mail(mail("m2@x", "m1@x", "ana@example.com"));
     let trigger = &of_type(&events, "status_trigger")[0]["data"];
@@ -337,7 +369,11 @@ fn close_then_reopen_then_a_new_thread_counts() {
     });
     assert_eq!(outcome.status, 200, "{:?}", outcome.body);
     assert_eq!(of_type(&events, "status_changed").len(), 1);
-    assert_eq!(of_type(&events, "closed").len(), 2, "both conversations close: {events:?}");
+    assert_eq!(
+        of_type(&events, "closed").len(),
+        2,
+        "both conversations close: {events:?}"
+    );
 
     // The customer writes on the closed ticket's thread: it reopens with customer_replied.
     let events = h.mail(mail("m2@x", "m1@x", "ana@example.com"));
@@ -392,11 +428,18 @@ fn merged_threads_reply_to_the_survivor_and_split_threads_go_with_the_new_ticket
     assert_eq!(types(&events), ["deskgate.ticket.merged"]);
     assert!(h.ticket(&b).is_none());
     let events = h.mail(mail("b2@x", "b1@x", "ana@example.com"));
-    assert_eq!(events[0]["subject"], a.as_str(), "a reply on b's thread lands on a");
+    assert_eq!(
+        events[0]["subject"],
+        a.as_str(),
+        "a reply on b's thread lands on a"
+    );
     // The merged thread was b's own: the reply fires the trigger on a.
     assert_eq!(of_type(&events, "status_trigger").len(), 1);
 
-    let conversation = events[0]["data"]["conversation"]["id"].as_str().unwrap().to_owned();
+    let conversation = events[0]["data"]["conversation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (outcome, events) = h.control(ControlCommand::SplitConversation {
         conversation: conversation.clone(),
     });
@@ -404,7 +447,11 @@ fn merged_threads_reply_to_the_survivor_and_split_threads_go_with_the_new_ticket
     let new = outcome.body["new_ticket"].as_str().unwrap().to_owned();
     assert_eq!(types(&events), ["deskgate.ticket.split"]);
     let events = h.mail(mail("b3@x", "b1@x", "ana@example.com"));
-    assert_eq!(events[0]["subject"], new.as_str(), "the thread went with the split");
+    assert_eq!(
+        events[0]["subject"],
+        new.as_str(),
+        "the thread went with the split"
+    );
 
     // Splitting the last conversation off a ticket is refused, and leaves nothing behind.
     let (outcome, events) = h.control(ControlCommand::SplitConversation { conversation });
@@ -417,7 +464,10 @@ fn deleting_a_conversation_deletes_its_ticket_and_a_new_message_starts_over() {
     let mut h = Harness::new("");
     let events = h.mail(mail("m1@x", "m1@x", "ana@example.com"));
     let ticket = created_ticket(&events);
-    let conversation = events[1]["data"]["conversation"]["id"].as_str().unwrap().to_owned();
+    let conversation = events[1]["data"]["conversation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (outcome, events) = h.control(ControlCommand::DeleteConversation { conversation });
     assert_eq!(outcome.status, 200);
     assert_eq!(types(&events), ["deskgate.ticket.deleted"]);
@@ -433,7 +483,10 @@ fn spam_flags_the_sender_and_is_purged_after_the_retention() {
     let mut h = Harness::new("");
     let events = h.mail(mail("s1@x", "s1@x", "spammer@example.com"));
     let ticket = created_ticket(&events);
-    let conversation = events[1]["data"]["conversation"]["id"].as_str().unwrap().to_owned();
+    let conversation = events[1]["data"]["conversation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (outcome, events) = h.control(ControlCommand::MarkSpam {
         conversation: conversation.clone(),
     });
@@ -441,7 +494,10 @@ fn spam_flags_the_sender_and_is_purged_after_the_retention() {
     assert_eq!(types(&events), ["deskgate.conversation.spam"]);
     let events = h.mail(mail("s2@x", "s2@x", "spammer@example.com"));
     assert_eq!(events[0]["data"]["message"]["spam"], true);
-    assert!(of_type(&events, "assigned").is_empty(), "spam is never assigned");
+    assert!(
+        of_type(&events, "assigned").is_empty(),
+        "spam is never assigned"
+    );
 
     // 91 days later, any record applied purges the spam conversation.
     let later = h.t0 + Duration::days(91);
@@ -453,8 +509,10 @@ fn spam_flags_the_sender_and_is_purged_after_the_retention() {
         later,
     );
     assert!(h.ticket(&ticket).is_none());
-    let conversation: Option<Conversation> =
-        h.store.state_get(&keys::conversation(&conversation)).unwrap();
+    let conversation: Option<Conversation> = h
+        .store
+        .state_get(&keys::conversation(&conversation))
+        .unwrap();
     assert!(conversation.is_none());
 }
 
@@ -466,7 +524,10 @@ fn a_ticketless_channel_sends_conversation_events_only() {
     let events = h.mail(note);
     assert_eq!(
         types(&events),
-        ["deskgate.contact.created", "deskgate.conversation.message_added"]
+        [
+            "deskgate.contact.created",
+            "deskgate.conversation.message_added"
+        ]
     );
     assert!(events[1]["data"].get("ticket").is_none());
     assert!(events[1]["data"]["conversation"]["id"].is_string());
@@ -492,4 +553,29 @@ fn refused_commands_answer_with_the_reason() {
     });
     assert_eq!(outcome.status, 404);
     assert_eq!(outcome.body["error"], "no user \"zoe\"");
+}
+
+#[test]
+fn chat_conversations_fire_no_triggers_or_actions_unless_included() {
+    // The channel kinds for chat and Messenger come with their own work; mark the test
+    // channel as one the way the compiled rules do for those kinds.
+    let mut chat_rules = rules(CONFIG);
+    chat_rules.channels.get_mut("mail").unwrap().chat = true;
+    let mut h = Harness::with_rules(chat_rules.clone());
+    let events = h.mail(mail("c1", "c1", "ana@example.com"));
+    assert!(
+        of_type(&events, "action_requested").is_empty(),
+        "{events:?}"
+    );
+    let events = h.mail(mail("c2", "c1", "ana@example.com"));
+    assert!(of_type(&events, "status_trigger").is_empty(), "{events:?}");
+
+    let pipeline = chat_rules.pipelines.get_mut("support").unwrap();
+    pipeline.triggers.include_chat = true;
+    pipeline.actions[0].include_chat = true;
+    let mut h = Harness::with_rules(chat_rules);
+    let events = h.mail(mail("c1", "c1", "ana@example.com"));
+    assert_eq!(of_type(&events, "action_requested").len(), 1);
+    let events = h.mail(mail("c2", "c1", "ana@example.com"));
+    assert_eq!(of_type(&events, "status_trigger").len(), 1);
 }

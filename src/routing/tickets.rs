@@ -11,7 +11,7 @@ use super::state::{
     ticket_key, ContactView, ConversationState, DirectoryState, TicketState,
 };
 use super::{decide, ChannelRules, Snapshot, Step};
-use crate::config::{ActionKind, PipelineConfig};
+use crate::config::{ActionKind, PipelineConfig, RuleKind};
 use crate::conversations::{Conversation, Ticket};
 use crate::events::EventType;
 use crate::store::{keys, StoreError};
@@ -94,6 +94,10 @@ impl Step<'_, '_> {
         rules: &ChannelRules,
         contact: &ContactView,
     ) -> Result<(), StoreError> {
+        if rules.routing.rule == RuleKind::Nobody {
+            // Nothing to decide and nothing to explain: no event for channels that never route.
+            return Ok(());
+        }
         let snapshot = self.snapshot(Some(&ticket.channel))?;
         let decision = decide(&rules.routing, &snapshot, contact.owner.as_deref());
         if let Some(picked) = &decision.picked_by_rotation {
