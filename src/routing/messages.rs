@@ -148,7 +148,7 @@ fn new_ticket(
             super::state::get_or_default(step.batch, &keys::contact(&ticket.contact_id))?;
         step.assign(ticket, &mut state, channel, &contact)?;
     }
-    if let Some(status) = &status {
+    if let (Some(status), false) = (&status, spam) {
         step.actions_on_entry(ticket, &state, status)?;
     }
     step.save_ticket_state(&ticket.id, &state);

@@ -156,6 +156,10 @@ impl Step<'_, '_> {
         data["new_status"] = json!(status);
         data["pipeline"] = json!(state.pipeline);
         self.emit(event_type, &ticket.id, Some(&ticket.channel), data);
+        if let Cause::Trigger(trigger) = cause {
+            metrics::counter!("deskgate_status_triggers_total", "trigger" => trigger.to_owned())
+                .increment(1);
+        }
         if was_open && !open {
             self.count_open(state.owner.as_deref(), -1)?;
             for conversation in &ticket.conversations {
