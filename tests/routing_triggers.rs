@@ -58,6 +58,9 @@ struct Harness {
     _dir: tempfile::TempDir,
     store: Store,
     processor: Processor,
+    rules: RuleSet,
+    /// Every record applied, for replays.
+    journal: Vec<Record>,
     seq: u64,
     outbox_seen: u64,
     t0: DateTime<Utc>,
@@ -75,18 +78,13 @@ impl Harness {
     fn with_rules(rules: RuleSet) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let instance = Uuid::from_u128(7);
-        let processor = Processor::new(
-            store.clone(),
-            Minter::new(instance),
-            OutboxWriter::new("test".into(), instance),
-            64,
-        )
-        .with_routing(std::sync::Arc::new(rules));
+        let processor = processor(&store, &rules);
         Harness {
             _dir: dir,
             store,
             processor,
+            rules,
+            journal: Vec::new(),
             seq: 0,
             outbox_seen: 0,
             t0: Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap(),
@@ -96,6 +94,7 @@ impl Harness {
     /// Journals a record, lets the processor apply it, and returns the events it produced.
     fn apply(&mut self, record: Record) -> Vec<Value> {
         self.seq += 1;
+        self.journal.push(record.clone());
         let key = DedupeKey::of(&record);
         self.store
             .journal_append([(self.seq, &key, &record)])
@@ -141,6 +140,17 @@ impl Harness {
     fn ticket(&self, id: &str) -> Option<Ticket> {
         self.store.state_get(&keys::ticket(id)).unwrap()
     }
+}
+
+fn processor(store: &Store, rules: &RuleSet) -> Processor {
+    let instance = Uuid::from_u128(7);
+    Processor::new(
+        store.clone(),
+        Minter::new(instance),
+        OutboxWriter::new("test".into(), instance),
+        64,
+    )
+    .with_routing(std::sync::Arc::new(rules.clone()))
 }
 
 fn rules(text: &str) -> RuleSet {
@@ -578,4 +588,56 @@ fn chat_conversations_fire_no_triggers_or_actions_unless_included() {
     assert_eq!(of_type(&events, "action_requested").len(), 1);
     let events = h.mail(mail("c2", "c1", "ana@example.com"));
     assert_eq!(of_type(&events, "status_trigger").len(), 1);
+}
+
+#[test]
+fn a_replay_of_the_journal_makes_the_same_decisions_and_events() {
+    let mut h = Harness::new("");
+    let a = created_ticket(&h.mail(mail("a1@x", "a1@x", "ana@example.com")));
+    h.control(ControlCommand::SetAvailability {
+        user: "alice".into(),
+        availability: deskgate::model::Availability::Away,
+    });
+    h.mail(mail("b1@x", "b1@x", "bo@example.com"));
+    h.control(ControlCommand::AgentEmailed {
+        ticket: a.clone(),
+        conversation: None,
+    });
+    h.control(ControlCommand::SetTicketStatus {
+        ticket: a,
+        status: "closed".into(),
+    });
+    h.mail(mail("a2@x", "a1@x", "ana@example.com"));
+    let original = h.store.outbox_read(0, u64::MAX, 10_000).unwrap();
+    assert!(original.len() > 10);
+
+    // The same journal applied to a fresh state, in one step, produces identical events.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let records: Vec<_> = h.journal.iter().map(|r| (DedupeKey::of(r), r)).collect();
+    store
+        .journal_append(
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, (key, record))| (i as u64 + 1, key, *record)),
+        )
+        .unwrap();
+    let replay = processor(&store, &h.rules);
+    let position = replay.step(0, records.len() as u64).unwrap();
+    assert_eq!(position.cursor, records.len() as u64);
+    let replayed = store.outbox_read(0, u64::MAX, 10_000).unwrap();
+    assert_eq!(replayed, original);
+}
+
+#[test]
+fn agent_emailed_checks_the_conversation_belongs_to_the_ticket() {
+    let mut h = Harness::new("");
+    let ticket = created_ticket(&h.mail(mail("m1@x", "m1@x", "ana@example.com")));
+    let (outcome, events) = h.control(ControlCommand::AgentEmailed {
+        ticket,
+        conversation: Some("elsewhere".into()),
+    });
+    assert_eq!(outcome.status, 422);
+    assert!(events.is_empty());
 }

@@ -121,10 +121,22 @@ impl Step<'_, '_> {
                 self.delete_with_event(&ticket)
             }
             ControlCommand::MarkSpam { conversation } => self.mark_spam(conversation),
-            ControlCommand::AgentEmailed { ticket, .. } => {
+            ControlCommand::AgentEmailed {
+                ticket,
+                conversation,
+            } => {
                 let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(ticket))? else {
                     return Ok(Err(not_found("ticket", ticket)));
                 };
+                if let Some(conversation) = conversation {
+                    if !ticket.conversations.contains(conversation) {
+                        let message = format!(
+                            "conversation: {conversation:?} is not a conversation of ticket {:?}",
+                            ticket.id
+                        );
+                        return Ok(Err((422, message)));
+                    }
+                }
                 let mut state = self.ticket_state(&ticket.id)?;
                 let fired = fire(self, &ticket, &mut state, "agent_emailed")?;
                 self.save_ticket_state(&ticket.id, &state);
