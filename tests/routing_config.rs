@@ -127,6 +127,14 @@ fn validation_cases_report_every_problem_with_its_path() {
             "#.to_owned(),
             &["routing.pipelines.p.statuses: status ids must be unique"],
         ),
+        (
+            "ids that cannot appear in URLs and keys",
+            "[routing.users.\"Alice B\"]\nname = \"Alice\"\n[routing.teams.\"t/1\"]\n".to_owned(),
+            &[
+                "routing.users.Alice B: ids must be 1-64 characters of a-z, 0-9, '-' and '_'",
+                "routing.teams.t/1: ids must be 1-64 characters of a-z, 0-9, '-' and '_'",
+            ],
+        ),
     ];
     for (about, text, expected) in cases {
         assert_eq!(&problems(text), expected, "{about}");

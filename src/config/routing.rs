@@ -253,6 +253,16 @@ impl RoutingConfig {
         if self.spam_retention_days == 0 {
             problem("routing.spam_retention_days".into(), "must be > 0".into());
         }
+        let names = self.users.keys().map(|id| ("users", id));
+        let names = names.chain(self.teams.keys().map(|id| ("teams", id)));
+        for (kind, id) in names.chain(self.pipelines.keys().map(|id| ("pipelines", id))) {
+            if !super::is_valid_name(id) {
+                problem(
+                    format!("routing.{kind}.{id}"),
+                    "ids must be 1-64 characters of a-z, 0-9, '-' and '_'".into(),
+                );
+            }
+        }
         for (id, user) in &self.users {
             for (i, team) in user.teams.iter().enumerate() {
                 if !self.teams.contains_key(team) {
