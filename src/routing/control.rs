@@ -15,7 +15,7 @@ use crate::config::TeamConfig;
 use crate::conversations::{Conversation, Ticket};
 use crate::events::{EventType, OutboxWriter};
 use crate::ids::Minter;
-use crate::model::{ControlCommand, ControlRecord};
+use crate::model::{Availability, ControlCommand, ControlRecord};
 use crate::store::{keys, StateBatch, StoreError};
 
 type Refusal = (u16, String);
@@ -71,23 +71,9 @@ impl Step<'_, '_> {
                 seat,
                 teams,
             } => self.put_user(id, name, email.clone(), *seat, teams),
-            ControlCommand::PutTeam { id, label } => {
-                let mut directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
-                let team = TeamConfig {
-                    label: label.clone(),
-                };
-                directory.teams.insert(id.clone(), team.clone());
-                self.batch.put(directory_key(), &directory);
-                Ok(Ok(json!({ "id": id, "team": team })))
-            }
+            ControlCommand::PutTeam { id, label } => self.put_team(id, label),
             ControlCommand::SetAvailability { user, availability } => {
-                if !self.snapshot(None)?.users.contains_key(user) {
-                    return Ok(Err(not_found("user", user)));
-                }
-                let mut directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
-                directory.availability.insert(user.clone(), *availability);
-                self.batch.put(directory_key(), &directory);
-                Ok(Ok(json!({ "id": user, "availability": availability })))
+                self.set_availability(user, *availability)
             }
             ControlCommand::SetTicketStatus { ticket, status } => {
                 self.set_ticket_status(ticket, status)
@@ -124,27 +110,57 @@ impl Step<'_, '_> {
             ControlCommand::AgentEmailed {
                 ticket,
                 conversation,
-            } => {
-                let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(ticket))? else {
-                    return Ok(Err(not_found("ticket", ticket)));
-                };
-                if let Some(conversation) = conversation {
-                    if !ticket.conversations.contains(conversation) {
-                        let message = format!(
-                            "conversation: {conversation:?} is not a conversation of ticket {:?}",
-                            ticket.id
-                        );
-                        return Ok(Err((422, message)));
-                    }
-                }
-                let mut state = self.ticket_state(&ticket.id)?;
-                let fired = fire(self, &ticket, &mut state, "agent_emailed")?;
-                self.save_ticket_state(&ticket.id, &state);
-                Ok(Ok(
-                    json!({ "ticket": ticket.id, "fired": fired, "status": state.status }),
-                ))
+            } => self.agent_emailed(ticket, conversation.as_deref()),
+        }
+    }
+
+    fn agent_emailed(
+        &mut self,
+        id: &str,
+        conversation: Option<&str>,
+    ) -> Result<Answer, StoreError> {
+        let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
+            return Ok(Err(not_found("ticket", id)));
+        };
+        if let Some(conversation) = conversation {
+            if !ticket.conversations.iter().any(|c| c == conversation) {
+                let message = format!(
+                    "conversation: {conversation:?} is not a conversation of ticket {:?}",
+                    ticket.id
+                );
+                return Ok(Err((422, message)));
             }
         }
+        let mut state = self.ticket_state(&ticket.id)?;
+        let fired = fire(self, &ticket, &mut state, "agent_emailed")?;
+        self.save_ticket_state(&ticket.id, &state);
+        Ok(Ok(
+            json!({ "ticket": ticket.id, "fired": fired, "status": state.status }),
+        ))
+    }
+
+    fn put_team(&mut self, id: &str, label: &str) -> Result<Answer, StoreError> {
+        let mut directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
+        let team = TeamConfig {
+            label: label.to_owned(),
+        };
+        directory.teams.insert(id.to_owned(), team.clone());
+        self.batch.put(directory_key(), &directory);
+        Ok(Ok(json!({ "id": id, "team": team })))
+    }
+
+    fn set_availability(
+        &mut self,
+        user: &str,
+        availability: Availability,
+    ) -> Result<Answer, StoreError> {
+        if !self.snapshot(None)?.users.contains_key(user) {
+            return Ok(Err(not_found("user", user)));
+        }
+        let mut directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
+        directory.availability.insert(user.to_owned(), availability);
+        self.batch.put(directory_key(), &directory);
+        Ok(Ok(json!({ "id": user, "availability": availability })))
     }
 
     fn put_user(

@@ -11,7 +11,7 @@ use super::state::{
     ticket_key, ContactView, ConversationState, DirectoryState, TicketState,
 };
 use super::{decide, ChannelRules, Snapshot, Step};
-use crate::config::{ActionKind, PipelineConfig, RuleKind};
+use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
 use crate::conversations::{Conversation, Ticket};
 use crate::events::EventType;
 use crate::store::{keys, StoreError};
@@ -223,38 +223,7 @@ impl Step<'_, '_> {
         let snapshot = self.snapshot(None)?;
         let contact: ContactView = get_or_default(self.batch, &keys::contact(&ticket.contact_id))?;
         for action in actions {
-            let mut recipients = Vec::new();
-            let mut add = |kind: &str, id: Option<&str>, email: Option<&String>| {
-                if let Some(email) = email {
-                    let entry = json!({ "kind": kind, "id": id, "email": email });
-                    if !recipients.contains(&entry) {
-                        recipients.push(entry);
-                    }
-                }
-            };
-            match action.action {
-                ActionKind::Acknowledge => contact
-                    .emails()
-                    .iter()
-                    .for_each(|e| add("contact", Some(&ticket.contact_id), Some(e))),
-                ActionKind::Notify => {
-                    let mut users: Vec<&String> = action.users.iter().collect();
-                    for team in &action.teams {
-                        let members = snapshot
-                            .users
-                            .iter()
-                            .filter(|(_, u)| u.teams.contains(team));
-                        users.extend(members.map(|(id, _)| id));
-                    }
-                    if action.owner {
-                        users.extend(state.owner.as_ref());
-                    }
-                    for id in users {
-                        let email = snapshot.users.get(id).and_then(|u| u.email.as_ref());
-                        add("user", Some(id), email);
-                    }
-                }
-            }
+            let recipients = recipients(&action, ticket, state, &snapshot, &contact);
             if recipients.is_empty() {
                 continue;
             }
@@ -334,4 +303,50 @@ impl Step<'_, '_> {
         self.batch.remove(conversation_key(id));
         Ok(())
     }
+}
+
+/// Who an action goes to: the customer's addresses, or the users, teams' members and owner
+/// named, each once, with the address the directory has for them.
+fn recipients(
+    action: &ActionConfig,
+    ticket: &Ticket,
+    state: &TicketState,
+    snapshot: &Snapshot,
+    contact: &ContactView,
+) -> Vec<serde_json::Value> {
+    let mut recipients = Vec::new();
+    let mut add = |kind: &str, id: &str, email: Option<&String>| {
+        if let Some(email) = email {
+            let entry = json!({ "kind": kind, "id": id, "email": email });
+            if !recipients.contains(&entry) {
+                recipients.push(entry);
+            }
+        }
+    };
+    match action.action {
+        ActionKind::Acknowledge => {
+            for email in contact.emails() {
+                add("contact", &ticket.contact_id, Some(&email));
+            }
+        }
+        ActionKind::Notify => {
+            let mut users: Vec<&String> = action.users.iter().collect();
+            for team in &action.teams {
+                let members = snapshot
+                    .users
+                    .iter()
+                    .filter(|(_, u)| u.teams.contains(team));
+                users.extend(members.map(|(id, _)| id));
+            }
+            users.extend(state.owner.as_ref().filter(|_| action.owner));
+            for id in users {
+                add(
+                    "user",
+                    id,
+                    snapshot.users.get(id).and_then(|u| u.email.as_ref()),
+                );
+            }
+        }
+    }
+    recipients
 }
