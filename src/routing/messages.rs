@@ -90,11 +90,11 @@ pub fn after_threading(
         step.save_conversation_state(&conversation_id, &bookkeeping);
     }
     let state = if threaded.new_ticket {
-        new_ticket(&mut step, &channel, threaded, spam)?
+        new_ticket(&mut step, channel, threaded, spam)?
     } else {
         let mut state = step.ticket_state(&threaded.ticket.id)?;
         if !state.ticketless && !spam {
-            if let Some(new) = on_reply(&mut step, &channel, inbound, threaded, &mut state)? {
+            if let Some(new) = on_reply(&mut step, channel, inbound, threaded, &mut state)? {
                 state = new;
             }
         }

@@ -56,6 +56,9 @@ pub struct RuleSet {
     pub users: BTreeMap<String, UserConfig>,
     pub teams: BTreeMap<String, TeamConfig>,
     pub spam_retention: Duration,
+    /// The rules of a channel not in the config (a replayed record from an old config): tickets
+    /// in the only pipeline, if there is one, and no routing.
+    pub unknown_channel: ChannelRules,
 }
 
 impl Default for RuleSet {
@@ -66,6 +69,21 @@ impl Default for RuleSet {
             users: BTreeMap::new(),
             teams: BTreeMap::new(),
             spam_retention: Duration::days(90),
+            unknown_channel: ChannelRules::unknown(None),
+        }
+    }
+}
+
+impl ChannelRules {
+    fn unknown(pipeline: Option<String>) -> ChannelRules {
+        ChannelRules {
+            create: true,
+            pipeline,
+            status: None,
+            priority: None,
+            category: None,
+            routing: ChannelTickets::default().routing,
+            chat: false,
         }
     }
 }
@@ -100,26 +118,13 @@ impl RuleSet {
             users: routing.users.clone(),
             teams: routing.teams.clone(),
             spam_retention: Duration::days(i64::from(routing.spam_retention_days)),
+            unknown_channel: ChannelRules::unknown(only_pipeline),
         }
     }
 
-    /// A channel's rules; a channel not in the config (a replayed record from an old config)
-    /// gets tickets without routing.
-    pub fn channel(&self, id: &str) -> ChannelRules {
-        self.channels.get(id).cloned().unwrap_or_else(|| {
-            let defaults = ChannelTickets::default();
-            ChannelRules {
-                create: true,
-                pipeline: (self.pipelines.len() == 1)
-                    .then(|| self.pipelines.keys().next().cloned())
-                    .flatten(),
-                status: None,
-                priority: None,
-                category: None,
-                routing: defaults.routing,
-                chat: false,
-            }
-        })
+    /// A channel's rules.
+    pub fn channel(&self, id: &str) -> &ChannelRules {
+        self.channels.get(id).unwrap_or(&self.unknown_channel)
     }
 }
 
