@@ -641,3 +641,89 @@ fn agent_emailed_checks_the_conversation_belongs_to_the_ticket() {
     assert_eq!(outcome.status, 422);
     assert!(events.is_empty());
 }
+
+fn corpus() -> std::path::PathBuf {
+    let dir = std::env::var_os("DESKGATE_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+        });
+    assert!(
+        dir.is_dir(),
+        "the shared corpus is missing at {} (set DESKGATE_CORPUS)",
+        dir.display()
+    );
+    dir
+}
+
+/// What the email work's parser is expected to flag on these corpus mails (their headers say
+/// so: `X-Autoreply`, `Auto-Submitted`, a delivery status report). Or-ed into whatever the
+/// parser already set, so this test keeps passing once the parser sets them itself.
+fn expected_flags(name: &str, inbound: &mut Inbound) {
+    match name {
+        "auto_reply.eml" | "auto_reply_with_auto_submitted.eml" => {
+            inbound.flags.automatic = true;
+        }
+        "bounced_gmail.eml" => {
+            inbound.flags.automatic = true;
+            inbound.flags.bounce.get_or_insert_with(Bounce::default);
+        }
+        _ => {}
+    }
+}
+
+impl Harness {
+    /// A real mail from the corpus through the email channel's entry point, placed on the
+    /// thread of `root` (as email threading does with its References) with a unique
+    /// external id (several corpus files share one Message-ID).
+    fn corpus_mail(&mut self, name: &str, root: &str) -> Vec<Value> {
+        let path = corpus()
+            .join("email/chatwoot/spec/fixtures/files")
+            .join(name);
+        let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let blobs = deskgate::store::Blobs::open(self._dir.path()).unwrap();
+        let at = self.t0 + Duration::minutes(self.seq as i64);
+        let record = deskgate::channels::email::to_record("mail", &raw, at, &blobs, None).unwrap();
+        let Record::Inbound(mut inbound) = record else {
+            panic!("{name} was quarantined");
+        };
+        inbound.thread_key = root.to_owned();
+        inbound.external_id = format!("{name}:{}", inbound.external_id);
+        expected_flags(name, &mut inbound);
+        self.apply(Record::Inbound(inbound))
+    }
+}
+
+#[test]
+fn real_mail_threads_fire_customer_replied_only_for_the_customers_replies() {
+    const ROOT: &str = "4e6e35f5a38b4_479f13bb90078178@small-app-01.mail";
+    let mut h = Harness::new("");
+    let events = h.corpus_mail("in_reply_to.eml", ROOT);
+    let ticket = created_ticket(&events);
+    h.control(ControlCommand::AgentEmailed {
+        ticket: ticket.clone(),
+        conversation: None,
+    });
+    for name in [
+        "auto_reply.eml",
+        "auto_reply_with_auto_submitted.eml",
+        "bounced_gmail.eml",
+    ] {
+        let events = h.corpus_mail(name, ROOT);
+        let added = of_type(&events, "message_added");
+        assert_eq!(
+            added[0]["subject"],
+            ticket.as_str(),
+            "{name} is on the thread"
+        );
+        assert!(
+            of_type(&events, "status_trigger").is_empty(),
+            "{name} must not fire customer_replied: {events:?}"
+        );
+    }
+    let events = h.corpus_mail("reply.eml", ROOT);
+    let trigger = &of_type(&events, "status_trigger")[0]["data"];
+    assert_eq!(trigger["trigger"], "customer_replied");
+    assert_eq!(trigger["old_status"], "waiting_on_contact");
+    assert_eq!(trigger["new_status"], "waiting_on_us");
+}
