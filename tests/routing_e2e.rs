@@ -147,6 +147,40 @@ async fn tickets_are_routed_round_robin_across_restarts_and_reopen_on_reply() {
         "{body}"
     );
 
+    let (status, body) = control
+        .send(
+            "PUT",
+            "/v1/control/users/carl",
+            Some(json!({ "email": "c@x" })),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("body: missing field `name` at line 1 column 15"))
+    );
+    let (status, body) = control
+        .send(
+            "PUT",
+            "/v1/control/users/Carl%20K",
+            Some(json!({ "name": "Carl" })),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = control
+        .send(
+            "PUT",
+            "/v1/control/users/carl",
+            Some(json!({ "name": "Carl", "teams": ["sales"] })),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("teams: unknown team \"sales\""))
+    );
+
     post_message(&daemon, "m1", "t1").await;
     post_message(&daemon, "m2", "t2").await;
     daemon.settled().await;

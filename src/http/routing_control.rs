@@ -58,10 +58,20 @@ pub fn router() -> Router<AppState> {
 
 /// Parses a JSON body; the error names the field that failed.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "this endpoint needs a JSON object body".into(),
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
-        ApiError::BadRequest(format!("{path}: {}", error.into_inner()))
+        let inner = error.into_inner();
+        if path == "." {
+            ApiError::BadRequest(format!("body: {inner}"))
+        } else {
+            ApiError::BadRequest(format!("{path}: {inner}"))
+        }
     })
 }
 
