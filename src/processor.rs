@@ -24,8 +24,9 @@ use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::model::{Inbound, Record};
-use crate::routing::{self, RuleSet};
+use crate::routing::RuleSet;
 use crate::store::{keys, StateBatch, Store, StoreError};
+use crate::tickets;
 
 /// A record the processor set aside, kept with the reason.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,7 +156,7 @@ impl Processor {
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
             Record::Control(control) => {
                 let (minter, outbox) = (&self.minter, &self.outbox);
-                routing::apply_control(&self.routing, batch, minter, outbox, seq, control)
+                tickets::apply_control(&self.routing, batch, minter, outbox, seq, control)
             }
         }
     }
@@ -189,7 +190,7 @@ impl Processor {
         }
         let mut threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
         let routed =
-            routing::after_threading(&self.routing, batch, &self.minter, inbound, &mut threaded)?;
+            tickets::after_threading(&self.routing, batch, &self.minter, inbound, &mut threaded)?;
         let (event_type, subject) = routed.message_event(&threaded);
         let mut data = self.message_data(seq, inbound, &threaded);
         routed.annotate(&mut data);
@@ -200,7 +201,7 @@ impl Processor {
             data,
         };
         self.outbox.push(batch, at, &draft)?;
-        routing::push_events(&self.outbox, batch, at, &routed.events)
+        tickets::push_events(&self.outbox, batch, at, &routed.events)
     }
 
     fn message_data(&self, seq: u64, inbound: &Inbound, threaded: &Threaded) -> serde_json::Value {

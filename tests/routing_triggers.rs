@@ -11,8 +11,9 @@ use deskgate::model::{
     Bounce, ControlCommand, ControlRecord, DedupeKey, EmailMeta, Identity, Inbound, Record, Sender,
 };
 use deskgate::processor::Processor;
-use deskgate::routing::{Outcome, RuleSet};
+use deskgate::routing::RuleSet;
 use deskgate::store::{keys, Store};
+use deskgate::tickets::Outcome;
 use serde_json::Value;
 use uuid::Uuid;
 

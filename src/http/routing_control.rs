@@ -20,8 +20,8 @@ use super::error::ApiError;
 use super::routes::AppState;
 use crate::journal::Appended;
 use crate::model::{Availability, ControlCommand, ControlRecord, Record};
-use crate::routing::{self, Outcome};
 use crate::store::keys;
+use crate::tickets::{self, Outcome};
 
 /// How long a mutation waits for the processor before answering 503 (the command stays
 /// journaled and is applied; a retry with the same Idempotency-Key gets its outcome).
@@ -120,7 +120,7 @@ async fn submit(
 }
 
 async fn list_users(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let snapshot = routing::directory_snapshot(&state.store, &state.routing)?;
+    let snapshot = tickets::directory_snapshot(&state.store, &state.routing)?;
     Ok(Json(json!({
         "users": snapshot.users,
         "open_tickets": snapshot.open_tickets,
@@ -214,7 +214,7 @@ async fn get_ticket(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    routing::ticket_view(&state.store, &id)?
+    tickets::ticket_view(&state.store, &id)?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no ticket {id:?}")))
 }

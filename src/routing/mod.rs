@@ -1,38 +1,22 @@
-//! Routing, pipelines and status triggers: who works on a ticket and which status it is in.
+//! Routing: who works on a new ticket, decided from what it is given. It reads no storage and
+//! sends nothing; [`crate::tickets`] gathers its inputs from state and records its decisions.
 //!
 //! - [`decide`]: the assignment decision, a pure function of the channel's rule, a directory
 //!   snapshot and the contact's owner, with a short human trace.
-//! - [`RuleSet`]: the config compiled once at start-up (channels' ticket options, pipelines,
-//!   the directory's base).
-//! - `messages`: the processor's routing step after threading (new tickets get their pipeline,
-//!   status and owner; replies fire `customer_replied`; closed tickets reopen or spawn a new one).
-//! - `control`: control API mutations (directory, ticket status, merge, split, delete, spam),
-//!   journaled as [`crate::model::Record::Control`] and applied here in journal order.
-//! - `state`: what routing keeps in the state tree (directory changes, ticket mirror status and
-//!   owner, conversation bookkeeping, rotations, open-ticket counts).
+//! - [`RuleSet`]: the routing part of the config compiled once at start-up (channels' ticket
+//!   options and rules, pipelines, the directory's base).
 
-mod control;
 mod decide;
-mod messages;
-mod state;
-mod tickets;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
+use chrono::Duration;
 
 use crate::config::{
     ChannelConfig, ChannelRouting, ChannelTickets, Config, PipelineConfig, TeamConfig, UserConfig,
 };
-use crate::events::{EventDraft, EventType, OutboxWriter};
-use crate::ids::Minter;
-use crate::store::StateBatch;
 
-pub use control::apply_control;
 pub use decide::{decide, Availability, Decision, Snapshot, User};
-pub use messages::{after_threading, Routed};
-pub use state::{directory_snapshot, ticket_view, ConversationState, Outcome, TicketState};
 
 /// A channel's ticket options with the defaults filled in.
 #[derive(Debug, Clone)]
@@ -135,39 +119,6 @@ fn is_chat(channel: &ChannelConfig) -> bool {
     ["chat", "messenger", "meta"]
         .iter()
         .any(|name| kind.contains(name))
-}
-
-/// One record's routing work: the batch, the rules, and the events it produces in order.
-pub(crate) struct Step<'s, 'b> {
-    pub batch: &'s mut StateBatch<'b>,
-    pub rules: &'s RuleSet,
-    pub minter: &'s Minter,
-    pub at: DateTime<Utc>,
-    pub events: Vec<EventDraft>,
-}
-
-impl Step<'_, '_> {
-    fn emit(&mut self, event_type: EventType, subject: &str, channel: Option<&str>, data: Value) {
-        self.events.push(EventDraft {
-            event_type,
-            subject: subject.to_owned(),
-            channel: channel.map(str::to_owned),
-            data,
-        });
-    }
-}
-
-/// Pushes a step's events into the outbox, in order.
-pub fn push_events(
-    outbox: &OutboxWriter,
-    batch: &mut StateBatch<'_>,
-    at: DateTime<Utc>,
-    events: &[EventDraft],
-) -> Result<(), crate::store::StoreError> {
-    for event in events {
-        outbox.push(batch, at, event)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{RuleSet, Snapshot, User};
 use crate::config::TeamConfig;
 use crate::conversations::Ticket;
 use crate::model::{Availability, Identity};
+use crate::routing::{RuleSet, Snapshot, User};
 use crate::store::{keys, StateBatch, Store, StoreError};
 
 /// Directory changes made through the control API.

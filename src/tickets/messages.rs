@@ -4,14 +4,15 @@
 
 use serde_json::{json, Value};
 
+use super::ops::Cause;
 use super::state::{spam_contact_key, ContactView, TicketState};
-use super::tickets::Cause;
-use super::{ChannelRules, RuleSet, Step};
+use super::Step;
 use crate::config::{ClosedReply, CUSTOMER_REPLIED_TARGET};
 use crate::conversations::Threaded;
 use crate::events::{EventDraft, EventType};
 use crate::ids::Minter;
 use crate::model::{Inbound, MessageKind};
+use crate::routing::{ChannelRules, RuleSet};
 use crate::store::{keys, StateBatch, StoreError};
 
 /// What the routing step decided about one message.

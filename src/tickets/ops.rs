@@ -10,10 +10,11 @@ use super::state::{
     conversation_key, directory_key, get_or_default, open_tickets_key, rotation_key, snapshot_from,
     ticket_key, ContactView, ConversationState, DirectoryState, TicketState,
 };
-use super::{decide, ChannelRules, Snapshot, Step};
+use super::Step;
 use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
 use crate::conversations::{Conversation, Ticket};
 use crate::events::EventType;
+use crate::routing::{decide, ChannelRules, Snapshot};
 use crate::store::{keys, StoreError};
 
 /// Why a status changes.

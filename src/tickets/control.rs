@@ -5,17 +5,18 @@
 use serde_json::{json, Value};
 
 use super::messages::fire;
+use super::ops::Cause;
 use super::state::{
     directory_key, get_or_default, spam_contact_key, spam_list_key, DirectoryState, Outcome,
     SpamList, TicketState,
 };
-use super::tickets::Cause;
-use super::{RuleSet, Step, User};
+use super::Step;
 use crate::config::TeamConfig;
 use crate::conversations::{Conversation, Ticket};
 use crate::events::{EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::model::{Availability, ControlCommand, ControlRecord};
+use crate::routing::{RuleSet, User};
 use crate::store::{keys, StateBatch, StoreError};
 
 type Refusal = (u16, String);
