@@ -201,6 +201,7 @@ async fn tickets_are_routed_round_robin_across_restarts_and_reopen_on_reply() {
     );
     assert_eq!(users["users"]["alice"]["availability"], "available");
     assert_eq!(users["open_tickets"], json!({ "alice": 1, "bob": 1 }));
+    assert_eq!(users["teams"], json!({ "support": { "label": "Support" } }));
     post_message(&daemon, "m3", "t3").await;
     daemon.settled().await;
 

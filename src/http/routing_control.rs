@@ -14,7 +14,6 @@ use chrono::Utc;
 use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::error::ApiError;
 use super::routes::AppState;
@@ -120,11 +119,7 @@ async fn submit(
 }
 
 async fn list_users(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let snapshot = tickets::directory_snapshot(&state.store, &state.routing)?;
-    Ok(Json(json!({
-        "users": snapshot.users,
-        "open_tickets": snapshot.open_tickets,
-    })))
+    Ok(Json(tickets::directory_view(&state.store, &state.routing)?))
 }
 
 #[derive(Deserialize)]

@@ -25,7 +25,7 @@ use crate::store::StateBatch;
 
 pub use control::apply_control;
 pub use messages::{after_threading, is_customer_reply, Routed};
-pub use state::{directory_snapshot, ticket_view, ConversationState, Outcome, TicketState};
+pub use state::{directory_view, ticket_view, ConversationState, Outcome, TicketState};
 
 /// One record's routing work: the batch, the rules, and the events it produces in order.
 pub(crate) struct Step<'s, 'b> {

@@ -173,11 +173,19 @@ pub fn snapshot_from(
     }
 }
 
-/// The directory read outside a processor step, for the control API's listings.
-pub fn directory_snapshot(store: &Store, rules: &RuleSet) -> Result<Snapshot, StoreError> {
+/// The directory read outside a processor step, for the control API's listings: users with
+/// their availability, teams, and open tickets per user.
+pub fn directory_view(store: &Store, rules: &RuleSet) -> Result<Value, StoreError> {
     let directory: DirectoryState = store.state_get(&directory_key())?.unwrap_or_default();
     let open = store.state_get(&open_tickets_key())?.unwrap_or_default();
-    Ok(snapshot_from(rules, &directory, open, None))
+    let mut teams = rules.teams.clone();
+    teams.extend(directory.teams.clone());
+    let snapshot = snapshot_from(rules, &directory, open, None);
+    Ok(json!({
+        "users": snapshot.users,
+        "teams": teams,
+        "open_tickets": snapshot.open_tickets,
+    }))
 }
 
 /// A ticket from the mirror with its routing fields, for the control API.
