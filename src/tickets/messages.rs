@@ -85,9 +85,11 @@ pub fn after_threading(
         .get_raw(&spam_contact_key(&contact_id))?
         .is_some();
     let conversation_id = threaded.conversation.id.clone();
-    let mut bookkeeping = step.conversation_state(&conversation_id)?;
-    if threaded.conversation.messages == 1 {
-        bookkeeping.from_forward = inbound.flags.forwarded;
+    // Only a conversation that starts with a forward needs bookkeeping from its first message;
+    // the default (absent) state says "not from a forward".
+    if threaded.conversation.messages == 1 && inbound.flags.forwarded {
+        let mut bookkeeping = step.conversation_state(&conversation_id)?;
+        bookkeeping.from_forward = true;
         step.save_conversation_state(&conversation_id, &bookkeeping);
     }
     let state = if threaded.new_ticket {
