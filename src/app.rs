@@ -22,6 +22,7 @@ use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
 use crate::processor::{self, Processor};
+use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, Store};
 
 /// A started daemon.
@@ -55,9 +56,11 @@ impl App {
         let (store, blobs, instance_id) = store?;
 
         let minter = Minter::new(instance_id);
+        let rules = Arc::new(RuleSet::compile(&config));
         let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
         let processor =
-            Processor::new(store.clone(), minter, outbox, config.events.processor_batch);
+            Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
+                .with_routing(Arc::clone(&rules));
         let position = processor
             .position()
             .context("reading the processor's position")?;
@@ -86,6 +89,7 @@ impl App {
             blobs,
             metrics: crate::telemetry::install(),
             body_read_timeout_secs: config.server.body_read_timeout_secs,
+            routing: rules,
             channels: Arc::new(config.channels.clone()),
             journal,
             outbox: OutboxReader::new(store.clone(), position_rx.clone()),

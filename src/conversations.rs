@@ -59,7 +59,7 @@ pub fn thread(
     let thread_key = keys::thread(&inbound.channel, &inbound.thread_key);
     let known = match &inbound.email {
         Some(_) => email_conversation(batch, inbound)?,
-        None => batch.get::<String>(&thread_key)?,
+        None => existing(batch, batch.get::<String>(&thread_key)?)?,
     };
     let threaded = continue_or_open(batch, minter, inbound, contact_id, known)?;
     if let Some(email) = &inbound.email {
@@ -93,17 +93,24 @@ fn email_conversation(
                 .flat_map(|b| b.message_id.iter()),
         );
     for message_id in named {
-        if let Some(own) = crate::channels::email::own_conversation_of(message_id) {
-            if batch.get_raw(&keys::conversation(&own))?.is_some() {
-                return Ok(Some(own));
-            }
-        }
-        let indexed = keys::email_message(&inbound.channel, message_id);
-        if let Some(conversation) = batch.get::<String>(&indexed)? {
+        let candidate = match crate::channels::email::own_conversation_of(message_id) {
+            Some(own) => Some(own),
+            None => batch.get::<String>(&keys::email_message(&inbound.channel, message_id))?,
+        };
+        // A deleted conversation leaves its index entries behind: they name nothing now.
+        if let Some(conversation) = existing(batch, candidate)? {
             return Ok(Some(conversation));
         }
     }
     Ok(None)
+}
+
+/// The conversation id, if that conversation still exists.
+fn existing(batch: &StateBatch<'_>, id: Option<String>) -> Result<Option<String>, StoreError> {
+    match id {
+        Some(id) if batch.get_raw(&keys::conversation(&id))?.is_some() => Ok(Some(id)),
+        _ => Ok(None),
+    }
 }
 
 fn continue_or_open(

@@ -9,6 +9,8 @@
 //! - [`store`]: the embedded database (sled): trees, keys, codec, atomic batches.
 //! - [`journal`]: the single writer that makes every input durable before it is acknowledged.
 //! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message.
+//! - [`routing`]: the assignment decision (pure) and the routing rules compiled from config.
+//! - [`tickets`]: the ticket mirror's pipeline, status and owner; status triggers; control commands.
 //! - [`processor`]: applies journaled records in order, committing effects with its cursor.
 //! - [`channels`]: adapters from each channel's raw input to [`model::Inbound`].
 //! - [`http`]: the server, routes and the one place errors become responses.
@@ -26,5 +28,7 @@ pub mod ids;
 pub mod journal;
 pub mod model;
 pub mod processor;
+pub mod routing;
 pub mod store;
 pub mod telemetry;
+pub mod tickets;

@@ -191,6 +191,9 @@ pub enum Record {
     /// Input a channel could not turn into a message (unparseable, over a size limit, a parser
     /// panic). Journaled like a message, so that it is acknowledged, listed and retryable.
     Quarantine(QuarantinedInput),
+    /// A change asked for through the control API (directory, ticket state), journaled so that
+    /// it is ordered with messages and replays deterministically.
+    Control(Box<ControlRecord>),
 }
 
 /// Input set aside at the channel, with why and where its raw bytes are.
@@ -212,6 +215,7 @@ impl Record {
         match self {
             Record::Inbound(inbound) => &inbound.channel,
             Record::Quarantine(input) => &input.channel,
+            Record::Control(_) => CONTROL_CHANNEL,
         }
     }
 }
@@ -234,6 +238,87 @@ impl DedupeKey {
                 channel: input.channel.clone(),
                 external_id: input.external_id.clone(),
             },
+            Record::Control(control) => DedupeKey {
+                channel: CONTROL_CHANNEL.to_owned(),
+                external_id: control.key.clone(),
+            },
         }
     }
+}
+
+/// The pseudo-channel control records are deduplicated under; `:` cannot start a channel id.
+pub const CONTROL_CHANNEL: &str = ":control";
+
+/// A control API mutation as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRecord {
+    /// The caller's `Idempotency-Key`, or a fresh UUID.
+    pub key: String,
+    /// When the control API accepted it; events derived from it carry this time.
+    pub at: DateTime<Utc>,
+    pub command: ControlCommand,
+}
+
+/// Whether an agent can take work now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    Available,
+    Away,
+    /// Until an agent's client reports otherwise.
+    #[default]
+    Offline,
+}
+
+/// Directory and ticket-state changes from the control API (applied by `routing`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ControlCommand {
+    PutUser {
+        id: String,
+        name: String,
+        email: Option<String>,
+        seat: bool,
+        teams: Vec<String>,
+    },
+    PutTeam {
+        id: String,
+        label: String,
+    },
+    SetAvailability {
+        user: String,
+        availability: Availability,
+    },
+    SetTicketStatus {
+        ticket: String,
+        status: String,
+    },
+    SetTicketOwner {
+        ticket: String,
+        owner: Option<String>,
+    },
+    CloseConversation {
+        conversation: String,
+    },
+    MergeTickets {
+        survivor: String,
+        merged: String,
+    },
+    SplitConversation {
+        conversation: String,
+    },
+    DeleteTicket {
+        ticket: String,
+    },
+    DeleteConversation {
+        conversation: String,
+    },
+    MarkSpam {
+        conversation: String,
+    },
+    /// An agent's reply was sent from the ticket (recorded by the outbound work).
+    AgentEmailed {
+        ticket: String,
+        conversation: Option<String>,
+    },
 }

@@ -11,6 +11,7 @@
 //! its own, recorded in quarantine with its reason and a `deskgate.inbound.quarantined` event,
 //! and the records behind it go on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -23,7 +24,9 @@ use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::model::{Inbound, Record};
+use crate::routing::RuleSet;
 use crate::store::{keys, StateBatch, Store, StoreError};
+use crate::tickets;
 
 /// A record the processor set aside, kept with the reason.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +50,8 @@ pub struct Processor {
     minter: Minter,
     outbox: OutboxWriter,
     batch_size: usize,
+    /// Routing rules, pipelines and the directory's base, compiled from config.
+    routing: Arc<RuleSet>,
 }
 
 /// Where the processor stands after a step.
@@ -65,7 +70,14 @@ impl Processor {
             minter,
             outbox,
             batch_size,
+            routing: Arc::new(RuleSet::default()),
         }
+    }
+
+    /// Uses these routing rules (the default routes nothing and has no pipelines).
+    pub fn with_routing(mut self, rules: Arc<RuleSet>) -> Self {
+        self.routing = rules;
+        self
     }
 
     /// Where the committed state stands.
@@ -148,6 +160,10 @@ impl Processor {
                 mark_retried(batch, seq, inbound)
             }
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
+            Record::Control(control) => {
+                let (minter, outbox) = (&self.minter, &self.outbox);
+                tickets::apply_control(&self.routing, batch, minter, outbox, seq, control)
+            }
         }
     }
 
@@ -178,20 +194,20 @@ impl Processor {
             };
             self.outbox.push(batch, at, &draft)?;
         }
-        let threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
-        let event_type = if threaded.new_ticket {
-            EventType::TicketCreated
-        } else {
-            EventType::TicketMessageAdded
-        };
+        let mut threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
+        let routed =
+            tickets::after_threading(&self.routing, batch, &self.minter, inbound, &mut threaded)?;
+        let (event_type, subject) = routed.message_event(&threaded);
+        let mut data = self.message_data(seq, inbound, &threaded);
+        routed.annotate(&mut data);
         let draft = EventDraft {
             event_type,
-            subject: threaded.ticket.id.clone(),
+            subject,
             channel,
-            data: self.message_data(seq, inbound, &threaded),
+            data,
         };
         self.outbox.push(batch, at, &draft)?;
-        Ok(())
+        tickets::push_events(&self.outbox, batch, at, &routed.events)
     }
 
     fn message_data(&self, seq: u64, inbound: &Inbound, threaded: &Threaded) -> serde_json::Value {
@@ -247,6 +263,7 @@ impl Processor {
                 Some(input.external_id.clone()),
                 input.raw_blob.clone(),
             ),
+            Some(Record::Control(control)) => (control.at, Some(control.key.clone()), None),
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.
             None => (DateTime::<Utc>::UNIX_EPOCH, None, None),

@@ -13,6 +13,8 @@ use serde::Deserialize;
 pub mod email;
 
 pub use email::EmailConfig;
+mod routing;
+pub use routing::*;
 
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,6 +35,9 @@ pub struct Config {
     /// Inbound channels by id; each gets the URL `/hooks/{id}`.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// Users, teams and ticket pipelines.
+    #[serde(default)]
+    pub routing: RoutingConfig,
 }
 
 /// The HTTP listener.
@@ -236,6 +241,9 @@ pub struct ChannelConfig {
     /// How mail is read, for `kind = "email"` channels (`[channels.<id>.email]`).
     #[serde(default)]
     pub email: Option<EmailConfig>,
+    /// Tickets: whether messages open them, their defaults and who they are routed to.
+    #[serde(default)]
+    pub tickets: Option<ChannelTickets>,
 }
 
 impl ChannelConfig {
@@ -464,6 +472,7 @@ impl Config {
         }
         problems.extend(sub_table_problems);
         problems.extend(tokens.err());
+        problems.extend(self.routing.validate(&self.channels));
         problems
     }
 }

@@ -20,6 +20,16 @@ pub enum EventType {
     TicketCreated,
     TicketMessageAdded,
     InboundQuarantined,
+    TicketAssigned,
+    TicketStatusTrigger,
+    TicketStatusChanged,
+    TicketActionRequested,
+    TicketMerged,
+    TicketSplit,
+    TicketDeleted,
+    ConversationMessageAdded,
+    ConversationClosed,
+    ConversationSpam,
 }
 
 impl EventType {
@@ -30,6 +40,16 @@ impl EventType {
             EventType::TicketCreated => "deskgate.ticket.created",
             EventType::TicketMessageAdded => "deskgate.ticket.message_added",
             EventType::InboundQuarantined => "deskgate.inbound.quarantined",
+            EventType::TicketAssigned => "deskgate.ticket.assigned",
+            EventType::TicketStatusTrigger => "deskgate.ticket.status_trigger",
+            EventType::TicketStatusChanged => "deskgate.ticket.status_changed",
+            EventType::TicketActionRequested => "deskgate.ticket.action_requested",
+            EventType::TicketMerged => "deskgate.ticket.merged",
+            EventType::TicketSplit => "deskgate.ticket.split",
+            EventType::TicketDeleted => "deskgate.ticket.deleted",
+            EventType::ConversationMessageAdded => "deskgate.conversation.message_added",
+            EventType::ConversationClosed => "deskgate.conversation.closed",
+            EventType::ConversationSpam => "deskgate.conversation.spam",
         }
     }
 }

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/v1/control/attachments/{id}",
             get(super::mail_control::attachment),
         )
+        .merge(super::routing_control::router())
         .route_layer(middleware::from_fn_with_state(state, require_token))
 }
 

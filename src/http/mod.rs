@@ -5,6 +5,7 @@ mod control;
 mod error;
 mod mail_control;
 mod routes;
+mod routing_control;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -26,6 +26,7 @@ use crate::config::{ChannelConfig, EventsConfig};
 use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
 use crate::processor::Position;
+use crate::routing::RuleSet;
 use crate::store::{Blobs, Store};
 
 /// What every handler can reach. Cheap to clone.
@@ -47,6 +48,8 @@ pub struct AppState {
     pub body_read_timeout_secs: u64,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Routing rules and the directory's base from config, for the control API's reads.
+    pub routing: Arc<RuleSet>,
 }
 
 /// Every route on one listener.

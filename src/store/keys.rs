@@ -93,3 +93,15 @@ pub fn be_u64(bytes: &[u8]) -> u64 {
         .map(u64::from_be_bytes)
         .unwrap_or(0)
 }
+
+/// Routing's state (directory, ticket mirror status and owner, rotations, spam): `routing/…`.
+pub fn routing(suffix: &str) -> Vec<u8> {
+    format!("routing/{suffix}").into_bytes()
+}
+
+/// The outcome of the control record at this journal seq, for the handler waiting on it.
+pub fn control_outcome(journal_seq: u64) -> Vec<u8> {
+    let mut key = b"control/".to_vec();
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
+}
