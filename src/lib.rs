@@ -8,7 +8,8 @@
 //! - [`model`], [`config`]: plain types and configuration; they import nothing of ours.
 //! - [`store`]: the embedded database (sled): trees, keys, codec, atomic batches.
 //! - [`journal`]: the single writer that makes every input durable before it is acknowledged.
-//! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message.
+//! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message;
+//!   [`delivery`]: non-message items (delivery statuses, platform notices).
 //! - [`processor`]: applies journaled records in order, committing effects with its cursor.
 //! - [`channels`]: adapters from each channel's raw input to [`model::Inbound`].
 //! - [`http`]: the server, routes and the one place errors become responses.
@@ -19,6 +20,7 @@ pub mod channels;
 pub mod config;
 pub mod contacts;
 pub mod conversations;
+pub mod delivery;
 pub mod events;
 pub mod http;
 pub mod ids;

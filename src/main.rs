@@ -32,6 +32,23 @@ enum Command {
         /// The config file.
         path: PathBuf,
     },
+    /// Show what deskgate would make of an input, without running the daemon.
+    Inspect {
+        #[command(subcommand)]
+        what: Inspect,
+    },
+}
+
+#[derive(Subcommand)]
+enum Inspect {
+    /// Print, as JSON, the items the pipeline would record from one webhook payload.
+    Webhook {
+        /// The channel kind the payload is for.
+        #[arg(long, value_parser = ["messenger", "whatsapp", "chat", "form"])]
+        channel: String,
+        /// The payload file (the raw body).
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +64,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Inspect {
+            what: Inspect::Webhook { channel, file },
+        } => inspect_webhook(&channel, &file),
         Command::Run { config } => {
             let config = match Config::load(&config) {
                 Ok(config) => config,
@@ -71,6 +91,30 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn inspect_webhook(channel: &str, file: &std::path::Path) -> ExitCode {
+    let outcome = (|| -> anyhow::Result<String> {
+        let kind: deskgate::config::ChannelKind =
+            serde_json::from_value(serde_json::Value::String(channel.to_owned()))?;
+        let body = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        // Form files are stored as blobs on the way; keep them out of any real state.
+        let scratch = tempfile::tempdir()?;
+        let blobs = deskgate::store::Blobs::open(scratch.path())?;
+        let items = deskgate::channels::inspect::inspect(kind, body.into(), &blobs)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        Ok(serde_json::to_string_pretty(&items)?)
+    })();
+    match outcome {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("deskgate: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -143,6 +143,7 @@ impl Processor {
         match record {
             Record::Inbound(inbound) => self.apply_inbound(batch, seq, inbound),
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
+            Record::Event(event) => crate::delivery::apply(batch, &self.outbox, seq, event),
         }
     }
 
@@ -197,11 +198,14 @@ impl Processor {
                 "id": threaded.conversation.id,
                 "channel": threaded.conversation.channel,
                 "thread_id": threaded.conversation.thread_key,
+                "reply_window_ends_at": threaded.conversation.reply_window_ends_at.map(time),
+                "human_agent_window_ends_at":
+                    threaded.conversation.human_agent_window_ends_at.map(time),
             },
             "message": {
                 "id": self.minter.message_id(seq),
                 "journal_seq": seq,
-                "direction": "inbound",
+                "direction": conversations::direction(inbound),
                 "channel": inbound.channel,
                 "external_id": inbound.external_id,
                 "from": inbound.sender,
@@ -242,6 +246,9 @@ impl Processor {
                 Some(input.external_id.clone()),
                 input.raw_blob.clone(),
             ),
+            Some(Record::Event(event)) => {
+                (event.received_at, Some(event.external_id.clone()), None)
+            }
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.
             None => (DateTime::<Utc>::UNIX_EPOCH, None, None),

@@ -10,6 +10,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod chat;
+mod kinds;
+mod form;
+mod meta;
+mod secret;
+
+pub use chat::{ChatConfig, RateLimitConfig};
+pub use form::{FormConfig, FormFields, TICKET_PROPERTIES};
+pub use meta::MetaConfig;
+
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +200,15 @@ pub struct ChannelConfig {
     /// Larger request bodies are refused with 413 before they are read.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// Messenger and WhatsApp: `[channels.<id>.meta]`.
+    #[serde(default)]
+    pub meta: Option<MetaConfig>,
+    /// Website chat: `[channels.<id>.chat]` (optional; defaults apply).
+    #[serde(default)]
+    pub chat: Option<ChatConfig>,
+    /// Web forms: `[channels.<id>.form]` (optional; defaults apply).
+    #[serde(default)]
+    pub form: Option<FormConfig>,
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -201,6 +220,14 @@ fn default_max_body_bytes() -> u64 {
 pub enum ChannelKind {
     /// The generic JSON API for integrations and imports.
     Api,
+    /// Facebook Messenger (Meta webhooks); needs `[channels.<id>.meta]`.
+    Messenger,
+    /// WhatsApp Business Cloud API (Meta webhooks); needs `[channels.<id>.meta]`.
+    Whatsapp,
+    /// The website chat widget's backend.
+    Chat,
+    /// Web forms: JSON, urlencoded or multipart submissions.
+    Form,
 }
 
 /// One problem in a config file, with where it is.
@@ -356,6 +383,9 @@ impl Config {
                 &format!("channels.{id}.max_body_bytes"),
                 "must be > 0",
             );
+        }
+        for (id, channel) in &self.channels {
+            problems.extend(channel.validate_kind_options(&format!("channels.{id}")));
         }
         problems.extend(tokens.err());
         problems

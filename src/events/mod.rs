@@ -20,6 +20,10 @@ pub enum EventType {
     TicketCreated,
     TicketMessageAdded,
     InboundQuarantined,
+    /// A message the business sent was sent, delivered, read, played or failed.
+    MessageDeliveryStatus,
+    /// Something a channel reported that is not a message (template, account, call notices).
+    ChannelEvent,
 }
 
 impl EventType {
@@ -30,6 +34,8 @@ impl EventType {
             EventType::TicketCreated => "deskgate.ticket.created",
             EventType::TicketMessageAdded => "deskgate.ticket.message_added",
             EventType::InboundQuarantined => "deskgate.inbound.quarantined",
+            EventType::MessageDeliveryStatus => "deskgate.message.delivery_status",
+            EventType::ChannelEvent => "deskgate.channel.event",
         }
     }
 }

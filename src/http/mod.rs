@@ -3,6 +3,7 @@
 
 mod control;
 mod error;
+pub mod ratelimit;
 mod routes;
 
 use std::net::SocketAddr;

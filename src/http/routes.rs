@@ -1,11 +1,12 @@
 //! Every HTTP route: inbound hooks, the events pull API, status and health.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,11 +22,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::control::{self, Tokens};
 use super::error::ApiError;
+use super::ratelimit::RateLimits;
 use crate::channels::{self, HookRequest};
 use crate::config::{ChannelConfig, EventsConfig};
 use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
-use crate::model::Record;
 use crate::processor::Position;
 use crate::store::{Blobs, Store};
 
@@ -44,12 +45,14 @@ pub struct AppState {
     /// Read access to state for the control API.
     pub store: Store,
     pub blobs: Blobs,
+    /// Per-address limits on public channels (chat, forms).
+    pub rate_limits: RateLimits,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(control::router(state.clone()))
-        .route("/hooks/{channel_id}", post(hook))
+        .route("/hooks/{channel_id}", post(hook).get(verify_subscription))
         .route("/v1/events", get(events))
         .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
@@ -70,6 +73,9 @@ async fn hook(
         .get(&channel_id)
         .ok_or_else(|| ApiError::NotFound(format!("no channel {channel_id:?} is configured")))?;
     let (parts, body) = request.into_parts();
+    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        state.rate_limits.check(&channel_id, peer.ip())?;
+    }
     channels::check_content_type(config, &parts.headers)?;
     let body = read_body(&parts.headers, body, config.max_body_bytes).await?;
     let hook = HookRequest {
@@ -79,27 +85,23 @@ async fn hook(
         received_at: Utc::now(),
         blobs: &state.blobs,
     };
-    let messages = channels::parse(config, &hook)?;
-    let appends = messages.into_iter().map(|inbound| {
-        let external_id = inbound.external_id.clone();
+    let records = channels::parse(config, &hook)?;
+    let appends = records.into_iter().map(|record| {
+        let external_id = crate::model::DedupeKey::of(&record).external_id;
+        let kind = channels::inspect::item_kind(&record);
         let journal = state.journal.clone();
-        async move {
-            (
-                external_id,
-                journal.append(Record::Inbound(Box::new(inbound))).await,
-            )
-        }
+        async move { ((external_id, kind), journal.append(record).await) }
     });
     let mut items = Vec::new();
     let mut any_new = false;
-    for (external_id, appended) in futures::future::join_all(appends).await {
+    for ((external_id, kind), appended) in futures::future::join_all(appends).await {
         let (seq, duplicate) = match appended? {
             Appended::New { seq } => (seq, false),
             Appended::Duplicate { seq } => (seq, true),
         };
         any_new |= !duplicate;
         items.push(
-            json!({ "external_id": external_id, "journal_seq": seq, "duplicate": duplicate }),
+            json!({ "external_id": external_id, "kind": kind, "journal_seq": seq, "duplicate": duplicate }),
         );
     }
     let status = if any_new {
@@ -112,6 +114,34 @@ async fn hook(
         Json(json!({ "status": "accepted", "duplicate": !any_new && !items.is_empty(), "items": items })),
     )
         .into_response())
+}
+
+/// `GET /hooks/{channel_id}?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`: Meta's
+/// subscription handshake. 200 with exactly the challenge when the token matches, else 403.
+async fn verify_subscription(
+    State(state): State<AppState>,
+    Path(channel_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let config = state
+        .channels
+        .get(&channel_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no channel {channel_id:?} is configured")))?;
+    if config.meta.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "channel {channel_id:?} has no subscription handshake"
+        )));
+    }
+    let query: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
+    match channels::meta::verify_subscription(config, &query)? {
+        Some(challenge) => {
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response())
+        }
+        None => Err(ApiError::Forbidden(
+            "hub.mode must be subscribe and hub.verify_token must match".to_owned(),
+        )),
+    }
 }
 
 /// Reads a body within `limit` bytes. A declared length over the limit is refused before any
