@@ -6,7 +6,8 @@
 //!   "page_url": "https://example.com/pricing", "sent_at": "2026-11-23T10:00:00Z" }
 //! ```
 //!
-//! One conversation per visitor and channel (the thread is the visitor token). The visitor
+//! One conversation per visitor and channel (the thread is the visitor token); the idempotency
+//! key is the visitor token and message id. The visitor
 //! token is a channel-scoped identity; an email or phone the visitor gives is added, so the
 //! contacts logic can recognise (and merge) them. With a shared secret configured, every
 //! request must be signed.
@@ -97,9 +98,12 @@ pub fn parse(config: &ChannelConfig, request: &HookRequest<'_>) -> Result<Inboun
         name: message.name.filter(|n| !n.trim().is_empty()),
         identities,
     };
+    // Widgets number messages per visitor; scoped by the visitor, ids of different visitors
+    // never collide.
+    let external_id = format!("{}:{}", message.visitor_token, message.message_id);
     let mut inbound = Inbound::new(
         request.channel_id,
-        message.message_id,
+        external_id,
         message.visitor_token,
         sender,
         message.text,
