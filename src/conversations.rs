@@ -42,7 +42,10 @@ pub fn direction(inbound: &Inbound) -> &'static str {
 /// the platform says the customer wrote (else when deskgate received it), never from the clock,
 /// so a replay computes the same; an older message arriving late never shortens them.
 fn open_reply_windows(conversation: &mut Conversation, inbound: &Inbound) {
-    let Some(window) = inbound.reply_window.filter(|_| inbound.kind != MessageKind::Echo) else {
+    let Some(window) = inbound
+        .reply_window
+        .filter(|_| inbound.kind != MessageKind::Echo)
+    else {
         return;
     };
     let from = inbound.sent_at.unwrap_or(inbound.received_at);

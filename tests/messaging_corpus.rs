@@ -33,9 +33,17 @@ fn whatsapp_expected(file: &str, case: &str) -> Vec<&'static str> {
             _,
         ) => "postback",
         (
-            "account_update" | "call_connect" | "call_status" | "call_terminate" | "system"
-            | "deleted_message" | "template_category_update" | "template_components_update"
-            | "template_quality_update" | "template_status_update" | "user_marketing_preferences",
+            "account_update"
+            | "call_connect"
+            | "call_status"
+            | "call_terminate"
+            | "system"
+            | "deleted_message"
+            | "template_category_update"
+            | "template_components_update"
+            | "template_quality_update"
+            | "template_status_update"
+            | "user_marketing_preferences",
             _,
         ) => "other",
         _ => panic!("no expectation for pywa {file}/{case}: add one"),
@@ -81,7 +89,12 @@ fn other_cases(root: &Path) -> Vec<Case> {
         ("read", "delivery_status"),
     ] {
         let path = js.join(format!("{file}.json"));
-        cases.push(raw_case(format!("js/{file}"), "whatsapp", &path, vec![kind]));
+        cases.push(raw_case(
+            format!("js/{file}"),
+            "whatsapp",
+            &path,
+            vec![kind],
+        ));
     }
     let mseri = root.join("webhooks/messenger/mseri/test-files");
     for (file, kind) in [
@@ -92,7 +105,12 @@ fn other_cases(root: &Path) -> Vec<Case> {
         ("wsTextMessageRequest", "message"),
     ] {
         let path = mseri.join(format!("{file}.json"));
-        cases.push(raw_case(format!("mseri/{file}"), "messenger", &path, vec![kind]));
+        cases.push(raw_case(
+            format!("mseri/{file}"),
+            "messenger",
+            &path,
+            vec![kind],
+        ));
     }
     let bot = root.join("webhooks/messenger/botbuilder/tests/Adapters/Microsoft.Bot.Builder.Adapters.Facebook.Tests/Files");
     for (file, expected) in [
@@ -105,7 +123,12 @@ fn other_cases(root: &Path) -> Vec<Case> {
         ("PayloadWithStandby", vec!["message", "other", "other"]),
     ] {
         let path = bot.join(format!("{file}.json"));
-        cases.push(raw_case(format!("botbuilder/{file}"), "messenger", &path, expected));
+        cases.push(raw_case(
+            format!("botbuilder/{file}"),
+            "messenger",
+            &path,
+            expected,
+        ));
     }
     // Bare events, wrapped in one entry as Meta would send them; the messages among them carry
     // no `mid`, so they cannot be messages and are recorded as other items.
@@ -115,7 +138,8 @@ fn other_cases(root: &Path) -> Vec<Case> {
             .trim_start_matches('\u{feff}'),
     )
     .unwrap();
-    let wrapped = json!({ "object": "page", "entry": [{ "id": "page-1", "time": 1, "messaging": bare }] });
+    let wrapped =
+        json!({ "object": "page", "entry": [{ "id": "page-1", "time": 1, "messaging": bare }] });
     cases.push(Case {
         name: "botbuilder/FacebookMessages (wrapped)".into(),
         kind: "messenger",
@@ -140,7 +164,11 @@ async fn every_corpus_payload_is_recorded_once_with_the_expected_items() {
     let root = corpus();
     let mut cases = pywa_cases(&root);
     // The MANIFEST counts 75; the files hold 74 named payloads at the pinned commit.
-    assert!(cases.len() >= 74, "pywa holds 74 named payloads, found {}", cases.len());
+    assert!(
+        cases.len() >= 74,
+        "pywa holds 74 named payloads, found {}",
+        cases.len()
+    );
     cases.extend(other_cases(&root));
 
     let dir = tempfile::tempdir().unwrap();
@@ -176,11 +204,19 @@ async fn every_corpus_payload_is_recorded_once_with_the_expected_items() {
 
     for (i, case) in cases.iter().enumerate() {
         let (status, answer) = post_meta(&client, &daemon, &format!("c{i}"), &case.body).await;
-        assert_eq!(status, 200, "{}: a resend is acknowledged: {answer}", case.name);
+        assert_eq!(
+            status, 200,
+            "{}: a resend is acknowledged: {answer}",
+            case.name
+        );
         assert_eq!(answer["duplicate"], true, "{}: {answer}", case.name);
         assert_eq!(kinds(&answer), case.expected, "{}", case.name);
     }
     daemon.settled().await;
     let second = daemon.all_events().await;
-    assert_eq!(first.len(), second.len(), "a resent payload has no second effect");
+    assert_eq!(
+        first.len(),
+        second.len(),
+        "a resent payload has no second effect"
+    );
 }

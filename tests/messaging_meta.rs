@@ -120,22 +120,40 @@ async fn a_batch_of_entries_becomes_one_item_each_with_echoes_outbound() {
     assert_eq!(status, 202, "{answer}");
     assert_eq!(
         kinds(&answer),
-        ["message", "echo", "delivery_status", "delivery_status", "postback", "reaction", "other"]
+        [
+            "message",
+            "echo",
+            "delivery_status",
+            "delivery_status",
+            "postback",
+            "reaction",
+            "other"
+        ]
     );
     daemon.settled().await;
     let events = daemon.all_events().await;
     let created = of_type(&events, "deskgate.ticket.created");
-    assert_eq!(created.len(), 1, "one conversation, one ticket: {events:#?}");
+    assert_eq!(
+        created.len(),
+        1,
+        "one conversation, one ticket: {events:#?}"
+    );
     let ticket = created[0]["subject"].as_str().unwrap();
     let first = &created[0]["data"];
     assert_eq!(first["message"]["direction"], "inbound");
-    assert_eq!(first["message"]["attachments"][0]["id"], "https://cdn.example/1.jpg");
+    assert_eq!(
+        first["message"]["attachments"][0]["id"],
+        "https://cdn.example/1.jpg"
+    );
     assert_eq!(first["message"]["sent_at"], "2023-11-14T22:13:20.000000Z");
     assert_eq!(
         first["conversation"]["reply_window_ends_at"], "2023-11-15T22:13:20.000000Z",
         "24 hours after the customer wrote"
     );
-    assert_eq!(first["conversation"]["human_agent_window_ends_at"], "2023-11-21T22:13:20.000000Z");
+    assert_eq!(
+        first["conversation"]["human_agent_window_ends_at"],
+        "2023-11-21T22:13:20.000000Z"
+    );
     let added = of_type(&events, "deskgate.ticket.message_added");
     let echo = added
         .iter()
@@ -156,9 +174,15 @@ async fn a_batch_of_entries_becomes_one_item_each_with_echoes_outbound() {
         "a later customer interaction moves the window on"
     );
     let statuses = of_type(&events, "deskgate.message.delivery_status");
-    let names: Vec<&str> = statuses.iter().map(|e| e["data"]["status"].as_str().unwrap()).collect();
+    let names: Vec<&str> = statuses
+        .iter()
+        .map(|e| e["data"]["status"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["delivered", "read"]);
-    assert!(statuses.iter().all(|e| e["subject"] == ticket), "receipts land on the ticket");
+    assert!(
+        statuses.iter().all(|e| e["subject"] == ticket),
+        "receipts land on the ticket"
+    );
     assert_eq!(statuses[0]["data"]["message_ids"], json!(["m.2"]));
     assert_eq!(of_type(&events, "deskgate.channel.event").len(), 1);
     let contacts = of_type(&events, "deskgate.contact.created");
@@ -216,16 +240,26 @@ async fn whatsapp_statuses_in_any_order_and_for_unknown_messages_are_recorded_on
     );
     let (status, answer) = post_meta(&client, &daemon, "wa", &body).await;
     assert_eq!(status, 202, "{answer}");
-    assert_eq!(kinds(&answer), ["message", "delivery_status", "delivery_status"]);
+    assert_eq!(
+        kinds(&answer),
+        ["message", "delivery_status", "delivery_status"]
+    );
     // The same read status again, in a different batch: nothing new.
     let (status, answer) = post_meta(&client, &daemon, "wa", &early).await;
-    assert_eq!((status, &answer["duplicate"]), (200, &json!(true)), "{answer}");
+    assert_eq!(
+        (status, &answer["duplicate"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
 
     daemon.settled().await;
     let events = daemon.all_events().await;
     let statuses = of_type(&events, "deskgate.message.delivery_status");
     assert_eq!(statuses.len(), 3);
-    assert_eq!(statuses[0]["subject"], "channel/wa/pn1:5511987654321", "no ticket yet");
+    assert_eq!(
+        statuses[0]["subject"], "channel/wa/pn1:5511987654321",
+        "no ticket yet"
+    );
     assert_eq!(statuses[0]["data"]["ticket_id"], Value::Null);
     let ticket = of_type(&events, "deskgate.ticket.created")[0]["subject"].clone();
     assert_eq!(statuses[1]["subject"], ticket);
@@ -242,7 +276,10 @@ async fn whatsapp_statuses_in_any_order_and_for_unknown_messages_are_recorded_on
         created["conversation"]["reply_window_ends_at"],
         "2023-11-15T22:13:20.000000Z"
     );
-    assert_eq!(created["conversation"]["human_agent_window_ends_at"], Value::Null);
+    assert_eq!(
+        created["conversation"]["human_agent_window_ends_at"],
+        Value::Null
+    );
 }
 
 #[tokio::test]
@@ -273,5 +310,8 @@ async fn a_large_batch_is_recorded_item_by_item_and_malformed_json_is_named() {
         .unwrap();
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
-    assert!(error["error"].as_str().unwrap().contains("invalid JSON"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("invalid JSON"),
+        "{error}"
+    );
 }

@@ -44,7 +44,10 @@ impl Submission {
     }
 }
 
-pub fn parse(config: &ChannelConfig, request: &HookRequest<'_>) -> Result<Vec<Record>, ChannelError> {
+pub fn parse(
+    config: &ChannelConfig,
+    request: &HookRequest<'_>,
+) -> Result<Vec<Record>, ChannelError> {
     let default = FormConfig::default();
     let form = config.form.as_ref().unwrap_or(&default);
     if let Some(secret) = form.secret().map_err(ChannelError::Unavailable)? {
@@ -60,14 +63,19 @@ pub fn parse(config: &ChannelConfig, request: &HookRequest<'_>) -> Result<Vec<Re
         if submission.value(honeypot).is_some() {
             metrics::counter!("deskgate_form_honeypot_total", "channel" => request.channel_id.to_owned())
                 .increment(1);
-            tracing::debug!(channel = request.channel_id, "honeypot filled; submission dropped");
+            tracing::debug!(
+                channel = request.channel_id,
+                "honeypot filled; submission dropped"
+            );
             return Ok(Vec::new());
         }
     }
     let missing: Vec<String> = form
         .required
         .iter()
-        .filter(|name| submission.value(name).is_none() && !submission.files.iter().any(|f| &f.field == *name))
+        .filter(|name| {
+            submission.value(name).is_none() && !submission.files.iter().any(|f| &f.field == *name)
+        })
         .cloned()
         .collect();
     if !missing.is_empty() {
@@ -211,7 +219,12 @@ fn to_inbound(
     );
     inbound.subject = submission.value(&names.subject).map(str::to_owned);
     inbound.attachments = store_files(request, submission)?;
-    let property_fields = [&names.pipeline, &names.status, &names.priority, &names.category];
+    let property_fields = [
+        &names.pipeline,
+        &names.status,
+        &names.priority,
+        &names.category,
+    ];
     let mut ticket = serde_json::Map::new();
     for (property, field) in TICKET_PROPERTIES.iter().zip(property_fields) {
         let value = submission
@@ -237,7 +250,11 @@ fn to_inbound(
             other.insert(name.clone(), value.clone());
         }
     }
-    let hidden: Vec<&String> = form.hidden.iter().filter(|h| other.contains_key(*h)).collect();
+    let hidden: Vec<&String> = form
+        .hidden
+        .iter()
+        .filter(|h| other.contains_key(*h))
+        .collect();
     if !ticket.is_empty() {
         inbound.extra.insert("ticket".into(), Value::Object(ticket));
     }
@@ -263,11 +280,17 @@ fn content_key(form: &FormConfig, request: &HookRequest<'_>, submission: &Submis
     for file in &submission.files {
         hasher.update(Sha256::digest(&file.content));
     }
-    let window = request.received_at.timestamp().div_euclid(form.dedupe_window_secs.max(1) as i64);
+    let window = request
+        .received_at
+        .timestamp()
+        .div_euclid(form.dedupe_window_secs.max(1) as i64);
     format!("sha256:{}:{window}", &hex::encode(hasher.finalize())[..32])
 }
 
-fn store_files(request: &HookRequest<'_>, submission: &Submission) -> Result<Vec<Attachment>, ChannelError> {
+fn store_files(
+    request: &HookRequest<'_>,
+    submission: &Submission,
+) -> Result<Vec<Attachment>, ChannelError> {
     submission
         .files
         .iter()

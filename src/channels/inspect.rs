@@ -80,7 +80,10 @@ pub fn inspect(
     } else {
         "application/x-www-form-urlencoded"
     };
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     let request = HookRequest {
         channel_id: &channel_id,
         headers: &headers,

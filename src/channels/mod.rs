@@ -91,11 +91,16 @@ pub fn check_content_type(config: &ChannelConfig, headers: &HeaderMap) -> Result
 /// Turns a hook request into the records it carries (messages, receipts, notices; none for a
 /// dropped bot submission). The caller has checked the content type with
 /// [`check_content_type`].
-pub fn parse(config: &ChannelConfig, request: &HookRequest<'_>) -> Result<Vec<Record>, ChannelError> {
+pub fn parse(
+    config: &ChannelConfig,
+    request: &HookRequest<'_>,
+) -> Result<Vec<Record>, ChannelError> {
     match config.kind {
         ChannelKind::Api => api::parse(request).map(|inbound| vec![inbound_record(inbound)]),
         ChannelKind::Messenger | ChannelKind::Whatsapp => meta::parse(config, request),
-        ChannelKind::Chat => chat::parse(config, request).map(|inbound| vec![inbound_record(inbound)]),
+        ChannelKind::Chat => {
+            chat::parse(config, request).map(|inbound| vec![inbound_record(inbound)])
+        }
         ChannelKind::Form => form::parse(config, request),
     }
 }

@@ -38,3 +38,42 @@ impl ChannelConfig {
         problems
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn kind_tables_are_checked_with_their_paths() {
+        let config = Config::parse(
+            r#"
+            [channels.fb]
+            kind = "messenger"
+            [channels.wa]
+            kind = "whatsapp"
+            meta = { app_secret_file = "/nonexistent/secret", verify_token_file = "/nonexistent/token" }
+            [channels.web]
+            kind = "form"
+            chat = {}
+            form = { defaults = { colour = "red" }, dedupe_window_secs = 0 }
+            [channels.talk]
+            kind = "chat"
+            chat = { rate_limit = { per_minute = 0 } }
+            "#,
+        )
+        .expect("parses");
+        let problems: Vec<String> = config.validate().iter().map(|p| p.path.clone()).collect();
+        assert_eq!(
+            problems,
+            [
+                "channels.fb.meta",
+                "channels.talk.chat.rate_limit.per_minute",
+                "channels.wa.meta.app_secret_file",
+                "channels.wa.meta.verify_token_file",
+                "channels.web.chat",
+                "channels.web.form.defaults.colour",
+                "channels.web.form.dedupe_window_secs",
+            ]
+        );
+    }
+}

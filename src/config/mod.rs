@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod chat;
-mod kinds;
 mod form;
+mod kinds;
 mod meta;
 mod secret;
 

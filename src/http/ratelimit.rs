@@ -120,9 +120,15 @@ mod tests {
             panic!("the third request is over the burst");
         };
         assert!((1..=60).contains(&retry_after_secs), "{retry_after_secs}");
-        assert!(limits.check("chat", two).is_ok(), "another address has its own quota");
+        assert!(
+            limits.check("chat", two).is_ok(),
+            "another address has its own quota"
+        );
         for _ in 0..10 {
-            assert!(limits.check("api", one).is_ok(), "API channels are not limited");
+            assert!(
+                limits.check("api", one).is_ok(),
+                "API channels are not limited"
+            );
         }
     }
 }

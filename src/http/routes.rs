@@ -135,9 +135,11 @@ async fn verify_subscription(
     let query: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
     match channels::meta::verify_subscription(config, &query)? {
-        Some(challenge) => {
-            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response())
-        }
+        Some(challenge) => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            challenge,
+        )
+            .into_response()),
         None => Err(ApiError::Forbidden(
             "hub.mode must be subscribe and hub.verify_token must match".to_owned(),
         )),

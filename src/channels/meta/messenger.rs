@@ -30,7 +30,12 @@ pub fn entry(ctx: &Context<'_>, entry: &Value, out: &mut Vec<Record>) {
     // Items for threads another app controls (handover protocol): kept, not ours to answer.
     for item in entry["standby"].as_array().into_iter().flatten() {
         let sender = customer(ctx, page.as_deref(), &item["sender"]);
-        out.push(ctx.other("standby", item, sender.clone(), thread(page.as_deref(), item)));
+        out.push(ctx.other(
+            "standby",
+            item,
+            sender.clone(),
+            thread(page.as_deref(), item),
+        ));
     }
     if !entry["messaging"].is_array() && !entry["standby"].is_array() {
         out.push(ctx.other("entry", entry, None, None));
@@ -52,10 +57,20 @@ fn item_record(ctx: &Context<'_>, page: Option<&str>, item: &Value) -> Record {
     let timestamp = item["timestamp"].as_i64().unwrap_or_default();
     let psid = item["sender"]["id"].as_str().unwrap_or_default();
     if let (Some(postback), Some(sender)) = (item["postback"].as_object(), sender.clone()) {
-        let payload = postback.get("payload").and_then(text_of).unwrap_or_default();
+        let payload = postback
+            .get("payload")
+            .and_then(text_of)
+            .unwrap_or_default();
         let title = postback.get("title").and_then(text_of);
         let key = format!("postback:{psid}:{timestamp}:{payload}");
-        let mut inbound = inbound(ctx, key, thread_key, sender, title.unwrap_or_default(), item);
+        let mut inbound = inbound(
+            ctx,
+            key,
+            thread_key,
+            sender,
+            title.unwrap_or_default(),
+            item,
+        );
         inbound.kind = MessageKind::Postback;
         inbound.extra.insert("payload".into(), json!(payload));
         copy(&mut inbound.extra, postback, &["referral", "mid"]);
@@ -68,7 +83,11 @@ fn item_record(ctx: &Context<'_>, page: Option<&str>, item: &Value) -> Record {
         let emoji = reaction.get("emoji").and_then(text_of).unwrap_or_default();
         let mut inbound = inbound(ctx, key, thread_key, sender, emoji, item);
         inbound.kind = MessageKind::Reaction;
-        copy(&mut inbound.extra, reaction, &["mid", "action", "emoji", "reaction"]);
+        copy(
+            &mut inbound.extra,
+            reaction,
+            &["mid", "action", "emoji", "reaction"],
+        );
         return Record::Inbound(Box::new(inbound));
     }
     for (field, status) in [("delivery", "delivered"), ("read", "read")] {
@@ -113,7 +132,11 @@ fn customer_message(ctx: &Context<'_>, page: Option<&str>, item: &Value) -> Opti
         inbound.extra.insert("quick_reply".into(), json!(payload));
     }
     if let Some(fields) = message.as_object() {
-        copy(&mut inbound.extra, fields, &["reply_to", "referral", "sticker_id"]);
+        copy(
+            &mut inbound.extra,
+            fields,
+            &["reply_to", "referral", "sticker_id"],
+        );
     }
     Some(Record::Inbound(Box::new(inbound)))
 }

@@ -70,7 +70,10 @@ pub fn records(kind: ChannelKind, request: &HookRequest<'_>, payload: &Value) ->
         channel: request.channel_id,
         received_at: request.received_at,
     };
-    let entries = payload["entry"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let entries = payload["entry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     if entries.is_empty() {
         // Not a shape we know (or an empty batch): keep it, answer 200, never make Meta retry.
         return vec![ctx.other("payload", payload, None, None)];

@@ -25,7 +25,10 @@ const MEDIA: [&str; 5] = ["image", "video", "audio", "document", "sticker"];
 
 /// Every change of one `entry`.
 pub fn entry(ctx: &Context<'_>, entry: &Value, out: &mut Vec<Record>) {
-    let changes = entry["changes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let changes = entry["changes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     if changes.is_empty() {
         out.push(ctx.other("entry", entry, None, None));
     }
@@ -48,7 +51,10 @@ pub fn entry(ctx: &Context<'_>, entry: &Value, out: &mut Vec<Record>) {
 
 fn messages_change(ctx: &Context<'_>, value: &Value, out: &mut Vec<Record>) {
     let business = business(value);
-    let contacts = value["contacts"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let contacts = value["contacts"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let mut known = false;
     for message in value["messages"].as_array().into_iter().flatten() {
         known = true;
@@ -135,7 +141,11 @@ fn message_record(
         content(&mut inbound, message);
     }
     if let Some(fields) = message.as_object() {
-        copy(&mut inbound.extra, fields, &["context", "referral", "errors"]);
+        copy(
+            &mut inbound.extra,
+            fields,
+            &["context", "referral", "errors"],
+        );
     }
     Record::Inbound(Box::new(inbound))
 }
@@ -186,13 +196,19 @@ fn content(inbound: &mut Inbound, message: &Value) {
         "button" => {
             inbound.kind = MessageKind::Postback;
             inbound.text = text(&body["text"]);
-            inbound.extra.insert("payload".into(), body["payload"].clone());
+            inbound
+                .extra
+                .insert("payload".into(), body["payload"].clone());
         }
         "reaction" => {
             inbound.kind = MessageKind::Reaction;
             let emoji = text(&body["emoji"]);
-            inbound.extra.insert("reaction_to".into(), body["message_id"].clone());
-            inbound.extra.insert("removed".into(), json!(emoji.is_empty()));
+            inbound
+                .extra
+                .insert("reaction_to".into(), body["message_id"].clone());
+            inbound
+                .extra
+                .insert("removed".into(), json!(emoji.is_empty()));
             inbound.text = emoji;
         }
         "order" => {
@@ -211,7 +227,9 @@ fn interactive(inbound: &mut Inbound, body: &Value) {
     let reply_type = body["type"].as_str().unwrap_or_default();
     let reply = &body[reply_type];
     inbound.kind = MessageKind::Postback;
-    inbound.extra.insert("interactive".into(), json!(reply_type));
+    inbound
+        .extra
+        .insert("interactive".into(), json!(reply_type));
     match reply_type {
         "button_reply" | "list_reply" => {
             inbound.text = reply["title"].as_str().unwrap_or_default().to_owned();
