@@ -59,9 +59,20 @@ pub fn parse(
         signature::META_HEADER,
         &secret,
         &request.body,
-    )?;
+    )
+    .inspect_err(|error| {
+        metrics::counter!("deskgate_webhook_signature_failures_total", "channel" => request.channel_id.to_owned())
+            .increment(1);
+        tracing::info!(channel = request.channel_id, %error, "webhook signature refused");
+    })?;
     let payload = parse_json(&request.body)?;
-    Ok(records(config.kind, request, &payload))
+    let records = records(config.kind, request, &payload);
+    for record in &records {
+        let kind = super::inspect::item_kind(record);
+        metrics::counter!("deskgate_webhook_items_total", "channel" => request.channel_id.to_owned(), "kind" => kind)
+            .increment(1);
+    }
+    Ok(records)
 }
 
 /// Records from an already verified payload (also what `deskgate inspect webhook` shows).
