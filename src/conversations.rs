@@ -50,8 +50,11 @@ fn open_reply_windows(conversation: &mut Conversation, inbound: &Inbound) {
     };
     let from = inbound.sent_at.unwrap_or(inbound.received_at);
     let extend = |current: &mut Option<DateTime<Utc>>, secs: u64| {
-        let secs = i64::try_from(secs).unwrap_or(i64::MAX);
-        let Some(ends) = from.checked_add_signed(chrono::TimeDelta::seconds(secs)) else {
+        let Some(ends) = i64::try_from(secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .and_then(|window| from.checked_add_signed(window))
+        else {
             return;
         };
         if current.is_none_or(|c| c < ends) {

@@ -89,13 +89,10 @@ async fn unsigned_or_wrongly_signed_posts_are_refused_and_not_recorded() {
     assert_eq!(status["journal"]["durable_seq"], 0, "nothing was recorded");
 }
 
-#[tokio::test]
-async fn a_batch_of_entries_becomes_one_item_each_with_echoes_outbound() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = start(dir.path()).await;
-    let client = reqwest::Client::new();
-    let t0 = 1_700_000_000_000u64;
-    let body = messenger(vec![
+/// Two entries: a customer message and the page's echo; then a delivery, a read, a postback,
+/// a reaction and an opt-in.
+fn messenger_batch(t0: u64) -> Vec<u8> {
+    messenger(vec![
         json!({ "id": "p1", "time": t0, "messaging": [
             { "sender": { "id": "u1" }, "recipient": { "id": "p1" }, "timestamp": t0,
               "message": { "mid": "m.1", "text": "my order is late",
@@ -115,7 +112,15 @@ async fn a_batch_of_entries_becomes_one_item_each_with_echoes_outbound() {
             { "sender": { "id": "u1" }, "recipient": { "id": "p1" }, "timestamp": t0 + 6000,
               "optin": { "ref": "x" } },
         ]}),
-    ]);
+    ])
+}
+
+#[tokio::test]
+async fn a_batch_of_entries_becomes_one_item_each_with_echoes_outbound() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path()).await;
+    let client = reqwest::Client::new();
+    let body = messenger_batch(1_700_000_000_000);
     let (status, answer) = post_meta(&client, &daemon, "fb", &body).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(

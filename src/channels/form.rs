@@ -219,6 +219,18 @@ fn to_inbound(
     );
     inbound.subject = submission.value(&names.subject).map(str::to_owned);
     inbound.attachments = store_files(request, submission)?;
+    keep_fields(form, submission, &mut inbound.extra);
+    Ok(inbound)
+}
+
+/// Ticket properties (from the form or the defaults) and every unmapped field, hidden ones
+/// flagged, onto the message's extras.
+fn keep_fields(
+    form: &FormConfig,
+    submission: &Submission,
+    extra: &mut serde_json::Map<String, Value>,
+) {
+    let names = &form.fields;
     let property_fields = [
         &names.pipeline,
         &names.status,
@@ -256,15 +268,14 @@ fn to_inbound(
         .filter(|h| other.contains_key(*h))
         .collect();
     if !ticket.is_empty() {
-        inbound.extra.insert("ticket".into(), Value::Object(ticket));
+        extra.insert("ticket".into(), Value::Object(ticket));
     }
     if !other.is_empty() {
-        inbound.extra.insert("fields".into(), json!(other));
+        extra.insert("fields".into(), json!(other));
     }
     if !hidden.is_empty() {
-        inbound.extra.insert("hidden_fields".into(), json!(hidden));
+        extra.insert("hidden_fields".into(), json!(hidden));
     }
-    Ok(inbound)
 }
 
 /// Without a submission id: the same fields and files within one window are one submission.
