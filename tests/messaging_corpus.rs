@@ -220,3 +220,56 @@ async fn every_corpus_payload_is_recorded_once_with_the_expected_items() {
         "a resent payload has no second effect"
     );
 }
+
+#[test]
+fn inspect_webhook_prints_the_items_of_a_payload() {
+    let root = corpus();
+    let incoming = root.join("webhooks/whatsapp/whatsapp-api-js/test/payloads/v25/incoming.json");
+    let output = std::process::Command::new(common::BIN)
+        .args(["inspect", "webhook", "--channel", "whatsapp"])
+        .arg(&incoming)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let items: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let item = &items[0];
+    assert_eq!(items.as_array().unwrap().len(), 1);
+    assert_eq!(item["kind"], "message");
+    assert_eq!(item["external_id"], "ABGGFlA5Fpa");
+    assert_eq!(
+        item["sender"],
+        json!({ "kind": "phone", "number": "+16315551181" })
+    );
+    assert_eq!(item["text"], "this is a text message");
+    assert_eq!(item["attachments"], json!([]));
+    assert_eq!(item["timestamp"], "2017-09-08T20:36:28Z");
+
+    let delivery = root.join("webhooks/messenger/mseri/test-files/wsDeliveryRequest.json");
+    let output = std::process::Command::new(common::BIN)
+        .args(["inspect", "webhook", "--channel", "messenger"])
+        .arg(&delivery)
+        .output()
+        .unwrap();
+    let items: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(items[0]["kind"], "delivery_status");
+    assert_eq!(
+        items[0]["message_ids"],
+        json!(["mid.1458668856218:ed81099e15d3f4f233"])
+    );
+
+    let output = std::process::Command::new(common::BIN)
+        .args([
+            "inspect",
+            "webhook",
+            "--channel",
+            "whatsapp",
+            "/nonexistent.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}
