@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,8 @@ impl RateLimits {
             return Ok(());
         };
         limiter.check_key(&client).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            // The limiter's own clock: instants of different clocks do not compare.
+            let wait = not_until.wait_time_from(limiter.clock().now());
             metrics::counter!("deskgate_rate_limited_total", "channel" => channel.to_owned())
                 .increment(1);
             ApiError::TooManyRequests {
