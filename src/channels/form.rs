@@ -319,3 +319,71 @@ fn store_files(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use http::HeaderMap;
+
+    use super::*;
+    use crate::config::ChannelKind;
+    use crate::store::Blobs;
+
+    fn submit(body: &str, at_secs: i64) -> Result<Vec<Record>, ChannelError> {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(dir.path()).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            "application/json".parse().unwrap(),
+        );
+        let mut form = FormConfig::default();
+        form.required = vec!["email".into(), "description".into()];
+        let config = ChannelConfig {
+            kind: ChannelKind::Form,
+            max_body_bytes: 1 << 20,
+            meta: None,
+            chat: None,
+            form: Some(form),
+        };
+        let request = HookRequest {
+            channel_id: "form",
+            headers: &headers,
+            body: Bytes::from(body.to_owned()),
+            received_at: Utc.timestamp_opt(at_secs, 0).unwrap(),
+            blobs: &blobs,
+        };
+        parse(&config, &request)
+    }
+
+    fn key(records: &[Record]) -> String {
+        crate::model::DedupeKey::of(&records[0]).external_id
+    }
+
+    #[test]
+    fn the_same_submission_within_the_window_has_the_same_key() {
+        let body = r#"{"email": "a@example.com", "description": "help", "n": 1}"#;
+        let reordered = r#"{"n": 1, "description": " help ", "email": "a@example.com"}"#;
+        let first = key(&submit(body, 120).unwrap());
+        assert_eq!(first, key(&submit(reordered, 150).unwrap()));
+        assert_ne!(first, key(&submit(body, 200).unwrap()), "a later window");
+        let other = r#"{"email": "a@example.com", "description": "help", "n": 2}"#;
+        assert_ne!(first, key(&submit(other, 120).unwrap()));
+    }
+
+    #[test]
+    fn every_missing_field_is_named_and_bad_emails_refused() {
+        assert_eq!(
+            submit(r#"{"description": ""}"#, 0).unwrap_err(),
+            ChannelError::MissingFields(vec!["email".into(), "description".into()])
+        );
+        assert!(matches!(
+            submit(r#"{"email": "nope", "description": "x"}"#, 0),
+            Err(ChannelError::Invalid(_))
+        ));
+        assert!(matches!(
+            submit(r#"["email"]"#, 0),
+            Err(ChannelError::Malformed(_))
+        ));
+    }
+}
