@@ -24,7 +24,7 @@ use super::control::{self, Tokens};
 use super::error::ApiError;
 use super::ratelimit::RateLimits;
 use crate::channels::{self, HookRequest};
-use crate::config::{ChannelConfig, EventsConfig};
+use crate::config::{ChannelConfig, ChannelKind, EventsConfig};
 use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
 use crate::processor::Position;
@@ -104,7 +104,9 @@ async fn hook(
             json!({ "external_id": external_id, "kind": kind, "journal_seq": seq, "duplicate": duplicate }),
         );
     }
-    let status = if any_new {
+    // Meta documents "200 OK" as the answer its webhooks expect; others get 202 for new input.
+    let is_meta = matches!(config.kind, ChannelKind::Messenger | ChannelKind::Whatsapp);
+    let status = if any_new && !is_meta {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
