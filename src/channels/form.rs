@@ -218,7 +218,13 @@ fn to_inbound(
         request.received_at,
     );
     inbound.subject = submission.value(&names.subject).map(str::to_owned);
-    inbound.attachments = store_files(request, submission)?;
+    // Storing files fsyncs: on the daemon's multi-threaded runtime, tell it this worker blocks.
+    inbound.attachments = match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| store_files(request, submission))?
+        }
+        _ => store_files(request, submission)?,
+    };
     keep_fields(form, submission, &mut inbound.extra);
     Ok(inbound)
 }
