@@ -83,7 +83,14 @@ impl App {
             .control
             .load_tokens()
             .map_err(|p| anyhow::anyhow!("{p}"))?;
+        let rate_limits = http::ratelimit::RateLimits::new(&config.channels);
+        tracker.spawn(
+            rate_limits
+                .clone()
+                .housekeeping(Duration::from_secs(60), shutdown.clone()),
+        );
         let state = AppState {
+            rate_limits,
             tokens: http::Tokens::new(tokens),
             store: store.clone(),
             blobs,

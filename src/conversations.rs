@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Minter;
-use crate::model::Inbound;
+use crate::model::{Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +25,51 @@ pub struct Conversation {
     pub created_at: DateTime<Utc>,
     pub last_message_at: DateTime<Utc>,
     pub messages: u64,
+    /// Until when the platform lets the business answer (Messenger, WhatsApp: 24 hours after
+    /// the customer's last message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_window_ends_at: Option<DateTime<Utc>>,
+    /// Messenger's human-agent window (7 days after the customer's last message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human_agent_window_ends_at: Option<DateTime<Utc>>,
+}
+
+/// `outbound` for the business's own messages echoed by the platform, else `inbound`.
+pub fn direction(inbound: &Inbound) -> &'static str {
+    if inbound.kind == MessageKind::Echo {
+        "outbound"
+    } else {
+        "inbound"
+    }
+}
+
+/// Moves the conversation's reply windows on from a customer message. Windows count from when
+/// the platform says the customer wrote (else when deskgate received it), never from the clock,
+/// so a replay computes the same; an older message arriving late never shortens them.
+fn open_reply_windows(conversation: &mut Conversation, inbound: &Inbound) {
+    let Some(window) = inbound
+        .reply_window
+        .filter(|_| inbound.kind != MessageKind::Echo)
+    else {
+        return;
+    };
+    let from = inbound.sent_at.unwrap_or(inbound.received_at);
+    let extend = |current: &mut Option<DateTime<Utc>>, secs: u64| {
+        let Some(ends) = i64::try_from(secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .and_then(|window| from.checked_add_signed(window))
+        else {
+            return;
+        };
+        if current.is_none_or(|c| c < ends) {
+            *current = Some(ends);
+        }
+    };
+    extend(&mut conversation.reply_window_ends_at, window.standard_secs);
+    if let Some(secs) = window.human_agent_secs {
+        extend(&mut conversation.human_agent_window_ends_at, secs);
+    }
 }
 
 /// deskgate's mirror of a ticket; the ticket store owns the real one.
@@ -128,6 +173,7 @@ fn continue_or_open(
         let mut ticket: Ticket = required(batch, &keys::ticket(&conversation.ticket_id))?;
         conversation.last_message_at = at;
         conversation.messages += 1;
+        open_reply_windows(&mut conversation, inbound);
         ticket.updated_at = at;
         batch.put(keys::conversation(&conversation.id), &conversation);
         batch.put(keys::ticket(&ticket.id), &ticket);
@@ -147,7 +193,7 @@ fn continue_or_open(
         created_at: at,
         updated_at: at,
     };
-    let conversation = Conversation {
+    let mut conversation = Conversation {
         id: conversation_id,
         channel: inbound.channel.clone(),
         thread_key: inbound.thread_key.clone(),
@@ -156,7 +202,10 @@ fn continue_or_open(
         created_at: at,
         last_message_at: at,
         messages: 1,
+        reply_window_ends_at: None,
+        human_agent_window_ends_at: None,
     };
+    open_reply_windows(&mut conversation, inbound);
     batch.put(thread_key, &conversation.id);
     batch.put(keys::conversation(&conversation.id), &conversation);
     batch.put(keys::ticket(&ticket.id), &ticket);

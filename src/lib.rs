@@ -11,6 +11,8 @@
 //! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message.
 //! - [`routing`]: the assignment decision (pure) and the routing rules compiled from config.
 //! - [`tickets`]: the ticket mirror's pipeline, status and owner; status triggers; control commands.
+//! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message;
+//!   [`delivery`]: non-message items (delivery statuses, platform notices).
 //! - [`processor`]: applies journaled records in order, committing effects with its cursor.
 //! - [`channels`]: adapters from each channel's raw input to [`model::Inbound`].
 //! - [`http`]: the server, routes and the one place errors become responses.
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod contacts;
 pub mod conversations;
+pub mod delivery;
 pub mod events;
 pub mod http;
 pub mod ids;

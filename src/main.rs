@@ -59,6 +59,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Inspect {
+    /// Print, as JSON, the items the pipeline would record from one webhook payload.
+    Webhook {
+        /// The channel kind the payload is for.
+        #[arg(long, value_parser = ["messenger", "whatsapp", "chat", "form"])]
+        channel: String,
+        /// The payload file (the raw body).
+        file: PathBuf,
+    },
     /// Print a raw mail as JSON, as the email channel reads it; exit 1 with the reason when it
     /// would be quarantined.
     Mail {
@@ -109,6 +117,9 @@ fn main() -> ExitCode {
                     channel,
                 },
         } => deskgate::cli::inspect_mail(&file, config.as_deref(), channel.as_deref()),
+        Command::Inspect {
+            what: Inspect::Webhook { channel, file },
+        } => inspect_webhook(&channel, &file),
         Command::Quarantine {
             action,
             url,
@@ -162,6 +173,30 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn inspect_webhook(channel: &str, file: &std::path::Path) -> ExitCode {
+    let outcome = (|| -> anyhow::Result<String> {
+        let kind: deskgate::config::ChannelKind =
+            serde_json::from_value(serde_json::Value::String(channel.to_owned()))?;
+        let body = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        // Form files are stored as blobs on the way; keep them out of any real state.
+        let scratch = tempfile::tempdir()?;
+        let blobs = deskgate::store::Blobs::open(scratch.path())?;
+        let items = deskgate::channels::inspect::inspect(kind, body.into(), &blobs)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        Ok(serde_json::to_string_pretty(&items)?)
+    })();
+    match outcome {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("deskgate: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }

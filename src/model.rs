@@ -80,6 +80,20 @@ pub struct Inbound {
     /// When deskgate accepted it; every event derived from it carries this time, so a replay
     /// produces identical events.
     pub received_at: DateTime<Utc>,
+    /// For platforms that limit how long after a customer's message the business may answer
+    /// (Messenger, WhatsApp): the windows this message opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_window: Option<ReplyWindow>,
+}
+
+/// How long after a customer's message the platform lets the business answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyWindow {
+    /// The standard messaging window (24 hours on Messenger and WhatsApp).
+    pub standard_secs: u64,
+    /// Messenger's human-agent tag window (7 days), when the platform has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human_agent_secs: Option<u64>,
 }
 
 impl Inbound {
@@ -107,6 +121,7 @@ impl Inbound {
             extra: serde_json::Map::new(),
             sent_at: None,
             received_at,
+            reply_window: None,
         }
     }
 }
@@ -194,6 +209,50 @@ pub enum Record {
     /// A change asked for through the control API (directory, ticket state), journaled so that
     /// it is ordered with messages and replays deterministically.
     Control(Box<ControlRecord>),
+    /// Something a channel delivered that is not a message: a delivery or read receipt, a
+    /// deleted message, a template or account notice, a call event.
+    Event(Box<ChannelEvent>),
+}
+
+/// A non-message item from a channel, kept so that it is acknowledged once and visible
+/// downstream, without opening tickets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelEvent {
+    pub channel: String,
+    /// The idempotency key within the channel (a WhatsApp status: `wamid:status`).
+    pub external_id: String,
+    pub kind: ChannelEventKind,
+    /// What the platform called it (`message_deliveries`, `statuses`, `account_update`, ...).
+    pub name: String,
+    /// The conversation it concerns, when it concerns one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_key: Option<String>,
+    /// The customer it concerns, when the platform says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
+    /// For delivery statuses: `sent`, `delivered`, `read`, `played`, `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The platform's ids of the messages it is about.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<String>,
+    /// The item as received, for what has no field of its own (errors, pricing, watermarks).
+    #[serde(default)]
+    pub detail: serde_json::Value,
+    /// When the platform says it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What a non-message item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelEventKind {
+    /// Sent, delivered, read, played or failed, for messages the business sent.
+    DeliveryStatus,
+    /// Anything else the platform reports; accepted and recorded as such.
+    Other,
 }
 
 /// Input set aside at the channel, with why and where its raw bytes are.
@@ -216,6 +275,7 @@ impl Record {
             Record::Inbound(inbound) => &inbound.channel,
             Record::Quarantine(input) => &input.channel,
             Record::Control(_) => CONTROL_CHANNEL,
+            Record::Event(event) => &event.channel,
         }
     }
 }
@@ -241,6 +301,10 @@ impl DedupeKey {
             Record::Control(control) => DedupeKey {
                 channel: CONTROL_CHANNEL.to_owned(),
                 external_id: control.key.clone(),
+            },
+            Record::Event(event) => DedupeKey {
+                channel: event.channel.clone(),
+                external_id: event.external_id.clone(),
             },
         }
     }

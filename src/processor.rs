@@ -164,6 +164,7 @@ impl Processor {
                 let (minter, outbox) = (&self.minter, &self.outbox);
                 tickets::apply_control(&self.routing, batch, minter, outbox, seq, control)
             }
+            Record::Event(event) => crate::delivery::apply(batch, &self.outbox, seq, event),
         }
     }
 
@@ -218,11 +219,14 @@ impl Processor {
                 "id": threaded.conversation.id,
                 "channel": threaded.conversation.channel,
                 "thread_id": threaded.conversation.thread_key,
+                "reply_window_ends_at": threaded.conversation.reply_window_ends_at.map(time),
+                "human_agent_window_ends_at":
+                    threaded.conversation.human_agent_window_ends_at.map(time),
             },
             "message": {
                 "id": self.minter.message_id(seq),
                 "journal_seq": seq,
-                "direction": "inbound",
+                "direction": conversations::direction(inbound),
                 "channel": inbound.channel,
                 "external_id": inbound.external_id,
                 "from": inbound.sender,
@@ -264,6 +268,9 @@ impl Processor {
                 input.raw_blob.clone(),
             ),
             Some(Record::Control(control)) => (control.at, Some(control.key.clone()), None),
+            Some(Record::Event(event)) => {
+                (event.received_at, Some(event.external_id.clone()), None)
+            }
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.
             None => (DateTime::<Utc>::UNIX_EPOCH, None, None),

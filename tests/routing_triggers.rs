@@ -123,6 +123,8 @@ fn attach_thread(h: &Harness, ticket_id: &str, root: &str) {
         created_at: h.t0,
         last_message_at: h.t0,
         messages: 0,
+        reply_window_ends_at: None,
+        human_agent_window_ends_at: None,
     };
     ticket.conversations.push(conversation.id.clone());
     batch.put(keys::thread("mail", root), &conversation.id);

@@ -15,6 +15,15 @@ pub mod email;
 pub use email::EmailConfig;
 mod routing;
 pub use routing::*;
+mod chat;
+mod form;
+mod kinds;
+mod meta;
+mod secret;
+
+pub use chat::{ChatConfig, RateLimitConfig};
+pub use form::{FormConfig, FormFields, TICKET_PROPERTIES};
+pub use meta::MetaConfig;
 
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -244,9 +253,24 @@ pub struct ChannelConfig {
     /// Tickets: whether messages open them, their defaults and who they are routed to.
     #[serde(default)]
     pub tickets: Option<ChannelTickets>,
+    /// Messenger and WhatsApp: `[channels.<id>.meta]`.
+    #[serde(default)]
+    pub meta: Option<MetaConfig>,
+    /// Website chat: `[channels.<id>.chat]` (optional; defaults apply).
+    #[serde(default)]
+    pub chat: Option<ChatConfig>,
+    /// Web forms: `[channels.<id>.form]` (optional; defaults apply).
+    #[serde(default)]
+    pub form: Option<FormConfig>,
 }
 
 impl ChannelConfig {
+    /// A channel of this kind with every option at its default (for tools and tests).
+    pub fn of_kind(kind: ChannelKind) -> ChannelConfig {
+        let toml = format!("kind = {:?}", format!("{kind:?}").to_lowercase());
+        toml::from_str(&toml).expect("a kind alone is a valid channel table")
+    }
+
     /// The email options in force: the sub-table, or the defaults.
     pub fn email_options(&self) -> EmailConfig {
         self.email.clone().unwrap_or_default()
@@ -264,6 +288,14 @@ pub enum ChannelKind {
     Api,
     /// Team email: raw RFC 5322 mail pushed to `/hooks/{id}` by an MTA (and pulled over IMAP).
     Email,
+    /// Facebook Messenger (Meta webhooks); needs `[channels.<id>.meta]`.
+    Messenger,
+    /// WhatsApp Business Cloud API (Meta webhooks); needs `[channels.<id>.meta]`.
+    Whatsapp,
+    /// The website chat widget's backend.
+    Chat,
+    /// Web forms: JSON, urlencoded or multipart submissions.
+    Form,
 }
 
 /// One problem in a config file, with where it is.
@@ -471,6 +503,9 @@ impl Config {
             }
         }
         problems.extend(sub_table_problems);
+        for (id, channel) in &self.channels {
+            problems.extend(channel.validate_kind_options(&format!("channels.{id}")));
+        }
         problems.extend(tokens.err());
         problems.extend(self.routing.validate(&self.channels));
         problems

@@ -30,6 +30,10 @@ pub enum EventType {
     ConversationMessageAdded,
     ConversationClosed,
     ConversationSpam,
+    /// A message the business sent was sent, delivered, read, played or failed.
+    MessageDeliveryStatus,
+    /// Something a channel reported that is not a message (template, account, call notices).
+    ChannelEvent,
 }
 
 impl EventType {
@@ -50,6 +54,8 @@ impl EventType {
             EventType::ConversationMessageAdded => "deskgate.conversation.message_added",
             EventType::ConversationClosed => "deskgate.conversation.closed",
             EventType::ConversationSpam => "deskgate.conversation.spam",
+            EventType::MessageDeliveryStatus => "deskgate.message.delivery_status",
+            EventType::ChannelEvent => "deskgate.channel.event",
         }
     }
 }

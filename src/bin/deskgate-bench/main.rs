@@ -13,6 +13,7 @@
 
 mod load;
 mod servers;
+mod whatsapp;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,6 +44,16 @@ enum Mode {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
+    /// Signed WhatsApp text-message webhooks (unique wamids) under 64 connections, against a
+    /// no-op hyper server.
+    Whatsapp {
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
     /// Internal: serve one server in this process until killed.
     #[command(hide = true)]
     Serve {
@@ -64,6 +75,11 @@ fn main() -> ExitCode {
                 secs,
                 rounds,
             } => ingest(connections, Duration::from_secs(secs), rounds).await,
+            Mode::Whatsapp {
+                connections,
+                secs,
+                rounds,
+            } => whatsapp::bench(connections, Duration::from_secs(secs), rounds).await,
             Mode::Serve { server } => servers::serve(server).await,
         }
     });
