@@ -45,6 +45,7 @@ pub struct HookRequest<'a> {
 pub fn accepted_content_types(kind: ChannelKind) -> &'static [&'static str] {
     match kind {
         ChannelKind::Api => &["application/json"],
+        ChannelKind::Email => &["message/rfc822"],
     }
 }
 
@@ -71,6 +72,12 @@ pub fn parse(
 ) -> Result<Vec<Inbound>, ChannelError> {
     match config.kind {
         ChannelKind::Api => api::parse(request).map(|inbound| vec![inbound]),
+        // A first reading of raw MIME pushed by an MTA; mail is mostly pulled over IMAP.
+        ChannelKind::Email => {
+            email::mime::parse(request.channel_id, &request.body, request.received_at)
+                .map(|inbound| vec![inbound])
+                .map_err(|e| ChannelError::Invalid(e.to_string()))
+        }
     }
 }
 

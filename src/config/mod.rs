@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod imap;
+
+pub use imap::ImapConfig;
+
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +194,9 @@ pub struct ChannelConfig {
     /// Larger request bodies are refused with 413 before they are read.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// For `kind = "email"`: the IMAP mailbox this channel pulls (see [`ImapConfig`]).
+    #[serde(default)]
+    pub imap: Option<ImapConfig>,
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -201,6 +208,8 @@ fn default_max_body_bytes() -> u64 {
 pub enum ChannelKind {
     /// The generic JSON API for integrations and imports.
     Api,
+    /// Team email: an IMAP mailbox (`[channels.<id>.imap]`) and raw MIME pushed to the hook.
+    Email,
 }
 
 /// One problem in a config file, with where it is.
@@ -345,6 +354,7 @@ impl Config {
             "is not a valid tracing filter",
         );
         let tokens = self.control.load_tokens();
+        let mut imap_problems = Vec::new();
         for (id, channel) in &self.channels {
             check(
                 is_valid_name(id),
@@ -356,7 +366,16 @@ impl Config {
                 &format!("channels.{id}.max_body_bytes"),
                 "must be > 0",
             );
+            if let Some(imap) = &channel.imap {
+                check(
+                    channel.kind == ChannelKind::Email,
+                    &format!("channels.{id}.imap"),
+                    "only channels of kind \"email\" have an IMAP mailbox",
+                );
+                imap_problems.extend(imap.validate(&format!("channels.{id}.imap")));
+            }
         }
+        problems.extend(imap_problems);
         problems.extend(tokens.err());
         problems
     }

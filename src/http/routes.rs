@@ -21,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::control::{self, Tokens};
 use super::error::ApiError;
+use crate::channels::email::imap::MailboxRegistry;
 use crate::channels::{self, HookRequest};
 use crate::config::{ChannelConfig, EventsConfig};
 use crate::events::OutboxReader;
@@ -44,6 +45,8 @@ pub struct AppState {
     /// Read access to state for the control API.
     pub store: Store,
     pub blobs: Blobs,
+    /// Each IMAP mailbox task's connection state, reported by `/readyz`.
+    pub mailboxes: MailboxRegistry,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -198,7 +201,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    Json(json!({ "status": "ready" })).into_response()
+    // A mailbox that cannot connect does not make deskgate unready (the hooks still work); it
+    // is reported here for operators.
+    if state.mailboxes.is_empty() {
+        return Json(json!({ "status": "ready" })).into_response();
+    }
+    Json(json!({ "status": "ready", "mailboxes": state.mailboxes.snapshot() })).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -4,6 +4,7 @@
 //! [`to_record`] is the one entry point every email source uses, so that IMAP, the HTTP push
 //! and `deskgate inspect mail` see exactly the same result.
 
+pub mod imap;
 pub mod mime;
 
 use chrono::{DateTime, Utc};
