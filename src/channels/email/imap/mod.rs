@@ -11,6 +11,7 @@
 //! Nothing here trusts message counts: every wake-up fetches from the last journaled UID.
 
 mod conn;
+mod ingest;
 mod status;
 mod sync;
 

@@ -9,11 +9,10 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, timed, MailboxError, Session};
+use super::ingest::{JournalOutcome, Journaler};
 use super::status::ConnectionState;
 use super::{Backoff, Mailbox};
-use crate::channels::email::{to_record, MailboxRef};
 use crate::config::imap::{AfterIngest, InitialSync};
-use crate::journal::Appended;
 use crate::store::MailboxCheckpoint;
 
 /// What the server offers that changes how we work.
@@ -25,13 +24,37 @@ struct Capabilities {
 
 pub(super) struct Task {
     m: Mailbox,
+    journaler: Journaler,
     limit: Duration,
+}
+
+/// A batch fetched and handed to the journal, not yet checkpointed.
+struct Pending {
+    set: String,
+    last: u32,
+    count: usize,
+    task: tokio::task::JoinHandle<JournalOutcome>,
+}
+
+struct Progress {
+    done: usize,
+    total: usize,
 }
 
 impl Task {
     pub(super) fn new(mailbox: Mailbox) -> Task {
         let limit = mailbox.config.command_timeout();
-        Task { m: mailbox, limit }
+        let journaler = Journaler {
+            channel: mailbox.channel.clone(),
+            folder: mailbox.config.folder.clone(),
+            blobs: mailbox.blobs.clone(),
+            journal: mailbox.journal.clone(),
+        };
+        Task {
+            m: mailbox,
+            journaler,
+            limit,
+        }
     }
 
     /// Connects and keeps the folder synced until an error (or shutdown, which returns Ok).
@@ -169,7 +192,8 @@ impl Task {
         }
     }
 
-    /// Fetches, journals and checkpoints every mail after the checkpoint, in batches.
+    /// Fetches, journals and checkpoints every mail after the checkpoint, in batches. While
+    /// one batch is being parsed and journaled, the next is fetched.
     async fn sync_new(
         &self,
         session: &mut Session,
@@ -182,25 +206,65 @@ impl Task {
         // `n:*` always matches the newest mail even when its UID is below n.
         let mut uids: Vec<u32> = found.into_iter().filter(|uid| *uid >= from).collect();
         uids.sort_unstable();
-        let total = uids.len();
-        let mut done = 0;
+        let mut progress = Progress {
+            done: 0,
+            total: uids.len(),
+        };
+        let mut pending: Option<Pending> = None;
         for chunk in uids.chunks(self.m.config.batch_size as usize) {
             let (first, last) = (chunk[0], chunk[chunk.len() - 1]);
             let set = format!("{first}:{last}");
             let mails = self.fetch(session, &set).await?;
-            let fetched = mails.len();
-            self.journal(checkpoint.uid_validity, mails, checkpoint)
-                .await?;
-            // Mail expunged between SEARCH and FETCH leaves a gap that is simply passed.
-            checkpoint.last_uid = last;
-            self.save(checkpoint)?;
-            self.after_ingest(session, &set, caps).await?;
-            done += chunk.len();
-            metrics::counter!("deskgate_imap_fetched_total", "channel" => self.m.channel.clone())
-                .increment(fetched as u64);
-            if total > chunk.len() {
-                tracing::info!(channel = %self.m.channel, "synced {done}/{total}");
+            if let Some(batch) = pending.take() {
+                self.complete(session, checkpoint, batch, caps, &mut progress)
+                    .await?;
             }
+            pending = Some(Pending {
+                set,
+                last,
+                count: chunk.len(),
+                task: tokio::spawn(
+                    self.journaler
+                        .clone()
+                        .journal(checkpoint.uid_validity, mails),
+                ),
+            });
+        }
+        if let Some(batch) = pending.take() {
+            self.complete(session, checkpoint, batch, caps, &mut progress)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for a batch's journal appends, then advances the checkpoint and applies
+    /// `after_ingest`, in that order.
+    async fn complete(
+        &self,
+        session: &mut Session,
+        checkpoint: &mut MailboxCheckpoint,
+        batch: Pending,
+        caps: &Capabilities,
+        progress: &mut Progress,
+    ) -> Result<(), MailboxError> {
+        let outcome = batch
+            .task
+            .await
+            .map_err(|e| MailboxError::Protocol(format!("journaling a batch failed: {e}")))?;
+        if let Err(error) = outcome.result {
+            if let Some(uid) = outcome.journaled_through {
+                checkpoint.last_uid = checkpoint.last_uid.max(uid);
+                self.save(checkpoint)?;
+            }
+            return Err(error);
+        }
+        // Mail expunged between SEARCH and FETCH leaves a gap that is simply passed.
+        checkpoint.last_uid = batch.last;
+        self.save(checkpoint)?;
+        self.after_ingest(session, &batch.set, caps).await?;
+        progress.done += batch.count;
+        if progress.total > batch.count {
+            tracing::info!(channel = %self.m.channel, "synced {}/{}", progress.done, progress.total);
         }
         Ok(())
     }
@@ -238,58 +302,9 @@ impl Task {
             }
         }
         mails.sort_unstable_by_key(|(uid, _)| *uid);
+        metrics::counter!("deskgate_imap_fetched_total", "channel" => self.m.channel.clone())
+            .increment(mails.len() as u64);
         Ok(mails)
-    }
-
-    /// Journals a batch (all appends in flight together, so they share group commits). On a
-    /// failure the checkpoint advances over the journaled prefix only.
-    async fn journal(
-        &self,
-        uid_validity: u32,
-        mails: Vec<(u32, Vec<u8>)>,
-        checkpoint: &mut MailboxCheckpoint,
-    ) -> Result<(), MailboxError> {
-        let channel = self.m.channel.clone();
-        let folder = self.m.config.folder.clone();
-        let blobs = self.m.blobs.clone();
-        let received_at = Utc::now();
-        // Parsing is CPU work: keep it off the async workers.
-        let records = tokio::task::spawn_blocking(move || {
-            mails
-                .into_iter()
-                .map(|(uid, raw)| {
-                    let at = MailboxRef {
-                        folder: folder.clone(),
-                        uid_validity,
-                        uid,
-                    };
-                    to_record(&channel, &raw, received_at, &blobs, Some(&at)).map(|r| (uid, r))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| MailboxError::Protocol(format!("parsing a batch panicked: {e}")))?
-        .map_err(MailboxError::Blobs)?;
-        let appends = records.into_iter().map(|(uid, record)| {
-            let journal = self.m.journal.clone();
-            async move { (uid, journal.append(record).await) }
-        });
-        let mut new = 0u64;
-        for (uid, appended) in futures::future::join_all(appends).await {
-            match appended {
-                Ok(Appended::New { .. }) => new += 1,
-                Ok(Appended::Duplicate { .. }) => {}
-                Err(error) => {
-                    self.save(checkpoint)?;
-                    return Err(error.into());
-                }
-            }
-            checkpoint.last_uid = checkpoint.last_uid.max(uid);
-        }
-        metrics::counter!("deskgate_inbound_total", "channel" => self.m.channel.clone(),
-            "outcome" => "accepted")
-        .increment(new);
-        Ok(())
     }
 
     fn save(&self, checkpoint: &MailboxCheckpoint) -> Result<(), MailboxError> {
