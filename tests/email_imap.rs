@@ -225,3 +225,36 @@ async fn wrong_password_is_reported_and_retried() {
     dovecot.append("INBOX", &[sample_mail("late", 0)]).await;
     expect_each_once(&daemon, "late", 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idle_the_mailbox_is_polled_and_mail_moved_after_ingest() {
+    // Neither IDLE nor MOVE: deskgate polls, and moves by COPY, \Deleted and UID EXPUNGE.
+    let dovecot = Dovecot::start_with("imap_capability = IMAP4rev1 LITERAL+ UIDPLUS\n");
+    dovecot.create_folder("Done").await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dovecot.password_file(PASSWORD);
+    let extra = "poll_interval_secs = 1\nafter_ingest = { move_to = \"Done\" }";
+    let daemon = Daemon::start(
+        dir.path(),
+        &dovecot.channel_toml("mail", "INBOX", &password, extra),
+    )
+    .await;
+    wait_for_state(&daemon, "polling").await;
+    dovecot.append("INBOX", &mails("poll", 0..3)).await;
+    expect_each_once(&daemon, "poll", 3).await;
+
+    let exists = |folder: &'static str| {
+        let dovecot = &dovecot;
+        async move {
+            let mut session = dovecot.session().await;
+            session.examine(folder).await.unwrap().exists
+        }
+    };
+    eventually(
+        "the mails to leave INBOX",
+        Duration::from_secs(10),
+        || async { exists("INBOX").await == 0 },
+    )
+    .await;
+    assert_eq!(exists("Done").await, 3);
+}

@@ -26,6 +26,11 @@ pub struct Dovecot {
 impl Dovecot {
     /// Writes the config and starts Dovecot; returns once it accepts connections.
     pub fn start() -> Dovecot {
+        Dovecot::start_with("")
+    }
+
+    /// Like [`Dovecot::start`], with extra lines for `dovecot.conf`.
+    pub fn start_with(extra_conf: &str) -> Dovecot {
         let dir = tempfile::Builder::new()
             .prefix("deskgate-dovecot")
             .tempdir()
@@ -50,7 +55,7 @@ impl Dovecot {
             .expect("chown runs");
         assert!(status.success(), "chown of the mail folder failed");
         let conf = root.join("dovecot.conf");
-        std::fs::write(&conf, config_text(root, port)).expect("dovecot.conf");
+        std::fs::write(&conf, config_text(root, port) + extra_conf).expect("dovecot.conf");
         let mut dovecot = Dovecot {
             port,
             dir,
