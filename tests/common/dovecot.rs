@@ -282,7 +282,7 @@ pub fn sample_mail(tag: &str, i: usize) -> Vec<u8> {
          Subject: {} question {i} from {tag}\r\n\
          Date: Mon, 23 Nov 2026 10:{:02}:{:02} +0000\r\n\
          Message-ID: <{tag}-{i}@example.org>\r\n",
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             "=?UTF-8?Q?R=C3=BCckfrage?="
         } else {
             "Order"
