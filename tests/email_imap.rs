@@ -157,7 +157,9 @@ async fn uidvalidity_change_resyncs_without_duplicates() {
     let toml = dovecot.channel_toml("mail", "Support", &password, "initial_sync = \"all\"");
     let mut daemon = Daemon::start(dir.path(), &toml).await;
     expect_each_once(&daemon, "valid", 5).await;
-    daemon.terminate();
+    // SIGTERM stops the mailbox task, so the journal writer and the daemon can finish.
+    assert!(daemon.terminate().success());
+    assert!(daemon.log().contains("IMAP mailbox stopped"));
 
     let before = dovecot.uid_validity("Support");
     dovecot.recreate_folder("Support").await;
@@ -257,4 +259,20 @@ async fn without_idle_the_mailbox_is_polled_and_mail_moved_after_ingest() {
     )
     .await;
     assert_eq!(exists("Done").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_is_renewed_and_still_delivers() {
+    let dovecot = Dovecot::start();
+    let dir = tempfile::tempdir().unwrap();
+    let password = dovecot.password_file(PASSWORD);
+    let toml = dovecot.channel_toml("mail", "INBOX", &password, "idle_renew_secs = 1");
+    let daemon = Daemon::start(dir.path(), &toml).await;
+    eventually("two IDLE renewals", Duration::from_secs(20), || async {
+        daemon.log().matches("response=Timeout").count() >= 2
+    })
+    .await;
+    dovecot.append("INBOX", &[sample_mail("renewed", 0)]).await;
+    expect_each_once(&daemon, "renewed", 1).await;
+    assert!(!daemon.log().contains("IMAP mailbox connection failed"));
 }
