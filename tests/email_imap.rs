@@ -275,4 +275,14 @@ async fn idle_is_renewed_and_still_delivers() {
     dovecot.append("INBOX", &[sample_mail("renewed", 0)]).await;
     expect_each_once(&daemon, "renewed", 1).await;
     assert!(!daemon.log().contains("IMAP mailbox connection failed"));
+
+    // A connection dropped during IDLE ends the wait like an interrupt; DONE fails, and the
+    // task reconnects and fetches from its checkpoint.
+    dovecot.kick();
+    eventually("the reconnect", Duration::from_secs(20), || async {
+        daemon.log().contains("IMAP mailbox connection failed")
+    })
+    .await;
+    dovecot.append("INBOX", &[sample_mail("renewed", 1)]).await;
+    expect_each_once(&daemon, "renewed", 2).await;
 }
