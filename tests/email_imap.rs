@@ -286,3 +286,74 @@ async fn idle_is_renewed_and_still_delivers() {
     dovecot.append("INBOX", &[sample_mail("renewed", 1)]).await;
     expect_each_once(&daemon, "renewed", 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_and_starttls_mailboxes_verify_the_server() {
+    let dovecot = Dovecot::start_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let password = dovecot.password_file(PASSWORD);
+    let ca = dovecot.ca_file.clone().unwrap();
+    let tls_port = dovecot.tls_port.unwrap();
+    let ca_line = format!("ca_file = \"{}\"", ca.display());
+    // `mail` speaks implicit TLS to `localhost`; `starttls` upgrades on the plain port and
+    // checks the IP address in the certificate; `untrusted` lacks the CA and must fail.
+    let toml = [
+        dovecot.channel_toml_at(
+            "mail",
+            "INBOX",
+            &password,
+            ("localhost", "implicit", tls_port),
+            &ca_line,
+        ),
+        dovecot.channel_toml_at(
+            "starttls",
+            "INBOX",
+            &password,
+            ("127.0.0.1", "starttls", dovecot.port),
+            &ca_line,
+        ),
+        dovecot.channel_toml_at(
+            "untrusted",
+            "INBOX",
+            &password,
+            ("localhost", "implicit", tls_port),
+            "",
+        ),
+    ]
+    .join("\n");
+    let daemon = Daemon::start(dir.path(), &toml).await;
+    eventually(
+        "both TLS mailboxes in IDLE",
+        Duration::from_secs(20),
+        || async {
+            let all = status(&daemon, "/readyz").await["mailboxes"].clone();
+            all["mail"]["state"] == "idle" && all["starttls"]["state"] == "idle"
+        },
+    )
+    .await;
+    eventually(
+        "the untrusted mailbox to fail",
+        Duration::from_secs(20),
+        || async {
+            let all = status(&daemon, "/readyz").await["mailboxes"].clone();
+            all["untrusted"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("tls:"))
+        },
+    )
+    .await;
+    dovecot.append("INBOX", &[sample_mail("tls", 0)]).await;
+    expect_each_once(&daemon, "tls", 1).await;
+    eventually(
+        "the STARTTLS mailbox's event",
+        Duration::from_secs(10),
+        || async {
+            daemon
+                .all_events()
+                .await
+                .iter()
+                .any(|e| e["data"]["message"]["channel"] == "starttls")
+        },
+    )
+    .await;
+}

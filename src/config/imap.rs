@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use serde::Deserialize;
+use tokio_rustls::rustls::pki_types as rustls_pki_types;
 
 use super::ConfigProblem;
 
@@ -33,6 +34,9 @@ pub struct ImapConfig {
     /// `plain` (no encryption: accepted only for a loopback host, for tests).
     #[serde(default)]
     pub tls: TlsMode,
+    /// A PEM file of CA certificates to trust besides the public web PKI roots (a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// The login name.
     pub user: String,
     /// A file holding the password (surrounding whitespace ignored), for example under
@@ -161,6 +165,21 @@ impl ImapConfig {
         Ok(password.to_owned())
     }
 
+    /// The certificates of `ca_file` (none without one); the error says which file and why.
+    pub fn extra_roots(&self) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, String> {
+        use rustls_pki_types::pem::PemObject;
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+        Ok(certs)
+    }
+
     /// Every problem with this mailbox's settings; `path` is `channels.<id>.imap`.
     pub fn validate(&self, path: &str) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
@@ -188,6 +207,10 @@ impl ImapConfig {
             ),
         );
         check(!self.user.is_empty(), "user", "must not be empty".into());
+        if self.ca_file.is_some() {
+            let cas = self.extra_roots();
+            check(cas.is_ok(), "ca_file", cas.err().unwrap_or_default());
+        }
         let password = self.password();
         check(
             password.is_ok(),

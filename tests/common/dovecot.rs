@@ -18,6 +18,12 @@ pub const PASSWORD: &str = "s3cret-imap";
 
 pub struct Dovecot {
     pub port: u16,
+    /// With [`Dovecot::start_tls`]: the implicit-TLS (imaps) port; the plain port then offers
+    /// STARTTLS.
+    pub tls_port: Option<u16>,
+    /// With [`Dovecot::start_tls`]: the test CA that signed the server's certificate (for
+    /// `localhost` and 127.0.0.1).
+    pub ca_file: Option<PathBuf>,
     dir: tempfile::TempDir,
     conf: PathBuf,
     child: Option<Child>,
@@ -31,15 +37,26 @@ impl Dovecot {
 
     /// Like [`Dovecot::start`], with extra lines for `dovecot.conf`.
     pub fn start_with(extra_conf: &str) -> Dovecot {
+        Dovecot::launch(extra_conf, false)
+    }
+
+    /// Like [`Dovecot::start`], with TLS: a fresh test CA and server certificate (openssl),
+    /// implicit TLS on `tls_port` and STARTTLS on `port`.
+    pub fn start_tls() -> Dovecot {
+        Dovecot::launch("", true)
+    }
+
+    fn launch(extra_conf: &str, tls: bool) -> Dovecot {
         let dir = tempfile::Builder::new()
             .prefix("deskgate-dovecot")
             .tempdir()
             .expect("a temporary directory");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
+        let tls_port = tls.then(free_port);
         let root = dir.path();
+        if tls {
+            make_certificates(root);
+        }
         // Dovecot's auth process runs as `dovecot` and must read the passwd file.
         chmod(root, 0o755);
         for sub in ["run", "state", "mail"] {
@@ -55,9 +72,12 @@ impl Dovecot {
             .expect("chown runs");
         assert!(status.success(), "chown of the mail folder failed");
         let conf = root.join("dovecot.conf");
-        std::fs::write(&conf, config_text(root, port) + extra_conf).expect("dovecot.conf");
+        std::fs::write(&conf, config_text(root, port, tls_port) + extra_conf)
+            .expect("dovecot.conf");
         let mut dovecot = Dovecot {
             port,
+            tls_port,
+            ca_file: tls.then(|| root.join("ca.pem")),
             dir,
             conf,
             child: None,
@@ -121,8 +141,8 @@ impl Dovecot {
         path
     }
 
-    /// A `[channels.<id>]` table for deskgate pulling `folder`, plus `extra` lines in the imap
-    /// table.
+    /// A `[channels.<id>]` table for deskgate pulling `folder` over plain TCP, plus `extra`
+    /// lines in the imap table.
     pub fn channel_toml(
         &self,
         id: &str,
@@ -130,12 +150,29 @@ impl Dovecot {
         password_file: &Path,
         extra: &str,
     ) -> String {
+        self.channel_toml_at(
+            id,
+            folder,
+            password_file,
+            ("127.0.0.1", "plain", self.port),
+            extra,
+        )
+    }
+
+    /// Like [`Dovecot::channel_toml`], reaching the server at `(host, tls mode, port)`.
+    pub fn channel_toml_at(
+        &self,
+        id: &str,
+        folder: &str,
+        password_file: &Path,
+        (host, tls, port): (&str, &str, u16),
+        extra: &str,
+    ) -> String {
         format!(
             "[channels.{id}]\nkind = \"email\"\nmax_body_bytes = 1048576\n\n[channels.{id}.imap]\n\
-             host = \"127.0.0.1\"\nport = {}\ntls = \"plain\"\nuser = \"{USER}\"\n\
+             host = \"{host}\"\nport = {port}\ntls = \"{tls}\"\nuser = \"{USER}\"\n\
              password_file = \"{}\"\nfolder = \"{folder}\"\ncommand_timeout_secs = 10\n\
              backoff_min_ms = 50\nbackoff_max_ms = 1000\n{extra}\n",
-            self.port,
             password_file.display()
         )
     }
@@ -236,15 +273,92 @@ fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-fn config_text(root: &Path, port: u16) -> String {
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A test CA and a server certificate it signed for `localhost` and 127.0.0.1.
+fn make_certificates(root: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=deskgate test CA",
+    ];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+    ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    openssl(&ca);
+    let mut request = vec!["req", "-subj", "/CN=localhost", "-keyout", "server.key"];
+    request.extend(ec);
+    request.extend(["-out", "server.csr"]);
+    openssl(&request);
+    std::fs::write(
+        root.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .expect("server.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+}
+
+fn config_text(root: &Path, port: u16, tls_port: Option<u16>) -> String {
+    let ssl = match tls_port {
+        Some(_) => format!(
+            "ssl = yes\nssl_cert = <{0}/server.pem\nssl_key = <{0}/server.key\n",
+            root.display()
+        ),
+        None => "ssl = no\n".to_owned(),
+    };
+    let tls_port = tls_port.unwrap_or(0);
     let root = root.display();
     format!(
-        r#"protocols = imap
+        r#"{ssl}protocols = imap
 listen = 127.0.0.1
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = /dev/stderr
-ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
@@ -265,7 +379,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 "#

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_imap::error::Error as ImapError;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
@@ -99,7 +99,7 @@ pub async fn open(config: &ImapConfig) -> Result<Session, MailboxError> {
     let client = match config.tls {
         TlsMode::Plain => greeted(Box::new(tcp) as Box<dyn Io>, limit).await?,
         TlsMode::Implicit => {
-            let tls = tls_wrap(tcp, &config.host, limit).await?;
+            let tls = tls_wrap(tcp, config, limit).await?;
             greeted(Box::new(tls) as Box<dyn Io>, limit).await?
         }
         TlsMode::Starttls => {
@@ -110,7 +110,7 @@ pub async fn open(config: &ImapConfig) -> Result<Session, MailboxError> {
                 client.run_command_and_check_ok("STARTTLS", None),
             )
             .await?;
-            let tls = tls_wrap(client.into_inner(), &config.host, limit).await?;
+            let tls = tls_wrap(client.into_inner(), config, limit).await?;
             // No greeting follows STARTTLS.
             async_imap::Client::new(Box::new(tls) as Box<dyn Io>)
         }
@@ -140,33 +140,43 @@ async fn greeted<T: Io>(stream: T, limit: Duration) -> Result<async_imap::Client
 
 async fn tls_wrap(
     tcp: TcpStream,
-    host: &str,
+    config: &ImapConfig,
     limit: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, MailboxError> {
-    let name = ServerName::try_from(host.to_owned())
+    let host = &config.host;
+    let name = ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_owned())
         .map_err(|e| MailboxError::Tls(format!("{host:?} is not a valid server name: {e}")))?;
-    tokio::time::timeout(limit, TlsConnector::from(tls_config()).connect(name, tcp))
+    let tls = if config.ca_file.is_some() {
+        tls_config(config.extra_roots().map_err(MailboxError::Tls)?)
+    } else {
+        public_tls_config()
+    };
+    tokio::time::timeout(limit, TlsConnector::from(tls).connect(name, tcp))
         .await
         .map_err(|_| MailboxError::Timeout("TLS handshake"))?
         .map_err(|e| MailboxError::Tls(e.to_string()))
 }
 
-/// One client config for every mailbox: the Mozilla roots that webpki-roots carries.
-fn tls_config() -> Arc<ClientConfig> {
+/// The client config of mailboxes without `ca_file`, built once.
+fn public_tls_config() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                // The ring provider supports the safe default versions: this cannot fail.
-                .expect("ring supports TLS 1.2 and 1.3")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+    CONFIG.get_or_init(|| tls_config(Vec::new())).clone()
+}
+
+/// Trusts the Mozilla roots that webpki-roots carries, plus `extra` CA certificates.
+fn tls_config(extra: Vec<CertificateDer<'static>>) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    // A certificate that is not a usable CA cannot verify anything: skipping it is safe, and
+    // the handshake then names the failure.
+    roots.add_parsable_certificates(extra);
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        // The ring provider supports the safe default versions: this cannot fail.
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
