@@ -346,6 +346,20 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "s3cret").unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let config = parse(&format!("ca_file = \"{}\"", not_pem.display()), &secret);
+        let problems = config.validate("c");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "c.ca_file");
+        assert!(problems[0].message.contains("holds no PEM certificate"));
+    }
+
+    #[test]
     fn only_loopback_hosts_may_go_plain() {
         for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.1.2.3"] {
             assert!(is_loopback(host), "{host}");
