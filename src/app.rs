@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::channels::email::imap::{self, MailboxRegistry};
 use crate::config::Config;
 use crate::events::{OutboxReader, OutboxWriter};
 use crate::http::{self, AppState};
@@ -79,6 +80,8 @@ impl App {
         ));
         let processor = processor::start(processor, journal.durable(), position_tx);
 
+        let mailboxes = spawn_mailboxes(&config, &tracker, &shutdown, (&store, &blobs, &journal));
+
         let tokens = config
             .control
             .load_tokens()
@@ -103,6 +106,7 @@ impl App {
             position: position_rx,
             events: Arc::new(config.events.clone()),
             shutdown: shutdown.clone(),
+            mailboxes,
         };
         let listener = http::bind(config.server.listen)
             .await
@@ -227,6 +231,33 @@ async fn watch_storage(
             return;
         }
     }
+}
+
+/// Starts one task per IMAP mailbox; they stop when shutdown begins, which drops their journal
+/// handles so that the journal writer can finish.
+fn spawn_mailboxes(
+    config: &Config,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    (store, blobs, journal): (&Store, &Blobs, &journal::JournalHandle),
+) -> MailboxRegistry {
+    let registry = MailboxRegistry::default();
+    for (id, channel) in &config.channels {
+        let Some(imap_config) = &channel.imap else {
+            continue;
+        };
+        let mailbox = imap::Mailbox {
+            channel: id.clone(),
+            config: imap_config.clone(),
+            email: channel.email_options(),
+            store: store.clone(),
+            blobs: blobs.clone(),
+            journal: journal.clone(),
+            registry: registry.clone(),
+        };
+        tracker.spawn(imap::run(mailbox, shutdown.clone()));
+    }
+    registry
 }
 
 /// This database's instance id, created (and flushed) on first start.

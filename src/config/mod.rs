@@ -24,6 +24,9 @@ mod secret;
 pub use chat::{ChatConfig, RateLimitConfig};
 pub use form::{FormConfig, FormFields, TICKET_PROPERTIES};
 pub use meta::MetaConfig;
+pub mod imap;
+
+pub use imap::ImapConfig;
 
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -262,6 +265,9 @@ pub struct ChannelConfig {
     /// Web forms: `[channels.<id>.form]` (optional; defaults apply).
     #[serde(default)]
     pub form: Option<FormConfig>,
+    /// For `kind = "email"`: the IMAP mailbox this channel pulls (see [`ImapConfig`]).
+    #[serde(default)]
+    pub imap: Option<ImapConfig>,
 }
 
 impl ChannelConfig {
@@ -493,6 +499,14 @@ impl Config {
                 &format!("channels.{id}.max_body_bytes"),
                 "must be > 0",
             );
+            if let Some(imap) = &channel.imap {
+                check(
+                    channel.kind == ChannelKind::Email,
+                    &format!("channels.{id}.imap"),
+                    "only channels of kind \"email\" have an IMAP mailbox",
+                );
+                sub_table_problems.extend(imap.validate(&format!("channels.{id}.imap")));
+            }
             if let Some(email) = &channel.email {
                 check(
                     channel.kind == ChannelKind::Email,

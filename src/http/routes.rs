@@ -23,6 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use super::control::{self, Tokens};
 use super::error::ApiError;
 use super::ratelimit::RateLimits;
+use crate::channels::email::imap::MailboxRegistry;
 use crate::channels::{self, HookRequest};
 use crate::config::{ChannelConfig, ChannelKind, EventsConfig};
 use crate::events::OutboxReader;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub routing: Arc<RuleSet>,
     /// Per-address limits on public channels (chat, forms).
     pub rate_limits: RateLimits,
+    /// Each IMAP mailbox task's connection state, reported by `/readyz`.
+    pub mailboxes: MailboxRegistry,
 }
 
 /// Every route on one listener.
@@ -333,7 +336,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    Json(json!({ "status": "ready" })).into_response()
+    // A mailbox that cannot connect does not make deskgate unready (the hooks still work); it
+    // is reported here for operators.
+    if state.mailboxes.is_empty() {
+        return Json(json!({ "status": "ready" })).into_response();
+    }
+    Json(json!({ "status": "ready", "mailboxes": state.mailboxes.snapshot() })).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -13,6 +13,7 @@
 mod batch;
 mod blobs;
 pub mod keys;
+mod mailboxes;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use serde::Serialize;
 
 pub use batch::{Savepoint, StateBatch};
 pub use blobs::Blobs;
+pub use mailboxes::MailboxCheckpoint;
 
 use crate::model::{DedupeKey, Record};
 

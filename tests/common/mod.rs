@@ -2,6 +2,8 @@
 //! written for the test, a free loopback port, and helpers to post messages and read events.
 #![allow(dead_code)] // each test binary uses a different part of this harness
 
+pub mod dovecot;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

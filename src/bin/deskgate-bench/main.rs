@@ -11,6 +11,7 @@
 //! Servers run in child processes (this same binary with a hidden subcommand), so the load
 //! generator and the server under test never share a runtime.
 
+mod imap;
 mod load;
 mod servers;
 mod whatsapp;
@@ -54,6 +55,19 @@ enum Mode {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
+    /// IMAP ingest of N mails from a real Dovecot against a bare async-imap fetch, and the
+    /// IDLE latency from APPEND to event.
+    Imap {
+        /// Mails in the mailbox.
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        /// New mails appended one at a time while deskgate is in IDLE.
+        #[arg(long, default_value_t = 100)]
+        idle_samples: usize,
+        /// deskgate's `batch_size` (mails per UID FETCH).
+        #[arg(long, default_value_t = 500)]
+        batch_size: u32,
+    },
     /// Internal: serve one server in this process until killed.
     #[command(hide = true)]
     Serve {
@@ -80,6 +94,11 @@ fn main() -> ExitCode {
                 secs,
                 rounds,
             } => whatsapp::bench(connections, Duration::from_secs(secs), rounds).await,
+            Mode::Imap {
+                messages,
+                idle_samples,
+                batch_size,
+            } => imap::run(messages, idle_samples, batch_size).await,
             Mode::Serve { server } => servers::serve(server).await,
         }
     });

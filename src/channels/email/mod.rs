@@ -12,6 +12,7 @@
 
 pub mod classify;
 pub mod forward;
+pub mod imap;
 pub mod inspect;
 pub mod message_id;
 pub mod mime;

@@ -1,0 +1,157 @@
+//! IMAP mailboxes: one task per `email` channel with an `[imap]` table pulls its folder into
+//! the journal.
+//!
+//! A task's life: connect and log in, select the folder, work out where to start (the stored
+//! checkpoint, or `initial_sync` on the first connect, or a resync when UIDVALIDITY changed),
+//! fetch every newer UID in batches with `BODY.PEEK[]`, journal each mail, advance the
+//! checkpoint, apply `after_ingest` on the server, then wait in IDLE (or poll) and repeat. Any
+//! error drops the connection and reconnects after a jittered exponential backoff; a refused
+//! login is retried slowly and reported as `auth_failed`.
+//!
+//! Nothing here trusts message counts: every wake-up fetches from the last journaled UID.
+
+mod conn;
+mod ingest;
+mod status;
+mod sync;
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ImapConfig;
+use crate::journal::JournalHandle;
+use crate::store::{Blobs, Store};
+
+pub use conn::MailboxError;
+pub use status::{ConnectionState, MailboxRegistry, MailboxStatus};
+
+/// Everything one mailbox task needs.
+pub struct Mailbox {
+    pub channel: String,
+    pub config: ImapConfig,
+    /// How this channel reads mail (forwards, size limit): the same options as its push hook.
+    pub email: crate::config::EmailConfig,
+    pub store: Store,
+    pub blobs: Blobs,
+    pub journal: JournalHandle,
+    pub registry: MailboxRegistry,
+}
+
+/// Runs one mailbox until `shutdown` is cancelled. Dropping a sync half-way is safe: the
+/// checkpoint only ever names mail already journaled, and re-fetched mail is deduplicated.
+pub async fn run(mailbox: Mailbox, shutdown: CancellationToken) {
+    let channel = mailbox.channel.clone();
+    let registry = mailbox.registry.clone();
+    registry.register(&channel, &mailbox.config.folder);
+    let mut backoff = Backoff::new(
+        Duration::from_millis(mailbox.config.backoff_min_ms),
+        Duration::from_millis(mailbox.config.backoff_max_ms),
+    );
+    let auth_retry = Duration::from_secs(mailbox.config.auth_retry_secs);
+    let mut task = sync::Task::new(mailbox);
+    loop {
+        registry.set_state(&channel, ConnectionState::Connecting);
+        let result = tokio::select! {
+            result = task.connected(&shutdown, &mut backoff) => result,
+            () = shutdown.cancelled() => Ok(()),
+        };
+        let Err(error) = result else { break };
+        if shutdown.is_cancelled() {
+            break;
+        }
+        metrics::counter!(
+            "deskgate_imap_connection_errors_total",
+            "channel" => channel.clone(),
+            "kind" => error.kind()
+        )
+        .increment(1);
+        let (state, delay) = if error.is_slow_retry() {
+            let delay = jitter(auth_retry);
+            tracing::error!(%error, channel = %channel, retry_in_secs = delay.as_secs(),
+                "IMAP mailbox cannot log in; check the user and password file");
+            (ConnectionState::AuthFailed, delay)
+        } else {
+            let delay = backoff.next_delay();
+            tracing::warn!(%error, channel = %channel, kind = error.kind(),
+                retry_in_ms = delay.as_millis() as u64, "IMAP mailbox connection failed");
+            (ConnectionState::Backoff, delay)
+        };
+        registry.update(&channel, |status| {
+            status.state = state;
+            status.last_error = Some(format!("{}: {error}", error.kind()));
+            status.last_error_at = Some(chrono::Utc::now());
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    registry.set_state(&channel, ConnectionState::Stopped);
+    tracing::info!(channel = %channel, "IMAP mailbox stopped");
+}
+
+/// Jittered exponential backoff between validated bounds: each delay is drawn from the upper
+/// half of a window that doubles from `min` up to `max`.
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let window = self
+            .min
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        jitter(window)
+    }
+
+    /// After a connection that worked, start again from `min`.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// A delay between half and all of `window`, so that many mailboxes do not retry in step.
+fn jitter(window: Duration) -> Duration {
+    let half = window / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_its_bounds_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
+        let windows = [100, 200, 400, 800, 1000, 1000, 1000];
+        for window in windows {
+            let delay = backoff.next_delay();
+            assert!(
+                delay >= Duration::from_millis(window / 2),
+                "{delay:?} < {window}/2"
+            );
+            assert!(
+                delay <= Duration::from_millis(window),
+                "{delay:?} > {window}"
+            );
+        }
+        for _ in 0..100 {
+            assert!(backoff.next_delay() <= Duration::from_millis(1000));
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(100));
+    }
+}
