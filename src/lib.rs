@@ -24,5 +24,6 @@ pub mod http;
 pub mod ids;
 pub mod journal;
 pub mod model;
+pub mod outbound;
 pub mod processor;
 pub mod store;

@@ -24,6 +24,7 @@ use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::model::{Inbound, Record};
+use crate::outbound::{self, Planner};
 use crate::store::{keys, StateBatch, Store, StoreError};
 
 /// A record the processor set aside, kept with the reason.
@@ -45,6 +46,8 @@ pub struct Processor {
     minter: Minter,
     outbox: OutboxWriter,
     batch_size: usize,
+    /// Sending configuration: which requests become outgoing items, and how.
+    outbound: Arc<Planner>,
 }
 
 /// Where the processor stands after a step.
@@ -63,6 +66,21 @@ impl Processor {
             minter,
             outbox,
             batch_size,
+            outbound: Arc::new(Planner::disabled()),
+        }
+    }
+
+    /// Uses this sending configuration (by default every send is refused as unrouted).
+    pub fn with_outbound(mut self, planner: Arc<Planner>) -> Self {
+        self.outbound = planner;
+        self
+    }
+
+    fn outbound_ctx(&self) -> outbound::apply::Ctx<'_> {
+        outbound::apply::Ctx {
+            planner: &self.outbound,
+            outbox: &self.outbox,
+            minter: &self.minter,
         }
     }
 
@@ -143,6 +161,9 @@ impl Processor {
         match record {
             Record::Inbound(inbound) => self.apply_inbound(batch, seq, inbound),
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
+            Record::Outbound(outbound) => {
+                outbound::apply::apply(&self.outbound_ctx(), batch, seq, outbound)
+            }
         }
     }
 
@@ -186,6 +207,7 @@ impl Processor {
             data: self.message_data(seq, inbound, &threaded),
         };
         self.outbox.push(batch, at, &draft)?;
+        outbound::observe::inbound(&self.outbound_ctx(), batch, seq, inbound, &threaded)?;
         Ok(())
     }
 
@@ -241,6 +263,11 @@ impl Processor {
                 input.received_at,
                 Some(input.external_id.clone()),
                 input.raw_blob.clone(),
+            ),
+            Some(Record::Outbound(outbound)) => (
+                outbound::record_time(outbound),
+                Some(outbound.dedupe_key().external_id),
+                None,
             ),
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.

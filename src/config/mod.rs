@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod outbound;
+pub use outbound::OutboundConfig;
+
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +32,9 @@ pub struct Config {
     /// Inbound channels by id; each gets the URL `/hooks/{id}`.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// Sending: SMTP per team mailbox, the Graph API, templates, caps (`src/config/outbound.rs`).
+    #[serde(default)]
+    pub outbound: OutboundConfig,
 }
 
 /// The HTTP listener.
@@ -358,6 +364,7 @@ impl Config {
             );
         }
         problems.extend(tokens.err());
+        problems.extend(self.outbound.validate());
         problems
     }
 }

@@ -20,6 +20,10 @@ pub enum EventType {
     TicketCreated,
     TicketMessageAdded,
     InboundQuarantined,
+    OutboundSent,
+    OutboundFailed,
+    OutboundSuppressed,
+    OutboundChatMessage,
 }
 
 impl EventType {
@@ -30,6 +34,10 @@ impl EventType {
             EventType::TicketCreated => "deskgate.ticket.created",
             EventType::TicketMessageAdded => "deskgate.ticket.message_added",
             EventType::InboundQuarantined => "deskgate.inbound.quarantined",
+            EventType::OutboundSent => "deskgate.outbound.sent",
+            EventType::OutboundFailed => "deskgate.outbound.failed",
+            EventType::OutboundSuppressed => "deskgate.outbound.suppressed",
+            EventType::OutboundChatMessage => "deskgate.outbound.chat_message",
         }
     }
 }
