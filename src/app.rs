@@ -21,6 +21,8 @@ use crate::events::{OutboxReader, OutboxWriter};
 use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
+use crate::outbound::sender::Sender;
+use crate::outbound::Planner;
 use crate::processor::{self, Processor};
 use crate::store::{keys, Blobs, Store};
 
@@ -51,12 +53,11 @@ impl App {
 
         let minter = Minter::new(instance_id);
         let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
-        let processor = Arc::new(Processor::new(
-            store.clone(),
-            minter,
-            outbox,
-            config.events.processor_batch,
-        ));
+        let planner = Planner::new(&config.outbound).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let processor = Arc::new(
+            Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
+                .with_outbound(Arc::new(planner)),
+        );
         let position = processor
             .position()
             .context("reading the processor's position")?;
@@ -67,6 +68,17 @@ impl App {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn(processor::run(processor, journal.durable(), position_tx));
+        // The sender holds a journal handle: it must stop before the writer can (see below).
+        let sender = Sender::new(
+            &config.outbound,
+            store.clone(),
+            blobs.clone(),
+            journal.clone(),
+            position_rx.clone(),
+            shutdown.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sender = tokio::spawn(sender.run());
 
         let tokens = config
             .control
@@ -97,6 +109,12 @@ impl App {
             // The router (and every journal handle in it) is gone with the server: the writer
             // drains its queue, flushes, and stops; the processor then catches up and stops.
             let grace = Duration::from_secs(server_config.shutdown_grace_secs);
+            let mut sender = sender;
+            if tokio::time::timeout(grace, &mut sender).await.is_err() {
+                // An unfinished send is retried at the next start; its journal handle must go.
+                tracing::warn!("outbound sender still busy after the grace period; stopping it");
+                sender.abort();
+            }
             let writer_done = tokio::task::spawn_blocking(move || writer.join());
             if tokio::time::timeout(grace, writer_done).await.is_err() {
                 tracing::warn!("journal writer still busy after the grace period");

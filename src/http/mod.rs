@@ -3,6 +3,7 @@
 
 mod control;
 mod error;
+mod outbound;
 mod routes;
 
 use std::net::SocketAddr;

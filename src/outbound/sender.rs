@@ -221,6 +221,7 @@ impl Sender {
             Ok(provider_id) => Some(SendResult::Sent { provider_id }),
             Err(Failure::Permanent(error)) => Some(SendResult::Failed { error }),
             Err(Failure::Refused(error)) => {
+                tracing::warn!(item = %item.id, %error, attempt, "the server refused the message");
                 let refusals = tracking.refusals.entry(item.id.clone()).or_default();
                 *refusals += 1;
                 (*refusals >= self.retry.permanent_attempts).then_some(SendResult::Failed { error })

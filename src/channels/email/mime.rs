@@ -95,5 +95,23 @@ fn parse_unguarded(
         .and_then(|d| DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok())
         .map(|d| d.with_timezone(&Utc));
     inbound.email = Some(email);
+    inbound.flags.automatic = automatic(&message);
     Ok(inbound)
+}
+
+/// Whether the mail says a machine sent it (RFC 3834 `Auto-Submitted`, the common auto-reply
+/// headers, bulk `Precedence`, a null return path). A first reading for the outbound policy;
+/// the email parsing work owns the full classification.
+fn automatic(message: &mail_parser::Message<'_>) -> bool {
+    let header = |name: &str| {
+        message
+            .header_raw(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    let auto_submitted = header("Auto-Submitted").is_some_and(|v| v != "no");
+    let auto_reply = header("X-Autoreply").is_some() || header("X-Autorespond").is_some();
+    let bulk = header("Precedence")
+        .is_some_and(|v| matches!(v.as_str(), "bulk" | "junk" | "list" | "auto_reply"));
+    let null_path = header("Return-Path").is_some_and(|v| v == "<>");
+    auto_submitted || auto_reply || bulk || null_path
 }
