@@ -27,8 +27,17 @@ fn config(dir: &Path, smtp_port: u16, cap: u32) -> String {
 }
 
 async fn post_message(client: &reqwest::Client, daemon: &Daemon, body: &Value) {
-    let response = client.post(daemon.url("/hooks/api")).json(body).send().await.unwrap();
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    let response = client
+        .post(daemon.url("/hooks/api"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
 }
 
 /// Waits until `n` events of a type exist; returns every event.
@@ -78,8 +87,14 @@ async fn acknowledgement_and_agent_reply_arrive_threaded_and_signed_once() {
         format!("<deskgate.{conversation}.1@acme.test>")
     );
     assert!(header(ack, "Subject").unwrap().ends_with("] about t1"));
-    assert!(text_body(ack).contains("Hello Ana Lopez,"), "{}", text_body(ack));
-    assert!(html_body(ack).unwrap().contains("Thank you for writing to Acme"));
+    assert!(
+        text_body(ack).contains("Hello Ana Lopez,"),
+        "{}",
+        text_body(ack)
+    );
+    assert!(html_body(ack)
+        .unwrap()
+        .contains("Thank you for writing to Acme"));
 
     let url = daemon.url(&format!("/v1/control/conversations/{conversation}/replies"));
     let reply = json!({
@@ -93,7 +108,10 @@ async fn acknowledgement_and_agent_reply_arrive_threaded_and_signed_once() {
     let message_id = format!("deskgate.{conversation}.2@acme.test");
     assert_eq!(first["message_id"], message_id.as_str());
     let (status, again) = control_post(&client, &url, Some("reply-1"), &reply).await;
-    assert_eq!(status, 200, "a retried call with the same key is the same reply");
+    assert_eq!(
+        status, 200,
+        "a retried call with the same key is the same reply"
+    );
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["item_id"], first["item_id"]);
 
@@ -104,26 +122,56 @@ async fn acknowledgement_and_agent_reply_arrive_threaded_and_signed_once() {
         .iter()
         .find(|m| header(m, "Message-ID").unwrap() == format!("<{message_id}>"))
         .expect("the reply arrived");
-    assert_eq!(header(mail, "From").unwrap(), "\"Bo Berg from Acme\" <support@acme.test>");
+    assert_eq!(
+        header(mail, "From").unwrap(),
+        "\"Bo Berg from Acme\" <support@acme.test>"
+    );
     assert_eq!(header(mail, "Subject").unwrap(), "Re: about t1");
-    assert_eq!(header(mail, "Auto-Submitted"), None, "an agent's reply is not automatic");
+    assert_eq!(
+        header(mail, "Auto-Submitted"),
+        None,
+        "an agent's reply is not automatic"
+    );
     let text = text_body(mail);
     assert!(text.starts_with("We are sending a firefighter."), "{text}");
-    assert!(text.contains("-- \nBo / Berg\nAcme support, Bo Berg"), "{text}");
+    assert!(
+        text.contains("-- \nBo / Berg\nAcme support, Bo Berg"),
+        "{text}"
+    );
     assert!(html_body(mail).unwrap().contains("<b>Bo Berg</b>"));
 
     let sent = of_type(&events, "deskgate.outbound.sent");
     assert_eq!(sent.len(), 2);
-    let reply_sent = sent.iter().find(|e| e["data"]["purpose"] == "agent_reply").unwrap();
+    let reply_sent = sent
+        .iter()
+        .find(|e| e["data"]["purpose"] == "agent_reply")
+        .unwrap();
     assert_eq!(reply_sent["data"]["message_id"], message_id.as_str());
     assert_eq!(reply_sent["data"]["status_trigger"], "agent_emailed");
     assert_eq!(reply_sent["data"]["agent_id"], "agent-7");
-    assert!(!reply_sent["data"]["provider_id"].as_str().unwrap().is_empty());
-    let ack_sent = sent.iter().find(|e| e["data"]["purpose"] == "acknowledgement").unwrap();
+    assert!(!reply_sent["data"]["provider_id"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    let ack_sent = sent
+        .iter()
+        .find(|e| e["data"]["purpose"] == "acknowledgement")
+        .unwrap();
     assert_eq!(ack_sent["data"].get("status_trigger"), None);
 
-    let item_url = daemon.url(&format!("/v1/control/outbound/{}", first["item_id"].as_str().unwrap()));
-    let item: Value = client.get(item_url).bearer_auth(outbound_support::TOKEN).send().await.unwrap().json().await.unwrap();
+    let item_url = daemon.url(&format!(
+        "/v1/control/outbound/{}",
+        first["item_id"].as_str().unwrap()
+    ));
+    let item: Value = client
+        .get(item_url)
+        .bearer_auth(outbound_support::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(item["status"]["status"], "sent");
 }
 
@@ -135,49 +183,48 @@ async fn automatic_mail_is_capped_per_recipient_and_never_goes_to_machines() {
     let client = reqwest::Client::new();
 
     for (id, thread) in [("c1", "t1"), ("c2", "t2"), ("c3", "t3")] {
-        post_message(&client, &daemon, &api_message(id, thread, "cara@example.com", "hi")).await;
+        post_message(
+            &client,
+            &daemon,
+            &api_message(id, thread, "cara@example.com", "hi"),
+        )
+        .await;
     }
-    for (id, from) in [("n1", "noreply@shop.example"), ("n2", "MAILER-DAEMON@mx.example")] {
+    for (id, from) in [
+        ("n1", "noreply@shop.example"),
+        ("n2", "MAILER-DAEMON@mx.example"),
+    ] {
         post_message(&client, &daemon, &api_message(id, id, from, "automatic")).await;
     }
     wait_events(&daemon, "deskgate.outbound.suppressed", 3).await;
     let events = wait_events(&daemon, "deskgate.outbound.sent", 2).await;
     let suppressed = of_type(&events, "deskgate.outbound.suppressed");
-    let reasons: Vec<&str> = suppressed.iter().map(|e| e["data"]["reason"].as_str().unwrap()).collect();
-    assert_eq!(reasons.iter().filter(|r| r.contains("cap of automatic mail")).count(), 1, "{reasons:?}");
-    assert_eq!(reasons.iter().filter(|r| r.contains("machine address")).count(), 2, "{reasons:?}");
+    let reasons: Vec<&str> = suppressed
+        .iter()
+        .map(|e| e["data"]["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("cap of automatic mail"))
+            .count(),
+        1,
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("machine address"))
+            .count(),
+        2,
+        "{reasons:?}"
+    );
     assert_eq!(of_type(&events, "deskgate.outbound.sent").len(), 2);
     let mails = smtpd.messages();
     assert_eq!(mails.len(), 2);
-    assert!(mails.iter().all(|m| header(m, "To").unwrap() == "cara@example.com"));
-
-    // A notification to an agent is auto-generated and starts its own thread.
-    let conversation = conversation_of(&events);
-    let (status, body) = control_post(
-        &client,
-        &daemon.url("/v1/control/outbound/automatic"),
-        Some("notify-1"),
-        &json!({"kind": "notification", "template": "internal_notification",
-                "conversation_id": conversation, "to": "dan@acme.test",
-                "fields": {"event": "New ticket", "message": "hi"}}),
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    let mails = smtpd.wait_for(3, Duration::from_secs(30)).await;
-    let notice = mails.iter().find(|m| header(m, "To").unwrap() == "dan@acme.test").unwrap();
-    assert_eq!(header(notice, "Auto-Submitted").unwrap(), "auto-generated");
-    assert_eq!(header(notice, "In-Reply-To"), None);
-    assert!(header(notice, "Subject").unwrap().starts_with("[Acme] New ticket: about t"));
-
-    let (status, body) = control_post(
-        &client,
-        &daemon.url("/v1/control/outbound/automatic"),
-        None,
-        &json!({"kind": "acknowledgement", "template": "no_such_template", "conversation_id": conversation}),
-    )
-    .await;
-    assert_eq!(status, 422);
-    assert!(body["error"].as_str().unwrap().contains("no_such_template"), "{body}");
+    assert!(mails
+        .iter()
+        .all(|m| header(m, "To").unwrap() == "cara@example.com"));
 }
 
 #[tokio::test]
@@ -186,11 +233,17 @@ async fn mail_queued_while_smtp_is_down_is_sent_exactly_once_after_it_returns() 
     let port = free_port();
     let mut daemon = Daemon::start(dir.path(), &config(dir.path(), port, 10)).await;
     let client = reqwest::Client::new();
-    post_message(&client, &daemon, &api_message("d1", "t1", "eve@example.com", "hello")).await;
+    post_message(
+        &client,
+        &daemon,
+        &api_message("d1", "t1", "eve@example.com", "hello"),
+    )
+    .await;
     daemon.settled().await;
     let conversation = conversation_of(&daemon.all_events().await);
     let url = daemon.url(&format!("/v1/control/conversations/{conversation}/replies"));
-    let reply = json!({"agent": {"id": "a1", "first_name": "Fay", "last_name": "Fox"}, "text": "On it."});
+    let reply =
+        json!({"agent": {"id": "a1", "first_name": "Fay", "last_name": "Fox"}, "text": "On it."});
     let (status, body) = control_post(&client, &url, Some("down-1"), &reply).await;
     assert_eq!(status, 202, "{body}");
     common::eventually("a failed attempt", Duration::from_secs(30), || {
@@ -206,13 +259,74 @@ async fn mail_queued_while_smtp_is_down_is_sent_exactly_once_after_it_returns() 
     let events = wait_events(&daemon, "deskgate.outbound.sent", 2).await;
     let mails = smtpd.wait_for(2, Duration::from_secs(30)).await;
     assert_eq!(mails.len(), 2);
-    let ids: Vec<String> = mails.iter().map(|m| header(m, "Message-ID").unwrap()).collect();
+    let ids: Vec<String> = mails
+        .iter()
+        .map(|m| header(m, "Message-ID").unwrap())
+        .collect();
     assert_ne!(ids[0], ids[1]);
     assert_eq!(of_type(&events, "deskgate.outbound.sent").len(), 2);
     assert!(of_type(&events, "deskgate.outbound.failed").is_empty());
-    let reply_mail = mails.iter().find(|m| header(m, "Auto-Submitted").is_none()).unwrap();
-    assert_eq!(header(reply_mail, "From").unwrap(), "\"Fay Fox from Acme\" <support@acme.test>");
+    let reply_mail = mails
+        .iter()
+        .find(|m| header(m, "Auto-Submitted").is_none())
+        .unwrap();
+    assert_eq!(
+        header(reply_mail, "From").unwrap(),
+        "\"Fay Fox from Acme\" <support@acme.test>"
+    );
     let (status, again) = control_post(&client, &url, Some("down-1"), &reply).await;
     assert_eq!((status, again["duplicate"].clone()), (200, json!(true)));
     assert_eq!(smtpd.messages().len(), 2);
+}
+
+#[tokio::test]
+async fn notifications_are_auto_generated_and_unknown_templates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
+    let daemon = Daemon::start(dir.path(), &config(dir.path(), smtpd.port, 10)).await;
+    let client = reqwest::Client::new();
+    post_message(
+        &client,
+        &daemon,
+        &api_message("c1", "t1", "cara@example.com", "hi"),
+    )
+    .await;
+    smtpd.wait_for(1, Duration::from_secs(30)).await;
+    let events = daemon.all_events().await;
+
+    // A notification to an agent is auto-generated and starts its own thread.
+    let conversation = conversation_of(&events);
+    let (status, body) = control_post(
+        &client,
+        &daemon.url("/v1/control/outbound/automatic"),
+        Some("notify-1"),
+        &json!({"kind": "notification", "template": "internal_notification",
+                "conversation_id": conversation, "to": "dan@acme.test",
+                "fields": {"event": "New ticket", "message": "hi"}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let mails = smtpd.wait_for(2, Duration::from_secs(30)).await;
+    let notice = mails
+        .iter()
+        .find(|m| header(m, "To").unwrap() == "dan@acme.test")
+        .unwrap();
+    assert_eq!(header(notice, "Auto-Submitted").unwrap(), "auto-generated");
+    assert_eq!(header(notice, "In-Reply-To"), None);
+    assert!(header(notice, "Subject")
+        .unwrap()
+        .starts_with("[Acme] New ticket: about t"));
+
+    let (status, body) = control_post(
+        &client,
+        &daemon.url("/v1/control/outbound/automatic"),
+        None,
+        &json!({"kind": "acknowledgement", "template": "no_such_template", "conversation_id": conversation}),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        body["error"].as_str().unwrap().contains("no_such_template"),
+        "{body}"
+    );
 }

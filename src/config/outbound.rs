@@ -208,7 +208,11 @@ impl OutboundConfig {
             "outbound.graph_api_base_url".into(),
             "must be an https URL (plain http only on loopback)",
         );
-        check(self.retry_base_ms > 0, "outbound.retry_base_ms".into(), "must be > 0");
+        check(
+            self.retry_base_ms > 0,
+            "outbound.retry_base_ms".into(),
+            "must be > 0",
+        );
         check(
             self.permanent_attempts > 0,
             "outbound.permanent_attempts".into(),

@@ -46,7 +46,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/v1/control/conversations/{conversation_id}/replies",
             post(super::outbound::reply),
         )
-        .route("/v1/control/outbound/automatic", post(super::outbound::automatic))
+        .route(
+            "/v1/control/outbound/automatic",
+            post(super::outbound::automatic),
+        )
         .route("/v1/control/outbound/{item_id}", get(super::outbound::item))
         .route_layer(middleware::from_fn_with_state(state, require_token))
 }

@@ -98,10 +98,14 @@ pub async fn reply(
 ) -> Result<Response, ApiError> {
     let body: ReplyBody = json_body(&body)?;
     if body.text.trim().is_empty() {
-        return Err(ApiError::Unprocessable("text: must not be empty".to_owned()));
+        return Err(ApiError::Unprocessable(
+            "text: must not be empty".to_owned(),
+        ));
     }
     if body.agent.id.trim().is_empty() {
-        return Err(ApiError::Unprocessable("agent.id: must not be empty".to_owned()));
+        return Err(ApiError::Unprocessable(
+            "agent.id: must not be empty".to_owned(),
+        ));
     }
     let mut attachments = Vec::new();
     for (i, a) in body.attachments.into_iter().enumerate() {
@@ -110,7 +114,10 @@ pub async fn reply(
             .get(&a.blob_id)
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .ok_or_else(|| {
-                ApiError::Unprocessable(format!("attachments[{i}].blob_id: no blob {:?}", a.blob_id))
+                ApiError::Unprocessable(format!(
+                    "attachments[{i}].blob_id: no blob {:?}",
+                    a.blob_id
+                ))
             })?;
         attachments.push(Attachment {
             id: a.blob_id,
@@ -152,7 +159,10 @@ pub async fn automatic(
 
 /// Journals a request, waits for the processor to apply it, and answers with its outcome.
 async fn submit(state: &AppState, record: OutboundRecord) -> Result<Response, ApiError> {
-    let appended = state.journal.append(Record::Outbound(Box::new(record))).await?;
+    let appended = state
+        .journal
+        .append(Record::Outbound(Box::new(record)))
+        .await?;
     let (seq, duplicate) = match appended {
         Appended::New { seq } => (seq, false),
         Appended::Duplicate { seq } => (seq, true),
@@ -168,7 +178,9 @@ async fn submit(state: &AppState, record: OutboundRecord) -> Result<Response, Ap
     let outcome: RequestOutcome = state
         .store
         .state_get(&keys::outbound_request(seq))?
-        .ok_or_else(|| ApiError::Internal(format!("journal seq {seq} is not an outbound request")))?;
+        .ok_or_else(|| {
+            ApiError::Internal(format!("journal seq {seq} is not an outbound request"))
+        })?;
     let body = json!({
         "status": outcome.status, "item_id": outcome.item_id, "message_id": outcome.message_id,
         "reason": outcome.reason, "journal_seq": seq, "duplicate": duplicate,
@@ -177,7 +189,11 @@ async fn submit(state: &AppState, record: OutboundRecord) -> Result<Response, Ap
         let reason = outcome.reason.unwrap_or_default();
         return Err(ApiError::Unprocessable(reason));
     }
-    let status = if duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     Ok((status, Json(body)).into_response())
 }
 

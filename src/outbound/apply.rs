@@ -10,13 +10,15 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{
-    compose, message_id, policy, ItemStatus, OutgoingItem, Payload, Planner, Purpose,
-    ReplyContext, RequestOutcome, Route,
+    compose, message_id, policy, ItemStatus, OutgoingItem, Payload, Planner, Purpose, ReplyContext,
+    RequestOutcome, Route,
 };
 use crate::conversations::Conversation;
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
-use crate::model::{AutomaticKind, AutomaticRequest, OutboundOutcome, OutboundRecord, ReplyRequest, SendResult};
+use crate::model::{
+    AutomaticKind, AutomaticRequest, OutboundOutcome, OutboundRecord, ReplyRequest, SendResult,
+};
 use crate::store::{keys, StateBatch, StoreError};
 
 /// What the processor lends to outbound while applying one record.
@@ -96,7 +98,10 @@ fn reply(
 ) -> Result<RequestOutcome, StoreError> {
     let Some((conversation, context)) = conversation_context(batch, &request.conversation_id)?
     else {
-        return Ok(refused(format!("conversation_id: no conversation {:?}", request.conversation_id)));
+        return Ok(refused(format!(
+            "conversation_id: no conversation {:?}",
+            request.conversation_id
+        )));
     };
     let channel = conversation.channel.clone();
     let Some(route) = ctx.planner.route(&channel).cloned() else {
@@ -113,49 +118,70 @@ fn reply(
                 Err(reason) => return Ok(refused(reason)),
             }
         }
-        Route::Messenger => {
-            let window = match policy::messenger_window(context.last_customer_at, at) {
-                Ok(window) => window,
+        Route::Messenger | Route::Whatsapp => {
+            match messaging_payload(ctx.planner, &route, &context, request) {
+                Ok(payload) => payload,
                 Err(reason) => return Ok(refused(reason)),
-            };
-            let Some(psid) = context.channel_user.clone() else {
-                return Ok(refused(format!("conversation {} has no Messenger user id", conversation.id)));
-            };
-            let (messaging_type, tag) = match window {
-                policy::MessengerWindow::Response => ("RESPONSE", None),
-                policy::MessengerWindow::HumanAgent => ("MESSAGE_TAG", Some("HUMAN_AGENT".to_owned())),
-            };
-            Payload::Messenger {
-                page_id: ctx.planner.messenger[&channel].page_id.clone(),
-                channel,
-                psid,
-                text: request.text.clone(),
-                messaging_type: messaging_type.to_owned(),
-                tag,
-            }
-        }
-        Route::Whatsapp => {
-            if let Err(reason) = policy::whatsapp_window(context.last_customer_at, at) {
-                return Ok(refused(reason));
-            }
-            let Some(to) = context.channel_user.clone() else {
-                return Ok(refused(format!("conversation {} has no WhatsApp user id", conversation.id)));
-            };
-            Payload::Whatsapp {
-                phone_number_id: ctx.planner.whatsapp[&channel].phone_number_id.clone(),
-                channel,
-                to,
-                text: request.text.clone(),
             }
         }
         Route::Chat => return hand_to_chat(ctx, batch, &conversation, request),
     };
-    let item = new_item(ctx, batch, seq, &conversation, Purpose::AgentReply, payload, at)?;
+    let item = new_item(
+        ctx,
+        batch,
+        seq,
+        &conversation,
+        Purpose::AgentReply,
+        payload,
+        at,
+    )?;
     let item = OutgoingItem {
         agent_id: Some(request.agent.id.clone()),
         ..item
     };
     Ok(queue(batch, item))
+}
+
+/// A Messenger or WhatsApp reply, if the platform's window still allows one.
+fn messaging_payload(
+    planner: &Planner,
+    route: &Route,
+    context: &ReplyContext,
+    request: &ReplyRequest,
+) -> Result<Payload, String> {
+    let at = request.requested_at;
+    let channel = context.channel.clone();
+    let user = context.channel_user.clone();
+    let missing_user = || {
+        format!(
+            "conversation {} has no user id on {channel:?}",
+            context.conversation_id
+        )
+    };
+    if *route == Route::Whatsapp {
+        policy::whatsapp_window(context.last_customer_at, at)?;
+        let to = user.ok_or_else(missing_user)?;
+        return Ok(Payload::Whatsapp {
+            phone_number_id: planner.whatsapp[&channel].phone_number_id.clone(),
+            channel,
+            to,
+            text: request.text.clone(),
+        });
+    }
+    let window = policy::messenger_window(context.last_customer_at, at)?;
+    let psid = user.ok_or_else(missing_user)?;
+    let (messaging_type, tag) = match window {
+        policy::MessengerWindow::Response => ("RESPONSE", None),
+        policy::MessengerWindow::HumanAgent => ("MESSAGE_TAG", Some("HUMAN_AGENT".to_owned())),
+    };
+    Ok(Payload::Messenger {
+        page_id: planner.messenger[&channel].page_id.clone(),
+        channel,
+        psid,
+        text: request.text.clone(),
+        messaging_type: messaging_type.to_owned(),
+        tag,
+    })
 }
 
 /// Chat replies go to the widget's backend as an event: deskgate holds no visitor socket.
@@ -240,7 +266,10 @@ pub fn request_automatic(
 ) -> Result<RequestOutcome, StoreError> {
     let Some((conversation, context)) = conversation_context(batch, &request.conversation_id)?
     else {
-        return Ok(refused(format!("conversation_id: no conversation {:?}", request.conversation_id)));
+        return Ok(refused(format!(
+            "conversation_id: no conversation {:?}",
+            request.conversation_id
+        )));
     };
     let Some(Route::Email { mailbox }) = ctx.planner.route(&conversation.channel).cloned() else {
         return Ok(refused(format!(
@@ -248,8 +277,14 @@ pub fn request_automatic(
             conversation.channel
         )));
     };
-    let Some(to) = request.to.clone().or_else(|| context.customer_email.clone()) else {
-        return Ok(refused("no recipient: the conversation has no customer email address".to_owned()));
+    let Some(to) = request
+        .to
+        .clone()
+        .or_else(|| context.customer_email.clone())
+    else {
+        return Ok(refused(
+            "no recipient: the conversation has no customer email address".to_owned(),
+        ));
     };
     let to = to.trim().to_lowercase();
     if let Some(reason) = automatic_blocked(batch, request.kind, &context, &to)? {
@@ -265,7 +300,15 @@ pub fn request_automatic(
         AutomaticKind::Notification => Purpose::Notification,
     };
     let payload = Payload::Email(Box::new(mail));
-    let item = new_item(ctx, batch, seq, &conversation, purpose, payload, request.requested_at)?;
+    let item = new_item(
+        ctx,
+        batch,
+        seq,
+        &conversation,
+        purpose,
+        payload,
+        request.requested_at,
+    )?;
     Ok(queue(batch, item))
 }
 
@@ -277,7 +320,9 @@ fn automatic_blocked(
     to: &str,
 ) -> Result<Option<String>, StoreError> {
     if let Some(reason) = batch.get::<String>(&keys::suppressed(to))? {
-        return Ok(Some(format!("{to} is suppressed for automatic mail: {reason}")));
+        return Ok(Some(format!(
+            "{to} is suppressed for automatic mail: {reason}"
+        )));
     }
     if let Some(reason) = policy::machine_address(to) {
         return Ok(Some(reason));
@@ -347,15 +392,23 @@ fn apply_outcome(
             return Ok(());
         }
         SendResult::Sent { provider_id } => (
-            ItemStatus::Sent { provider_id: provider_id.clone(), at: outcome.at },
+            ItemStatus::Sent {
+                provider_id: provider_id.clone(),
+                at: outcome.at,
+            },
             EventType::OutboundSent,
         ),
         SendResult::Failed { error } => (
-            ItemStatus::Failed { error: error.clone(), at: outcome.at },
+            ItemStatus::Failed {
+                error: error.clone(),
+                at: outcome.at,
+            },
             EventType::OutboundFailed,
         ),
         SendResult::Capped { reason } => (
-            ItemStatus::Suppressed { reason: reason.clone() },
+            ItemStatus::Suppressed {
+                reason: reason.clone(),
+            },
             EventType::OutboundSuppressed,
         ),
     };

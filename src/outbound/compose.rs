@@ -23,10 +23,12 @@ pub fn agent_names(agent: &AgentRef) -> (String, String, String) {
         .first_name
         .clone()
         .unwrap_or_else(|| words.next().unwrap_or_default().to_owned());
-    let last = agent
-        .last_name
-        .clone()
-        .unwrap_or_else(|| full.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+    let last = agent.last_name.clone().unwrap_or_else(|| {
+        full.split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
     (full.trim().to_owned(), first, last)
 }
 
@@ -86,10 +88,12 @@ pub fn agent_reply(
         "agent_full_name": full, "agent_first_name": first, "agent_last_name": last,
         "company_name": mailbox.company_name,
     });
-    let signature_text =
-        planner.templates.render_file(&format!("signature/{mailbox_name}.txt"), &tokens)?;
-    let signature_html =
-        planner.templates.render_file(&format!("signature/{mailbox_name}.html"), &tokens)?;
+    let signature_text = planner
+        .templates
+        .render_file(&format!("signature/{mailbox_name}.txt"), &tokens)?;
+    let signature_html = planner
+        .templates
+        .render_file(&format!("signature/{mailbox_name}.html"), &tokens)?;
     let mut text = request.text.clone();
     if let Some(signature) = signature_text {
         text = format!("{}\n\n-- \n{signature}", text.trim_end());

@@ -27,7 +27,14 @@ impl Graph {
         let files = config
             .messenger
             .iter()
-            .map(|(c, m)| (c, "messenger", "page_access_token_file", &m.page_access_token_file))
+            .map(|(c, m)| {
+                (
+                    c,
+                    "messenger",
+                    "page_access_token_file",
+                    &m.page_access_token_file,
+                )
+            })
             .chain(
                 config
                     .whatsapp
@@ -36,7 +43,10 @@ impl Graph {
             );
         for (channel, table, field, file) in files {
             let token = std::fs::read_to_string(file).map_err(|e| {
-                format!("outbound.{table}.{channel}.{field}: {}: {e}", file.display())
+                format!(
+                    "outbound.{table}.{channel}.{field}: {}: {e}",
+                    file.display()
+                )
             })?;
             tokens.insert(channel.clone(), token.trim().to_owned());
         }
@@ -89,7 +99,9 @@ impl Graph {
                 }),
             ),
             Payload::Email(_) => {
-                return Err(Failure::Permanent("an email is not sent through Graph".into()))
+                return Err(Failure::Permanent(
+                    "an email is not sent through Graph".into(),
+                ))
             }
         };
         let token = self
@@ -106,16 +118,17 @@ impl Graph {
             .await
             .map_err(|e| Failure::Transient(format!("Graph API unreachable: {e}")))?;
         let status = response.status();
-        let answer: Value = response
-            .json()
-            .await
-            .map_err(|e| Failure::Transient(format!("Graph API answered {status} without JSON: {e}")))?;
+        let answer: Value = response.json().await.map_err(|e| {
+            Failure::Transient(format!("Graph API answered {status} without JSON: {e}"))
+        })?;
         if status.is_success() {
             let id = answer["message_id"]
                 .as_str()
                 .or_else(|| answer["messages"][0]["id"].as_str());
             return id.map(str::to_owned).ok_or_else(|| {
-                Failure::Permanent(format!("Graph API accepted the message but gave no id: {answer}"))
+                Failure::Permanent(format!(
+                    "Graph API accepted the message but gave no id: {answer}"
+                ))
             });
         }
         Err(classify(status.as_u16(), &answer["error"]))
@@ -129,16 +142,18 @@ pub fn classify(status: u16, error: &Value) -> Failure {
     let subcode = error["error_subcode"].as_i64().unwrap_or_default();
     let message = error["message"].as_str().unwrap_or("no message");
     let detail = format!("Graph API error {code}/{subcode} (HTTP {status}): {message}");
-    let window_closed = matches!((code, subcode), (10, 2018278) | (10, 2018065))
-        || code == 131047
-        || code == 551;
+    let window_closed =
+        matches!((code, subcode), (10, 2018278) | (10, 2018065)) || code == 131047 || code == 551;
     if window_closed {
         return Failure::Permanent(format!("the messaging window is closed: {detail}"));
     }
     // 1/2: temporary; 4/17/32/613/80006/80007/130429/131056: rate limits.
     let transient = status >= 500
         || status == 429
-        || matches!(code, 1 | 2 | 4 | 17 | 32 | 613 | 80006 | 80007 | 130429 | 131056)
+        || matches!(
+            code,
+            1 | 2 | 4 | 17 | 32 | 613 | 80006 | 80007 | 130429 | 131056
+        )
         || error["is_transient"].as_bool() == Some(true);
     if transient {
         Failure::Transient(detail)

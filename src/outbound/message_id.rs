@@ -19,7 +19,10 @@ pub fn outbound_message_id(conversation_id: &str, n: u64, domain: &str) -> Strin
 /// The conversation a Message-ID deskgate minted names, or `None` for anyone else's id.
 /// Accepts the id with or without angle brackets.
 pub fn own_conversation_of(message_id: &str) -> Option<&str> {
-    let id = message_id.trim().trim_start_matches('<').trim_end_matches('>');
+    let id = message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
     let (local, domain) = id.rsplit_once('@')?;
     let rest = local.strip_prefix(PREFIX)?;
     let (conversation, n) = rest.rsplit_once('.')?;

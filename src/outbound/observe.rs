@@ -31,7 +31,12 @@ pub fn inbound(
     if let Some(address) = policy::hard_bounce(inbound) {
         let reason = format!(
             "hard bounce ({}) reported at {}",
-            inbound.flags.bounce.as_ref().and_then(|b| b.status.clone()).unwrap_or_else(|| "no status".into()),
+            inbound
+                .flags
+                .bounce
+                .as_ref()
+                .and_then(|b| b.status.clone())
+                .unwrap_or_else(|| "no status".into()),
             inbound.received_at.to_rfc3339()
         );
         batch.put(keys::suppressed(&address), &reason);
@@ -64,22 +69,34 @@ fn update_context(context: &mut ReplyContext, inbound: &Inbound) {
     if inbound.sender.name.is_some() {
         context.customer_name = inbound.sender.name.clone();
     }
-    let sender_email = inbound.sender.identities.iter().find_map(|identity| match identity {
-        Identity::Email { address } => Some(address.clone()),
-        _ => None,
-    });
+    let sender_email = inbound
+        .sender
+        .identities
+        .iter()
+        .find_map(|identity| match identity {
+            Identity::Email { address } => Some(address.clone()),
+            _ => None,
+        });
     let reply_to = inbound.email.as_ref().and_then(|e| e.reply_to.clone());
     if let Some(address) = reply_to.or(sender_email) {
         context.customer_email = Some(address.trim().to_lowercase());
     }
-    let channel_user = inbound.sender.identities.iter().find_map(|identity| match identity {
-        Identity::Channel { channel, id } if *channel == inbound.channel => Some(id.clone()),
-        _ => None,
-    });
-    let phone = inbound.sender.identities.iter().find_map(|identity| match identity {
-        Identity::Phone { number } => Some(number.trim_start_matches('+').to_owned()),
-        _ => None,
-    });
+    let channel_user = inbound
+        .sender
+        .identities
+        .iter()
+        .find_map(|identity| match identity {
+            Identity::Channel { channel, id } if *channel == inbound.channel => Some(id.clone()),
+            _ => None,
+        });
+    let phone = inbound
+        .sender
+        .identities
+        .iter()
+        .find_map(|identity| match identity {
+            Identity::Phone { number } => Some(number.trim_start_matches('+').to_owned()),
+            _ => None,
+        });
     if let Some(user) = channel_user.or(phone) {
         context.channel_user = Some(user);
     }
@@ -88,7 +105,11 @@ fn update_context(context: &mut ReplyContext, inbound: &Inbound) {
     let wrote_at = inbound
         .sent_at
         .map_or(inbound.received_at, |sent| sent.min(inbound.received_at));
-    context.last_customer_at = Some(context.last_customer_at.map_or(wrote_at, |t| t.max(wrote_at)));
+    context.last_customer_at = Some(
+        context
+            .last_customer_at
+            .map_or(wrote_at, |t| t.max(wrote_at)),
+    );
     context.customer_messages += 1;
     if let Some(email) = &inbound.email {
         context.last_message_id = Some(email.message_id.clone());

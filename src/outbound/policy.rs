@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::model::{Inbound, Identity};
+use crate::model::{Identity, Inbound};
 
 /// Local parts of addresses that belong to machines; automatic mail to them only feeds loops.
 const MACHINE_LOCAL_PARTS: &[&str] = &[
@@ -38,12 +38,18 @@ pub fn automatic_inbound(inbound: &Inbound) -> Option<String> {
         return Some("the customer's last mail was a delivery failure report".to_owned());
     }
     if inbound.flags.automatic {
-        return Some("the customer's last mail was automatic (an auto-reply or bulk mail)".to_owned());
+        return Some(
+            "the customer's last mail was automatic (an auto-reply or bulk mail)".to_owned(),
+        );
     }
-    inbound.sender.identities.iter().find_map(|identity| match identity {
-        Identity::Email { address } => machine_address(address),
-        _ => None,
-    })
+    inbound
+        .sender
+        .identities
+        .iter()
+        .find_map(|identity| match identity {
+            Identity::Email { address } => machine_address(address),
+            _ => None,
+        })
 }
 
 /// A hard bounce: a permanent (5.x.x) failure, or a report without a status.
@@ -120,14 +126,26 @@ mod tests {
 
     #[test]
     fn windows_follow_meta_rules() {
-        let t = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").unwrap().to_utc();
+        let t = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
         let at = |h: i64| t + Duration::hours(h);
-        assert_eq!(messenger_window(Some(t), at(23)), Ok(MessengerWindow::Response));
-        assert_eq!(messenger_window(Some(t), at(25)), Ok(MessengerWindow::HumanAgent));
-        assert!(messenger_window(Some(t), at(24 * 7 + 1)).unwrap_err().contains("7 days"));
+        assert_eq!(
+            messenger_window(Some(t), at(23)),
+            Ok(MessengerWindow::Response)
+        );
+        assert_eq!(
+            messenger_window(Some(t), at(25)),
+            Ok(MessengerWindow::HumanAgent)
+        );
+        assert!(messenger_window(Some(t), at(24 * 7 + 1))
+            .unwrap_err()
+            .contains("7 days"));
         assert!(messenger_window(None, at(1)).is_err());
         assert!(whatsapp_window(Some(t), at(23)).is_ok());
-        assert!(whatsapp_window(Some(t), at(25)).unwrap_err().contains("template"));
+        assert!(whatsapp_window(Some(t), at(25))
+            .unwrap_err()
+            .contains("template"));
     }
 
     #[test]

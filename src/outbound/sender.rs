@@ -50,7 +50,9 @@ impl Retry {
     /// Exponential from `base`, capped at `max`, with jitter over the upper half so that many
     /// items failing together do not retry together.
     fn delay(&self, failures: u32) -> Duration {
-        let exp = self.base.saturating_mul(1 << failures.saturating_sub(1).min(20));
+        let exp = self
+            .base
+            .saturating_mul(1 << failures.saturating_sub(1).min(20));
         let capped = exp.min(self.max);
         capped.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
     }
@@ -141,7 +143,10 @@ impl Sender {
     async fn pass(&mut self, tracking: &mut Tracking) -> Duration {
         let cursor = self.position.borrow().cursor;
         tracking.awaiting.retain(|_, seq| *seq > cursor);
-        let pending = match self.store.state_scan::<()>(keys::OUTGOING_PENDING, None, 100_000) {
+        let pending = match self
+            .store
+            .state_scan::<()>(keys::OUTGOING_PENDING, None, 100_000)
+        {
             Ok(pending) => pending,
             Err(error) => {
                 tracing::error!(%error, "reading pending outgoing messages failed");
@@ -169,7 +174,9 @@ impl Sender {
             match self.store.state_get::<OutgoingItem>(&keys::outgoing(&id)) {
                 Ok(Some(item)) => self.attempt(tracking, item).await,
                 Ok(None) => tracing::error!(item = %id, "pending outgoing message is missing"),
-                Err(error) => tracing::error!(%error, item = %id, "reading outgoing message failed"),
+                Err(error) => {
+                    tracing::error!(%error, item = %id, "reading outgoing message failed")
+                }
             }
             if let Some(due) = tracking.next_due.get(&id) {
                 next = next.min(due.saturating_duration_since(Instant::now()));
@@ -199,7 +206,9 @@ impl Sender {
                     "{} has had its cap of automatic mail for this hour",
                     item.recipient()
                 );
-                return self.record(tracking, outcome(SendResult::Capped { reason })).await;
+                return self
+                    .record(tracking, outcome(SendResult::Capped { reason }))
+                    .await;
             }
         }
         let attempting = outcome(SendResult::Attempting);
@@ -248,7 +257,9 @@ impl Sender {
         let failures = tracking.failures.entry(id.to_owned()).or_default();
         *failures += 1;
         let delay = self.retry.delay(*failures);
-        tracking.next_due.insert(id.to_owned(), Instant::now() + delay);
+        tracking
+            .next_due
+            .insert(id.to_owned(), Instant::now() + delay);
     }
 
     /// Journals a final outcome; until the processor applies it the item is left alone.
@@ -289,7 +300,10 @@ mod tests {
             let delay = retry.delay(failures);
             let exp = Duration::from_millis(100).saturating_mul(1 << (failures - 1).min(20));
             let ceiling = exp.min(Duration::from_secs(2));
-            assert!(delay <= ceiling && delay >= ceiling / 2, "{failures}: {delay:?}");
+            assert!(
+                delay <= ceiling && delay >= ceiling / 2,
+                "{failures}: {delay:?}"
+            );
         }
     }
 }

@@ -85,12 +85,12 @@ impl Smtp {
                     transport.timeout.as_secs()
                 ))),
                 Ok(Ok(response)) => Ok(response.message().collect::<Vec<_>>().join(" ")),
-                Ok(Err(error)) if error.is_permanent() => {
-                    Err(Failure::Refused(format!("SMTP server refused the mail: {error}")))
-                }
-                Ok(Err(error)) if error.is_transient() => {
-                    Err(Failure::Transient(format!("SMTP server deferred the mail: {error}")))
-                }
+                Ok(Err(error)) if error.is_permanent() => Err(Failure::Refused(format!(
+                    "SMTP server refused the mail: {error}"
+                ))),
+                Ok(Err(error)) if error.is_transient() => Err(Failure::Transient(format!(
+                    "SMTP server deferred the mail: {error}"
+                ))),
                 Ok(Err(error)) if stale_retry && !error.is_timeout() => {
                     // Possibly a pooled connection the server closed: one immediate retry.
                     stale_retry = false;
@@ -115,9 +115,14 @@ fn angle(id: &str) -> String {
 pub fn build(mail: &EmailPayload, blobs: &Blobs) -> Result<Message, String> {
     let from = Mailbox::new(
         Some(mail.from_name.clone()),
-        mail.from_address.parse().map_err(|e| format!("from address: {e}"))?,
+        mail.from_address
+            .parse()
+            .map_err(|e| format!("from address: {e}"))?,
     );
-    let to: Mailbox = mail.to.parse().map_err(|e| format!("recipient {:?}: {e}", mail.to))?;
+    let to: Mailbox = mail
+        .to
+        .parse()
+        .map_err(|e| format!("recipient {:?}: {e}", mail.to))?;
     let mut builder = Message::builder()
         .from(from)
         .to(to)
@@ -160,7 +165,10 @@ pub fn build(mail: &EmailPayload, blobs: &Blobs) -> Result<Message, String> {
             .content_type
             .parse()
             .map_err(|_| format!("attachment {}: bad content type", attachment.id))?;
-        let name = attachment.name.clone().unwrap_or_else(|| "attachment".to_owned());
+        let name = attachment
+            .name
+            .clone()
+            .unwrap_or_else(|| "attachment".to_owned());
         mixed = mixed.singlepart(Attachment::new(name).body(content, content_type));
     }
     builder.multipart(mixed).map_err(|e| e.to_string())

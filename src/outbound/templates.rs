@@ -68,8 +68,7 @@ impl Templates {
                 .map_err(|e| format!("shipped template {name}: {e}"))?;
         }
         if let Some(dir) = dir {
-            let entries =
-                std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             for entry in entries {
                 let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
                 let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
@@ -162,11 +161,18 @@ mod tests {
     #[test]
     fn a_configured_directory_overrides_a_shipped_template() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ticket_received.txt"), "Got it, {{ customer_name }}.").unwrap();
+        std::fs::write(
+            dir.path().join("ticket_received.txt"),
+            "Got it, {{ customer_name }}.",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("ignored.md"), "{{ broken").unwrap();
         let templates = Templates::load(Some(dir.path())).unwrap();
         let rendered = templates
-            .render("ticket_received", &json!({"customer_name": "Bo", "ticket": {"id": "1"}, "company_name": "A"}))
+            .render(
+                "ticket_received",
+                &json!({"customer_name": "Bo", "ticket": {"id": "1"}, "company_name": "A"}),
+            )
             .unwrap();
         assert_eq!(rendered.text, "Got it, Bo.");
     }

@@ -37,7 +37,10 @@ impl Smtpd {
             .expect("aiosmtpd runs (apt-get install python3-aiosmtpd)");
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not start on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Smtpd {
@@ -87,14 +90,21 @@ pub fn maildir(dir: &Path) -> Vec<Vec<u8>> {
         }
     }
     files.sort();
-    files.into_iter().map(|f| std::fs::read(f).unwrap()).collect()
+    files
+        .into_iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect()
 }
 
 /// One header of a raw mail, unfolded, or `None`.
 pub fn header(raw: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(raw);
     let head = text.split("\r\n\r\n").next().unwrap_or_default();
-    let head = head.split("\n\n").next().unwrap_or_default().replace("\r\n", "\n");
+    let head = head
+        .split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .replace("\r\n", "\n");
     let unfolded = head.replace("\n ", " ").replace("\n\t", " ");
     let prefix = format!("{}:", name.to_lowercase());
     unfolded
@@ -119,7 +129,11 @@ pub fn corpus() -> PathBuf {
     let dir = std::env::var_os("DESKGATE_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    assert!(dir.is_dir(), "the shared corpus is missing at {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the shared corpus is missing at {}",
+        dir.display()
+    );
     dir
 }
 
