@@ -252,8 +252,11 @@ async fn mail_queued_while_smtp_is_down_is_sent_exactly_once_after_it_returns() 
     })
     .await;
 
-    // Stop while nothing can be delivered; both mails are durable and resume after the restart.
+    // Stop (SIGTERM, then kill -9) while nothing can be delivered; both mails are durable and
+    // resume after each restart.
     assert!(daemon.terminate().success());
+    daemon.restart().await;
+    daemon.kill();
     daemon.restart().await;
     let smtpd = Smtpd::start(&dir.path().join("maildir"), port);
     let events = wait_events(&daemon, "deskgate.outbound.sent", 2).await;
