@@ -333,3 +333,34 @@ async fn notifications_are_auto_generated_and_unknown_templates_are_refused() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_recipient_the_server_refuses_becomes_a_failed_event_after_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtpd = Smtpd::start_refusing(&dir.path().join("maildir"), free_port());
+    let daemon = Daemon::start(dir.path(), &config(dir.path(), smtpd.port, 10)).await;
+    let client = reqwest::Client::new();
+    let refused = api_message("r1", "t1", "refuse-me@example.com", "hi");
+    post_message(&client, &daemon, &refused).await;
+    post_message(
+        &client,
+        &daemon,
+        &api_message("r2", "t2", "gus@example.com", "hi"),
+    )
+    .await;
+
+    let events = wait_events(&daemon, "deskgate.outbound.failed", 1).await;
+    let failed = of_type(&events, "deskgate.outbound.failed");
+    assert_eq!(failed.len(), 1);
+    let data = &failed[0]["data"];
+    assert_eq!(data["recipient"], "refuse-me@example.com");
+    assert_eq!(data["attempts"], 3, "permanent_attempts, the default");
+    assert!(data["error"].as_str().unwrap().contains("550"), "{data}");
+    let events = wait_events(&daemon, "deskgate.outbound.sent", 1).await;
+    assert_eq!(
+        of_type(&events, "deskgate.outbound.sent")[0]["data"]["recipient"],
+        "gus@example.com"
+    );
+    let mails = smtpd.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(mails.len(), 1);
+}

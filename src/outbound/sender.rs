@@ -130,6 +130,7 @@ impl Sender {
         loop {
             let wait = self.pass(&mut tracking).await;
             self.caps.retain_recent();
+            self.caps.shrink_to_fit();
             tokio::select! {
                 () = self.shutdown.cancelled() => break,
                 changed = self.position.changed() => if changed.is_err() { break },

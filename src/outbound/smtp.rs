@@ -173,3 +173,48 @@ pub fn build(mail: &EmailPayload, blobs: &Blobs) -> Result<Message, String> {
     }
     builder.multipart(mixed).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Attachment as AttachmentMeta;
+    use mail_parser::MimeHeaders;
+
+    #[test]
+    fn a_mail_carries_its_alternatives_attachments_and_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(dir.path()).unwrap();
+        let blob = blobs.put(b"%PDF-1.4 invoice").unwrap();
+        let mail = EmailPayload {
+            mailbox: "support".into(),
+            from_name: "Ana from Acme".into(),
+            from_address: "help@acme.test".into(),
+            to: "bo@example.com".into(),
+            subject: "Re: invoice".into(),
+            text: "Attached.".into(),
+            html: Some("<p>Attached.</p>".into()),
+            message_id: "deskgate.c1.3@acme.test".into(),
+            in_reply_to: Some("x@y".into()),
+            references: vec!["a@b".into(), "<x@y>".into()],
+            auto_submitted: None,
+            attachments: vec![AttachmentMeta {
+                id: blob,
+                name: Some("invoice.pdf".into()),
+                content_type: "application/pdf".into(),
+                size: 16,
+            }],
+        };
+        let raw = build(&mail, &blobs).unwrap().formatted();
+        let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(parsed.message_id(), Some("deskgate.c1.3@acme.test"));
+        assert_eq!(parsed.in_reply_to().as_text(), Some("x@y"));
+        let refs = parsed.references().as_text_list().unwrap();
+        assert_eq!(refs, ["a@b", "x@y"]);
+        assert_eq!(parsed.body_text(0).unwrap().trim(), "Attached.");
+        assert!(parsed.body_html(0).unwrap().contains("<p>Attached.</p>"));
+        let attachment = parsed.attachments().next().unwrap();
+        assert_eq!(attachment.attachment_name(), Some("invoice.pdf"));
+        assert_eq!(attachment.contents(), b"%PDF-1.4 invoice");
+        assert!(parsed.header_raw("Auto-Submitted").is_none());
+    }
+}

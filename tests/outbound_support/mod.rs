@@ -20,6 +20,16 @@ pub struct Smtpd {
 
 impl Smtpd {
     pub fn start(dir: &Path, port: u16) -> Smtpd {
+        Smtpd::start_with(dir, port, "aiosmtpd.handlers.Mailbox")
+    }
+
+    /// Like [`Smtpd::start`], but refusing (550) every recipient whose address starts with
+    /// `refuse` (`refusing_handler.py` beside this file).
+    pub fn start_refusing(dir: &Path, port: u16) -> Smtpd {
+        Smtpd::start_with(dir, port, "refusing_handler.Refusing")
+    }
+
+    fn start_with(dir: &Path, port: u16, handler: &str) -> Smtpd {
         // Python's Maildir creates its subfolders only when the folder itself is new.
         for sub in ["tmp", "new", "cur"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -28,7 +38,11 @@ impl Smtpd {
         let child = Command::new("/usr/bin/python3")
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-c", handler])
+            .env(
+                "PYTHONPATH",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/outbound_support"),
+            )
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
