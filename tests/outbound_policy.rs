@@ -39,7 +39,7 @@ impl Pipeline {
     fn new(smtp_port: u16) -> Pipeline {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::parse(&format!(
-            "[outbound.mailboxes.support]\naddress = \"help@acme.test\"\ncompany_name = \"Acme\"\n\
+            "[channels.mail]\nkind = \"api\"\n[outbound.mailboxes.support]\naddress = \"help@acme.test\"\ncompany_name = \"Acme\"\n\
              channels = [\"mail\"]\nacknowledge_new_tickets = true\n\
              [outbound.mailboxes.support.smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"plain\"\n"
         ))

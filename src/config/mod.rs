@@ -364,7 +364,7 @@ impl Config {
             );
         }
         problems.extend(tokens.err());
-        problems.extend(self.outbound.validate());
+        problems.extend(self.outbound.validate(self.channels.keys()));
         problems
     }
 }

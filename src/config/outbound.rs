@@ -185,8 +185,12 @@ pub struct WhatsappConfig {
 }
 
 impl OutboundConfig {
-    /// Every problem in `[outbound]`, with its path.
-    pub fn validate(&self) -> Vec<ConfigProblem> {
+    /// Every problem in `[outbound]`, with its path; `channels` are the configured channel ids.
+    pub fn validate<'a>(
+        &self,
+        channels: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<ConfigProblem> {
+        let channels: Vec<&String> = channels.into_iter().collect();
         let mut problems = Vec::new();
         let mut check = |ok: bool, path: String, message: &str| {
             if !ok {
@@ -257,6 +261,16 @@ impl OutboundConfig {
                 format!("outbound: channel {channel}"),
                 "is answered by more than one route",
             );
+            routed
+                .entry(channel)
+                .or_insert_with(|| format!("outbound.{channel}"));
+        }
+        for (channel, path) in &routed {
+            check(
+                channels.iter().any(|c| c.as_str() == *channel),
+                path.clone(),
+                &format!("names channel {channel:?}, which is not configured under [channels]"),
+            );
         }
         problems
     }
@@ -264,4 +278,50 @@ impl OutboundConfig {
 
 fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn outbound_problems_are_reported_with_their_paths() {
+        let config = Config::parse(
+            "[channels.mail]\nkind = \"api\"\n\
+             [outbound]\nauto_mail_per_recipient_per_hour = 0\ngraph_api_base_url = \"http://graph.example\"\n\
+             chat_channels = [\"mail\", \"ghost\"]\n\
+             [outbound.mailboxes.support]\naddress = \"nobody\"\ncompany_name = \"A\"\nchannels = [\"mail\"]\n\
+             [outbound.mailboxes.support.smtp]\nhost = \"smtp.example.com\"\ntls = \"plain\"\nusername = \"u\"\n",
+        )
+        .unwrap();
+        let problems: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+        let expected = [
+            "outbound.auto_mail_per_recipient_per_hour: must be > 0",
+            "outbound.graph_api_base_url: must be an https URL",
+            "outbound.mailboxes.support.address: must be an email address",
+            "outbound.mailboxes.support.smtp.tls: plain (unencrypted) SMTP is allowed only to a loopback host",
+            "outbound.mailboxes.support.smtp: username and password_file go together",
+            "outbound: channel mail: is answered by more than one route",
+            "outbound.ghost: names channel \"ghost\", which is not configured under [channels]",
+        ];
+        for want in expected {
+            assert!(
+                problems.iter().any(|p| p.starts_with(want)),
+                "missing {want:?} in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn a_loopback_plain_mailbox_is_valid() {
+        let config = Config::parse(
+            "[channels.mail]\nkind = \"api\"\n\
+             [outbound.mailboxes.support]\naddress = \"help@acme.test\"\ncompany_name = \"Acme\"\nchannels = [\"mail\"]\n\
+             [outbound.mailboxes.support.smtp]\nhost = \"127.0.0.1\"\nport = 2525\ntls = \"plain\"\n",
+        )
+        .unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(config.outbound.mailboxes["support"].smtp.port(), 2525);
+    }
 }
