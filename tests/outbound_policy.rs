@@ -95,14 +95,11 @@ impl Pipeline {
     fn outgoing(&self) -> Vec<OutgoingItem> {
         let pending = self
             .store
-            .state_scan::<()>(keys::OUTGOING_PENDING, None, 1000)
+            .state_scan::<String>(keys::OUTGOING_PENDING, None, 1000)
             .unwrap();
         pending
             .iter()
-            .map(|(key, ())| {
-                let id = String::from_utf8_lossy(&key[keys::OUTGOING_PENDING.len()..]).into_owned();
-                self.store.state_get(&keys::outgoing(&id)).unwrap().unwrap()
-            })
+            .map(|(_, id)| self.store.state_get(&keys::outgoing(id)).unwrap().unwrap())
             .collect()
     }
 }

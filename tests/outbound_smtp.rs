@@ -246,6 +246,9 @@ async fn mail_queued_while_smtp_is_down_is_sent_exactly_once_after_it_returns() 
         json!({"agent": {"id": "a1", "first_name": "Fay", "last_name": "Fox"}, "text": "On it."});
     let (status, body) = control_post(&client, &url, Some("down-1"), &reply).await;
     assert_eq!(status, 202, "{body}");
+    let second = json!({"agent": {"id": "a1", "name": "Fay Fox"}, "text": "Fixed now."});
+    let (status, body) = control_post(&client, &url, Some("down-2"), &second).await;
+    assert_eq!(status, 202, "{body}");
     common::eventually("a failed attempt", Duration::from_secs(30), || {
         let log = daemon.log();
         async move { log.matches("send failed; will retry").count() >= 2 }
@@ -259,27 +262,29 @@ async fn mail_queued_while_smtp_is_down_is_sent_exactly_once_after_it_returns() 
     daemon.kill();
     daemon.restart().await;
     let smtpd = Smtpd::start(&dir.path().join("maildir"), port);
-    let events = wait_events(&daemon, "deskgate.outbound.sent", 2).await;
-    let mails = smtpd.wait_for(2, Duration::from_secs(30)).await;
-    assert_eq!(mails.len(), 2);
+    let events = wait_events(&daemon, "deskgate.outbound.sent", 3).await;
+    let mails = smtpd.wait_for(3, Duration::from_secs(30)).await;
+    assert_eq!(mails.len(), 3);
+    // One conversation's mails leave in the order they were queued.
     let ids: Vec<String> = mails
         .iter()
         .map(|m| header(m, "Message-ID").unwrap())
         .collect();
-    assert_ne!(ids[0], ids[1]);
-    assert_eq!(of_type(&events, "deskgate.outbound.sent").len(), 2);
+    let expected: Vec<String> = (1..=3)
+        .map(|n| format!("<deskgate.{conversation}.{n}@acme.test>"))
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(of_type(&events, "deskgate.outbound.sent").len(), 3);
     assert!(of_type(&events, "deskgate.outbound.failed").is_empty());
-    let reply_mail = mails
-        .iter()
-        .find(|m| header(m, "Auto-Submitted").is_none())
-        .unwrap();
+    assert_eq!(header(&mails[0], "Auto-Submitted").unwrap(), "auto-replied");
     assert_eq!(
-        header(reply_mail, "From").unwrap(),
+        header(&mails[1], "From").unwrap(),
         "\"Fay Fox from Acme\" <support@acme.test>"
     );
+    assert!(text_body(&mails[2]).starts_with("Fixed now."));
     let (status, again) = control_post(&client, &url, Some("down-1"), &reply).await;
     assert_eq!((status, again["duplicate"].clone()), (200, json!(true)));
-    assert_eq!(smtpd.messages().len(), 2);
+    assert_eq!(smtpd.messages().len(), 3);
 }
 
 #[tokio::test]

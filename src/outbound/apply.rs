@@ -139,7 +139,7 @@ fn reply(
         agent_id: Some(request.agent.id.clone()),
         ..item
     };
-    Ok(queue(batch, item))
+    queue(batch, item)
 }
 
 /// A Messenger or WhatsApp reply, if the platform's window still allows one.
@@ -236,23 +236,28 @@ fn new_item(
         status: ItemStatus::Pending,
         attempts: 0,
         created_at: at,
+        queue_seq: 0,
     })
 }
 
-/// Stores an item and puts it in the sender's pending index.
-pub(crate) fn queue(batch: &mut StateBatch<'_>, item: OutgoingItem) -> RequestOutcome {
+/// Stores an item and puts it at the end of the sender's queue.
+pub(crate) fn queue(
+    batch: &mut StateBatch<'_>,
+    mut item: OutgoingItem,
+) -> Result<RequestOutcome, StoreError> {
+    item.queue_seq = batch.next(&keys::counter("outgoing_queue"))?;
     batch.put(keys::outgoing(&item.id), &item);
-    batch.put(keys::outgoing_pending(&item.id), &());
+    batch.put(keys::outgoing_pending(item.queue_seq), &item.id);
     let message_id = match &item.payload {
         Payload::Email(mail) => Some(mail.message_id.clone()),
         _ => None,
     };
-    RequestOutcome {
+    Ok(RequestOutcome {
         status: "queued".to_owned(),
         item_id: Some(item.id),
         message_id,
         reason: None,
-    }
+    })
 }
 
 /// Asks for an automatic mail on a conversation: checks the recipient may get one, renders the
@@ -309,7 +314,7 @@ pub fn request_automatic(
         payload,
         request.requested_at,
     )?;
-    Ok(queue(batch, item))
+    queue(batch, item)
 }
 
 /// Why this recipient must not get this automatic mail, if it must not.
@@ -415,7 +420,7 @@ fn apply_outcome(
     item.status = status;
     let trigger = agent_emailed(batch, &item, outcome.at);
     batch.put(key, &item);
-    batch.remove(keys::outgoing_pending(&item.id));
+    batch.remove(keys::outgoing_pending(item.queue_seq));
     let draft = EventDraft {
         event_type,
         subject: item.ticket_id.clone(),

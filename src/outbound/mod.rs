@@ -239,6 +239,9 @@ pub struct OutgoingItem {
     pub status: ItemStatus,
     pub attempts: u32,
     pub created_at: DateTime<Utc>,
+    /// Its place in the sender's queue (`outgoing_pending/{queue_seq}`).
+    #[serde(default)]
+    pub queue_seq: u64,
 }
 
 impl OutgoingItem {

@@ -153,7 +153,8 @@ fn instant_reply(
         status: ItemStatus::Pending,
         attempts: 0,
         created_at: inbound.received_at,
+        queue_seq: 0,
     };
-    apply::queue(batch, item);
+    apply::queue(batch, item)?;
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! retry with jittered exponential backoff; backoff state lives in memory (a restart retries
 //! at once).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
@@ -140,13 +140,15 @@ impl Sender {
         tracing::debug!("outbound sender stopped");
     }
 
-    /// Tries every pending item that is due; returns how long until the next one is.
+    /// Tries every pending item that is due, in queue order; returns how long until the next
+    /// one is. Messages on one conversation leave in order: while one waits for a retry, the
+    /// ones queued after it on the same conversation wait too.
     async fn pass(&mut self, tracking: &mut Tracking) -> Duration {
         let cursor = self.position.borrow().cursor;
         tracking.awaiting.retain(|_, seq| *seq > cursor);
         let pending = match self
             .store
-            .state_scan::<()>(keys::OUTGOING_PENDING, None, 100_000)
+            .state_scan::<String>(keys::OUTGOING_PENDING, None, 100_000)
         {
             Ok(pending) => pending,
             Err(error) => {
@@ -155,11 +157,11 @@ impl Sender {
             }
         };
         let mut next = Duration::from_secs(30);
-        for (key, ()) in pending {
+        let mut waiting_conversations = HashSet::new();
+        for (_, id) in pending {
             if self.shutdown.is_cancelled() {
                 break;
             }
-            let id = String::from_utf8_lossy(&key[keys::OUTGOING_PENDING.len()..]).into_owned();
             if tracking.awaiting.contains_key(&id) {
                 continue;
             }
@@ -167,17 +169,30 @@ impl Sender {
                 self.record(tracking, outcome).await;
                 continue;
             }
-            let now = Instant::now();
-            if let Some(due) = tracking.next_due.get(&id).filter(|due| **due > now) {
-                next = next.min(*due - now);
+            let item = match self.store.state_get::<OutgoingItem>(&keys::outgoing(&id)) {
+                Ok(Some(item)) => item,
+                Ok(None) => {
+                    tracing::error!(item = %id, "pending outgoing message is missing");
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(%error, item = %id, "reading outgoing message failed");
+                    continue;
+                }
+            };
+            if waiting_conversations.contains(&item.conversation_id) {
                 continue;
             }
-            match self.store.state_get::<OutgoingItem>(&keys::outgoing(&id)) {
-                Ok(Some(item)) => self.attempt(tracking, item).await,
-                Ok(None) => tracing::error!(item = %id, "pending outgoing message is missing"),
-                Err(error) => {
-                    tracing::error!(%error, item = %id, "reading outgoing message failed")
+            let now = Instant::now();
+            if tracking.next_due.get(&id).is_none_or(|due| *due <= now) {
+                let conversation = item.conversation_id.clone();
+                self.attempt(tracking, item).await;
+                if !tracking.next_due.contains_key(&id) {
+                    continue;
                 }
+                waiting_conversations.insert(conversation);
+            } else {
+                waiting_conversations.insert(item.conversation_id);
             }
             if let Some(due) = tracking.next_due.get(&id) {
                 next = next.min(due.saturating_duration_since(Instant::now()));

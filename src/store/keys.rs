@@ -93,11 +93,14 @@ pub fn outgoing(item_id: &str) -> Vec<u8> {
     format!("outgoing/{item_id}").into_bytes()
 }
 
-/// Outgoing messages the sender still has to deliver: the key alone matters.
+/// Outgoing messages the sender still has to deliver, in the order they were queued (the value
+/// is the item id).
 pub const OUTGOING_PENDING: &[u8] = b"outgoing_pending/";
 
-pub fn outgoing_pending(item_id: &str) -> Vec<u8> {
-    format!("outgoing_pending/{item_id}").into_bytes()
+pub fn outgoing_pending(queue_seq: u64) -> Vec<u8> {
+    let mut key = OUTGOING_PENDING.to_vec();
+    key.extend_from_slice(&queue_seq.to_be_bytes());
+    key
 }
 
 /// What became of an outbound request journaled at this seq, for the control API's answer.
