@@ -369,3 +369,40 @@ async fn a_recipient_the_server_refuses_becomes_a_failed_event_after_retries() {
     let mails = smtpd.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(mails.len(), 1);
 }
+
+/// A pooled connection the server has dropped (here: the server restarted) must not fail the
+/// next send.
+#[tokio::test]
+async fn a_pooled_connection_the_server_dropped_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = deskgate::config::Config::parse(&format!(
+        "[channels.api]\nkind = \"api\"\n{}",
+        config(dir.path(), port, 10)
+    ))
+    .unwrap();
+    let blobs = deskgate::store::Blobs::open(dir.path()).unwrap();
+    let smtp = deskgate::outbound::smtp::Smtp::new(&config.outbound.mailboxes, blobs).unwrap();
+    let mail = |n: u32| deskgate::outbound::EmailPayload {
+        mailbox: "support".into(),
+        from_name: "Acme".into(),
+        from_address: "support@acme.test".into(),
+        to: "ida@example.com".into(),
+        subject: format!("mail {n}"),
+        text: "hello".into(),
+        html: None,
+        message_id: format!("deskgate.c.{n}@acme.test"),
+        in_reply_to: None,
+        references: Vec::new(),
+        auto_submitted: None,
+        attachments: Vec::new(),
+    };
+    let maildir = dir.path().join("maildir");
+    let first = Smtpd::start(&maildir, port);
+    smtp.send(&mail(1)).await.unwrap();
+    drop(first);
+    let second = Smtpd::start(&maildir, port);
+    let accepted = smtp.send(&mail(2)).await;
+    assert!(accepted.is_ok(), "{accepted:?}");
+    assert_eq!(second.wait_for(2, Duration::from_secs(20)).await.len(), 2);
+}
