@@ -273,8 +273,15 @@ async fn mail_queued_while_smtp_is_down_is_sent_exactly_once_after_it_returns() 
     let expected: Vec<String> = (1..=3)
         .map(|n| format!("<deskgate.{conversation}.{n}@acme.test>"))
         .collect();
-    assert_eq!(ids, expected);
-    assert_eq!(of_type(&events, "deskgate.outbound.sent").len(), 3);
+    assert_eq!(ids, expected, "{}", daemon.log());
+    let sent_order: Vec<String> = of_type(&events, "deskgate.outbound.sent")
+        .iter()
+        .map(|e| format!("<{}>", e["data"]["message_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        sent_order, expected,
+        "outcomes are journaled in sending order"
+    );
     assert!(of_type(&events, "deskgate.outbound.failed").is_empty());
     assert_eq!(header(&mails[0], "Auto-Submitted").unwrap(), "auto-replied");
     assert_eq!(

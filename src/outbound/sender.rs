@@ -58,7 +58,7 @@ impl Retry {
     }
 }
 
-/// What the sender remembers between passes.
+/// What the sender remembers between passes, per lane.
 #[derive(Default)]
 struct Tracking {
     /// Items whose final outcome is journaled at this seq but not yet applied.
@@ -126,9 +126,9 @@ impl Sender {
             _ = caught_up => {}
             () = self.shutdown.cancelled() => return,
         }
-        let mut tracking = Tracking::default();
+        let mut lanes = HashMap::new();
         loop {
-            let wait = self.pass(&mut tracking).await;
+            let wait = self.pass(&mut lanes).await;
             self.caps.retain_recent();
             self.caps.shrink_to_fit();
             tokio::select! {
@@ -140,12 +140,14 @@ impl Sender {
         tracing::debug!("outbound sender stopped");
     }
 
-    /// Tries every pending item that is due, in queue order; returns how long until the next
-    /// one is. Messages on one conversation leave in order: while one waits for a retry, the
-    /// ones queued after it on the same conversation wait too.
-    async fn pass(&mut self, tracking: &mut Tracking) -> Duration {
+    /// Tries every pending item that is due; returns how long until the next one is. Each
+    /// transport (a mailbox, a Graph channel) is a lane of its own, so a slow SMTP server does
+    /// not hold back Messenger replies; inside a lane items go one at a time, in queue order.
+    async fn pass(&self, lanes: &mut HashMap<String, Tracking>) -> Duration {
         let cursor = self.position.borrow().cursor;
-        tracking.awaiting.retain(|_, seq| *seq > cursor);
+        for tracking in lanes.values_mut() {
+            tracking.awaiting.retain(|_, seq| *seq > cursor);
+        }
         let pending = match self
             .store
             .state_scan::<String>(keys::OUTGOING_PENDING, None, 100_000)
@@ -156,12 +158,41 @@ impl Sender {
                 return Duration::from_secs(5);
             }
         };
+        let mut by_lane: HashMap<String, Vec<OutgoingItem>> = HashMap::new();
+        for (_, id) in pending {
+            match self.store.state_get::<OutgoingItem>(&keys::outgoing(&id)) {
+                Ok(Some(item)) => by_lane.entry(lane(&item)).or_default().push(item),
+                Ok(None) => tracing::error!(item = %id, "pending outgoing message is missing"),
+                Err(error) => {
+                    tracing::error!(%error, item = %id, "reading outgoing message failed")
+                }
+            }
+        }
+        let runs = by_lane.into_iter().map(|(name, items)| {
+            let mut tracking = lanes.remove(&name).unwrap_or_default();
+            async move {
+                let next = self.lane_pass(&mut tracking, items).await;
+                (name, tracking, next)
+            }
+        });
+        let mut next = Duration::from_secs(30);
+        for (name, tracking, lane_next) in futures::future::join_all(runs).await {
+            lanes.insert(name, tracking);
+            next = next.min(lane_next);
+        }
+        next.max(Duration::from_millis(10))
+    }
+
+    /// One lane's pending items, in queue order. Messages on one conversation leave in order:
+    /// while one waits for a retry, the ones queued after it on the same conversation wait too.
+    async fn lane_pass(&self, tracking: &mut Tracking, items: Vec<OutgoingItem>) -> Duration {
         let mut next = Duration::from_secs(30);
         let mut waiting_conversations = HashSet::new();
-        for (_, id) in pending {
+        for item in items {
             if self.shutdown.is_cancelled() {
                 break;
             }
+            let id = item.id.clone();
             if tracking.awaiting.contains_key(&id) {
                 continue;
             }
@@ -169,39 +200,26 @@ impl Sender {
                 self.record(tracking, outcome).await;
                 continue;
             }
-            let item = match self.store.state_get::<OutgoingItem>(&keys::outgoing(&id)) {
-                Ok(Some(item)) => item,
-                Ok(None) => {
-                    tracing::error!(item = %id, "pending outgoing message is missing");
-                    continue;
-                }
-                Err(error) => {
-                    tracing::error!(%error, item = %id, "reading outgoing message failed");
-                    continue;
-                }
-            };
             if waiting_conversations.contains(&item.conversation_id) {
                 continue;
             }
-            let now = Instant::now();
-            if tracking.next_due.get(&id).is_none_or(|due| *due <= now) {
-                let conversation = item.conversation_id.clone();
+            let conversation = item.conversation_id.clone();
+            if tracking
+                .next_due
+                .get(&id)
+                .is_none_or(|due| *due <= Instant::now())
+            {
                 self.attempt(tracking, item).await;
-                if !tracking.next_due.contains_key(&id) {
-                    continue;
-                }
-                waiting_conversations.insert(conversation);
-            } else {
-                waiting_conversations.insert(item.conversation_id);
             }
             if let Some(due) = tracking.next_due.get(&id) {
+                waiting_conversations.insert(conversation);
                 next = next.min(due.saturating_duration_since(Instant::now()));
             }
         }
-        next.max(Duration::from_millis(10))
+        next
     }
 
-    async fn attempt(&mut self, tracking: &mut Tracking, item: OutgoingItem) {
+    async fn attempt(&self, tracking: &mut Tracking, item: OutgoingItem) {
         let known = tracking.attempts.get(&item.id).copied().unwrap_or(0);
         let attempt = item.attempts.max(known) + 1;
         tracking.attempts.insert(item.id.clone(), attempt);
@@ -287,11 +305,22 @@ impl Sender {
                 tracking.next_due.remove(&id);
                 tracking.failures.remove(&id);
                 tracking.refusals.remove(&id);
+                tracking.attempts.remove(&id);
             }
             Err(error) => {
                 tracing::warn!(%error, item = %id, "could not journal the outcome; will retry");
                 tracking.unrecorded.insert(id, outcome);
             }
+        }
+    }
+}
+
+/// The transport an item goes out through.
+fn lane(item: &OutgoingItem) -> String {
+    match &item.payload {
+        Payload::Email(mail) => format!("mail/{}", mail.mailbox),
+        Payload::Messenger { channel, .. } | Payload::Whatsapp { channel, .. } => {
+            format!("graph/{channel}")
         }
     }
 }

@@ -103,7 +103,23 @@ pub fn maildir(dir: &Path) -> Vec<Vec<u8>> {
             files.extend(entries.map(|e| e.unwrap().path()));
         }
     }
-    files.sort();
+    // In delivery order: by the time the server wrote each file, then (file times are coarse)
+    // by the per-process counter in Python's Maildir names, `{secs}.M{usecs}P{pid}Q{n}.{host}`.
+    let counter = |f: &PathBuf| -> u64 {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let after_q = name
+            .split_once('Q')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        let digits: String = after_q.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap_or(0)
+    };
+    files.sort_by_key(|f| {
+        (
+            std::fs::metadata(f).unwrap().modified().unwrap(),
+            counter(f),
+        )
+    });
     files
         .into_iter()
         .map(|f| std::fs::read(f).unwrap())
