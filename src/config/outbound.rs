@@ -250,9 +250,38 @@ impl OutboundConfig {
                 format!("{path}.smtp"),
                 "username and password_file go together",
             );
+            if let Some(file) = &mailbox.smtp.password_file {
+                check(
+                    std::fs::metadata(file).is_ok_and(|m| m.is_file()),
+                    format!("{path}.smtp.password_file"),
+                    &format!("cannot read {}", file.display()),
+                );
+            }
             for channel in &mailbox.channels {
                 routed.entry(channel).or_insert_with(|| path.clone());
             }
+        }
+        let token_files = self
+            .messenger
+            .iter()
+            .map(|(c, m)| {
+                (
+                    format!("outbound.messenger.{c}.page_access_token_file"),
+                    &m.page_access_token_file,
+                )
+            })
+            .chain(self.whatsapp.iter().map(|(c, w)| {
+                (
+                    format!("outbound.whatsapp.{c}.access_token_file"),
+                    &w.access_token_file,
+                )
+            }));
+        for (path, file) in token_files {
+            check(
+                std::fs::metadata(file).is_ok_and(|m| m.is_file()),
+                path,
+                &format!("cannot read {}", file.display()),
+            );
         }
         let graph = self.messenger.keys().chain(self.whatsapp.keys());
         for channel in graph.chain(self.chat_channels.iter()) {
@@ -290,6 +319,7 @@ mod tests {
             "[channels.mail]\nkind = \"api\"\n\
              [outbound]\nauto_mail_per_recipient_per_hour = 0\ngraph_api_base_url = \"http://graph.example\"\n\
              chat_channels = [\"mail\", \"ghost\"]\n\
+             [outbound.whatsapp.ghost]\nphone_number_id = \"1\"\naccess_token_file = \"/nonexistent/token\"\n\
              [outbound.mailboxes.support]\naddress = \"nobody\"\ncompany_name = \"A\"\nchannels = [\"mail\"]\n\
              [outbound.mailboxes.support.smtp]\nhost = \"smtp.example.com\"\ntls = \"plain\"\nusername = \"u\"\n",
         )
@@ -303,6 +333,8 @@ mod tests {
             "outbound.mailboxes.support.smtp: username and password_file go together",
             "outbound: channel mail: is answered by more than one route",
             "outbound.ghost: names channel \"ghost\", which is not configured under [channels]",
+            "outbound.whatsapp.ghost.access_token_file: cannot read /nonexistent/token",
+            "outbound: channel ghost: is answered by more than one route",
         ];
         for want in expected {
             assert!(
