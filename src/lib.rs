@@ -10,6 +10,8 @@
 //! - [`journal`]: the single writer that makes every input durable before it is acknowledged.
 //! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message.
 //! - [`processor`]: applies journaled records in order, committing effects with its cursor.
+//! - [`outbound`]: what deskgate sends (acknowledgements, notifications, agents' replies over
+//!   SMTP, the Graph API and chat events): planned in the processor, delivered by a sender task.
 //! - [`channels`]: adapters from each channel's raw input to [`model::Inbound`].
 //! - [`http`]: the server, routes and the one place errors become responses.
 //! - [`app`]: builds and owns every task; start-up and ordered shutdown.
