@@ -162,7 +162,9 @@ fn messaging_payload(
         policy::whatsapp_window(context.last_customer_at, at)?;
         let to = user.ok_or_else(missing_user)?;
         return Ok(Payload::Whatsapp {
-            phone_number_id: planner.whatsapp[&channel].phone_number_id.clone(),
+            phone_number_id: route_config(&planner.whatsapp, &channel)?
+                .phone_number_id
+                .clone(),
             channel,
             to,
             text: request.text.clone(),
@@ -175,13 +177,23 @@ fn messaging_payload(
         policy::MessengerWindow::HumanAgent => ("MESSAGE_TAG", Some("HUMAN_AGENT".to_owned())),
     };
     Ok(Payload::Messenger {
-        page_id: planner.messenger[&channel].page_id.clone(),
+        page_id: route_config(&planner.messenger, &channel)?.page_id.clone(),
         channel,
         psid,
         text: request.text.clone(),
         messaging_type: messaging_type.to_owned(),
         tag,
     })
+}
+
+/// A channel's Graph settings; the route exists only when they do.
+fn route_config<'a, T>(
+    configs: &'a std::collections::BTreeMap<String, T>,
+    channel: &str,
+) -> Result<&'a T, String> {
+    configs
+        .get(channel)
+        .ok_or_else(|| format!("channel {channel:?} has no Graph settings"))
 }
 
 /// Chat replies go to the widget's backend as an event: deskgate holds no visitor socket.

@@ -43,8 +43,8 @@ pub fn inbound(
     }
     match ctx.planner.route(&conversation.channel) {
         Some(Route::Email { mailbox }) if threaded.new_ticket => {
-            let config = &ctx.planner.mailboxes[mailbox];
-            if config.acknowledge_new_tickets {
+            let config = ctx.planner.mailboxes.get(mailbox);
+            if let Some(config) = config.filter(|c| c.acknowledge_new_tickets) {
                 let request = AutomaticRequest {
                     idempotency_key: format!("ack:{}", conversation.id),
                     kind: AutomaticKind::Acknowledgement,
@@ -130,7 +130,9 @@ fn instant_reply(
     threaded: &Threaded,
     inbound: &Inbound,
 ) -> Result<(), StoreError> {
-    let config = &ctx.planner.messenger[&context.channel];
+    let Some(config) = ctx.planner.messenger.get(&context.channel) else {
+        return Ok(());
+    };
     let (Some(text), Some(psid)) = (&config.instant_reply, &context.channel_user) else {
         return Ok(());
     };
