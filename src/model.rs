@@ -345,7 +345,13 @@ pub enum SendResult {
     /// The provider accepted it.
     Sent { provider_id: String },
     /// Given up: a permanent refusal, or transient failures for too long.
-    Failed { error: String },
+    Failed {
+        error: String,
+        /// The server said the recipient's mailbox does not exist (SMTP 5.1.x): a synchronous
+        /// hard bounce, which suppresses the address for automatic mail.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recipient_unknown: bool,
+    },
     /// Not sent: an automatic mail over the recipient's cap.
     Capped { reason: String },
 }

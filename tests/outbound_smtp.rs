@@ -375,6 +375,18 @@ async fn a_recipient_the_server_refuses_becomes_a_failed_event_after_retries() {
     );
     let mails = smtpd.wait_for(1, Duration::from_secs(30)).await;
     assert_eq!(mails.len(), 1);
+
+    // "No such mailbox" (5.1.1) is a hard bounce: no more automatic mail to that address.
+    let again = api_message("r3", "t3", "refuse-me@example.com", "hello again");
+    post_message(&client, &daemon, &again).await;
+    let events = wait_events(&daemon, "deskgate.outbound.suppressed", 1).await;
+    let suppressed = of_type(&events, "deskgate.outbound.suppressed");
+    let reason = suppressed[0]["data"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("refuse-me@example.com is suppressed"),
+        "{reason}"
+    );
+    assert!(reason.contains("5.1.1"), "{reason}");
 }
 
 /// A pooled connection the server has dropped (here: the server restarted) must not fail the

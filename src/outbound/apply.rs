@@ -415,13 +415,25 @@ fn apply_outcome(
             },
             EventType::OutboundSent,
         ),
-        SendResult::Failed { error } => (
-            ItemStatus::Failed {
-                error: error.clone(),
-                at: outcome.at,
-            },
-            EventType::OutboundFailed,
-        ),
+        SendResult::Failed {
+            error,
+            recipient_unknown,
+        } => {
+            if *recipient_unknown {
+                let reason = format!(
+                    "the server refused it at {}: {error}",
+                    outcome.at.to_rfc3339()
+                );
+                batch.put(keys::suppressed(&item.recipient().to_lowercase()), &reason);
+            }
+            (
+                ItemStatus::Failed {
+                    error: error.clone(),
+                    at: outcome.at,
+                },
+                EventType::OutboundFailed,
+            )
+        }
         SendResult::Capped { reason } => (
             ItemStatus::Suppressed {
                 reason: reason.clone(),
@@ -485,7 +497,7 @@ fn event_data(
     });
     match result {
         SendResult::Sent { provider_id } => data["provider_id"] = json!(provider_id),
-        SendResult::Failed { error } => data["error"] = json!(error),
+        SendResult::Failed { error, .. } => data["error"] = json!(error),
         SendResult::Capped { reason } => data["reason"] = json!(reason),
         SendResult::Attempting => {}
     }

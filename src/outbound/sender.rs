@@ -33,7 +33,11 @@ pub enum Failure {
     /// May pass by itself (a deferral, an outage, a rate limit): retry with backoff.
     Transient(String),
     /// The server refused (SMTP 5xx): retried up to `permanent_attempts` times in all.
-    Refused(String),
+    /// `recipient_unknown` when it said the mailbox does not exist (5.1.x).
+    Refused {
+        error: String,
+        recipient_unknown: bool,
+    },
     /// Can never succeed (a closed messaging window, a malformed message): failed at once.
     Permanent(String),
 }
@@ -262,18 +266,28 @@ impl Sender {
         };
         let final_result = match sent {
             Ok(provider_id) => Some(SendResult::Sent { provider_id }),
-            Err(Failure::Permanent(error)) => Some(SendResult::Failed { error }),
-            Err(Failure::Refused(error)) => {
+            Err(Failure::Permanent(error)) => Some(SendResult::Failed {
+                error,
+                recipient_unknown: false,
+            }),
+            Err(Failure::Refused {
+                error,
+                recipient_unknown,
+            }) => {
                 tracing::warn!(item = %item.id, %error, attempt, "the server refused the message");
                 let refusals = tracking.refusals.entry(item.id.clone()).or_default();
                 *refusals += 1;
-                (*refusals >= self.retry.permanent_attempts).then_some(SendResult::Failed { error })
+                (*refusals >= self.retry.permanent_attempts).then_some(SendResult::Failed {
+                    error,
+                    recipient_unknown,
+                })
             }
             Err(Failure::Transient(error)) => {
                 let age = Utc::now() - item.created_at;
                 tracing::warn!(item = %item.id, %error, attempt, "send failed; will retry");
                 (age > self.retry.give_up_after).then(|| SendResult::Failed {
                     error: format!("gave up after {attempt} attempts: {error}"),
+                    recipient_unknown: false,
                 })
             }
         };

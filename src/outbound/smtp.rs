@@ -85,9 +85,10 @@ impl Smtp {
                     transport.timeout.as_secs()
                 ))),
                 Ok(Ok(response)) => Ok(response.message().collect::<Vec<_>>().join(" ")),
-                Ok(Err(error)) if error.is_permanent() => Err(Failure::Refused(format!(
-                    "SMTP server refused the mail: {error}"
-                ))),
+                Ok(Err(error)) if error.is_permanent() => Err(Failure::Refused {
+                    recipient_unknown: recipient_unknown(&error),
+                    error: format!("SMTP server refused the mail: {error}"),
+                }),
                 Ok(Err(error)) if error.is_transient() => Err(Failure::Transient(format!(
                     "SMTP server deferred the mail: {error}"
                 ))),
@@ -101,6 +102,14 @@ impl Smtp {
             };
         }
     }
+}
+
+/// Whether a permanent refusal says the mailbox does not exist: 550/551/553 with an enhanced
+/// status 5.1.x (bad destination mailbox or address).
+fn recipient_unknown(error: &lettre::transport::smtp::Error) -> bool {
+    let code = error.status().map(|c| c.to_string()).unwrap_or_default();
+    let text = error.to_string();
+    matches!(code.as_str(), "550" | "551" | "553") && text.contains(" 5.1.")
 }
 
 fn raw(name: &'static str, value: &str) -> HeaderValue {
