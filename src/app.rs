@@ -22,6 +22,8 @@ use crate::events::{OutboxReader, OutboxWriter};
 use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
+use crate::outbound::sender::Sender;
+use crate::outbound::Planner;
 use crate::processor::{self, Processor};
 use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, Store};
@@ -59,9 +61,11 @@ impl App {
         let minter = Minter::new(instance_id);
         let rules = Arc::new(RuleSet::compile(&config));
         let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
+        let planner = Planner::new(&config.outbound).map_err(|e| anyhow::anyhow!("{e}"))?;
         let processor =
             Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
-                .with_routing(Arc::clone(&rules));
+                .with_routing(Arc::clone(&rules))
+                .with_outbound(Arc::new(planner));
         let position = processor
             .position()
             .context("reading the processor's position")?;
@@ -81,6 +85,17 @@ impl App {
         let processor = processor::start(processor, journal.durable(), position_tx);
 
         let mailboxes = spawn_mailboxes(&config, &tracker, &shutdown, (&store, &blobs, &journal));
+        // The sender holds a journal handle: it must stop before the writer can (see below).
+        let sender = Sender::new(
+            &config.outbound,
+            store.clone(),
+            blobs.clone(),
+            journal.clone(),
+            position_rx.clone(),
+            shutdown.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sender = tokio::spawn(sender.run());
 
         let tokens = config
             .control
@@ -145,6 +160,12 @@ impl App {
             // The routers (and every journal handle in them) are gone with the servers: the
             // writer drains its queue, flushes, and stops; the processor then catches up.
             let grace = Duration::from_secs(server_config.shutdown_grace_secs);
+            let mut sender = sender;
+            if tokio::time::timeout(grace, &mut sender).await.is_err() {
+                // An unfinished send is retried at the next start; its journal handle must go.
+                tracing::warn!("outbound sender still busy after the grace period; stopping it");
+                sender.abort();
+            }
             let writer_done = tokio::task::spawn_blocking(move || writer.join());
             if tokio::time::timeout(grace, writer_done).await.is_err() {
                 tracing::warn!("journal writer still busy after the grace period");

@@ -14,6 +14,8 @@
 //! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message;
 //!   [`delivery`]: non-message items (delivery statuses, platform notices).
 //! - [`processor`]: applies journaled records in order, committing effects with its cursor.
+//! - [`outbound`]: what deskgate sends (acknowledgements, notifications, agents' replies over
+//!   SMTP, the Graph API and chat events): planned in the processor, delivered by a sender task.
 //! - [`channels`]: adapters from each channel's raw input to [`model::Inbound`].
 //! - [`http`]: the server, routes and the one place errors become responses.
 //! - [`app`]: builds and owns every task; start-up and ordered shutdown.
@@ -30,6 +32,7 @@ pub mod http;
 pub mod ids;
 pub mod journal;
 pub mod model;
+pub mod outbound;
 pub mod processor;
 pub mod routing;
 pub mod store;

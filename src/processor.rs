@@ -24,6 +24,7 @@ use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::model::{Inbound, Record};
+use crate::outbound::{self, Planner};
 use crate::routing::RuleSet;
 use crate::store::{keys, StateBatch, Store, StoreError};
 use crate::tickets;
@@ -52,6 +53,8 @@ pub struct Processor {
     batch_size: usize,
     /// Routing rules, pipelines and the directory's base, compiled from config.
     routing: Arc<RuleSet>,
+    /// Sending configuration: which requests become outgoing items, and how.
+    outbound: Arc<Planner>,
 }
 
 /// Where the processor stands after a step.
@@ -71,6 +74,21 @@ impl Processor {
             outbox,
             batch_size,
             routing: Arc::new(RuleSet::default()),
+            outbound: Arc::new(Planner::disabled()),
+        }
+    }
+
+    /// Uses this sending configuration (by default every send is refused as unrouted).
+    pub fn with_outbound(mut self, planner: Arc<Planner>) -> Self {
+        self.outbound = planner;
+        self
+    }
+
+    fn outbound_ctx(&self) -> outbound::apply::Ctx<'_> {
+        outbound::apply::Ctx {
+            planner: &self.outbound,
+            outbox: &self.outbox,
+            minter: &self.minter,
         }
     }
 
@@ -165,6 +183,9 @@ impl Processor {
                 tickets::apply_control(&self.routing, batch, minter, outbox, seq, control)
             }
             Record::Event(event) => crate::delivery::apply(batch, &self.outbox, seq, event),
+            Record::Outbound(outbound) => {
+                outbound::apply::apply(&self.outbound_ctx(), batch, seq, outbound)
+            }
         }
     }
 
@@ -208,7 +229,9 @@ impl Processor {
             data,
         };
         self.outbox.push(batch, at, &draft)?;
-        tickets::push_events(&self.outbox, batch, at, &routed.events)
+        tickets::push_events(&self.outbox, batch, at, &routed.events)?;
+        outbound::observe::inbound(&self.outbound_ctx(), batch, seq, inbound, &threaded)?;
+        Ok(())
     }
 
     fn message_data(&self, seq: u64, inbound: &Inbound, threaded: &Threaded) -> serde_json::Value {
@@ -271,6 +294,11 @@ impl Processor {
             Some(Record::Event(event)) => {
                 (event.received_at, Some(event.external_id.clone()), None)
             }
+            Some(Record::Outbound(outbound)) => (
+                outbound::record_time(outbound),
+                Some(outbound.dedupe_key().external_id),
+                None,
+            ),
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.
             None => (DateTime::<Utc>::UNIX_EPOCH, None, None),

@@ -22,7 +22,7 @@ pub fn item_kind(record: &Record) -> &'static str {
             ChannelEventKind::DeliveryStatus => "delivery_status",
             ChannelEventKind::Other => "other",
         },
-        Record::Quarantine(_) | Record::Control(_) => "other",
+        Record::Quarantine(_) | Record::Control(_) | Record::Outbound(_) => "other",
     }
 }
 
@@ -57,6 +57,10 @@ pub fn describe(record: &Record) -> Value {
         Record::Control(control) => json!({
             "kind": kind,
             "external_id": control.key,
+        }),
+        Record::Outbound(outbound) => json!({
+            "kind": kind,
+            "external_id": outbound.dedupe_key().external_id,
         }),
         Record::Quarantine(input) => json!({
             "kind": kind,

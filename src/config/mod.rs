@@ -27,6 +27,8 @@ pub use meta::MetaConfig;
 pub mod imap;
 
 pub use imap::ImapConfig;
+pub mod outbound;
+pub use outbound::OutboundConfig;
 
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +52,9 @@ pub struct Config {
     /// Users, teams and ticket pipelines.
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// Sending: SMTP per team mailbox, the Graph API, templates, caps (`src/config/outbound.rs`).
+    #[serde(default)]
+    pub outbound: OutboundConfig,
 }
 
 /// The HTTP listener.
@@ -522,6 +527,7 @@ impl Config {
         }
         problems.extend(tokens.err());
         problems.extend(self.routing.validate(&self.channels));
+        problems.extend(self.outbound.validate(self.channels.keys()));
         problems
     }
 }

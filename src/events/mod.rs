@@ -34,6 +34,10 @@ pub enum EventType {
     MessageDeliveryStatus,
     /// Something a channel reported that is not a message (template, account, call notices).
     ChannelEvent,
+    OutboundSent,
+    OutboundFailed,
+    OutboundSuppressed,
+    OutboundChatMessage,
 }
 
 impl EventType {
@@ -56,6 +60,10 @@ impl EventType {
             EventType::ConversationSpam => "deskgate.conversation.spam",
             EventType::MessageDeliveryStatus => "deskgate.message.delivery_status",
             EventType::ChannelEvent => "deskgate.channel.event",
+            EventType::OutboundSent => "deskgate.outbound.sent",
+            EventType::OutboundFailed => "deskgate.outbound.failed",
+            EventType::OutboundSuppressed => "deskgate.outbound.suppressed",
+            EventType::OutboundChatMessage => "deskgate.outbound.chat_message",
         }
     }
 }

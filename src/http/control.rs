@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::{header, StatusCode};
 use serde::Deserialize;
@@ -51,6 +51,15 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(super::mail_control::attachment),
         )
         .merge(super::routing_control::router())
+        .route(
+            "/v1/control/conversations/{conversation_id}/replies",
+            post(super::outbound::reply),
+        )
+        .route(
+            "/v1/control/outbound/automatic",
+            post(super::outbound::automatic),
+        )
+        .route("/v1/control/outbound/{item_id}", get(super::outbound::item))
         .route_layer(middleware::from_fn_with_state(state, require_token))
 }
 

@@ -4,6 +4,7 @@
 mod control;
 mod error;
 mod mail_control;
+mod outbound;
 pub mod ratelimit;
 mod routes;
 mod routing_control;

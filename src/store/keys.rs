@@ -105,3 +105,39 @@ pub fn control_outcome(journal_seq: u64) -> Vec<u8> {
     key.extend_from_slice(&journal_seq.to_be_bytes());
     key
 }
+/// An outgoing message (see `outbound`).
+pub fn outgoing(item_id: &str) -> Vec<u8> {
+    format!("outgoing/{item_id}").into_bytes()
+}
+
+/// Outgoing messages the sender still has to deliver, in the order they were queued (the value
+/// is the item id).
+pub const OUTGOING_PENDING: &[u8] = b"outgoing_pending/";
+
+pub fn outgoing_pending(queue_seq: u64) -> Vec<u8> {
+    let mut key = OUTGOING_PENDING.to_vec();
+    key.extend_from_slice(&queue_seq.to_be_bytes());
+    key
+}
+
+/// What became of an outbound request journaled at this seq, for the control API's answer.
+pub fn outbound_request(journal_seq: u64) -> Vec<u8> {
+    let mut key = b"outbound_request/".to_vec();
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
+}
+
+/// What deskgate needs to answer on a conversation (addresses, threading, window times).
+pub fn reply_context(conversation_id: &str) -> Vec<u8> {
+    format!("reply_context/{conversation_id}").into_bytes()
+}
+
+/// Addresses that hard-bounced: no automatic mail goes to them.
+pub fn suppressed(address: &str) -> Vec<u8> {
+    format!("suppressed/{address}").into_bytes()
+}
+
+/// The last time an agent's mail reply went out on a ticket (the `agent_emailed` trigger).
+pub fn agent_emailed(ticket_id: &str) -> Vec<u8> {
+    format!("agent_emailed/{ticket_id}").into_bytes()
+}

@@ -1,0 +1,359 @@
+//! What deskgate needs to speak: SMTP transports per team mailbox, the Graph API for Messenger
+//! and WhatsApp, chat hand-over, templates, automatic-mail caps and retry bounds.
+//!
+//! Which channel a conversation is answered on is decided by channel id: a channel listed in a
+//! mailbox's `channels` is answered by mail from that mailbox; a channel with a `messenger` or
+//! `whatsapp` entry through the Graph API; a channel in `chat_channels` through events.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::ConfigProblem;
+
+/// `[outbound]`: everything about sending.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// A directory whose `{name}.subject`, `{name}.txt` and `{name}.html` files replace the
+    /// shipped templates of the same name (`ticket_received`, `ticket_closed`,
+    /// `internal_notification`) or add new ones.
+    pub templates_dir: Option<PathBuf>,
+    /// The most automatic mails (acknowledgements, notifications) one recipient gets per hour.
+    pub auto_mail_per_recipient_per_hour: u32,
+    /// The Graph API base, with its version (tests point it at a loopback server).
+    pub graph_api_base_url: String,
+    /// Each HTTP call to the Graph API must finish within this time.
+    pub graph_timeout_secs: u64,
+    /// First retry delay after a transient failure; doubles per attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// The longest delay between two attempts.
+    pub retry_max_secs: u64,
+    /// A message still failing transiently after this long is given up (`deskgate.outbound.failed`).
+    pub give_up_after_secs: u64,
+    /// A permanent SMTP answer (5xx) is tried this many times in all before it counts as failed.
+    pub permanent_attempts: u32,
+    /// Team mailboxes by name.
+    pub mailboxes: BTreeMap<String, MailboxConfig>,
+    /// Messenger pages by channel id.
+    pub messenger: BTreeMap<String, MessengerConfig>,
+    /// WhatsApp business numbers by channel id.
+    pub whatsapp: BTreeMap<String, WhatsappConfig>,
+    /// Chat channels: agents' replies are handed to the widget's backend as
+    /// `deskgate.outbound.chat_message` events.
+    pub chat_channels: Vec<String>,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            templates_dir: None,
+            auto_mail_per_recipient_per_hour: 10,
+            graph_api_base_url: "https://graph.facebook.com/v21.0".to_owned(),
+            graph_timeout_secs: 20,
+            retry_base_ms: 1_000,
+            retry_max_secs: 300,
+            give_up_after_secs: 2 * 24 * 3600,
+            permanent_attempts: 3,
+            mailboxes: BTreeMap::new(),
+            messenger: BTreeMap::new(),
+            whatsapp: BTreeMap::new(),
+            chat_channels: Vec::new(),
+        }
+    }
+}
+
+/// `[outbound.mailboxes.NAME]`: one team mailbox that mail is sent from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxConfig {
+    /// The address mail is sent from (and customers reply to).
+    pub address: String,
+    /// The company name shown in From.
+    pub company_name: String,
+    /// `agent_and_company` ("Ana from Acme") or `company` ("Acme").
+    #[serde(default)]
+    pub from_name: FromNameMode,
+    /// Channel ids whose conversations are answered from this mailbox.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// The domain in Message-IDs deskgate mints; defaults to the address's domain.
+    #[serde(default)]
+    pub message_id_domain: Option<String>,
+    /// Appended to agents' replies; `{{ agent_full_name }}`, `{{ agent_first_name }}` and
+    /// `{{ agent_last_name }}` are replaced by the sending agent's names.
+    #[serde(default)]
+    pub signature_text: Option<String>,
+    /// The HTML form of the signature, same tokens (HTML-escaped).
+    #[serde(default)]
+    pub signature_html: Option<String>,
+    /// Send the `ticket_received` template when a message opens a ticket on these channels.
+    #[serde(default)]
+    pub acknowledge_new_tickets: bool,
+    /// The template for acknowledgements.
+    #[serde(default = "default_ack_template")]
+    pub acknowledgement_template: String,
+    pub smtp: SmtpConfig,
+}
+
+fn default_ack_template() -> String {
+    "ticket_received".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FromNameMode {
+    #[default]
+    AgentAndCompany,
+    Company,
+}
+
+/// `[outbound.mailboxes.NAME.smtp]`: the transport for one mailbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Defaults by `tls`: 465 implicit, 587 starttls, 25 plain.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `implicit` (TLS from the first byte), `starttls`, or `plain` (loopback only, for tests).
+    #[serde(default)]
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding the password (never inline), for example under `$CREDENTIALS_DIRECTORY`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The most pooled connections kept open.
+    #[serde(default = "default_pool_max")]
+    pub pool_max: u32,
+    /// A whole send (connect, commands, data) must finish within this time.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_secs: u64,
+}
+
+fn default_pool_max() -> u32 {
+    4
+}
+
+fn default_send_timeout() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    Implicit,
+    #[default]
+    Starttls,
+    Plain,
+}
+
+impl SmtpConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::Implicit => 465,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Plain => 25,
+        })
+    }
+}
+
+/// `[outbound.messenger.CHANNEL]`: a Facebook page answered through the Send API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessengerConfig {
+    /// The page id (`POST {graph}/{page_id}/messages`).
+    pub page_id: String,
+    /// A file holding the page access token.
+    pub page_access_token_file: PathBuf,
+    /// Sent once after a visitor's first message on the page, when set.
+    #[serde(default)]
+    pub instant_reply: Option<String>,
+}
+
+/// `[outbound.whatsapp.CHANNEL]`: a WhatsApp business number answered through the Cloud API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappConfig {
+    /// The business phone number id (`POST {graph}/{phone_number_id}/messages`).
+    pub phone_number_id: String,
+    /// A file holding the access token.
+    pub access_token_file: PathBuf,
+}
+
+impl OutboundConfig {
+    /// Every problem in `[outbound]`, with its path; `channels` are the configured channel ids.
+    pub fn validate<'a>(
+        &self,
+        channels: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<ConfigProblem> {
+        let channels: Vec<&String> = channels.into_iter().collect();
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, path: String, message: &str| {
+            if !ok {
+                problems.push(ConfigProblem {
+                    path,
+                    message: message.to_owned(),
+                });
+            }
+        };
+        check(
+            self.auto_mail_per_recipient_per_hour > 0,
+            "outbound.auto_mail_per_recipient_per_hour".into(),
+            "must be > 0",
+        );
+        check(
+            self.graph_api_base_url.starts_with("https://")
+                || self.graph_api_base_url.starts_with("http://127.")
+                || self.graph_api_base_url.starts_with("http://localhost"),
+            "outbound.graph_api_base_url".into(),
+            "must be an https URL (plain http only on loopback)",
+        );
+        check(
+            self.retry_base_ms > 0,
+            "outbound.retry_base_ms".into(),
+            "must be > 0",
+        );
+        check(
+            self.permanent_attempts > 0,
+            "outbound.permanent_attempts".into(),
+            "must be > 0",
+        );
+        let mut routed: BTreeMap<&str, String> = BTreeMap::new();
+        for (name, mailbox) in &self.mailboxes {
+            let path = format!("outbound.mailboxes.{name}");
+            check(
+                mailbox.address.contains('@'),
+                format!("{path}.address"),
+                "must be an email address",
+            );
+            check(
+                mailbox.smtp.pool_max > 0,
+                format!("{path}.smtp.pool_max"),
+                "must be > 0",
+            );
+            check(
+                mailbox.smtp.send_timeout_secs > 0,
+                format!("{path}.smtp.send_timeout_secs"),
+                "must be > 0",
+            );
+            check(
+                mailbox.smtp.tls != SmtpTls::Plain || is_loopback(&mailbox.smtp.host),
+                format!("{path}.smtp.tls"),
+                "plain (unencrypted) SMTP is allowed only to a loopback host",
+            );
+            check(
+                mailbox.smtp.username.is_some() == mailbox.smtp.password_file.is_some(),
+                format!("{path}.smtp"),
+                "username and password_file go together",
+            );
+            if let Some(file) = &mailbox.smtp.password_file {
+                check(
+                    std::fs::metadata(file).is_ok_and(|m| m.is_file()),
+                    format!("{path}.smtp.password_file"),
+                    &format!("cannot read {}", file.display()),
+                );
+            }
+            for channel in &mailbox.channels {
+                routed.entry(channel).or_insert_with(|| path.clone());
+            }
+        }
+        let token_files = self
+            .messenger
+            .iter()
+            .map(|(c, m)| {
+                (
+                    format!("outbound.messenger.{c}.page_access_token_file"),
+                    &m.page_access_token_file,
+                )
+            })
+            .chain(self.whatsapp.iter().map(|(c, w)| {
+                (
+                    format!("outbound.whatsapp.{c}.access_token_file"),
+                    &w.access_token_file,
+                )
+            }));
+        for (path, file) in token_files {
+            check(
+                std::fs::metadata(file).is_ok_and(|m| m.is_file()),
+                path,
+                &format!("cannot read {}", file.display()),
+            );
+        }
+        let graph = self.messenger.keys().chain(self.whatsapp.keys());
+        for channel in graph.chain(self.chat_channels.iter()) {
+            check(
+                !routed.contains_key(channel.as_str()),
+                format!("outbound: channel {channel}"),
+                "is answered by more than one route",
+            );
+            routed
+                .entry(channel)
+                .or_insert_with(|| format!("outbound.{channel}"));
+        }
+        for (channel, path) in &routed {
+            check(
+                channels.iter().any(|c| c.as_str() == *channel),
+                path.clone(),
+                &format!("names channel {channel:?}, which is not configured under [channels]"),
+            );
+        }
+        problems
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn outbound_problems_are_reported_with_their_paths() {
+        let config = Config::parse(
+            "[channels.mail]\nkind = \"api\"\n\
+             [outbound]\nauto_mail_per_recipient_per_hour = 0\ngraph_api_base_url = \"http://graph.example\"\n\
+             chat_channels = [\"mail\", \"ghost\"]\n\
+             [outbound.whatsapp.ghost]\nphone_number_id = \"1\"\naccess_token_file = \"/nonexistent/token\"\n\
+             [outbound.mailboxes.support]\naddress = \"nobody\"\ncompany_name = \"A\"\nchannels = [\"mail\"]\n\
+             [outbound.mailboxes.support.smtp]\nhost = \"smtp.example.com\"\ntls = \"plain\"\nusername = \"u\"\n",
+        )
+        .unwrap();
+        let problems: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+        let expected = [
+            "outbound.auto_mail_per_recipient_per_hour: must be > 0",
+            "outbound.graph_api_base_url: must be an https URL",
+            "outbound.mailboxes.support.address: must be an email address",
+            "outbound.mailboxes.support.smtp.tls: plain (unencrypted) SMTP is allowed only to a loopback host",
+            "outbound.mailboxes.support.smtp: username and password_file go together",
+            "outbound: channel mail: is answered by more than one route",
+            "outbound.ghost: names channel \"ghost\", which is not configured under [channels]",
+            "outbound.whatsapp.ghost.access_token_file: cannot read /nonexistent/token",
+            "outbound: channel ghost: is answered by more than one route",
+        ];
+        for want in expected {
+            assert!(
+                problems.iter().any(|p| p.starts_with(want)),
+                "missing {want:?} in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn a_loopback_plain_mailbox_is_valid() {
+        let config = Config::parse(
+            "[channels.mail]\nkind = \"api\"\n\
+             [outbound.mailboxes.support]\naddress = \"help@acme.test\"\ncompany_name = \"Acme\"\nchannels = [\"mail\"]\n\
+             [outbound.mailboxes.support.smtp]\nhost = \"127.0.0.1\"\nport = 2525\ntls = \"plain\"\n",
+        )
+        .unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(config.outbound.mailboxes["support"].smtp.port(), 2525);
+    }
+}

@@ -1,0 +1,508 @@
+//! The processor's half of sending: turning journaled requests into outgoing items, and
+//! journaled outcomes into item states and events.
+//!
+//! Everything here runs inside a processor step: deterministic, times from records, ids from
+//! the minter. Routing hooks in through [`request_automatic`] (acknowledgement and notification
+//! mail asked for while applying a message) and [`agent_emailed`] (the status trigger after an
+//! agent's mail went out).
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{
+    compose, message_id, policy, ItemStatus, OutgoingItem, Payload, Planner, Purpose, ReplyContext,
+    RequestOutcome, Route,
+};
+use crate::conversations::Conversation;
+use crate::events::{EventDraft, EventType, OutboxWriter};
+use crate::ids::Minter;
+use crate::model::{
+    AutomaticKind, AutomaticRequest, OutboundOutcome, OutboundRecord, ReplyRequest, SendResult,
+};
+use crate::store::{keys, StateBatch, StoreError};
+
+/// What the processor lends to outbound while applying one record.
+pub struct Ctx<'a> {
+    pub planner: &'a Planner,
+    pub outbox: &'a OutboxWriter,
+    pub minter: &'a Minter,
+}
+
+/// Applies one journaled outbound record.
+pub fn apply(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    seq: u64,
+    record: &OutboundRecord,
+) -> Result<(), StoreError> {
+    let outcome = match record {
+        OutboundRecord::Reply(request) => reply(ctx, batch, seq, request)?,
+        OutboundRecord::Automatic(request) => request_automatic(ctx, batch, seq, request)?,
+        OutboundRecord::Outcome(outcome) => return apply_outcome(ctx, batch, outcome),
+    };
+    batch.put(keys::outbound_request(seq), &outcome);
+    Ok(())
+}
+
+fn refused(reason: String) -> RequestOutcome {
+    RequestOutcome {
+        status: "refused".to_owned(),
+        item_id: None,
+        message_id: None,
+        reason: Some(reason),
+    }
+}
+
+/// The conversation and what deskgate knows to answer on it.
+fn conversation_context(
+    batch: &StateBatch<'_>,
+    conversation_id: &str,
+) -> Result<Option<(Conversation, ReplyContext)>, StoreError> {
+    let Some(conversation) = batch.get::<Conversation>(&keys::conversation(conversation_id))?
+    else {
+        return Ok(None);
+    };
+    let context = batch
+        .get::<ReplyContext>(&keys::reply_context(conversation_id))?
+        .unwrap_or_else(|| ReplyContext {
+            conversation_id: conversation.id.clone(),
+            ticket_id: conversation.ticket_id.clone(),
+            channel: conversation.channel.clone(),
+            ..ReplyContext::default()
+        });
+    Ok(Some((conversation, context)))
+}
+
+/// The next Message-ID on a conversation sent from a mailbox.
+fn next_message_id(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    mailbox: &str,
+    conversation_id: &str,
+) -> Result<String, StoreError> {
+    let n = batch.next(&keys::counter(&format!("mail/{conversation_id}")))?;
+    let domain = ctx
+        .planner
+        .mailboxes
+        .get(mailbox)
+        .map(compose::message_id_domain)
+        .unwrap_or_default();
+    Ok(message_id::outbound_message_id(conversation_id, n, &domain))
+}
+
+fn reply(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    seq: u64,
+    request: &ReplyRequest,
+) -> Result<RequestOutcome, StoreError> {
+    let Some((conversation, context)) = conversation_context(batch, &request.conversation_id)?
+    else {
+        return Ok(refused(format!(
+            "conversation_id: no conversation {:?}",
+            request.conversation_id
+        )));
+    };
+    let channel = conversation.channel.clone();
+    let Some(route) = ctx.planner.route(&channel).cloned() else {
+        return Ok(refused(format!(
+            "channel {channel:?} has no outbound route (configure it under [outbound])"
+        )));
+    };
+    let at = request.requested_at;
+    let payload = match route {
+        Route::Email { mailbox } => {
+            let id = next_message_id(ctx, batch, &mailbox, &conversation.id)?;
+            match compose::agent_reply(ctx.planner, &mailbox, &context, request, id) {
+                Ok(mail) => Payload::Email(Box::new(mail)),
+                Err(reason) => return Ok(refused(reason)),
+            }
+        }
+        Route::Messenger | Route::Whatsapp => {
+            match messaging_payload(ctx.planner, &route, &context, request) {
+                Ok(payload) => payload,
+                Err(reason) => return Ok(refused(reason)),
+            }
+        }
+        Route::Chat => return hand_to_chat(ctx, batch, &conversation, request),
+    };
+    let item = new_item(
+        ctx,
+        batch,
+        seq,
+        &conversation,
+        Purpose::AgentReply,
+        payload,
+        at,
+    )?;
+    let item = OutgoingItem {
+        agent_id: Some(request.agent.id.clone()),
+        ..item
+    };
+    queue(batch, item)
+}
+
+/// A Messenger or WhatsApp reply, if the platform's window still allows one.
+fn messaging_payload(
+    planner: &Planner,
+    route: &Route,
+    context: &ReplyContext,
+    request: &ReplyRequest,
+) -> Result<Payload, String> {
+    let at = request.requested_at;
+    let channel = context.channel.clone();
+    let user = context.channel_user.clone();
+    let missing_user = || {
+        format!(
+            "conversation {} has no user id on {channel:?}",
+            context.conversation_id
+        )
+    };
+    if *route == Route::Whatsapp {
+        policy::whatsapp_window(context.last_customer_at, at)?;
+        let to = user.ok_or_else(missing_user)?;
+        return Ok(Payload::Whatsapp {
+            phone_number_id: route_config(&planner.whatsapp, &channel)?
+                .phone_number_id
+                .clone(),
+            channel,
+            to,
+            text: request.text.clone(),
+        });
+    }
+    let window = policy::messenger_window(context.last_customer_at, at)?;
+    let psid = user.ok_or_else(missing_user)?;
+    let (messaging_type, tag) = match window {
+        policy::MessengerWindow::Response => ("RESPONSE", None),
+        policy::MessengerWindow::HumanAgent => ("MESSAGE_TAG", Some("HUMAN_AGENT".to_owned())),
+    };
+    Ok(Payload::Messenger {
+        page_id: route_config(&planner.messenger, &channel)?.page_id.clone(),
+        channel,
+        psid,
+        text: request.text.clone(),
+        messaging_type: messaging_type.to_owned(),
+        tag,
+    })
+}
+
+/// A channel's Graph settings; the route exists only when they do.
+fn route_config<'a, T>(
+    configs: &'a std::collections::BTreeMap<String, T>,
+    channel: &str,
+) -> Result<&'a T, String> {
+    configs
+        .get(channel)
+        .ok_or_else(|| format!("channel {channel:?} has no Graph settings"))
+}
+
+/// Chat replies go to the widget's backend as an event: deskgate holds no visitor socket.
+fn hand_to_chat(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    conversation: &Conversation,
+    request: &ReplyRequest,
+) -> Result<RequestOutcome, StoreError> {
+    let message_id = ctx.minter.mint(batch, "chat_reply")?;
+    let draft = EventDraft {
+        event_type: EventType::OutboundChatMessage,
+        subject: conversation.ticket_id.clone(),
+        channel: Some(conversation.channel.clone()),
+        data: json!({
+            "message_id": message_id,
+            "conversation": { "id": conversation.id, "thread_id": conversation.thread_key },
+            "ticket_id": conversation.ticket_id,
+            "agent": request.agent,
+            "text": request.text,
+            "html": request.html,
+            "attachments": request.attachments,
+        }),
+    };
+    ctx.outbox.push(batch, request.requested_at, &draft)?;
+    Ok(RequestOutcome {
+        status: "handed_over".to_owned(),
+        item_id: Some(message_id),
+        message_id: None,
+        reason: None,
+    })
+}
+
+fn new_item(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    seq: u64,
+    conversation: &Conversation,
+    purpose: Purpose,
+    payload: Payload,
+    at: DateTime<Utc>,
+) -> Result<OutgoingItem, StoreError> {
+    Ok(OutgoingItem {
+        id: ctx.minter.mint(batch, "outgoing")?,
+        journal_seq: seq,
+        conversation_id: conversation.id.clone(),
+        ticket_id: conversation.ticket_id.clone(),
+        channel: conversation.channel.clone(),
+        purpose,
+        agent_id: None,
+        payload,
+        status: ItemStatus::Pending,
+        attempts: 0,
+        created_at: at,
+        queue_seq: 0,
+    })
+}
+
+/// Stores an item and puts it at the end of the sender's queue.
+pub(crate) fn queue(
+    batch: &mut StateBatch<'_>,
+    mut item: OutgoingItem,
+) -> Result<RequestOutcome, StoreError> {
+    item.queue_seq = batch.next(&keys::counter("outgoing_queue"))?;
+    batch.put(keys::outgoing(&item.id), &item);
+    batch.put(keys::outgoing_pending(item.queue_seq), &item.id);
+    let message_id = match &item.payload {
+        Payload::Email(mail) => Some(mail.message_id.clone()),
+        _ => None,
+    };
+    Ok(RequestOutcome {
+        status: "queued".to_owned(),
+        item_id: Some(item.id),
+        message_id,
+        reason: None,
+    })
+}
+
+/// Asks for an automatic mail on a conversation: checks the recipient may get one, renders the
+/// template, and queues it. The hook routing calls (inside its processor step) for
+/// acknowledgement and notification actions; `seq` is the journal record being applied.
+pub fn request_automatic(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    seq: u64,
+    request: &AutomaticRequest,
+) -> Result<RequestOutcome, StoreError> {
+    let Some((conversation, context)) = conversation_context(batch, &request.conversation_id)?
+    else {
+        return Ok(refused(format!(
+            "conversation_id: no conversation {:?}",
+            request.conversation_id
+        )));
+    };
+    let Some(Route::Email { mailbox }) = ctx.planner.route(&conversation.channel).cloned() else {
+        return Ok(refused(format!(
+            "channel {:?} is not answered by a mailbox: automatic mail needs one",
+            conversation.channel
+        )));
+    };
+    let Some(to) = request
+        .to
+        .clone()
+        .or_else(|| context.customer_email.clone())
+    else {
+        return Ok(refused(
+            "no recipient: the conversation has no customer email address".to_owned(),
+        ));
+    };
+    let to = to.trim().to_lowercase();
+    if let Some(reason) = automatic_blocked(batch, request.kind, &context, &to)? {
+        return suppress(ctx, batch, &conversation, request, &to, reason);
+    }
+    let id = next_message_id(ctx, batch, &mailbox, &conversation.id)?;
+    let mail = match compose::automatic(ctx.planner, &mailbox, &context, request, to, id) {
+        Ok(mail) => mail,
+        Err(reason) => return Ok(refused(reason)),
+    };
+    let purpose = match request.kind {
+        AutomaticKind::Acknowledgement => Purpose::Acknowledgement,
+        AutomaticKind::Notification => Purpose::Notification,
+    };
+    let payload = Payload::Email(Box::new(mail));
+    let item = new_item(
+        ctx,
+        batch,
+        seq,
+        &conversation,
+        purpose,
+        payload,
+        request.requested_at,
+    )?;
+    queue(batch, item)
+}
+
+/// Why this recipient must not get this automatic mail, if it must not.
+fn automatic_blocked(
+    batch: &StateBatch<'_>,
+    kind: AutomaticKind,
+    context: &ReplyContext,
+    to: &str,
+) -> Result<Option<String>, StoreError> {
+    if let Some(reason) = batch.get::<String>(&keys::suppressed(to))? {
+        return Ok(Some(format!(
+            "{to} is suppressed for automatic mail: {reason}"
+        )));
+    }
+    if let Some(reason) = policy::machine_address(to) {
+        return Ok(Some(reason));
+    }
+    let to_customer = context.customer_email.as_deref() == Some(to);
+    if kind == AutomaticKind::Acknowledgement && to_customer {
+        if let Some(reason) = &context.automatic {
+            return Ok(Some(reason.clone()));
+        }
+    }
+    Ok(None)
+}
+
+fn suppress(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    conversation: &Conversation,
+    request: &AutomaticRequest,
+    to: &str,
+    reason: String,
+) -> Result<RequestOutcome, StoreError> {
+    let draft = EventDraft {
+        event_type: EventType::OutboundSuppressed,
+        subject: conversation.ticket_id.clone(),
+        channel: Some(conversation.channel.clone()),
+        data: json!({
+            "conversation_id": conversation.id,
+            "ticket_id": conversation.ticket_id,
+            "kind": request.kind,
+            "template": request.template,
+            "recipient": to,
+            "reason": reason,
+        }),
+    };
+    ctx.outbox.push(batch, request.requested_at, &draft)?;
+    Ok(RequestOutcome {
+        status: "suppressed".to_owned(),
+        item_id: None,
+        message_id: None,
+        reason: Some(reason),
+    })
+}
+
+fn apply_outcome(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    outcome: &OutboundOutcome,
+) -> Result<(), StoreError> {
+    let key = keys::outgoing(&outcome.item_id);
+    let mut item: OutgoingItem = batch.get(&key)?.ok_or_else(|| StoreError::Corrupt {
+        key: String::from_utf8_lossy(&key).into_owned(),
+        reason: "an outcome names an outgoing item that does not exist".to_owned(),
+    })?;
+    let finished = matches!(
+        item.status,
+        ItemStatus::Sent { .. } | ItemStatus::Failed { .. } | ItemStatus::Suppressed { .. }
+    );
+    if finished {
+        // A late outcome for an item already settled changes nothing and emits nothing.
+        return Ok(());
+    }
+    item.attempts = item.attempts.max(outcome.attempt);
+    let (status, event_type) = match &outcome.result {
+        SendResult::Attempting => {
+            item.status = ItemStatus::Sending;
+            batch.put(key, &item);
+            return Ok(());
+        }
+        SendResult::Sent { provider_id } => (
+            ItemStatus::Sent {
+                provider_id: provider_id.clone(),
+                at: outcome.at,
+            },
+            EventType::OutboundSent,
+        ),
+        SendResult::Failed {
+            error,
+            recipient_unknown,
+        } => {
+            if *recipient_unknown {
+                let reason = format!(
+                    "the server refused it at {}: {error}",
+                    outcome.at.to_rfc3339()
+                );
+                batch.put(keys::suppressed(&item.recipient().to_lowercase()), &reason);
+            }
+            (
+                ItemStatus::Failed {
+                    error: error.clone(),
+                    at: outcome.at,
+                },
+                EventType::OutboundFailed,
+            )
+        }
+        SendResult::Capped { reason } => (
+            ItemStatus::Suppressed {
+                reason: reason.clone(),
+            },
+            EventType::OutboundSuppressed,
+        ),
+    };
+    item.status = status;
+    let trigger = agent_emailed(batch, &item, outcome.at);
+    batch.put(key, &item);
+    batch.remove(keys::outgoing_pending(item.queue_seq));
+    let draft = EventDraft {
+        event_type,
+        subject: item.ticket_id.clone(),
+        channel: Some(item.channel.clone()),
+        data: event_data(&item, &outcome.result, trigger),
+    };
+    ctx.outbox.push(batch, outcome.at, &draft)?;
+    Ok(())
+}
+
+/// Records that an agent's reply went out by mail on a ticket: the `agent_emailed` status
+/// trigger. Routing owns the trigger's effect; it reads this (and the `status_trigger` field of
+/// `deskgate.outbound.sent`) and hooks in here.
+pub fn agent_emailed(
+    batch: &mut StateBatch<'_>,
+    item: &OutgoingItem,
+    at: DateTime<Utc>,
+) -> Option<&'static str> {
+    let sent = matches!(item.status, ItemStatus::Sent { .. });
+    let email = matches!(item.payload, Payload::Email(_));
+    if sent && email && item.purpose == Purpose::AgentReply {
+        batch.put(keys::agent_emailed(&item.ticket_id), &at);
+        Some("agent_emailed")
+    } else {
+        None
+    }
+}
+
+fn event_data(
+    item: &OutgoingItem,
+    result: &SendResult,
+    trigger: Option<&str>,
+) -> serde_json::Value {
+    let (via, message_id) = match &item.payload {
+        Payload::Email(mail) => ("email", Some(mail.message_id.as_str())),
+        Payload::Messenger { .. } => ("messenger", None),
+        Payload::Whatsapp { .. } => ("whatsapp", None),
+    };
+    let mut data = json!({
+        "item_id": item.id,
+        "conversation_id": item.conversation_id,
+        "ticket_id": item.ticket_id,
+        "via": via,
+        "purpose": item.purpose,
+        "agent_id": item.agent_id,
+        "recipient": item.recipient(),
+        "message_id": message_id,
+        "attempts": item.attempts,
+        "requested_journal_seq": item.journal_seq,
+    });
+    match result {
+        SendResult::Sent { provider_id } => data["provider_id"] = json!(provider_id),
+        SendResult::Failed { error, .. } => data["error"] = json!(error),
+        SendResult::Capped { reason } => data["reason"] = json!(reason),
+        SendResult::Attempting => {}
+    }
+    if let Some(trigger) = trigger {
+        data["status_trigger"] = json!(trigger);
+    }
+    data
+}

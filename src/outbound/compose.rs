@@ -1,0 +1,208 @@
+//! Building the mail deskgate sends: From name, subject, threading headers, signature, body.
+
+use serde_json::json;
+
+use super::{EmailPayload, Planner, ReplyContext};
+use crate::config::outbound::{FromNameMode, MailboxConfig};
+use crate::model::{AgentRef, AutomaticKind, AutomaticRequest, ReplyRequest};
+
+/// An agent's full, first and last name, from whatever the caller gave.
+pub fn agent_names(agent: &AgentRef) -> (String, String, String) {
+    let joined = [agent.first_name.as_deref(), agent.last_name.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let full = agent
+        .name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or(joined);
+    let mut words = full.split_whitespace();
+    let first = agent
+        .first_name
+        .clone()
+        .unwrap_or_else(|| words.next().unwrap_or_default().to_owned());
+    let last = agent.last_name.clone().unwrap_or_else(|| {
+        full.split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    (full.trim().to_owned(), first, last)
+}
+
+fn from_name(mailbox: &MailboxConfig, agent_full_name: Option<&str>) -> String {
+    match (mailbox.from_name, agent_full_name) {
+        (FromNameMode::AgentAndCompany, Some(agent)) if !agent.is_empty() => {
+            format!("{agent} from {}", mailbox.company_name)
+        }
+        _ => mailbox.company_name.clone(),
+    }
+}
+
+/// `Re: subject`, without stacking prefixes.
+fn reply_subject(subject: Option<&str>) -> String {
+    match subject.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) if s.to_lowercase().starts_with("re:") => s.to_owned(),
+        Some(s) => format!("Re: {s}"),
+        None => "Re: your message".to_owned(),
+    }
+}
+
+/// The References of a reply: the thread's, then the message answered, each once.
+fn references(context: &ReplyContext) -> Vec<String> {
+    let mut refs = context.references.clone();
+    if let Some(id) = &context.last_message_id {
+        if !refs.contains(id) {
+            refs.push(id.clone());
+        }
+    }
+    refs
+}
+
+fn mailbox_of<'a>(planner: &'a Planner, name: &str) -> Result<&'a MailboxConfig, String> {
+    planner
+        .mailboxes
+        .get(name)
+        .ok_or_else(|| format!("no mailbox {name:?} is configured"))
+}
+
+/// An agent's reply by mail, with the mailbox's signature.
+pub fn agent_reply(
+    planner: &Planner,
+    mailbox_name: &str,
+    context: &ReplyContext,
+    request: &ReplyRequest,
+    message_id: String,
+) -> Result<EmailPayload, String> {
+    let mailbox = mailbox_of(planner, mailbox_name)?;
+    let to = context.customer_email.clone().ok_or_else(|| {
+        format!(
+            "conversation {} has no customer email address to reply to",
+            context.conversation_id
+        )
+    })?;
+    let (full, first, last) = agent_names(&request.agent);
+    let tokens = json!({
+        "agent_full_name": full, "agent_first_name": first, "agent_last_name": last,
+        "company_name": mailbox.company_name,
+    });
+    let signature_text = planner
+        .templates
+        .render_file(&format!("signature/{mailbox_name}.txt"), &tokens)?;
+    let signature_html = planner
+        .templates
+        .render_file(&format!("signature/{mailbox_name}.html"), &tokens)?;
+    let mut text = request.text.clone();
+    if let Some(signature) = signature_text {
+        text = format!("{}\n\n-- \n{signature}", text.trim_end());
+    }
+    let html = request.html.as_ref().map(|html| match &signature_html {
+        Some(signature) => format!("{html}\n<div class=\"signature\">{signature}</div>"),
+        None => html.clone(),
+    });
+    Ok(EmailPayload {
+        mailbox: mailbox_name.to_owned(),
+        from_name: from_name(mailbox, Some(&full)),
+        from_address: mailbox.address.clone(),
+        to,
+        subject: reply_subject(context.subject.as_deref()),
+        text,
+        html,
+        message_id,
+        in_reply_to: context.last_message_id.clone(),
+        references: references(context),
+        auto_submitted: None,
+        attachments: request.attachments.clone(),
+    })
+}
+
+/// An automatic mail from a template, to `to`.
+pub fn automatic(
+    planner: &Planner,
+    mailbox_name: &str,
+    context: &ReplyContext,
+    request: &AutomaticRequest,
+    to: String,
+    message_id: String,
+) -> Result<EmailPayload, String> {
+    let mailbox = mailbox_of(planner, mailbox_name)?;
+    let mut values = serde_json::Map::new();
+    values.insert("company_name".into(), json!(mailbox.company_name));
+    values.insert("customer_name".into(), json!(context.customer_name));
+    values.insert("customer_address".into(), json!(context.customer_email));
+    values.insert("subject".into(), json!(context.subject));
+    values.insert("conversation_id".into(), json!(context.conversation_id));
+    let mut ticket = serde_json::Map::new();
+    ticket.insert("id".into(), json!(context.ticket_id));
+    if let Some(serde_json::Value::Object(fields)) = request.fields.get("ticket") {
+        ticket.extend(fields.clone());
+    }
+    for (key, value) in &request.fields {
+        values.insert(key.clone(), value.clone());
+    }
+    values.insert("ticket".into(), serde_json::Value::Object(ticket));
+    let rendered = planner.templates.render(&request.template, &values)?;
+    let auto_submitted = match request.kind {
+        AutomaticKind::Acknowledgement => "auto-replied",
+        AutomaticKind::Notification => "auto-generated",
+    };
+    // A notification to agents starts its own thread; an acknowledgement answers the customer.
+    let (in_reply_to, refs) = match request.kind {
+        AutomaticKind::Acknowledgement => (context.last_message_id.clone(), references(context)),
+        AutomaticKind::Notification => (None, Vec::new()),
+    };
+    Ok(EmailPayload {
+        mailbox: mailbox_name.to_owned(),
+        from_name: from_name(mailbox, None),
+        from_address: mailbox.address.clone(),
+        to,
+        subject: rendered
+            .subject
+            .unwrap_or_else(|| reply_subject(context.subject.as_deref())),
+        text: rendered.text,
+        html: rendered.html,
+        message_id,
+        in_reply_to,
+        references: refs,
+        auto_submitted: Some(auto_submitted.to_owned()),
+        attachments: Vec::new(),
+    })
+}
+
+/// The domain of a mailbox's Message-IDs.
+pub fn message_id_domain(mailbox: &MailboxConfig) -> String {
+    mailbox.message_id_domain.clone().unwrap_or_else(|| {
+        mailbox
+            .address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_owned())
+            .unwrap_or_else(|| "deskgate.invalid".to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_names_split_and_join() {
+        let agent = |name: Option<&str>, first: Option<&str>, last: Option<&str>| AgentRef {
+            id: "a".into(),
+            name: name.map(Into::into),
+            first_name: first.map(Into::into),
+            last_name: last.map(Into::into),
+        };
+        assert_eq!(
+            agent_names(&agent(Some("Ana Maria Lopez"), None, None)),
+            ("Ana Maria Lopez".into(), "Ana".into(), "Maria Lopez".into())
+        );
+        assert_eq!(
+            agent_names(&agent(None, Some("Bo"), Some("Berg"))),
+            ("Bo Berg".into(), "Bo".into(), "Berg".into())
+        );
+        assert_eq!(reply_subject(Some("Re: x")), "Re: x");
+        assert_eq!(reply_subject(Some("x")), "Re: x");
+    }
+}

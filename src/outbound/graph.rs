@@ -1,0 +1,163 @@
+//! Messenger (Send API) and WhatsApp (Cloud API messages endpoint) through Meta's Graph API.
+//!
+//! Both are `POST {base}/{id}/messages` with the token as a bearer header. Meta answers errors
+//! as `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`; the code decides
+//! whether retrying can help.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::sender::Failure;
+use super::Payload;
+use crate::config::OutboundConfig;
+
+pub struct Graph {
+    client: reqwest::Client,
+    base: String,
+    /// Tokens by channel id.
+    tokens: BTreeMap<String, String>,
+}
+
+impl Graph {
+    /// Reads every token file now, so a missing one stops start-up.
+    pub fn new(config: &OutboundConfig) -> Result<Graph, String> {
+        let mut tokens = BTreeMap::new();
+        let files = config
+            .messenger
+            .iter()
+            .map(|(c, m)| {
+                (
+                    c,
+                    "messenger",
+                    "page_access_token_file",
+                    &m.page_access_token_file,
+                )
+            })
+            .chain(
+                config
+                    .whatsapp
+                    .iter()
+                    .map(|(c, w)| (c, "whatsapp", "access_token_file", &w.access_token_file)),
+            );
+        for (channel, table, field, file) in files {
+            let token = std::fs::read_to_string(file).map_err(|e| {
+                format!(
+                    "outbound.{table}.{channel}.{field}: {}: {e}",
+                    file.display()
+                )
+            })?;
+            tokens.insert(channel.clone(), token.trim().to_owned());
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.graph_timeout_secs))
+            .build()
+            .map_err(|e| format!("building the Graph API client: {e}"))?;
+        Ok(Graph {
+            client,
+            base: config.graph_api_base_url.trim_end_matches('/').to_owned(),
+            tokens,
+        })
+    }
+
+    /// Sends a Messenger or WhatsApp payload; returns Meta's message id.
+    pub async fn send(&self, payload: &Payload) -> Result<String, Failure> {
+        let (channel, node, body) = match payload {
+            Payload::Messenger {
+                channel,
+                page_id,
+                psid,
+                text,
+                messaging_type,
+                tag,
+            } => {
+                let mut body = json!({
+                    "recipient": { "id": psid },
+                    "messaging_type": messaging_type,
+                    "message": { "text": text },
+                });
+                if let Some(tag) = tag {
+                    body["tag"] = json!(tag);
+                }
+                (channel, page_id, body)
+            }
+            Payload::Whatsapp {
+                channel,
+                phone_number_id,
+                to,
+                text,
+            } => (
+                channel,
+                phone_number_id,
+                json!({
+                    "messaging_product": "whatsapp",
+                    "recipient_type": "individual",
+                    "to": to,
+                    "type": "text",
+                    "text": { "preview_url": false, "body": text },
+                }),
+            ),
+            Payload::Email(_) => {
+                return Err(Failure::Permanent(
+                    "an email is not sent through Graph".into(),
+                ))
+            }
+        };
+        let token = self
+            .tokens
+            .get(channel)
+            .ok_or_else(|| Failure::Permanent(format!("no Graph token for channel {channel:?}")))?;
+        let url = format!("{}/{node}/messages", self.base);
+        let response = self
+            .client
+            .post(&url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(format!("Graph API unreachable: {e}")))?;
+        let status = response.status();
+        let answer: Value = response.json().await.map_err(|e| {
+            Failure::Transient(format!("Graph API answered {status} without JSON: {e}"))
+        })?;
+        if status.is_success() {
+            let id = answer["message_id"]
+                .as_str()
+                .or_else(|| answer["messages"][0]["id"].as_str());
+            return id.map(str::to_owned).ok_or_else(|| {
+                Failure::Permanent(format!(
+                    "Graph API accepted the message but gave no id: {answer}"
+                ))
+            });
+        }
+        Err(classify(status.as_u16(), &answer["error"]))
+    }
+}
+
+/// Whether a Graph error may pass by itself (rate limits, outages) or never will (a closed
+/// window, a bad recipient, a bad token).
+pub fn classify(status: u16, error: &Value) -> Failure {
+    let code = error["code"].as_i64().unwrap_or_default();
+    let subcode = error["error_subcode"].as_i64().unwrap_or_default();
+    let message = error["message"].as_str().unwrap_or("no message");
+    let detail = format!("Graph API error {code}/{subcode} (HTTP {status}): {message}");
+    let window_closed =
+        matches!((code, subcode), (10, 2018278) | (10, 2018065)) || code == 131047 || code == 551;
+    if window_closed {
+        return Failure::Permanent(format!("the messaging window is closed: {detail}"));
+    }
+    // 1/2: temporary; 4/17/32/613/80006/80007/130429/131056: rate limits.
+    let transient = status >= 500
+        || status == 429
+        || matches!(
+            code,
+            1 | 2 | 4 | 17 | 32 | 613 | 80006 | 80007 | 130429 | 131056
+        )
+        || error["is_transient"].as_bool() == Some(true);
+    if transient {
+        Failure::Transient(detail)
+    } else {
+        Failure::Permanent(detail)
+    }
+}

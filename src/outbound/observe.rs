@@ -1,0 +1,162 @@
+//! What the processor tells outbound about each customer message: who to answer and how
+//! (addresses, threading headers, window times), bounces that suppress an address, and the
+//! automatic sends a message starts (acknowledgement of a new ticket, Messenger instant reply).
+
+use super::apply::{self, Ctx};
+use super::{policy, ItemStatus, OutgoingItem, Payload, Purpose, ReplyContext, Route};
+use crate::conversations::Threaded;
+use crate::model::{AutomaticKind, AutomaticRequest, Identity, Inbound, MessageKind};
+use crate::store::{keys, StateBatch, StoreError};
+
+/// Called by the processor after a message is threaded, in the same step.
+pub fn inbound(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    seq: u64,
+    inbound: &Inbound,
+    threaded: &Threaded,
+) -> Result<(), StoreError> {
+    if inbound.kind == MessageKind::Echo {
+        // The business's own message echoed back: it says nothing about the customer.
+        return Ok(());
+    }
+    let conversation = &threaded.conversation;
+    let key = keys::reply_context(&conversation.id);
+    let mut context = batch.get::<ReplyContext>(&key)?.unwrap_or_default();
+    context.conversation_id = conversation.id.clone();
+    context.ticket_id = conversation.ticket_id.clone();
+    context.channel = conversation.channel.clone();
+    update_context(&mut context, inbound);
+    batch.put(key, &context);
+    if let Some(address) = policy::hard_bounce(inbound) {
+        let reason = format!(
+            "hard bounce ({}) reported at {}",
+            inbound
+                .flags
+                .bounce
+                .as_ref()
+                .and_then(|b| b.status.clone())
+                .unwrap_or_else(|| "no status".into()),
+            inbound.received_at.to_rfc3339()
+        );
+        batch.put(keys::suppressed(&address), &reason);
+    }
+    match ctx.planner.route(&conversation.channel) {
+        Some(Route::Email { mailbox }) if threaded.new_ticket => {
+            let config = ctx.planner.mailboxes.get(mailbox);
+            if let Some(config) = config.filter(|c| c.acknowledge_new_tickets) {
+                let request = AutomaticRequest {
+                    idempotency_key: format!("ack:{}", conversation.id),
+                    kind: AutomaticKind::Acknowledgement,
+                    template: config.acknowledgement_template.clone(),
+                    conversation_id: conversation.id.clone(),
+                    to: None,
+                    fields: serde_json::Map::new(),
+                    requested_at: inbound.received_at,
+                };
+                apply::request_automatic(ctx, batch, seq, &request)?;
+            }
+        }
+        Some(Route::Messenger) if context.customer_messages == 1 => {
+            instant_reply(ctx, batch, seq, &context, threaded, inbound)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn update_context(context: &mut ReplyContext, inbound: &Inbound) {
+    if inbound.sender.name.is_some() {
+        context.customer_name = inbound.sender.name.clone();
+    }
+    let sender_email = inbound
+        .sender
+        .identities
+        .iter()
+        .find_map(|identity| match identity {
+            Identity::Email { address } => Some(address.clone()),
+            _ => None,
+        });
+    let reply_to = inbound.email.as_ref().and_then(|e| e.reply_to.clone());
+    if let Some(address) = reply_to.or(sender_email) {
+        context.customer_email = Some(address.trim().to_lowercase());
+    }
+    let channel_user = inbound
+        .sender
+        .identities
+        .iter()
+        .find_map(|identity| match identity {
+            Identity::Channel { channel, id } if *channel == inbound.channel => Some(id.clone()),
+            _ => None,
+        });
+    let phone = inbound
+        .sender
+        .identities
+        .iter()
+        .find_map(|identity| match identity {
+            Identity::Phone { number } => Some(number.trim_start_matches('+').to_owned()),
+            _ => None,
+        });
+    if let Some(user) = channel_user.or(phone) {
+        context.channel_user = Some(user);
+    }
+    // The platform's send time when it gives one (never later than we received it): Meta's
+    // windows run from when the customer wrote.
+    let wrote_at = inbound
+        .sent_at
+        .map_or(inbound.received_at, |sent| sent.min(inbound.received_at));
+    context.last_customer_at = Some(
+        context
+            .last_customer_at
+            .map_or(wrote_at, |t| t.max(wrote_at)),
+    );
+    context.customer_messages += 1;
+    if let Some(email) = &inbound.email {
+        context.last_message_id = Some(email.message_id.clone());
+        context.references = email.references.clone();
+    }
+    if let Some(subject) = inbound.subject.as_ref().filter(|s| !s.trim().is_empty()) {
+        context.subject = Some(subject.clone());
+    }
+    context.automatic = policy::automatic_inbound(inbound);
+}
+
+/// The optional text a Messenger page sends after a visitor's first message.
+fn instant_reply(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    seq: u64,
+    context: &ReplyContext,
+    threaded: &Threaded,
+    inbound: &Inbound,
+) -> Result<(), StoreError> {
+    let Some(config) = ctx.planner.messenger.get(&context.channel) else {
+        return Ok(());
+    };
+    let (Some(text), Some(psid)) = (&config.instant_reply, &context.channel_user) else {
+        return Ok(());
+    };
+    let item = OutgoingItem {
+        id: ctx.minter.mint(batch, "outgoing")?,
+        journal_seq: seq,
+        conversation_id: context.conversation_id.clone(),
+        ticket_id: threaded.ticket.id.clone(),
+        channel: context.channel.clone(),
+        purpose: Purpose::InstantReply,
+        agent_id: None,
+        payload: Payload::Messenger {
+            channel: context.channel.clone(),
+            page_id: config.page_id.clone(),
+            psid: psid.clone(),
+            text: text.clone(),
+            messaging_type: "RESPONSE".to_owned(),
+            tag: None,
+        },
+        status: ItemStatus::Pending,
+        attempts: 0,
+        created_at: inbound.received_at,
+        queue_seq: 0,
+    };
+    apply::queue(batch, item)?;
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! The sender task: delivers pending outgoing items and journals what became of them.
+//!
+//! It reads the pending index the processor maintains, and for each item journals
+//! `attempting`, hands the message to SMTP or the Graph API, then journals `sent` or `failed`
+//! (or `capped` for automatic mail over a recipient's hourly cap). The processor applies those
+//! records like any other, so outcome events are sequenced with everything else, and an item
+//! leaves the pending index only once its outcome is durable and applied. Transient failures
+//! retry with jittered exponential backoff; backoff state lives in memory (a restart retries
+//! at once).
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::graph::Graph;
+use super::smtp::Smtp;
+use super::{ItemStatus, OutgoingItem, Payload};
+use crate::config::OutboundConfig;
+use crate::journal::{Appended, JournalHandle};
+use crate::model::{OutboundOutcome, OutboundRecord, Record, SendResult};
+use crate::processor::Position;
+use crate::store::{keys, Blobs, Store};
+
+/// Why a send did not go through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// May pass by itself (a deferral, an outage, a rate limit): retry with backoff.
+    Transient(String),
+    /// The server refused (SMTP 5xx): retried up to `permanent_attempts` times in all.
+    /// `recipient_unknown` when it said the mailbox does not exist (5.1.x).
+    Refused {
+        error: String,
+        recipient_unknown: bool,
+    },
+    /// Can never succeed (a closed messaging window, a malformed message): failed at once.
+    Permanent(String),
+}
+
+/// Retry bounds from `[outbound]`.
+struct Retry {
+    base: Duration,
+    max: Duration,
+    give_up_after: chrono::Duration,
+    permanent_attempts: u32,
+}
+
+impl Retry {
+    /// Exponential from `base`, capped at `max`, with jitter over the upper half so that many
+    /// items failing together do not retry together.
+    fn delay(&self, failures: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1 << failures.saturating_sub(1).min(20));
+        let capped = exp.min(self.max);
+        capped.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+    }
+}
+
+/// What the sender remembers between passes, per lane.
+#[derive(Default)]
+struct Tracking {
+    /// Items whose final outcome is journaled at this seq but not yet applied.
+    awaiting: HashMap<String, u64>,
+    /// Final outcomes the journal did not take yet: journal them before anything else, never
+    /// send those items again.
+    unrecorded: HashMap<String, OutboundOutcome>,
+    /// When an item may be tried again, and how many times it failed in this process.
+    next_due: HashMap<String, Instant>,
+    failures: HashMap<String, u32>,
+    refusals: HashMap<String, u32>,
+    attempts: HashMap<String, u32>,
+}
+
+pub struct Sender {
+    store: Store,
+    journal: JournalHandle,
+    position: watch::Receiver<Position>,
+    smtp: Smtp,
+    graph: Graph,
+    caps: DefaultKeyedRateLimiter<String>,
+    retry: Retry,
+    shutdown: CancellationToken,
+}
+
+impl Sender {
+    /// Builds the transports; fails when a credential file cannot be read.
+    pub fn new(
+        config: &OutboundConfig,
+        store: Store,
+        blobs: Blobs,
+        journal: JournalHandle,
+        position: watch::Receiver<Position>,
+        shutdown: CancellationToken,
+    ) -> Result<Sender, String> {
+        let per_hour = NonZeroU32::new(config.auto_mail_per_recipient_per_hour)
+            .ok_or("outbound.auto_mail_per_recipient_per_hour: must be > 0")?;
+        Ok(Sender {
+            smtp: Smtp::new(&config.mailboxes, blobs)?,
+            graph: Graph::new(config)?,
+            caps: RateLimiter::keyed(Quota::per_hour(per_hour)),
+            retry: Retry {
+                base: Duration::from_millis(config.retry_base_ms),
+                max: Duration::from_secs(config.retry_max_secs.max(1)),
+                give_up_after: chrono::Duration::seconds(
+                    i64::try_from(config.give_up_after_secs).unwrap_or(i64::MAX / 1000),
+                ),
+                permanent_attempts: config.permanent_attempts,
+            },
+            store,
+            journal,
+            position,
+            shutdown,
+        })
+    }
+
+    /// Delivers until shutdown. Drop order matters: this task holds a journal handle, so the
+    /// app waits for it before it waits for the journal writer.
+    pub async fn run(mut self) {
+        // Items whose outcome was journaled before a restart must not be sent again: wait until
+        // the processor has applied everything journaled before this start.
+        let start = *self.journal.durable().borrow();
+        let caught_up = self.position.wait_for(|p| p.cursor >= start);
+        tokio::select! {
+            _ = caught_up => {}
+            () = self.shutdown.cancelled() => return,
+        }
+        let mut lanes = HashMap::new();
+        loop {
+            let wait = self.pass(&mut lanes).await;
+            self.caps.retain_recent();
+            self.caps.shrink_to_fit();
+            tokio::select! {
+                () = self.shutdown.cancelled() => break,
+                changed = self.position.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::debug!("outbound sender stopped");
+    }
+
+    /// Tries every pending item that is due; returns how long until the next one is. Each
+    /// transport (a mailbox, a Graph channel) is a lane of its own, so a slow SMTP server does
+    /// not hold back Messenger replies; inside a lane items go one at a time, in queue order.
+    async fn pass(&self, lanes: &mut HashMap<String, Tracking>) -> Duration {
+        let cursor = self.position.borrow().cursor;
+        for tracking in lanes.values_mut() {
+            tracking.awaiting.retain(|_, seq| *seq > cursor);
+        }
+        let pending = match self
+            .store
+            .state_scan::<String>(keys::OUTGOING_PENDING, None, 100_000)
+        {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::error!(%error, "reading pending outgoing messages failed");
+                return Duration::from_secs(5);
+            }
+        };
+        let mut by_lane: HashMap<String, Vec<OutgoingItem>> = HashMap::new();
+        for (_, id) in pending {
+            match self.store.state_get::<OutgoingItem>(&keys::outgoing(&id)) {
+                Ok(Some(item)) => by_lane.entry(lane(&item)).or_default().push(item),
+                Ok(None) => tracing::error!(item = %id, "pending outgoing message is missing"),
+                Err(error) => {
+                    tracing::error!(%error, item = %id, "reading outgoing message failed")
+                }
+            }
+        }
+        let runs = by_lane.into_iter().map(|(name, items)| {
+            let mut tracking = lanes.remove(&name).unwrap_or_default();
+            async move {
+                let next = self.lane_pass(&mut tracking, items).await;
+                (name, tracking, next)
+            }
+        });
+        let mut next = Duration::from_secs(30);
+        for (name, tracking, lane_next) in futures::future::join_all(runs).await {
+            lanes.insert(name, tracking);
+            next = next.min(lane_next);
+        }
+        next.max(Duration::from_millis(10))
+    }
+
+    /// One lane's pending items, in queue order. Messages on one conversation leave in order:
+    /// while one waits for a retry, the ones queued after it on the same conversation wait too.
+    async fn lane_pass(&self, tracking: &mut Tracking, items: Vec<OutgoingItem>) -> Duration {
+        let mut next = Duration::from_secs(30);
+        let mut waiting_conversations = HashSet::new();
+        for item in items {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let id = item.id.clone();
+            if tracking.awaiting.contains_key(&id) {
+                continue;
+            }
+            if let Some(outcome) = tracking.unrecorded.remove(&id) {
+                self.record(tracking, outcome).await;
+                continue;
+            }
+            if waiting_conversations.contains(&item.conversation_id) {
+                continue;
+            }
+            let conversation = item.conversation_id.clone();
+            if tracking
+                .next_due
+                .get(&id)
+                .is_none_or(|due| *due <= Instant::now())
+            {
+                self.attempt(tracking, item).await;
+            }
+            if let Some(due) = tracking.next_due.get(&id) {
+                waiting_conversations.insert(conversation);
+                next = next.min(due.saturating_duration_since(Instant::now()));
+            }
+        }
+        next
+    }
+
+    async fn attempt(&self, tracking: &mut Tracking, item: OutgoingItem) {
+        let known = tracking.attempts.get(&item.id).copied().unwrap_or(0);
+        let attempt = item.attempts.max(known) + 1;
+        tracking.attempts.insert(item.id.clone(), attempt);
+        let outcome = |result| OutboundOutcome {
+            item_id: item.id.clone(),
+            attempt,
+            result,
+            at: Utc::now(),
+        };
+        if known == 0 && item.status == ItemStatus::Sending {
+            metrics::counter!("deskgate_outbound_resent_after_crash_total").increment(1);
+            tracing::warn!(item = %item.id, "an attempt before the restart has no outcome; it may have been delivered, sending again");
+        }
+        if item.purpose.is_automatic() && known == 0 && item.attempts == 0 {
+            if let Err(not_until) = self.caps.check_key(&item.recipient().to_owned()) {
+                let _ = not_until;
+                let reason = format!(
+                    "{} has had its cap of automatic mail for this hour",
+                    item.recipient()
+                );
+                return self
+                    .record(tracking, outcome(SendResult::Capped { reason }))
+                    .await;
+            }
+        }
+        let attempting = outcome(SendResult::Attempting);
+        if let Err(error) = self.journal.append(outbound_record(attempting)).await {
+            tracing::warn!(%error, item = %item.id, "could not journal the attempt; will retry");
+            self.back_off(tracking, &item.id);
+            return;
+        }
+        let sent = match &item.payload {
+            Payload::Email(mail) => self.smtp.send(mail).await,
+            other => self.graph.send(other).await,
+        };
+        let via = match &item.payload {
+            Payload::Email(_) => "email",
+            Payload::Messenger { .. } => "messenger",
+            Payload::Whatsapp { .. } => "whatsapp",
+        };
+        let final_result = match sent {
+            Ok(provider_id) => Some(SendResult::Sent { provider_id }),
+            Err(Failure::Permanent(error)) => Some(SendResult::Failed {
+                error,
+                recipient_unknown: false,
+            }),
+            Err(Failure::Refused {
+                error,
+                recipient_unknown,
+            }) => {
+                tracing::warn!(item = %item.id, %error, attempt, "the server refused the message");
+                let refusals = tracking.refusals.entry(item.id.clone()).or_default();
+                *refusals += 1;
+                (*refusals >= self.retry.permanent_attempts).then_some(SendResult::Failed {
+                    error,
+                    recipient_unknown,
+                })
+            }
+            Err(Failure::Transient(error)) => {
+                let age = Utc::now() - item.created_at;
+                tracing::warn!(item = %item.id, %error, attempt, "send failed; will retry");
+                (age > self.retry.give_up_after).then(|| SendResult::Failed {
+                    error: format!("gave up after {attempt} attempts: {error}"),
+                    recipient_unknown: false,
+                })
+            }
+        };
+        match final_result {
+            Some(result) => {
+                metrics::counter!("deskgate_outbound_total", "via" => via, "outcome" => result.name())
+                    .increment(1);
+                self.record(tracking, outcome(result)).await;
+            }
+            None => self.back_off(tracking, &item.id),
+        }
+    }
+
+    fn back_off(&self, tracking: &mut Tracking, id: &str) {
+        let failures = tracking.failures.entry(id.to_owned()).or_default();
+        *failures += 1;
+        let delay = self.retry.delay(*failures);
+        tracking
+            .next_due
+            .insert(id.to_owned(), Instant::now() + delay);
+    }
+
+    /// Journals a final outcome; until the processor applies it the item is left alone.
+    async fn record(&self, tracking: &mut Tracking, outcome: OutboundOutcome) {
+        let id = outcome.item_id.clone();
+        match self.journal.append(outbound_record(outcome.clone())).await {
+            Ok(Appended::New { seq } | Appended::Duplicate { seq }) => {
+                tracking.awaiting.insert(id.clone(), seq);
+                tracking.next_due.remove(&id);
+                tracking.failures.remove(&id);
+                tracking.refusals.remove(&id);
+                tracking.attempts.remove(&id);
+            }
+            Err(error) => {
+                tracing::warn!(%error, item = %id, "could not journal the outcome; will retry");
+                tracking.unrecorded.insert(id, outcome);
+            }
+        }
+    }
+}
+
+/// The transport an item goes out through.
+fn lane(item: &OutgoingItem) -> String {
+    match &item.payload {
+        Payload::Email(mail) => format!("mail/{}", mail.mailbox),
+        Payload::Messenger { channel, .. } | Payload::Whatsapp { channel, .. } => {
+            format!("graph/{channel}")
+        }
+    }
+}
+
+fn outbound_record(outcome: OutboundOutcome) -> Record {
+    Record::Outbound(Box::new(OutboundRecord::Outcome(outcome)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_bounded() {
+        let retry = Retry {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            give_up_after: chrono::Duration::hours(1),
+            permanent_attempts: 3,
+        };
+        for failures in 1..40 {
+            let delay = retry.delay(failures);
+            let exp = Duration::from_millis(100).saturating_mul(1 << (failures - 1).min(20));
+            let ceiling = exp.min(Duration::from_secs(2));
+            assert!(
+                delay <= ceiling && delay >= ceiling / 2,
+                "{failures}: {delay:?}"
+            );
+        }
+    }
+}

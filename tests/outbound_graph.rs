@@ -1,0 +1,397 @@
+//! Agents' replies on Messenger, WhatsApp and chat, through the real binary, against a small
+//! fake of Meta's Graph API on loopback (the one fake allowed: Meta cannot run here). The fake
+//! checks the path, the token, the payload and the messaging type/tag, and answers as Meta
+//! documents, errors included.
+
+mod common;
+mod outbound_support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use common::Daemon;
+use outbound_support::{control_post, control_toml, of_type};
+use serde_json::{json, Value};
+
+const PAGE_ID: &str = "104857600";
+const PAGE_TOKEN: &str = "EAAGpage-token";
+const PHONE_ID: &str = "5550001";
+const WA_TOKEN: &str = "EAAGwhatsapp-token";
+
+#[derive(Clone, Default)]
+struct Fake {
+    /// Every request that passed the checks: (node, body).
+    seen: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Problems with what deskgate sent; the test fails if any.
+    problems: Arc<Mutex<Vec<String>>>,
+    /// WhatsApp calls answered with a transient outage so far.
+    outages: Arc<Mutex<u32>>,
+}
+
+fn meta_error(
+    status: StatusCode,
+    code: i64,
+    subcode: Option<i64>,
+    message: &str,
+) -> (StatusCode, Json<Value>) {
+    let mut error =
+        json!({"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEf"});
+    if let Some(subcode) = subcode {
+        error["error_subcode"] = json!(subcode);
+    }
+    (status, Json(json!({ "error": error })))
+}
+
+type Answer = (StatusCode, Json<Value>);
+
+impl Fake {
+    fn problem(&self, p: String) -> Answer {
+        self.problems.lock().unwrap().push(p.clone());
+        meta_error(StatusCode::BAD_REQUEST, 100, None, &p)
+    }
+}
+
+async fn messages(
+    State(fake): State<Fake>,
+    Path((version, node)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    if version != "v21.0" {
+        return fake.problem(format!("unexpected API version {version}"));
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let expected = if node == PAGE_ID {
+        PAGE_TOKEN
+    } else {
+        WA_TOKEN
+    };
+    if token != format!("Bearer {expected}") {
+        return meta_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            None,
+            "Invalid OAuth access token.",
+        );
+    }
+    match node.as_str() {
+        PAGE_ID => messenger(&fake, body),
+        PHONE_ID => whatsapp(&fake, body),
+        _ => fake.problem(format!("unknown node {node}")),
+    }
+}
+
+/// The Send API: `recipient.id`, `messaging_type` RESPONSE without a tag or MESSAGE_TAG with
+/// HUMAN_AGENT, `message.text`.
+fn messenger(fake: &Fake, body: Value) -> Answer {
+    let psid = body["recipient"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let tag_ok = match body["messaging_type"].as_str().unwrap_or_default() {
+        "RESPONSE" => body.get("tag").is_none(),
+        "MESSAGE_TAG" => body["tag"] == "HUMAN_AGENT",
+        _ => false,
+    };
+    if psid.is_empty() || !tag_ok || body["message"]["text"].as_str().is_none() {
+        return fake.problem(format!("bad Send API payload: {body}"));
+    }
+    let mut seen = fake.seen.lock().unwrap();
+    seen.push((PAGE_ID.to_owned(), body.clone()));
+    if psid == "psid-window-closed" {
+        let message = "(#10) This message is sent outside of allowed window.";
+        return meta_error(StatusCode::BAD_REQUEST, 10, Some(2018278), message);
+    }
+    let id = format!("m_{}", seen.len());
+    (
+        StatusCode::OK,
+        Json(json!({"recipient_id": psid, "message_id": id})),
+    )
+}
+
+/// The Cloud API messages endpoint; the first call meets a transient outage.
+fn whatsapp(fake: &Fake, body: Value) -> Answer {
+    let ok = body["messaging_product"] == "whatsapp"
+        && body["recipient_type"] == "individual"
+        && body["type"] == "text"
+        && body["to"]
+            .as_str()
+            .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
+        && body["text"]["body"].as_str().is_some();
+    if !ok {
+        return fake.problem(format!("bad Cloud API payload: {body}"));
+    }
+    fake.seen
+        .lock()
+        .unwrap()
+        .push((PHONE_ID.to_owned(), body.clone()));
+    let mut outages = fake.outages.lock().unwrap();
+    if *outages == 0 {
+        *outages += 1;
+        let message = "Service temporarily unavailable";
+        return meta_error(StatusCode::SERVICE_UNAVAILABLE, 2, None, message);
+    }
+    let to = body["to"].clone();
+    let answer = json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": to, "wa_id": to}],
+        "messages": [{"id": "wamid.HBgLMTU1NTAxMDAVAgARGBI5"}],
+    });
+    (StatusCode::OK, Json(answer))
+}
+
+async fn start_fake() -> (String, Fake) {
+    let fake = Fake::default();
+    let app = Router::new()
+        .route("/{version}/{node}/messages", post(messages))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v21.0"), fake)
+}
+
+fn config(dir: &std::path::Path, graph: &str) -> String {
+    std::fs::write(dir.join("page-token"), format!("{PAGE_TOKEN}\n")).unwrap();
+    std::fs::write(dir.join("wa-token"), WA_TOKEN).unwrap();
+    format!(
+        "{control}[channels.fb]\nkind = \"api\"\n\n[channels.wa]\nkind = \"api\"\n\n[channels.chat]\nkind = \"api\"\n\n\
+         [outbound]\ngraph_api_base_url = \"{graph}\"\nretry_base_ms = 100\nretry_max_secs = 1\nchat_channels = [\"chat\"]\n\n\
+         [outbound.messenger.fb]\npage_id = \"{PAGE_ID}\"\npage_access_token_file = \"{page}\"\n\
+         instant_reply = \"Thanks for your message! An agent will answer soon.\"\n\n\
+         [outbound.whatsapp.wa]\nphone_number_id = \"{PHONE_ID}\"\naccess_token_file = \"{wa}\"\n",
+        control = control_toml(dir),
+        page = dir.join("page-token").display(),
+        wa = dir.join("wa-token").display(),
+    )
+}
+
+/// Posts a customer message (written `hours_ago`) and returns its conversation id.
+async fn customer(
+    client: &reqwest::Client,
+    daemon: &Daemon,
+    channel: &str,
+    from: Value,
+    hours_ago: i64,
+) -> String {
+    let thread = format!("{channel}-{from}");
+    let body = json!({
+        "external_id": format!("{thread}-1"), "thread_id": thread, "from": from, "text": "hello",
+        "sent_at": (Utc::now() - chrono::Duration::hours(hours_ago)).to_rfc3339(),
+    });
+    let response = client
+        .post(daemon.url(&format!("/hooks/{channel}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    let created = of_type(&events, "deskgate.ticket.created");
+    created.last().unwrap()["data"]["conversation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn reply(
+    client: &reqwest::Client,
+    daemon: &Daemon,
+    conversation: &str,
+    key: &str,
+) -> (u16, Value) {
+    let url = daemon.url(&format!("/v1/control/conversations/{conversation}/replies"));
+    let body =
+        json!({"agent": {"id": "agent-1", "name": "Gil Ng"}, "text": format!("reply {key}")});
+    control_post(client, &url, Some(key), &body).await
+}
+
+async fn wait_outcomes(daemon: &Daemon, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = daemon.all_events().await;
+        let done = of_type(&events, "deskgate.outbound.sent").len()
+            + of_type(&events, "deskgate.outbound.failed").len();
+        if done >= n {
+            return events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {n} outcomes; log:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn start(dir: &std::path::Path) -> (Fake, Daemon) {
+    let (graph, fake) = start_fake().await;
+    let daemon = Daemon::start(dir, &config(dir, &graph)).await;
+    (fake, daemon)
+}
+
+#[tokio::test]
+async fn messenger_replies_follow_the_24_hour_and_7_day_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, daemon) = start(dir.path()).await;
+    let client = reqwest::Client::new();
+
+    // A fresh message gets the instant reply and a RESPONSE; three days later the HUMAN_AGENT
+    // tag; after seven days deskgate refuses; Meta's window error fails the send.
+    let fresh = customer(
+        &client,
+        &daemon,
+        "fb",
+        json!({"external_id": "psid-fresh"}),
+        0,
+    )
+    .await;
+    let older = customer(
+        &client,
+        &daemon,
+        "fb",
+        json!({"external_id": "psid-older"}),
+        72,
+    )
+    .await;
+    let stale = customer(
+        &client,
+        &daemon,
+        "fb",
+        json!({"external_id": "psid-stale"}),
+        8 * 24,
+    )
+    .await;
+    let closed = customer(
+        &client,
+        &daemon,
+        "fb",
+        json!({"external_id": "psid-window-closed"}),
+        1,
+    )
+    .await;
+    assert_eq!(reply(&client, &daemon, &fresh, "fb-1").await.0, 202);
+    assert_eq!(reply(&client, &daemon, &older, "fb-2").await.0, 202);
+    let (status, body) = reply(&client, &daemon, &stale, "fb-3").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("within 7 days"),
+        "{body}"
+    );
+    assert_eq!(reply(&client, &daemon, &closed, "fb-4").await.0, 202);
+
+    // 4 instant replies + 3 replies.
+    let events = wait_outcomes(&daemon, 7).await;
+    assert!(
+        fake.problems.lock().unwrap().is_empty(),
+        "{:?}",
+        fake.problems.lock().unwrap()
+    );
+    let seen = fake.seen.lock().unwrap().clone();
+    let sent_to = |psid: &str| -> Vec<Value> {
+        let to_psid = seen.iter().filter(|(_, b)| b["recipient"]["id"] == psid);
+        to_psid.map(|(_, b)| b.clone()).collect()
+    };
+    let fresh_sent = sent_to("psid-fresh");
+    assert_eq!(fresh_sent.len(), 2);
+    let instant = "Thanks for your message! An agent will answer soon.";
+    assert!(fresh_sent.iter().any(|b| b["message"]["text"] == instant));
+    assert!(fresh_sent.iter().all(|b| b["messaging_type"] == "RESPONSE"));
+    let older_sent = sent_to("psid-older");
+    let older_reply: Vec<_> = older_sent
+        .iter()
+        .filter(|b| b["message"]["text"] == "reply fb-2")
+        .collect();
+    assert_eq!(older_reply.len(), 1);
+    assert_eq!(older_reply[0]["messaging_type"], "MESSAGE_TAG");
+    assert_eq!(older_reply[0]["tag"], "HUMAN_AGENT");
+    assert!(sent_to("psid-stale")
+        .iter()
+        .all(|b| b["message"]["text"] != "reply fb-3"));
+    let failed = of_type(&events, "deskgate.outbound.failed");
+    assert_eq!(
+        failed.len(),
+        2,
+        "the closed-window reply and its instant reply"
+    );
+    for event in failed {
+        assert!(event["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("window is closed"));
+        assert_eq!(event["data"]["recipient"], "psid-window-closed");
+    }
+    let sent = of_type(&events, "deskgate.outbound.sent");
+    assert_eq!(sent.len(), 5);
+    assert!(sent
+        .iter()
+        .all(|e| e["data"]["provider_id"].as_str().unwrap().starts_with("m_")));
+}
+
+#[tokio::test]
+async fn whatsapp_replies_need_the_24_hour_window_and_chat_replies_become_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, daemon) = start(dir.path()).await;
+    let client = reqwest::Client::new();
+
+    // Inside 24 hours it is sent (after one transient outage); outside, refused.
+    let wa = customer(&client, &daemon, "wa", json!({"phone": "+1 555 0100"}), 2).await;
+    let wa_old = customer(&client, &daemon, "wa", json!({"phone": "+1 555 0199"}), 30).await;
+    assert_eq!(reply(&client, &daemon, &wa, "wa-1").await.0, 202);
+    let (status, body) = reply(&client, &daemon, &wa_old, "wa-2").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("template"),
+        "{body}"
+    );
+
+    // Chat: handed to the widget's backend as an event.
+    let chat = customer(
+        &client,
+        &daemon,
+        "chat",
+        json!({"external_id": "visitor-9"}),
+        0,
+    )
+    .await;
+    let (status, body) = reply(&client, &daemon, &chat, "chat-1").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (202, Some("handed_over"))
+    );
+
+    let events = wait_outcomes(&daemon, 1).await;
+    assert!(
+        fake.problems.lock().unwrap().is_empty(),
+        "{:?}",
+        fake.problems.lock().unwrap()
+    );
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one outage, one retry");
+    assert!(seen
+        .iter()
+        .all(|(node, body)| node == PHONE_ID && body["to"] == "15550100"));
+    let sent = of_type(&events, "deskgate.outbound.sent");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["data"]["via"], "whatsapp");
+    assert_eq!(
+        sent[0]["data"]["provider_id"],
+        "wamid.HBgLMTU1NTAxMDAVAgARGBI5"
+    );
+    assert_eq!(sent[0]["data"]["attempts"], 2);
+    let chat_events = of_type(&events, "deskgate.outbound.chat_message");
+    assert_eq!(chat_events.len(), 1);
+    let data = &chat_events[0]["data"];
+    assert_eq!(data["text"], "reply chat-1");
+    assert_eq!(data["conversation"]["id"], chat.as_str());
+    assert_eq!(data["agent"]["id"], "agent-1");
+}
