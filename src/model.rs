@@ -188,6 +188,37 @@ pub enum Record {
     /// Input a channel could not turn into a message (unparseable, over a size limit, a parser
     /// panic). Journaled like a message, so that it is acknowledged, listed and retryable.
     Quarantine(QuarantinedInput),
+    /// A change to contacts asked for through the control API (owner, merge, erasure).
+    Contact(ContactControl),
+}
+
+/// The channel name control records are deduplicated under; it cannot be a configured channel
+/// id (those are `a-z0-9-_`), so the two key spaces never meet.
+pub const CONTACT_CONTROL_CHANNEL: &str = "@control/contacts";
+
+/// A control API request about contacts, journaled so that it is ordered with messages,
+/// durable and applied exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactControl {
+    /// The caller's `Idempotency-Key`, or a fresh UUID.
+    pub key: String,
+    pub command: ContactCommand,
+    /// When deskgate accepted the request; events it causes carry this time.
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ContactCommand {
+    /// Sets (or with `None` clears) the agent who owns the contact.
+    SetOwner {
+        contact_id: String,
+        owner: Option<String>,
+    },
+    /// Merges `from` into `into` by hand, whatever the conflict guard would say.
+    Merge { into: String, from: String },
+    /// Erases the contact: identities, message bodies and attachments leave deskgate's state.
+    Erase { contact_id: String },
 }
 
 /// Input set aside at the channel, with why and where its raw bytes are.
@@ -209,6 +240,7 @@ impl Record {
         match self {
             Record::Inbound(inbound) => &inbound.channel,
             Record::Quarantine(input) => &input.channel,
+            Record::Contact(_) => CONTACT_CONTROL_CHANNEL,
         }
     }
 }
@@ -230,6 +262,10 @@ impl DedupeKey {
             Record::Quarantine(input) => DedupeKey {
                 channel: input.channel.clone(),
                 external_id: input.external_id.clone(),
+            },
+            Record::Contact(control) => DedupeKey {
+                channel: CONTACT_CONTROL_CHANNEL.to_owned(),
+                external_id: control.key.clone(),
             },
         }
     }

@@ -24,7 +24,7 @@ use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::model::{Inbound, Record};
-use crate::store::{keys, StateBatch, Store, StoreError};
+use crate::store::{keys, Blobs, StateBatch, Store, StoreError};
 
 /// A record the processor set aside, kept with the reason.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +45,8 @@ pub struct Processor {
     minter: Minter,
     outbox: OutboxWriter,
     batch_size: usize,
+    /// Where attachments live, so that erasure can delete them.
+    blobs: Option<Blobs>,
 }
 
 /// Where the processor stands after a step.
@@ -63,7 +65,19 @@ impl Processor {
             minter,
             outbox,
             batch_size,
+            blobs: None,
         }
+    }
+
+    /// Lets erasure delete the attachments of an erased contact's messages.
+    pub fn with_blobs(mut self, blobs: Blobs) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// Redacts the journal for erasures already committed (see [`contacts::erase`]).
+    fn finish_erasures(&self) -> Result<(), StoreError> {
+        contacts::erase::finish_pending(&self.store, self.blobs.as_ref()).map(|_| ())
     }
 
     /// Where the committed state stands.
@@ -77,6 +91,8 @@ impl Processor {
     /// Applies the journal records after `cursor` up to `durable`, at most one batch of them,
     /// and makes the result durable. Blocking: run it off the async workers.
     pub fn step(&self, cursor: u64, durable: u64) -> Result<Position, StoreError> {
+        // Erasures a crash interrupted after their commit.
+        self.finish_erasures()?;
         let items = self.store.journal_read(cursor, durable, self.batch_size)?;
         let Some(last) = items.last().map(|item| item.seq) else {
             return self.position();
@@ -104,6 +120,11 @@ impl Processor {
         let outbox = batch.get_u64(keys::OUTBOX_SEQ)?;
         batch.commit()?;
         self.store.flush()?;
+        // The step is committed: a failure here must not make the caller retry it. The next
+        // step starts by finishing what is left.
+        if let Err(error) = self.finish_erasures() {
+            tracing::error!(%error, "journal redaction for an erasure failed; retrying next step");
+        }
         Ok(Position {
             cursor: last,
             outbox,
@@ -143,6 +164,14 @@ impl Processor {
         match record {
             Record::Inbound(inbound) => self.apply_inbound(batch, seq, inbound),
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
+            Record::Contact(control) => {
+                let announce = contacts::announce::Announcer {
+                    outbox: &self.outbox,
+                    at: control.received_at,
+                    channel: None,
+                };
+                contacts::control::apply(batch, &announce, seq, &control.command).map(|_| ())
+            }
         }
     }
 
@@ -155,25 +184,20 @@ impl Processor {
         let at = inbound.received_at;
         let channel = Some(inbound.channel.clone());
         let resolution = contacts::resolve(batch, &self.minter, &inbound.sender, at)?;
+        let announce = contacts::announce::Announcer {
+            outbox: &self.outbox,
+            at,
+            channel: channel.clone(),
+        };
+        announce.resolution(batch, &resolution)?;
         let contact = &resolution.contact;
-        if resolution.created {
-            let draft = EventDraft {
-                event_type: EventType::ContactCreated,
-                subject: contact.id.clone(),
-                channel: channel.clone(),
-                data: json!({ "contact": contact }),
-            };
-            self.outbox.push(batch, at, &draft)?;
-        } else if !resolution.added.is_empty() || resolution.name_added {
-            let draft = EventDraft {
-                event_type: EventType::ContactUpdated,
-                subject: contact.id.clone(),
-                channel: channel.clone(),
-                data: json!({ "contact": contact, "added_identities": resolution.added }),
-            };
-            self.outbox.push(batch, at, &draft)?;
-        }
         let threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
+        contacts::index_message(
+            batch,
+            &threaded.conversation.contact_id,
+            &threaded.conversation.id,
+            seq,
+        );
         let event_type = if threaded.new_ticket {
             EventType::TicketCreated
         } else {
@@ -242,6 +266,9 @@ impl Processor {
                 Some(input.external_id.clone()),
                 input.raw_blob.clone(),
             ),
+            Some(Record::Contact(control)) => {
+                (control.received_at, Some(control.key.clone()), None)
+            }
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.
             None => (DateTime::<Utc>::UNIX_EPOCH, None, None),

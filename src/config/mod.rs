@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod contacts;
+pub use contacts::ContactsConfig;
+
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +29,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub control: ControlConfig,
+    #[serde(default)]
+    pub contacts: ContactsConfig,
     /// Inbound channels by id; each gets the URL `/hooks/{id}`.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
@@ -59,11 +64,14 @@ impl Default for ServerConfig {
 pub struct StateConfig {
     /// Directory of the embedded database; relative paths start at the working directory.
     pub dir: PathBuf,
+    /// Bytes of sled's page cache; bounds resident memory however large the state grows.
+    pub cache_capacity_bytes: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
+            cache_capacity_bytes: 64 * 1024 * 1024,
             dir: PathBuf::from("data"),
         }
     }
@@ -358,6 +366,13 @@ impl Config {
             );
         }
         problems.extend(tokens.err());
+        self.contacts.validate(&mut problems);
+        if self.state.cache_capacity_bytes < 1024 * 1024 {
+            problems.push(ConfigProblem {
+                path: "state.cache_capacity_bytes".to_owned(),
+                message: "must be at least 1048576 (1 MiB)".to_owned(),
+            });
+        }
         problems
     }
 }

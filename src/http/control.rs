@@ -42,6 +42,7 @@ impl Tokens {
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/control/quarantine", get(list_quarantine))
+        .merge(super::contacts::routes())
         .route_layer(middleware::from_fn_with_state(state, require_token))
 }
 
