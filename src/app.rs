@@ -54,13 +54,10 @@ impl App {
 
         let minter = Minter::new(instance_id);
         let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
-        let processor = Arc::new(Processor::new(
-            store.clone(),
-            minter,
-            outbox,
-            config.events.processor_batch,
-        )
-        .with_blobs(blobs.clone()));
+        let processor = Arc::new(
+            Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
+                .with_blobs(blobs.clone()),
+        );
         let position = processor
             .position()
             .context("reading the processor's position")?;

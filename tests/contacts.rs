@@ -68,8 +68,12 @@ async fn one_person_across_channels_is_one_contact_with_three_identities() {
     let dir = tempfile::tempdir().unwrap();
     let api = start(dir.path()).await;
     // Writes by email.
-    api.post(message("m1", "mail-1", json!({ "email": "Ana@Example.COM" })))
-        .await;
+    api.post(message(
+        "m1",
+        "mail-1",
+        json!({ "email": "Ana@Example.COM" }),
+    ))
+    .await;
     // The same address with a phone on record (a national number: the default region).
     api.post(message(
         "m2",
@@ -81,8 +85,12 @@ async fn one_person_across_channels_is_one_contact_with_three_identities() {
     api.post(message("m3", "wa-1", json!({ "phone": "+1 415 555 0100" })))
         .await;
     // Chat: a visitor nobody knows, who then identifies with the same email.
-    api.post(message("m4", "chat-1", json!({ "external_id": "visitor-7" })))
-        .await;
+    api.post(message(
+        "m4",
+        "chat-1",
+        json!({ "external_id": "visitor-7" }),
+    ))
+    .await;
     api.post(message(
         "m5",
         "chat-1",
@@ -91,7 +99,11 @@ async fn one_person_across_channels_is_one_contact_with_three_identities() {
     .await;
 
     let created = api.events_of("deskgate.contact.created").await;
-    assert_eq!(created.len(), 2, "Ana, then the unknown visitor: {created:?}");
+    assert_eq!(
+        created.len(),
+        2,
+        "Ana, then the unknown visitor: {created:?}"
+    );
     let ana = created[0]["subject"].as_str().unwrap().to_owned();
     let visitor = created[1]["subject"].as_str().unwrap().to_owned();
     let updated = api.events_of("deskgate.contact.updated").await;
@@ -109,7 +121,9 @@ async fn one_person_across_channels_is_one_contact_with_three_identities() {
         .await
         .is_empty());
 
-    let (status, found) = api.get("/v1/control/contacts?email=ANA%40example.com").await;
+    let (status, found) = api
+        .get("/v1/control/contacts?email=ANA%40example.com")
+        .await;
     assert_eq!(status, 200, "{found}");
     let contact = &found["contact"];
     assert_eq!(contact["id"], ana);
@@ -129,7 +143,11 @@ async fn one_person_across_channels_is_one_contact_with_three_identities() {
         "/v1/control/contacts?channel=api&id=visitor-7".to_owned(),
     ] {
         let (status, body) = api.get(&path).await;
-        assert_eq!((status, &body["contact"]["id"]), (200, &json!(ana)), "{path}");
+        assert_eq!(
+            (status, &body["contact"]["id"]),
+            (200, &json!(ana)),
+            "{path}"
+        );
     }
     // The chat conversation's ticket now belongs to Ana.
     let tickets = api.events_of("deskgate.ticket.message_added").await;
@@ -178,7 +196,11 @@ async fn the_control_api_sets_owners_merges_by_hand_and_erases() {
         .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("conflict")));
     let (status, _) = api
-        .control(api.client.post(&url).json(&json!({ "from": "no-such-contact" })))
+        .control(
+            api.client
+                .post(&url)
+                .json(&json!({ "from": "no-such-contact" })),
+        )
         .await;
     assert_eq!(status, 404);
     let (status, _) = api.get("/v1/control/contacts/no-such-contact").await;
@@ -191,7 +213,10 @@ async fn the_control_api_sets_owners_merges_by_hand_and_erases() {
     let url = api.daemon.url(&format!("/v1/control/contacts/{bo}"));
     let mut answers = Vec::new();
     for _ in 0..2 {
-        let request = api.client.delete(&url).header("idempotency-key", "erase-bo-1");
+        let request = api
+            .client
+            .delete(&url)
+            .header("idempotency-key", "erase-bo-1");
         answers.push(api.control(request).await);
     }
     assert_eq!(answers[0], answers[1]);
@@ -233,4 +258,28 @@ async fn the_control_api_sets_owners_merges_by_hand_and_erases() {
     for kept in ["c1", "a2"] {
         assert_eq!(texts[kept].0, format!("text of {kept}"));
     }
+}
+
+#[tokio::test]
+async fn bad_control_requests_are_refused_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = start(dir.path()).await;
+    let url = api.daemon.url("/v1/control/contacts/x/merge");
+    let (status, body) = api
+        .control(api.client.post(&url).body(r#"{"from": 7}"#))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("from"), "{body}");
+    let (status, body) = api.get("/v1/control/contacts?email=not-an-address").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("email"), "{body}");
+    let (status, _) = api.get("/v1/control/contacts").await;
+    assert_eq!(status, 400);
+    let unauthorised = api
+        .client
+        .get(api.daemon.url("/v1/control/contacts/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorised.status(), 401);
 }

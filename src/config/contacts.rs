@@ -32,3 +32,26 @@ fn phone_region(code: &str) -> Result<(), String> {
         .map(|_| ())
         .map_err(|_| format!("{code:?} is not a region code libphonenumber knows (such as GB)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_region_must_be_one_libphonenumber_knows() {
+        let mut problems = Vec::new();
+        for ok in [None, Some("GB"), Some("us")] {
+            let config = ContactsConfig {
+                default_region: ok.map(str::to_owned),
+            };
+            config.validate(&mut problems);
+        }
+        assert!(problems.is_empty(), "{problems:?}");
+        let config = ContactsConfig {
+            default_region: Some("Atlantis".into()),
+        };
+        config.validate(&mut problems);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "contacts.default_region");
+    }
+}

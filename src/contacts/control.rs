@@ -41,22 +41,20 @@ pub fn apply(
     command: &ContactCommand,
 ) -> Result<Outcome, StoreError> {
     let outcome = match command {
-        ContactCommand::SetOwner { contact_id, owner } => {
-            match live(batch, contact_id)? {
-                Ok(mut contact) => {
-                    contact.owner = owner.clone();
-                    batch.put(keys::contact(&contact.id), &contact);
-                    announce.push(
-                        batch,
-                        EventType::ContactUpdated,
-                        &contact.id,
-                        json!({ "contact": contact, "owner": owner }),
-                    )?;
-                    Outcome::ok(json!({ "contact": contact }))
-                }
-                Err(refused) => refused,
+        ContactCommand::SetOwner { contact_id, owner } => match live(batch, contact_id)? {
+            Ok(mut contact) => {
+                contact.owner = owner.clone();
+                batch.put(keys::contact(&contact.id), &contact);
+                announce.push(
+                    batch,
+                    EventType::ContactUpdated,
+                    &contact.id,
+                    json!({ "contact": contact, "owner": owner }),
+                )?;
+                Outcome::ok(json!({ "contact": contact }))
             }
-        }
+            Err(refused) => refused,
+        },
         ContactCommand::Merge { into, from } => manual_merge(batch, announce, into, from)?,
         ContactCommand::Erase { contact_id } => match live(batch, contact_id)? {
             Ok(contact) => {
@@ -94,7 +92,10 @@ fn manual_merge(
         return Ok(Outcome::refused(
             409,
             "conflict",
-            format!("{from} and {into} are already the same contact ({})", survivor.id),
+            format!(
+                "{from} and {into} are already the same contact ({})",
+                survivor.id
+            ),
         ));
     }
     let absorbed_id = absorbed.id.clone();

@@ -121,7 +121,10 @@ fn resolution_rules() {
         },
         Case {
             what: "a known email with a new phone and a name attaches both",
-            sender: sender(Some("Ana"), vec![email("ana@example.com"), phone("+14155550100")]),
+            sender: sender(
+                Some("Ana"),
+                vec![email("ana@example.com"), phone("+14155550100")],
+            ),
             contact: 0,
             events: &["deskgate.contact.updated"],
             absorbed: &[],
@@ -193,7 +196,10 @@ fn resolution_rules() {
             what: "the first page learns an email",
             sender: sender(
                 None,
-                vec![identity::messenger("fb", "p1", "111"), email("bo@example.com")],
+                vec![
+                    identity::messenger("fb", "p1", "111"),
+                    email("bo@example.com"),
+                ],
             ),
             contact: 3,
             events: &["deskgate.contact.updated"],
@@ -203,7 +209,10 @@ fn resolution_rules() {
             what: "the second page gives the same email: different pages do not conflict",
             sender: sender(
                 None,
-                vec![identity::messenger("fb", "p2", "222"), email("bo@example.com")],
+                vec![
+                    identity::messenger("fb", "p2", "222"),
+                    email("bo@example.com"),
+                ],
             ),
             contact: 3,
             events: &["deskgate.contact.merged"],
@@ -213,7 +222,10 @@ fn resolution_rules() {
             what: "a second PSID on the same page with Bo's email: guard",
             sender: sender(
                 None,
-                vec![identity::messenger("fb", "p1", "999"), email("bo@example.com")],
+                vec![
+                    identity::messenger("fb", "p1", "999"),
+                    email("bo@example.com"),
+                ],
             ),
             contact: 3,
             events: &[],
@@ -252,7 +264,9 @@ fn resolution_rules() {
     let psid = identity::messenger("fb", "p1", "999");
     assert_eq!(find_id(&harness.store, &psid).unwrap(), None);
     // An absorbed id still resolves to its survivor.
-    let followed = follow_in_store(&harness.store, &harness.ids[1]).unwrap().unwrap();
+    let followed = follow_in_store(&harness.store, &harness.ids[1])
+        .unwrap()
+        .unwrap();
     assert_eq!(followed.id, harness.ids[0]);
 }
 
@@ -265,17 +279,29 @@ fn a_merge_moves_conversations_and_their_tickets() {
     let (visitor_only, _) = harness.resolve(&sender(None, vec![visitor("v9")]), at(2));
     let mut batch = harness.store.state_batch();
     let inbound = Inbound::new("chat", "m1", "t1", Sender::default(), "hi", at(2));
-    let threaded =
-        conversations::thread(&mut batch, &harness.minter, &inbound, &visitor_only.contact.id)
-            .unwrap();
-    index_message(&mut batch, &visitor_only.contact.id, &threaded.conversation.id, 7);
+    let threaded = conversations::thread(
+        &mut batch,
+        &harness.minter,
+        &inbound,
+        &visitor_only.contact.id,
+    )
+    .unwrap();
+    index_message(
+        &mut batch,
+        &visitor_only.contact.id,
+        &threaded.conversation.id,
+        7,
+    );
     batch.commit().unwrap();
 
     let both = sender(None, vec![visitor("v9"), phone("+14155550100")]);
     let (merged, events) = harness.resolve(&both, at(3));
     assert_eq!(events, ["deskgate.contact.merged"]);
     assert_eq!(merged.contact.id, phone_only.contact.id);
-    assert_eq!(merged.absorbed, [visitor_only.contact.id.clone()]);
+    assert_eq!(
+        merged.absorbed,
+        std::slice::from_ref(&visitor_only.contact.id)
+    );
     let conversation: conversations::Conversation = harness
         .store
         .state_get(&keys::conversation(&threaded.conversation.id))
@@ -290,12 +316,20 @@ fn a_merge_moves_conversations_and_their_tickets() {
     assert_eq!(ticket.contact_id, phone_only.contact.id);
     let index = harness
         .store
-        .state_scan::<()>(&keys::contact_conversations(&phone_only.contact.id), None, 10)
+        .state_scan::<()>(
+            &keys::contact_conversations(&phone_only.contact.id),
+            None,
+            10,
+        )
         .unwrap();
     assert_eq!(index.len(), 1);
     let old = harness
         .store
-        .state_scan::<()>(&keys::contact_conversations(&visitor_only.contact.id), None, 10)
+        .state_scan::<()>(
+            &keys::contact_conversations(&visitor_only.contact.id),
+            None,
+            10,
+        )
         .unwrap();
     assert!(old.is_empty());
 }
@@ -306,7 +340,10 @@ fn merge_in_order(n: usize, order: &[(usize, usize)]) -> (Harness, Vec<Identity>
     let mut harness = Harness::new();
     let mut all = Vec::new();
     for i in 0..n {
-        let identities = vec![email(&format!("p{i}@example.com")), visitor(&format!("v{i}"))];
+        let identities = vec![
+            email(&format!("p{i}@example.com")),
+            visitor(&format!("v{i}")),
+        ];
         all.extend(identities.clone());
         harness.resolve(&sender(None, identities), at(i as i64));
     }
@@ -376,4 +413,83 @@ proptest! {
         expected.sort();
         prop_assert_eq!(held, expected);
     }
+}
+
+#[test]
+fn erasure_redacts_the_journal_and_deletes_attachment_blobs() {
+    use crate::conversations;
+    use crate::model::{Attachment, ContactCommand, DedupeKey, Inbound, Record};
+    use crate::store::Blobs;
+    let harness = Harness::new();
+    let blobs = Blobs::open(harness._dir.path()).unwrap();
+    let blob = blobs.put(b"a scanned passport").unwrap();
+    let mut inbound = Inbound::new(
+        "api",
+        "m1",
+        "t1",
+        sender(Some("Ana"), vec![email("ana@example.com")]),
+        "my passport is attached",
+        at(1),
+    );
+    inbound.attachments.push(Attachment {
+        id: blob.clone(),
+        name: Some("passport.pdf".into()),
+        content_type: "application/pdf".into(),
+        size: 18,
+    });
+    let record = Record::Inbound(Box::new(inbound.clone()));
+    harness
+        .store
+        .journal_append([(1, &DedupeKey::of(&record), &record)])
+        .unwrap();
+    let mut batch = harness.store.state_batch();
+    let resolution = resolve(&mut batch, &harness.minter, &inbound.sender, at(1)).unwrap();
+    let threaded = conversations::thread(
+        &mut batch,
+        &harness.minter,
+        &inbound,
+        &resolution.contact.id,
+    )
+    .unwrap();
+    index_message(
+        &mut batch,
+        &resolution.contact.id,
+        &threaded.conversation.id,
+        1,
+    );
+    let announce = Announcer {
+        outbox: &harness.outbox,
+        at: at(2),
+        channel: None,
+    };
+    let command = ContactCommand::Erase {
+        contact_id: resolution.contact.id.clone(),
+    };
+    let outcome = control::apply(&mut batch, &announce, 2, &command).unwrap();
+    assert_eq!(outcome.status, 200, "{:?}", outcome.body);
+    batch.commit().unwrap();
+    // Committed but not yet carried out: the journal still holds the body.
+    assert!(blobs.get(&blob).unwrap().is_some());
+    assert_eq!(
+        erase::finish_pending(&harness.store, Some(&blobs)).unwrap(),
+        1
+    );
+    assert_eq!(
+        erase::finish_pending(&harness.store, Some(&blobs)).unwrap(),
+        0
+    );
+    let Some(Record::Inbound(redacted)) = harness.store.journal_get(1).unwrap() else {
+        panic!("the journal record is gone");
+    };
+    assert_eq!(redacted.text, "");
+    assert_eq!(redacted.sender, Sender::default());
+    assert!(redacted.attachments.is_empty());
+    assert_eq!(redacted.external_id, "m1", "deduplication still works");
+    assert_eq!(blobs.get(&blob).unwrap(), None);
+    assert_eq!(
+        find(&harness.store, &email("ana@example.com")).unwrap(),
+        None
+    );
+    let tombstone = harness.contact(&resolution.contact.id);
+    assert!(tombstone.erased && tombstone.identities.is_empty() && tombstone.name.is_none());
 }

@@ -14,9 +14,10 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use bytes::Bytes;
 use chrono::Utc;
 use http::HeaderMap;
 use serde::Deserialize;
@@ -64,8 +65,10 @@ struct IdentityQuery {
 
 async fn lookup(
     State(state): State<AppState>,
-    Query(query): Query<IdentityQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let query: IdentityQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
     let identity = query_identity(query)?;
     let contact = contacts::find(&state.store, &identity)?
         .ok_or_else(|| ApiError::NotFound(format!("no contact holds {}", identity.index_key())))?;
@@ -108,9 +111,10 @@ async fn set_owner(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Json<OwnerBody>,
+    body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let owner = body.0.owner.filter(|o| !o.trim().is_empty());
+    let body: OwnerBody = json_body(&body)?;
+    let owner = body.owner.filter(|o| !o.trim().is_empty());
     if owner.as_ref().is_some_and(|o| o.len() > 256) {
         return Err(ApiError::Unprocessable(
             "owner: must be at most 256 bytes".to_owned(),
@@ -133,11 +137,12 @@ async fn merge(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Json<MergeBody>,
+    body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: MergeBody = json_body(&body)?;
     let command = ContactCommand::Merge {
         into: id,
-        from: body.0.from,
+        from: body.from,
     };
     mutate(&state, &headers, command).await
 }
@@ -148,6 +153,15 @@ async fn erase(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     mutate(&state, &headers, ContactCommand::Erase { contact_id: id }).await
+}
+
+/// Parses a JSON request body; the error names the field that failed.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        ApiError::BadRequest(format!("body: {path}: {}", error.into_inner()))
+    })
 }
 
 /// Journals a command, waits until the processor applied it, and answers with its outcome.

@@ -11,6 +11,7 @@
 //! Servers run in child processes (this same binary with a hidden subcommand), so the load
 //! generator and the server under test never share a runtime.
 
+mod contacts;
 mod load;
 mod servers;
 
@@ -43,6 +44,22 @@ enum Mode {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
+    /// Identity lookups, RSS and disk at 10k, 100k and 1M contacts (in-process).
+    Contacts {
+        /// Seconds of lookups at each size.
+        #[arg(long, default_value_t = 3)]
+        secs: u64,
+    },
+    /// Internal: the lookup side of `contacts`, in a fresh process on loaded state.
+    #[command(hide = true)]
+    ContactsLookups {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        secs: u64,
+    },
     /// Internal: serve one server in this process until killed.
     #[command(hide = true)]
     Serve {
@@ -64,6 +81,13 @@ fn main() -> ExitCode {
                 secs,
                 rounds,
             } => ingest(connections, Duration::from_secs(secs), rounds).await,
+            Mode::Contacts { secs } => {
+                tokio::task::spawn_blocking(move || contacts::run(secs)).await?
+            }
+            Mode::ContactsLookups { dir, size, secs } => {
+                tokio::task::spawn_blocking(move || contacts::serve_lookups(&dir, size, secs))
+                    .await?
+            }
             Mode::Serve { server } => servers::serve(server).await,
         }
     });

@@ -15,7 +15,10 @@ fn emails_are_trimmed_lower_cased_and_idn_domains_become_ascii() {
     let table = [
         ("  Ana@Example.COM ", "ana@example.com"),
         ("José@Bücher.example", "josé@xn--bcher-kva.example"),
-        ("ana@EXAMPLE.xn--bcher-kva.example", "ana@example.xn--bcher-kva.example"),
+        (
+            "ana@EXAMPLE.xn--bcher-kva.example",
+            "ana@example.xn--bcher-kva.example",
+        ),
         ("a.b+tag@sub.example.org", "a.b+tag@sub.example.org"),
     ];
     for (raw, expected) in table {
@@ -66,7 +69,10 @@ fn phones_become_e164_with_the_default_region_for_national_numbers() {
 
 #[test]
 fn a_whatsapp_id_is_the_same_phone_identity() {
-    assert_eq!(whatsapp_id("14155550100"), phone_in("+1 415 555 0100", None));
+    assert_eq!(
+        whatsapp_id("14155550100"),
+        phone_in("+1 415 555 0100", None)
+    );
     assert!(whatsapp_id("14155550100").is_some());
     assert_eq!(whatsapp_id("not-a-number"), None);
     assert_eq!(whatsapp_id(""), None);
