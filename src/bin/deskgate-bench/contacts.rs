@@ -9,7 +9,7 @@
 //! has two cores), run in a fresh child process that opens the loaded state as a restarted
 //! daemon would, so its RSS is what serving that many contacts takes, not what the loader's
 //! allocator kept from the load. The loader's own RSS is printed on stderr. sled's cache is the
-//! daemon's default.
+//! daemon's default (64 MiB) unless `--cache-mb` says otherwise.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +22,7 @@ use deskgate::channels::identity;
 use deskgate::contacts;
 use deskgate::ids::Minter;
 use deskgate::model::{Identity, Sender};
-use deskgate::store::{Store, DEFAULT_CACHE_CAPACITY_BYTES};
+use deskgate::store::Store;
 
 const SIZES: [(usize, &str); 3] = [(10_000, "10k"), (100_000, "100k"), (1_000_000, "1m")];
 const BATCH: usize = 10_000;
@@ -47,12 +47,13 @@ fn identities(i: usize) -> Vec<Identity> {
     }
 }
 
-pub fn run(secs: u64) -> anyhow::Result<()> {
+pub fn run(secs: u64, cache_mb: u64) -> anyhow::Result<()> {
+    let cache = cache_mb * 1024 * 1024;
     let dir = tempfile::tempdir()?;
     let minter = Minter::new(uuid::Uuid::new_v4());
     let mut loaded = 0;
     for (size, label) in SIZES {
-        let store = Store::open_with(dir.path(), DEFAULT_CACHE_CAPACITY_BYTES)?;
+        let store = Store::open_with(dir.path(), cache)?;
         let started = Instant::now();
         while loaded < size {
             let end = (loaded + BATCH).min(size);
@@ -68,7 +69,7 @@ pub fn run(secs: u64) -> anyhow::Result<()> {
         let disk_mb = disk_bytes(dir.path())? / (1024 * 1024);
         store.flush()?;
         drop(store);
-        let (per_sec, rss) = measure_in_child(dir.path(), size, secs)?;
+        let (per_sec, rss) = measure_in_child(dir.path(), size, secs, cache)?;
         println!(
             "bench contacts-{label}: lookups_per_s={per_sec:.0} rss_mb={rss} disk_mb={disk_mb}"
         );
@@ -78,7 +79,7 @@ pub fn run(secs: u64) -> anyhow::Result<()> {
 
 /// Runs [`serve_lookups`] in a child process on the same state (sled allows one process at a
 /// time: the loader has closed its handle and reopens it for the next size).
-fn measure_in_child(dir: &Path, size: usize, secs: u64) -> anyhow::Result<(f64, u64)> {
+fn measure_in_child(dir: &Path, size: usize, secs: u64, cache: u64) -> anyhow::Result<(f64, u64)> {
     let output = std::process::Command::new(std::env::current_exe()?)
         .args([
             "contacts-lookups",
@@ -87,6 +88,7 @@ fn measure_in_child(dir: &Path, size: usize, secs: u64) -> anyhow::Result<(f64, 
             "--secs",
             &secs.to_string(),
         ])
+        .args(["--cache-bytes", &cache.to_string()])
         .arg("--dir")
         .arg(dir)
         .output()?;
@@ -106,8 +108,8 @@ fn measure_in_child(dir: &Path, size: usize, secs: u64) -> anyhow::Result<(f64, 
 }
 
 /// The child side: opens the state, looks up, prints `<lookups/s> <rss MB>`.
-pub fn serve_lookups(dir: &Path, size: usize, secs: u64) -> anyhow::Result<()> {
-    let store = Store::open_with(dir, DEFAULT_CACHE_CAPACITY_BYTES)?;
+pub fn serve_lookups(dir: &Path, size: usize, secs: u64, cache: u64) -> anyhow::Result<()> {
+    let store = Store::open_with(dir, cache)?;
     let per_sec = lookups(&store, size, Duration::from_secs(secs))?;
     println!("{per_sec:.0} {}", rss_mb()?);
     Ok(())

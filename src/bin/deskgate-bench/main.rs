@@ -49,6 +49,9 @@ enum Mode {
         /// Seconds of lookups at each size.
         #[arg(long, default_value_t = 3)]
         secs: u64,
+        /// sled's cache in MiB (the daemon's default is 64).
+        #[arg(long, default_value_t = 64)]
+        cache_mb: u64,
     },
     /// Internal: the lookup side of `contacts`, in a fresh process on loaded state.
     #[command(hide = true)]
@@ -59,6 +62,8 @@ enum Mode {
         size: usize,
         #[arg(long)]
         secs: u64,
+        #[arg(long)]
+        cache_bytes: u64,
     },
     /// Internal: serve one server in this process until killed.
     #[command(hide = true)]
@@ -81,12 +86,19 @@ fn main() -> ExitCode {
                 secs,
                 rounds,
             } => ingest(connections, Duration::from_secs(secs), rounds).await,
-            Mode::Contacts { secs } => {
-                tokio::task::spawn_blocking(move || contacts::run(secs)).await?
+            Mode::Contacts { secs, cache_mb } => {
+                tokio::task::spawn_blocking(move || contacts::run(secs, cache_mb)).await?
             }
-            Mode::ContactsLookups { dir, size, secs } => {
-                tokio::task::spawn_blocking(move || contacts::serve_lookups(&dir, size, secs))
-                    .await?
+            Mode::ContactsLookups {
+                dir,
+                size,
+                secs,
+                cache_bytes,
+            } => {
+                tokio::task::spawn_blocking(move || {
+                    contacts::serve_lookups(&dir, size, secs, cache_bytes)
+                })
+                .await?
             }
             Mode::Serve { server } => servers::serve(server).await,
         }
