@@ -45,11 +45,14 @@ impl App {
     /// Opens the state and starts every task; returns once the listener is bound.
     pub async fn start(config: Config) -> anyhow::Result<App> {
         let dir = config.state.dir.clone();
+        let cache_capacity_bytes = config.state.cache_capacity_bytes;
+        crate::channels::identity::set_default_region(config.contacts.default_region.as_deref())
+            .map_err(|message| anyhow::anyhow!("contacts.default_region: {message}"))?;
         let store = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("creating state directory {}", dir.display()))?;
-            let store =
-                Store::open(&dir).with_context(|| format!("opening state in {}", dir.display()))?;
+            let store = Store::open_with(&dir, cache_capacity_bytes)
+                .with_context(|| format!("opening state in {}", dir.display()))?;
             let instance_id = instance_id(&store)?;
             let blobs =
                 Blobs::open(&dir).with_context(|| format!("opening blobs in {}", dir.display()))?;
@@ -65,7 +68,8 @@ impl App {
         let processor =
             Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
                 .with_routing(Arc::clone(&rules))
-                .with_outbound(Arc::new(planner));
+                .with_outbound(Arc::new(planner))
+                .with_blobs(blobs.clone());
         let position = processor
             .position()
             .context("reading the processor's position")?;

@@ -214,6 +214,37 @@ pub enum Record {
     /// Something a channel delivered that is not a message: a delivery or read receipt, a
     /// deleted message, a template or account notice, a call event.
     Event(Box<ChannelEvent>),
+    /// A change to contacts asked for through the control API (owner, merge, erasure).
+    Contact(ContactControl),
+}
+
+/// The channel name control records are deduplicated under; it cannot be a configured channel
+/// id (those are `a-z0-9-_`), so the two key spaces never meet.
+pub const CONTACT_CONTROL_CHANNEL: &str = "@control/contacts";
+
+/// A control API request about contacts, journaled so that it is ordered with messages,
+/// durable and applied exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactControl {
+    /// The caller's `Idempotency-Key`, or a fresh UUID.
+    pub key: String,
+    pub command: ContactCommand,
+    /// When deskgate accepted the request; events it causes carry this time.
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ContactCommand {
+    /// Sets (or with `None` clears) the agent who owns the contact.
+    SetOwner {
+        contact_id: String,
+        owner: Option<String>,
+    },
+    /// Merges `from` into `into` by hand, whatever the conflict guard would say.
+    Merge { into: String, from: String },
+    /// Erases the contact: identities, message bodies and attachments leave deskgate's state.
+    Erase { contact_id: String },
 }
 
 /// A non-message item from a channel, kept so that it is acknowledged once and visible
@@ -279,6 +310,7 @@ impl Record {
             Record::Control(_) => CONTROL_CHANNEL,
             Record::Event(event) => &event.channel,
             Record::Outbound(_) => OUTBOUND_CHANNEL,
+            Record::Contact(_) => CONTACT_CONTROL_CHANNEL,
         }
     }
 }
@@ -310,6 +342,10 @@ impl DedupeKey {
                 external_id: event.external_id.clone(),
             },
             Record::Outbound(record) => record.dedupe_key(),
+            Record::Contact(control) => DedupeKey {
+                channel: CONTACT_CONTROL_CHANNEL.to_owned(),
+                external_id: control.key.clone(),
+            },
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::ids::Minter;
 use crate::model::{Inbound, Record};
 use crate::outbound::{self, Planner};
 use crate::routing::RuleSet;
-use crate::store::{keys, StateBatch, Store, StoreError};
+use crate::store::{keys, Blobs, StateBatch, Store, StoreError};
 use crate::tickets;
 
 /// A record the processor set aside, kept with the reason.
@@ -55,6 +55,8 @@ pub struct Processor {
     routing: Arc<RuleSet>,
     /// Sending configuration: which requests become outgoing items, and how.
     outbound: Arc<Planner>,
+    /// Where attachments live, so that erasure can delete them.
+    blobs: Option<Blobs>,
 }
 
 /// Where the processor stands after a step.
@@ -75,7 +77,19 @@ impl Processor {
             batch_size,
             routing: Arc::new(RuleSet::default()),
             outbound: Arc::new(Planner::disabled()),
+            blobs: None,
         }
+    }
+
+    /// Lets erasure delete the attachments of an erased contact's messages.
+    pub fn with_blobs(mut self, blobs: Blobs) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// Redacts the journal for erasures already committed (see [`contacts::erase`]).
+    fn finish_erasures(&self) -> Result<(), StoreError> {
+        contacts::erase::finish_pending(&self.store, self.blobs.as_ref()).map(|_| ())
     }
 
     /// Uses this sending configuration (by default every send is refused as unrouted).
@@ -109,6 +123,8 @@ impl Processor {
     /// Applies the journal records after `cursor` up to `durable`, at most one batch of them,
     /// and makes the result durable. Blocking: run it off the async workers.
     pub fn step(&self, cursor: u64, durable: u64) -> Result<Position, StoreError> {
+        // Erasures a crash interrupted after their commit.
+        self.finish_erasures()?;
         let items = self.store.journal_read(cursor, durable, self.batch_size)?;
         let Some(last) = items.last().map(|item| item.seq) else {
             return self.position();
@@ -136,6 +152,11 @@ impl Processor {
         let outbox = batch.get_u64(keys::OUTBOX_SEQ)?;
         batch.commit()?;
         self.store.flush()?;
+        // The step is committed: a failure here must not make the caller retry it. The next
+        // step starts by finishing what is left.
+        if let Err(error) = self.finish_erasures() {
+            tracing::error!(%error, "journal redaction for an erasure failed; retrying next step");
+        }
         Ok(Position {
             cursor: last,
             outbox,
@@ -178,6 +199,14 @@ impl Processor {
                 mark_retried(batch, seq, inbound)
             }
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
+            Record::Contact(control) => {
+                let announce = contacts::announce::Announcer {
+                    outbox: &self.outbox,
+                    at: control.received_at,
+                    channel: None,
+                };
+                contacts::control::apply(batch, &announce, seq, &control.command).map(|_| ())
+            }
             Record::Control(control) => {
                 let (minter, outbox) = (&self.minter, &self.outbox);
                 tickets::apply_control(&self.routing, batch, minter, outbox, seq, control)
@@ -198,25 +227,20 @@ impl Processor {
         let at = inbound.received_at;
         let channel = Some(inbound.channel.clone());
         let resolution = contacts::resolve(batch, &self.minter, &inbound.sender, at)?;
+        let announce = contacts::announce::Announcer {
+            outbox: &self.outbox,
+            at,
+            channel: channel.clone(),
+        };
+        announce.resolution(batch, &resolution)?;
         let contact = &resolution.contact;
-        if resolution.created {
-            let draft = EventDraft {
-                event_type: EventType::ContactCreated,
-                subject: contact.id.clone(),
-                channel: channel.clone(),
-                data: json!({ "contact": contact }),
-            };
-            self.outbox.push(batch, at, &draft)?;
-        } else if !resolution.added.is_empty() || resolution.name_added {
-            let draft = EventDraft {
-                event_type: EventType::ContactUpdated,
-                subject: contact.id.clone(),
-                channel: channel.clone(),
-                data: json!({ "contact": contact, "added_identities": resolution.added }),
-            };
-            self.outbox.push(batch, at, &draft)?;
-        }
         let mut threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
+        contacts::index_message(
+            batch,
+            &threaded.conversation.contact_id,
+            &threaded.conversation.id,
+            seq,
+        );
         let routed =
             tickets::after_threading(&self.routing, batch, &self.minter, inbound, &mut threaded)?;
         let (event_type, subject) = routed.message_event(&threaded);
@@ -299,6 +323,9 @@ impl Processor {
                 Some(outbound.dedupe_key().external_id),
                 None,
             ),
+            Some(Record::Contact(control)) => {
+                (control.received_at, Some(control.key.clone()), None)
+            }
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.
             None => (DateTime::<Utc>::UNIX_EPOCH, None, None),

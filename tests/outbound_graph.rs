@@ -344,8 +344,8 @@ async fn whatsapp_replies_need_the_24_hour_window_and_chat_replies_become_events
     let client = reqwest::Client::new();
 
     // Inside 24 hours it is sent (after one transient outage); outside, refused.
-    let wa = customer(&client, &daemon, "wa", json!({"phone": "+1 555 0100"}), 2).await;
-    let wa_old = customer(&client, &daemon, "wa", json!({"phone": "+1 555 0199"}), 30).await;
+    let wa = customer(&client, &daemon, "wa", json!({"phone": "+1 415 555 0100"}), 2).await;
+    let wa_old = customer(&client, &daemon, "wa", json!({"phone": "+1 415 555 0199"}), 30).await;
     assert_eq!(reply(&client, &daemon, &wa, "wa-1").await.0, 202);
     let (status, body) = reply(&client, &daemon, &wa_old, "wa-2").await;
     assert_eq!(status, 422, "{body}");
@@ -379,7 +379,7 @@ async fn whatsapp_replies_need_the_24_hour_window_and_chat_replies_become_events
     assert_eq!(seen.len(), 2, "one outage, one retry");
     assert!(seen
         .iter()
-        .all(|(node, body)| node == PHONE_ID && body["to"] == "15550100"));
+        .all(|(node, body)| node == PHONE_ID && body["to"] == "14155550100"));
     let sent = of_type(&events, "deskgate.outbound.sent");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["data"]["via"], "whatsapp");

@@ -1,80 +1,158 @@
 //! Normalising the identities channels report, so that the same person is found again.
+//!
+//! - Email: trimmed, lower-cased, the domain in its ASCII (punycode) form. Invalid addresses are
+//!   not identities: the adapter keeps them as sender text.
+//! - Phone: E.164 through libphonenumber's metadata (the `phonenumber` crate), with the
+//!   configured default region (`[contacts] default_region`) for numbers written without a
+//!   country code. A WhatsApp `wa_id` is the same phone identity ([`whatsapp_id`]).
+//! - Channel-scoped ids ([`Identity::Channel`]): an integration's customer id ([`external`]),
+//!   a Messenger page-scoped id ([`messenger`]), a website-chat visitor token
+//!   ([`chat_visitor`]). Their `id` spelling tells the conflict guard what kind they are: see
+//!   [`one_per_person_scope`].
+//!
+//! Messenger gives no email or phone, and a PSID is scoped to one page: the same person writing
+//! to two pages is two identities, which merge only by hand (`POST /v1/control/contacts/{id}/
+//! merge`) or when a later message carries an email or phone known on both sides.
+
+use std::str::FromStr;
+use std::sync::RwLock;
+
+use phonenumber::country;
 
 use crate::model::Identity;
 
-/// An email address, trimmed and lower-cased, if it looks like one (`local@domain`).
-pub fn email(raw: &str) -> Option<Identity> {
-    let address = raw.trim().to_lowercase();
-    let (local, domain) = address.rsplit_once('@')?;
-    let plausible = !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !address
-            .chars()
-            .any(|c| c.is_whitespace() || c == '<' || c == '>');
-    plausible.then_some(Identity::Email { address })
+/// The region for phone numbers written without a country code, set once at start-up from
+/// config. Adapters normalise before journaling, so the processor never depends on it.
+static DEFAULT_REGION: RwLock<Option<country::Id>> = RwLock::new(None);
+
+/// Sets the default region (an ISO 3166 code such as `GB`); `None` requires a country code.
+pub fn set_default_region(region: Option<&str>) -> Result<(), String> {
+    let parsed = region.map(parse_region).transpose()?;
+    // A poisoned lock only means a writer panicked mid-assignment of a Copy value.
+    *DEFAULT_REGION.write().unwrap_or_else(|e| e.into_inner()) = parsed;
+    Ok(())
 }
 
-/// A phone number as `+` and digits, if it has a plausible number of digits.
-pub fn phone(raw: &str) -> Option<Identity> {
+/// An ISO 3166 alpha-2 region code libphonenumber knows.
+pub fn parse_region(code: &str) -> Result<country::Id, String> {
+    country::Id::from_str(&code.trim().to_ascii_uppercase())
+        .map_err(|_| format!("{code:?} is not a region code libphonenumber knows (such as GB)"))
+}
+
+fn default_region() -> Option<country::Id> {
+    *DEFAULT_REGION.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An email address, trimmed, lower-cased, IDN domain in ASCII, if it is plausibly one
+/// (`local@domain.tld`).
+pub fn email(raw: &str) -> Option<Identity> {
     let trimmed = raw.trim();
-    let digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
-    let allowed = trimmed
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'));
-    (allowed && (5..=15).contains(&digits.len())).then(|| Identity::Phone {
-        number: format!("+{digits}"),
+    let (local, domain) = trimmed.rsplit_once('@')?;
+    if local.is_empty()
+        || local.len() > 64
+        || local.contains('@')
+        || local
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
+    {
+        return None;
+    }
+    // `domain_to_ascii` maps case, applies IDNA (UTS 46) and refuses invalid labels.
+    let domain = idna::domain_to_ascii(domain).ok()?;
+    let labels_ok = domain.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    if !labels_ok || !domain.contains('.') || domain.len() > 253 {
+        return None;
+    }
+    Some(Identity::Email {
+        address: format!("{}@{domain}", local.to_lowercase()),
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A phone number in E.164, if libphonenumber finds a valid one, using the configured default
+/// region for national numbers.
+pub fn phone(raw: &str) -> Option<Identity> {
+    phone_in(raw, default_region())
+}
 
-    #[test]
-    fn emails_are_trimmed_and_lower_cased() {
-        assert_eq!(
-            email("  Ana@Example.COM "),
-            Some(Identity::Email {
-                address: "ana@example.com".into()
-            })
-        );
-        for bad in [
-            "",
-            "ana",
-            "@example.com",
-            "ana@",
-            "ana@localhost",
-            "a b@example.com",
-            "ana@example.",
-        ] {
-            assert_eq!(email(bad), None, "{bad:?}");
-        }
+/// [`phone`] with an explicit region for numbers without a country code.
+pub fn phone_in(raw: &str, region: Option<country::Id>) -> Option<Identity> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.len() > 64 {
+        return None;
     }
-
-    #[test]
-    fn phones_keep_only_digits() {
-        assert_eq!(
-            phone("+1 (415) 555-0100"),
-            Some(Identity::Phone {
-                number: "+14155550100".into()
-            })
-        );
-        assert_eq!(phone("call me"), None);
-        assert_eq!(phone("123"), None);
+    // The parser is outside code fed with outside input: a panic must not take the request.
+    let parsed = std::panic::catch_unwind(|| phonenumber::parse(region, raw)).ok()?;
+    let number = parsed.ok()?;
+    if !phonenumber::is_valid(&number) {
+        return None;
     }
+    Some(Identity::Phone {
+        number: number.format().mode(phonenumber::Mode::E164).to_string(),
+    })
+}
 
-    #[test]
-    fn normalising_twice_equals_normalising_once() {
-        for raw in [" Ana@Example.com", "+44 20 7946 0958"] {
-            let once = email(raw).or_else(|| phone(raw)).expect("valid");
-            let text = match &once {
-                Identity::Email { address } => address.clone(),
-                Identity::Phone { number } => number.clone(),
-                Identity::Channel { id, .. } => id.clone(),
-            };
-            assert_eq!(email(&text).or_else(|| phone(&text)), Some(once));
-        }
+/// A WhatsApp `wa_id` (the international number as digits, no `+`) as the same phone identity
+/// a phone number written anywhere else yields.
+pub fn whatsapp_id(wa_id: &str) -> Option<Identity> {
+    let digits = wa_id.trim().trim_start_matches('+');
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    phone_in(&format!("+{digits}"), None)
+}
+
+/// An integration's own customer id on an API channel: one per person on that channel.
+pub fn external(channel: &str, id: &str) -> Identity {
+    Identity::Channel {
+        channel: channel.to_owned(),
+        id: id.to_owned(),
     }
 }
+
+/// Prefix of Messenger page-scoped ids: `psid:<page id>:<psid>`.
+const PSID_PREFIX: &str = "psid:";
+/// Prefix of website-chat visitor tokens: `visitor:<token>`.
+const VISITOR_PREFIX: &str = "visitor:";
+
+/// A Messenger sender: the page-scoped id (PSID) on one page. One per person per page.
+pub fn messenger(channel: &str, page_id: &str, psid: &str) -> Identity {
+    Identity::Channel {
+        channel: channel.to_owned(),
+        id: format!("{PSID_PREFIX}{page_id}:{psid}"),
+    }
+}
+
+/// A website-chat visitor token. A person may have several (browsers, devices), so visitor
+/// tokens never block a merge.
+pub fn chat_visitor(channel: &str, token: &str) -> Identity {
+    Identity::Channel {
+        channel: channel.to_owned(),
+        id: format!("{VISITOR_PREFIX}{token}"),
+    }
+}
+
+/// For identities a person has only one of within a scope (an integration's customer id on
+/// one channel, a PSID on one page), that scope; two different identities with the same scope
+/// are evidence of two people, and block an automatic merge. `None` for emails, phones and
+/// visitor tokens, of which a person may have several.
+pub fn one_per_person_scope(identity: &Identity) -> Option<String> {
+    let Identity::Channel { channel, id } = identity else {
+        return None;
+    };
+    if id.starts_with(VISITOR_PREFIX) {
+        return None;
+    }
+    if let Some(rest) = id.strip_prefix(PSID_PREFIX) {
+        let page = rest.rsplit_once(':').map(|(page, _)| page).unwrap_or(rest);
+        return Some(format!("{channel}:{PSID_PREFIX}{page}"));
+    }
+    Some(channel.clone())
+}
+
+#[cfg(test)]
+mod tests;

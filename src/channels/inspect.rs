@@ -22,7 +22,9 @@ pub fn item_kind(record: &Record) -> &'static str {
             ChannelEventKind::DeliveryStatus => "delivery_status",
             ChannelEventKind::Other => "other",
         },
-        Record::Quarantine(_) | Record::Control(_) | Record::Outbound(_) => "other",
+        Record::Quarantine(_) | Record::Control(_) | Record::Outbound(_) | Record::Contact(_) => {
+            "other"
+        }
     }
 }
 
@@ -55,6 +57,10 @@ pub fn describe(record: &Record) -> Value {
             "timestamp": time(event.occurred_at.unwrap_or(event.received_at)),
         }),
         Record::Control(control) => json!({
+            "kind": kind,
+            "external_id": control.key,
+        }),
+        Record::Contact(control) => json!({
             "kind": kind,
             "external_id": control.key,
         }),

@@ -29,6 +29,8 @@ pub mod imap;
 pub use imap::ImapConfig;
 pub mod outbound;
 pub use outbound::OutboundConfig;
+mod contacts;
+pub use contacts::ContactsConfig;
 
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +48,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub control: ControlConfig,
+    #[serde(default)]
+    pub contacts: ContactsConfig,
     /// Inbound channels by id; each gets the URL `/hooks/{id}`.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
@@ -97,11 +101,14 @@ pub struct StateConfig {
     /// After a write failed for lack of space, deskgate answers 503 until the state directory's
     /// filesystem has this much free again, then restarts itself to reopen the database.
     pub min_free_bytes: u64,
+    /// Bytes of sled's page cache; bounds resident memory however large the state grows.
+    pub cache_capacity_bytes: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
+            cache_capacity_bytes: 64 * 1024 * 1024,
             dir: PathBuf::from("data"),
             min_free_bytes: 64 * 1024 * 1024,
         }
@@ -528,6 +535,13 @@ impl Config {
         problems.extend(tokens.err());
         problems.extend(self.routing.validate(&self.channels));
         problems.extend(self.outbound.validate(self.channels.keys()));
+        self.contacts.validate(&mut problems);
+        if self.state.cache_capacity_bytes < 1024 * 1024 {
+            problems.push(ConfigProblem {
+                path: "state.cache_capacity_bytes".to_owned(),
+                message: "must be at least 1048576 (1 MiB)".to_owned(),
+            });
+        }
         problems
     }
 }

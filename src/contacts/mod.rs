@@ -1,14 +1,33 @@
-//! Contacts: recognising the customer behind a message from the identities it carries.
+//! Contacts: recognising the customer behind a message from the identities it carries,
+//! merging duplicates, and the control requests about contacts (owner, merge, erasure).
 //!
-//! Contacts and the identity index live in the state store, never in a map in memory, so
-//! resident memory does not grow with the number of contacts.
+//! Everything lives in the state store under indexes, never in a map in memory, so resident
+//! memory does not grow with the number of contacts and every lookup is one B-tree search:
+//! - `contact/{id}` → [`Contact`] (absorbed contacts stay as tombstones with `merged_into`, so
+//!   an old id still resolves; erased ones keep only the `erased` mark);
+//! - `identity/{kind:value}` → contact id (the normalised identity, see
+//!   [`crate::channels::identity`]);
+//! - `contact_conv/{contact}\0{conversation}` → the contact's conversations, re-pointed by a
+//!   merge;
+//! - `conv_msg/{conversation}\0{seq}` → the journal records of a conversation, for erasure.
+//!
+//! Files: [`resolve`] (message → contact, the conflict guard), [`merge`] (absorbing a contact),
+//! [`erase`] (erasure and the redaction of journal bodies), [`control`] (applying control
+//! records), [`announce`] (the events each outcome emits).
+
+pub mod announce;
+pub mod control;
+pub mod erase;
+pub mod merge;
+pub mod resolve;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::Minter;
-use crate::model::{Identity, Sender};
-use crate::store::{keys, StateBatch, StoreError};
+use crate::model::Identity;
+use crate::store::{keys, StateBatch, Store, StoreError};
+
+pub use resolve::{resolve, Resolution};
 
 /// A customer as deskgate knows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,82 +37,77 @@ pub struct Contact {
     pub name: Option<String>,
     pub identities: Vec<Identity>,
     pub created_at: DateTime<Utc>,
+    /// The agent who owns this contact; routing prefers them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Set on a contact absorbed by a merge: the contact it now lives on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
+    /// The contact was erased: nothing but its id remains.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
-/// What resolving a sender did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolution {
-    pub contact: Contact,
-    /// The contact did not exist before this message.
-    pub created: bool,
-    /// Identities (or a name) the message added to an existing contact.
-    pub added: Vec<Identity>,
-    pub name_added: bool,
-}
-
-/// Finds the sender's contact by the first identity that is known, or creates one. New
-/// identities the message carries are attached to the contact unless another contact already
-/// holds them.
-pub fn resolve(
-    batch: &mut StateBatch<'_>,
-    minter: &Minter,
-    sender: &Sender,
-    at: DateTime<Utc>,
-) -> Result<Resolution, StoreError> {
-    let mut found = None;
-    for identity in &sender.identities {
-        if let Some(id) = batch.get::<String>(&keys::identity(&identity.index_key()))? {
-            found = Some(id);
-            break;
-        }
+impl Contact {
+    /// Whether the contact is in use (neither absorbed nor erased).
+    pub fn is_live(&self) -> bool {
+        self.merged_into.is_none() && !self.erased
     }
-    let Some(id) = found else {
-        let contact = Contact {
-            id: minter.mint(batch, "contact")?,
-            name: sender.name.clone(),
-            identities: sender.identities.clone(),
-            created_at: at,
+}
+
+/// Merge chains are short (each merge points at a live contact); the bound only keeps a
+/// damaged chain from looping.
+const MAX_CHAIN: usize = 64;
+
+/// Where a contact id leads: the live contact it is (or was merged into), or the erased
+/// tombstone; `None` for an id deskgate never minted.
+pub fn follow(batch: &StateBatch<'_>, id: &str) -> Result<Option<Contact>, StoreError> {
+    follow_with(|key| batch.get(key), id)
+}
+
+/// [`follow`] outside a processor step, for the control API's reads.
+pub fn follow_in_store(store: &Store, id: &str) -> Result<Option<Contact>, StoreError> {
+    follow_with(|key| store.state_get(key), id)
+}
+
+fn follow_with(
+    get: impl Fn(&[u8]) -> Result<Option<Contact>, StoreError>,
+    id: &str,
+) -> Result<Option<Contact>, StoreError> {
+    let mut current = id.to_owned();
+    for _ in 0..MAX_CHAIN {
+        let Some(contact) = get(&keys::contact(&current))? else {
+            return Ok(None);
         };
-        for identity in &contact.identities {
-            batch.put(keys::identity(&identity.index_key()), &contact.id);
-        }
-        batch.put(keys::contact(&contact.id), &contact);
-        return Ok(Resolution {
-            contact,
-            created: true,
-            added: Vec::new(),
-            name_added: false,
-        });
-    };
-    let mut contact: Contact =
-        batch
-            .get(&keys::contact(&id))?
-            .ok_or_else(|| StoreError::Corrupt {
-                key: format!("identity index → contact/{id}"),
-                reason: "the contact an identity points to is missing".to_owned(),
-            })?;
-    let mut added = Vec::new();
-    for identity in &sender.identities {
-        let key = keys::identity(&identity.index_key());
-        if batch.get_raw(&key)?.is_none() {
-            batch.put(key, &contact.id);
-            contact.identities.push(identity.clone());
-            added.push(identity.clone());
+        match &contact.merged_into {
+            Some(next) => current = next.clone(),
+            None => return Ok(Some(contact)),
         }
     }
-    let name_added = contact.name.is_none() && sender.name.is_some();
-    if name_added {
-        contact.name = sender.name.clone();
-    }
-    if !added.is_empty() || name_added {
-        batch.put(keys::contact(&contact.id), &contact);
-    }
-    Ok(Resolution {
-        contact,
-        created: false,
-        added,
-        name_added,
+    Err(StoreError::Corrupt {
+        key: format!("contact/{id}"),
+        reason: "merge chain too long".to_owned(),
     })
+}
+
+/// The id of the contact holding `identity`, outside a processor step (one index read).
+pub fn find_id(store: &Store, identity: &Identity) -> Result<Option<String>, StoreError> {
+    store.state_get(&keys::identity(&identity.index_key()))
+}
+
+/// The live contact holding `identity`.
+pub fn find(store: &Store, identity: &Identity) -> Result<Option<Contact>, StoreError> {
+    match find_id(store, identity)? {
+        Some(id) => Ok(follow_in_store(store, &id)?.filter(Contact::is_live)),
+        None => Ok(None),
+    }
+}
+
+/// Records that a message (journal `seq`) is on `conversation` of `contact_id`, so that merges
+/// re-point the conversation and erasure finds the message.
+pub fn index_message(batch: &mut StateBatch<'_>, contact_id: &str, conversation: &str, seq: u64) {
+    batch.put(keys::contact_conversation(contact_id, conversation), &());
+    batch.put(keys::conversation_message(conversation, seq), &());
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ pub use outbox::{OutboxReader, OutboxWriter, ReadEvents};
 pub enum EventType {
     ContactCreated,
     ContactUpdated,
+    ContactMerged,
+    ContactMergeSuggested,
+    ContactErased,
     TicketCreated,
     TicketMessageAdded,
     InboundQuarantined,
@@ -45,6 +48,9 @@ impl EventType {
         match self {
             EventType::ContactCreated => "deskgate.contact.created",
             EventType::ContactUpdated => "deskgate.contact.updated",
+            EventType::ContactMerged => "deskgate.contact.merged",
+            EventType::ContactMergeSuggested => "deskgate.contact.merge_suggested",
+            EventType::ContactErased => "deskgate.contact.erased",
             EventType::TicketCreated => "deskgate.ticket.created",
             EventType::TicketMessageAdded => "deskgate.ticket.message_added",
             EventType::InboundQuarantined => "deskgate.inbound.quarantined",

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(super::outbound::automatic),
         )
         .route("/v1/control/outbound/{item_id}", get(super::outbound::item))
+        .merge(super::contacts::routes())
         .route_layer(middleware::from_fn_with_state(state, require_token))
 }
 

@@ -18,6 +18,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("the request body did not arrive within {secs} seconds")]
     RequestTimeout { secs: u64 },
+    /// The request contradicts the state (a merge of a contact with itself).
+    #[error("{0}")]
+    Conflict(String),
     #[error("request body is larger than this channel's limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
     #[error("content type must be {expected}")]
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -68,6 +72,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound(_) => "not_found",
             ApiError::RequestTimeout { .. } => "request_timeout",
+            ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Unprocessable(_) => "unprocessable",

@@ -48,6 +48,25 @@ impl<'a> StateBatch<'a> {
         }
     }
 
+    /// Keys under `prefix`, in order, as this batch would leave them (its own writes and
+    /// removals included).
+    pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut keys = std::collections::BTreeSet::new();
+        for entry in self.tree.scan_prefix(prefix).keys() {
+            keys.insert(entry?.to_vec());
+        }
+        for (key, pending) in self.writes.range(prefix.to_vec()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            match pending {
+                Some(_) => keys.insert(key.clone()),
+                None => keys.remove(key),
+            };
+        }
+        Ok(keys.into_iter().collect())
+    }
+
     pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         self.write(key, Some(encode(value)));
     }

@@ -76,6 +76,44 @@ pub fn ticket(id: &str) -> Vec<u8> {
     format!("ticket/{id}").into_bytes()
 }
 
+/// Conversations of a contact: `contact_conv/{contact}` NUL `{conversation}` → `()`.
+pub fn contact_conversations(contact: &str) -> Vec<u8> {
+    format!("contact_conv/{contact}\0").into_bytes()
+}
+
+pub fn contact_conversation(contact: &str, conversation: &str) -> Vec<u8> {
+    let mut key = contact_conversations(contact);
+    key.extend_from_slice(conversation.as_bytes());
+    key
+}
+
+/// Journal seqs of a conversation's messages: `conv_msg/{conversation}` NUL + seq → `()`.
+pub fn conversation_messages(conversation: &str) -> Vec<u8> {
+    format!("conv_msg/{conversation}\0").into_bytes()
+}
+
+pub fn conversation_message(conversation: &str, journal_seq: u64) -> Vec<u8> {
+    let mut key = conversation_messages(conversation);
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
+}
+
+/// The outcome of a journaled control request, read back by the waiting handler.
+pub fn control_outcome(journal_seq: u64) -> Vec<u8> {
+    let mut key = b"control/".to_vec();
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
+}
+
+/// Erasures committed in state whose journal redaction and blob deletion are still to do.
+pub const ERASE_PENDING: &[u8] = b"erase_pending/";
+
+pub fn erase_pending(journal_seq: u64) -> Vec<u8> {
+    let mut key = ERASE_PENDING.to_vec();
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
+}
+
 pub const QUARANTINE: &[u8] = b"quarantine/";
 
 pub fn quarantine(journal_seq: u64) -> Vec<u8> {
@@ -99,12 +137,6 @@ pub fn routing(suffix: &str) -> Vec<u8> {
     format!("routing/{suffix}").into_bytes()
 }
 
-/// The outcome of the control record at this journal seq, for the handler waiting on it.
-pub fn control_outcome(journal_seq: u64) -> Vec<u8> {
-    let mut key = b"control/".to_vec();
-    key.extend_from_slice(&journal_seq.to_be_bytes());
-    key
-}
 /// An outgoing message (see `outbound`).
 pub fn outgoing(item_id: &str) -> Vec<u8> {
     format!("outgoing/{item_id}").into_bytes()

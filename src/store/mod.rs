@@ -30,6 +30,9 @@ use crate::model::{DedupeKey, Record};
 
 const CODEC_VERSION: u8 = 1;
 
+/// sled's page cache when the config does not say otherwise.
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
@@ -58,8 +61,15 @@ pub struct JournalItem {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, DEFAULT_CACHE_CAPACITY_BYTES)
+    }
+
+    /// Opens with sled's page cache bounded to `cache_capacity_bytes`, which keeps resident
+    /// memory flat however many contacts the state holds.
+    pub fn open_with(dir: &Path, cache_capacity_bytes: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_capacity_bytes)
             .mode(sled::Mode::HighThroughput)
             // Durability comes from the single writers' explicit flushes; a background flusher
             // would only contend with them.
@@ -143,6 +153,21 @@ impl Store {
             });
         }
         Ok(items)
+    }
+
+    /// One journal record, `None` when there is none at `seq`.
+    pub fn journal_get(&self, seq: u64) -> Result<Option<Record>, StoreError> {
+        match self.journal.get(keys::journal(seq))? {
+            Some(value) => decode(&format!("journal/{seq}"), &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Overwrites an applied journal record in place (erasure redacts bodies); its dedupe key
+    /// stays. Not flushed.
+    pub fn journal_replace(&self, seq: u64, record: &Record) -> Result<(), StoreError> {
+        self.journal.insert(keys::journal(seq), encode(record))?;
+        Ok(())
     }
 
     /// Starts a processor step: reads see the step's own writes; nothing is written until

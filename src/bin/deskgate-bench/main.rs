@@ -11,6 +11,7 @@
 //! Servers run in child processes (this same binary with a hidden subcommand), so the load
 //! generator and the server under test never share a runtime.
 
+mod contacts;
 mod imap;
 mod load;
 mod servers;
@@ -68,6 +69,27 @@ enum Mode {
         #[arg(long, default_value_t = 500)]
         batch_size: u32,
     },
+    /// Identity lookups, RSS and disk at 10k, 100k and 1M contacts (in-process).
+    Contacts {
+        /// Seconds of lookups at each size.
+        #[arg(long, default_value_t = 3)]
+        secs: u64,
+        /// sled's cache in MiB (the daemon's default is 64).
+        #[arg(long, default_value_t = 64)]
+        cache_mb: u64,
+    },
+    /// Internal: the lookup side of `contacts`, in a fresh process on loaded state.
+    #[command(hide = true)]
+    ContactsLookups {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        secs: u64,
+        #[arg(long)]
+        cache_bytes: u64,
+    },
     /// Internal: serve one server in this process until killed.
     #[command(hide = true)]
     Serve {
@@ -99,6 +121,20 @@ fn main() -> ExitCode {
                 idle_samples,
                 batch_size,
             } => imap::run(messages, idle_samples, batch_size).await,
+            Mode::Contacts { secs, cache_mb } => {
+                tokio::task::spawn_blocking(move || contacts::run(secs, cache_mb)).await?
+            }
+            Mode::ContactsLookups {
+                dir,
+                size,
+                secs,
+                cache_bytes,
+            } => {
+                tokio::task::spawn_blocking(move || {
+                    contacts::serve_lookups(&dir, size, secs, cache_bytes)
+                })
+                .await?
+            }
             Mode::Serve { server } => servers::serve(server).await,
         }
     });

@@ -1,0 +1,131 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn text(identity: &Identity) -> String {
+    match identity {
+        Identity::Email { address } => address.clone(),
+        Identity::Phone { number } => number.clone(),
+        Identity::Channel { id, .. } => id.clone(),
+    }
+}
+
+#[test]
+fn emails_are_trimmed_lower_cased_and_idn_domains_become_ascii() {
+    let table = [
+        ("  Ana@Example.COM ", "ana@example.com"),
+        ("José@Bücher.example", "josé@xn--bcher-kva.example"),
+        (
+            "ana@EXAMPLE.xn--bcher-kva.example",
+            "ana@example.xn--bcher-kva.example",
+        ),
+        ("a.b+tag@sub.example.org", "a.b+tag@sub.example.org"),
+    ];
+    for (raw, expected) in table {
+        assert_eq!(
+            email(raw),
+            Some(Identity::Email {
+                address: expected.into()
+            }),
+            "{raw:?}"
+        );
+    }
+    for bad in [
+        "",
+        "ana",
+        "@example.com",
+        "ana@",
+        "ana@localhost",
+        "a b@example.com",
+        "ana@example.",
+        "ana@exa mple.com",
+        "<ana@example.com>",
+        "ana@@example.com",
+        "ana@exa_mple.com",
+    ] {
+        assert_eq!(email(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn phones_become_e164_with_the_default_region_for_national_numbers() {
+    let gb = parse_region("gb").unwrap();
+    let us = parse_region("US").unwrap();
+    let table = [
+        ("+1 (415) 555-0100", None, Some("+14155550100")),
+        ("+44 20 7946 0958", None, Some("+442079460958")),
+        ("020 7946 0958", Some(gb), Some("+442079460958")),
+        ("(415) 555-0100", Some(us), Some("+14155550100")),
+        ("020 7946 0958", None, None),
+        ("call me", Some(gb), None),
+        ("123", Some(gb), None),
+    ];
+    for (raw, region, expected) in table {
+        let expected = expected.map(|n| Identity::Phone { number: n.into() });
+        assert_eq!(phone_in(raw, region), expected, "{raw:?} in {region:?}");
+    }
+    assert!(parse_region("ZZ").is_err());
+}
+
+#[test]
+fn a_whatsapp_id_is_the_same_phone_identity() {
+    assert_eq!(
+        whatsapp_id("14155550100"),
+        phone_in("+1 415 555 0100", None)
+    );
+    assert!(whatsapp_id("14155550100").is_some());
+    assert_eq!(whatsapp_id("not-a-number"), None);
+    assert_eq!(whatsapp_id(""), None);
+}
+
+#[test]
+fn one_per_person_scopes() {
+    assert_eq!(
+        one_per_person_scope(&external("api", "cust-1")),
+        Some("api".into())
+    );
+    assert_eq!(
+        one_per_person_scope(&messenger("fb", "page1", "123")),
+        Some("fb:psid:page1".into())
+    );
+    assert_ne!(
+        one_per_person_scope(&messenger("fb", "page1", "1")),
+        one_per_person_scope(&messenger("fb", "page2", "1"))
+    );
+    assert_eq!(one_per_person_scope(&chat_visitor("chat", "tok")), None);
+    assert_eq!(one_per_person_scope(&email("a@b.example").unwrap()), None);
+}
+
+proptest! {
+    #[test]
+    fn normalising_an_email_twice_equals_once(
+        local in "[A-Za-z0-9.+_-]{1,20}",
+        domain in "[A-Za-z0-9ü-]{1,12}\\.[A-Za-z]{2,6}",
+        pad in " {0,3}",
+    ) {
+        let raw = format!("{pad}{local}@{domain}{pad}");
+        if let Some(once) = email(&raw) {
+            prop_assert_eq!(email(&text(&once)), Some(once));
+        }
+    }
+
+    #[test]
+    fn normalising_a_phone_twice_equals_once(
+        digits in "[0-9 ()-]{4,18}",
+        plus in any::<bool>(),
+    ) {
+        let raw = if plus { format!("+{digits}") } else { digits };
+        let gb = parse_region("GB").unwrap();
+        if let Some(once) = phone_in(&raw, Some(gb)) {
+            prop_assert_eq!(phone_in(&text(&once), Some(gb)), Some(once.clone()));
+            prop_assert_eq!(phone_in(&text(&once), None), Some(once));
+        }
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics(raw in "\\PC{0,40}") {
+        let _ = email(&raw);
+        let _ = phone_in(&raw, None);
+        let _ = whatsapp_id(&raw);
+    }
+}

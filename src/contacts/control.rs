@@ -1,0 +1,124 @@
+//! Applying the control API's contact requests inside the processor, in journal order.
+//!
+//! Each request leaves its outcome under `control/{seq}`: the HTTP status and body the waiting
+//! handler answers with. Refusals (an unknown contact, a merge of a contact with itself) are
+//! outcomes, not errors: the record is applied and nothing else changes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::announce::Announcer;
+use super::{erase, follow, merge, Contact};
+use crate::events::EventType;
+use crate::model::ContactCommand;
+use crate::store::{keys, StateBatch, StoreError};
+
+/// What a control request came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl Outcome {
+    fn ok(body: serde_json::Value) -> Outcome {
+        Outcome { status: 200, body }
+    }
+
+    fn refused(status: u16, code: &str, message: String) -> Outcome {
+        Outcome {
+            status,
+            body: json!({ "error": message, "code": code }),
+        }
+    }
+}
+
+/// Applies one request and records its outcome.
+pub fn apply(
+    batch: &mut StateBatch<'_>,
+    announce: &Announcer<'_>,
+    seq: u64,
+    command: &ContactCommand,
+) -> Result<Outcome, StoreError> {
+    let outcome = match command {
+        ContactCommand::SetOwner { contact_id, owner } => match live(batch, contact_id)? {
+            Ok(mut contact) => {
+                contact.owner = owner.clone();
+                batch.put(keys::contact(&contact.id), &contact);
+                announce.push(
+                    batch,
+                    EventType::ContactUpdated,
+                    &contact.id,
+                    json!({ "contact": contact, "owner": owner }),
+                )?;
+                Outcome::ok(json!({ "contact": contact }))
+            }
+            Err(refused) => refused,
+        },
+        ContactCommand::Merge { into, from } => manual_merge(batch, announce, into, from)?,
+        ContactCommand::Erase { contact_id } => match live(batch, contact_id)? {
+            Ok(contact) => {
+                let erased = erase::erase(batch, contact, seq)?;
+                announce.push(
+                    batch,
+                    EventType::ContactErased,
+                    &erased.contact_id,
+                    json!(erased),
+                )?;
+                Outcome::ok(json!({ "erased": erased }))
+            }
+            Err(refused) => refused,
+        },
+    };
+    batch.put(keys::control_outcome(seq), &outcome);
+    Ok(outcome)
+}
+
+fn manual_merge(
+    batch: &mut StateBatch<'_>,
+    announce: &Announcer<'_>,
+    into: &str,
+    from: &str,
+) -> Result<Outcome, StoreError> {
+    let mut survivor = match live(batch, into)? {
+        Ok(contact) => contact,
+        Err(refused) => return Ok(refused),
+    };
+    let absorbed = match live(batch, from)? {
+        Ok(contact) => contact,
+        Err(refused) => return Ok(refused),
+    };
+    if survivor.id == absorbed.id {
+        return Ok(Outcome::refused(
+            409,
+            "conflict",
+            format!(
+                "{from} and {into} are already the same contact ({})",
+                survivor.id
+            ),
+        ));
+    }
+    let absorbed_id = absorbed.id.clone();
+    merge::absorb(batch, &mut survivor, absorbed)?;
+    announce.merged(batch, &survivor, std::slice::from_ref(&absorbed_id), true)?;
+    Ok(Outcome::ok(
+        json!({ "contact": survivor, "absorbed": [absorbed_id] }),
+    ))
+}
+
+/// The live contact an id leads to, or the refusal to answer with.
+fn live(batch: &StateBatch<'_>, id: &str) -> Result<Result<Contact, Outcome>, StoreError> {
+    Ok(match follow(batch, id)? {
+        Some(contact) if contact.is_live() => Ok(contact),
+        Some(_) => Err(Outcome::refused(
+            404,
+            "not_found",
+            format!("contact {id} was erased"),
+        )),
+        None => Err(Outcome::refused(
+            404,
+            "not_found",
+            format!("no contact {id}"),
+        )),
+    })
+}

@@ -1,0 +1,134 @@
+//! Erasing a contact: its identities, message bodies and stored attachments leave deskgate's
+//! state.
+//!
+//! In the processor step: the identity index entries go, the contact becomes an `erased`
+//! tombstone, its conversation index entries go, and a pending erasure listing the journal
+//! seqs of its messages is written with the step. After the step is committed and flushed,
+//! [`finish_pending`] rewrites those journal records with their bodies, sender and attachments
+//! blanked, deletes the attachment blobs, flushes, and only then drops the pending entry; a
+//! crash in between repeats it, which is harmless. Redacting after the commit means a replayed
+//! step never sees a record blanked under it.
+//!
+//! Events already in the outbox keep what they said until outbox retention removes them.
+
+use serde::{Deserialize, Serialize};
+
+use super::Contact;
+use crate::model::{Record, Sender};
+use crate::store::{keys, Blobs, StateBatch, Store, StoreError};
+
+/// Journal records still to redact for one erasure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingErasure {
+    pub contact_id: String,
+    pub journal_seqs: Vec<u64>,
+}
+
+/// What an erasure removed, for the event and the control API's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Erased {
+    pub contact_id: String,
+    pub conversations: Vec<String>,
+    pub messages: usize,
+}
+
+/// Erases a live contact inside the step (`seq` is the control record's journal seq).
+pub fn erase(
+    batch: &mut StateBatch<'_>,
+    mut contact: Contact,
+    seq: u64,
+) -> Result<Erased, StoreError> {
+    for identity in std::mem::take(&mut contact.identities) {
+        batch.remove(keys::identity(&identity.index_key()));
+    }
+    let prefix = keys::contact_conversations(&contact.id);
+    let mut conversations = Vec::new();
+    let mut journal_seqs = Vec::new();
+    for key in batch.keys_with_prefix(&prefix)? {
+        let conversation = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        let messages = keys::conversation_messages(&conversation);
+        for message in batch.keys_with_prefix(&messages)? {
+            journal_seqs.push(keys::be_u64(&message[messages.len()..]));
+        }
+        batch.remove(key);
+        conversations.push(conversation);
+    }
+    contact.name = None;
+    contact.owner = None;
+    contact.erased = true;
+    batch.put(keys::contact(&contact.id), &contact);
+    let erased = Erased {
+        contact_id: contact.id.clone(),
+        conversations,
+        messages: journal_seqs.len(),
+    };
+    let pending = PendingErasure {
+        contact_id: contact.id,
+        journal_seqs,
+    };
+    batch.put(keys::erase_pending(seq), &pending);
+    Ok(erased)
+}
+
+/// Blanks a journal record's personal content, keeping what deduplication and ordering need.
+/// Returns the attachment ids it dropped.
+pub fn redact(record: &mut Record) -> Vec<String> {
+    match record {
+        Record::Inbound(inbound) => {
+            inbound.sender = Sender::default();
+            inbound.subject = None;
+            inbound.text = String::new();
+            inbound.html = None;
+            inbound.extra = serde_json::Map::new();
+            inbound.flags.original_sender = None;
+            if let Some(email) = inbound.email.as_mut() {
+                email.reply_to = None;
+            }
+            std::mem::take(&mut inbound.attachments)
+                .into_iter()
+                .map(|a| a.id)
+                .collect()
+        }
+        // Delivery receipts name the customer's channel identity: blank it too.
+        Record::Event(event) => {
+            event.sender = None;
+            event.detail = serde_json::Value::Null;
+            Vec::new()
+        }
+        Record::Quarantine(_) | Record::Contact(_) | Record::Control(_) | Record::Outbound(_) => {
+            Vec::new()
+        }
+    }
+}
+
+/// Carries out committed erasures on the journal and the blobs. Idempotent.
+pub fn finish_pending(store: &Store, blobs: Option<&Blobs>) -> Result<usize, StoreError> {
+    let pending = store.state_scan::<PendingErasure>(keys::ERASE_PENDING, None, 16)?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    for (_, erasure) in &pending {
+        for &seq in &erasure.journal_seqs {
+            let Some(mut record) = store.journal_get(seq)? else {
+                continue;
+            };
+            let attachments = redact(&mut record);
+            store.journal_replace(seq, &record)?;
+            for id in attachments {
+                if let Some(blobs) = blobs {
+                    if let Err(error) = blobs.delete(&id) {
+                        tracing::warn!(%error, blob = id, "could not delete an erased attachment");
+                    }
+                }
+            }
+        }
+    }
+    store.flush()?;
+    let mut done = store.state_batch();
+    for (key, _) in &pending {
+        done.remove(key.clone());
+    }
+    done.commit()?;
+    store.flush()?;
+    Ok(pending.len())
+}

@@ -1,0 +1,70 @@
+//! Absorbing one contact into another: identities, conversations (and their tickets) move to
+//! the survivor; the absorbed contact stays as a tombstone pointing at it, so its old id still
+//! resolves.
+
+use super::Contact;
+use crate::conversations::{Conversation, Ticket};
+use crate::store::{keys, StateBatch, StoreError};
+
+/// Moves everything of `absorbed` onto `survivor` and writes both. The survivor keeps its own
+/// name and owner when it has them.
+pub fn absorb(
+    batch: &mut StateBatch<'_>,
+    survivor: &mut Contact,
+    mut absorbed: Contact,
+) -> Result<(), StoreError> {
+    for identity in std::mem::take(&mut absorbed.identities) {
+        batch.put(keys::identity(&identity.index_key()), &survivor.id);
+        if !survivor.identities.contains(&identity) {
+            survivor.identities.push(identity);
+        }
+    }
+    if survivor.name.is_none() {
+        survivor.name = absorbed.name.take();
+    }
+    if survivor.owner.is_none() {
+        survivor.owner = absorbed.owner.take();
+    }
+    let prefix = keys::contact_conversations(&absorbed.id);
+    for key in batch.keys_with_prefix(&prefix)? {
+        let conversation_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        repoint(batch, &conversation_id, &absorbed.id, &survivor.id)?;
+        batch.remove(key);
+        batch.put(
+            keys::contact_conversation(&survivor.id, &conversation_id),
+            &(),
+        );
+    }
+    absorbed.merged_into = Some(survivor.id.clone());
+    absorbed.name = None;
+    absorbed.owner = None;
+    batch.put(keys::contact(&absorbed.id), &absorbed);
+    batch.put(keys::contact(&survivor.id), survivor);
+    Ok(())
+}
+
+/// Points a conversation, and its ticket when it belonged to the absorbed contact, at the
+/// survivor.
+fn repoint(
+    batch: &mut StateBatch<'_>,
+    conversation_id: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), StoreError> {
+    let key = keys::conversation(conversation_id);
+    let Some(mut conversation) = batch.get::<Conversation>(&key)? else {
+        return Ok(());
+    };
+    if conversation.contact_id == from {
+        conversation.contact_id = to.to_owned();
+        batch.put(key, &conversation);
+    }
+    let ticket_key = keys::ticket(&conversation.ticket_id);
+    if let Some(mut ticket) = batch.get::<Ticket>(&ticket_key)? {
+        if ticket.contact_id == from {
+            ticket.contact_id = to.to_owned();
+            batch.put(ticket_key, &ticket);
+        }
+    }
+    Ok(())
+}
