@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::events::sinks::{self, SinkContext};
 use crate::events::{OutboxReader, OutboxWriter};
 use crate::http::{self, AppState};
 use crate::ids::Minter;
@@ -68,6 +69,21 @@ impl App {
         let tracker = TaskTracker::new();
         tracker.spawn(processor::run(processor, journal.durable(), position_tx));
 
+        // Sink tasks stop on the shutdown token, which also drops their journal handles so that
+        // the journal writer can stop.
+        let sinks = sinks::start(
+            &config.sinks,
+            &config.retention,
+            SinkContext {
+                store: store.clone(),
+                visible: position_rx.clone(),
+                journal: journal.clone(),
+                shutdown: shutdown.clone(),
+            },
+            &tracker,
+        )
+        .context("starting the event sinks")?;
+
         let tokens = config
             .control
             .load_tokens()
@@ -82,6 +98,7 @@ impl App {
             position: position_rx,
             events: Arc::new(config.events.clone()),
             shutdown: shutdown.clone(),
+            sinks,
         };
         let listener = http::bind(config.server.listen)
             .await

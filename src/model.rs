@@ -188,6 +188,37 @@ pub enum Record {
     /// Input a channel could not turn into a message (unparseable, over a size limit, a parser
     /// panic). Journaled like a message, so that it is acknowledged, listed and retryable.
     Quarantine(QuarantinedInput),
+    /// A sink gave up on an event and set it aside; journaled by the sink task so that the
+    /// `deskgate.sink.dead_lettered` event is sequenced like every other.
+    SinkDeadLettered(SinkDeadLettered),
+}
+
+/// An event a sink could not deliver within its attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkDeadLettered {
+    pub sink: String,
+    /// The outbox seq and CloudEvent id of the event given up on.
+    pub event_seq: u64,
+    pub event_id: String,
+    pub event_type: String,
+    /// The ticket or contact the event is about.
+    pub event_subject: String,
+    pub attempts: u32,
+    pub last_error: String,
+    /// How many times the event had been replayed before this give-up (0 the first time):
+    /// part of the idempotency key, so a later give-up after a replay is a new record.
+    pub generation: u32,
+    pub at: DateTime<Utc>,
+}
+
+impl SinkDeadLettered {
+    /// The journal's idempotency key: a channel id cannot contain ':', so no clash.
+    pub fn dedupe_key(&self) -> DedupeKey {
+        DedupeKey {
+            channel: format!("sink:{}", self.sink),
+            external_id: format!("{}/{}", self.event_seq, self.generation),
+        }
+    }
 }
 
 /// Input set aside at the channel, with why and where its raw bytes are.
@@ -209,6 +240,7 @@ impl Record {
         match self {
             Record::Inbound(inbound) => &inbound.channel,
             Record::Quarantine(input) => &input.channel,
+            Record::SinkDeadLettered(dead) => &dead.sink,
         }
     }
 }
@@ -231,6 +263,7 @@ impl DedupeKey {
                 channel: input.channel.clone(),
                 external_id: input.external_id.clone(),
             },
+            Record::SinkDeadLettered(dead) => dead.dedupe_key(),
         }
     }
 }

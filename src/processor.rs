@@ -143,6 +143,9 @@ impl Processor {
         match record {
             Record::Inbound(inbound) => self.apply_inbound(batch, seq, inbound),
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
+            Record::SinkDeadLettered(dead) => {
+                crate::events::sinks::dead_letter::apply(&self.outbox, batch, dead)
+            }
         }
     }
 
@@ -242,6 +245,7 @@ impl Processor {
                 Some(input.external_id.clone()),
                 input.raw_blob.clone(),
             ),
+            Some(Record::SinkDeadLettered(dead)) => (dead.at, None, None),
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.
             None => (DateTime::<Utc>::UNIX_EPOCH, None, None),

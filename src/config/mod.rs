@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod sinks;
+pub use sinks::{RetentionConfig, SinkConfig};
+
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +32,12 @@ pub struct Config {
     /// Inbound channels by id; each gets the URL `/hooks/{id}`.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// Event sinks by name (`[sinks.<name>]`), each with its own durable cursor.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// How long the outbox keeps events once every sink has passed them.
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 /// The HTTP listener.
@@ -358,6 +367,7 @@ impl Config {
             );
         }
         problems.extend(tokens.err());
+        problems.extend(sinks::validate(&self.sinks, &self.retention));
         problems
     }
 }

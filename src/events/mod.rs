@@ -5,6 +5,7 @@
 //! describe, and become visible to readers only after that step is flushed.
 
 mod outbox;
+pub mod sinks;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -20,6 +21,7 @@ pub enum EventType {
     TicketCreated,
     TicketMessageAdded,
     InboundQuarantined,
+    SinkDeadLettered,
 }
 
 impl EventType {
@@ -30,6 +32,7 @@ impl EventType {
             EventType::TicketCreated => "deskgate.ticket.created",
             EventType::TicketMessageAdded => "deskgate.ticket.message_added",
             EventType::InboundQuarantined => "deskgate.inbound.quarantined",
+            EventType::SinkDeadLettered => "deskgate.sink.dead_lettered",
         }
     }
 }

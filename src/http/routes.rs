@@ -23,6 +23,7 @@ use super::control::{self, Tokens};
 use super::error::ApiError;
 use crate::channels::{self, HookRequest};
 use crate::config::{ChannelConfig, EventsConfig};
+use crate::events::sinks::Sinks;
 use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
 use crate::model::Record;
@@ -44,6 +45,8 @@ pub struct AppState {
     /// Read access to state for the control API.
     pub store: Store,
     pub blobs: Blobs,
+    /// The event sinks' statuses and replay queues.
+    pub sinks: Sinks,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -183,6 +186,7 @@ async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         },
         "processor": { "cursor": position.cursor },
         "outbox": { "last_seq": position.outbox },
+        "sinks": state.sinks.statuses(),
     }))
 }
 
@@ -198,7 +202,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    Json(json!({ "status": "ready" })).into_response()
+    // A failing sink does not stop ingestion (events wait in the outbox), so readiness stays
+    // 200; the body says which sink is failing and how far behind it is.
+    let sinks = state.sinks.statuses();
+    let degraded = sinks.values().any(|sink| !sink.healthy);
+    let status = if degraded { "degraded" } else { "ready" };
+    Json(json!({ "status": status, "sinks": sinks })).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -13,6 +13,7 @@
 mod batch;
 mod blobs;
 pub mod keys;
+mod sinks;
 
 use std::path::Path;
 
@@ -40,6 +41,8 @@ pub struct Store {
     db: sled::Db,
     journal: sled::Tree,
     state: sled::Tree,
+    /// Each sink's cursor and dead letters; written only by the sink tasks (see `sinks.rs`).
+    sinks: sled::Tree,
 }
 
 /// One journal record as read back, still undecoded where decoding failed.
@@ -60,6 +63,7 @@ impl Store {
         Ok(Store {
             journal: db.open_tree("journal")?,
             state: db.open_tree("state")?,
+            sinks: db.open_tree("sinks")?,
             db,
         })
     }
