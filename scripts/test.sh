@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests start as real peers.
 packages=()
 need() { dpkg -s "$1" >/dev/null 2>&1 || packages+=("$1"); }
+need systemd            # systemd-analyze verifies the unit file
 if [ ${#packages[@]} -gt 0 ]; then
   echo "==> installing ${packages[*]}"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi

@@ -29,6 +29,11 @@ use crate::store::{keys, Blobs, Store};
 pub struct App {
     /// The address the HTTP listener is bound to (useful when the config asks for port 0).
     pub local_addr: SocketAddr,
+    /// Where the events and control API listen (the same as `local_addr` unless
+    /// `server.control_listen` is set).
+    pub control_addr: SocketAddr,
+    /// Cancelled when the app stopped itself to be restarted (storage recovery).
+    restart: CancellationToken,
     shutdown: CancellationToken,
     done: tokio::task::JoinHandle<()>,
 }
@@ -52,12 +57,8 @@ impl App {
 
         let minter = Minter::new(instance_id);
         let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
-        let processor = Arc::new(Processor::new(
-            store.clone(),
-            minter,
-            outbox,
-            config.events.processor_batch,
-        ));
+        let processor =
+            Processor::new(store.clone(), minter, outbox, config.events.processor_batch);
         let position = processor
             .position()
             .context("reading the processor's position")?;
@@ -67,7 +68,14 @@ impl App {
 
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        tracker.spawn(processor::run(processor, journal.durable(), position_tx));
+        let restart = CancellationToken::new();
+        tracker.spawn(watch_storage(
+            store.clone(),
+            config.state.clone(),
+            shutdown.clone(),
+            restart.clone(),
+        ));
+        let processor = processor::start(processor, journal.durable(), position_tx);
 
         // Sink tasks stop on the shutdown token, which also drops their journal handles so that
         // the journal writer can stop.
@@ -92,6 +100,8 @@ impl App {
             tokens: http::Tokens::new(tokens),
             store: store.clone(),
             blobs,
+            metrics: crate::telemetry::install(),
+            body_read_timeout_secs: config.server.body_read_timeout_secs,
             channels: Arc::new(config.channels.clone()),
             journal,
             outbox: OutboxReader::new(store.clone(), position_rx.clone()),
@@ -104,25 +114,52 @@ impl App {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let local_addr = listener.local_addr()?;
-        tracing::info!(addr = %local_addr, processor_cursor = position.cursor, "deskgate listening");
+        let mut listeners = Vec::new();
+        let control_addr = match config.server.control_listen {
+            Some(addr) => {
+                let control = http::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?;
+                let control_addr = control.local_addr()?;
+                listeners.push((listener, http::public_router(state.clone())));
+                listeners.push((control, http::private_router(state)));
+                control_addr
+            }
+            None => {
+                listeners.push((listener, http::router(state)));
+                local_addr
+            }
+        };
+        tracing::info!(
+            addr = %local_addr,
+            control_addr = %control_addr,
+            processor_cursor = position.cursor,
+            "deskgate listening"
+        );
 
-        let router = http::router(state);
         let server_shutdown = shutdown.clone();
         let server_config = config.server.clone();
         let done = tokio::spawn(async move {
-            http::serve(listener, router, server_shutdown, &server_config).await;
-            // The router (and every journal handle in it) is gone with the server: the writer
-            // drains its queue, flushes, and stops; the processor then catches up and stops.
+            let servers = listeners.into_iter().map(|(listener, router)| {
+                http::serve(listener, router, server_shutdown.clone(), &server_config)
+            });
+            futures::future::join_all(servers).await;
+            // The routers (and every journal handle in them) are gone with the servers: the
+            // writer drains its queue, flushes, and stops; the processor then catches up.
             let grace = Duration::from_secs(server_config.shutdown_grace_secs);
             let writer_done = tokio::task::spawn_blocking(move || writer.join());
             if tokio::time::timeout(grace, writer_done).await.is_err() {
                 tracing::warn!("journal writer still busy after the grace period");
             }
-            tracker.close();
-            if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            let processor_done = tokio::task::spawn_blocking(move || processor.join());
+            if tokio::time::timeout(grace, processor_done).await.is_err() {
                 tracing::warn!(
                     "processor still busy after the grace period; the journal keeps the rest"
                 );
+            }
+            tracker.close();
+            if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+                tracing::warn!("tasks still running after the grace period");
             }
             if let Err(error) = store.flush() {
                 tracing::error!(%error, "final flush failed");
@@ -131,6 +168,8 @@ impl App {
         });
         Ok(App {
             local_addr,
+            control_addr,
+            restart,
             shutdown,
             done,
         })
@@ -141,10 +180,57 @@ impl App {
         self.shutdown.clone()
     }
 
-    /// Waits until shutdown has finished.
-    pub async fn wait(self) {
+    /// Waits until shutdown has finished, and says why it stopped.
+    pub async fn wait(self) -> Stopped {
         if let Err(error) = self.done.await {
             tracing::error!(%error, "shutdown task failed");
+        }
+        if self.restart.is_cancelled() {
+            Stopped::RestartRequested
+        } else {
+            Stopped::Shutdown
+        }
+    }
+}
+
+/// Why a started app stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its shutdown token was cancelled.
+    Shutdown,
+    /// It stopped itself so that the process starts it again: the database refused writes after
+    /// an I/O failure and space has returned.
+    RestartRequested,
+}
+
+/// After the store has failed (a full disk), waits for free space and then asks for a restart,
+/// which reopens the database. Meanwhile inputs answer 503 and `/readyz` reports the failure.
+async fn watch_storage(
+    store: Store,
+    state: crate::config::StateConfig,
+    shutdown: CancellationToken,
+    restart: CancellationToken,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if !store.failed() {
+            continue;
+        }
+        let free = nix::sys::statvfs::statvfs(&state.dir)
+            .map(|s| s.blocks_available() * s.fragment_size())
+            .unwrap_or(0);
+        if free >= state.min_free_bytes {
+            tracing::warn!(
+                free_bytes = free,
+                "storage has room again; restarting to reopen it"
+            );
+            restart.cancel();
+            shutdown.cancel();
+            return;
         }
     }
 }

@@ -26,3 +26,4 @@ pub mod journal;
 pub mod model;
 pub mod processor;
 pub mod store;
+pub mod telemetry;

@@ -1,12 +1,16 @@
 //! The `deskgate` command: run the daemon, or check a config file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use deskgate::app::App;
+use deskgate::app::{App, Stopped};
 use deskgate::config::{Config, LogConfig, LogFormat};
-use tracing_subscriber::EnvFilter;
+use sd_notify::NotifyState;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 #[derive(Parser)]
 #[command(
@@ -21,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon until SIGTERM or SIGINT.
+    /// Run the daemon until SIGTERM or SIGINT; SIGHUP reloads the config.
     Run {
         /// The config file.
         #[arg(long, short)]
@@ -47,22 +51,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => {
-            let config = match Config::load(&config) {
+        Command::Run { config: path } => {
+            let config = match Config::load(&path) {
                 Ok(config) => config,
                 Err(error) => {
                     eprintln!("{error}");
                     return ExitCode::FAILURE;
                 }
             };
-            init_logging(&config.log);
+            let log_filter = init_logging(&config.log);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("deskgate")
                 .build();
             let outcome = runtime
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(run(config)));
+                .and_then(|rt| rt.block_on(run(&path, config, log_filter)));
             match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -75,42 +79,107 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(path: &Path, config: Config, log_filter: LogFilter) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut current = config.clone();
     let app = App::start(config).await?;
-    let shutdown = app.shutdown_token();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        shutdown.cancel();
-    });
-    app.wait().await;
+    // Without NOTIFY_SOCKET (not under systemd) these are no-ops.
+    let _ = sd_notify::notify(&[NotifyState::Ready]);
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        // Ping at half the timeout from the runtime itself: a wedged runtime stops the pings.
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(timeout / 2);
+            loop {
+                every.tick().await;
+                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+            }
+        });
+    }
+    let stopped_itself = app.shutdown_token();
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => current = reload(path, current, &log_filter),
+            // The app stopped itself (storage recovery).
+            () = stopped_itself.cancelled() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    app.shutdown_token().cancel();
+    if app.wait().await == Stopped::RestartRequested {
+        restart_in_place();
+    }
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop deskgate with SIGKILL");
-        return std::future::pending().await;
+/// Replaces this process with a fresh start of the same command line, keeping the PID (so
+/// systemd and other supervisors see one long-running service). Returns only if that fails, and
+/// then the process exits with an error for its supervisor to restart it.
+fn restart_in_place() -> ! {
+    use std::os::unix::process::CommandExt;
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let error = match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe).args(args).exec(),
+        Err(error) => error,
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    eprintln!("deskgate: cannot restart in place ({error}); exiting for the supervisor to restart");
+    #[allow(clippy::disallowed_methods)] // shutdown and the final flush already ran
+    std::process::exit(75)
 }
 
-fn init_logging(log: &LogConfig) {
+/// Re-reads the config on SIGHUP. A config that does not validate changes nothing. Of a valid
+/// one, what can change while running is applied; what needs a restart is named in the log.
+fn reload(path: &Path, current: Config, log_filter: &LogFilter) -> Config {
+    let new = match Config::load(path) {
+        Ok(new) => new,
+        Err(error) => {
+            tracing::error!("configuration not reloaded, keeping the running one: {error}");
+            metrics::counter!("deskgate_config_reloads_total", "outcome" => "rejected")
+                .increment(1);
+            return current;
+        }
+    };
+    let restart_needed = current.restart_needed_for(&new);
+    if !restart_needed.is_empty() {
+        tracing::warn!(
+            settings = restart_needed.join(", "),
+            "these changes take effect only after a restart"
+        );
+    }
+    metrics::counter!("deskgate_config_reloads_total", "outcome" => "applied").increment(1);
+    // Said before a new log filter applies, which may silence info lines.
+    tracing::info!("configuration reloaded");
+    if new.log.filter != current.log.filter {
+        match EnvFilter::try_new(&new.log.filter).map(|f| log_filter.reload(f)) {
+            Ok(Ok(())) => {}
+            _ => tracing::error!(filter = %new.log.filter, "log filter not applied"),
+        }
+    }
+    new
+}
+
+type LogFilter = reload::Handle<EnvFilter, Registry>;
+
+/// Logs to stderr (journald adds its own timestamps and keeps JSON fields with `json`).
+fn init_logging(log: &LogConfig) -> LogFilter {
     // RUST_LOG wins over the config file so an operator can turn up one module without an edit.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let (filter, handle) = reload::Layer::new(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let output = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    match log.format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    let output = match log.format {
+        LogFormat::Human => output.boxed(),
+        LogFormat::Json => output.json().flatten_event(true).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .init();
+    handle
 }

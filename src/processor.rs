@@ -11,7 +11,6 @@
 //! its own, recorded in quarantine with its reason and a `deskgate.inbound.quarantined` event,
 //! and the records behind it go on.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -275,32 +274,49 @@ impl Processor {
     }
 }
 
-/// Runs the processor until the journal writer has stopped and everything it wrote is applied.
-/// Publishes its durable position on `visible` after every step; start it with the position
-/// read at start-up.
-pub async fn run(
-    processor: Arc<Processor>,
-    mut durable: watch::Receiver<u64>,
+/// Starts the processor on a thread of its own. It runs until the journal writer has stopped
+/// and everything it wrote is applied, publishing its durable position on `visible` after every
+/// step (start it with the position read at start-up); join the handle to wait for the end.
+pub fn start(
+    processor: Processor,
+    durable: watch::Receiver<u64>,
     visible: watch::Sender<Position>,
-) {
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("processor".to_owned())
+        .spawn(move || run(processor, durable, visible))
+        .expect("spawning a thread at start-up succeeds unless the process is out of resources")
+}
+
+fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::Sender<Position>) {
     let mut cursor = visible.borrow().cursor;
     let mut writer_stopped = false;
     loop {
         let target = *durable.borrow_and_update();
         if cursor < target {
-            let step = Arc::clone(&processor);
-            match tokio::task::spawn_blocking(move || step.step(cursor, target)).await {
+            // Records that panic are quarantined inside the step; this catches the rest (a bug
+            // in the step itself), which must not end processing for good.
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                processor.step(cursor, target)
+            }));
+            match step {
                 Ok(Ok(position)) => {
                     cursor = position.cursor;
                     visible.send_replace(position);
                 }
                 Ok(Err(error)) => {
+                    // Once the writer has stopped, nothing will change: the journal keeps the
+                    // rest for the next start.
+                    if durable.has_changed().is_err() {
+                        tracing::error!(%error, cursor, "processor step failed; stopping");
+                        break;
+                    }
                     tracing::error!(%error, cursor, "processor step failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    std::thread::sleep(Duration::from_secs(1));
                 }
-                Err(join) => {
-                    tracing::error!(error = %join, cursor, "processor step panicked; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                Err(_) => {
+                    tracing::error!(cursor, "processor step panicked; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
                 }
             }
             continue;
@@ -308,7 +324,9 @@ pub async fn run(
         if writer_stopped {
             break;
         }
-        writer_stopped = durable.changed().await.is_err();
+        // The watch channel works without a runtime: block this thread until the writer
+        // publishes a new durable position or stops.
+        writer_stopped = futures::executor::block_on(durable.changed()).is_err();
     }
     tracing::debug!(cursor, "processor stopped");
 }

@@ -44,10 +44,17 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address for webhooks, the events API and health checks.
+    /// Address for webhooks and health checks, and (unless `control_listen` is set) the events
+    /// API, status, metrics and the control API.
     pub listen: SocketAddr,
+    /// A separate address for the events API, status, `/metrics` and the control API, so that
+    /// only the hooks face the internet.
+    pub control_listen: Option<SocketAddr>,
     /// A client that has not sent its request headers within this time is disconnected.
     pub header_read_timeout_secs: u64,
+    /// A request body not fully received within this time is answered 408, so that a slow
+    /// upload cannot hold a connection and a journal slot forever.
+    pub body_read_timeout_secs: u64,
     /// On SIGTERM, in-flight requests get this long to finish before connections are closed.
     pub shutdown_grace_secs: u64,
 }
@@ -56,7 +63,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            control_listen: None,
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
             shutdown_grace_secs: 10,
         }
     }
@@ -68,12 +77,16 @@ impl Default for ServerConfig {
 pub struct StateConfig {
     /// Directory of the embedded database; relative paths start at the working directory.
     pub dir: PathBuf,
+    /// After a write failed for lack of space, deskgate answers 503 until the state directory's
+    /// filesystem has this much free again, then restarts itself to reopen the database.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             dir: PathBuf::from("data"),
+            min_free_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -116,6 +129,9 @@ pub struct EventsConfig {
     pub max_limit: usize,
     /// The most journal records the processor applies in one commit.
     pub processor_batch: usize,
+    /// Require a control bearer token on `GET /v1/events`. Turning it off is allowed only when
+    /// the events API listens on a loopback address.
+    pub require_token: bool,
 }
 
 impl Default for EventsConfig {
@@ -125,6 +141,7 @@ impl Default for EventsConfig {
             max_wait_secs: 60,
             max_limit: 1_000,
             processor_batch: 512,
+            require_token: true,
         }
     }
 }
@@ -150,9 +167,7 @@ impl ControlConfig {
                     path: format!("control.token_files[{i}]"),
                     message,
                 };
-                let token = std::fs::read_to_string(path)
-                    .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
-                let token = token.trim().to_owned();
+                let token = read_secret(path).map_err(problem)?;
                 if token.len() < 16 {
                     return Err(problem(format!(
                         "the token in {} must be at least 16 characters",
@@ -163,6 +178,30 @@ impl ControlConfig {
             })
             .collect()
     }
+}
+
+/// Where a secret file really is: a path starting with `$CREDENTIALS_DIRECTORY/` is under the
+/// directory systemd's `LoadCredential=` fills.
+pub fn secret_path(path: &Path) -> PathBuf {
+    match path.strip_prefix("$CREDENTIALS_DIRECTORY") {
+        Ok(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) => PathBuf::from(dir).join(rest),
+            None => path.to_owned(),
+        },
+        Err(_) => path.to_owned(),
+    }
+}
+
+/// Reads a secret from a file, trimmed. The error names the file, never the content.
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    let real = secret_path(path);
+    let text = std::fs::read_to_string(&real)
+        .map_err(|e| format!("cannot read secret file {}: {e}", real.display()))?;
+    let secret = text.trim().to_owned();
+    if secret.is_empty() {
+        return Err(format!("secret file {} is empty", real.display()));
+    }
+    Ok(secret)
 }
 
 /// Logging.
@@ -296,6 +335,36 @@ impl Config {
         })
     }
 
+    /// The settings that differ between two configs and take effect only after a restart
+    /// (listeners, state, journal sizing, channels). Everything else is applied on SIGHUP.
+    pub fn restart_needed_for(&self, new: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        // Debug output covers every field, including those of per-kind channel sub-tables,
+        // without requiring each of them to implement PartialEq.
+        if format!("{:?}", self.server) != format!("{:?}", new.server) {
+            changed.push("server");
+        }
+        if self.state.dir != new.state.dir {
+            changed.push("state.dir");
+        }
+        if format!("{:?}", self.journal) != format!("{:?}", new.journal) {
+            changed.push("journal");
+        }
+        if format!("{:?}", self.events) != format!("{:?}", new.events) {
+            changed.push("events");
+        }
+        if format!("{:?}", self.channels) != format!("{:?}", new.channels) {
+            changed.push("channels");
+        }
+        if self.control.token_files != new.control.token_files {
+            changed.push("control.token_files");
+        }
+        if self.log.format != new.log.format {
+            changed.push("log.format");
+        }
+        changed
+    }
+
     /// Checks what the types cannot: every problem, not just the first.
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
@@ -315,6 +384,11 @@ impl Config {
         check(
             self.server.header_read_timeout_secs > 0,
             "server.header_read_timeout_secs",
+            "must be > 0",
+        );
+        check(
+            self.server.body_read_timeout_secs > 0,
+            "server.body_read_timeout_secs",
             "must be > 0",
         );
         check(
@@ -352,6 +426,12 @@ impl Config {
             tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_ok(),
             "log.filter",
             "is not a valid tracing filter",
+        );
+        let events_addr = self.server.control_listen.unwrap_or(self.server.listen);
+        check(
+            self.events.require_token || events_addr.ip().is_loopback(),
+            "events.require_token",
+            "may be false only when the events API listens on a loopback address",
         );
         let tokens = self.control.load_tokens();
         for (id, channel) in &self.channels {

@@ -62,3 +62,58 @@ fn an_empty_file_is_a_valid_config_with_defaults() {
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
     assert!(config.channels.is_empty());
 }
+
+/// Broken configs and the message each must produce, as `check-config` prints them.
+#[test]
+fn broken_configs_and_their_messages() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[server]\nlisten = \"0.0.0.0:8080\"\n[events]\nrequire_token = false\n",
+            "events.require_token: may be false only when the events API listens on a loopback address",
+        ),
+        (
+            "[control]\ntoken_files = [\"/nonexistent/token\"]\n",
+            "control.token_files[0]: cannot read secret file /nonexistent/token",
+        ),
+        ("[server]\nlisten = \"nowhere\"\n", "server.listen: invalid socket address"),
+        ("[events]\ninstance = \"Has Spaces\"\n", "events.instance: must be 1-64 characters"),
+        ("[log]\nformat = \"xml\"\n", "log.format: unknown variant `xml`"),
+        ("[server]\nshutdown_grace_secs = 0\n", "server.shutdown_grace_secs: must be > 0"),
+    ];
+    for (text, expected) in cases {
+        let problems: Vec<String> = match Config::parse(text) {
+            Err(problem) => vec![problem.to_string()],
+            Ok(config) => config.validate().iter().map(ToString::to_string).collect(),
+        };
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{text:?}: expected {expected:?} in {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn a_short_token_is_refused_and_credentials_directory_paths_expand() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("short"), "abc\n").unwrap();
+    std::fs::write(dir.path().join("good"), "0123456789abcdef0123\n").unwrap();
+    let config = ControlConfig {
+        token_files: vec![dir.path().join("short")],
+    };
+    let problem = config.load_tokens().unwrap_err();
+    assert!(
+        problem.message.contains("at least 16 characters"),
+        "{problem}"
+    );
+    assert!(
+        !problem.message.contains("abc"),
+        "the secret is never echoed"
+    );
+
+    // Only this test sets the variable; other tests do not read it.
+    std::env::set_var("CREDENTIALS_DIRECTORY", dir.path());
+    let config = ControlConfig {
+        token_files: vec![PathBuf::from("$CREDENTIALS_DIRECTORY/good")],
+    };
+    assert_eq!(config.load_tokens().unwrap(), ["0123456789abcdef0123"]);
+}

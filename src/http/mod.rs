@@ -19,7 +19,7 @@ use tower::ServiceExt;
 
 pub use control::Tokens;
 pub use error::ApiError;
-pub use routes::{router, AppState};
+pub use routes::{private_router, public_router, router, AppState};
 
 use crate::config::ServerConfig;
 

@@ -47,34 +47,109 @@ pub struct AppState {
     pub blobs: Blobs,
     /// The event sinks' statuses and replay queues.
     pub sinks: Sinks,
+    /// How long a hook may take to receive its body.
+    pub body_read_timeout_secs: u64,
+    /// Renders `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
+/// Every route on one listener.
 pub fn router(state: AppState) -> Router {
+    finish(public_routes().merge(private_routes(&state)), state)
+}
+
+/// What the internet reaches: the inbound hooks (each channel checks its own signatures) and
+/// health checks.
+pub fn public_router(state: AppState) -> Router {
+    finish(public_routes(), state)
+}
+
+/// What only the ticket store, admins and monitoring reach: events, status, metrics and the
+/// control API. Served on `server.control_listen` when that is set.
+pub fn private_router(state: AppState) -> Router {
+    finish(private_routes(&state), state)
+}
+
+fn public_routes() -> Router<AppState> {
     Router::new()
-        .merge(control::router(state.clone()))
         .route("/hooks/{channel_id}", post(hook))
-        .route("/v1/events", get(events))
-        .route("/v1/status", get(status))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+}
+
+fn private_routes(state: &AppState) -> Router<AppState> {
+    let mut events = Router::new().route("/v1/events", get(events));
+    if state.events.require_token {
+        events = events.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            control::require_token,
+        ));
+    }
+    Router::new()
+        .merge(control::router(state.clone()))
+        .merge(events)
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+}
+
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(state)
 }
 
+/// Records the outcome and latency of every hook request.
 async fn hook(
-    State(state): State<AppState>,
-    Path(channel_id): Path<String>,
+    state: State<AppState>,
+    channel_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let Path(channel_id) =
+        channel_id.map_err(|e| ApiError::BadRequest(format!("channel id in the URL: {e}")))?;
+    let started = std::time::Instant::now();
+    let result = accept(state, &channel_id, request).await;
+    let outcome = match &result {
+        Ok(response) if response.status() == StatusCode::OK => "duplicate",
+        Ok(_) => "accepted",
+        Err(ApiError::Unavailable { .. }) => "unavailable",
+        Err(_) => "rejected",
+    };
+    // Unknown channel ids are not labels: a scanner must not grow the metric without bound.
+    let channel = if matches!(result, Err(ApiError::NotFound(_))) {
+        "unknown".to_owned()
+    } else {
+        channel_id
+    };
+    metrics::histogram!("deskgate_hook_duration_seconds", "channel" => channel.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("deskgate_inbound_total", "channel" => channel, "outcome" => outcome)
+        .increment(1);
+    result
+}
+
+async fn accept(
+    State(state): State<AppState>,
+    channel_id: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let channel_id = channel_id.to_owned();
     let config = state
         .channels
         .get(&channel_id)
         .ok_or_else(|| ApiError::NotFound(format!("no channel {channel_id:?} is configured")))?;
     let (parts, body) = request.into_parts();
     channels::check_content_type(config, &parts.headers)?;
-    let body = read_body(&parts.headers, body, config.max_body_bytes).await?;
+    let timeout = Duration::from_secs(state.body_read_timeout_secs);
+    let body = tokio::time::timeout(
+        timeout,
+        read_body(&parts.headers, body, config.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout {
+        secs: state.body_read_timeout_secs,
+    })??;
     let hook = HookRequest {
         channel_id: &channel_id,
         headers: &parts.headers,
@@ -190,11 +265,34 @@ async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
+/// Prometheus text exposition. Gauges of the pipeline's positions are read at scrape time.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let position = *state.position.borrow();
+    let durable = *state.journal.durable().borrow();
+    metrics::gauge!("deskgate_journal_queued").set(state.journal.backlog() as f64);
+    metrics::gauge!("deskgate_journal_durable_seq").set(durable as f64);
+    metrics::gauge!("deskgate_processor_cursor").set(position.cursor as f64);
+    metrics::gauge!("deskgate_processor_lag").set(durable.saturating_sub(position.cursor) as f64);
+    metrics::gauge!("deskgate_outbox_last_seq").set(position.outbox as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.store.failed() {
+        let body = json!({
+            "status": "storage_failed",
+            "detail": "a write to the state directory failed (is the disk full?); inputs answer 503 until it has room again",
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     if state.shutdown.is_cancelled() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

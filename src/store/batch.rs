@@ -1,6 +1,7 @@
 //! A processor step's writes, buffered so that reads see them and one sled batch commits them.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -12,6 +13,7 @@ type Pending = Option<Vec<u8>>;
 
 pub struct StateBatch<'a> {
     tree: &'a sled::Tree,
+    failed: &'a AtomicBool,
     writes: BTreeMap<Vec<u8>, Pending>,
     /// What each write replaced in `writes`, so that a failed sub-step can be undone without
     /// copying the whole buffer.
@@ -23,9 +25,10 @@ pub struct StateBatch<'a> {
 pub struct Savepoint(usize);
 
 impl<'a> StateBatch<'a> {
-    pub(super) fn new(tree: &'a sled::Tree) -> Self {
+    pub(super) fn new(tree: &'a sled::Tree, failed: &'a AtomicBool) -> Self {
         StateBatch {
             tree,
+            failed,
             writes: BTreeMap::new(),
             undo: Vec::new(),
         }
@@ -100,7 +103,7 @@ impl<'a> StateBatch<'a> {
                 None => batch.remove(key),
             }
         }
-        self.tree.apply_batch(batch)?;
+        super::note_failure(self.failed, self.tree.apply_batch(batch))?;
         Ok(())
     }
 }

@@ -16,6 +16,8 @@ pub mod keys;
 mod sinks;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -43,6 +45,10 @@ pub struct Store {
     state: sled::Tree,
     /// Each sink's cursor and dead letters; written only by the sink tasks (see `sinks.rs`).
     sinks: sled::Tree,
+    /// Set once a write or flush fails with an I/O error. sled then refuses every later write
+    /// for the life of the process (seen here with a full disk): only reopening the database
+    /// recovers, which the app does by restarting itself once space returns.
+    failed: Arc<AtomicBool>,
 }
 
 /// One journal record as read back, still undecoded where decoding failed.
@@ -65,13 +71,19 @@ impl Store {
             state: db.open_tree("state")?,
             sinks: db.open_tree("sinks")?,
             db,
+            failed: Arc::default(),
         })
     }
 
     /// Makes every write so far durable. Called by the single writers, once per batch.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
+        note_failure(&self.failed, self.db.flush())?;
         Ok(())
+    }
+
+    /// Whether a write has failed with an I/O error (see the `failed` field).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// Bytes the database occupies on disk.
@@ -105,7 +117,7 @@ impl Store {
             batch.insert(keys::journal(seq).to_vec(), encode(record));
             batch.insert(keys::dedupe(dedupe), seq.to_be_bytes().to_vec());
         }
-        self.journal.apply_batch(batch)?;
+        note_failure(&self.failed, self.journal.apply_batch(batch))?;
         Ok(())
     }
 
@@ -138,7 +150,7 @@ impl Store {
     /// Starts a processor step: reads see the step's own writes; nothing is written until
     /// [`StateBatch::commit`].
     pub fn state_batch(&self) -> StateBatch<'_> {
-        StateBatch::new(&self.state)
+        StateBatch::new(&self.state, &self.failed)
     }
 
     /// Reads one value from the state tree outside a batch.
@@ -194,6 +206,16 @@ impl Store {
         }
         Ok(events)
     }
+}
+
+/// Passes a write's result through, remembering an I/O failure.
+fn note_failure<T>(failed: &AtomicBool, result: Result<T, sled::Error>) -> Result<T, StoreError> {
+    if let Err(sled::Error::Io(error)) = &result {
+        if !failed.swap(true, Ordering::Relaxed) {
+            tracing::error!(%error, "storage failed; writes are refused until deskgate restarts");
+        }
+    }
+    Ok(result?)
 }
 
 /// Encodes a value for storage: a version byte, then JSON.

@@ -34,6 +34,13 @@ where
     }
 }
 
+/// Extra lines for the `[server]` and `[state]` tables of a test's config.
+#[derive(Default, Clone, Copy)]
+pub struct Tables<'a> {
+    pub server: &'a str,
+    pub state: &'a str,
+}
+
 pub struct Daemon {
     pub addr: SocketAddr,
     pub dir: PathBuf,
@@ -45,11 +52,17 @@ impl Daemon {
     /// Writes a config into `dir` (state under `dir/state`) with an API channel `api`, plus
     /// `extra` TOML, and starts the daemon on a free port.
     pub async fn start(dir: &Path, extra: &str) -> Daemon {
+        Daemon::start_with(dir, Tables::default(), extra).await
+    }
+
+    /// Like [`Daemon::start`], with extra lines for the tables the harness writes itself.
+    pub async fn start_with(dir: &Path, tables: Tables<'_>, extra: &str) -> Daemon {
+        let Tables { server, state } = tables;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = dir.join("deskgate.toml");
         let text = format!(
-            "[server]\nlisten = \"{addr}\"\nshutdown_grace_secs = 5\n\n[state]\ndir = \"{}\"\n\n\
-             [log]\nfilter = \"info,deskgate=debug\"\n\n[channels.api]\nkind = \"api\"\nmax_body_bytes = 4096\n\n{extra}",
+            "[server]\nlisten = \"{addr}\"\nshutdown_grace_secs = 5\n{server}\n[state]\ndir = \"{}\"\n{state}\n\
+             [events]\nrequire_token = false\n\n[log]\nfilter = \"info,deskgate=debug\"\n\n[channels.api]\nkind = \"api\"\nmax_body_bytes = 4096\n\n{extra}",
             dir.join("state").display()
         );
         std::fs::write(&config, text).unwrap();
@@ -117,6 +130,11 @@ impl Daemon {
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         child.wait().unwrap()
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     pub fn config_path(&self) -> &Path {

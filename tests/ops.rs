@@ -1,0 +1,324 @@
+//! Operations: what systemd, Prometheus and an operator see. Metrics parse as Prometheus text,
+//! the control plane refuses anyone without a token, SIGHUP applies a good config and keeps the
+//! running one on a broken config, systemd hears READY and STOPPING, the control listener can be
+//! split from the public one, and the shipped unit file verifies.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{api_message, eventually, free_port, Daemon, BIN};
+use serde_json::Value;
+
+const TOKEN: &str = "ops-test-token-0123456789";
+
+fn token_config(dir: &std::path::Path) -> String {
+    let file = dir.join("control.token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    format!("[control]\ntoken_files = [\"{}\"]\n", file.display())
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_the_pipeline_in_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let post = client
+        .post(daemon.url("/hooks/api"))
+        .json(&api_message("m1", "t1", "ana@example.com", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 202);
+    client.post(daemon.url("/hooks/nope")).send().await.unwrap();
+    daemon.settled().await;
+
+    let text = client
+        .get(daemon.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| s.value.clone())
+    };
+    assert!(matches!(
+        value("deskgate_inbound_total", &[("channel", "api"), ("outcome", "accepted")]),
+        Some(prometheus_parse::Value::Counter(n)) if n == 1.0
+    ));
+    assert!(
+        value(
+            "deskgate_inbound_total",
+            &[("channel", "unknown"), ("outcome", "rejected")]
+        )
+        .is_some(),
+        "unknown channel ids are folded into one label"
+    );
+    assert!(matches!(
+        value("deskgate_processor_cursor", &[]),
+        Some(prometheus_parse::Value::Gauge(n)) if n == 1.0
+    ));
+    assert!(
+        text.contains("deskgate_hook_duration_seconds_bucket"),
+        "latency histogram"
+    );
+}
+
+#[tokio::test]
+async fn the_events_api_needs_a_token_when_required_and_leaks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A config of our own: the harness's turns the events token off.
+    let control_port = free_port();
+    let config = dir.path().join("deskgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\ncontrol_listen = \"127.0.0.1:{control_port}\"\n\
+             [state]\ndir = \"{}\"\n{}\n[channels.api]\nkind = \"api\"\n",
+            free_port(),
+            dir.path().join("state").display(),
+            token_config(dir.path())
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(&config, &[]);
+    let control = format!("http://127.0.0.1:{control_port}");
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &format!("{control}/metrics")).await;
+    for auth in [None, Some("Bearer nope")] {
+        let mut request = client.get(format!("{control}/v1/events"));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert!(!response.text().await.unwrap().contains(TOKEN));
+    }
+    let ok = client
+        .get(format!("{control}/v1/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // The hooks are not served on the control listener.
+    let hook = client
+        .post(format!("{control}/hooks/api"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 404);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_public_listener_serves_hooks_but_not_events_or_control() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, control) = (free_port(), free_port());
+    let config = dir.path().join("deskgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{public}\"\ncontrol_listen = \"127.0.0.1:{control}\"\n\
+             [state]\ndir = \"{}\"\n[channels.api]\nkind = \"api\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(&config, &[]);
+    let client = reqwest::Client::new();
+    let public = format!("http://127.0.0.1:{public}");
+    wait_healthy(&client, &format!("{public}/healthz")).await;
+    for path in [
+        "/v1/events",
+        "/v1/status",
+        "/metrics",
+        "/v1/control/quarantine",
+    ] {
+        let response = client.get(format!("{public}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path} must not be public");
+    }
+    let posted = client
+        .post(format!("{public}/hooks/api"))
+        .json(&api_message("m1", "t1", "ana@example.com", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn sighup_applies_a_valid_config_and_keeps_the_old_one_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(dir.path(), "").await;
+    let config = daemon.config_path().to_owned();
+    let original = std::fs::read_to_string(&config).unwrap();
+    let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
+    let hup = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+
+    // Broken: every problem logged, nothing changes, the daemon keeps serving.
+    std::fs::write(
+        &config,
+        original.replace("max_body_bytes = 4096", "max_body_bytes = 0"),
+    )
+    .unwrap();
+    hup();
+    eventually(
+        "the rejection to be logged",
+        Duration::from_secs(10),
+        || async { daemon.log().contains("configuration not reloaded") },
+    )
+    .await;
+    assert!(daemon
+        .log()
+        .contains("channels.api.max_body_bytes: must be > 0"));
+    let client = reqwest::Client::new();
+    let posted = client
+        .post(daemon.url("/hooks/api"))
+        .json(&api_message("m1", "t1", "ana@example.com", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202, "still serving with the old config");
+
+    // Valid: the log filter changes live; a listener change is named as needing a restart.
+    let quieter = original
+        .replace("filter = \"info,deskgate=debug\"", "filter = \"warn\"")
+        .replace("shutdown_grace_secs = 5", "shutdown_grace_secs = 6");
+    std::fs::write(&config, quieter).unwrap();
+    hup();
+    eventually(
+        "the reload to be logged",
+        Duration::from_secs(10),
+        || async { daemon.log().contains("configuration reloaded") },
+    )
+    .await;
+    let log = daemon.log();
+    let restart_line = log
+        .lines()
+        .find(|l| l.contains("take effect only after a restart"))
+        .expect("the restart-only change is named");
+    assert!(restart_line.contains("server"), "{restart_line}");
+    // The new filter is live: the debug lines of the old one stop.
+    let before = daemon.log().matches("DEBUG").count();
+    client
+        .post(daemon.url("/hooks/api"))
+        .json(&api_message("m2", "t1", "ana@example.com", "again"))
+        .send()
+        .await
+        .unwrap();
+    daemon.settled().await;
+    assert_eq!(daemon.log().matches("DEBUG").count(), before);
+    let status: Value = client
+        .get(daemon.url("/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(status["journal"]["durable_seq"].as_u64().is_some());
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test]
+async fn systemd_hears_ready_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let config = dir.path().join("deskgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\n[state]\ndir = \"{}\"\n",
+            free_port(),
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(&config, &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())]);
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let n = socket.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn the_unit_file_verifies_and_is_hardened() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/deskgate.service"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The unit names the installed path; verify it against the binary under test.
+    let path = dir.path().join("deskgate.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/deskgate", BIN)).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze is installed (scripts/test.sh installs systemd)");
+    let stderr = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "systemd-analyze verify: {stderr}");
+
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&security.stdout);
+    let exposure: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for deskgate.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure figure in: {report}"));
+    assert!(exposure <= 2.0, "exposure {exposure} > 2.0");
+}
+
+fn spawn(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Child {
+    let log = std::fs::File::create(config.with_extension("log")).unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().unwrap()
+}
+
+async fn wait_healthy(client: &reqwest::Client, url: &str) {
+    eventually("the daemon to answer", Duration::from_secs(20), || {
+        let request = client.get(url).send();
+        async move { request.await.is_ok() }
+    })
+    .await;
+}
