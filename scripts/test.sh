@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 packages=()
 need() { dpkg -s "$1" >/dev/null 2>&1 || packages+=("$1"); }
 need systemd            # systemd-analyze verifies the unit file
+need nats-server         # the NATS sink tests and the `nats` bench start a JetStream server
 if [ ${#packages[@]} -gt 0 ]; then
   echo "==> installing ${packages[*]}"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi

@@ -215,9 +215,9 @@ async fn every_event_arrives_signed_once_per_id_in_ticket_order_despite_errors_a
         }
     }
     // The first event was retried under the same id until the receiver recovered.
-    let attempts = receiver.attempts.lock().unwrap();
     let first_id = outbox[0]["id"].as_str().unwrap();
-    assert!(attempts[first_id] >= 13, "{} attempts", attempts[first_id]);
+    let attempts = receiver.attempts.lock().unwrap()[first_id];
+    assert!(attempts >= 13, "{attempts} attempts");
     let status = sink_status(&daemon, "hook").await;
     assert!(status["retried"].as_u64().unwrap() >= 1, "{status}");
     assert_eq!(status["dead_lettered"], 0, "{status}");

@@ -334,3 +334,79 @@ fn check_backoff(min: u64, max: u64, at: &str, check: &mut impl FnMut(bool, Stri
         "must be >= backoff_min_ms",
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn the_shipped_examples_parse_and_validate_when_uncommented() {
+        let shipped = include_str!("../../config/deskgate.toml");
+        let start = shipped
+            .find("# [sinks.js]")
+            .expect("the example is shipped");
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("crm.secret");
+        std::fs::write(&secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let uncommented: String = shipped[start..]
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| {
+                let key = line.split(" = ").next().unwrap_or_default();
+                line.starts_with('[')
+                    || (line.contains(" = ")
+                        && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            })
+            .map(|line| {
+                line.replace(
+                    "/run/credentials/deskgate.service/crm-webhook",
+                    secret.to_str().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Config::parse(&format!("{}\n{uncommented}", &shipped[..start])).unwrap();
+        assert_eq!(config.validate(), vec![]);
+        assert_eq!(config.sinks.len(), 2);
+    }
+
+    #[test]
+    fn every_sink_problem_is_reported_with_its_path() {
+        let config = Config::parse(
+            r#"
+[sinks.js]
+kind = "nats"
+[sinks.js.nats]
+servers = []
+stream = "bad.name"
+subject_prefix = "a.*"
+duplicate_window_secs = 10
+[sinks.hook]
+kind = "webhook"
+[sinks.hook.webhook]
+url = "ftp://example.com"
+secret_files = ["/nonexistent/secret"]
+max_attempts = 0
+[sinks.empty]
+kind = "webhook"
+"#,
+        )
+        .unwrap();
+        let paths: Vec<String> = config.validate().into_iter().map(|p| p.path).collect();
+        for expected in [
+            "sinks.js.nats.servers",
+            "sinks.js.nats.stream",
+            "sinks.js.nats.subject_prefix",
+            "sinks.js.nats.duplicate_window_secs",
+            "sinks.hook.webhook.url",
+            "sinks.hook.webhook.max_attempts",
+            "sinks.hook.webhook.secret_files[0]",
+            "sinks.empty.webhook",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == expected),
+                "{expected} not in {paths:?}"
+            );
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! generator and the server under test never share a runtime.
 
 mod load;
+mod nats;
 mod servers;
 
 use std::process::ExitCode;
@@ -43,6 +44,16 @@ enum Mode {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
+    /// The NATS JetStream sink delivering an outbox of `events` events, against a bare
+    /// async-nats publish loop; then inbound-2xx-to-stream latency at `e2e_rate` messages/s.
+    Nats {
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value_t = 200)]
+        e2e_rate: u64,
+        #[arg(long, default_value_t = 10)]
+        e2e_secs: u64,
+    },
     /// Internal: serve one server in this process until killed.
     #[command(hide = true)]
     Serve {
@@ -64,6 +75,11 @@ fn main() -> ExitCode {
                 secs,
                 rounds,
             } => ingest(connections, Duration::from_secs(secs), rounds).await,
+            Mode::Nats {
+                events,
+                e2e_rate,
+                e2e_secs,
+            } => nats::run(events, e2e_rate, e2e_secs).await,
             Mode::Serve { server } => servers::serve(server).await,
         }
     });

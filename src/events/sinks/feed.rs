@@ -57,9 +57,16 @@ pub struct Feed {
     visible: watch::Receiver<Position>,
     batch: usize,
     status: SharedStatus,
-    /// The last event delivered; the durable copy is in the store.
+    /// The last event delivered.
     cursor: u64,
+    /// The cursor as last written to the store.
+    stored: u64,
+    /// Deliveries not yet added to the status and metrics.
+    unreported: u64,
 }
+
+/// How many cursor moves may go unwritten while the sink is behind.
+const PROGRESS_EVERY: u64 = 256;
 
 impl Feed {
     /// Loads the sink's cursor; a new sink starts before the oldest event the outbox keeps.
@@ -91,6 +98,8 @@ impl Feed {
             batch,
             status,
             cursor,
+            stored: cursor,
+            unreported: 0,
         })
     }
 
@@ -118,40 +127,47 @@ impl Feed {
         Ok(events)
     }
 
-    /// Moves the cursor over a delivered (or dead-lettered) event.
+    /// Moves the cursor over a delivered (or dead-lettered) event. The store, the status and
+    /// the metrics follow every [`PROGRESS_EVERY`] events and whenever the sink catches up: a
+    /// cursor move lost in a crash only repeats deliveries, which consumers deduplicate by id.
     pub fn commit(&mut self, event_seq: u64, next_time: Option<DateTime<Utc>>) {
+        self.cursor = event_seq;
+        let last = self.visible.borrow().outbox;
+        let lag_events = last.saturating_sub(event_seq);
+        if lag_events > 0 && event_seq - self.stored < PROGRESS_EVERY {
+            return;
+        }
         if let Err(error) = self.store.sink_set_cursor(&self.name, event_seq) {
             // The in-memory cursor still moves: a lost write only repeats deliveries.
             tracing::error!(%error, sink = %self.name, "could not store the sink cursor");
         }
-        self.cursor = event_seq;
-        let last = self.visible.borrow().outbox;
-        let lag_events = last.saturating_sub(event_seq);
+        self.stored = event_seq;
         let lag_seconds = match next_time {
             Some(time) if lag_events > 0 => {
                 (Utc::now() - time).num_milliseconds().max(0) as f64 / 1000.0
             }
             _ => 0.0,
         };
+        let delivered = std::mem::take(&mut self.unreported);
         let mut status = lock(&self.status);
         status.cursor = event_seq;
         status.lag_events = lag_events;
         status.lag_seconds = lag_seconds;
+        status.delivered += delivered;
+        if delivered > 0 {
+            status.healthy = true;
+            status.last_error = None;
+        }
         drop(status);
-        metrics::gauge!("deskgate_sink_lag_events", "sink" => self.name.clone())
-            .set(lag_events as f64);
-        metrics::gauge!("deskgate_sink_lag_seconds", "sink" => self.name.clone()).set(lag_seconds);
+        let sink = self.name.clone();
+        metrics::gauge!("deskgate_sink_lag_events", "sink" => sink.clone()).set(lag_events as f64);
+        metrics::gauge!("deskgate_sink_lag_seconds", "sink" => sink.clone()).set(lag_seconds);
+        metrics::counter!("deskgate_sink_delivered_total", "sink" => sink).increment(delivered);
     }
 
-    /// Records a successful delivery.
-    pub fn delivered(&self, count: u64) {
-        let mut status = lock(&self.status);
-        status.delivered += count;
-        status.healthy = true;
-        status.last_error = None;
-        drop(status);
-        metrics::counter!("deskgate_sink_delivered_total", "sink" => self.name.clone())
-            .increment(count);
+    /// Counts a successful delivery; reported with the next cursor move.
+    pub fn delivered(&mut self, count: u64) {
+        self.unreported += count;
     }
 
     /// Records a failed attempt that will be retried; refreshes the lag so that it shows while

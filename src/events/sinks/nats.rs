@@ -181,7 +181,7 @@ async fn settle_front(
     if ack.duplicate {
         tracing::debug!(sink = %feed.name, seq = front.seq, "JetStream already had this event");
     }
-    feed.commit(front.seq, next_time);
     feed.delivered(1);
+    feed.commit(front.seq, next_time);
     Ok(())
 }

@@ -165,6 +165,8 @@ impl WebhookSink {
         match self.deliver(feed, &dead.to_event()).await {
             Outcome::Delivered => {
                 feed.delivered(1);
+                let cursor = feed.cursor();
+                feed.commit(cursor, None);
                 if let Err(error) = feed.store.sink_dead_remove(&self.name, seq) {
                     tracing::error!(sink = %self.name, seq, %error, "cannot remove a dead letter");
                 }
