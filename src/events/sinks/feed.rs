@@ -63,10 +63,9 @@ pub struct Feed {
     stored: u64,
     /// Deliveries not yet added to the status and metrics.
     unreported: u64,
+    /// How many cursor moves may go unwritten while the sink is behind.
+    progress_every: u64,
 }
-
-/// How many cursor moves may go unwritten while the sink is behind.
-const PROGRESS_EVERY: u64 = 256;
 
 impl Feed {
     /// Loads the sink's cursor; a new sink starts before the oldest event the outbox keeps.
@@ -100,7 +99,14 @@ impl Feed {
             cursor,
             stored: cursor,
             unreported: 0,
+            progress_every: 1,
         })
+    }
+
+    /// Lets up to `moves` cursor moves go unwritten while the sink is behind: worth it where
+    /// deliveries are cheap and a repeat costs nothing (JetStream drops it).
+    pub fn write_cursor_every(&mut self, moves: u64) {
+        self.progress_every = moves.max(1);
     }
 
     pub fn cursor(&self) -> u64 {
@@ -128,13 +134,13 @@ impl Feed {
     }
 
     /// Moves the cursor over a delivered (or dead-lettered) event. The store, the status and
-    /// the metrics follow every [`PROGRESS_EVERY`] events and whenever the sink catches up: a
+    /// the metrics follow every `progress_every` events and whenever the sink catches up: a
     /// cursor move lost in a crash only repeats deliveries, which consumers deduplicate by id.
     pub fn commit(&mut self, event_seq: u64, next_time: Option<DateTime<Utc>>) {
         self.cursor = event_seq;
         let last = self.visible.borrow().outbox;
         let lag_events = last.saturating_sub(event_seq);
-        if lag_events > 0 && event_seq - self.stored < PROGRESS_EVERY {
+        if lag_events > 0 && event_seq - self.stored < self.progress_every {
             return;
         }
         if let Err(error) = self.store.sink_set_cursor(&self.name, event_seq) {

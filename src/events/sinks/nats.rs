@@ -24,6 +24,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the sink until shutdown.
 pub async fn run(mut feed: Feed, config: NatsSinkConfig) {
+    feed.write_cursor_every(config.max_in_flight as u64);
     let mut failures = 0u32;
     let Some(client) = connect(&mut feed, &config).await else {
         return;
