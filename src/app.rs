@@ -23,6 +23,7 @@ use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
 use crate::processor::{self, Processor};
+use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, Store};
 
 /// A started daemon.
@@ -56,9 +57,11 @@ impl App {
         let (store, blobs, instance_id) = store?;
 
         let minter = Minter::new(instance_id);
+        let rules = Arc::new(RuleSet::compile(&config));
         let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
         let processor =
-            Processor::new(store.clone(), minter, outbox, config.events.processor_batch);
+            Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
+                .with_routing(Arc::clone(&rules));
         let position = processor
             .position()
             .context("reading the processor's position")?;
@@ -96,12 +99,20 @@ impl App {
             .control
             .load_tokens()
             .map_err(|p| anyhow::anyhow!("{p}"))?;
+        let rate_limits = http::ratelimit::RateLimits::new(&config.channels);
+        tracker.spawn(
+            rate_limits
+                .clone()
+                .housekeeping(Duration::from_secs(60), shutdown.clone()),
+        );
         let state = AppState {
+            rate_limits,
             tokens: http::Tokens::new(tokens),
             store: store.clone(),
             blobs,
             metrics: crate::telemetry::install(),
             body_read_timeout_secs: config.server.body_read_timeout_secs,
+            routing: rules,
             channels: Arc::new(config.channels.clone()),
             journal,
             outbox: OutboxReader::new(store.clone(), position_rx.clone()),

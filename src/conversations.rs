@@ -2,12 +2,17 @@
 //!
 //! A conversation is one thread on one channel (an API thread id, later an email thread or a
 //! chat visitor). Its first message opens a ticket; later messages are added to that ticket.
+//!
+//! Email threads by Message-ID: a mail whose In-Reply-To or References names a message already
+//! seen on the channel (or one deskgate sent, whose Message-ID names its conversation), or a
+//! bounce whose returned headers do, continues that conversation. Every mail's own Message-ID
+//! is indexed so that later replies find it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Minter;
-use crate::model::Inbound;
+use crate::model::{Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +25,51 @@ pub struct Conversation {
     pub created_at: DateTime<Utc>,
     pub last_message_at: DateTime<Utc>,
     pub messages: u64,
+    /// Until when the platform lets the business answer (Messenger, WhatsApp: 24 hours after
+    /// the customer's last message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_window_ends_at: Option<DateTime<Utc>>,
+    /// Messenger's human-agent window (7 days after the customer's last message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human_agent_window_ends_at: Option<DateTime<Utc>>,
+}
+
+/// `outbound` for the business's own messages echoed by the platform, else `inbound`.
+pub fn direction(inbound: &Inbound) -> &'static str {
+    if inbound.kind == MessageKind::Echo {
+        "outbound"
+    } else {
+        "inbound"
+    }
+}
+
+/// Moves the conversation's reply windows on from a customer message. Windows count from when
+/// the platform says the customer wrote (else when deskgate received it), never from the clock,
+/// so a replay computes the same; an older message arriving late never shortens them.
+fn open_reply_windows(conversation: &mut Conversation, inbound: &Inbound) {
+    let Some(window) = inbound
+        .reply_window
+        .filter(|_| inbound.kind != MessageKind::Echo)
+    else {
+        return;
+    };
+    let from = inbound.sent_at.unwrap_or(inbound.received_at);
+    let extend = |current: &mut Option<DateTime<Utc>>, secs: u64| {
+        let Some(ends) = i64::try_from(secs)
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .and_then(|window| from.checked_add_signed(window))
+        else {
+            return;
+        };
+        if current.is_none_or(|c| c < ends) {
+            *current = Some(ends);
+        }
+    };
+    extend(&mut conversation.reply_window_ends_at, window.standard_secs);
+    if let Some(secs) = window.human_agent_secs {
+        extend(&mut conversation.human_agent_window_ends_at, secs);
+    }
 }
 
 /// deskgate's mirror of a ticket; the ticket store owns the real one.
@@ -51,14 +101,79 @@ pub fn thread(
     inbound: &Inbound,
     contact_id: &str,
 ) -> Result<Threaded, StoreError> {
+    let thread_key = keys::thread(&inbound.channel, &inbound.thread_key);
+    let known = match &inbound.email {
+        Some(_) => email_conversation(batch, inbound)?,
+        None => existing(batch, batch.get::<String>(&thread_key)?)?,
+    };
+    let threaded = continue_or_open(batch, minter, inbound, contact_id, known)?;
+    if let Some(email) = &inbound.email {
+        batch.put(
+            keys::email_message(&inbound.channel, &email.message_id),
+            &threaded.conversation.id,
+        );
+    }
+    Ok(threaded)
+}
+
+/// The conversation an email continues: the newest message it names that deskgate knows.
+fn email_conversation(
+    batch: &StateBatch<'_>,
+    inbound: &Inbound,
+) -> Result<Option<String>, StoreError> {
+    let Some(email) = &inbound.email else {
+        return Ok(None);
+    };
+    // In-Reply-To names the direct parent; References runs oldest to newest; a bounce names
+    // the mail that failed.
+    let named = email
+        .in_reply_to
+        .iter()
+        .chain(email.references.iter().rev())
+        .chain(
+            inbound
+                .flags
+                .bounce
+                .iter()
+                .flat_map(|b| b.message_id.iter()),
+        );
+    for message_id in named {
+        let candidate = match crate::channels::email::own_conversation_of(message_id) {
+            Some(own) => Some(own),
+            None => batch.get::<String>(&keys::email_message(&inbound.channel, message_id))?,
+        };
+        // A deleted conversation leaves its index entries behind: they name nothing now.
+        if let Some(conversation) = existing(batch, candidate)? {
+            return Ok(Some(conversation));
+        }
+    }
+    Ok(None)
+}
+
+/// The conversation id, if that conversation still exists.
+fn existing(batch: &StateBatch<'_>, id: Option<String>) -> Result<Option<String>, StoreError> {
+    match id {
+        Some(id) if batch.get_raw(&keys::conversation(&id))?.is_some() => Ok(Some(id)),
+        _ => Ok(None),
+    }
+}
+
+fn continue_or_open(
+    batch: &mut StateBatch<'_>,
+    minter: &Minter,
+    inbound: &Inbound,
+    contact_id: &str,
+    known: Option<String>,
+) -> Result<Threaded, StoreError> {
     let at = inbound.received_at;
     let thread_key = keys::thread(&inbound.channel, &inbound.thread_key);
-    if let Some(conversation_id) = batch.get::<String>(&thread_key)? {
+    if let Some(conversation_id) = known {
         let mut conversation: Conversation =
             required(batch, &keys::conversation(&conversation_id))?;
         let mut ticket: Ticket = required(batch, &keys::ticket(&conversation.ticket_id))?;
         conversation.last_message_at = at;
         conversation.messages += 1;
+        open_reply_windows(&mut conversation, inbound);
         ticket.updated_at = at;
         batch.put(keys::conversation(&conversation.id), &conversation);
         batch.put(keys::ticket(&ticket.id), &ticket);
@@ -78,7 +193,7 @@ pub fn thread(
         created_at: at,
         updated_at: at,
     };
-    let conversation = Conversation {
+    let mut conversation = Conversation {
         id: conversation_id,
         channel: inbound.channel.clone(),
         thread_key: inbound.thread_key.clone(),
@@ -87,7 +202,10 @@ pub fn thread(
         created_at: at,
         last_message_at: at,
         messages: 1,
+        reply_window_ends_at: None,
+        human_agent_window_ends_at: None,
     };
+    open_reply_windows(&mut conversation, inbound);
     batch.put(thread_key, &conversation.id);
     batch.put(keys::conversation(&conversation.id), &conversation);
     batch.put(keys::ticket(&ticket.id), &ticket);

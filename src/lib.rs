@@ -9,6 +9,10 @@
 //! - [`store`]: the embedded database (sled): trees, keys, codec, atomic batches.
 //! - [`journal`]: the single writer that makes every input durable before it is acknowledged.
 //! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message.
+//! - [`routing`]: the assignment decision (pure) and the routing rules compiled from config.
+//! - [`tickets`]: the ticket mirror's pipeline, status and owner; status triggers; control commands.
+//! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message;
+//!   [`delivery`]: non-message items (delivery statuses, platform notices).
 //! - [`processor`]: applies journaled records in order, committing effects with its cursor.
 //! - [`channels`]: adapters from each channel's raw input to [`model::Inbound`].
 //! - [`http`]: the server, routes and the one place errors become responses.
@@ -16,14 +20,18 @@
 
 pub mod app;
 pub mod channels;
+pub mod cli;
 pub mod config;
 pub mod contacts;
 pub mod conversations;
+pub mod delivery;
 pub mod events;
 pub mod http;
 pub mod ids;
 pub mod journal;
 pub mod model;
 pub mod processor;
+pub mod routing;
 pub mod store;
 pub mod telemetry;
+pub mod tickets;

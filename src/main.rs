@@ -36,6 +36,64 @@ enum Command {
         /// The config file.
         path: PathBuf,
     },
+    /// Show what the pipeline would make of an input, without a daemon.
+    Inspect {
+        #[command(subcommand)]
+        what: Inspect,
+    },
+    /// List or retry quarantined inputs, through a running daemon's control API.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+        /// The control API, such as http://127.0.0.1:8080 (default: from --config).
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// A file holding a control token (default: the config's first token file).
+        #[arg(long, global = true)]
+        token_file: Option<PathBuf>,
+        /// The daemon's config file, for its address and token.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Inspect {
+    /// Print, as JSON, the items the pipeline would record from one webhook payload.
+    Webhook {
+        /// The channel kind the payload is for.
+        #[arg(long, value_parser = ["messenger", "whatsapp", "chat", "form"])]
+        channel: String,
+        /// The payload file (the raw body).
+        file: PathBuf,
+    },
+    /// Print a raw mail as JSON, as the email channel reads it; exit 1 with the reason when it
+    /// would be quarantined.
+    Mail {
+        /// The raw RFC 5322 file.
+        file: PathBuf,
+        /// A config file whose channel options apply (with --channel).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The email channel whose options apply.
+        #[arg(long)]
+        channel: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineAction {
+    /// List entries (JSON), oldest first.
+    List {
+        /// Start after this journal seq.
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Re-read an entry's raw input with the current parser and journal the result.
+    Retry {
+        /// The entry's journal seq.
+        seq: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +109,46 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Inspect {
+            what:
+                Inspect::Mail {
+                    file,
+                    config,
+                    channel,
+                },
+        } => deskgate::cli::inspect_mail(&file, config.as_deref(), channel.as_deref()),
+        Command::Inspect {
+            what: Inspect::Webhook { channel, file },
+        } => inspect_webhook(&channel, &file),
+        Command::Quarantine {
+            action,
+            url,
+            token_file,
+            config,
+        } => {
+            let target =
+                match deskgate::cli::ControlTarget::resolve(url, token_file, config.as_deref()) {
+                    Ok(target) => target,
+                    Err(error) => {
+                        eprintln!("{error}");
+                        return ExitCode::from(2);
+                    }
+                };
+            let (retry, after) = match action {
+                QuarantineAction::List { after } => (None, after),
+                QuarantineAction::Retry { seq } => (Some(seq), None),
+            };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(deskgate::cli::quarantine(target, retry, after)),
+                Err(error) => {
+                    eprintln!("{error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config: path } => {
             let config = match Config::load(&path) {
                 Ok(config) => config,
@@ -75,6 +173,30 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn inspect_webhook(channel: &str, file: &std::path::Path) -> ExitCode {
+    let outcome = (|| -> anyhow::Result<String> {
+        let kind: deskgate::config::ChannelKind =
+            serde_json::from_value(serde_json::Value::String(channel.to_owned()))?;
+        let body = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        // Form files are stored as blobs on the way; keep them out of any real state.
+        let scratch = tempfile::tempdir()?;
+        let blobs = deskgate::store::Blobs::open(scratch.path())?;
+        let items = deskgate::channels::inspect::inspect(kind, body.into(), &blobs)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        Ok(serde_json::to_string_pretty(&items)?)
+    })();
+    match outcome {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("deskgate: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }

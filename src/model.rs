@@ -80,6 +80,20 @@ pub struct Inbound {
     /// When deskgate accepted it; every event derived from it carries this time, so a replay
     /// produces identical events.
     pub received_at: DateTime<Utc>,
+    /// For platforms that limit how long after a customer's message the business may answer
+    /// (Messenger, WhatsApp): the windows this message opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_window: Option<ReplyWindow>,
+}
+
+/// How long after a customer's message the platform lets the business answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyWindow {
+    /// The standard messaging window (24 hours on Messenger and WhatsApp).
+    pub standard_secs: u64,
+    /// Messenger's human-agent tag window (7 days), when the platform has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human_agent_secs: Option<u64>,
 }
 
 impl Inbound {
@@ -107,6 +121,7 @@ impl Inbound {
             extra: serde_json::Map::new(),
             sent_at: None,
             received_at,
+            reply_window: None,
         }
     }
 }
@@ -152,6 +167,9 @@ pub struct Bounce {
     /// The enhanced status code (`5.1.1`) when the report gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// The Message-ID of the mail that bounced, from the returned headers, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
 }
 
 /// The headers that place an email in a thread. Ids are without angle brackets.
@@ -188,10 +206,117 @@ pub enum Record {
     /// Input a channel could not turn into a message (unparseable, over a size limit, a parser
     /// panic). Journaled like a message, so that it is acknowledged, listed and retryable.
     Quarantine(QuarantinedInput),
+    /// A change asked for through the control API (directory, ticket state), journaled so that
+    /// it is ordered with messages and replays deterministically.
+    Control(Box<ControlRecord>),
+    /// Something a channel delivered that is not a message: a delivery or read receipt, a
+    /// deleted message, a template or account notice, a call event.
+    Event(Box<ChannelEvent>),
     /// A sink gave up on an event and set it aside; journaled by the sink task so that the
     /// `deskgate.sink.dead_lettered` event is sequenced like every other.
     SinkDeadLettered(SinkDeadLettered),
 }
+
+/// A non-message item from a channel, kept so that it is acknowledged once and visible
+/// downstream, without opening tickets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelEvent {
+    pub channel: String,
+    /// The idempotency key within the channel (a WhatsApp status: `wamid:status`).
+    pub external_id: String,
+    pub kind: ChannelEventKind,
+    /// What the platform called it (`message_deliveries`, `statuses`, `account_update`, ...).
+    pub name: String,
+    /// The conversation it concerns, when it concerns one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_key: Option<String>,
+    /// The customer it concerns, when the platform says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Sender>,
+    /// For delivery statuses: `sent`, `delivered`, `read`, `played`, `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The platform's ids of the messages it is about.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<String>,
+    /// The item as received, for what has no field of its own (errors, pricing, watermarks).
+    #[serde(default)]
+    pub detail: serde_json::Value,
+    /// When the platform says it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What a non-message item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelEventKind {
+    /// Sent, delivered, read, played or failed, for messages the business sent.
+    DeliveryStatus,
+    /// Anything else the platform reports; accepted and recorded as such.
+    Other,
+}
+
+/// Input set aside at the channel, with why and where its raw bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedInput {
+    pub channel: String,
+    /// The idempotency key the input would have had (a content hash when nothing better).
+    pub external_id: String,
+    pub reason: String,
+    /// The blob holding the raw bytes as received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_blob: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+impl Record {
+    /// The channel the record belongs to, for logs and quarantine listings.
+    pub fn channel(&self) -> &str {
+        match self {
+            Record::Inbound(inbound) => &inbound.channel,
+            Record::Quarantine(input) => &input.channel,
+            Record::Control(_) => CONTROL_CHANNEL,
+            Record::Event(event) => &event.channel,
+            Record::SinkDeadLettered(dead) => &dead.sink,
+        }
+    }
+}
+
+/// The deduplication key of a journal record: a channel and the channel's own id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DedupeKey {
+    pub channel: String,
+    pub external_id: String,
+}
+
+impl DedupeKey {
+    pub fn of(record: &Record) -> DedupeKey {
+        match record {
+            Record::Inbound(inbound) => DedupeKey {
+                channel: inbound.channel.clone(),
+                external_id: inbound.external_id.clone(),
+            },
+            Record::Quarantine(input) => DedupeKey {
+                channel: input.channel.clone(),
+                external_id: input.external_id.clone(),
+            },
+            Record::Control(control) => DedupeKey {
+                channel: CONTROL_CHANNEL.to_owned(),
+                external_id: control.key.clone(),
+            },
+            Record::Event(event) => DedupeKey {
+                channel: event.channel.clone(),
+                external_id: event.external_id.clone(),
+            },
+            Record::SinkDeadLettered(dead) => dead.dedupe_key(),
+        }
+    }
+}
+
+/// The pseudo-channel control records are deduplicated under; `:` cannot start a channel id.
+pub const CONTROL_CHANNEL: &str = ":control";
 
 /// An event a sink could not deliver within its attempts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,49 +346,76 @@ impl SinkDeadLettered {
     }
 }
 
-/// Input set aside at the channel, with why and where its raw bytes are.
+/// A control API mutation as journaled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuarantinedInput {
-    pub channel: String,
-    /// The idempotency key the input would have had (a content hash when nothing better).
-    pub external_id: String,
-    pub reason: String,
-    /// The blob holding the raw bytes as received.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_blob: Option<String>,
-    pub received_at: DateTime<Utc>,
+pub struct ControlRecord {
+    /// The caller's `Idempotency-Key`, or a fresh UUID.
+    pub key: String,
+    /// When the control API accepted it; events derived from it carry this time.
+    pub at: DateTime<Utc>,
+    pub command: ControlCommand,
 }
 
-impl Record {
-    /// The channel the record belongs to, for logs and quarantine listings.
-    pub fn channel(&self) -> &str {
-        match self {
-            Record::Inbound(inbound) => &inbound.channel,
-            Record::Quarantine(input) => &input.channel,
-            Record::SinkDeadLettered(dead) => &dead.sink,
-        }
-    }
+/// Whether an agent can take work now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    Available,
+    Away,
+    /// Until an agent's client reports otherwise.
+    #[default]
+    Offline,
 }
 
-/// The deduplication key of a journal record: a channel and the channel's own id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DedupeKey {
-    pub channel: String,
-    pub external_id: String,
-}
-
-impl DedupeKey {
-    pub fn of(record: &Record) -> DedupeKey {
-        match record {
-            Record::Inbound(inbound) => DedupeKey {
-                channel: inbound.channel.clone(),
-                external_id: inbound.external_id.clone(),
-            },
-            Record::Quarantine(input) => DedupeKey {
-                channel: input.channel.clone(),
-                external_id: input.external_id.clone(),
-            },
-            Record::SinkDeadLettered(dead) => dead.dedupe_key(),
-        }
-    }
+/// Directory and ticket-state changes from the control API (applied by `routing`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ControlCommand {
+    PutUser {
+        id: String,
+        name: String,
+        email: Option<String>,
+        seat: bool,
+        teams: Vec<String>,
+    },
+    PutTeam {
+        id: String,
+        label: String,
+    },
+    SetAvailability {
+        user: String,
+        availability: Availability,
+    },
+    SetTicketStatus {
+        ticket: String,
+        status: String,
+    },
+    SetTicketOwner {
+        ticket: String,
+        owner: Option<String>,
+    },
+    CloseConversation {
+        conversation: String,
+    },
+    MergeTickets {
+        survivor: String,
+        merged: String,
+    },
+    SplitConversation {
+        conversation: String,
+    },
+    DeleteTicket {
+        ticket: String,
+    },
+    DeleteConversation {
+        conversation: String,
+    },
+    MarkSpam {
+        conversation: String,
+    },
+    /// An agent's reply was sent from the ticket (recorded by the outbound work).
+    AgentEmailed {
+        ticket: String,
+        conversation: Option<String>,
+    },
 }

@@ -11,6 +11,7 @@
 //! its own, recorded in quarantine with its reason and a `deskgate.inbound.quarantined` event,
 //! and the records behind it go on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -23,7 +24,9 @@ use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::model::{Inbound, Record};
+use crate::routing::RuleSet;
 use crate::store::{keys, StateBatch, Store, StoreError};
+use crate::tickets;
 
 /// A record the processor set aside, kept with the reason.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +40,9 @@ pub struct Quarantined {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_blob: Option<String>,
     pub at: DateTime<Utc>,
+    /// The journal seq of the message a retry turned this input into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_as: Option<u64>,
 }
 
 pub struct Processor {
@@ -44,6 +50,8 @@ pub struct Processor {
     minter: Minter,
     outbox: OutboxWriter,
     batch_size: usize,
+    /// Routing rules, pipelines and the directory's base, compiled from config.
+    routing: Arc<RuleSet>,
 }
 
 /// Where the processor stands after a step.
@@ -62,7 +70,14 @@ impl Processor {
             minter,
             outbox,
             batch_size,
+            routing: Arc::new(RuleSet::default()),
         }
+    }
+
+    /// Uses these routing rules (the default routes nothing and has no pipelines).
+    pub fn with_routing(mut self, rules: Arc<RuleSet>) -> Self {
+        self.routing = rules;
+        self
     }
 
     /// Where the committed state stands.
@@ -140,11 +155,19 @@ impl Processor {
         record: &Record,
     ) -> Result<(), StoreError> {
         match record {
-            Record::Inbound(inbound) => self.apply_inbound(batch, seq, inbound),
+            Record::Inbound(inbound) => {
+                self.apply_inbound(batch, seq, inbound)?;
+                mark_retried(batch, seq, inbound)
+            }
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
             Record::SinkDeadLettered(dead) => {
                 crate::events::sinks::dead_letter::apply(&self.outbox, batch, dead)
             }
+            Record::Control(control) => {
+                let (minter, outbox) = (&self.minter, &self.outbox);
+                tickets::apply_control(&self.routing, batch, minter, outbox, seq, control)
+            }
+            Record::Event(event) => crate::delivery::apply(batch, &self.outbox, seq, event),
         }
     }
 
@@ -175,20 +198,20 @@ impl Processor {
             };
             self.outbox.push(batch, at, &draft)?;
         }
-        let threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
-        let event_type = if threaded.new_ticket {
-            EventType::TicketCreated
-        } else {
-            EventType::TicketMessageAdded
-        };
+        let mut threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
+        let routed =
+            tickets::after_threading(&self.routing, batch, &self.minter, inbound, &mut threaded)?;
+        let (event_type, subject) = routed.message_event(&threaded);
+        let mut data = self.message_data(seq, inbound, &threaded);
+        routed.annotate(&mut data);
         let draft = EventDraft {
             event_type,
-            subject: threaded.ticket.id.clone(),
+            subject,
             channel,
-            data: self.message_data(seq, inbound, &threaded),
+            data,
         };
         self.outbox.push(batch, at, &draft)?;
-        Ok(())
+        tickets::push_events(&self.outbox, batch, at, &routed.events)
     }
 
     fn message_data(&self, seq: u64, inbound: &Inbound, threaded: &Threaded) -> serde_json::Value {
@@ -199,11 +222,14 @@ impl Processor {
                 "id": threaded.conversation.id,
                 "channel": threaded.conversation.channel,
                 "thread_id": threaded.conversation.thread_key,
+                "reply_window_ends_at": threaded.conversation.reply_window_ends_at.map(time),
+                "human_agent_window_ends_at":
+                    threaded.conversation.human_agent_window_ends_at.map(time),
             },
             "message": {
                 "id": self.minter.message_id(seq),
                 "journal_seq": seq,
-                "direction": "inbound",
+                "direction": conversations::direction(inbound),
                 "channel": inbound.channel,
                 "external_id": inbound.external_id,
                 "from": inbound.sender,
@@ -245,6 +271,10 @@ impl Processor {
                 input.raw_blob.clone(),
             ),
             Some(Record::SinkDeadLettered(dead)) => (dead.at, None, None),
+            Some(Record::Control(control)) => (control.at, Some(control.key.clone()), None),
+            Some(Record::Event(event)) => {
+                (event.received_at, Some(event.external_id.clone()), None)
+            }
             // An undecodable record has no time of its own; the replay must still be identical,
             // so use a fixed one rather than the clock.
             None => (DateTime::<Utc>::UNIX_EPOCH, None, None),
@@ -256,6 +286,7 @@ impl Processor {
             reason: reason.to_owned(),
             raw_blob,
             at,
+            retried_as: None,
         };
         batch.put(keys::quarantine(seq), &entry);
         let draft = EventDraft {
@@ -272,6 +303,24 @@ impl Processor {
         self.outbox.push(batch, at, &draft)?;
         Ok(())
     }
+}
+
+/// A message that a quarantine retry produced names its entry (`extra.quarantine_retry_of`):
+/// the entry records the message's seq, so listings show it was retried.
+fn mark_retried(batch: &mut StateBatch<'_>, seq: u64, inbound: &Inbound) -> Result<(), StoreError> {
+    let Some(entry_seq) = inbound
+        .extra
+        .get("quarantine_retry_of")
+        .and_then(|v| v.as_u64())
+    else {
+        return Ok(());
+    };
+    let key = keys::quarantine(entry_seq);
+    if let Some(mut entry) = batch.get::<Quarantined>(&key)? {
+        entry.retried_as = Some(seq);
+        batch.put(key, &entry);
+    }
+    Ok(())
 }
 
 /// Starts the processor on a thread of its own. It runs until the journal writer has stopped

@@ -4,15 +4,19 @@
 //! `/hooks/{channel_id}`, and its kind decides which adapter reads the request.
 
 pub mod api;
+pub mod chat;
 pub mod email;
+pub mod form;
 pub mod identity;
+pub mod inspect;
+pub mod meta;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 
 use crate::config::{ChannelConfig, ChannelKind};
-use crate::model::Inbound;
+use crate::model::{Inbound, Record};
 use crate::store::Blobs;
 
 /// Why an adapter refused a request. Each maps to one HTTP status in `http::error`.
@@ -28,6 +32,23 @@ pub enum ChannelError {
     /// The request's content type is not one the channel reads.
     #[error("content type must be {expected}")]
     UnsupportedMediaType { expected: String },
+    /// Keeping the input (an attachment or raw-mail blob) failed; the sender should retry.
+    #[error("could not store the input: {0}")]
+    Storage(String),
+    /// A signature is missing or does not match the body.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Required fields are missing; every one is named.
+    #[error("missing required fields: {}", .0.join(", "))]
+    MissingFields(Vec<String>),
+    /// The channel cannot check the request now (its secret file is unreadable).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A JSON syntax or shape error, naming where it is.
+pub fn json_error(error: serde_json::Error) -> ChannelError {
+    ChannelError::Malformed(format!("invalid JSON: {error}"))
 }
 
 /// One HTTP request to a channel's hook, with the body already read within its limit.
@@ -44,7 +65,16 @@ pub struct HookRequest<'a> {
 /// The content types a channel kind reads.
 pub fn accepted_content_types(kind: ChannelKind) -> &'static [&'static str] {
     match kind {
-        ChannelKind::Api => &["application/json"],
+        ChannelKind::Api | ChannelKind::Messenger | ChannelKind::Whatsapp | ChannelKind::Chat => {
+            &["application/json"]
+        }
+        // MTAs pipe mail with whatever type their HTTP tool defaults to.
+        ChannelKind::Email => &["message/rfc822", "application/octet-stream", "text/plain"],
+        ChannelKind::Form => &[
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ],
     }
 }
 
@@ -63,15 +93,43 @@ pub fn check_content_type(config: &ChannelConfig, headers: &HeaderMap) -> Result
     }
 }
 
-/// Turns a hook request into the messages it carries. The caller has checked the content type
-/// with [`check_content_type`].
+/// Turns a hook request into the records it carries (messages, receipts, notices; none for a
+/// dropped bot submission). The caller has checked the content type with
+/// [`check_content_type`].
 pub fn parse(
     config: &ChannelConfig,
     request: &HookRequest<'_>,
-) -> Result<Vec<Inbound>, ChannelError> {
+) -> Result<Vec<Record>, ChannelError> {
     match config.kind {
-        ChannelKind::Api => api::parse(request).map(|inbound| vec![inbound]),
+        ChannelKind::Api => api::parse(request).map(|inbound| vec![inbound_record(inbound)]),
+        ChannelKind::Messenger | ChannelKind::Whatsapp => meta::parse(config, request),
+        ChannelKind::Chat => {
+            chat::parse(config, request).map(|inbound| vec![inbound_record(inbound)])
+        }
+        ChannelKind::Form => form::parse(config, request),
+        ChannelKind::Email => Err(ChannelError::Malformed(
+            "email channels are read with channels::records".to_owned(),
+        )),
     }
+}
+
+/// Turns a hook request into the journal records it carries. Email is read off the async
+/// workers (it stores attachment blobs, which fsyncs) and may yield a quarantine record;
+/// every other kind yields its messages.
+pub async fn records(
+    config: &ChannelConfig,
+    request: &HookRequest<'_>,
+) -> Result<Vec<Record>, ChannelError> {
+    match config.kind {
+        ChannelKind::Email => email::hook(config, request)
+            .await
+            .map(|record| vec![record]),
+        _ => parse(config, request),
+    }
+}
+
+fn inbound_record(inbound: Inbound) -> Record {
+    Record::Inbound(Box::new(inbound))
 }
 
 /// Whether the request's content type has this essence (`application/json; charset=utf-8`

@@ -12,6 +12,20 @@ use serde::Deserialize;
 
 pub mod sinks;
 pub use sinks::{RetentionConfig, SinkConfig};
+pub mod email;
+
+pub use email::EmailConfig;
+mod routing;
+pub use routing::*;
+mod chat;
+mod form;
+mod kinds;
+mod meta;
+mod secret;
+
+pub use chat::{ChatConfig, RateLimitConfig};
+pub use form::{FormConfig, FormFields, TICKET_PROPERTIES};
+pub use meta::MetaConfig;
 
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,6 +52,9 @@ pub struct Config {
     /// How long the outbox keeps events once every sink has passed them.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Users, teams and ticket pipelines.
+    #[serde(default)]
+    pub routing: RoutingConfig,
 }
 
 /// The HTTP listener.
@@ -238,6 +255,34 @@ pub struct ChannelConfig {
     /// Larger request bodies are refused with 413 before they are read.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// How mail is read, for `kind = "email"` channels (`[channels.<id>.email]`).
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+    /// Tickets: whether messages open them, their defaults and who they are routed to.
+    #[serde(default)]
+    pub tickets: Option<ChannelTickets>,
+    /// Messenger and WhatsApp: `[channels.<id>.meta]`.
+    #[serde(default)]
+    pub meta: Option<MetaConfig>,
+    /// Website chat: `[channels.<id>.chat]` (optional; defaults apply).
+    #[serde(default)]
+    pub chat: Option<ChatConfig>,
+    /// Web forms: `[channels.<id>.form]` (optional; defaults apply).
+    #[serde(default)]
+    pub form: Option<FormConfig>,
+}
+
+impl ChannelConfig {
+    /// A channel of this kind with every option at its default (for tools and tests).
+    pub fn of_kind(kind: ChannelKind) -> ChannelConfig {
+        let toml = format!("kind = {:?}", format!("{kind:?}").to_lowercase());
+        toml::from_str(&toml).expect("a kind alone is a valid channel table")
+    }
+
+    /// The email options in force: the sub-table, or the defaults.
+    pub fn email_options(&self) -> EmailConfig {
+        self.email.clone().unwrap_or_default()
+    }
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -249,6 +294,16 @@ fn default_max_body_bytes() -> u64 {
 pub enum ChannelKind {
     /// The generic JSON API for integrations and imports.
     Api,
+    /// Team email: raw RFC 5322 mail pushed to `/hooks/{id}` by an MTA (and pulled over IMAP).
+    Email,
+    /// Facebook Messenger (Meta webhooks); needs `[channels.<id>.meta]`.
+    Messenger,
+    /// WhatsApp Business Cloud API (Meta webhooks); needs `[channels.<id>.meta]`.
+    Whatsapp,
+    /// The website chat widget's backend.
+    Chat,
+    /// Web forms: JSON, urlencoded or multipart submissions.
+    Form,
 }
 
 /// One problem in a config file, with where it is.
@@ -434,6 +489,7 @@ impl Config {
             "may be false only when the events API listens on a loopback address",
         );
         let tokens = self.control.load_tokens();
+        let mut sub_table_problems = Vec::new();
         for (id, channel) in &self.channels {
             check(
                 is_valid_name(id),
@@ -445,9 +501,22 @@ impl Config {
                 &format!("channels.{id}.max_body_bytes"),
                 "must be > 0",
             );
+            if let Some(email) = &channel.email {
+                check(
+                    channel.kind == ChannelKind::Email,
+                    &format!("channels.{id}.email"),
+                    "only channels of kind \"email\" take email options",
+                );
+                sub_table_problems.extend(email.validate(&format!("channels.{id}.email")));
+            }
+        }
+        problems.extend(sub_table_problems);
+        for (id, channel) in &self.channels {
+            problems.extend(channel.validate_kind_options(&format!("channels.{id}")));
         }
         problems.extend(tokens.err());
         problems.extend(sinks::validate(&self.sinks, &self.retention));
+        problems.extend(self.routing.validate(&self.channels));
         problems
     }
 }

@@ -22,6 +22,20 @@ pub enum EventType {
     TicketMessageAdded,
     InboundQuarantined,
     SinkDeadLettered,
+    TicketAssigned,
+    TicketStatusTrigger,
+    TicketStatusChanged,
+    TicketActionRequested,
+    TicketMerged,
+    TicketSplit,
+    TicketDeleted,
+    ConversationMessageAdded,
+    ConversationClosed,
+    ConversationSpam,
+    /// A message the business sent was sent, delivered, read, played or failed.
+    MessageDeliveryStatus,
+    /// Something a channel reported that is not a message (template, account, call notices).
+    ChannelEvent,
 }
 
 impl EventType {
@@ -33,6 +47,18 @@ impl EventType {
             EventType::TicketMessageAdded => "deskgate.ticket.message_added",
             EventType::InboundQuarantined => "deskgate.inbound.quarantined",
             EventType::SinkDeadLettered => "deskgate.sink.dead_lettered",
+            EventType::TicketAssigned => "deskgate.ticket.assigned",
+            EventType::TicketStatusTrigger => "deskgate.ticket.status_trigger",
+            EventType::TicketStatusChanged => "deskgate.ticket.status_changed",
+            EventType::TicketActionRequested => "deskgate.ticket.action_requested",
+            EventType::TicketMerged => "deskgate.ticket.merged",
+            EventType::TicketSplit => "deskgate.ticket.split",
+            EventType::TicketDeleted => "deskgate.ticket.deleted",
+            EventType::ConversationMessageAdded => "deskgate.conversation.message_added",
+            EventType::ConversationClosed => "deskgate.conversation.closed",
+            EventType::ConversationSpam => "deskgate.conversation.spam",
+            EventType::MessageDeliveryStatus => "deskgate.message.delivery_status",
+            EventType::ChannelEvent => "deskgate.channel.event",
         }
     }
 }

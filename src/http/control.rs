@@ -52,6 +52,15 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/v1/control/sinks/{sink}/dead_letters/{seq}/replay",
             post(replay_dead_letter),
         )
+        .route(
+            "/v1/control/quarantine/{seq}/retry",
+            axum::routing::post(super::mail_control::retry_quarantined),
+        )
+        .route(
+            "/v1/control/attachments/{id}",
+            get(super::mail_control::attachment),
+        )
+        .merge(super::routing_control::router())
         .route_layer(middleware::from_fn_with_state(state, require_token))
 }
 

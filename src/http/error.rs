@@ -24,6 +24,17 @@ pub enum ApiError {
     UnsupportedMediaType { expected: String },
     #[error("{0}")]
     Unprocessable(String),
+    /// A signature is missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// Required fields are missing; `fields` names every one.
+    #[error("missing required fields: {}", .fields.join(", "))]
+    MissingFields { fields: Vec<String> },
+    /// The client sent too much too fast.
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     /// Try again later; the message says why.
     #[error("{message}")]
     Unavailable {
@@ -43,6 +54,10 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::MissingFields { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -56,6 +71,10 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::MissingFields { .. } => "missing_fields",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -68,11 +87,15 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
-        let body = Json(json!({ "error": self.to_string(), "code": self.code() }));
-        let mut response = (status, body).into_response();
+        let mut body = json!({ "error": self.to_string(), "code": self.code() });
+        if let ApiError::MissingFields { fields } = &self {
+            body["missing"] = json!(fields);
+        }
+        let mut response = (status, Json(body)).into_response();
         if let ApiError::Unavailable {
             retry_after_secs, ..
-        } = self
+        }
+        | ApiError::TooManyRequests { retry_after_secs } = self
         {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -91,6 +114,16 @@ impl From<ChannelError> for ApiError {
             ChannelError::UnsupportedMediaType { expected } => {
                 ApiError::UnsupportedMediaType { expected }
             }
+            ChannelError::Storage(message) => ApiError::Unavailable {
+                message: format!("{message}; retry later"),
+                retry_after_secs: 5,
+            },
+            ChannelError::Unauthorized(message) => ApiError::Unauthorized(message),
+            ChannelError::MissingFields(fields) => ApiError::MissingFields { fields },
+            ChannelError::Unavailable(message) => ApiError::Unavailable {
+                message,
+                retry_after_secs: 30,
+            },
         }
     }
 }

@@ -3,7 +3,10 @@
 
 mod control;
 mod error;
+mod mail_control;
+pub mod ratelimit;
 mod routes;
+mod routing_control;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,11 +1,12 @@
 //! Every HTTP route: inbound hooks, the events pull API, status and health.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,13 +22,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::control::{self, Tokens};
 use super::error::ApiError;
+use super::ratelimit::RateLimits;
 use crate::channels::{self, HookRequest};
-use crate::config::{ChannelConfig, EventsConfig};
+use crate::config::{ChannelConfig, ChannelKind, EventsConfig};
 use crate::events::sinks::Sinks;
 use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
-use crate::model::Record;
 use crate::processor::Position;
+use crate::routing::RuleSet;
 use crate::store::{Blobs, Store};
 
 /// What every handler can reach. Cheap to clone.
@@ -51,6 +53,10 @@ pub struct AppState {
     pub body_read_timeout_secs: u64,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Routing rules and the directory's base from config, for the control API's reads.
+    pub routing: Arc<RuleSet>,
+    /// Per-address limits on public channels (chat, forms).
+    pub rate_limits: RateLimits,
 }
 
 /// Every route on one listener.
@@ -72,7 +78,7 @@ pub fn private_router(state: AppState) -> Router {
 
 fn public_routes() -> Router<AppState> {
     Router::new()
-        .route("/hooks/{channel_id}", post(hook))
+        .route("/hooks/{channel_id}", post(hook).get(verify_subscription))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
 }
@@ -140,6 +146,9 @@ async fn accept(
         .get(&channel_id)
         .ok_or_else(|| ApiError::NotFound(format!("no channel {channel_id:?} is configured")))?;
     let (parts, body) = request.into_parts();
+    if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        state.rate_limits.check(&channel_id, peer.ip())?;
+    }
     channels::check_content_type(config, &parts.headers)?;
     let timeout = Duration::from_secs(state.body_read_timeout_secs);
     let body = tokio::time::timeout(
@@ -157,30 +166,28 @@ async fn accept(
         received_at: Utc::now(),
         blobs: &state.blobs,
     };
-    let messages = channels::parse(config, &hook)?;
-    let appends = messages.into_iter().map(|inbound| {
-        let external_id = inbound.external_id.clone();
+    let records = channels::records(config, &hook).await?;
+    let appends = records.into_iter().map(|record| {
+        let external_id = crate::model::DedupeKey::of(&record).external_id;
+        let kind = channels::inspect::item_kind(&record);
         let journal = state.journal.clone();
-        async move {
-            (
-                external_id,
-                journal.append(Record::Inbound(Box::new(inbound))).await,
-            )
-        }
+        async move { ((external_id, kind), journal.append(record).await) }
     });
     let mut items = Vec::new();
     let mut any_new = false;
-    for (external_id, appended) in futures::future::join_all(appends).await {
+    for ((external_id, kind), appended) in futures::future::join_all(appends).await {
         let (seq, duplicate) = match appended? {
             Appended::New { seq } => (seq, false),
             Appended::Duplicate { seq } => (seq, true),
         };
         any_new |= !duplicate;
         items.push(
-            json!({ "external_id": external_id, "journal_seq": seq, "duplicate": duplicate }),
+            json!({ "external_id": external_id, "kind": kind, "journal_seq": seq, "duplicate": duplicate }),
         );
     }
-    let status = if any_new {
+    // Meta documents "200 OK" as the answer its webhooks expect; others get 202 for new input.
+    let is_meta = matches!(config.kind, ChannelKind::Messenger | ChannelKind::Whatsapp);
+    let status = if any_new && !is_meta {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
@@ -190,6 +197,36 @@ async fn accept(
         Json(json!({ "status": "accepted", "duplicate": !any_new && !items.is_empty(), "items": items })),
     )
         .into_response())
+}
+
+/// `GET /hooks/{channel_id}?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`: Meta's
+/// subscription handshake. 200 with exactly the challenge when the token matches, else 403.
+async fn verify_subscription(
+    State(state): State<AppState>,
+    Path(channel_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let config = state
+        .channels
+        .get(&channel_id)
+        .ok_or_else(|| ApiError::NotFound(format!("no channel {channel_id:?} is configured")))?;
+    if config.meta.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "channel {channel_id:?} has no subscription handshake"
+        )));
+    }
+    let query: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
+    match channels::meta::verify_subscription(config, &query)? {
+        Some(challenge) => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            challenge,
+        )
+            .into_response()),
+        None => Err(ApiError::Forbidden(
+            "hub.mode must be subscribe and hub.verify_token must match".to_owned(),
+        )),
+    }
 }
 
 /// Reads a body within `limit` bytes. A declared length over the limit is refused before any

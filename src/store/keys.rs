@@ -67,6 +67,12 @@ pub fn thread(channel: &str, thread_key: &str) -> Vec<u8> {
     format!("thread/{channel}\0{thread_key}").into_bytes()
 }
 
+/// An email Message-ID seen on a channel → the conversation it belongs to. Channel ids cannot
+/// contain NUL, so the separator is unambiguous.
+pub fn email_message(channel: &str, message_id: &str) -> Vec<u8> {
+    format!("email-msgid/{channel}\0{message_id}").into_bytes()
+}
+
 pub fn conversation(id: &str) -> Vec<u8> {
     format!("conversation/{id}").into_bytes()
 }
@@ -91,4 +97,16 @@ pub fn be_u64(bytes: &[u8]) -> u64 {
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
         .map(u64::from_be_bytes)
         .unwrap_or(0)
+}
+
+/// Routing's state (directory, ticket mirror status and owner, rotations, spam): `routing/…`.
+pub fn routing(suffix: &str) -> Vec<u8> {
+    format!("routing/{suffix}").into_bytes()
+}
+
+/// The outcome of the control record at this journal seq, for the handler waiting on it.
+pub fn control_outcome(journal_seq: u64) -> Vec<u8> {
+    let mut key = b"control/".to_vec();
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
 }

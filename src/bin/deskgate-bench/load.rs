@@ -18,7 +18,12 @@ pub struct Target {
     pub content_type: &'static str,
     /// Makes the body of request `n` on connection `c`, with unique ids.
     pub body: Arc<dyn Fn(usize, u64) -> Bytes + Send + Sync>,
+    /// A header computed from each body (a signature), when the target needs one.
+    pub signer: Option<Signer>,
 }
+
+/// Computes a header (name, value) from a request body.
+pub type Signer = Arc<dyn Fn(&[u8]) -> (&'static str, String) + Send + Sync>;
 
 impl Target {
     /// 1 KiB API channel messages with unique external ids; ten messages per thread.
@@ -36,6 +41,7 @@ impl Target {
                 let padding = 1024usize.saturating_sub(head.len() + 2);
                 Bytes::from(format!("{head}{}\"}}", "x".repeat(padding)))
             }),
+            signer: None,
         }
     }
 }
@@ -111,6 +117,7 @@ pub async fn run(target: &Target, connections: usize, secs: Duration) -> anyhow:
         let path = target.path.clone();
         let content_type = target.content_type;
         let body = Arc::clone(&target.body);
+        let signer = target.signer.clone();
         let authority = target.addr.to_string();
         tasks.push(tokio::spawn(async move {
             let mut latencies = histogram();
@@ -121,10 +128,16 @@ pub async fn run(target: &Target, connections: usize, secs: Duration) -> anyhow:
                 if now >= stop_at {
                     break;
                 }
-                let request = hyper::Request::post(&path)
+                let content = body(c, n);
+                let mut request = hyper::Request::post(&path)
                     .header("host", &authority)
-                    .header("content-type", content_type)
-                    .body(Full::new(body(c, n)))
+                    .header("content-type", content_type);
+                if let Some(signer) = &signer {
+                    let (name, value) = signer(&content);
+                    request = request.header(name, value);
+                }
+                let request = request
+                    .body(Full::new(content))
                     .expect("a well-formed request");
                 n += 1;
                 sender.ready().await.context("connection closed")?;

@@ -14,6 +14,7 @@
 mod load;
 mod nats;
 mod servers;
+mod whatsapp;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -54,6 +55,16 @@ enum Mode {
         #[arg(long, default_value_t = 10)]
         e2e_secs: u64,
     },
+    /// Signed WhatsApp text-message webhooks (unique wamids) under 64 connections, against a
+    /// no-op hyper server.
+    Whatsapp {
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
     /// Internal: serve one server in this process until killed.
     #[command(hide = true)]
     Serve {
@@ -80,6 +91,11 @@ fn main() -> ExitCode {
                 e2e_rate,
                 e2e_secs,
             } => nats::run(events, e2e_rate, e2e_secs).await,
+            Mode::Whatsapp {
+                connections,
+                secs,
+                rounds,
+            } => whatsapp::bench(connections, Duration::from_secs(secs), rounds).await,
             Mode::Serve { server } => servers::serve(server).await,
         }
     });

@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 pub enum Server {
     /// A hyper server that reads each body and answers 202 with a small JSON body.
     Noop { port: u16 },
-    /// deskgate itself, with an API channel `api` and state in `dir`.
+    /// deskgate itself, with an API channel `api`, a WhatsApp channel `wa` (secrets from
+    /// [`crate::whatsapp::APP_SECRET`] written into `dir`) and state in `dir`.
     Deskgate { port: u16, dir: PathBuf },
 }
 
@@ -24,8 +25,9 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
     match server {
         Server::Noop { port } => noop(port).await,
         Server::Deskgate { port, dir } => {
+            let meta = crate::whatsapp::write_secrets(&dir)?;
             let toml = format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\n[state]\ndir = \"{}\"\n[channels.api]\nkind = \"api\"\n",
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n[state]\ndir = \"{}\"\n[channels.api]\nkind = \"api\"\n[channels.wa]\nkind = \"whatsapp\"\n{meta}\n",
                 dir.display()
             );
             let config =

@@ -1,14 +1,27 @@
 //! Team email: raw RFC 5322 mail in (from an IMAP mailbox or pushed by an MTA), journal records
 //! out.
 //!
-//! [`to_record`] is the one entry point every email source uses, so that IMAP, the HTTP push
-//! and `deskgate inspect mail` see exactly the same result.
+//! [`to_record`] (or [`to_record_with`] for a channel's own options) is the one entry point
+//! every email source uses, so that IMAP, the HTTP push and `deskgate inspect mail` see exactly
+//! the same result.
+//!
+//! - [`mime`]: mail-parser reading, attachments, the sender.
+//! - [`classify`]: automatic mail and bounces; [`forward`]: forwards and their original sender.
+//! - [`message_id`]: the Message-IDs of deskgate's own mail, which thread replies back.
+//! - [`inspect`]: the JSON view `deskgate inspect mail` prints.
 
+pub mod classify;
+pub mod forward;
+pub mod inspect;
+pub mod message_id;
 pub mod mime;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
+pub use message_id::{outbound_message_id, own_conversation_of};
+
+use crate::config::EmailConfig;
 use crate::model::{QuarantinedInput, Record};
 use crate::store::Blobs;
 
@@ -20,8 +33,8 @@ pub struct MailboxRef {
     pub uid: u32,
 }
 
-/// Turns raw mail into the record to journal: a message, or a quarantine entry (with the raw
-/// bytes kept as a blob) when it cannot be read. Only storing a blob can fail.
+/// Turns raw mail into the record to journal, with the default [`EmailConfig`]. See
+/// [`to_record_with`].
 pub fn to_record(
     channel_id: &str,
     raw: &[u8],
@@ -29,23 +42,54 @@ pub fn to_record(
     blobs: &Blobs,
     mailbox: Option<&MailboxRef>,
 ) -> std::io::Result<Record> {
-    match mime::parse(channel_id, raw, received_at) {
-        Ok(mut inbound) => {
+    to_record_with(
+        channel_id,
+        raw,
+        received_at,
+        blobs,
+        mailbox,
+        &EmailConfig::default(),
+    )
+}
+
+/// Turns raw mail into the record to journal: a message (its attachment contents stored as
+/// blobs first, so the record never names a missing blob), or a quarantine entry (with the raw
+/// bytes kept as a blob) when it cannot be read. Only storing a blob can fail. Blocking: it
+/// writes and fsyncs files.
+pub fn to_record_with(
+    channel_id: &str,
+    raw: &[u8],
+    received_at: DateTime<Utc>,
+    blobs: &Blobs,
+    mailbox: Option<&MailboxRef>,
+    options: &EmailConfig,
+) -> std::io::Result<Record> {
+    match mime::parse(channel_id, raw, received_at, options) {
+        Ok(parsed) => {
+            let mut inbound = parsed.inbound;
+            for (id, content) in &parsed.contents {
+                let stored = blobs.put(content)?;
+                debug_assert_eq!(&stored, id, "attachment ids are their blob ids");
+            }
             if let (Some(email), Some(mailbox)) = (inbound.email.as_mut(), mailbox) {
                 email.mailbox = Some(format!(
                     "{}/{}/{}",
                     mailbox.folder, mailbox.uid_validity, mailbox.uid
                 ));
             }
+            metrics::counter!("deskgate_email_parsed_total", "channel" => channel_id.to_owned(), "outcome" => "message").increment(1);
             Ok(Record::Inbound(Box::new(inbound)))
         }
-        Err(reason) => Ok(Record::Quarantine(QuarantinedInput {
-            channel: channel_id.to_owned(),
-            external_id: content_id(raw),
-            reason: reason.to_string(),
-            raw_blob: Some(blobs.put(raw)?),
-            received_at,
-        })),
+        Err(reason) => {
+            metrics::counter!("deskgate_email_parsed_total", "channel" => channel_id.to_owned(), "outcome" => "quarantined").increment(1);
+            Ok(Record::Quarantine(QuarantinedInput {
+                channel: channel_id.to_owned(),
+                external_id: content_id(raw),
+                reason: reason.to_string(),
+                raw_blob: Some(blobs.put(raw)?),
+                received_at,
+            }))
+        }
     }
 }
 
@@ -53,3 +97,35 @@ pub fn to_record(
 pub fn content_id(raw: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(raw)))
 }
+
+/// Reads mail pushed to `/hooks/{id}` (the whole body is one raw message).
+pub async fn hook(
+    config: &crate::config::ChannelConfig,
+    request: &crate::channels::HookRequest<'_>,
+) -> Result<Record, crate::channels::ChannelError> {
+    use crate::channels::ChannelError;
+    if request.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ChannelError::Invalid(
+            "the body must be a raw RFC 5322 message; it is empty".to_owned(),
+        ));
+    }
+    let channel = request.channel_id.to_owned();
+    let raw = request.body.clone();
+    let received_at = request.received_at;
+    let blobs = request.blobs.clone();
+    let options = config.email_options();
+    let read = tokio::task::spawn_blocking(move || {
+        to_record_with(&channel, &raw, received_at, &blobs, None, &options)
+    })
+    .await;
+    match read {
+        Ok(Ok(record)) => Ok(record),
+        Ok(Err(error)) => Err(ChannelError::Storage(error.to_string())),
+        Err(join) => Err(ChannelError::Storage(format!(
+            "reading the mail failed: {join}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,92 @@
+//! Bench mode `whatsapp`: signed WhatsApp Cloud API text-message webhooks, each with a unique
+//! `wamid`, against the no-op hyper baseline in the same run.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use hyper::body::Bytes;
+use sha2::Sha256;
+
+use crate::load::{self, Target};
+use crate::servers;
+
+/// The app secret the bench's deskgate is configured with and signs with.
+pub const APP_SECRET: &str = "bench-app-secret-0123456789";
+
+/// Writes the channel's secret files into `dir` and returns its `meta` table line.
+pub fn write_secrets(dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    let secret = dir.join("wa_app_secret");
+    let token = dir.join("wa_verify_token");
+    std::fs::write(&secret, APP_SECRET)?;
+    std::fs::write(&token, "bench-verify-token")?;
+    Ok(format!(
+        "meta = {{ app_secret_file = \"{}\", verify_token_file = \"{}\" }}",
+        secret.display(),
+        token.display()
+    ))
+}
+
+/// Text messages from 500 customers, unique wamids, signed as Meta signs them.
+fn target(addr: SocketAddr, run: String) -> Target {
+    Target {
+        addr,
+        path: "/hooks/wa".to_owned(),
+        content_type: "application/json",
+        body: Arc::new(move |c, n| {
+            let customer = 5_511_900_000_000u64 + (c as u64 * 31 + n) % 500;
+            Bytes::from(format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Customer {customer}"}},"wa_id":"{customer}"}}],"messages":[{{"from":"{customer}","id":"wamid.{run}-c{c}-m{n}","timestamp":"1700000000","text":{{"body":"Hello, my order {n} has not arrived yet. Can you check where it is?"}},"type":"text"}}]}},"field":"messages"}}]}}]}}"#
+            ))
+        }),
+        signer: Some(Arc::new(|body: &[u8]| {
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("any key length");
+            mac.update(body);
+            let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+            ("x-hub-signature-256", signature)
+        })),
+    }
+}
+
+pub async fn bench(connections: usize, secs: Duration, rounds: usize) -> anyhow::Result<()> {
+    let mut baseline = load::Totals::default();
+    let mut deskgate = load::Totals::default();
+    let state = tempfile::tempdir()?;
+    for round in 0..rounds {
+        for name in ["baseline", "deskgate"] {
+            let server = match name {
+                "baseline" => servers::Child::noop().await?,
+                _ => servers::Child::deskgate(&state.path().join(format!("state-{round}"))).await?,
+            };
+            let run =
+                load::run(&target(server.addr, format!("r{round}")), connections, secs).await?;
+            eprintln!(
+                "  round {round} {name}: {:.0} req/s, p99 {:.2} ms, {} errors",
+                run.per_sec(),
+                run.p99_ms(),
+                run.errors
+            );
+            match name {
+                "baseline" => baseline.add(run),
+                _ => deskgate.add(run),
+            }
+        }
+    }
+    anyhow::ensure!(
+        deskgate.errors == 0,
+        "deskgate answered {} requests with an error",
+        deskgate.errors
+    );
+    println!(
+        "bench ingest-whatsapp: deskgate={:.0} baseline={:.0} ratio={:.2} p99_ms={:.2}",
+        deskgate.per_sec(),
+        baseline.per_sec(),
+        deskgate.per_sec() / baseline.per_sec(),
+        deskgate.p99_ms()
+    );
+    Ok(())
+}

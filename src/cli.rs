@@ -1,0 +1,166 @@
+//! Operator commands beside the daemon: `deskgate inspect mail FILE` (offline) and
+//! `deskgate quarantine list|retry` (over the control API: the daemon owns the database, which
+//! only one process may open).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+use crate::channels::email::inspect;
+use crate::config::{Config, EmailConfig};
+
+/// Prints the JSON view of a raw mail; exits 1 with the reason when it would be quarantined.
+/// With a config and channel, that channel's email options apply.
+pub fn inspect_mail(file: &Path, config: Option<&Path>, channel: Option<&str>) -> ExitCode {
+    let options = match email_options(config, channel) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let raw = match std::fs::read(file) {
+        Ok(raw) => raw,
+        Err(error) => {
+            eprintln!("cannot read {}: {error}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match inspect::view(&raw, &options) {
+        Ok(view) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&view).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("{}: would be quarantined: {reason}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn email_options(config: Option<&Path>, channel: Option<&str>) -> Result<EmailConfig, String> {
+    let Some(path) = config else {
+        return Ok(EmailConfig::default());
+    };
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let Some(id) = channel else {
+        return Ok(EmailConfig::default());
+    };
+    config
+        .channels
+        .get(id)
+        .map(|c| c.email_options())
+        .ok_or_else(|| format!("{}: no channel {id:?}", path.display()))
+}
+
+/// Where the control API is and how to authenticate to it.
+pub struct ControlTarget {
+    /// `http://host:port`.
+    pub url: String,
+    pub token: String,
+}
+
+impl ControlTarget {
+    /// From explicit flags, else from the daemon's config (its listen address and first token
+    /// file).
+    pub fn resolve(
+        url: Option<String>,
+        token_file: Option<PathBuf>,
+        config: Option<&Path>,
+    ) -> Result<ControlTarget, String> {
+        let config = config
+            .map(|p| Config::load(p).map_err(|e| e.to_string()))
+            .transpose()?;
+        let url = url
+            .or_else(|| {
+                config
+                    .as_ref()
+                    .map(|c| format!("http://{}", c.server.listen))
+            })
+            .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+        let token_file = token_file
+            .or_else(|| config.and_then(|c| c.control.token_files.first().cloned()))
+            .ok_or("give --token-file (or --config with control.token_files)")?;
+        let token = std::fs::read_to_string(&token_file)
+            .map_err(|e| format!("cannot read {}: {e}", token_file.display()))?;
+        Ok(ControlTarget {
+            url: url.trim_end_matches('/').to_owned(),
+            token: token.trim().to_owned(),
+        })
+    }
+}
+
+/// `deskgate quarantine list` / `retry SEQ`: prints the API's JSON answer; exits 1 on an error
+/// status.
+pub async fn quarantine(target: ControlTarget, retry: Option<u64>, after: Option<u64>) -> ExitCode {
+    let (method, path) = match (retry, after) {
+        (Some(seq), _) => ("POST", format!("/v1/control/quarantine/{seq}/retry")),
+        (None, Some(after)) => ("GET", format!("/v1/control/quarantine?after={after}")),
+        (None, None) => ("GET", "/v1/control/quarantine".to_owned()),
+    };
+    match request(&target, method, &path).await {
+        Ok((status, body)) => {
+            let pretty = serde_json::from_slice::<serde_json::Value>(&body)
+                .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+            if status.is_success() {
+                println!("{pretty}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{status}: {pretty}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("{}: {error}", target.url);
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn request(
+    target: &ControlTarget,
+    method: &str,
+    path: &str,
+) -> Result<(http::StatusCode, Bytes), String> {
+    let uri: http::Uri = format!("{}{path}", target.url)
+        .parse()
+        .map_err(|e| format!("bad url: {e}"))?;
+    let authority = uri.authority().ok_or("the url needs a host")?.clone();
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((authority.host(), port))
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, authority.as_str())
+        .header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", target.token),
+        )
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}

@@ -1,0 +1,435 @@
+//! Routing, directory and pipeline options: `[routing]` (users, teams, pipelines, spam
+//! retention) and each channel's `[channels.<id>.tickets]` (whether messages open tickets, the
+//! ticket defaults and the routing rule).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ChannelConfig, ConfigProblem};
+
+/// The directory of agents and the ticket pipelines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Agents by id. The control API can add and change users; entries here are the base.
+    pub users: BTreeMap<String, UserConfig>,
+    /// Teams by id; a user joins teams through its `teams` list.
+    pub teams: BTreeMap<String, TeamConfig>,
+    /// Ticket pipelines by id.
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Conversations marked as spam are purged from deskgate's state after this many days.
+    pub spam_retention_days: u32,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            users: BTreeMap::new(),
+            teams: BTreeMap::new(),
+            pipelines: BTreeMap::new(),
+            spam_retention_days: 90,
+        }
+    }
+}
+
+/// One agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Display name.
+    pub name: String,
+    /// Where internal notifications to this user go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Only users holding a seat can be assigned tickets.
+    #[serde(default = "yes")]
+    pub seat: bool,
+    /// The teams this user belongs to.
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
+/// One team.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamConfig {
+    /// Display name.
+    pub label: String,
+}
+
+/// One ticket pipeline: ordered statuses, triggers and status-reached actions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Display name.
+    pub label: String,
+    /// Statuses in order; the first open one is the default for new tickets.
+    pub statuses: Vec<StatusConfig>,
+    /// Status triggers.
+    #[serde(default)]
+    pub triggers: TriggersConfig,
+    /// What a customer message on a closed ticket's conversation does.
+    #[serde(default)]
+    pub closed_reply: ClosedReply,
+    /// Actions decided when a ticket enters a status.
+    #[serde(default)]
+    pub actions: Vec<ActionConfig>,
+}
+
+/// One status of a pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    /// The id used in the control API, in events and in other options.
+    pub id: String,
+    /// Display name.
+    pub label: String,
+    /// Whether a ticket in this status is open (counts as work) or closed.
+    pub open: bool,
+}
+
+/// The two status triggers of a pipeline.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriggersConfig {
+    /// A customer replied on the ticket's thread. Default target: `waiting_on_us`.
+    pub customer_replied: TriggerConfig,
+    /// An agent's reply was sent from the ticket. Default target: `waiting_on_contact`.
+    pub agent_emailed: TriggerConfig,
+    /// Whether chat and Messenger conversations fire triggers too.
+    pub include_chat: bool,
+}
+
+/// One status trigger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriggerConfig {
+    /// Switch the trigger off with `false`.
+    pub enabled: bool,
+    /// The status the ticket moves to; unset means the trigger's default status id.
+    pub target: Option<String>,
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        TriggerConfig {
+            enabled: true,
+            target: None,
+        }
+    }
+}
+
+/// What a customer message on a closed ticket's conversation does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedReply {
+    /// Reopen the ticket (and fire `customer_replied`).
+    #[default]
+    Reopen,
+    /// Open a new ticket for the conversation.
+    NewTicket,
+}
+
+/// An action decided when a ticket enters a status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionConfig {
+    /// The status whose entry triggers the action.
+    pub status: String,
+    /// `acknowledge` (mail to the customer) or `notify` (internal mail).
+    pub action: ActionKind,
+    /// The template to render, such as `ticket_received` or `ticket_closed`.
+    pub template: String,
+    /// For `notify`: users to notify.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// For `notify`: teams whose members are notified.
+    #[serde(default)]
+    pub teams: Vec<String>,
+    /// For `notify`: notify the ticket's owner.
+    #[serde(default)]
+    pub owner: bool,
+    /// Whether the action runs for chat and Messenger conversations too.
+    #[serde(default)]
+    pub include_chat: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Acknowledge,
+    Notify,
+}
+
+/// A channel's ticket options (`[channels.<id>.tickets]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelTickets {
+    /// Whether messages open tickets; when off they reach the ticket store as conversation
+    /// events without a ticket.
+    pub create: bool,
+    /// The pipeline of new tickets; unset: the only pipeline when there is exactly one.
+    pub pipeline: Option<String>,
+    /// The status of new tickets; unset: the pipeline's first open status.
+    pub status: Option<String>,
+    /// Default priority of new tickets.
+    pub priority: Option<String>,
+    /// Default category of new tickets.
+    pub category: Option<String>,
+    /// Who new tickets are assigned to.
+    pub routing: ChannelRouting,
+}
+
+impl Default for ChannelTickets {
+    fn default() -> Self {
+        ChannelTickets {
+            create: true,
+            pipeline: None,
+            status: None,
+            priority: None,
+            category: None,
+            routing: ChannelRouting::default(),
+        }
+    }
+}
+
+/// A channel's routing rule (`[channels.<id>.tickets.routing]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelRouting {
+    /// `nobody`, `users_and_teams` or `contact_owner`.
+    pub rule: RuleKind,
+    /// Users eligible under `users_and_teams` (and as `contact_owner`'s fallback).
+    pub users: Vec<String>,
+    /// Teams whose members are eligible under `users_and_teams`.
+    pub teams: Vec<String>,
+    /// For `contact_owner`: fall back to the users and teams above when the owner cannot take
+    /// the ticket; otherwise leave it unassigned.
+    pub fallback_to_users_and_teams: bool,
+    /// Only users whose availability is `available` are eligible.
+    pub available_only: bool,
+    /// Skip users who already hold this many open tickets; 0 means no limit.
+    pub max_open_tickets: u32,
+}
+
+impl Default for ChannelRouting {
+    fn default() -> Self {
+        ChannelRouting {
+            rule: RuleKind::Nobody,
+            users: Vec::new(),
+            teams: Vec::new(),
+            fallback_to_users_and_teams: true,
+            available_only: true,
+            max_open_tickets: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    #[default]
+    Nobody,
+    UsersAndTeams,
+    ContactOwner,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The default target of `customer_replied`.
+pub const CUSTOMER_REPLIED_TARGET: &str = "waiting_on_us";
+/// The default target of `agent_emailed`.
+pub const AGENT_EMAILED_TARGET: &str = "waiting_on_contact";
+
+impl RoutingConfig {
+    /// Every problem in the directory, the pipelines and the channels' ticket options.
+    pub fn validate(&self, channels: &BTreeMap<String, ChannelConfig>) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut problem =
+            |path: String, message: String| problems.push(ConfigProblem { path, message });
+        if self.spam_retention_days == 0 {
+            problem("routing.spam_retention_days".into(), "must be > 0".into());
+        }
+        let names = self.users.keys().map(|id| ("users", id));
+        let names = names.chain(self.teams.keys().map(|id| ("teams", id)));
+        for (kind, id) in names.chain(self.pipelines.keys().map(|id| ("pipelines", id))) {
+            if !super::is_valid_name(id) {
+                problem(
+                    format!("routing.{kind}.{id}"),
+                    "ids must be 1-64 characters of a-z, 0-9, '-' and '_'".into(),
+                );
+            }
+        }
+        for (id, user) in &self.users {
+            for (i, team) in user.teams.iter().enumerate() {
+                if !self.teams.contains_key(team) {
+                    problem(
+                        format!("routing.users.{id}.teams[{i}]"),
+                        format!("unknown team {team:?}"),
+                    );
+                }
+            }
+        }
+        for (id, pipeline) in &self.pipelines {
+            self.validate_pipeline(id, pipeline, &mut problem);
+        }
+        for (id, channel) in channels {
+            if let Some(tickets) = &channel.tickets {
+                self.validate_channel(id, tickets, &mut problem);
+            }
+        }
+        problems
+    }
+
+    fn validate_pipeline(
+        &self,
+        id: &str,
+        pipeline: &PipelineConfig,
+        problem: &mut impl FnMut(String, String),
+    ) {
+        let base = format!("routing.pipelines.{id}");
+        let statuses: BTreeSet<&str> = pipeline.statuses.iter().map(|s| s.id.as_str()).collect();
+        if statuses.len() != pipeline.statuses.len() {
+            problem(
+                format!("{base}.statuses"),
+                "status ids must be unique".into(),
+            );
+        }
+        if !pipeline.statuses.iter().any(|s| s.open) {
+            problem(
+                format!("{base}.statuses"),
+                "needs at least one open status".into(),
+            );
+        }
+        if !pipeline.statuses.iter().any(|s| !s.open) {
+            problem(
+                format!("{base}.statuses"),
+                "needs at least one closed status".into(),
+            );
+        }
+        let triggers = [
+            (
+                "customer_replied",
+                &pipeline.triggers.customer_replied,
+                CUSTOMER_REPLIED_TARGET,
+            ),
+            (
+                "agent_emailed",
+                &pipeline.triggers.agent_emailed,
+                AGENT_EMAILED_TARGET,
+            ),
+        ];
+        for (name, trigger, default) in triggers {
+            let target = trigger.target.as_deref().unwrap_or(default);
+            if trigger.enabled && !statuses.contains(target) {
+                let how = if trigger.target.is_some() {
+                    "unknown status"
+                } else {
+                    "unset, and the pipeline has no default status"
+                };
+                problem(
+                    format!("{base}.triggers.{name}.target"),
+                    format!("{how} {target:?}"),
+                );
+            }
+        }
+        for (i, action) in pipeline.actions.iter().enumerate() {
+            let path = format!("{base}.actions[{i}]");
+            if !statuses.contains(action.status.as_str()) {
+                problem(
+                    format!("{path}.status"),
+                    format!("unknown status {:?}", action.status),
+                );
+            }
+            self.check_names(&path, &action.users, &action.teams, problem);
+            let has_recipient = !action.users.is_empty() || !action.teams.is_empty();
+            if action.action == ActionKind::Notify && !has_recipient && !action.owner {
+                problem(
+                    path,
+                    "a notify action needs users, teams or owner = true".into(),
+                );
+            }
+        }
+    }
+
+    fn validate_channel(
+        &self,
+        id: &str,
+        tickets: &ChannelTickets,
+        problem: &mut impl FnMut(String, String),
+    ) {
+        let base = format!("channels.{id}.tickets");
+        let pipeline = match &tickets.pipeline {
+            Some(name) => match self.pipelines.get(name) {
+                Some(pipeline) => Some(pipeline),
+                None => {
+                    problem(
+                        format!("{base}.pipeline"),
+                        format!("unknown pipeline {name:?}"),
+                    );
+                    None
+                }
+            },
+            None if self.pipelines.len() == 1 => self.pipelines.values().next(),
+            None => {
+                if tickets.create && !self.pipelines.is_empty() {
+                    problem(
+                        format!("{base}.pipeline"),
+                        "must be set when several pipelines are configured".into(),
+                    );
+                }
+                None
+            }
+        };
+        if let (Some(status), Some(pipeline)) = (&tickets.status, pipeline) {
+            if !pipeline.statuses.iter().any(|s| &s.id == status) {
+                problem(
+                    format!("{base}.status"),
+                    format!("unknown status {status:?}"),
+                );
+            }
+        } else if tickets.status.is_some() && self.pipelines.is_empty() {
+            problem(format!("{base}.status"), "no pipeline is configured".into());
+        }
+        let routing = &tickets.routing;
+        let path = format!("{base}.routing");
+        self.check_names(&path, &routing.users, &routing.teams, problem);
+        if routing.rule == RuleKind::UsersAndTeams
+            && routing.users.is_empty()
+            && routing.teams.is_empty()
+        {
+            problem(
+                path,
+                "users_and_teams needs at least one user or team".into(),
+            );
+        }
+    }
+
+    fn check_names(
+        &self,
+        path: &str,
+        users: &[String],
+        teams: &[String],
+        problem: &mut impl FnMut(String, String),
+    ) {
+        for (i, user) in users.iter().enumerate() {
+            if !self.users.contains_key(user) {
+                problem(
+                    format!("{path}.users[{i}]"),
+                    format!("unknown user {user:?}"),
+                );
+            }
+        }
+        for (i, team) in teams.iter().enumerate() {
+            if !self.teams.contains_key(team) {
+                problem(
+                    format!("{path}.teams[{i}]"),
+                    format!("unknown team {team:?}"),
+                );
+            }
+        }
+    }
+}

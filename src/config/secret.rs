@@ -1,0 +1,42 @@
+//! Secrets named by file in the config (never inline): read once, on first use, and kept.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// A secret read from a file on first use. Cloning shares the cached value; `Debug` never
+/// shows it.
+#[derive(Clone, Default)]
+pub struct SecretCell(Arc<OnceLock<Arc<[u8]>>>);
+
+impl fmt::Debug for SecretCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretCell(..)")
+    }
+}
+
+impl SecretCell {
+    /// The secret in `path` (surrounding whitespace ignored), read once.
+    pub fn get(&self, path: &Path) -> Result<Arc<[u8]>, String> {
+        if let Some(secret) = self.0.get() {
+            return Ok(Arc::clone(secret));
+        }
+        let secret: Arc<[u8]> = read_secret(path)?.into();
+        // Another request may have won the race; both read the same file.
+        Ok(Arc::clone(self.0.get_or_init(|| secret)))
+    }
+}
+
+/// Reads a secret file; the problem names the file.
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let secret = text.trim();
+    if secret.len() < 8 {
+        return Err(format!(
+            "the secret in {} must be at least 8 characters",
+            path.display()
+        ));
+    }
+    Ok(secret.as_bytes().to_vec())
+}

@@ -1,0 +1,129 @@
+//! Control routes for mail intake: retrying a quarantined mail with the current parser, and
+//! downloading an attachment by id.
+//!
+//! A retry re-reads the raw bytes kept with the quarantine entry, with the channel's current
+//! options and the original receive time, so the same retry always yields the same record: a
+//! message journaled under its Message-ID (a second retry is a duplicate), which the processor
+//! links back to the entry (`retried_as`). A mail that still cannot be read is reported and
+//! nothing is journaled.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{header, StatusCode};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::routes::AppState;
+use crate::channels::email;
+use crate::config::ChannelKind;
+use crate::journal::Appended;
+use crate::model::Record;
+use crate::processor::Quarantined;
+use crate::store::keys;
+
+/// Where a retried message records the entry it came from, in `Inbound.extra`.
+pub const RETRY_OF: &str = "quarantine_retry_of";
+
+/// How long a retry waits for the processor to apply what it journaled.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// `POST /v1/control/quarantine/{seq}/retry`.
+pub async fn retry_quarantined(
+    State(state): State<AppState>,
+    Path(seq): Path<u64>,
+) -> Result<Response, ApiError> {
+    let entry: Quarantined = state
+        .store
+        .state_get(&keys::quarantine(seq))?
+        .ok_or_else(|| ApiError::NotFound(format!("no quarantine entry at journal seq {seq}")))?;
+    let channel_id = entry.channel.clone().unwrap_or_default();
+    let config = state
+        .channels
+        .get(&channel_id)
+        .filter(|c| c.kind == ChannelKind::Email)
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "entry {seq} is from channel {channel_id:?}, which is not a configured email channel; only email can be retried"
+            ))
+        })?;
+    let blob = entry.raw_blob.clone().ok_or_else(|| {
+        ApiError::Unprocessable(format!("entry {seq} kept no raw input to retry"))
+    })?;
+    let blobs = state.blobs.clone();
+    let options = config.email_options();
+    let at = entry.at;
+    let record = tokio::task::spawn_blocking(move || {
+        let raw = blobs.get(&blob)?.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, format!("blob {blob} is gone"))
+        })?;
+        email::to_record_with(&channel_id, &raw, at, &blobs, None, &options)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("retry failed: {e}")))?
+    .map_err(|e| ApiError::Internal(format!("reading the quarantined input: {e}")))?;
+    let mut inbound = match record {
+        Record::Inbound(inbound) => inbound,
+        Record::Quarantine(again) => {
+            return Err(ApiError::Unprocessable(format!(
+                "still cannot be read: {}",
+                again.reason
+            )))
+        }
+        #[allow(unreachable_patterns)] // other helpers add control record kinds
+        _ => return Err(ApiError::Internal("unexpected record".to_owned())),
+    };
+    inbound.extra.insert(RETRY_OF.to_owned(), json!(seq));
+    let external_id = inbound.external_id.clone();
+    let (journal_seq, duplicate) = match state.journal.append(Record::Inbound(inbound)).await? {
+        Appended::New { seq } => (seq, false),
+        Appended::Duplicate { seq } => (seq, true),
+    };
+    let mut position = state.position.clone();
+    let applied =
+        tokio::time::timeout(APPLY_WAIT, position.wait_for(|p| p.cursor >= journal_seq)).await;
+    if !matches!(applied, Ok(Ok(_))) {
+        return Err(ApiError::Unavailable {
+            message: format!("journaled at {journal_seq} but not applied yet; ask again"),
+            retry_after_secs: 1,
+        });
+    }
+    let entry: Option<Quarantined> = state.store.state_get(&keys::quarantine(seq))?;
+    let status = if duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(json!({
+            "status": "journaled",
+            "journal_seq": journal_seq,
+            "external_id": external_id,
+            "duplicate": duplicate,
+            "entry": entry,
+        })),
+    )
+        .into_response())
+}
+
+/// `GET /v1/control/attachments/{id}`: an attachment's (or a quarantined input's) bytes.
+pub async fn attachment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let blobs = state.blobs.clone();
+    let lookup = id.clone();
+    let content = tokio::task::spawn_blocking(move || blobs.get(&lookup))
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading attachment: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("reading attachment: {e}")))?
+        .ok_or_else(|| ApiError::NotFound(format!("no attachment {id:?}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        content,
+    )
+        .into_response())
+}

@@ -1,0 +1,404 @@
+//! Control API mutations, applied by the processor in journal order. Each stores an
+//! [`Outcome`] under `control/{seq}` for the handler that waits on it; a refused command (an
+//! unknown ticket, an unknown status) is an outcome with a 4xx status, not a quarantine.
+
+use serde_json::{json, Value};
+
+use super::messages::fire;
+use super::ops::Cause;
+use super::state::{
+    directory_key, get_or_default, spam_contact_key, spam_list_key, DirectoryState, Outcome,
+    SpamList, TicketState,
+};
+use super::Step;
+use crate::config::TeamConfig;
+use crate::conversations::{Conversation, Ticket};
+use crate::events::{EventType, OutboxWriter};
+use crate::ids::Minter;
+use crate::model::{Availability, ControlCommand, ControlRecord};
+use crate::routing::{RuleSet, User};
+use crate::store::{keys, StateBatch, StoreError};
+
+type Refusal = (u16, String);
+type Answer = Result<Value, Refusal>;
+
+fn not_found(what: &str, id: &str) -> Refusal {
+    (404, format!("no {what} {id:?}"))
+}
+
+/// Applies one control record and stores its outcome.
+pub fn apply_control(
+    rules: &RuleSet,
+    batch: &mut StateBatch<'_>,
+    minter: &Minter,
+    outbox: &OutboxWriter,
+    seq: u64,
+    record: &ControlRecord,
+) -> Result<(), StoreError> {
+    let mut step = Step {
+        batch,
+        rules,
+        minter,
+        at: record.at,
+        events: Vec::new(),
+    };
+    step.purge_expired_spam()?;
+    let savepoint = step.batch.savepoint();
+    let answer = step.command(&record.command)?;
+    let outcome = match answer {
+        Ok(body) => Outcome { status: 200, body },
+        Err((status, error)) => {
+            // A refused command leaves nothing behind.
+            step.batch.rollback_to(savepoint);
+            step.events.clear();
+            Outcome {
+                status,
+                body: json!({ "error": error, "code": "refused" }),
+            }
+        }
+    };
+    let events = std::mem::take(&mut step.events);
+    batch.put(keys::control_outcome(seq), &outcome);
+    super::push_events(outbox, batch, record.at, &events)
+}
+
+impl Step<'_, '_> {
+    fn command(&mut self, command: &ControlCommand) -> Result<Answer, StoreError> {
+        match command {
+            ControlCommand::PutUser {
+                id,
+                name,
+                email,
+                seat,
+                teams,
+            } => self.put_user(id, name, email.clone(), *seat, teams),
+            ControlCommand::PutTeam { id, label } => self.put_team(id, label),
+            ControlCommand::SetAvailability { user, availability } => {
+                self.set_availability(user, *availability)
+            }
+            ControlCommand::SetTicketStatus { ticket, status } => {
+                self.set_ticket_status(ticket, status)
+            }
+            ControlCommand::SetTicketOwner { ticket, owner } => {
+                self.set_owner(ticket, owner.as_deref())
+            }
+            ControlCommand::CloseConversation { conversation } => {
+                let Some((conversation, ticket)) = self.conversation_and_ticket(conversation)?
+                else {
+                    return Ok(Err(not_found("conversation", conversation)));
+                };
+                self.close_conversation(&ticket, &conversation.id, "control")?;
+                Ok(Ok(
+                    json!({ "conversation": conversation.id, "closed": true }),
+                ))
+            }
+            ControlCommand::MergeTickets { survivor, merged } => self.merge(survivor, merged),
+            ControlCommand::SplitConversation { conversation } => self.split(conversation),
+            ControlCommand::DeleteTicket { ticket } => {
+                let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(ticket))? else {
+                    return Ok(Err(not_found("ticket", ticket)));
+                };
+                self.delete_with_event(&ticket)
+            }
+            ControlCommand::DeleteConversation { conversation } => {
+                let Some((_, ticket)) = self.conversation_and_ticket(conversation)? else {
+                    return Ok(Err(not_found("conversation", conversation)));
+                };
+                // As in the store, a conversation and its ticket go together.
+                self.delete_with_event(&ticket)
+            }
+            ControlCommand::MarkSpam { conversation } => self.mark_spam(conversation),
+            ControlCommand::AgentEmailed {
+                ticket,
+                conversation,
+            } => self.agent_emailed(ticket, conversation.as_deref()),
+        }
+    }
+
+    fn agent_emailed(
+        &mut self,
+        id: &str,
+        conversation: Option<&str>,
+    ) -> Result<Answer, StoreError> {
+        let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
+            return Ok(Err(not_found("ticket", id)));
+        };
+        if let Some(conversation) = conversation {
+            if !ticket.conversations.iter().any(|c| c == conversation) {
+                let message = format!(
+                    "conversation: {conversation:?} is not a conversation of ticket {:?}",
+                    ticket.id
+                );
+                return Ok(Err((422, message)));
+            }
+        }
+        let mut state = self.ticket_state(&ticket.id)?;
+        let fired = fire(self, &ticket, &mut state, "agent_emailed")?;
+        self.save_ticket_state(&ticket.id, &state);
+        Ok(Ok(
+            json!({ "ticket": ticket.id, "fired": fired, "status": state.status }),
+        ))
+    }
+
+    fn put_team(&mut self, id: &str, label: &str) -> Result<Answer, StoreError> {
+        let mut directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
+        let team = TeamConfig {
+            label: label.to_owned(),
+        };
+        directory.teams.insert(id.to_owned(), team.clone());
+        self.batch.put(directory_key(), &directory);
+        Ok(Ok(json!({ "id": id, "team": team })))
+    }
+
+    fn set_availability(
+        &mut self,
+        user: &str,
+        availability: Availability,
+    ) -> Result<Answer, StoreError> {
+        if !self.snapshot(None)?.users.contains_key(user) {
+            return Ok(Err(not_found("user", user)));
+        }
+        let mut directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
+        directory.availability.insert(user.to_owned(), availability);
+        self.batch.put(directory_key(), &directory);
+        Ok(Ok(json!({ "id": user, "availability": availability })))
+    }
+
+    fn put_user(
+        &mut self,
+        id: &str,
+        name: &str,
+        email: Option<String>,
+        seat: bool,
+        teams: &[String],
+    ) -> Result<Answer, StoreError> {
+        let mut directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
+        for team in teams {
+            if !self.rules.teams.contains_key(team) && !directory.teams.contains_key(team) {
+                return Ok(Err((422, format!("teams: unknown team {team:?}"))));
+            }
+        }
+        let availability = directory.availability.get(id).copied().unwrap_or_default();
+        let user = User {
+            name: name.to_owned(),
+            email,
+            seat,
+            teams: teams.to_vec(),
+            availability,
+        };
+        directory.users.insert(id.to_owned(), user.clone());
+        self.batch.put(directory_key(), &directory);
+        Ok(Ok(json!({ "id": id, "user": user })))
+    }
+
+    fn set_ticket_status(&mut self, id: &str, status: &str) -> Result<Answer, StoreError> {
+        let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
+            return Ok(Err(not_found("ticket", id)));
+        };
+        let mut state = self.ticket_state(id)?;
+        let Some(pipeline) = state.pipeline.clone() else {
+            return Ok(Err((409, format!("ticket {id:?} has no pipeline"))));
+        };
+        if self.status_is_open(&state, status).is_none() {
+            let message = format!("status: {status:?} is not a status of pipeline {pipeline:?}");
+            return Ok(Err((422, message)));
+        }
+        let changed = self.set_status(&ticket, &mut state, status, Cause::Control)?;
+        self.save_ticket_state(id, &state);
+        Ok(Ok(
+            json!({ "ticket": id, "changed": changed, "routing": state }),
+        ))
+    }
+
+    fn set_owner(&mut self, id: &str, owner: Option<&str>) -> Result<Answer, StoreError> {
+        let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
+            return Ok(Err(not_found("ticket", id)));
+        };
+        if let Some(owner) = owner {
+            if !self.snapshot(None)?.users.contains_key(owner) {
+                return Ok(Err(not_found("user", owner)));
+            }
+        }
+        let mut state = self.ticket_state(id)?;
+        if state.open {
+            self.count_open(state.owner.as_deref(), -1)?;
+            self.count_open(owner, 1)?;
+        }
+        state.owner = owner.map(str::to_owned);
+        self.save_ticket_state(id, &state);
+        let data = json!({
+            "ticket": id,
+            "assignee": owner,
+            "rule": "control",
+            "trace": "set through the control API",
+        });
+        self.emit(EventType::TicketAssigned, id, Some(&ticket.channel), data);
+        Ok(Ok(json!({ "ticket": id, "routing": state })))
+    }
+
+    fn conversation_and_ticket(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Conversation, Ticket)>, StoreError> {
+        let Some(conversation) = self.batch.get::<Conversation>(&keys::conversation(id))? else {
+            return Ok(None);
+        };
+        let ticket = self
+            .batch
+            .get::<Ticket>(&keys::ticket(&conversation.ticket_id))?;
+        Ok(ticket.map(|t| (conversation, t)))
+    }
+
+    /// Moves every conversation of `merged` onto `survivor`; later replies on either's
+    /// threads land on the survivor because the threads now point there.
+    fn merge(&mut self, survivor: &str, merged: &str) -> Result<Answer, StoreError> {
+        if survivor == merged {
+            return Ok(Err((422, "a ticket cannot be merged into itself".into())));
+        }
+        let Some(mut kept) = self.batch.get::<Ticket>(&keys::ticket(survivor))? else {
+            return Ok(Err(not_found("ticket", survivor)));
+        };
+        let Some(gone) = self.batch.get::<Ticket>(&keys::ticket(merged))? else {
+            return Ok(Err(not_found("ticket", merged)));
+        };
+        let mut kept_state = self.ticket_state(survivor)?;
+        let gone_state = self.ticket_state(merged)?;
+        for id in &gone.conversations {
+            if let Some(mut conversation) =
+                self.batch.get::<Conversation>(&keys::conversation(id))?
+            {
+                conversation.ticket_id = kept.id.clone();
+                self.batch.put(keys::conversation(id), &conversation);
+            }
+            kept.conversations.push(id.clone());
+        }
+        kept_state
+            .trigger_conversations
+            .extend(gone_state.trigger_conversations.iter().cloned());
+        kept.updated_at = self.at;
+        if gone_state.open {
+            self.count_open(gone_state.owner.as_deref(), -1)?;
+        }
+        self.batch.put(keys::ticket(&kept.id), &kept);
+        self.save_ticket_state(&kept.id, &kept_state);
+        self.batch.remove(keys::ticket(merged));
+        self.batch.remove(super::state::ticket_key(merged));
+        let data =
+            json!({ "ticket": kept.id, "merged": merged, "conversations": kept.conversations });
+        self.emit(EventType::TicketMerged, &kept.id, Some(&kept.channel), data);
+        Ok(Ok(
+            json!({ "ticket": kept.id, "conversations": kept.conversations }),
+        ))
+    }
+
+    /// Moves one conversation (its thread with it) to a new ticket.
+    fn split(&mut self, id: &str) -> Result<Answer, StoreError> {
+        let Some((mut conversation, ticket)) = self.conversation_and_ticket(id)? else {
+            return Ok(Err(not_found("conversation", id)));
+        };
+        if ticket.conversations.len() < 2 {
+            let message = format!("ticket {:?} has only this conversation", ticket.id);
+            return Ok(Err((409, message)));
+        }
+        let old_state = self.ticket_state(&ticket.id)?;
+        let (new, _) = self.detach(&mut conversation, &ticket)?;
+        let mut old_state_after = old_state.clone();
+        old_state_after.trigger_conversations.retain(|c| c != id);
+        self.save_ticket_state(&ticket.id, &old_state_after);
+        let first_open = self
+            .pipeline(&old_state)
+            .and_then(|p| p.statuses.iter().find(|s| s.open))
+            .map(|s| s.id.clone());
+        let state = TicketState {
+            status: if old_state.open {
+                old_state.status.clone()
+            } else {
+                first_open
+            },
+            open: true,
+            trigger_conversations: vec![id.to_owned()],
+            reopened: false,
+            ..old_state
+        };
+        self.count_open(state.owner.as_deref(), 1)?;
+        self.save_ticket_state(&new.id, &state);
+        let data = json!({ "ticket": ticket.id, "new_ticket": new.id, "conversation": id, "routing": state });
+        self.emit(
+            EventType::TicketSplit,
+            &ticket.id,
+            Some(&ticket.channel),
+            data,
+        );
+        Ok(Ok(json!({ "ticket": ticket.id, "new_ticket": new.id })))
+    }
+
+    fn delete_with_event(&mut self, ticket: &Ticket) -> Result<Answer, StoreError> {
+        self.delete_ticket(ticket)?;
+        let data = json!({ "ticket": ticket.id, "conversations": ticket.conversations });
+        self.emit(
+            EventType::TicketDeleted,
+            &ticket.id,
+            Some(&ticket.channel),
+            data,
+        );
+        Ok(Ok(json!({ "ticket": ticket.id, "deleted": true })))
+    }
+
+    fn mark_spam(&mut self, id: &str) -> Result<Answer, StoreError> {
+        let Some((conversation, ticket)) = self.conversation_and_ticket(id)? else {
+            return Ok(Err(not_found("conversation", id)));
+        };
+        let mut bookkeeping = self.conversation_state(id)?;
+        bookkeeping.spam = true;
+        self.save_conversation_state(id, &bookkeeping);
+        self.batch
+            .put(spam_contact_key(&conversation.contact_id), &self.at);
+        let mut list: SpamList = get_or_default(self.batch, &spam_list_key())?;
+        list.push((self.at, id.to_owned()));
+        self.batch.put(spam_list_key(), &list);
+        let purge_after = self.at + self.rules.spam_retention;
+        let data = json!({
+            "ticket": ticket.id,
+            "conversation": id,
+            "contact": conversation.contact_id,
+            "purge_after": purge_after,
+        });
+        self.emit(
+            EventType::ConversationSpam,
+            &ticket.id,
+            Some(&ticket.channel),
+            data,
+        );
+        Ok(Ok(
+            json!({ "conversation": id, "spam": true, "purge_after": purge_after }),
+        ))
+    }
+
+    /// Purges spam conversations older than the retention. Times come from the record being
+    /// applied, so a replay purges at the same point.
+    pub(super) fn purge_expired_spam(&mut self) -> Result<(), StoreError> {
+        let mut list: SpamList = get_or_default(self.batch, &spam_list_key())?;
+        let expired = list
+            .iter()
+            .take_while(|(at, _)| *at + self.rules.spam_retention <= self.at)
+            .count();
+        if expired == 0 {
+            return Ok(());
+        }
+        for (_, id) in list.drain(..expired) {
+            let Some((_, mut ticket)) = self.conversation_and_ticket(&id)? else {
+                self.forget_conversation(&id)?;
+                continue;
+            };
+            if ticket.conversations.len() <= 1 {
+                self.delete_ticket(&ticket)?;
+            } else {
+                ticket.conversations.retain(|c| c != &id);
+                self.batch.put(keys::ticket(&ticket.id), &ticket);
+                self.forget_conversation(&id)?;
+            }
+        }
+        self.batch.put(spam_list_key(), &list);
+        Ok(())
+    }
+}

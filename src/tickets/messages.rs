@@ -1,0 +1,244 @@
+//! The processor's routing step, right after threading: a new ticket gets its pipeline, status
+//! and owner; a reply may fire `customer_replied`; a reply on a closed ticket reopens it or
+//! opens a new one; spam senders are flagged; ticketless channels keep conversations only.
+
+use serde_json::{json, Value};
+
+use super::ops::Cause;
+use super::state::{spam_contact_key, ContactView, TicketState};
+use super::Step;
+use crate::config::{ClosedReply, CUSTOMER_REPLIED_TARGET};
+use crate::conversations::Threaded;
+use crate::events::{EventDraft, EventType};
+use crate::ids::Minter;
+use crate::model::{Inbound, MessageKind};
+use crate::routing::{ChannelRules, RuleSet};
+use crate::store::{keys, StateBatch, StoreError};
+
+/// What the routing step decided about one message.
+#[derive(Debug, Clone, Default)]
+pub struct Routed {
+    /// Events that follow the message's own event, in order.
+    pub events: Vec<EventDraft>,
+    /// The ticket's routing fields, merged into the message event's `ticket`.
+    pub ticket: Option<TicketState>,
+    /// The channel does not open tickets: the message is a conversation event only.
+    pub ticketless: bool,
+    /// The sender was marked as spam.
+    pub spam: bool,
+}
+
+impl Routed {
+    /// The type and subject of the message's own event.
+    pub fn message_event(&self, threaded: &Threaded) -> (EventType, String) {
+        if self.ticketless {
+            let id = threaded.conversation.id.clone();
+            (EventType::ConversationMessageAdded, id)
+        } else if threaded.new_ticket {
+            (EventType::TicketCreated, threaded.ticket.id.clone())
+        } else {
+            (EventType::TicketMessageAdded, threaded.ticket.id.clone())
+        }
+    }
+
+    /// Adds the routing fields to the message event's data.
+    pub fn annotate(&self, data: &mut Value) {
+        if self.ticketless {
+            if let Some(object) = data.as_object_mut() {
+                object.remove("ticket");
+            }
+        } else if let Some(state) = &self.ticket {
+            let ticket = &mut data["ticket"];
+            ticket["pipeline"] = json!(state.pipeline);
+            ticket["status"] = json!(state.status);
+            ticket["owner"] = json!(state.owner);
+            ticket["priority"] = json!(state.priority);
+            ticket["category"] = json!(state.category);
+        }
+        if self.spam {
+            data["message"]["spam"] = json!(true);
+        }
+    }
+}
+
+/// Routes one threaded message. `threaded` changes when the message opens a new ticket in
+/// place of a closed one.
+pub fn after_threading(
+    rules: &RuleSet,
+    batch: &mut StateBatch<'_>,
+    minter: &Minter,
+    inbound: &Inbound,
+    threaded: &mut Threaded,
+) -> Result<Routed, StoreError> {
+    let mut step = Step {
+        batch,
+        rules,
+        minter,
+        at: inbound.received_at,
+        events: Vec::new(),
+    };
+    step.purge_expired_spam()?;
+    let channel = rules.channel(&inbound.channel);
+    let contact_id = threaded.conversation.contact_id.clone();
+    let spam = step
+        .batch
+        .get_raw(&spam_contact_key(&contact_id))?
+        .is_some();
+    let conversation_id = threaded.conversation.id.clone();
+    // Only a conversation that starts with a forward needs bookkeeping from its first message;
+    // the default (absent) state says "not from a forward".
+    if threaded.conversation.messages == 1 && inbound.flags.forwarded {
+        let mut bookkeeping = step.conversation_state(&conversation_id)?;
+        bookkeeping.from_forward = true;
+        step.save_conversation_state(&conversation_id, &bookkeeping);
+    }
+    let state = if threaded.new_ticket {
+        new_ticket(&mut step, channel, threaded, spam)?
+    } else {
+        let mut state = step.ticket_state(&threaded.ticket.id)?;
+        if !state.ticketless && !spam {
+            if let Some(new) = on_reply(&mut step, channel, inbound, threaded, &mut state)? {
+                state = new;
+            }
+        }
+        state
+    };
+    Ok(Routed {
+        events: step.events,
+        ticketless: state.ticketless,
+        ticket: Some(state),
+        spam,
+    })
+}
+
+/// A new ticket: its defaults, its owner, and the actions of its first status.
+fn new_ticket(
+    step: &mut Step<'_, '_>,
+    channel: &ChannelRules,
+    threaded: &Threaded,
+    spam: bool,
+) -> Result<TicketState, StoreError> {
+    let ticket = &threaded.ticket;
+    let mut state = TicketState {
+        pipeline: channel.pipeline.clone(),
+        open: true,
+        priority: channel.priority.clone(),
+        category: channel.category.clone(),
+        trigger_conversations: vec![threaded.conversation.id.clone()],
+        ticketless: !channel.create,
+        chat: channel.chat,
+        ..TicketState::default()
+    };
+    if state.ticketless {
+        step.save_ticket_state(&ticket.id, &state);
+        return Ok(state);
+    }
+    let status = channel.status.clone().or_else(|| {
+        let pipeline = step.pipeline(&state)?;
+        pipeline
+            .statuses
+            .iter()
+            .find(|s| s.open)
+            .map(|s| s.id.clone())
+    });
+    if let Some(status) = &status {
+        state.open = step.status_is_open(&state, status).unwrap_or(true);
+    }
+    state.status = status.clone();
+    // A spam sender's ticket is kept for the record but never handed to an agent.
+    if !spam {
+        let contact: ContactView =
+            super::state::get_or_default(step.batch, &keys::contact(&ticket.contact_id))?;
+        step.assign(ticket, &mut state, channel, &contact)?;
+    }
+    if let (Some(status), false) = (&status, spam) {
+        step.actions_on_entry(ticket, &state, status)?;
+    }
+    step.save_ticket_state(&ticket.id, &state);
+    Ok(state)
+}
+
+/// A message on an existing ticket. Returns the state of a new ticket when the reply opened
+/// one in place of a closed ticket (and `threaded` then names it).
+fn on_reply(
+    step: &mut Step<'_, '_>,
+    channel: &ChannelRules,
+    inbound: &Inbound,
+    threaded: &mut Threaded,
+    state: &mut TicketState,
+) -> Result<Option<TicketState>, StoreError> {
+    let conversation_id = threaded.conversation.id.clone();
+    let mut bookkeeping = step.conversation_state(&conversation_id)?;
+    let customer_reply = is_customer_reply(inbound) && !bookkeeping.from_forward;
+    let closed_reply = step.pipeline(state).map(|p| p.closed_reply);
+    if !state.open && customer_reply && closed_reply == Some(ClosedReply::NewTicket) {
+        let mut conversation = threaded.conversation.clone();
+        let (new, _old) = step.detach(&mut conversation, &threaded.ticket)?;
+        threaded.conversation = conversation;
+        threaded.ticket = new;
+        threaded.new_ticket = true;
+        bookkeeping.closed = false;
+        step.save_conversation_state(&conversation_id, &bookkeeping);
+        return new_ticket(step, channel, threaded, false).map(Some);
+    }
+    if bookkeeping.closed && customer_reply {
+        // The customer wrote again on a closed conversation: it is live again.
+        bookkeeping.closed = false;
+        step.save_conversation_state(&conversation_id, &bookkeeping);
+    }
+    let known = state.trigger_conversations.contains(&conversation_id);
+    // After a close and reopen, a new thread joining the ticket counts as the ticket's thread.
+    if !known && state.reopened && threaded.conversation.messages == 1 {
+        state.trigger_conversations.push(conversation_id.clone());
+    }
+    let counts = state.trigger_conversations.contains(&conversation_id);
+    if customer_reply && (counts || !state.open) {
+        if !counts {
+            state.trigger_conversations.push(conversation_id);
+        }
+        fire(step, &threaded.ticket, state, "customer_replied")?;
+    }
+    step.save_ticket_state(&threaded.ticket.id, state);
+    Ok(None)
+}
+
+/// A message a customer wrote, as opposed to automatic mail, bounces, forwards, echoes of our
+/// own messages, reactions and button presses.
+pub fn is_customer_reply(inbound: &Inbound) -> bool {
+    inbound.kind == MessageKind::Message
+        && !inbound.flags.automatic
+        && inbound.flags.bounce.is_none()
+        && !inbound.flags.forwarded
+}
+
+/// Fires a status trigger when the ticket's pipeline has it on. A closed ticket that a
+/// customer writes to reopens even when the trigger is off (to the first open status).
+pub(super) fn fire(
+    step: &mut Step<'_, '_>,
+    ticket: &crate::conversations::Ticket,
+    state: &mut TicketState,
+    trigger: &str,
+) -> Result<bool, StoreError> {
+    let Some(pipeline) = step.pipeline(state) else {
+        return Ok(false);
+    };
+    let (config, default) = match trigger {
+        "customer_replied" => (&pipeline.triggers.customer_replied, CUSTOMER_REPLIED_TARGET),
+        _ => (
+            &pipeline.triggers.agent_emailed,
+            crate::config::AGENT_EMAILED_TARGET,
+        ),
+    };
+    let chat_ok = !state.chat || pipeline.triggers.include_chat;
+    let target = if config.enabled && chat_ok {
+        config.target.clone().unwrap_or_else(|| default.to_owned())
+    } else if !state.open && trigger == "customer_replied" {
+        match pipeline.statuses.iter().find(|s| s.open) {
+            Some(first_open) => first_open.id.clone(),
+            None => return Ok(false),
+        }
+    } else {
+        return Ok(false);
+    };
+    step.set_status(ticket, state, &target, Cause::Trigger(trigger))
+}

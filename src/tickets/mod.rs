@@ -1,0 +1,64 @@
+//! Tickets as deskgate mirrors them: pipeline, status, owner and the bookkeeping that status
+//! triggers need, kept in the state tree and changed in journal order.
+//!
+//! - `messages`: the processor's step after threading (new tickets get their pipeline, status
+//!   and owner from [`crate::routing::decide`]; replies fire `customer_replied`; a reply on a
+//!   closed ticket reopens it or opens a new one; spam senders are flagged).
+//! - `control`: control API mutations (directory, ticket status and owner, close, merge, split,
+//!   delete, spam), journaled as [`crate::model::Record::Control`].
+//! - `ops`: status changes and what follows them (conversations closed or reopened, open-ticket
+//!   counts, status-reached actions), assignment, moving a conversation to a new ticket.
+//! - `state`: the keys and values kept under `routing/…`.
+
+mod control;
+mod messages;
+mod ops;
+mod state;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::events::{EventDraft, EventType, OutboxWriter};
+use crate::ids::Minter;
+use crate::routing::RuleSet;
+use crate::store::StateBatch;
+
+pub use control::apply_control;
+pub use messages::{after_threading, is_customer_reply, Routed};
+pub use state::{directory_view, ticket_view, ConversationState, Outcome, TicketState};
+
+/// One record's routing work: the batch, the rules, and the events it produces in order.
+pub(crate) struct Step<'s, 'b> {
+    pub batch: &'s mut StateBatch<'b>,
+    pub rules: &'s RuleSet,
+    pub minter: &'s Minter,
+    pub at: DateTime<Utc>,
+    pub events: Vec<EventDraft>,
+}
+
+impl Step<'_, '_> {
+    fn emit(&mut self, event_type: EventType, subject: &str, channel: Option<&str>, data: Value) {
+        self.events.push(EventDraft {
+            event_type,
+            subject: subject.to_owned(),
+            channel: channel.map(str::to_owned),
+            data,
+        });
+    }
+}
+
+/// Pushes a step's events into the outbox, in order.
+pub fn push_events(
+    outbox: &OutboxWriter,
+    batch: &mut StateBatch<'_>,
+    at: DateTime<Utc>,
+    events: &[EventDraft],
+) -> Result<(), crate::store::StoreError> {
+    for event in events {
+        outbox.push(batch, at, event)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,353 @@
+//! Ticket-state operations shared by the message step and the control commands: status
+//! changes with their consequences (conversations closed or reopened, open-ticket counts,
+//! status-reached actions), assignment, and moving a conversation to a new ticket.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::state::{
+    conversation_key, directory_key, get_or_default, open_tickets_key, rotation_key, snapshot_from,
+    ticket_key, ContactView, ConversationState, DirectoryState, TicketState,
+};
+use super::Step;
+use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
+use crate::conversations::{Conversation, Ticket};
+use crate::events::EventType;
+use crate::routing::{decide, ChannelRules, Snapshot};
+use crate::store::{keys, StoreError};
+
+/// Why a status changes.
+#[derive(Debug, Clone, Copy)]
+pub enum Cause<'a> {
+    /// A status trigger (`customer_replied`, `agent_emailed`).
+    Trigger(&'a str),
+    /// The ticket store set it through the control API.
+    Control,
+}
+
+impl Step<'_, '_> {
+    pub(super) fn ticket_state(&self, id: &str) -> Result<TicketState, StoreError> {
+        Ok(self.batch.get(&ticket_key(id))?.unwrap_or(TicketState {
+            open: true,
+            ..TicketState::default()
+        }))
+    }
+
+    pub(super) fn save_ticket_state(&mut self, id: &str, state: &TicketState) {
+        self.batch.put(ticket_key(id), state);
+    }
+
+    pub(super) fn conversation_state(&self, id: &str) -> Result<ConversationState, StoreError> {
+        get_or_default(self.batch, &conversation_key(id))
+    }
+
+    pub(super) fn save_conversation_state(&mut self, id: &str, state: &ConversationState) {
+        self.batch.put(conversation_key(id), state);
+    }
+
+    pub(super) fn pipeline(&self, state: &TicketState) -> Option<&PipelineConfig> {
+        state
+            .pipeline
+            .as_deref()
+            .and_then(|p| self.rules.pipelines.get(p))
+    }
+
+    /// Whether `status` is an open status of the ticket's pipeline; `None` when unknown.
+    pub(super) fn status_is_open(&self, state: &TicketState, status: &str) -> Option<bool> {
+        self.pipeline(state)?
+            .statuses
+            .iter()
+            .find(|s| s.id == status)
+            .map(|s| s.open)
+    }
+
+    /// Adds `delta` to a user's count of open tickets.
+    pub(super) fn count_open(&mut self, owner: Option<&str>, delta: i64) -> Result<(), StoreError> {
+        let Some(owner) = owner else {
+            return Ok(());
+        };
+        let mut counts: BTreeMap<String, u64> = get_or_default(self.batch, &open_tickets_key())?;
+        let count = counts.entry(owner.to_owned()).or_default();
+        *count = count.saturating_add_signed(delta);
+        if *count == 0 {
+            counts.remove(owner);
+        }
+        self.batch.put(open_tickets_key(), &counts);
+        Ok(())
+    }
+
+    pub(super) fn snapshot(&self, channel: Option<&str>) -> Result<Snapshot, StoreError> {
+        let directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
+        let open = get_or_default(self.batch, &open_tickets_key())?;
+        let last = match channel {
+            Some(channel) => self.batch.get(&rotation_key(channel))?,
+            None => None,
+        };
+        Ok(snapshot_from(self.rules, &directory, open, last))
+    }
+
+    /// Decides and records the owner of a new ticket, with a `deskgate.ticket.assigned` event.
+    pub(super) fn assign(
+        &mut self,
+        ticket: &Ticket,
+        state: &mut TicketState,
+        rules: &ChannelRules,
+        contact: &ContactView,
+    ) -> Result<(), StoreError> {
+        if rules.routing.rule == RuleKind::Nobody {
+            // Nothing to decide and nothing to explain: no event for channels that never route.
+            return Ok(());
+        }
+        let snapshot = self.snapshot(Some(&ticket.channel))?;
+        let decision = decide(&rules.routing, &snapshot, contact.owner.as_deref());
+        if let Some(picked) = &decision.picked_by_rotation {
+            self.batch.put(rotation_key(&ticket.channel), picked);
+        }
+        state.owner = decision.assignee.clone();
+        if state.open {
+            self.count_open(state.owner.as_deref(), 1)?;
+        }
+        metrics::counter!("deskgate_routing_decisions_total",
+            "channel" => ticket.channel.clone(),
+            "outcome" => if decision.assignee.is_some() { "assigned" } else { "unassigned" })
+        .increment(1);
+        let data = json!({
+            "ticket": ticket.id,
+            "assignee": decision.assignee,
+            "rule": rules.routing.rule,
+            "trace": decision.trace,
+        });
+        self.emit(
+            EventType::TicketAssigned,
+            &ticket.id,
+            Some(&ticket.channel),
+            data,
+        );
+        Ok(())
+    }
+
+    /// Moves a ticket to a valid status of its pipeline and applies what follows from it.
+    /// Returns false when the ticket already was in that status.
+    pub(super) fn set_status(
+        &mut self,
+        ticket: &Ticket,
+        state: &mut TicketState,
+        status: &str,
+        cause: Cause<'_>,
+    ) -> Result<bool, StoreError> {
+        if state.status.as_deref() == Some(status) {
+            return Ok(false);
+        }
+        let open = self.status_is_open(state, status).unwrap_or(true);
+        let old = state.status.replace(status.to_owned());
+        let was_open = state.open;
+        state.open = open;
+        let (event_type, mut data) = match cause {
+            Cause::Trigger(trigger) => (
+                EventType::TicketStatusTrigger,
+                json!({ "ticket": ticket.id, "trigger": trigger }),
+            ),
+            Cause::Control => (
+                EventType::TicketStatusChanged,
+                json!({ "ticket": ticket.id, "cause": "control" }),
+            ),
+        };
+        data["old_status"] = json!(old);
+        data["new_status"] = json!(status);
+        data["pipeline"] = json!(state.pipeline);
+        self.emit(event_type, &ticket.id, Some(&ticket.channel), data);
+        if let Cause::Trigger(trigger) = cause {
+            metrics::counter!("deskgate_status_triggers_total", "trigger" => trigger.to_owned())
+                .increment(1);
+        }
+        if was_open && !open {
+            self.count_open(state.owner.as_deref(), -1)?;
+            for conversation in &ticket.conversations {
+                self.close_conversation(ticket, conversation, "ticket_closed")?;
+            }
+        } else if !was_open && open {
+            self.count_open(state.owner.as_deref(), 1)?;
+            state.reopened = true;
+            // A ticket with several threads reopens without guessing which one is meant.
+            if let [only] = ticket.conversations.as_slice() {
+                let mut bookkeeping = self.conversation_state(only)?;
+                bookkeeping.closed = false;
+                self.save_conversation_state(only, &bookkeeping);
+            }
+        }
+        self.actions_on_entry(ticket, state, status)?;
+        Ok(true)
+    }
+
+    pub(super) fn close_conversation(
+        &mut self,
+        ticket: &Ticket,
+        conversation: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut bookkeeping = self.conversation_state(conversation)?;
+        if bookkeeping.closed {
+            return Ok(());
+        }
+        bookkeeping.closed = true;
+        self.save_conversation_state(conversation, &bookkeeping);
+        let data = json!({ "ticket": ticket.id, "conversation": conversation, "reason": reason });
+        self.emit(
+            EventType::ConversationClosed,
+            &ticket.id,
+            Some(&ticket.channel),
+            data,
+        );
+        Ok(())
+    }
+
+    /// Records the actions configured for entering `status` as events for the outbound work.
+    pub(super) fn actions_on_entry(
+        &mut self,
+        ticket: &Ticket,
+        state: &TicketState,
+        status: &str,
+    ) -> Result<(), StoreError> {
+        let Some(pipeline) = self.pipeline(state) else {
+            return Ok(());
+        };
+        let actions: Vec<_> = pipeline
+            .actions
+            .iter()
+            .filter(|a| a.status == status && (a.include_chat || !state.chat))
+            .cloned()
+            .collect();
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let snapshot = self.snapshot(None)?;
+        let contact: ContactView = get_or_default(self.batch, &keys::contact(&ticket.contact_id))?;
+        for action in actions {
+            let recipients = recipients(&action, ticket, state, &snapshot, &contact);
+            if recipients.is_empty() {
+                continue;
+            }
+            let data = json!({
+                "ticket": ticket.id,
+                "status": status,
+                "action": action.action,
+                "template": action.template,
+                "recipients": recipients,
+                "fields": {
+                    "subject": ticket.subject,
+                    "contact_id": ticket.contact_id,
+                    "pipeline": state.pipeline,
+                    "status": state.status,
+                    "owner": state.owner,
+                    "priority": state.priority,
+                    "category": state.category,
+                },
+            });
+            self.emit(
+                EventType::TicketActionRequested,
+                &ticket.id,
+                Some(&ticket.channel),
+                data,
+            );
+        }
+        Ok(())
+    }
+
+    /// Moves a conversation off its ticket onto a new ticket (split, or a reply on a closed
+    /// ticket whose pipeline opens new tickets). Returns the new ticket and the old one.
+    pub(super) fn detach(
+        &mut self,
+        conversation: &mut Conversation,
+        old: &Ticket,
+    ) -> Result<(Ticket, Ticket), StoreError> {
+        let mut old = old.clone();
+        // Cloning keeps whatever fields other work adds to the mirror's tickets.
+        let mut new = old.clone();
+        new.id = self.minter.mint(self.batch, "ticket")?;
+        new.conversations = vec![conversation.id.clone()];
+        new.created_at = self.at;
+        new.updated_at = self.at;
+        old.conversations.retain(|c| c != &conversation.id);
+        old.updated_at = self.at;
+        conversation.ticket_id = new.id.clone();
+        self.batch.put(keys::ticket(&old.id), &old);
+        self.batch.put(keys::ticket(&new.id), &new);
+        self.batch
+            .put(keys::conversation(&conversation.id), conversation);
+        Ok((new, old))
+    }
+
+    /// Removes a ticket and its conversations from the mirror (the store deleted them).
+    pub(super) fn delete_ticket(&mut self, ticket: &Ticket) -> Result<(), StoreError> {
+        let state = self.ticket_state(&ticket.id)?;
+        if state.open {
+            self.count_open(state.owner.as_deref(), -1)?;
+        }
+        for id in &ticket.conversations {
+            self.forget_conversation(id)?;
+        }
+        self.batch.remove(keys::ticket(&ticket.id));
+        self.batch.remove(ticket_key(&ticket.id));
+        Ok(())
+    }
+
+    /// Removes a conversation and its thread, so that a later message opens a new one.
+    pub(super) fn forget_conversation(&mut self, id: &str) -> Result<(), StoreError> {
+        if let Some(conversation) = self.batch.get::<Conversation>(&keys::conversation(id))? {
+            self.batch.remove(keys::thread(
+                &conversation.channel,
+                &conversation.thread_key,
+            ));
+        }
+        self.batch.remove(keys::conversation(id));
+        self.batch.remove(conversation_key(id));
+        Ok(())
+    }
+}
+
+/// Who an action goes to: the customer's addresses, or the users, teams' members and owner
+/// named, each once, with the address the directory has for them.
+fn recipients(
+    action: &ActionConfig,
+    ticket: &Ticket,
+    state: &TicketState,
+    snapshot: &Snapshot,
+    contact: &ContactView,
+) -> Vec<serde_json::Value> {
+    let mut recipients = Vec::new();
+    let mut add = |kind: &str, id: &str, email: Option<&String>| {
+        if let Some(email) = email {
+            let entry = json!({ "kind": kind, "id": id, "email": email });
+            if !recipients.contains(&entry) {
+                recipients.push(entry);
+            }
+        }
+    };
+    match action.action {
+        ActionKind::Acknowledge => {
+            for email in contact.emails() {
+                add("contact", &ticket.contact_id, Some(&email));
+            }
+        }
+        ActionKind::Notify => {
+            let mut users: Vec<&String> = action.users.iter().collect();
+            for team in &action.teams {
+                let members = snapshot
+                    .users
+                    .iter()
+                    .filter(|(_, u)| u.teams.contains(team));
+                users.extend(members.map(|(id, _)| id));
+            }
+            users.extend(state.owner.as_ref().filter(|_| action.owner));
+            for id in users {
+                add(
+                    "user",
+                    id,
+                    snapshot.users.get(id).and_then(|u| u.email.as_ref()),
+                );
+            }
+        }
+    }
+    recipients
+}
