@@ -7,9 +7,9 @@
 //!    cursor passes event `events` is the deskgate rate.
 //! 3. The same payloads, read back from the outbox, are published to another stream by a bare
 //!    loop with the same number of acks in flight, each publish with its `Nats-Msg-Id`.
-//! 4. With the sink caught up, API messages at a moderate rate; a NATS subscriber on the
-//!    stream's subjects sees each event as JetStream stores it. The WhatsApp channel is built
-//!    in parallel on another branch, so the inbound side is the API channel.
+//! 4. With the sink caught up, signed WhatsApp webhooks (one text message each) at a moderate
+//!    rate; a NATS subscriber on the stream's subjects sees each event as JetStream stores it,
+//!    and the latency runs from the webhook's 200 to that moment.
 //!
 //! deskgate runs on a tokio runtime of its own (in a thread of this process); the load and the
 //! NATS clients run on the bench's runtime.
@@ -83,12 +83,26 @@ impl Gateway {
     }
 }
 
-fn gateway_toml(state: &Path, sink: &str) -> String {
-    format!(
+fn gateway_toml(state: &Path, sink: &str) -> anyhow::Result<String> {
+    let meta = crate::whatsapp::write_secrets(&state.with_extension("secrets"))?;
+    Ok(format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n[events]\nrequire_token = false\n\
-         [log]\nfilter = \"warn\"\n[channels.api]\nkind = \"api\"\n{sink}",
+         [log]\nfilter = \"warn\"\n[channels.api]\nkind = \"api\"\n[channels.wa]\nkind = \"whatsapp\"\n{meta}\n{sink}",
         state.display()
-    )
+    ))
+}
+
+/// A signed WhatsApp Cloud API webhook with one text message, `wamid.<id>`.
+fn whatsapp_webhook(id: &str, customer: u64) -> (Bytes, String) {
+    use hmac::{Hmac, Mac};
+    let body = format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Customer {customer}"}},"wa_id":"{customer}"}}],"messages":[{{"from":"{customer}","id":"wamid.{id}","timestamp":"1700000000","text":{{"body":"Where is my order?"}},"type":"text"}}]}},"field":"messages"}}]}}]}}"#
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(crate::whatsapp::APP_SECRET.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(body.as_bytes());
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    (Bytes::from(body), signature)
 }
 
 fn sink_toml(url: &str, stream: &str, prefix: &str) -> String {
@@ -147,7 +161,7 @@ pub async fn run(events: u64, e2e_rate: u64, e2e_secs: u64) -> anyhow::Result<()
     let http: Http = Client::builder(TokioExecutor::new()).build_http();
 
     // 1. Fill the outbox.
-    let gateway = Gateway::start(gateway_toml(&state, "")).await?;
+    let gateway = Gateway::start(gateway_toml(&state, "")?).await?;
     let mut round = 0;
     loop {
         let status = get_json(&http, gateway.addr, "/v1/status").await?;
@@ -168,7 +182,7 @@ pub async fn run(events: u64, e2e_rate: u64, e2e_secs: u64) -> anyhow::Result<()
     let gateway = Gateway::start(gateway_toml(
         &state,
         &sink_toml(&nats.url, "DESKGATE", "dg"),
-    ))
+    )?)
     .await?;
     loop {
         let status = get_json(&http, gateway.addr, "/v1/status").await?;
@@ -276,7 +290,7 @@ async fn e2e(
             let now = Instant::now();
             if let Ok(event) = serde_json::from_slice::<Value>(&message.payload) {
                 let id = event["data"]["message"]["external_id"].as_str();
-                if let Some(id) = id.filter(|id| id.starts_with("e2e-")) {
+                if let Some(id) = id.filter(|id| id.starts_with("wamid.e2e-")) {
                     seen.lock().expect("no panics").insert(id.to_owned(), now);
                 }
             }
@@ -289,15 +303,13 @@ async fn e2e(
         ticker.tick().await;
         let (http, acked) = (http.clone(), Arc::clone(&acked));
         posts.push(tokio::spawn(async move {
-            let id = format!("e2e-{n}");
-            let body = format!(
-                r#"{{"external_id":"{id}","thread_id":"e2e-{}","from":{{"email":"e2e{}@example.com"}},"text":"latency probe"}}"#,
-                n % 50,
-                n % 20
-            );
-            let request = hyper::Request::post(format!("http://{addr}/hooks/api"))
+            let (body, signature) =
+                whatsapp_webhook(&format!("e2e-{n}"), 5_511_800_000_000 + n % 50);
+            let id = format!("wamid.e2e-{n}");
+            let request = hyper::Request::post(format!("http://{addr}/hooks/wa"))
                 .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(body)))?;
+                .header("x-hub-signature-256", signature)
+                .body(Full::new(body))?;
             let response = http.request(request).await?;
             let ok = response.status().is_success();
             let done = Instant::now();
