@@ -13,6 +13,7 @@ need systemd            # systemd-analyze verifies the unit file
 need dovecot-imapd # tests/email_imap.rs and bench mode imap: a real IMAP server
 need openssl # tests/email_imap.rs: a test CA and certificate for the TLS mailboxes
 need python3-aiosmtpd # the SMTP server the outbound tests deliver to
+need nats-server         # the NATS sink tests and the `nats` bench start a JetStream server
 if [ ${#packages[@]} -gt 0 ]; then
   echo "==> installing ${packages[*]}"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi

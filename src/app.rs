@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::channels::email::imap::{self, MailboxRegistry};
 use crate::config::Config;
+use crate::events::sinks::{self, SinkContext};
 use crate::events::{OutboxReader, OutboxWriter};
 use crate::http::{self, AppState};
 use crate::ids::Minter;
@@ -100,6 +101,20 @@ impl App {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         let sender = tokio::spawn(sender.run());
+        // Sink tasks stop on the shutdown token, which also drops their journal handles so that
+        // the journal writer can stop.
+        let sinks = sinks::start(
+            &config.sinks,
+            &config.retention,
+            SinkContext {
+                store: store.clone(),
+                visible: position_rx.clone(),
+                journal: journal.clone(),
+                shutdown: shutdown.clone(),
+            },
+            &tracker,
+        )
+        .context("starting the event sinks")?;
 
         let tokens = config
             .control
@@ -126,6 +141,7 @@ impl App {
             events: Arc::new(config.events.clone()),
             shutdown: shutdown.clone(),
             mailboxes,
+            sinks,
         };
         let listener = http::bind(config.server.listen)
             .await

@@ -216,6 +216,9 @@ pub enum Record {
     Event(Box<ChannelEvent>),
     /// A change to contacts asked for through the control API (owner, merge, erasure).
     Contact(ContactControl),
+    /// A sink gave up on an event and set it aside; journaled by the sink task so that the
+    /// `deskgate.sink.dead_lettered` event is sequenced like every other.
+    SinkDeadLettered(SinkDeadLettered),
 }
 
 /// The channel name control records are deduplicated under; it cannot be a configured channel
@@ -311,6 +314,7 @@ impl Record {
             Record::Event(event) => &event.channel,
             Record::Outbound(_) => OUTBOUND_CHANNEL,
             Record::Contact(_) => CONTACT_CONTROL_CHANNEL,
+            Record::SinkDeadLettered(dead) => &dead.sink,
         }
     }
 }
@@ -346,6 +350,7 @@ impl DedupeKey {
                 channel: CONTACT_CONTROL_CHANNEL.to_owned(),
                 external_id: control.key.clone(),
             },
+            Record::SinkDeadLettered(dead) => dead.dedupe_key(),
         }
     }
 }
@@ -480,6 +485,34 @@ impl SendResult {
 
 /// The pseudo-channel control records are deduplicated under; `:` cannot start a channel id.
 pub const CONTROL_CHANNEL: &str = ":control";
+
+/// An event a sink could not deliver within its attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkDeadLettered {
+    pub sink: String,
+    /// The outbox seq and CloudEvent id of the event given up on.
+    pub event_seq: u64,
+    pub event_id: String,
+    pub event_type: String,
+    /// The ticket or contact the event is about.
+    pub event_subject: String,
+    pub attempts: u32,
+    pub last_error: String,
+    /// How many times the event had been replayed before this give-up (0 the first time):
+    /// part of the idempotency key, so a later give-up after a replay is a new record.
+    pub generation: u32,
+    pub at: DateTime<Utc>,
+}
+
+impl SinkDeadLettered {
+    /// The journal's idempotency key: a channel id cannot contain ':', so no clash.
+    pub fn dedupe_key(&self) -> DedupeKey {
+        DedupeKey {
+            channel: format!("sink:{}", self.sink),
+            external_id: format!("{}/{}", self.event_seq, self.generation),
+        }
+    }
+}
 
 /// A control API mutation as journaled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -207,6 +207,9 @@ impl Processor {
                 };
                 contacts::control::apply(batch, &announce, seq, &control.command).map(|_| ())
             }
+            Record::SinkDeadLettered(dead) => {
+                crate::events::sinks::dead_letter::apply(&self.outbox, batch, dead)
+            }
             Record::Control(control) => {
                 let (minter, outbox) = (&self.minter, &self.outbox);
                 tickets::apply_control(&self.routing, batch, minter, outbox, seq, control)
@@ -314,6 +317,7 @@ impl Processor {
                 Some(input.external_id.clone()),
                 input.raw_blob.clone(),
             ),
+            Some(Record::SinkDeadLettered(dead)) => (dead.at, None, None),
             Some(Record::Control(control)) => (control.at, Some(control.key.clone()), None),
             Some(Record::Event(event)) => {
                 (event.received_at, Some(event.external_id.clone()), None)

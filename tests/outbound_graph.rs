@@ -344,8 +344,22 @@ async fn whatsapp_replies_need_the_24_hour_window_and_chat_replies_become_events
     let client = reqwest::Client::new();
 
     // Inside 24 hours it is sent (after one transient outage); outside, refused.
-    let wa = customer(&client, &daemon, "wa", json!({"phone": "+1 415 555 0100"}), 2).await;
-    let wa_old = customer(&client, &daemon, "wa", json!({"phone": "+1 415 555 0199"}), 30).await;
+    let wa = customer(
+        &client,
+        &daemon,
+        "wa",
+        json!({"phone": "+1 415 555 0100"}),
+        2,
+    )
+    .await;
+    let wa_old = customer(
+        &client,
+        &daemon,
+        "wa",
+        json!({"phone": "+1 415 555 0199"}),
+        30,
+    )
+    .await;
     assert_eq!(reply(&client, &daemon, &wa, "wa-1").await.0, 202);
     let (status, body) = reply(&client, &daemon, &wa_old, "wa-2").await;
     assert_eq!(status, 422, "{body}");

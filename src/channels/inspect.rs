@@ -22,9 +22,11 @@ pub fn item_kind(record: &Record) -> &'static str {
             ChannelEventKind::DeliveryStatus => "delivery_status",
             ChannelEventKind::Other => "other",
         },
-        Record::Quarantine(_) | Record::Control(_) | Record::Outbound(_) | Record::Contact(_) => {
-            "other"
-        }
+        Record::Quarantine(_)
+        | Record::Control(_)
+        | Record::Outbound(_)
+        | Record::Contact(_)
+        | Record::SinkDeadLettered(_) => "other",
     }
 }
 
@@ -67,6 +69,10 @@ pub fn describe(record: &Record) -> Value {
         Record::Outbound(outbound) => json!({
             "kind": kind,
             "external_id": outbound.dedupe_key().external_id,
+        }),
+        Record::SinkDeadLettered(dead) => json!({
+            "kind": kind,
+            "external_id": dead.dedupe_key().external_id,
         }),
         Record::Quarantine(input) => json!({
             "kind": kind,

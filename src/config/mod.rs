@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod sinks;
+pub use sinks::{RetentionConfig, SinkConfig};
 pub mod email;
 
 pub use email::EmailConfig;
@@ -53,6 +55,12 @@ pub struct Config {
     /// Inbound channels by id; each gets the URL `/hooks/{id}`.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// Event sinks by name (`[sinks.<name>]`), each with its own durable cursor.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// How long the outbox keeps events once every sink has passed them.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// Users, teams and ticket pipelines.
     #[serde(default)]
     pub routing: RoutingConfig,
@@ -533,6 +541,7 @@ impl Config {
             problems.extend(channel.validate_kind_options(&format!("channels.{id}")));
         }
         problems.extend(tokens.err());
+        problems.extend(sinks::validate(&self.sinks, &self.retention));
         problems.extend(self.routing.validate(&self.channels));
         problems.extend(self.outbound.validate(self.channels.keys()));
         self.contacts.validate(&mut problems);

@@ -95,9 +95,11 @@ pub fn redact(record: &mut Record) -> Vec<String> {
             event.detail = serde_json::Value::Null;
             Vec::new()
         }
-        Record::Quarantine(_) | Record::Contact(_) | Record::Control(_) | Record::Outbound(_) => {
-            Vec::new()
-        }
+        Record::Quarantine(_)
+        | Record::Contact(_)
+        | Record::Control(_)
+        | Record::Outbound(_)
+        | Record::SinkDeadLettered(_) => Vec::new(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! describe, and become visible to readers only after that step is flushed.
 
 mod outbox;
+pub mod sinks;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -23,6 +24,7 @@ pub enum EventType {
     TicketCreated,
     TicketMessageAdded,
     InboundQuarantined,
+    SinkDeadLettered,
     TicketAssigned,
     TicketStatusTrigger,
     TicketStatusChanged,
@@ -54,6 +56,7 @@ impl EventType {
             EventType::TicketCreated => "deskgate.ticket.created",
             EventType::TicketMessageAdded => "deskgate.ticket.message_added",
             EventType::InboundQuarantined => "deskgate.inbound.quarantined",
+            EventType::SinkDeadLettered => "deskgate.sink.dead_lettered",
             EventType::TicketAssigned => "deskgate.ticket.assigned",
             EventType::TicketStatusTrigger => "deskgate.ticket.status_trigger",
             EventType::TicketStatusChanged => "deskgate.ticket.status_changed",

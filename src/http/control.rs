@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::routes::AppState;
+use crate::events::sinks::{DeadLetter, ReplayError};
 use crate::processor::Quarantined;
 use crate::store::keys;
 
@@ -42,6 +43,15 @@ impl Tokens {
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/control/quarantine", get(list_quarantine))
+        .route("/v1/control/sinks", get(list_sinks))
+        .route(
+            "/v1/control/sinks/{sink}/dead_letters",
+            get(list_dead_letters),
+        )
+        .route(
+            "/v1/control/sinks/{sink}/dead_letters/{seq}/replay",
+            post(replay_dead_letter),
+        )
         .route(
             "/v1/control/quarantine/{seq}/retry",
             axum::routing::post(super::mail_control::retry_quarantined),
@@ -114,4 +124,67 @@ async fn list_quarantine(
     let next = items.last().map(|(_, q)| q.journal_seq);
     let items: Vec<_> = items.into_iter().map(|(_, q)| q).collect();
     Ok(Json(json!({ "items": items, "next": next })))
+}
+
+/// `GET /v1/control/sinks`: every sink's cursor, lag, health and counters.
+async fn list_sinks(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "sinks": state.sinks.statuses() }))
+}
+
+/// `GET /v1/control/sinks/{sink}/dead_letters?after=SEQ&limit=N`: events the sink gave up on,
+/// by event seq.
+async fn list_dead_letters(
+    State(state): State<AppState>,
+    Path(sink): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !state.sinks.contains(&sink) {
+        return Err(ApiError::NotFound(format!(
+            "no sink {sink:?} is configured"
+        )));
+    }
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let items = state
+        .store
+        .sink_dead_list::<DeadLetter>(&sink, page.after.unwrap_or(0), limit)?;
+    let next = items.last().map(|(seq, _)| *seq);
+    let items: Vec<_> = items.into_iter().map(|(_, dead)| dead).collect();
+    Ok(Json(json!({ "items": items, "next": next })))
+}
+
+/// `POST /v1/control/sinks/{sink}/dead_letters/{seq}/replay`: queues the dead letter for
+/// redelivery (202). It leaves the list once delivered; if it fails again it stays, with a new
+/// `deskgate.sink.dead_lettered` event.
+async fn replay_dead_letter(
+    State(state): State<AppState>,
+    Path((sink, seq)): Path<(String, u64)>,
+) -> Result<Response, ApiError> {
+    if !state.sinks.contains(&sink) {
+        return Err(ApiError::NotFound(format!(
+            "no sink {sink:?} is configured"
+        )));
+    }
+    if state
+        .store
+        .sink_dead_get::<DeadLetter>(&sink, seq)?
+        .is_none()
+    {
+        return Err(ApiError::NotFound(format!(
+            "sink {sink:?} has no dead letter for event {seq}"
+        )));
+    }
+    state
+        .sinks
+        .replay(&sink, seq)
+        .map_err(|error| match error {
+            ReplayError::NoSink(_) | ReplayError::NoDeadLetters(_) => {
+                ApiError::NotFound(error.to_string())
+            }
+            ReplayError::Busy(_) => ApiError::Unavailable {
+                message: error.to_string(),
+                retry_after_secs: 5,
+            },
+        })?;
+    let body = Json(json!({ "status": "queued", "sink": sink, "event_seq": seq }));
+    Ok((StatusCode::ACCEPTED, body).into_response())
 }

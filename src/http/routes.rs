@@ -26,6 +26,7 @@ use super::ratelimit::RateLimits;
 use crate::channels::email::imap::MailboxRegistry;
 use crate::channels::{self, HookRequest};
 use crate::config::{ChannelConfig, ChannelKind, EventsConfig};
+use crate::events::sinks::Sinks;
 use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
 use crate::processor::Position;
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Read access to state for the control API.
     pub store: Store,
     pub blobs: Blobs,
+    /// The event sinks' statuses and replay queues.
+    pub sinks: Sinks,
     /// How long a hook may take to receive its body.
     pub body_read_timeout_secs: u64,
     /// Renders `/metrics`.
@@ -298,6 +301,7 @@ async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         },
         "processor": { "cursor": position.cursor },
         "outbox": { "last_seq": position.outbox },
+        "sinks": state.sinks.statuses(),
     }))
 }
 
@@ -336,12 +340,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    // A mailbox that cannot connect does not make deskgate unready (the hooks still work); it
-    // is reported here for operators.
-    if state.mailboxes.is_empty() {
-        return Json(json!({ "status": "ready" })).into_response();
+    // A failing sink does not stop ingestion (events wait in the outbox), nor does a mailbox
+    // that cannot connect (the hooks still work): readiness stays 200 and the body says which
+    // sink or mailbox is failing.
+    let sinks = state.sinks.statuses();
+    let degraded = sinks.values().any(|sink| !sink.healthy);
+    let status = if degraded { "degraded" } else { "ready" };
+    let mut body = json!({ "status": status, "sinks": sinks });
+    if !state.mailboxes.is_empty() {
+        body["mailboxes"] = json!(state.mailboxes.snapshot());
     }
-    Json(json!({ "status": "ready", "mailboxes": state.mailboxes.snapshot() })).into_response()
+    Json(body).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -34,6 +34,11 @@ pub fn outbox(seq: u64) -> Vec<u8> {
     key
 }
 
+/// The prefix of every outbox key.
+pub fn outbox_prefix() -> &'static [u8] {
+    OUTBOX
+}
+
 pub fn outbox_seq(key: &[u8]) -> u64 {
     be_u64(&key[OUTBOX.len()..])
 }

@@ -14,6 +14,7 @@ mod batch;
 mod blobs;
 pub mod keys;
 mod mailboxes;
+mod sinks;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +48,8 @@ pub struct Store {
     db: sled::Db,
     journal: sled::Tree,
     state: sled::Tree,
+    /// Each sink's cursor and dead letters; written only by the sink tasks (see `sinks.rs`).
+    sinks: sled::Tree,
     /// Set once a write or flush fails with an I/O error. sled then refuses every later write
     /// for the life of the process (seen here with a full disk): only reopening the database
     /// recovers, which the app does by restarting itself once space returns.
@@ -78,6 +81,7 @@ impl Store {
         Ok(Store {
             journal: db.open_tree("journal")?,
             state: db.open_tree("state")?,
+            sinks: db.open_tree("sinks")?,
             db,
             failed: Arc::default(),
         })

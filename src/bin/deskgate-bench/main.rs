@@ -14,6 +14,7 @@
 mod contacts;
 mod imap;
 mod load;
+mod nats;
 mod servers;
 mod whatsapp;
 
@@ -45,6 +46,16 @@ enum Mode {
         /// Rounds of each server, alternating.
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+    },
+    /// The NATS JetStream sink delivering an outbox of `events` events, against a bare
+    /// async-nats publish loop; then inbound-2xx-to-stream latency at `e2e_rate` messages/s.
+    Nats {
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value_t = 200)]
+        e2e_rate: u64,
+        #[arg(long, default_value_t = 10)]
+        e2e_secs: u64,
     },
     /// Signed WhatsApp text-message webhooks (unique wamids) under 64 connections, against a
     /// no-op hyper server.
@@ -111,6 +122,11 @@ fn main() -> ExitCode {
                 secs,
                 rounds,
             } => ingest(connections, Duration::from_secs(secs), rounds).await,
+            Mode::Nats {
+                events,
+                e2e_rate,
+                e2e_secs,
+            } => nats::run(events, e2e_rate, e2e_secs).await,
             Mode::Whatsapp {
                 connections,
                 secs,

@@ -1,0 +1,213 @@
+//! A sink's view of the outbox: the events after its cursor, and the cursor's moves, with the
+//! sink's status and metrics kept up to date on the way.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{lock, SharedStatus, SinkContext};
+use crate::processor::Position;
+use crate::store::{Store, StoreError};
+
+/// One outbox event as a sink delivers it.
+#[derive(Debug, Clone)]
+pub struct OutEvent {
+    pub seq: u64,
+    pub id: String,
+    pub event_type: String,
+    pub subject: String,
+    pub time: DateTime<Utc>,
+    /// The CloudEvent JSON exactly as the outbox holds it.
+    pub body: Bytes,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    subject: String,
+    time: DateTime<Utc>,
+}
+
+impl OutEvent {
+    pub fn parse(seq: u64, body: Bytes) -> Result<OutEvent, StoreError> {
+        let envelope: Envelope =
+            serde_json::from_slice(&body).map_err(|e| StoreError::Corrupt {
+                key: format!("outbox/{seq}"),
+                reason: e.to_string(),
+            })?;
+        Ok(OutEvent {
+            seq,
+            id: envelope.id,
+            event_type: envelope.event_type,
+            subject: envelope.subject,
+            time: envelope.time,
+            body,
+        })
+    }
+}
+
+pub struct Feed {
+    pub name: String,
+    pub store: Store,
+    pub shutdown: CancellationToken,
+    visible: watch::Receiver<Position>,
+    batch: usize,
+    status: SharedStatus,
+    /// The last event delivered.
+    cursor: u64,
+    /// The cursor as last written to the store.
+    stored: u64,
+    /// Deliveries not yet added to the status and metrics.
+    unreported: u64,
+    /// How many cursor moves may go unwritten while the sink is behind.
+    progress_every: u64,
+}
+
+impl Feed {
+    /// Loads the sink's cursor; a new sink starts before the oldest event the outbox keeps.
+    pub fn new(
+        name: &str,
+        context: &SinkContext,
+        batch: usize,
+        status: SharedStatus,
+    ) -> Result<Feed, StoreError> {
+        let store = context.store.clone();
+        let cursor = match store.sink_cursor(name)? {
+            Some(cursor) => cursor,
+            None => {
+                let start = match store.outbox_oldest()? {
+                    Some(oldest) => oldest.saturating_sub(1),
+                    None => context.visible.borrow().outbox,
+                };
+                // Written at once so that compaction never deletes what this sink has not seen.
+                store.sink_set_cursor(name, start)?;
+                start
+            }
+        };
+        lock(&status).cursor = cursor;
+        Ok(Feed {
+            name: name.to_owned(),
+            store,
+            shutdown: context.shutdown.clone(),
+            visible: context.visible.clone(),
+            batch,
+            status,
+            cursor,
+            stored: cursor,
+            unreported: 0,
+            progress_every: 1,
+        })
+    }
+
+    /// Lets up to `moves` cursor moves go unwritten while the sink is behind: worth it where
+    /// deliveries are cheap and a repeat costs nothing (JetStream drops it).
+    pub fn write_cursor_every(&mut self, moves: u64) {
+        self.progress_every = moves.max(1);
+    }
+
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Waits until there are events after `after`; false when shutdown came first.
+    pub async fn wait_after(&mut self, after: u64) -> bool {
+        let shutdown = self.shutdown.clone();
+        tokio::select! {
+            seen = self.visible.wait_for(|position| position.outbox > after) => seen.is_ok(),
+            () = shutdown.cancelled() => false,
+        }
+    }
+
+    /// The events after `after` that are visible now, at most one batch; updates the lag.
+    pub fn read_after(&self, after: u64) -> Result<Vec<OutEvent>, StoreError> {
+        let upto = self.visible.borrow().outbox;
+        let raw = self.store.outbox_read(after, upto, self.batch)?;
+        let events = raw
+            .into_iter()
+            .map(|(seq, value)| OutEvent::parse(seq, Bytes::copy_from_slice(&value)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(events)
+    }
+
+    /// Moves the cursor over a delivered (or dead-lettered) event. The store, the status and
+    /// the metrics follow every `progress_every` events and whenever the sink catches up: a
+    /// cursor move lost in a crash only repeats deliveries, which consumers deduplicate by id.
+    pub fn commit(&mut self, event_seq: u64, next_time: Option<DateTime<Utc>>) {
+        self.cursor = event_seq;
+        let last = self.visible.borrow().outbox;
+        let lag_events = last.saturating_sub(event_seq);
+        if lag_events > 0 && event_seq - self.stored < self.progress_every {
+            return;
+        }
+        if let Err(error) = self.store.sink_set_cursor(&self.name, event_seq) {
+            // The in-memory cursor still moves: a lost write only repeats deliveries.
+            tracing::error!(%error, sink = %self.name, "could not store the sink cursor");
+        }
+        self.stored = event_seq;
+        let lag_seconds = match next_time {
+            Some(time) if lag_events > 0 => {
+                (Utc::now() - time).num_milliseconds().max(0) as f64 / 1000.0
+            }
+            _ => 0.0,
+        };
+        let delivered = std::mem::take(&mut self.unreported);
+        let mut status = lock(&self.status);
+        status.cursor = event_seq;
+        status.lag_events = lag_events;
+        status.lag_seconds = lag_seconds;
+        status.delivered += delivered;
+        if delivered > 0 {
+            status.healthy = true;
+            status.last_error = None;
+        }
+        drop(status);
+        let sink = self.name.clone();
+        metrics::gauge!("deskgate_sink_lag_events", "sink" => sink.clone()).set(lag_events as f64);
+        metrics::gauge!("deskgate_sink_lag_seconds", "sink" => sink.clone()).set(lag_seconds);
+        metrics::counter!("deskgate_sink_delivered_total", "sink" => sink).increment(delivered);
+    }
+
+    /// Counts a successful delivery; reported with the next cursor move.
+    pub fn delivered(&mut self, count: u64) {
+        self.unreported += count;
+    }
+
+    /// Records a failed attempt that will be retried; refreshes the lag so that it shows while
+    /// the sink is stuck.
+    pub fn failed(&self, error: &str, oldest_pending: Option<DateTime<Utc>>) {
+        let last = self.visible.borrow().outbox;
+        let lag_events = last.saturating_sub(self.cursor);
+        let lag_seconds = oldest_pending
+            .map(|time| (Utc::now() - time).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        let mut status = lock(&self.status);
+        status.retried += 1;
+        status.healthy = false;
+        status.last_error = Some(error.to_owned());
+        status.lag_events = lag_events;
+        status.lag_seconds = lag_seconds;
+        drop(status);
+        metrics::counter!("deskgate_sink_retried_total", "sink" => self.name.clone()).increment(1);
+        metrics::gauge!("deskgate_sink_lag_events", "sink" => self.name.clone())
+            .set(lag_events as f64);
+        metrics::gauge!("deskgate_sink_lag_seconds", "sink" => self.name.clone()).set(lag_seconds);
+    }
+
+    pub fn dead_lettered(&self) {
+        lock(&self.status).dead_lettered += 1;
+        metrics::counter!("deskgate_sink_dead_lettered_total", "sink" => self.name.clone())
+            .increment(1);
+    }
+
+    /// Sleeps, unless shutdown comes first (then false).
+    pub async fn pause(&self, wait: std::time::Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = self.shutdown.cancelled() => false,
+        }
+    }
+}

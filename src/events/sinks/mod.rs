@@ -1,0 +1,180 @@
+//! Event sinks: deliver the outbox to NATS JetStream and signed webhooks.
+//!
+//! Each configured sink runs as one task that reads the outbox after its own durable cursor
+//! (in the `sinks` tree, written by that task alone), delivers, and moves the cursor only over
+//! events that were delivered (or dead-lettered), in order. A slow or broken sink holds back
+//! nobody but itself: ingestion and the other sinks read the same outbox independently, and
+//! the outbox keeps events until every sink has passed them ([`retention`]).
+//!
+//! Delivery is at least once: a crash between a delivery and the cursor's move repeats the
+//! delivery with the same event id (JetStream's duplicate window drops it; a webhook receiver
+//! sees the same `webhook-id`).
+
+pub mod dead_letter;
+mod feed;
+mod nats;
+pub mod retention;
+mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::sinks::SinkKind;
+use crate::config::{RetentionConfig, SinkConfig};
+use crate::journal::JournalHandle;
+use crate::processor::Position;
+use crate::store::Store;
+
+pub use dead_letter::DeadLetter;
+use feed::Feed;
+
+/// How a sink is doing, for `/readyz` and `/v1/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SinkStatus {
+    pub kind: &'static str,
+    /// The last event seq delivered.
+    pub cursor: u64,
+    /// Events sequenced but not yet delivered.
+    pub lag_events: u64,
+    /// Age of the oldest undelivered event.
+    pub lag_seconds: f64,
+    /// False while deliveries fail; events then accumulate in the outbox.
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub delivered: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+}
+
+type SharedStatus = Arc<Mutex<SinkStatus>>;
+
+/// Reads a status; a poisoned lock only means a panic elsewhere mid-update of plain numbers.
+fn lock(status: &SharedStatus) -> std::sync::MutexGuard<'_, SinkStatus> {
+    status
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct SinkHandle {
+    status: SharedStatus,
+    replay: Option<mpsc::Sender<u64>>,
+}
+
+/// The running sinks, as the HTTP routes see them. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Sinks(Arc<BTreeMap<String, SinkHandle>>);
+
+/// Why a replay request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("no sink {0:?} is configured")]
+    NoSink(String),
+    #[error("sink {0:?} does not keep dead letters")]
+    NoDeadLetters(String),
+    #[error("sink {0:?} has too many replays queued; try again later")]
+    Busy(String),
+}
+
+impl Sinks {
+    /// Every sink's status, by name.
+    pub fn statuses(&self) -> BTreeMap<String, SinkStatus> {
+        self.0
+            .iter()
+            .map(|(name, handle)| (name.clone(), lock(&handle.status).clone()))
+            .collect()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// Queues a dead letter for redelivery by its sink's task.
+    pub fn replay(&self, name: &str, seq: u64) -> Result<(), ReplayError> {
+        let handle = self
+            .0
+            .get(name)
+            .ok_or_else(|| ReplayError::NoSink(name.to_owned()))?;
+        let queue = handle
+            .replay
+            .as_ref()
+            .ok_or_else(|| ReplayError::NoDeadLetters(name.to_owned()))?;
+        queue
+            .try_send(seq)
+            .map_err(|_| ReplayError::Busy(name.to_owned()))
+    }
+}
+
+/// What every sink task needs from the daemon.
+pub struct SinkContext {
+    pub store: Store,
+    pub visible: watch::Receiver<Position>,
+    pub journal: JournalHandle,
+    pub shutdown: CancellationToken,
+}
+
+/// Starts one task per configured sink and the compaction task, all on `tracker`.
+pub fn start(
+    configs: &BTreeMap<String, SinkConfig>,
+    retention: &RetentionConfig,
+    context: SinkContext,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Sinks> {
+    let names: Vec<String> = configs.keys().cloned().collect();
+    context.store.sink_forget_others(&names)?;
+    let mut handles = BTreeMap::new();
+    for (name, config) in configs {
+        let status = Arc::new(Mutex::new(SinkStatus {
+            kind: match config.kind {
+                SinkKind::Nats => "nats",
+                SinkKind::Webhook => "webhook",
+            },
+            healthy: true,
+            ..SinkStatus::default()
+        }));
+        let feed = Feed::new(name, &context, config.batch, Arc::clone(&status))?;
+        let replay = match (config.kind, &config.nats, &config.webhook) {
+            (SinkKind::Nats, Some(nats), _) => {
+                tracker.spawn(nats::run(feed, nats.clone()));
+                None
+            }
+            (SinkKind::Webhook, _, Some(hook)) => {
+                let (replay_tx, replay_rx) = mpsc::channel(1024);
+                let sink = webhook::WebhookSink::new(name, hook, context.journal.clone())?;
+                tracker.spawn(sink.run(feed, replay_rx));
+                Some(replay_tx)
+            }
+            // Validation refuses a sink without its kind's table.
+            _ => anyhow::bail!("sinks.{name}: missing the options table of its kind"),
+        };
+        handles.insert(name.clone(), SinkHandle { status, replay });
+    }
+    tracker.spawn(retention::run(
+        context.store.clone(),
+        context.visible.clone(),
+        names,
+        retention.clone(),
+        context.shutdown.clone(),
+    ));
+    Ok(Sinks(Arc::new(handles)))
+}
+
+/// Jittered exponential backoff: the n-th retry (from 0) waits between half and all of
+/// `min * 2^n`, capped at `max`.
+pub(crate) fn backoff(retry: u32, min_ms: u64, max_ms: u64) -> Duration {
+    let ceiling = min_ms
+        .saturating_mul(1u64 << retry.min(32))
+        .clamp(min_ms, max_ms);
+    let wait = rand::thread_rng().gen_range(ceiling / 2..=ceiling);
+    Duration::from_millis(wait.max(1))
+}
+
+#[cfg(test)]
+mod tests;

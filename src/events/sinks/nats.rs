@@ -1,0 +1,188 @@
+//! The NATS JetStream sink: publishes every event to `<prefix>.<event type>` with
+//! `Nats-Msg-Id` = the event id, and moves its cursor only over acknowledged publishes.
+//!
+//! Publishes are pipelined up to `max_in_flight`, but never two of the same subject (ticket or
+//! contact) at once: an event waits for the ack of the previous event about the same thing, so
+//! a failed publish can never let a later event of that ticket land before it. Acks are taken
+//! in publish order and the cursor moves over them in order. On any failure the pipeline is
+//! dropped and publishing starts again after the last acknowledged event; JetStream's duplicate
+//! window drops what had already landed.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use async_nats::jetstream::context::{Publish, PublishAckFuture};
+use async_nats::jetstream::{self, stream};
+use async_nats::ServerAddr;
+use chrono::{DateTime, Utc};
+
+use super::backoff;
+use super::feed::Feed;
+use crate::config::sinks::{NatsSinkConfig, NatsStorage};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the sink until shutdown.
+pub async fn run(mut feed: Feed, config: NatsSinkConfig) {
+    feed.write_cursor_every(config.max_in_flight as u64);
+    let mut failures = 0u32;
+    let Some(client) = connect(&mut feed, &config).await else {
+        return;
+    };
+    let mut js = jetstream::new(client);
+    js.set_timeout(Duration::from_millis(config.ack_timeout_ms));
+    loop {
+        let attempt = async {
+            ensure_stream(&js, &config).await?;
+            publish_loop(&js, &mut feed, &config, &mut failures).await
+        };
+        match attempt.await {
+            Ok(()) => break,
+            Err(_) if feed.shutdown.is_cancelled() => break,
+            Err(error) => {
+                let pending = feed.read_after(feed.cursor()).ok();
+                let oldest = pending.and_then(|p| p.first().map(|e| e.time));
+                feed.failed(&error.to_string(), oldest);
+                tracing::warn!(sink = %feed.name, %error, cursor = feed.cursor(), "NATS delivery failed; retrying");
+                let wait = backoff(failures, config.backoff_min_ms, config.backoff_max_ms);
+                failures = failures.saturating_add(1);
+                if !feed.pause(wait).await {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::debug!(sink = %feed.name, cursor = feed.cursor(), "NATS sink stopped");
+}
+
+/// Connects, retrying with backoff; None on shutdown. Once connected, the client reconnects
+/// by itself.
+async fn connect(feed: &mut Feed, config: &NatsSinkConfig) -> Option<async_nats::Client> {
+    let servers: Vec<ServerAddr> = config
+        .servers
+        .iter()
+        .filter_map(|server| server.parse().ok())
+        .collect();
+    let mut retry = 0;
+    loop {
+        let options = async_nats::ConnectOptions::new()
+            .name(format!("deskgate-sink-{}", feed.name))
+            .connection_timeout(Duration::from_millis(config.ack_timeout_ms))
+            .max_reconnects(None);
+        match options.connect(servers.clone()).await {
+            Ok(client) => {
+                tracing::info!(sink = %feed.name, "connected to NATS");
+                return Some(client);
+            }
+            Err(error) => {
+                feed.failed(&format!("connecting to NATS: {error}"), None);
+                tracing::warn!(sink = %feed.name, %error, "cannot connect to NATS; retrying");
+            }
+        }
+        let wait = backoff(retry, config.backoff_min_ms, config.backoff_max_ms);
+        retry = retry.saturating_add(1);
+        if !feed.pause(wait).await {
+            return None;
+        }
+    }
+}
+
+/// Creates the stream when absent; warns when an existing one deduplicates for too short.
+async fn ensure_stream(js: &jetstream::Context, config: &NatsSinkConfig) -> Result<(), Error> {
+    let wanted = stream::Config {
+        name: config.stream.clone(),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        storage: match config.storage {
+            NatsStorage::File => stream::StorageType::File,
+            NatsStorage::Memory => stream::StorageType::Memory,
+        },
+        num_replicas: config.replicas,
+        duplicate_window: Duration::from_secs(config.duplicate_window_secs),
+        ..Default::default()
+    };
+    let stream = js.get_or_create_stream(wanted).await?;
+    let window = stream.cached_info().config.duplicate_window;
+    if window < Duration::from_secs(config.duplicate_window_secs) {
+        tracing::warn!(
+            stream = %config.stream,
+            window_secs = window.as_secs(),
+            "the existing stream's duplicate window is shorter than configured; re-publishes after a long outage may show as duplicates"
+        );
+    }
+    Ok(())
+}
+
+struct InFlight {
+    seq: u64,
+    subject: String,
+    ack: PublishAckFuture,
+}
+
+/// Publishes until shutdown (Ok) or a failure (Err, to be retried from the cursor).
+async fn publish_loop(
+    js: &jetstream::Context,
+    feed: &mut Feed,
+    config: &NatsSinkConfig,
+    failures: &mut u32,
+) -> Result<(), Error> {
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut subjects: HashSet<String> = HashSet::new();
+    let mut published = feed.cursor();
+    loop {
+        let events = feed.read_after(published)?;
+        if events.is_empty() {
+            if in_flight.is_empty() {
+                if !feed.wait_after(published).await {
+                    return Ok(());
+                }
+            } else {
+                settle_front(feed, &mut in_flight, &mut subjects, None).await?;
+            }
+            continue;
+        }
+        for (i, event) in events.iter().enumerate() {
+            while in_flight.len() >= config.max_in_flight || subjects.contains(&event.subject) {
+                let next_time = events.get(i).map(|e| e.time);
+                settle_front(feed, &mut in_flight, &mut subjects, next_time).await?;
+            }
+            let subject = format!("{}.{}", config.subject_prefix, event.event_type);
+            let message = Publish::build()
+                .payload(event.body.clone())
+                .message_id(&event.id);
+            let ack = js.send_publish(subject, message).await?;
+            subjects.insert(event.subject.clone());
+            in_flight.push_back(InFlight {
+                seq: event.seq,
+                subject: event.subject.clone(),
+                ack,
+            });
+            published = event.seq;
+        }
+        *failures = 0;
+    }
+}
+
+/// Waits for the oldest publish's ack and moves the cursor over it.
+async fn settle_front(
+    feed: &mut Feed,
+    in_flight: &mut VecDeque<InFlight>,
+    subjects: &mut HashSet<String>,
+    next_time: Option<DateTime<Utc>>,
+) -> Result<(), Error> {
+    let Some(front) = in_flight.pop_front() else {
+        return Ok(());
+    };
+    let shutdown = feed.shutdown.clone();
+    let ack = tokio::select! {
+        ack = front.ack => ack?,
+        // Unacknowledged publishes are repeated at the next start; the window drops them.
+        () = shutdown.cancelled() => return Err("shutting down".into()),
+    };
+    subjects.remove(&front.subject);
+    if ack.duplicate {
+        tracing::debug!(sink = %feed.name, seq = front.seq, "JetStream already had this event");
+    }
+    feed.delivered(1);
+    feed.commit(front.seq, next_time);
+    Ok(())
+}
