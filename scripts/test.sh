@@ -34,3 +34,6 @@ echo "==> check-config on every shipped config"
 for config in config/*.toml; do
   cargo run --quiet --locked --bin deskgate -- check-config "$config"
 done
+
+echo "==> fuzz every parser of outside input briefly (scripts/fuzz.sh 3600 for a long run)"
+scripts/fuzz.sh 10
