@@ -23,7 +23,7 @@ use crate::contacts;
 use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
-use crate::model::{Inbound, Record};
+use crate::model::{AutomaticKind, AutomaticRequest, Inbound, Record};
 use crate::outbound::{self, Planner};
 use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, StateBatch, Store, StoreError};
@@ -258,6 +258,53 @@ impl Processor {
         self.outbox.push(batch, at, &draft)?;
         tickets::push_events(&self.outbox, batch, at, &routed.events)?;
         outbound::observe::inbound(&self.outbound_ctx(), batch, seq, inbound, &threaded)?;
+        self.request_actions(batch, seq, &routed.events, &threaded, inbound.received_at)?;
+        Ok(())
+    }
+
+    /// Turns the status-reached actions routing decided for this message (acknowledge the
+    /// customer, notify agents) into automatic-mail requests in the same step, so they are sent
+    /// exactly once. The outbound policy still applies: no mail to automatic senders, machine
+    /// addresses or suppressed addresses, and the per-recipient caps.
+    fn request_actions(
+        &self,
+        batch: &mut StateBatch<'_>,
+        seq: u64,
+        events: &[EventDraft],
+        threaded: &Threaded,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let actions = events
+            .iter()
+            .filter(|draft| draft.event_type == EventType::TicketActionRequested);
+        for (i, draft) in actions.enumerate() {
+            let data = &draft.data;
+            let kind = match data["action"].as_str() {
+                Some("acknowledge") => AutomaticKind::Acknowledgement,
+                Some("notify") => AutomaticKind::Notification,
+                _ => continue,
+            };
+            let emails = data["recipients"].as_array().into_iter().flatten();
+            let emails: Vec<&str> = emails.filter_map(|r| r["email"].as_str()).collect();
+            // One acknowledgement per ticket, to the customer's first address.
+            let take = if kind == AutomaticKind::Acknowledgement {
+                1
+            } else {
+                emails.len()
+            };
+            for (j, email) in emails.into_iter().take(take).enumerate() {
+                let request = AutomaticRequest {
+                    idempotency_key: format!("action:{seq}:{i}:{j}"),
+                    kind,
+                    template: data["template"].as_str().unwrap_or_default().to_owned(),
+                    conversation_id: threaded.conversation.id.clone(),
+                    to: Some(email.to_owned()),
+                    fields: data["fields"].as_object().cloned().unwrap_or_default(),
+                    requested_at: at,
+                };
+                outbound::apply::request_automatic(&self.outbound_ctx(), batch, seq, &request)?;
+            }
+        }
         Ok(())
     }
 
