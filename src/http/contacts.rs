@@ -12,8 +12,6 @@
 //! applied once: the `Idempotency-Key` header (else a fresh UUID) is the record's dedupe key;
 //! the handler waits for the processor to apply it and answers with the outcome it stored.
 
-use std::time::Duration;
-
 use axum::extract::{Path, RawQuery, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -24,16 +22,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
+use super::journaled;
 use super::routes::AppState;
 use crate::channels::identity;
 use crate::contacts::{self, control::Outcome, Contact};
-use crate::journal::Appended;
 use crate::model::{ContactCommand, ContactControl, Identity, Record};
 use crate::store::keys;
-
-/// How long a mutation waits for the processor before answering 503 (it is journaled and will
-/// still be applied; a retry with the same `Idempotency-Key` gets its outcome).
-const APPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -113,7 +107,7 @@ async fn set_owner(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let body: OwnerBody = json_body(&body)?;
+    let body: OwnerBody = journaled::json_body(&body)?;
     let owner = body.owner.filter(|o| !o.trim().is_empty());
     if owner.as_ref().is_some_and(|o| o.len() > 256) {
         return Err(ApiError::Unprocessable(
@@ -139,7 +133,7 @@ async fn merge(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let body: MergeBody = json_body(&body)?;
+    let body: MergeBody = journaled::json_body(&body)?;
     let command = ContactCommand::Merge {
         into: id,
         from: body.from,
@@ -155,63 +149,19 @@ async fn erase(
     mutate(&state, &headers, ContactCommand::Erase { contact_id: id }).await
 }
 
-/// Parses a JSON request body; the error names the field that failed.
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        ApiError::BadRequest(format!("body: {path}: {}", error.into_inner()))
-    })
-}
-
 /// Journals a command, waits until the processor applied it, and answers with its outcome.
 async fn mutate(
     state: &AppState,
     headers: &HeaderMap,
     command: ContactCommand,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let key = match headers.get("idempotency-key") {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .filter(|v| !v.trim().is_empty() && v.len() <= 256)
-            .ok_or_else(|| {
-                ApiError::BadRequest(
-                    "Idempotency-Key: must be 1-256 visible ASCII characters".to_owned(),
-                )
-            })?
-            .to_owned(),
-        None => uuid::Uuid::new_v4().to_string(),
-    };
     let record = Record::Contact(ContactControl {
-        key,
+        key: journaled::idempotency_key(headers)?,
         command,
         received_at: Utc::now(),
     });
-    let seq = match state.journal.append(record).await? {
-        Appended::New { seq } | Appended::Duplicate { seq } => seq,
-    };
-    let mut position = state.position.clone();
-    let applied = tokio::time::timeout(APPLY_TIMEOUT, position.wait_for(|p| p.cursor >= seq));
-    match applied.await {
-        Ok(Ok(_)) => {}
-        _ => {
-            return Err(ApiError::Unavailable {
-                message: format!(
-                    "the request is journaled (seq {seq}) but not yet applied; retry with the same Idempotency-Key"
-                ),
-                retry_after_secs: 1,
-            })
-        }
-    }
-    let outcome: Outcome = state
-        .store
-        .state_get(&keys::control_outcome(seq))?
-        .ok_or_else(|| {
-            ApiError::Internal(format!(
-                "the request (seq {seq}) was applied without an outcome; see the quarantine"
-            ))
-        })?;
+    let seq = journaled::journal_and_wait(state, record).await?.seq;
+    let outcome: Outcome = journaled::outcome(state, seq, &keys::control_outcome(seq))?;
     let message = || outcome.body["error"].as_str().unwrap_or("").to_owned();
     match outcome.status {
         200 => Ok(Json(outcome.body)),

@@ -4,6 +4,7 @@
 mod contacts;
 mod control;
 mod error;
+mod journaled;
 mod mail_control;
 mod outbound;
 pub mod ratelimit;

@@ -6,8 +6,6 @@
 //! processor decided: `202` queued (or handed over, for chat), `200` with `"duplicate": true`
 //! for a repeated key, `422` refused (no route, a closed messaging window), naming why.
 
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,19 +13,15 @@ use chrono::Utc;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::error::ApiError;
+use super::journaled;
 use super::routes::AppState;
-use crate::journal::Appended;
 use crate::model::{
     AgentRef, Attachment, AutomaticKind, AutomaticRequest, OutboundRecord, Record, ReplyRequest,
 };
 use crate::outbound::{OutgoingItem, RequestOutcome};
 use crate::store::keys;
-
-/// How long a request waits for the processor to apply it.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,33 +56,6 @@ pub struct AutomaticBody {
     fields: serde_json::Map<String, serde_json::Value>,
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
-    match headers.get("idempotency-key") {
-        None => Ok(Uuid::new_v4().to_string()),
-        Some(value) => {
-            let key = value
-                .to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "Idempotency-Key: must be 1-255 visible ASCII characters".to_owned(),
-                    )
-                })?;
-            Ok(key.to_owned())
-        }
-    }
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        ApiError::BadRequest(format!("{path}: {}", error.into_inner()))
-    })
-}
-
 /// `POST /v1/control/conversations/{id}/replies`
 pub async fn reply(
     State(state): State<AppState>,
@@ -96,7 +63,7 @@ pub async fn reply(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let body: ReplyBody = json_body(&body)?;
+    let body: ReplyBody = journaled::json_body(&body)?;
     if body.text.trim().is_empty() {
         return Err(ApiError::Unprocessable(
             "text: must not be empty".to_owned(),
@@ -127,7 +94,7 @@ pub async fn reply(
         });
     }
     let request = ReplyRequest {
-        idempotency_key: idempotency_key(&headers)?,
+        idempotency_key: journaled::idempotency_key(&headers)?,
         conversation_id,
         agent: body.agent,
         text: body.text,
@@ -144,9 +111,9 @@ pub async fn automatic(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let body: AutomaticBody = json_body(&body)?;
+    let body: AutomaticBody = journaled::json_body(&body)?;
     let request = AutomaticRequest {
-        idempotency_key: idempotency_key(&headers)?,
+        idempotency_key: journaled::idempotency_key(&headers)?,
         kind: body.kind,
         template: body.template,
         conversation_id: body.conversation_id,
@@ -159,28 +126,9 @@ pub async fn automatic(
 
 /// Journals a request, waits for the processor to apply it, and answers with its outcome.
 async fn submit(state: &AppState, record: OutboundRecord) -> Result<Response, ApiError> {
-    let appended = state
-        .journal
-        .append(Record::Outbound(Box::new(record)))
-        .await?;
-    let (seq, duplicate) = match appended {
-        Appended::New { seq } => (seq, false),
-        Appended::Duplicate { seq } => (seq, true),
-    };
-    let mut position = state.position.clone();
-    let applied = tokio::time::timeout(APPLY_TIMEOUT, position.wait_for(|p| p.cursor >= seq)).await;
-    if !matches!(applied, Ok(Ok(_))) {
-        return Err(ApiError::Unavailable {
-            message: format!("request journaled at {seq} but not applied yet; retry with the same Idempotency-Key"),
-            retry_after_secs: 1,
-        });
-    }
-    let outcome: RequestOutcome = state
-        .store
-        .state_get(&keys::outbound_request(seq))?
-        .ok_or_else(|| {
-            ApiError::Internal(format!("journal seq {seq} is not an outbound request"))
-        })?;
+    let journaled::Applied { seq, duplicate } =
+        journaled::journal_and_wait(state, Record::Outbound(Box::new(record))).await?;
+    let outcome: RequestOutcome = journaled::outcome(state, seq, &keys::outbound_request(seq))?;
     let body = json!({
         "status": outcome.status, "item_id": outcome.item_id, "message_id": outcome.message_id,
         "reason": outcome.reason, "journal_seq": seq, "duplicate": duplicate,

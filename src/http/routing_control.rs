@@ -3,8 +3,6 @@
 //! [`Record::Control`], and the handler answers once the processor has applied them, with the
 //! outcome the processor stored.
 
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -12,19 +10,14 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, StatusCode};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::journaled;
 use super::routes::AppState;
-use crate::journal::Appended;
 use crate::model::{Availability, ControlCommand, ControlRecord, Record};
 use crate::store::keys;
 use crate::tickets::{self, Outcome};
-
-/// How long a mutation waits for the processor before answering 503 (the command stays
-/// journaled and is applied; a retry with the same Idempotency-Key gets its outcome).
-const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -55,65 +48,19 @@ pub fn router() -> Router<AppState> {
         .route("/v1/control/conversations/{id}/spam", post(spam))
 }
 
-/// Parses a JSON body; the error names the field that failed.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest(
-            "this endpoint needs a JSON object body".into(),
-        ));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if path == "." {
-            ApiError::BadRequest(format!("body: {inner}"))
-        } else {
-            ApiError::BadRequest(format!("{path}: {inner}"))
-        }
-    })
-}
-
 /// Journals a command, waits until the processor has applied it, and answers its outcome.
 async fn submit(
     state: &AppState,
     headers: &HeaderMap,
     command: ControlCommand,
 ) -> Result<Response, ApiError> {
-    let key = match headers.get("idempotency-key") {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .filter(|v| !v.is_empty() && v.len() <= 200)
-            .ok_or_else(|| {
-                ApiError::BadRequest("Idempotency-Key: must be 1-200 visible characters".into())
-            })?
-            .to_owned(),
-        None => uuid::Uuid::new_v4().to_string(),
-    };
     let record = Record::Control(Box::new(ControlRecord {
-        key,
+        key: journaled::idempotency_key(headers)?,
         at: Utc::now(),
         command,
     }));
-    let seq = match state.journal.append(record).await? {
-        Appended::New { seq } | Appended::Duplicate { seq } => seq,
-    };
-    let mut position = state.position.clone();
-    let applied = tokio::time::timeout(APPLY_TIMEOUT, position.wait_for(|p| p.cursor >= seq));
-    match applied.await {
-        Ok(Ok(_)) => {}
-        _ => return Err(ApiError::Unavailable {
-            message:
-                "the command is journaled but not applied yet; retry with the same Idempotency-Key"
-                    .into(),
-            retry_after_secs: 1,
-        }),
-    }
-    let outcome: Outcome = state
-        .store
-        .state_get(&keys::control_outcome(seq))?
-        .ok_or_else(|| ApiError::Internal(format!("journal record {seq} was quarantined")))?;
+    let seq = journaled::journal_and_wait(state, record).await?.seq;
+    let outcome: Outcome = journaled::outcome(state, seq, &keys::control_outcome(seq))?;
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
     Ok((status, Json(outcome.body)).into_response())
 }
@@ -160,7 +107,7 @@ async fn put_user(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_id("user", &id)?;
-    let user: UserBody = parse(&body)?;
+    let user: UserBody = journaled::json_body(&body)?;
     let command = ControlCommand::PutUser {
         id,
         name: user.name,
@@ -183,7 +130,7 @@ async fn put_availability(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let AvailabilityBody { availability } = parse(&body)?;
+    let AvailabilityBody { availability } = journaled::json_body(&body)?;
     let command = ControlCommand::SetAvailability { user, availability };
     submit(&state, &headers, command).await
 }
@@ -201,7 +148,7 @@ async fn put_team(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_id("team", &id)?;
-    let TeamBody { label } = parse(&body)?;
+    let TeamBody { label } = journaled::json_body(&body)?;
     submit(&state, &headers, ControlCommand::PutTeam { id, label }).await
 }
 
@@ -226,7 +173,7 @@ async fn put_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let StatusBody { status } = parse(&body)?;
+    let StatusBody { status } = journaled::json_body(&body)?;
     submit(
         &state,
         &headers,
@@ -247,7 +194,7 @@ async fn put_owner(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let OwnerBody { owner } = parse(&body)?;
+    let OwnerBody { owner } = journaled::json_body(&body)?;
     submit(
         &state,
         &headers,
@@ -269,7 +216,7 @@ async fn merge(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let MergeBody { merged } = parse(&body)?;
+    let MergeBody { merged } = journaled::json_body(&body)?;
     submit(
         &state,
         &headers,
@@ -294,7 +241,7 @@ async fn agent_emailed(
     let AgentEmailedBody { conversation } = if body.is_empty() {
         AgentEmailedBody::default()
     } else {
-        parse(&body)?
+        journaled::json_body(&body)?
     };
     let command = ControlCommand::AgentEmailed {
         ticket,
