@@ -133,6 +133,7 @@ impl App {
             blobs,
             metrics: crate::telemetry::install(),
             body_read_timeout_secs: config.server.body_read_timeout_secs,
+            trusted_proxies: Arc::new(config.server.trusted_proxies.clone()),
             routing: rules,
             channels: Arc::new(config.channels.clone()),
             journal,

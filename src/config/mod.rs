@@ -79,6 +79,9 @@ pub struct ServerConfig {
     /// A separate address for the events API, status, `/metrics` and the control API, so that
     /// only the hooks face the internet.
     pub control_listen: Option<SocketAddr>,
+    /// Addresses of reverse proxies in front of deskgate. Only from these is
+    /// `X-Forwarded-For` believed (for per-client rate limits); from anyone else it is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// A client that has not sent its request headers within this time is disconnected.
     pub header_read_timeout_secs: u64,
     /// A request body not fully received within this time is answered 408, so that a slow
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             control_listen: None,
+            trusted_proxies: Vec::new(),
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
             shutdown_grace_secs: 10,

@@ -56,6 +56,8 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Routing rules and the directory's base from config, for the control API's reads.
     pub routing: Arc<RuleSet>,
+    /// Proxies whose `X-Forwarded-For` names the client (`server.trusted_proxies`).
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// Per-address limits on public channels (chat, forms).
     pub rate_limits: RateLimits,
     /// Each IMAP mailbox task's connection state, reported by `/readyz`.
@@ -150,7 +152,9 @@ async fn accept(
         .ok_or_else(|| ApiError::NotFound(format!("no channel {channel_id:?} is configured")))?;
     let (parts, body) = request.into_parts();
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        state.rate_limits.check(&channel_id, peer.ip())?;
+        let client =
+            super::ratelimit::client_addr(peer.ip(), &parts.headers, &state.trusted_proxies);
+        state.rate_limits.check(&channel_id, client)?;
     }
     channels::check_content_type(config, &parts.headers)?;
     let timeout = Duration::from_secs(state.body_read_timeout_secs);
