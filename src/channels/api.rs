@@ -42,21 +42,7 @@ struct ApiSender {
 }
 
 pub fn parse(request: &HookRequest<'_>) -> Result<Inbound, ChannelError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(&request.body);
-    let message: ApiMessage =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            // A syntax error has no meaningful field path; a type error does.
-            if inner.is_syntax() || inner.is_eof() || path == "." || path == "?" {
-                ChannelError::Malformed(format!("invalid JSON: {inner}"))
-            } else {
-                ChannelError::Malformed(format!("{path}: {inner}"))
-            }
-        })?;
-    deserializer
-        .end()
-        .map_err(|e| ChannelError::Malformed(format!("invalid JSON: {e}")))?;
+    let message: ApiMessage = super::parse_json(&request.body)?;
 
     check_id("external_id", &message.external_id)?;
     check_id("thread_id", &message.thread_id)?;

@@ -56,20 +56,7 @@ pub fn parse(config: &ChannelConfig, request: &HookRequest<'_>) -> Result<Inboun
             &request.body,
         )?;
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(&request.body);
-    let message: ChatMessage =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            if inner.is_syntax() || inner.is_eof() || path == "." || path == "?" {
-                ChannelError::Malformed(format!("invalid JSON: {inner}"))
-            } else {
-                ChannelError::Malformed(format!("{path}: {inner}"))
-            }
-        })?;
-    deserializer
-        .end()
-        .map_err(|e| ChannelError::Malformed(format!("invalid JSON: {e}")))?;
+    let message: ChatMessage = super::parse_json(&request.body)?;
     for (field, value) in [
         ("visitor_token", &message.visitor_token),
         ("message_id", &message.message_id),

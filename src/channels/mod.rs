@@ -51,6 +51,23 @@ pub fn json_error(error: serde_json::Error) -> ChannelError {
     ChannelError::Malformed(format!("invalid JSON: {error}"))
 }
 
+/// Reads a whole JSON body into `T`. A type error names its field (`from.email: invalid
+/// type…`); a syntax error, which has no meaningful field, says "invalid JSON".
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ChannelError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() || path == "." || path == "?" {
+            ChannelError::Malformed(format!("invalid JSON: {inner}"))
+        } else {
+            ChannelError::Malformed(format!("{path}: {inner}"))
+        }
+    })?;
+    deserializer.end().map_err(json_error)?;
+    Ok(value)
+}
+
 /// One HTTP request to a channel's hook, with the body already read within its limit.
 pub struct HookRequest<'a> {
     pub channel_id: &'a str,
