@@ -28,7 +28,10 @@ echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
-cargo test --all-targets --locked "$@"
+log="$(mktemp)"
+cargo test --all-targets --locked "$@" 2>&1 | tee "$log"
+summary="$(awk '/^test result:/ { p += $4; f += $6 } END { print p " passed, " f " failed" }' "$log")"
+rm -f "$log"
 
 echo "==> check-config on every shipped config"
 for config in config/*.toml; do
@@ -37,3 +40,6 @@ done
 
 echo "==> fuzz every parser of outside input briefly (scripts/fuzz.sh 3600 for a long run)"
 scripts/fuzz.sh 10
+
+# One plain closing line for whoever reads this log last: every cargo test binary, added up.
+echo "tests: $summary"
