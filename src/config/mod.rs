@@ -297,8 +297,16 @@ pub struct ChannelConfig {
 impl ChannelConfig {
     /// A channel of this kind with every option at its default (for tools and tests).
     pub fn of_kind(kind: ChannelKind) -> ChannelConfig {
-        let toml = format!("kind = {:?}", format!("{kind:?}").to_lowercase());
-        toml::from_str(&toml).expect("a kind alone is a valid channel table")
+        // Exhaustive, so a new kind cannot be forgotten; the names are the serde names below.
+        let name = match kind {
+            ChannelKind::Api => "api",
+            ChannelKind::Email => "email",
+            ChannelKind::Messenger => "messenger",
+            ChannelKind::Whatsapp => "whatsapp",
+            ChannelKind::Chat => "chat",
+            ChannelKind::Form => "form",
+        };
+        toml::from_str(&format!("kind = {name:?}")).expect("a kind alone is a valid channel table")
     }
 
     /// The email options in force: the sub-table, or the defaults.

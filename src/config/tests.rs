@@ -117,3 +117,17 @@ fn a_short_token_is_refused_and_credentials_directory_paths_expand() {
     };
     assert_eq!(config.load_tokens().unwrap(), ["0123456789abcdef0123"]);
 }
+
+#[test]
+fn a_channel_of_every_kind_can_be_built_with_defaults() {
+    for kind in [
+        ChannelKind::Api,
+        ChannelKind::Email,
+        ChannelKind::Messenger,
+        ChannelKind::Whatsapp,
+        ChannelKind::Chat,
+        ChannelKind::Form,
+    ] {
+        assert_eq!(ChannelConfig::of_kind(kind).kind, kind);
+    }
+}
