@@ -39,7 +39,7 @@ pub fn erase(
     seq: u64,
 ) -> Result<Erased, StoreError> {
     for identity in std::mem::take(&mut contact.identities) {
-        batch.remove(keys::identity(&identity.index_key()));
+        batch.identity_remove(&identity.index_key())?;
     }
     let prefix = keys::contact_conversations(&contact.id);
     let mut conversations = Vec::new();

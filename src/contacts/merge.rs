@@ -14,7 +14,7 @@ pub fn absorb(
     mut absorbed: Contact,
 ) -> Result<(), StoreError> {
     for identity in std::mem::take(&mut absorbed.identities) {
-        batch.put(keys::identity(&identity.index_key()), &survivor.id);
+        batch.identity_put(&identity.index_key(), &survivor.id)?;
         if !survivor.identities.contains(&identity) {
             survivor.identities.push(identity);
         }

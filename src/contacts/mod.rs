@@ -2,11 +2,12 @@
 //! merging duplicates, and the control requests about contacts (owner, merge, erasure).
 //!
 //! Everything lives in the state store under indexes, never in a map in memory, so resident
-//! memory does not grow with the number of contacts and every lookup is one B-tree search:
+//! memory does not grow with the number of contacts and every lookup is one B-tree search (plus
+//! a binary search inside an identity bucket):
 //! - `contact/{id}` → [`Contact`] (absorbed contacts stay as tombstones with `merged_into`, so
 //!   an old id still resolves; erased ones keep only the `erased` mark);
-//! - `identity/{kind:value}` → contact id (the normalised identity, see
-//!   [`crate::channels::identity`]);
+//! - the identity index: the normalised identity (see [`crate::channels::identity`]) → contact
+//!   id, packed into a fixed number of buckets by the store so that memory stays flat;
 //! - `contact_conv/{contact}\0{conversation}` → the contact's conversations, re-pointed by a
 //!   merge;
 //! - `conv_msg/{conversation}\0{seq}` → the journal records of a conversation, for erasure.
@@ -92,7 +93,7 @@ fn follow_with(
 
 /// The id of the contact holding `identity`, outside a processor step (one index read).
 pub fn find_id(store: &Store, identity: &Identity) -> Result<Option<String>, StoreError> {
-    store.state_get(&keys::identity(&identity.index_key()))
+    store.identity_get(&identity.index_key())
 }
 
 /// The live contact holding `identity`.

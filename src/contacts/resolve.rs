@@ -51,7 +51,7 @@ pub fn resolve(
     let mut matched: Vec<Contact> = Vec::new();
     let mut unknown: Vec<Identity> = Vec::new();
     for identity in &identities {
-        let found = batch.get::<String>(&keys::identity(&identity.index_key()))?;
+        let found = batch.identity_get(&identity.index_key())?;
         let contact = match found {
             Some(id) => follow(batch, &id)?.filter(Contact::is_live),
             None => None,
@@ -90,7 +90,7 @@ pub fn resolve(
         // is left unattached: the evidence says it is someone else.
         let clash = conflicts(contact.identities.iter().chain(std::iter::once(&identity)));
         if !clash {
-            batch.put(keys::identity(&identity.index_key()), &contact.id);
+            batch.identity_put(&identity.index_key(), &contact.id)?;
             contact.identities.push(identity.clone());
             added.push(identity);
         }
@@ -131,7 +131,7 @@ fn create(
     for identity in identities {
         // The first of a scope wins, as the strongest identity does elsewhere.
         if !conflicts(contact.identities.iter().chain(std::iter::once(&identity))) {
-            batch.put(keys::identity(&identity.index_key()), &contact.id);
+            batch.identity_put(&identity.index_key(), &contact.id)?;
             contact.identities.push(identity);
         }
     }

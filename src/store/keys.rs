@@ -58,10 +58,6 @@ pub fn contact(id: &str) -> Vec<u8> {
     format!("contact/{id}").into_bytes()
 }
 
-pub fn identity(index_key: &str) -> Vec<u8> {
-    format!("identity/{index_key}").into_bytes()
-}
-
 /// Channel ids cannot contain NUL, so the separator is unambiguous.
 pub fn thread(channel: &str, thread_key: &str) -> Vec<u8> {
     format!("thread/{channel}\0{thread_key}").into_bytes()

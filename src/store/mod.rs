@@ -3,15 +3,18 @@
 //! Two trees hold everything:
 //! - `journal`: `j` + seq → a [`Record`], and `d` + channel + NUL + external id → seq. One sled
 //!   batch writes both, so a record and its deduplication key are durable together.
-//! - `state`: every effect of the processor under prefixed keys (contacts, identities,
+//! - `state`: every effect of the processor under prefixed keys (contacts, the identity index,
 //!   conversations, tickets, the event outbox and the processor's cursor). Keeping them in one
-//!   tree lets one atomic batch commit a whole processor step with its cursor.
+//!   tree lets one atomic batch commit a whole processor step with its cursor. The identity
+//!   index packs its entries into buckets (see `identities.rs`) so that sled's per-page memory
+//!   does not grow with the number of contacts.
 //!
 //! Values are a version byte followed by JSON, so they can be read by hand and evolve with
-//! `#[serde(default)]`.
+//! `#[serde(default)]`; the identity buckets are the one binary value, for size.
 
 mod batch;
 mod blobs;
+mod identities;
 pub mod keys;
 mod mailboxes;
 mod sinks;
@@ -78,13 +81,15 @@ impl Store {
             // would only contend with them.
             .flush_every_ms(None)
             .open()?;
-        Ok(Store {
+        let store = Store {
             journal: db.open_tree("journal")?,
             state: db.open_tree("state")?,
             sinks: db.open_tree("sinks")?,
             db,
             failed: Arc::default(),
-        })
+        };
+        identities::migrate_legacy(&store)?;
+        Ok(store)
     }
 
     /// Makes every write so far durable. Called by the single writers, once per batch.
