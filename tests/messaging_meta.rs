@@ -194,7 +194,7 @@ async fn a_batch_of_entries_becomes_one_item_each_with_echoes_outbound() {
     assert_eq!(contacts.len(), 1, "the page is never a contact");
     assert_eq!(
         contacts[0]["data"]["contact"]["identities"],
-        json!([{ "kind": "channel", "channel": "fb", "id": "p1:u1" }])
+        json!([{ "kind": "channel", "channel": "fb", "id": "psid:p1:u1" }])
     );
 }
 

@@ -4,6 +4,7 @@
 //! documents, errors included.
 
 mod common;
+mod messaging_support;
 mod outbound_support;
 
 use std::sync::{Arc, Mutex};
@@ -237,6 +238,45 @@ async fn start(dir: &std::path::Path) -> (Fake, Daemon) {
     let (graph, fake) = start_fake().await;
     let daemon = Daemon::start(dir, &config(dir, &graph)).await;
     (fake, daemon)
+}
+
+/// A customer writing through a real Messenger webhook is answered at the PSID Meta gave, not
+/// at deskgate's page-scoped identity.
+#[tokio::test]
+async fn a_messenger_webhook_customer_is_answered_at_their_psid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (graph, fake) = start_fake().await;
+    let extra = format!(
+        "{}\n[channels.page]\nkind = \"messenger\"\n{}\n\n\
+         [outbound.messenger.page]\npage_id = \"{PAGE_ID}\"\npage_access_token_file = \"{}\"\n",
+        config(dir.path(), &graph),
+        messaging_support::meta_table(dir.path()),
+        dir.path().join("page-token").display(),
+    );
+    let daemon = Daemon::start(dir.path(), &extra).await;
+    let client = reqwest::Client::new();
+    let webhook = json!({ "object": "page", "entry": [{ "id": PAGE_ID, "time": 1,
+        "messaging": [{ "sender": { "id": "2411" }, "recipient": { "id": PAGE_ID },
+            "timestamp": Utc::now().timestamp_millis(),
+            "message": { "mid": "m_real_1", "text": "Is my order late?" } }] }] });
+    let body = serde_json::to_vec(&webhook).unwrap();
+    let (status, answer) =
+        messaging_support::post_meta(&client, &daemon, "page", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    let conversation = of_type(&events, "deskgate.ticket.created")[0]["data"]["conversation"]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, answer) = reply(&client, &daemon, &conversation, "real-1").await;
+    assert_eq!(status, 202, "{answer}");
+    wait_outcomes(&daemon, 1).await;
+    assert!(fake.problems.lock().unwrap().is_empty());
+    let seen = fake.seen.lock().unwrap();
+    let recipients: Vec<&Value> = seen.iter().map(|(_, body)| &body["recipient"]["id"]).collect();
+    assert_eq!(recipients, [&json!("2411")], "{seen:?}");
 }
 
 #[tokio::test]

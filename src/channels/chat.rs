@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::meta::signature;
 use super::{identity, ChannelError, HookRequest};
 use crate::config::ChannelConfig;
-use crate::model::{Identity, Inbound, Sender};
+use crate::model::{Inbound, Sender};
 
 const MAX_ID_BYTES: usize = 512;
 
@@ -67,10 +67,10 @@ pub fn parse(config: &ChannelConfig, request: &HookRequest<'_>) -> Result<Inboun
             )));
         }
     }
-    let mut identities = vec![Identity::Channel {
-        channel: request.channel_id.to_owned(),
-        id: message.visitor_token.clone(),
-    }];
+    let mut identities = vec![identity::chat_visitor(
+        request.channel_id,
+        &message.visitor_token,
+    )];
     if let Some(raw) = message.email.as_deref().filter(|s| !s.trim().is_empty()) {
         identities.push(identity::email(raw).ok_or_else(|| {
             ChannelError::Invalid(format!("email: {raw:?} is not an email address"))

@@ -136,6 +136,22 @@ pub fn chat_visitor(channel: &str, token: &str) -> Identity {
     }
 }
 
+/// The id the channel's own platform knows the person by, to address a reply: a Messenger
+/// identity's PSID, a visitor's token, an integration's id as it is. `None` for emails and
+/// phones, which are addresses already.
+pub fn platform_user_id(identity: &Identity) -> Option<&str> {
+    let Identity::Channel { id, .. } = identity else {
+        return None;
+    };
+    if let Some(token) = id.strip_prefix(VISITOR_PREFIX) {
+        return Some(token);
+    }
+    if let Some(rest) = id.strip_prefix(PSID_PREFIX) {
+        return rest.rsplit_once(':').map(|(_, psid)| psid).or(Some(rest));
+    }
+    Some(id)
+}
+
 /// For identities a person has only one of within a scope (an integration's customer id on
 /// one channel, a PSID on one page), that scope; two different identities with the same scope
 /// are evidence of two people, and block an automatic merge. `None` for emails, phones and

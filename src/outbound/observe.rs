@@ -4,6 +4,7 @@
 
 use super::apply::{self, Ctx};
 use super::{policy, ItemStatus, OutgoingItem, Payload, Purpose, ReplyContext, Route};
+use crate::channels::identity;
 use crate::conversations::Threaded;
 use crate::model::{AutomaticKind, AutomaticRequest, Identity, Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
@@ -86,7 +87,9 @@ fn update_context(context: &mut ReplyContext, inbound: &Inbound) {
         .identities
         .iter()
         .find_map(|identity| match identity {
-            Identity::Channel { channel, id } if *channel == inbound.channel => Some(id.clone()),
+            Identity::Channel { channel, .. } if *channel == inbound.channel => {
+                identity::platform_user_id(identity).map(str::to_owned)
+            }
             _ => None,
         });
     let phone = inbound

@@ -96,6 +96,20 @@ fn one_per_person_scopes() {
     assert_eq!(one_per_person_scope(&email("a@b.example").unwrap()), None);
 }
 
+#[test]
+fn replies_address_the_id_the_platform_knows() {
+    assert_eq!(
+        platform_user_id(&messenger("fb", "104857600", "2411")),
+        Some("2411")
+    );
+    assert_eq!(
+        platform_user_id(&chat_visitor("chat", "tok:9")),
+        Some("tok:9")
+    );
+    assert_eq!(platform_user_id(&external("api", "crm-7")), Some("crm-7"));
+    assert_eq!(platform_user_id(&email("a@b.example").unwrap()), None);
+}
+
 proptest! {
     #[test]
     fn normalising_an_email_twice_equals_once(

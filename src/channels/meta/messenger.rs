@@ -1,14 +1,15 @@
 //! Facebook Messenger webhook items (`object: "page"`): messages, echoes, postbacks,
 //! reactions, deliveries, reads, referrals, and everything else as recorded notices.
 //!
-//! The customer is known by page id + page-scoped id (PSID), a channel-scoped identity; the
-//! conversation is the same pair. Timestamps are integer milliseconds.
+//! The customer is known by page id + page-scoped id (PSID), a channel-scoped identity
+//! ([`identity::messenger`]); the conversation is the same pair. Timestamps are integer milliseconds.
 
 use serde_json::{json, Map, Value};
 
 use super::{from_millis, text_of, Context};
+use crate::channels::identity;
 use crate::model::{
-    Attachment, ChannelEvent, ChannelEventKind, Identity, Inbound, MessageKind, Record,
+    Attachment, ChannelEvent, ChannelEventKind, Inbound, MessageKind, Record,
     ReplyWindow, Sender,
 };
 
@@ -222,11 +223,12 @@ fn content_type(kind: &str) -> &'static str {
 fn customer(ctx: &Context<'_>, page: Option<&str>, who: &Value) -> Option<Sender> {
     let psid = text_of(&who["id"])?;
     Some(Sender {
-        name: None,
-        identities: vec![Identity::Channel {
-            channel: ctx.channel.to_owned(),
-            id: format!("{}:{psid}", page.unwrap_or_default()),
-        }],
+        identities: vec![identity::messenger(
+            ctx.channel,
+            page.unwrap_or_default(),
+            &psid,
+        )],
+        ..Sender::default()
     })
 }
 

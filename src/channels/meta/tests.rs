@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde_json::json;
 
 use super::*;
-use crate::model::{Identity, MessageKind};
+use crate::model::MessageKind;
 use crate::store::Blobs;
 
 fn parse_with(kind: ChannelKind, payload: Value) -> Vec<Record> {
@@ -59,10 +59,8 @@ fn every_entry_and_item_of_a_messenger_batch_is_kept() {
     assert_eq!(first.sent_at.unwrap().timestamp_millis(), 1_700_000_000_123);
     assert_eq!(
         first.sender.identities,
-        [Identity::Channel {
-            channel: "ch".into(),
-            id: "p:u".into()
-        }]
+        [crate::channels::identity::messenger("ch", "p", "u")],
+        "the same identity the contacts' conflict guard scopes by page"
     );
 }
 

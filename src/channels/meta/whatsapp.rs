@@ -76,7 +76,7 @@ fn business(value: &Value) -> String {
 /// The customer, by `wa_id`: a phone identity, or a channel-scoped one when the id is not a
 /// number (placeholders in examples, future user ids).
 fn customer(ctx: &Context<'_>, wa_id: &str, name: Option<String>) -> Sender {
-    let identity = identity::phone(&format!("+{wa_id}")).unwrap_or_else(|| Identity::Channel {
+    let identity = identity::whatsapp_id(wa_id).unwrap_or_else(|| Identity::Channel {
         channel: ctx.channel.to_owned(),
         id: wa_id.to_owned(),
     });
