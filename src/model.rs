@@ -2,6 +2,8 @@
 //!
 //! Nothing here imports another deskgate module, so every stage can depend on it.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +41,10 @@ pub struct Sender {
     pub name: Option<String>,
     /// Every identity the message carries, strongest first.
     pub identities: Vec<Identity>,
+    /// Email addresses as the sender wrote them, keyed by the normalised address, where the two
+    /// differ (`Ana@Example.COM` for `ana@example.com`): kept for display, never compared.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spellings: BTreeMap<String, String>,
 }
 
 /// A customer message, normalised by its channel adapter.

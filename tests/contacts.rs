@@ -1,13 +1,12 @@
-//! Contacts end to end against the real binary: one person across channels ends as one
-//! contact, and the control API looks up, owns, merges and erases contacts.
-//!
-//! The WhatsApp and chat channels are built on other branches; until they are merged this test
-//! drives the same identities through the API channel: a phone (what a WhatsApp `wa_id`
-//! normalises to) and a channel-scoped id (what a chat visitor token is).
+//! Contacts end to end against the real binary: one person writing by email, a web form,
+//! WhatsApp and website chat ends as one contact, and the control API looks up, owns, merges
+//! and erases contacts.
 
 mod common;
+mod messaging_support;
 
 use common::Daemon;
+use messaging_support::{meta_table, post_meta};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "contacts-control-token-0123";
@@ -27,6 +26,21 @@ impl Api {
             .await
             .unwrap();
         assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    }
+
+    /// Posts a raw body to a channel's hook; it must be accepted.
+    async fn hook(&self, channel: &str, content_type: &str, body: Vec<u8>) {
+        let response = self
+            .client
+            .post(self.daemon.url(&format!("/hooks/{channel}")))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert!((200..300).contains(&status), "{channel}: {status} {text}");
     }
 
     async fn control(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
@@ -54,8 +68,11 @@ async fn start(dir: &std::path::Path) -> Api {
     let token_file = dir.join("control.token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let extra = format!(
-        "[control]\ntoken_files = [\"{}\"]\n\n[contacts]\ndefault_region = \"US\"\n",
-        token_file.display()
+        "[control]\ntoken_files = [\"{}\"]\n\n[contacts]\ndefault_region = \"US\"\n\n\
+         [channels.support]\nkind = \"email\"\n\n[channels.web]\nkind = \"form\"\n\n\
+         [channels.chat]\nkind = \"chat\"\n\n[channels.wa]\nkind = \"whatsapp\"\n{}\n",
+        token_file.display(),
+        meta_table(dir)
     );
     Api {
         daemon: Daemon::start(dir, &extra).await,
@@ -67,35 +84,44 @@ async fn start(dir: &std::path::Path) -> Api {
 async fn one_person_across_channels_is_one_contact_with_three_identities() {
     let dir = tempfile::tempdir().unwrap();
     let api = start(dir.path()).await;
-    // Writes by email.
-    api.post(message(
-        "m1",
-        "mail-1",
-        json!({ "email": "Ana@Example.COM" }),
-    ))
-    .await;
-    // The same address with a phone on record (a national number: the default region).
-    api.post(message(
-        "m2",
-        "mail-1",
-        json!({ "email": "ana@example.com", "phone": "(415) 555-0100", "name": "Ana" }),
-    ))
-    .await;
-    // WhatsApp: the phone alone.
-    api.post(message("m3", "wa-1", json!({ "phone": "+1 415 555 0100" })))
+    // Writes to the team mailbox (an MTA pushing raw mail), spelling the address her way.
+    let mail = "From: Ana Lima <Ana.Lima@Example.COM>\r\nTo: support@help.example\r\n\
+                Subject: Printer\r\nMessage-ID: <ana-1@example.com>\r\n\r\nIt is on fire.\r\n";
+    api.hook("support", "message/rfc822", mail.as_bytes().to_vec())
         .await;
-    // Chat: a visitor nobody knows, who then identifies with the same email.
-    api.post(message(
-        "m4",
-        "chat-1",
-        json!({ "external_id": "visitor-7" }),
-    ))
+    // Fills in the web form with the same address and her phone (a national number: the
+    // default region applies).
+    api.hook(
+        "web",
+        "application/x-www-form-urlencoded",
+        b"email=ana.lima%40example.com&phone=%28415%29+555-0100&message=Any+news%3F".to_vec(),
+    )
     .await;
-    api.post(message(
-        "m5",
-        "chat-1",
-        json!({ "external_id": "visitor-7", "email": " ANA@example.com" }),
-    ))
+    // Writes on WhatsApp: the `wa_id` is the phone on record.
+    let whatsapp = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "waba-1",
+        "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550000000", "phone_number_id": "pn-1" },
+            "contacts": [{ "profile": { "name": "Ana" }, "wa_id": "14155550100" }],
+            "messages": [{ "from": "14155550100", "id": "wamid.ana-1", "timestamp": "1790000000",
+                           "type": "text", "text": { "body": "Hello?" } }] } }] }] });
+    let body = serde_json::to_vec(&whatsapp).unwrap();
+    let (status, answer) = post_meta(&api.client, &api.daemon, "wa", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    // Chats as a visitor nobody knows, then gives the same email.
+    let chat = |id: &str, email: Option<&str>| {
+        let mut message = json!({ "visitor_token": "visitor-7", "message_id": id, "text": id });
+        if let Some(email) = email {
+            message["email"] = json!(email);
+        }
+        serde_json::to_vec(&message).unwrap()
+    };
+    api.hook("chat", "application/json", chat("c1", None)).await;
+    api.hook(
+        "chat",
+        "application/json",
+        chat("c2", Some(" ANA.lima@example.com")),
+    )
     .await;
 
     let created = api.events_of("deskgate.contact.created").await;
@@ -107,7 +133,8 @@ async fn one_person_across_channels_is_one_contact_with_three_identities() {
     let ana = created[0]["subject"].as_str().unwrap().to_owned();
     let visitor = created[1]["subject"].as_str().unwrap().to_owned();
     let updated = api.events_of("deskgate.contact.updated").await;
-    assert_eq!(updated.len(), 1, "{updated:?}");
+    assert_eq!(updated.len(), 1, "the form added the phone: {updated:?}");
+    assert_eq!(updated[0]["subject"], ana);
     assert_eq!(
         updated[0]["data"]["added_identities"],
         json!([{ "kind": "phone", "number": "+14155550100" }])
@@ -122,25 +149,30 @@ async fn one_person_across_channels_is_one_contact_with_three_identities() {
         .is_empty());
 
     let (status, found) = api
-        .get("/v1/control/contacts?email=ANA%40example.com")
+        .get("/v1/control/contacts?email=ANA.LIMA%40example.com")
         .await;
     assert_eq!(status, 200, "{found}");
     let contact = &found["contact"];
     assert_eq!(contact["id"], ana);
-    assert_eq!(contact["name"], "Ana");
+    assert_eq!(contact["name"], "Ana Lima");
     assert_eq!(
         contact["identities"],
         json!([
-            { "kind": "email", "address": "ana@example.com" },
+            { "kind": "email", "address": "ana.lima@example.com" },
             { "kind": "phone", "number": "+14155550100" },
-            { "kind": "channel", "channel": "api", "id": "visitor-7" },
+            { "kind": "channel", "channel": "chat", "id": "visitor:visitor-7" },
         ])
+    );
+    assert_eq!(
+        contact["spellings"],
+        json!({ "ana.lima@example.com": "Ana.Lima@Example.COM" }),
+        "the address as she first wrote it is kept for display"
     );
     // The absorbed id still resolves; WhatsApp's form of the phone finds the same contact.
     for path in [
         format!("/v1/control/contacts/{visitor}"),
         "/v1/control/contacts?whatsapp=14155550100".to_owned(),
-        "/v1/control/contacts?channel=api&id=visitor-7".to_owned(),
+        "/v1/control/contacts?channel=chat&id=visitor:visitor-7".to_owned(),
     ] {
         let (status, body) = api.get(&path).await;
         assert_eq!(
@@ -149,11 +181,64 @@ async fn one_person_across_channels_is_one_contact_with_three_identities() {
             "{path}"
         );
     }
-    // The chat conversation's ticket now belongs to Ana.
+    // Every ticket, the chat's included, now belongs to Ana.
     let tickets = api.events_of("deskgate.ticket.message_added").await;
     let last = tickets.last().unwrap();
-    assert_eq!(last["data"]["conversation"]["thread_id"], "chat-1");
+    assert_eq!(last["data"]["conversation"]["channel"], "chat");
     assert_eq!(last["data"]["ticket"]["contact_id"], ana);
+    for created in api.events_of("deskgate.ticket.created").await {
+        let channel = created["data"]["ticket"]["channel"].clone();
+        let owner = created["data"]["ticket"]["contact_id"].clone();
+        assert!(
+            owner == json!(ana) || (channel == "chat" && owner == json!(visitor)),
+            "{created}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_visitor_on_a_second_device_joins_the_contact_of_the_email_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = start(dir.path()).await;
+    let chat = |token: &str, id: &str, email: Option<&str>| {
+        let mut message = json!({ "visitor_token": token, "message_id": id, "text": id });
+        if let Some(email) = email {
+            message["email"] = json!(email);
+        }
+        serde_json::to_vec(&message).unwrap()
+    };
+    // A laptop, identified from the start; then a phone's browser, anonymous first.
+    api.hook(
+        "chat",
+        "application/json",
+        chat("laptop", "1", Some("bo@example.com")),
+    )
+    .await;
+    api.hook("chat", "application/json", chat("phone", "1", None))
+        .await;
+    api.hook(
+        "chat",
+        "application/json",
+        chat("phone", "2", Some("bo@example.com")),
+    )
+    .await;
+    // A visitor token is not one-per-person: two of them never block the merge.
+    let merged = api.events_of("deskgate.contact.merged").await;
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    assert!(api
+        .events_of("deskgate.contact.merge_suggested")
+        .await
+        .is_empty());
+    let (status, found) = api.get("/v1/control/contacts?email=bo%40example.com").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(
+        found["contact"]["identities"],
+        json!([
+            { "kind": "channel", "channel": "chat", "id": "visitor:laptop" },
+            { "kind": "email", "address": "bo@example.com" },
+            { "kind": "channel", "channel": "chat", "id": "visitor:phone" },
+        ])
+    );
 }
 
 #[tokio::test]

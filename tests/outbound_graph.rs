@@ -260,13 +260,11 @@ async fn a_messenger_webhook_customer_is_answered_at_their_psid() {
             "timestamp": Utc::now().timestamp_millis(),
             "message": { "mid": "m_real_1", "text": "Is my order late?" } }] }] });
     let body = serde_json::to_vec(&webhook).unwrap();
-    let (status, answer) =
-        messaging_support::post_meta(&client, &daemon, "page", &body).await;
+    let (status, answer) = messaging_support::post_meta(&client, &daemon, "page", &body).await;
     assert_eq!(status, 200, "{answer}");
     daemon.settled().await;
     let events = daemon.all_events().await;
-    let conversation = of_type(&events, "deskgate.ticket.created")[0]["data"]["conversation"]
-        ["id"]
+    let conversation = of_type(&events, "deskgate.ticket.created")[0]["data"]["conversation"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -275,7 +273,10 @@ async fn a_messenger_webhook_customer_is_answered_at_their_psid() {
     wait_outcomes(&daemon, 1).await;
     assert!(fake.problems.lock().unwrap().is_empty());
     let seen = fake.seen.lock().unwrap();
-    let recipients: Vec<&Value> = seen.iter().map(|(_, body)| &body["recipient"]["id"]).collect();
+    let recipients: Vec<&Value> = seen
+        .iter()
+        .map(|(_, body)| &body["recipient"]["id"])
+        .collect();
     assert_eq!(recipients, [&json!("2411")], "{seen:?}");
 }
 

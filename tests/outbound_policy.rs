@@ -248,6 +248,7 @@ async fn a_hard_bounce_suppresses_automatic_mail_to_the_address() {
         identities: vec![Identity::Email {
             address: "mailer-daemon@mx.example".into(),
         }],
+        ..Sender::default()
     };
     let mut bounce = Inbound::new(
         "mail",
@@ -269,6 +270,7 @@ async fn a_hard_bounce_suppresses_automatic_mail_to_the_address() {
         identities: vec![Identity::Email {
             address: "gone@example.org".into(),
         }],
+        ..Sender::default()
     };
     let later = Inbound::new(
         "mail",

@@ -99,6 +99,7 @@ fn sender(channel_id: &str, from: ApiSender) -> Result<Sender, ChannelError> {
     Ok(Sender {
         name: from.name.filter(|n| !n.trim().is_empty()),
         identities,
+        spellings: identity::spellings(from.email.as_deref()),
     })
 }
 

@@ -197,6 +197,7 @@ fn to_inbound(
     let sender = Sender {
         name: (!full_name.is_empty()).then_some(full_name),
         identities,
+        spellings: identity::spellings(submission.value(&names.email)),
     };
     let external_id = match submission.value(&names.submission_id) {
         Some(id) if id.len() <= 512 => id.to_owned(),

@@ -14,6 +14,7 @@
 //! to two pages is two identities, which merge only by hand (`POST /v1/control/contacts/{id}/
 //! merge`) or when a later message carries an email or phone known on both sides.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::RwLock;
 
@@ -71,6 +72,22 @@ pub fn email(raw: &str) -> Option<Identity> {
     Some(Identity::Email {
         address: format!("{}@{domain}", local.to_lowercase()),
     })
+}
+
+/// The addresses among `raw` whose spelling differs from their normalised form, keyed by the
+/// normalised address ([`crate::model::Sender::spellings`]). Invalid ones are left out, as
+/// [`email`] leaves them out of the identities.
+pub fn spellings<'a>(raw: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for raw in raw {
+        if let Some(Identity::Email { address }) = email(raw) {
+            let written = raw.trim();
+            if written != address {
+                found.entry(address).or_insert_with(|| written.to_owned());
+            }
+        }
+    }
+    found
 }
 
 /// A phone number in E.164, if libphonenumber finds a valid one, using the configured default

@@ -55,6 +55,7 @@ pub fn erase(
     }
     contact.name = None;
     contact.owner = None;
+    contact.spellings.clear();
     contact.erased = true;
     batch.put(keys::contact(&contact.id), &contact);
     let erased = Erased {

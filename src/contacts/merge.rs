@@ -13,10 +13,11 @@ pub fn absorb(
     survivor: &mut Contact,
     mut absorbed: Contact,
 ) -> Result<(), StoreError> {
+    let spellings = std::mem::take(&mut absorbed.spellings);
     for identity in std::mem::take(&mut absorbed.identities) {
         batch.identity_put(&identity.index_key(), &survivor.id)?;
         if !survivor.identities.contains(&identity) {
-            survivor.identities.push(identity);
+            survivor.attach(identity, &spellings);
         }
     }
     if survivor.name.is_none() {

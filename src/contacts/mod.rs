@@ -22,6 +22,8 @@ pub mod erase;
 pub mod merge;
 pub mod resolve;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +39,10 @@ pub struct Contact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub identities: Vec<Identity>,
+    /// Email addresses as the customer first wrote them, keyed by the normalised address of
+    /// one of `identities`, where the two differ: for display (see [`crate::model::Sender::spellings`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spellings: BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     /// The agent who owns this contact; routing prefers them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,6 +59,19 @@ impl Contact {
     /// Whether the contact is in use (neither absorbed nor erased).
     pub fn is_live(&self) -> bool {
         self.merged_into.is_none() && !self.erased
+    }
+
+    /// Attaches an identity the contact does not hold yet (indexing is the caller's), with its
+    /// spelling from `spellings` when it is an email written differently.
+    fn attach(&mut self, identity: Identity, spellings: &BTreeMap<String, String>) {
+        if let Identity::Email { address } = &identity {
+            if let Some(written) = spellings.get(address) {
+                self.spellings
+                    .entry(address.clone())
+                    .or_insert_with(|| written.clone());
+            }
+        }
+        self.identities.push(identity);
     }
 }
 

@@ -91,7 +91,7 @@ pub fn resolve(
         let clash = conflicts(contact.identities.iter().chain(std::iter::once(&identity)));
         if !clash {
             batch.identity_put(&identity.index_key(), &contact.id)?;
-            contact.identities.push(identity.clone());
+            contact.attach(identity.clone(), &sender.spellings);
             added.push(identity);
         }
     }
@@ -123,6 +123,7 @@ fn create(
         id: minter.mint(batch, "contact")?,
         name: sender.name.clone(),
         identities: Vec::with_capacity(identities.len()),
+        spellings: BTreeMap::new(),
         created_at: at,
         owner: None,
         merged_into: None,
@@ -132,7 +133,7 @@ fn create(
         // The first of a scope wins, as the strongest identity does elsewhere.
         if !conflicts(contact.identities.iter().chain(std::iter::once(&identity))) {
             batch.identity_put(&identity.index_key(), &contact.id)?;
-            contact.identities.push(identity);
+            contact.attach(identity, &sender.spellings);
         }
     }
     batch.put(keys::contact(&contact.id), &contact);

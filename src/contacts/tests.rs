@@ -30,6 +30,7 @@ fn sender(name: Option<&str>, identities: Vec<Identity>) -> Sender {
     Sender {
         name: name.map(str::to_owned),
         identities,
+        ..Sender::default()
     }
 }
 
@@ -268,6 +269,40 @@ fn resolution_rules() {
         .unwrap()
         .unwrap();
     assert_eq!(followed.id, harness.ids[0]);
+}
+
+#[test]
+fn an_address_keeps_the_spelling_it_was_first_written_in() {
+    let spelled = |raw: &str| Sender {
+        identities: vec![identity::email(raw).unwrap()],
+        spellings: identity::spellings([raw]),
+        ..Sender::default()
+    };
+    let mut harness = Harness::new();
+    let (first, _) = harness.resolve(&spelled("Ana.Lima@Example.COM"), at(1));
+    // Another spelling is the same identity; the first spelling stays.
+    let (again, events) = harness.resolve(&spelled("ANA.LIMA@example.com"), at(2));
+    assert_eq!(again.contact.id, first.contact.id);
+    assert!(events.is_empty(), "{events:?}");
+    let shown = |contact: &Contact| contact.spellings.clone().into_iter().collect::<Vec<_>>();
+    let expected = [(
+        "ana.lima@example.com".to_owned(),
+        "Ana.Lima@Example.COM".to_owned(),
+    )];
+    assert_eq!(shown(&harness.contact(&first.contact.id)), expected);
+    // A merge brings the absorbed contact's spellings along.
+    let (bo, _) = harness.resolve(&spelled("Bo@Example.com"), at(3));
+    let mut both = spelled("ana.lima@example.com");
+    both.identities.push(email("bo@example.com"));
+    let (merged, _) = harness.resolve(&both, at(4));
+    assert_eq!(merged.absorbed, [bo.contact.id]);
+    assert_eq!(
+        shown(&harness.contact(&first.contact.id)),
+        [
+            expected[0].clone(),
+            ("bo@example.com".to_owned(), "Bo@Example.com".to_owned())
+        ]
+    );
 }
 
 #[test]

@@ -226,7 +226,11 @@ mod tests {
         assert_eq!(batch.identity_get(&keys[7]).unwrap(), Some(id(7)));
         batch.commit().unwrap();
         for (i, key) in keys.iter().enumerate().step_by(997) {
-            assert_eq!(store.identity_get(key).unwrap(), Some(id(i as u128)), "{key}");
+            assert_eq!(
+                store.identity_get(key).unwrap(),
+                Some(id(i as u128)),
+                "{key}"
+            );
         }
         assert_eq!(store.identity_get("email:nobody@x.test").unwrap(), None);
 

@@ -196,6 +196,7 @@ impl Mail {
             identities: vec![Identity::Email {
                 address: self.from.to_owned(),
             }],
+            ..Sender::default()
         };
         let mut inbound = Inbound::new(self.channel, self.id, self.root, sender, "text", at);
         inbound.subject = Some(format!("about {}", self.root));

@@ -122,6 +122,7 @@ fn load(store: &Store, minter: &Minter, range: std::ops::Range<usize>) -> anyhow
         let sender = Sender {
             name: None,
             identities: identities(i),
+            ..Sender::default()
         };
         let resolution = contacts::resolve(&mut batch, minter, &sender, at)?;
         anyhow::ensure!(resolution.created, "contact {i} should be new");

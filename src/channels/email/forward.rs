@@ -78,6 +78,7 @@ pub fn detect(message: &Message<'_>, text: &str) -> Option<Forwarded> {
                     .map(|n| n.trim().to_owned())
                     .filter(|n| !n.is_empty()),
                 identities: vec![identity::email(a.address()?)?],
+                spellings: identity::spellings(a.address()),
             })
         });
         return Some(Forwarded { original_sender });
@@ -202,14 +203,17 @@ fn parse_mailbox(value: &str) -> Option<Sender> {
     } else {
         let address = value.split_whitespace().find(|w| w.contains('@'))?;
         let name = value.replace(address, "");
+        let address = address.trim_matches(['(', ')', ',']);
         return Some(Sender {
             name: clean_name(&name),
-            identities: vec![identity::email(address.trim_matches(['(', ')', ',']))?],
+            identities: vec![identity::email(address)?],
+            spellings: identity::spellings([address]),
         });
     };
     Some(Sender {
         name: clean_name(name),
         identities: vec![identity::email(address)?],
+        spellings: identity::spellings([address]),
     })
 }
 

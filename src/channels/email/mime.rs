@@ -75,7 +75,7 @@ fn parse_unguarded(
             .and_then(|a| a.name())
             .map(|n| n.trim().to_owned())
             .filter(|n| !n.is_empty()),
-        identities: Vec::new(),
+        ..Sender::default()
     });
     let message_id = message
         .message_id()
@@ -188,14 +188,15 @@ fn sender_of(message: &Message<'_>) -> Option<Sender> {
                     .map(|n| n.trim().to_owned())
                     .filter(|n| !n.is_empty()),
                 identities: vec![identity],
+                spellings: identity::spellings(first.address()),
             });
         }
     }
-    let return_path = message.return_address()?;
-    let identity = identity::email(return_path.trim_matches(['<', '>', ' ']))?;
+    let return_path = message.return_address()?.trim_matches(['<', '>', ' ']);
     Some(Sender {
         name: None,
-        identities: vec![identity],
+        identities: vec![identity::email(return_path)?],
+        spellings: identity::spellings([return_path]),
     })
 }
 

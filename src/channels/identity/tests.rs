@@ -110,6 +110,19 @@ fn replies_address_the_id_the_platform_knows() {
     assert_eq!(platform_user_id(&email("a@b.example").unwrap()), None);
 }
 
+#[test]
+fn spellings_keep_what_differs_from_the_normalised_address() {
+    let found = spellings([" Ana.Lima@Example.COM ", "bo@example.com", "not an address"]);
+    assert_eq!(
+        found.into_iter().collect::<Vec<_>>(),
+        [(
+            "ana.lima@example.com".to_owned(),
+            "Ana.Lima@Example.COM".to_owned()
+        )]
+    );
+    assert!(spellings(None).is_empty());
+}
+
 proptest! {
     #[test]
     fn normalising_an_email_twice_equals_once(

@@ -83,6 +83,7 @@ fn customer(ctx: &Context<'_>, wa_id: &str, name: Option<String>) -> Sender {
     Sender {
         name,
         identities: vec![identity],
+        ..Sender::default()
     }
 }
 
