@@ -104,6 +104,10 @@ impl Default for ServerConfig {
     }
 }
 
+/// sled's page cache when the config does not say otherwise: enough to keep the identity index
+/// of a million contacts cached (`deskgate-bench contacts`).
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Where deskgate keeps its state.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -120,7 +124,7 @@ pub struct StateConfig {
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
-            cache_capacity_bytes: 64 * 1024 * 1024,
+            cache_capacity_bytes: DEFAULT_CACHE_CAPACITY_BYTES,
             dir: PathBuf::from("data"),
             min_free_bytes: 64 * 1024 * 1024,
         }

@@ -34,9 +34,6 @@ use crate::model::{DedupeKey, Record};
 
 const CODEC_VERSION: u8 = 1;
 
-/// sled's page cache when the config does not say otherwise.
-pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
@@ -67,7 +64,7 @@ pub struct JournalItem {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Store::open_with(dir, DEFAULT_CACHE_CAPACITY_BYTES)
+        Store::open_with(dir, crate::config::DEFAULT_CACHE_CAPACITY_BYTES)
     }
 
     /// Opens with sled's page cache bounded to `cache_capacity_bytes`, which keeps resident

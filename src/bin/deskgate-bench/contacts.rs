@@ -9,7 +9,7 @@
 //! has two cores), run in a fresh child process that opens the loaded state as a restarted
 //! daemon would, so its RSS is what serving that many contacts takes, not what the loader's
 //! allocator kept from the load. The loader's own RSS is printed on stderr. sled's cache is the
-//! daemon's default (64 MiB) unless `--cache-mb` says otherwise.
+//! daemon's default (`config::DEFAULT_CACHE_CAPACITY_BYTES`) unless `--cache-mb` says otherwise.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -104,14 +104,18 @@ fn measure_in_child(dir: &Path, size: usize, secs: u64, cache: u64) -> anyhow::R
         .context("no lookups from the child")?
         .parse()?;
     let rss = fields.next().context("no rss from the child")?.parse()?;
+    let at_open: u64 = fields.next().context("no rss at open from the child")?.parse()?;
+    // What sled holds for the pages of the database before anything is cached.
+    eprintln!("  {size} contacts: rss_mb={at_open} once the state is open, before lookups");
     Ok((per_sec, rss))
 }
 
-/// The child side: opens the state, looks up, prints `<lookups/s> <rss MB>`.
+/// The child side: opens the state, looks up, prints `<lookups/s> <rss MB> <rss MB at open>`.
 pub fn serve_lookups(dir: &Path, size: usize, secs: u64, cache: u64) -> anyhow::Result<()> {
     let store = Store::open_with(dir, cache)?;
+    let at_open = rss_mb()?;
     let per_sec = lookups(&store, size, Duration::from_secs(secs))?;
-    println!("{per_sec:.0} {}", rss_mb()?);
+    println!("{per_sec:.0} {} {at_open}", rss_mb()?);
     Ok(())
 }
 

@@ -85,8 +85,8 @@ enum Mode {
         /// Seconds of lookups at each size.
         #[arg(long, default_value_t = 3)]
         secs: u64,
-        /// sled's cache in MiB (the daemon's default is 64).
-        #[arg(long, default_value_t = 64)]
+        /// sled's cache in MiB (default: the daemon's).
+        #[arg(long, default_value_t = deskgate::config::DEFAULT_CACHE_CAPACITY_BYTES >> 20)]
         cache_mb: u64,
     },
     /// Internal: the lookup side of `contacts`, in a fresh process on loaded state.
