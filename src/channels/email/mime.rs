@@ -117,8 +117,20 @@ fn parse_unguarded(
     inbound.attachments = attachments;
     inbound.flags.automatic = classify::is_automatic(&message, &from);
     inbound.flags.bounce = classify::bounce(&message, &from);
-    if found.is_none() && !inbound.flags.automatic && inbound.flags.bounce.is_none() {
-        return Err(MailError::NoSender);
+    if found.is_none() {
+        if !inbound.flags.automatic && inbound.flags.bounce.is_none() {
+            return Err(MailError::NoSender);
+        }
+        // An address that is no identity is still what the mail said: keep it as text.
+        if let Some(text) = message
+            .header_raw("From")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            inbound
+                .extra
+                .insert("from_text".to_owned(), serde_json::Value::from(text));
+        }
     }
     if inbound.flags.bounce.is_some() {
         // A delivery report is machine-made whatever its headers claim.

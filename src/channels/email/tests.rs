@@ -146,6 +146,7 @@ fn a_person_without_a_sender_address_is_quarantined_but_a_bounce_is_not() {
         .unwrap()
         .inbound;
     assert!(inbound.sender.identities.is_empty());
+    assert_eq!(inbound.extra["from_text"], "MAILER-DAEMON <>");
     let flags = inbound.flags;
     assert!(flags.automatic);
     let bounce = flags.bounce.unwrap();
