@@ -104,19 +104,53 @@ fn measure_in_child(dir: &Path, size: usize, secs: u64, cache: u64) -> anyhow::R
         .context("no lookups from the child")?
         .parse()?;
     let rss = fields.next().context("no rss from the child")?.parse()?;
-    let at_open: u64 = fields.next().context("no rss at open from the child")?.parse()?;
-    // What sled holds for the pages of the database before anything is cached.
+    let at_open: u64 = fields
+        .next()
+        .context("no rss at open from the child")?
+        .parse()?;
+    let cores: f64 = fields
+        .next()
+        .context("no cpu use from the child")?
+        .parse()?;
+    // What sled holds for the pages of the database before anything is cached, and how much of
+    // the machine the lookups got (on a shared machine, other work takes the rest).
     eprintln!("  {size} contacts: rss_mb={at_open} once the state is open, before lookups");
+    eprintln!(
+        "  {size} contacts: the lookups used {cores:.2} of {THREADS} cores ({:.0} lookups per CPU second)",
+        per_sec / cores.max(0.01)
+    );
     Ok((per_sec, rss))
 }
 
-/// The child side: opens the state, looks up, prints `<lookups/s> <rss MB> <rss MB at open>`.
+/// The child side: opens the state, looks up, prints `<lookups/s> <rss MB> <rss MB at open>
+/// <cores used>`.
 pub fn serve_lookups(dir: &Path, size: usize, secs: u64, cache: u64) -> anyhow::Result<()> {
     let store = Store::open_with(dir, cache)?;
     let at_open = rss_mb()?;
+    let (cpu_before, started) = (cpu_secs()?, Instant::now());
     let per_sec = lookups(&store, size, Duration::from_secs(secs))?;
-    println!("{per_sec:.0} {} {at_open}", rss_mb()?);
+    let cores = (cpu_secs()? - cpu_before) / started.elapsed().as_secs_f64();
+    println!("{per_sec:.0} {} {at_open} {cores:.2}", rss_mb()?);
     Ok(())
+}
+
+/// CPU seconds this process has used (user and system), from `/proc/self/stat`.
+fn cpu_secs() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the parenthesised command name: state is the 3rd field, utime the 14th.
+    let rest = stat
+        .rsplit_once(')')
+        .context("no command name in /proc/self/stat")?
+        .1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("short /proc/self/stat")?
+            .parse::<f64>()?)
+    };
+    // Linux reports these in USER_HZ, which is 100 on every architecture it runs on here.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn load(store: &Store, minter: &Minter, range: std::ops::Range<usize>) -> anyhow::Result<()> {
