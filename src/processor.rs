@@ -205,7 +205,11 @@ impl Processor {
                     at: control.received_at,
                     channel: None,
                 };
-                contacts::control::apply(batch, &announce, seq, &control.command).map(|_| ())
+                let applied = contacts::control::apply(batch, &announce, seq, &control.command)?;
+                if let Some(erased) = applied.erased {
+                    outbound::erase::forget_conversations(batch, &erased.conversations)?;
+                }
+                Ok(())
             }
             Record::SinkDeadLettered(dead) => {
                 crate::events::sinks::dead_letter::apply(&self.outbox, batch, dead)

@@ -298,3 +298,88 @@ async fn a_hard_bounce_suppresses_automatic_mail_to_the_address() {
     );
     assert!(pipeline.outgoing().is_empty(), "nothing is queued");
 }
+
+/// Erasing a contact reaches what outbound holds about them: the reply context, the outgoing
+/// messages (pending ones are not sent) and the agent's reply text in the journal.
+#[tokio::test]
+async fn erasing_a_contact_blanks_its_outgoing_messages_and_agent_replies() {
+    use deskgate::model::{ContactCommand, ContactControl};
+    use deskgate::outbound::ItemStatus;
+    let mut pipeline = Pipeline::new(25);
+    pipeline
+        .mail("email/chatwoot/spec/fixtures/files/references.eml")
+        .await;
+    let ack = pipeline.outgoing().remove(0);
+    let conversation = ack.conversation_id.clone();
+    let request = ReplyRequest {
+        idempotency_key: "r1".into(),
+        conversation_id: conversation.clone(),
+        agent: AgentRef {
+            id: "a1".into(),
+            ..AgentRef::default()
+        },
+        text: "Your order 4417 ships to 12 Elm Street.".into(),
+        html: None,
+        attachments: Vec::new(),
+        requested_at: Utc::now(),
+    };
+    let reply_seq = pipeline
+        .apply(Record::Outbound(Box::new(OutboundRecord::Reply(request))))
+        .await;
+    assert_eq!(
+        pipeline.outgoing().len(),
+        2,
+        "acknowledgement and reply wait"
+    );
+    let contact = pipeline.events()[0]["subject"].as_str().unwrap().to_owned();
+    assert!(pipeline
+        .store
+        .state_get::<Value>(&keys::reply_context(&conversation))
+        .unwrap()
+        .is_some());
+
+    pipeline
+        .apply(Record::Contact(ContactControl {
+            key: "erase-1".into(),
+            command: ContactCommand::Erase {
+                contact_id: contact,
+            },
+            received_at: Utc::now(),
+        }))
+        .await;
+    assert!(pipeline.outgoing().is_empty(), "nothing pending is sent");
+    let prefix = keys::conversation_outgoing(&conversation);
+    let items = pipeline.store.state_scan::<()>(&prefix, None, 10).unwrap();
+    assert_eq!(items.len(), 2);
+    for (key, ()) in items {
+        let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        let item: OutgoingItem = pipeline
+            .store
+            .state_get(&keys::outgoing(&id))
+            .unwrap()
+            .unwrap();
+        let mail = email(&item);
+        assert_eq!((mail.to.as_str(), mail.text.as_str()), ("", ""));
+        assert!(
+            matches!(&item.status, ItemStatus::Suppressed { reason } if reason == "contact erased"),
+            "{:?}",
+            item.status
+        );
+    }
+    assert!(pipeline
+        .store
+        .state_get::<Value>(&keys::reply_context(&conversation))
+        .unwrap()
+        .is_none());
+    let Some(Record::Outbound(reply)) = pipeline.store.journal_get(reply_seq).unwrap() else {
+        panic!("the reply's journal record is gone");
+    };
+    let OutboundRecord::Reply(reply) = *reply else {
+        panic!("not a reply: {reply:?}");
+    };
+    assert_eq!(reply.text, "", "the agent's reply text is redacted");
+    assert_eq!(
+        reply.idempotency_key, "r1",
+        "its retry is still a duplicate"
+    );
+}

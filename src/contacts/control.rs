@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::announce::Announcer;
-use super::{erase, follow, merge, Contact};
+use super::erase::{self, Erased};
+use super::{follow, merge, Contact};
 use crate::events::EventType;
 use crate::model::ContactCommand;
 use crate::store::{keys, StateBatch, StoreError};
@@ -33,13 +34,22 @@ impl Outcome {
     }
 }
 
+/// What applying a request did: its outcome, and for an erasure what was erased, which the
+/// processor passes on to the state contacts do not own (outgoing messages).
+#[derive(Debug)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub erased: Option<Erased>,
+}
+
 /// Applies one request and records its outcome.
 pub fn apply(
     batch: &mut StateBatch<'_>,
     announce: &Announcer<'_>,
     seq: u64,
     command: &ContactCommand,
-) -> Result<Outcome, StoreError> {
+) -> Result<Applied, StoreError> {
+    let mut erased = None;
     let outcome = match command {
         ContactCommand::SetOwner { contact_id, owner } => match live(batch, contact_id)? {
             Ok(mut contact) => {
@@ -58,20 +68,22 @@ pub fn apply(
         ContactCommand::Merge { into, from } => manual_merge(batch, announce, into, from)?,
         ContactCommand::Erase { contact_id } => match live(batch, contact_id)? {
             Ok(contact) => {
-                let erased = erase::erase(batch, contact, seq)?;
+                let done = erase::erase(batch, contact, seq)?;
                 announce.push(
                     batch,
                     EventType::ContactErased,
-                    &erased.contact_id,
-                    json!(erased),
+                    &done.contact_id,
+                    json!(done),
                 )?;
-                Outcome::ok(json!({ "erased": erased }))
+                let outcome = Outcome::ok(json!({ "erased": done }));
+                erased = Some(done);
+                outcome
             }
             Err(refused) => refused,
         },
     };
     batch.put(keys::control_outcome(seq), &outcome);
-    Ok(outcome)
+    Ok(Applied { outcome, erased })
 }
 
 fn manual_merge(

@@ -2,8 +2,12 @@
 //! state.
 //!
 //! In the processor step: the identity index entries go, the contact becomes an `erased`
-//! tombstone, its conversation index entries go, and a pending erasure listing the journal
-//! seqs of its messages is written with the step. After the step is committed and flushed,
+//! tombstone, its conversations lose their thread keys (a phone number, a visitor token) and
+//! their thread index entries (a later message from the same address opens a new
+//! conversation), its conversation index entries go, and a pending erasure listing the journal
+//! seqs of its messages (and of the agents' replies to it) is written with the step. The
+//! processor then lets outbound forget the conversations' reply contexts and outgoing
+//! messages ([`crate::outbound::erase`]). After the step is committed and flushed,
 //! [`finish_pending`] rewrites those journal records with their bodies, sender and attachments
 //! blanked, deletes the attachment blobs, flushes, and only then drops the pending entry; a
 //! crash in between repeats it, which is harmless. Redacting after the commit means a replayed
@@ -14,7 +18,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::Contact;
-use crate::model::{Record, Sender};
+use crate::conversations::Conversation;
+use crate::model::{OutboundRecord, Record, Sender};
 use crate::store::{keys, Blobs, StateBatch, Store, StoreError};
 
 /// Journal records still to redact for one erasure.
@@ -46,6 +51,7 @@ pub fn erase(
     let mut journal_seqs = Vec::new();
     for key in batch.keys_with_prefix(&prefix)? {
         let conversation = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        forget_thread(batch, &conversation)?;
         let messages = keys::conversation_messages(&conversation);
         for message in batch.keys_with_prefix(&messages)? {
             journal_seqs.push(keys::be_u64(&message[messages.len()..]));
@@ -69,6 +75,21 @@ pub fn erase(
     };
     batch.put(keys::erase_pending(seq), &pending);
     Ok(erased)
+}
+
+/// Unlinks a conversation from its thread key, which names the customer on some channels.
+fn forget_thread(batch: &mut StateBatch<'_>, conversation_id: &str) -> Result<(), StoreError> {
+    let key = keys::conversation(conversation_id);
+    let Some(mut conversation) = batch.get::<Conversation>(&key)? else {
+        return Ok(());
+    };
+    let thread = keys::thread(&conversation.channel, &conversation.thread_key);
+    if batch.get::<String>(&thread)?.as_deref() == Some(conversation_id) {
+        batch.remove(thread);
+    }
+    conversation.thread_key.clear();
+    batch.put(key, &conversation);
+    Ok(())
 }
 
 /// Blanks a journal record's personal content, keeping what deduplication and ordering need.
@@ -96,10 +117,26 @@ pub fn redact(record: &mut Record) -> Vec<String> {
             event.detail = serde_json::Value::Null;
             Vec::new()
         }
+        // An agent's reply to the customer, an automatic mail about them.
+        Record::Outbound(outbound) => match outbound.as_mut() {
+            OutboundRecord::Reply(reply) => {
+                reply.text = String::new();
+                reply.html = None;
+                std::mem::take(&mut reply.attachments)
+                    .into_iter()
+                    .map(|a| a.id)
+                    .collect()
+            }
+            OutboundRecord::Automatic(automatic) => {
+                automatic.to = None;
+                automatic.fields = serde_json::Map::new();
+                Vec::new()
+            }
+            OutboundRecord::Outcome(_) => Vec::new(),
+        },
         Record::Quarantine(_)
         | Record::Contact(_)
         | Record::Control(_)
-        | Record::Outbound(_)
         | Record::SinkDeadLettered(_) => Vec::new(),
     }
 }

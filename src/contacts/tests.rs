@@ -492,6 +492,10 @@ fn erasure_redacts_the_journal_and_deletes_attachment_blobs() {
         &threaded.conversation.id,
         1,
     );
+    assert!(batch
+        .get::<String>(&keys::thread("api", "t1"))
+        .unwrap()
+        .is_some());
     let announce = Announcer {
         outbox: &harness.outbox,
         at: at(2),
@@ -500,9 +504,29 @@ fn erasure_redacts_the_journal_and_deletes_attachment_blobs() {
     let command = ContactCommand::Erase {
         contact_id: resolution.contact.id.clone(),
     };
-    let outcome = control::apply(&mut batch, &announce, 2, &command).unwrap();
+    let applied = control::apply(&mut batch, &announce, 2, &command).unwrap();
+    let outcome = applied.outcome;
     assert_eq!(outcome.status, 200, "{:?}", outcome.body);
+    assert_eq!(
+        applied.erased.unwrap().conversations,
+        std::slice::from_ref(&threaded.conversation.id),
+        "the processor is told which conversations to forget in outbound"
+    );
     batch.commit().unwrap();
+    // The thread key (which can be a phone number or a visitor token) is gone with its index.
+    let conversation: conversations::Conversation = harness
+        .store
+        .state_get(&keys::conversation(&threaded.conversation.id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(conversation.thread_key, "");
+    assert_eq!(
+        harness
+            .store
+            .state_get::<String>(&keys::thread("api", &inbound.thread_key))
+            .unwrap(),
+        None
+    );
     // Committed but not yet carried out: the journal still holds the body.
     assert!(blobs.get(&blob).unwrap().is_some());
     assert_eq!(

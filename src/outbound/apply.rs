@@ -35,12 +35,24 @@ pub fn apply(
     seq: u64,
     record: &OutboundRecord,
 ) -> Result<(), StoreError> {
-    let outcome = match record {
-        OutboundRecord::Reply(request) => reply(ctx, batch, seq, request)?,
-        OutboundRecord::Automatic(request) => request_automatic(ctx, batch, seq, request)?,
+    let (outcome, conversation_id) = match record {
+        OutboundRecord::Reply(request) => {
+            (reply(ctx, batch, seq, request)?, &request.conversation_id)
+        }
+        OutboundRecord::Automatic(request) => (
+            request_automatic(ctx, batch, seq, request)?,
+            &request.conversation_id,
+        ),
         OutboundRecord::Outcome(outcome) => return apply_outcome(ctx, batch, outcome),
     };
     batch.put(keys::outbound_request(seq), &outcome);
+    // The request's text is the conversation's too: erasing its contact redacts it.
+    if batch
+        .get_raw(&keys::conversation(conversation_id))?
+        .is_some()
+    {
+        batch.put(keys::conversation_message(conversation_id, seq), &());
+    }
     Ok(())
 }
 
@@ -260,6 +272,10 @@ pub(crate) fn queue(
     item.queue_seq = batch.next(&keys::counter("outgoing_queue"))?;
     batch.put(keys::outgoing(&item.id), &item);
     batch.put(keys::outgoing_pending(item.queue_seq), &item.id);
+    batch.put(
+        keys::conversation_outgoing_item(&item.conversation_id, &item.id),
+        &(),
+    );
     let message_id = match &item.payload {
         Payload::Email(mail) => Some(mail.message_id.clone()),
         _ => None,

@@ -20,6 +20,7 @@
 
 pub mod apply;
 pub mod compose;
+pub mod erase;
 pub mod graph;
 /// Message-IDs deskgate mints name their conversation; the email channel owns the scheme.
 pub use crate::channels::email::message_id;

@@ -99,6 +99,18 @@ pub fn conversation_message(conversation: &str, journal_seq: u64) -> Vec<u8> {
     key
 }
 
+/// Outgoing messages on a conversation: `conv_out/{conversation}` NUL `{item}` → `()`, so that
+/// erasing its contact finds them.
+pub fn conversation_outgoing(conversation: &str) -> Vec<u8> {
+    format!("conv_out/{conversation}\0").into_bytes()
+}
+
+pub fn conversation_outgoing_item(conversation: &str, item_id: &str) -> Vec<u8> {
+    let mut key = conversation_outgoing(conversation);
+    key.extend_from_slice(item_id.as_bytes());
+    key
+}
+
 /// The outcome of a journaled control request, read back by the waiting handler.
 pub fn control_outcome(journal_seq: u64) -> Vec<u8> {
     let mut key = b"control/".to_vec();
