@@ -265,7 +265,7 @@ fn reload(path: &Path, current: Config, log_filter: &LogFilter) -> Config {
             return current;
         }
     };
-    let restart_needed = current.restart_needed_for(&new);
+    let restart_needed = current.reloaded(&new).restart_needed;
     if !restart_needed.is_empty() {
         tracing::warn!(
             settings = restart_needed.join(", "),

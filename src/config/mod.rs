@@ -33,9 +33,11 @@ pub mod outbound;
 pub use outbound::OutboundConfig;
 mod contacts;
 pub use contacts::ContactsConfig;
+mod reload;
+pub use reload::Reloaded;
 
 /// Everything deskgate reads from its config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -70,7 +72,7 @@ pub struct Config {
 }
 
 /// The HTTP listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address for webhooks and health checks, and (unless `control_listen` is set) the events
@@ -105,7 +107,7 @@ impl Default for ServerConfig {
 }
 
 /// Where deskgate keeps its state.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
     /// Directory of the embedded database; relative paths start at the working directory.
@@ -128,7 +130,7 @@ impl Default for StateConfig {
 }
 
 /// The durable journal every inbound message passes through before it is acknowledged.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
     /// Messages waiting for the journal writer; when full, inputs answer 503 with Retry-After.
@@ -154,7 +156,7 @@ impl Default for JournalConfig {
 }
 
 /// The event outbox and its HTTP pull API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// Names this deskgate in every event's `source` (`/{instance}/channels/{channel}`).
@@ -183,7 +185,7 @@ impl Default for EventsConfig {
 }
 
 /// The control API (`/v1/control/...`), used by the ticket store and admins.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     /// Files each holding one bearer token (surrounding whitespace ignored), for example under
@@ -241,7 +243,7 @@ pub fn read_secret(path: &Path) -> Result<String, String> {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `human` (default) or `json`.
@@ -267,7 +269,7 @@ pub enum LogFormat {
 }
 
 /// One inbound channel. The kind decides the format `/hooks/{id}` accepts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     pub kind: ChannelKind,
@@ -418,36 +420,6 @@ impl Config {
                 message: format!("{message}{location}"),
             }
         })
-    }
-
-    /// The settings that differ between two configs and take effect only after a restart
-    /// (listeners, state, journal sizing, channels). Everything else is applied on SIGHUP.
-    pub fn restart_needed_for(&self, new: &Config) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        // Debug output covers every field, including those of per-kind channel sub-tables,
-        // without requiring each of them to implement PartialEq.
-        if format!("{:?}", self.server) != format!("{:?}", new.server) {
-            changed.push("server");
-        }
-        if self.state.dir != new.state.dir {
-            changed.push("state.dir");
-        }
-        if format!("{:?}", self.journal) != format!("{:?}", new.journal) {
-            changed.push("journal");
-        }
-        if format!("{:?}", self.events) != format!("{:?}", new.events) {
-            changed.push("events");
-        }
-        if format!("{:?}", self.channels) != format!("{:?}", new.channels) {
-            changed.push("channels");
-        }
-        if self.control.token_files != new.control.token_files {
-            changed.push("control.token_files");
-        }
-        if self.log.format != new.log.format {
-            changed.push("log.format");
-        }
-        changed
     }
 
     /// Checks what the types cannot: every problem, not just the first.

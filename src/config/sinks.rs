@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{is_valid_name, ConfigProblem};
 
 /// One event sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     pub kind: SinkKind,
@@ -39,7 +39,7 @@ pub enum SinkKind {
 }
 
 /// A NATS JetStream sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsSinkConfig {
     /// NATS server URLs, such as `nats://127.0.0.1:4222`.
@@ -91,7 +91,7 @@ pub enum NatsStorage {
 }
 
 /// A signed HTTP webhook sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookSinkConfig {
     /// Where events are POSTed (`http://` or `https://`).
@@ -158,7 +158,7 @@ impl WebhookSinkConfig {
 
 /// How long the outbox keeps events. An event is deleted only once every sink has passed it
 /// and it is both older than `min_age_secs` and behind the newest `min_events` events.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Keep every event at least this long (by its `time`), for readers of `GET /v1/events`.
