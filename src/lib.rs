@@ -13,6 +13,8 @@
 //! - [`tickets`]: the ticket mirror's pipeline, status and owner; status triggers; control commands.
 //! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message;
 //!   [`delivery`]: non-message items (delivery statuses, platform notices).
+//! - [`live`]: what a SIGHUP replaces while running (routing rules, sending plan and templates,
+//!   rate limits), read once per processor step and per request.
 //! - [`processor`]: applies journaled records in order, committing effects with its cursor.
 //! - [`outbound`]: what deskgate sends (acknowledgements, notifications, agents' replies over
 //!   SMTP, the Graph API and chat events): planned in the processor, delivered by a sender task.
@@ -31,6 +33,7 @@ pub mod events;
 pub mod http;
 pub mod ids;
 pub mod journal;
+pub mod live;
 pub mod model;
 pub mod outbound;
 pub mod processor;

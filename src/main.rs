@@ -224,7 +224,7 @@ async fn run(path: &Path, config: Config, log_filter: LogFilter) -> anyhow::Resu
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => current = reload(path, current, &log_filter),
+            _ = hup.recv() => current = reload(path, current, &app, &log_filter),
             // The app stopped itself (storage recovery).
             () = stopped_itself.cancelled() => break,
         }
@@ -254,10 +254,11 @@ fn restart_in_place() -> ! {
 }
 
 /// Re-reads the config on SIGHUP. A config that does not validate changes nothing. Of a valid
-/// one, what can change while running is applied; what needs a restart is named in the log.
-fn reload(path: &Path, current: Config, log_filter: &LogFilter) -> Config {
-    let new = match Config::load(path) {
-        Ok(new) => new,
+/// one, what can change while running is applied (see `deskgate::live`); what needs a restart
+/// is named in the log. Returns the config now running.
+fn reload(path: &Path, current: Config, app: &App, log_filter: &LogFilter) -> Config {
+    let reloaded = match app.live().reload(&current, path) {
+        Ok(reloaded) => reloaded,
         Err(error) => {
             tracing::error!("configuration not reloaded, keeping the running one: {error}");
             metrics::counter!("deskgate_config_reloads_total", "outcome" => "rejected")
@@ -265,16 +266,18 @@ fn reload(path: &Path, current: Config, log_filter: &LogFilter) -> Config {
             return current;
         }
     };
-    let restart_needed = current.reloaded(&new).restart_needed;
-    if !restart_needed.is_empty() {
+    if !reloaded.restart_needed.is_empty() {
         tracing::warn!(
-            settings = restart_needed.join(", "),
+            settings = reloaded.restart_needed.join(", "),
             "these changes take effect only after a restart"
         );
     }
     metrics::counter!("deskgate_config_reloads_total", "outcome" => "applied").increment(1);
     // Said before a new log filter applies, which may silence info lines.
-    tracing::info!("configuration reloaded");
+    tracing::info!(
+        "configuration reloaded: users, teams, routing, templates and rate limits in force"
+    );
+    let new = reloaded.running;
     if new.log.filter != current.log.filter {
         match EnvFilter::try_new(&new.log.filter).map(|f| log_filter.reload(f)) {
             Ok(Ok(())) => {}

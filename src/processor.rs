@@ -23,6 +23,7 @@ use crate::contacts;
 use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
+use crate::live::{Live, LiveHandle};
 use crate::model::{AutomaticKind, AutomaticRequest, Inbound, Record};
 use crate::outbound::{self, Planner};
 use crate::routing::RuleSet;
@@ -51,10 +52,9 @@ pub struct Processor {
     minter: Minter,
     outbox: OutboxWriter,
     batch_size: usize,
-    /// Routing rules, pipelines and the directory's base, compiled from config.
-    routing: Arc<RuleSet>,
-    /// Sending configuration: which requests become outgoing items, and how.
-    outbound: Arc<Planner>,
+    /// Routing rules, pipelines, the directory's base and the sending plan, compiled from
+    /// config and replaced by a reload; read once per step.
+    live: LiveHandle,
     /// Where attachments live, so that erasure can delete them.
     blobs: Option<Blobs>,
 }
@@ -75,8 +75,7 @@ impl Processor {
             minter,
             outbox,
             batch_size,
-            routing: Arc::new(RuleSet::default()),
-            outbound: Arc::new(Planner::disabled()),
+            live: LiveHandle::new(Live::empty()),
             blobs: None,
         }
     }
@@ -92,24 +91,41 @@ impl Processor {
         contacts::erase::finish_pending(&self.store, self.blobs.as_ref()).map(|_| ())
     }
 
-    /// Uses this sending configuration (by default every send is refused as unrouted).
-    pub fn with_outbound(mut self, planner: Arc<Planner>) -> Self {
-        self.outbound = planner;
+    /// Reads its rules and sending plan from `live` at the start of every step (by default
+    /// it routes nothing, has no pipelines, and refuses every send as unrouted).
+    pub fn with_live(mut self, live: LiveHandle) -> Self {
+        self.live = live;
         self
     }
 
-    fn outbound_ctx(&self) -> outbound::apply::Ctx<'_> {
+    /// Uses this sending configuration, keeping the rules.
+    pub fn with_outbound(self, planner: Arc<Planner>) -> Self {
+        let current = self.live.current();
+        let live = Live {
+            planner,
+            rules: Arc::clone(&current.rules),
+            rate_limits: current.rate_limits.clone(),
+        };
+        self.with_live(LiveHandle::new(live))
+    }
+
+    /// Uses these routing rules, keeping the sending configuration.
+    pub fn with_routing(self, rules: Arc<RuleSet>) -> Self {
+        let current = self.live.current();
+        let live = Live {
+            rules,
+            planner: Arc::clone(&current.planner),
+            rate_limits: current.rate_limits.clone(),
+        };
+        self.with_live(LiveHandle::new(live))
+    }
+
+    fn outbound_ctx<'s>(&'s self, live: &'s Live) -> outbound::apply::Ctx<'s> {
         outbound::apply::Ctx {
-            planner: &self.outbound,
+            planner: &live.planner,
             outbox: &self.outbox,
             minter: &self.minter,
         }
-    }
-
-    /// Uses these routing rules (the default routes nothing and has no pipelines).
-    pub fn with_routing(mut self, rules: Arc<RuleSet>) -> Self {
-        self.routing = rules;
-        self
     }
 
     /// Where the committed state stands.
@@ -129,12 +145,14 @@ impl Processor {
         let Some(last) = items.last().map(|item| item.seq) else {
             return self.position();
         };
+        // One version of the rules for the whole step, whatever a reload does meanwhile.
+        let live = self.live.current();
         let mut batch = self.store.state_batch();
         for item in items {
             let savepoint = batch.savepoint();
             let applied = match item.record {
                 Ok(record) => self
-                    .apply_guarded(&mut batch, item.seq, &record)
+                    .apply_guarded(&live, &mut batch, item.seq, &record)
                     .map_err(|e| (Some(record), e)),
                 Err(error) => Err((None, error)),
             };
@@ -167,12 +185,13 @@ impl Processor {
     /// record is quarantined instead of stopping every record behind it.
     fn apply_guarded(
         &self,
+        live: &Live,
         batch: &mut StateBatch<'_>,
         seq: u64,
         record: &Record,
     ) -> Result<(), StoreError> {
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.apply(batch, seq, record)
+            self.apply(live, batch, seq, record)
         }));
         applied.unwrap_or_else(|panic| {
             let what = panic
@@ -189,13 +208,14 @@ impl Processor {
 
     fn apply(
         &self,
+        live: &Live,
         batch: &mut StateBatch<'_>,
         seq: u64,
         record: &Record,
     ) -> Result<(), StoreError> {
         match record {
             Record::Inbound(inbound) => {
-                self.apply_inbound(batch, seq, inbound)?;
+                self.apply_inbound(live, batch, seq, inbound)?;
                 mark_retried(batch, seq, inbound)
             }
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
@@ -212,17 +232,18 @@ impl Processor {
             }
             Record::Control(control) => {
                 let (minter, outbox) = (&self.minter, &self.outbox);
-                tickets::apply_control(&self.routing, batch, minter, outbox, seq, control)
+                tickets::apply_control(&live.rules, batch, minter, outbox, seq, control)
             }
             Record::Event(event) => crate::delivery::apply(batch, &self.outbox, seq, event),
             Record::Outbound(outbound) => {
-                outbound::apply::apply(&self.outbound_ctx(), batch, seq, outbound)
+                outbound::apply::apply(&self.outbound_ctx(live), batch, seq, outbound)
             }
         }
     }
 
     fn apply_inbound(
         &self,
+        live: &Live,
         batch: &mut StateBatch<'_>,
         seq: u64,
         inbound: &Inbound,
@@ -245,7 +266,7 @@ impl Processor {
             seq,
         );
         let routed =
-            tickets::after_threading(&self.routing, batch, &self.minter, inbound, &mut threaded)?;
+            tickets::after_threading(&live.rules, batch, &self.minter, inbound, &mut threaded)?;
         let (event_type, subject) = routed.message_event(&threaded);
         let mut data = self.message_data(seq, inbound, &threaded);
         routed.annotate(&mut data);
@@ -257,8 +278,10 @@ impl Processor {
         };
         self.outbox.push(batch, at, &draft)?;
         tickets::push_events(&self.outbox, batch, at, &routed.events)?;
-        outbound::observe::inbound(&self.outbound_ctx(), batch, seq, inbound, &threaded)?;
-        self.request_actions(batch, seq, &routed.events, &threaded, inbound.received_at)?;
+        let ctx = self.outbound_ctx(live);
+        outbound::observe::inbound(&ctx, batch, seq, inbound, &threaded)?;
+        let origin = (seq, inbound.received_at);
+        Self::request_actions(&ctx, batch, origin, &routed.events, &threaded)?;
         Ok(())
     }
 
@@ -267,12 +290,11 @@ impl Processor {
     /// exactly once. The outbound policy still applies: no mail to automatic senders, machine
     /// addresses or suppressed addresses, and the per-recipient caps.
     fn request_actions(
-        &self,
+        ctx: &outbound::apply::Ctx<'_>,
         batch: &mut StateBatch<'_>,
-        seq: u64,
+        (seq, at): (u64, DateTime<Utc>),
         events: &[EventDraft],
         threaded: &Threaded,
-        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let actions = events
             .iter()
@@ -302,7 +324,7 @@ impl Processor {
                     fields: data["fields"].as_object().cloned().unwrap_or_default(),
                     requested_at: at,
                 };
-                outbound::apply::request_automatic(&self.outbound_ctx(), batch, seq, &request)?;
+                outbound::apply::request_automatic(ctx, batch, seq, &request)?;
             }
         }
         Ok(())

@@ -6,6 +6,7 @@ use axum::Json;
 use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
 
+use crate::channels::ratelimit::RateLimited;
 use crate::channels::ChannelError;
 use crate::journal::JournalError;
 use crate::store::StoreError;
@@ -129,6 +130,14 @@ impl From<ChannelError> for ApiError {
                 message,
                 retry_after_secs: 30,
             },
+        }
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(limited: RateLimited) -> Self {
+        ApiError::TooManyRequests {
+            retry_after_secs: limited.retry_after_secs,
         }
     }
 }

@@ -22,15 +22,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::control::{self, Tokens};
 use super::error::ApiError;
-use super::ratelimit::RateLimits;
 use crate::channels::email::imap::MailboxRegistry;
 use crate::channels::{self, HookRequest};
 use crate::config::{ChannelConfig, ChannelKind, EventsConfig};
 use crate::events::sinks::Sinks;
 use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
+use crate::live::LiveHandle;
 use crate::processor::Position;
-use crate::routing::RuleSet;
 use crate::store::{Blobs, Store};
 
 /// What every handler can reach. Cheap to clone.
@@ -54,12 +53,11 @@ pub struct AppState {
     pub body_read_timeout_secs: u64,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// Routing rules and the directory's base from config, for the control API's reads.
-    pub routing: Arc<RuleSet>,
+    /// What a reload replaces: routing rules and the directory's base (for the control API's
+    /// reads) and the public channels' rate limits. Read once per request.
+    pub live: LiveHandle,
     /// Proxies whose `X-Forwarded-For` names the client (`server.trusted_proxies`).
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
-    /// Per-address limits on public channels (chat, forms).
-    pub rate_limits: RateLimits,
     /// Each IMAP mailbox task's connection state, reported by `/readyz`.
     pub mailboxes: MailboxRegistry,
 }
@@ -154,7 +152,11 @@ async fn accept(
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
         let client =
             super::ratelimit::client_addr(peer.ip(), &parts.headers, &state.trusted_proxies);
-        state.rate_limits.check(&channel_id, client)?;
+        state
+            .live
+            .current()
+            .rate_limits
+            .check(&channel_id, client)?;
     }
     channels::check_content_type(config, &parts.headers)?;
     let timeout = Duration::from_secs(state.body_read_timeout_secs);
