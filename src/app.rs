@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::backup::Backups;
 use crate::channels::email::imap::{self, MailboxRegistry};
 use crate::config::Config;
 use crate::events::sinks::{self, SinkContext, Sinks};
@@ -31,7 +32,7 @@ use crate::journal;
 use crate::live::{Live, LiveHandle};
 use crate::outbound::sender::Sender;
 use crate::processor::{self, Position, Processor};
-use crate::store::{keys, Blobs, Store};
+use crate::store::{keys, Blobs, Store, WriteGate};
 
 /// A started daemon.
 pub struct App {
@@ -53,6 +54,8 @@ struct Opened {
     store: Store,
     blobs: Blobs,
     instance_id: Uuid,
+    /// Held by the state tree's writers (processor steps, outbox compaction) and by backups.
+    gate: WriteGate,
 }
 
 /// The journal writer and the processor, running.
@@ -124,6 +127,12 @@ impl App {
             shutdown: tasks.shutdown.clone(),
             mailboxes,
             sinks: delivery.sinks.clone(),
+            backups: Backups::new(
+                opened.store.clone(),
+                opened.blobs.clone(),
+                opened.gate.clone(),
+                pipeline.journal.durable(),
+            ),
         };
         let (listeners, local_addr, control_addr) = start_http(&config, state).await?;
         tracing::info!(
@@ -190,6 +199,7 @@ async fn open_state(state: &crate::config::StateConfig) -> anyhow::Result<Opened
             store,
             blobs,
             instance_id,
+            gate: WriteGate::default(),
         })
     })
     .await?
@@ -202,6 +212,7 @@ fn start_pipeline(config: &Config, opened: &Opened, live: LiveHandle) -> anyhow:
     let minter = Minter::new(opened.instance_id);
     let processor = Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
         .with_live(live)
+        .with_gate(opened.gate.clone())
         .with_blobs(opened.blobs.clone());
     let started_at = processor
         .position()
@@ -244,6 +255,7 @@ fn start_delivery(
         visible: pipeline.position.clone(),
         journal: pipeline.journal.clone(),
         shutdown: tasks.shutdown.clone(),
+        state_gate: opened.gate.clone(),
     };
     let sinks = sinks::start(&config.sinks, &config.retention, context, &tasks.tracker)
         .context("starting the event sinks")?;

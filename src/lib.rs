@@ -21,8 +21,10 @@
 //! - [`channels`]: adapters from each channel's raw input to [`model::Inbound`].
 //! - [`http`]: the server, routes and the one place errors become responses.
 //! - [`app`]: builds and owns every task; start-up and ordered shutdown.
+//! - [`backup`]: a consistent copy of the state, taken while the daemon runs.
 
 pub mod app;
+pub mod backup;
 pub mod channels;
 pub mod cli;
 pub mod config;

@@ -55,6 +55,21 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Have the running daemon write a consistent copy of its state into DEST, a new
+    /// directory on its host; a daemon started on DEST as its state.dir carries on from it.
+    Backup {
+        /// The directory to create (absolute, on the daemon's host; it must not exist yet).
+        dest: PathBuf,
+        /// The control API, such as http://127.0.0.1:8080 (default: from --config).
+        #[arg(long)]
+        url: Option<String>,
+        /// A file holding a control token (default: the config's first token file).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The daemon's config file, for its address and token.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,17 +153,20 @@ fn main() -> ExitCode {
                 QuarantineAction::List { after } => (None, after),
                 QuarantineAction::Retry { seq } => (Some(seq), None),
             };
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(deskgate::cli::quarantine(target, retry, after)),
-                Err(error) => {
-                    eprintln!("{error}");
-                    ExitCode::FAILURE
-                }
-            }
+            block_on(deskgate::cli::quarantine(target, retry, after))
         }
+        Command::Backup {
+            dest,
+            url,
+            token_file,
+            config,
+        } => match deskgate::cli::ControlTarget::resolve(url, token_file, config.as_deref()) {
+            Ok(target) => block_on(deskgate::cli::backup(target, &dest)),
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run { config: path } => {
             let config = match Config::load(&path) {
                 Ok(config) => config,
@@ -173,6 +191,20 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs a command that talks to the daemon on a small runtime of its own.
+fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(command),
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::live::{Live, LiveHandle};
 use crate::model::{AutomaticKind, AutomaticRequest, Inbound, Record};
 use crate::outbound::{self, Planner};
 use crate::routing::RuleSet;
-use crate::store::{keys, Blobs, StateBatch, Store, StoreError};
+use crate::store::{keys, Blobs, StateBatch, Store, StoreError, WriteGate};
 use crate::tickets;
 
 /// A record the processor set aside, kept with the reason.
@@ -57,6 +57,8 @@ pub struct Processor {
     live: LiveHandle,
     /// Where attachments live, so that erasure can delete them.
     blobs: Option<Blobs>,
+    /// Held for each whole step, so that a backup copies steps whole.
+    gate: WriteGate,
 }
 
 /// Where the processor stands after a step.
@@ -77,7 +79,14 @@ impl Processor {
             batch_size,
             live: LiveHandle::new(Live::empty()),
             blobs: None,
+            gate: WriteGate::default(),
         }
+    }
+
+    /// Shares the gate a backup holds while it copies the state tree.
+    pub fn with_gate(mut self, gate: WriteGate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Lets erasure delete the attachments of an erased contact's messages.
@@ -139,6 +148,7 @@ impl Processor {
     /// Applies the journal records after `cursor` up to `durable`, at most one batch of them,
     /// and makes the result durable. Blocking: run it off the async workers.
     pub fn step(&self, cursor: u64, durable: u64) -> Result<Position, StoreError> {
+        let _whole = self.gate.hold();
         // Erasures a crash interrupted after their commit.
         self.finish_erasures()?;
         let items = self.store.journal_read(cursor, durable, self.batch_size)?;
@@ -464,6 +474,7 @@ pub fn start(
 fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::Sender<Position>) {
     let mut cursor = visible.borrow().cursor;
     let mut writer_stopped = false;
+    let mut replay = Replay::new(cursor, *durable.borrow());
     loop {
         let target = *durable.borrow_and_update();
         if cursor < target {
@@ -476,6 +487,7 @@ fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::
                 Ok(Ok(position)) => {
                     cursor = position.cursor;
                     visible.send_replace(position);
+                    replay.applied(cursor);
                 }
                 Ok(Err(error)) => {
                     // Once the writer has stopped, nothing will change: the journal keeps the
@@ -502,4 +514,54 @@ fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::
         writer_stopped = futures::executor::block_on(durable.changed()).is_err();
     }
     tracing::debug!(cursor, "processor stopped");
+}
+
+/// Progress lines while the processor applies what was journaled before start-up (after a
+/// crash, or a stop whose grace period cut the processor short): a line to begin, one every
+/// few seconds, and one at the end.
+struct Replay {
+    from: u64,
+    upto: u64,
+    started: std::time::Instant,
+    last_line: std::time::Instant,
+    done: bool,
+}
+
+impl Replay {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn new(cursor: u64, durable: u64) -> Replay {
+        let now = std::time::Instant::now();
+        let done = cursor >= durable;
+        if !done {
+            let records = durable - cursor;
+            tracing::info!(
+                cursor,
+                durable,
+                "replay: {records} journal records to apply before catching up"
+            );
+        }
+        Replay {
+            from: cursor,
+            upto: durable,
+            started: now,
+            last_line: now,
+            done,
+        }
+    }
+
+    fn applied(&mut self, cursor: u64) {
+        if self.done {
+            return;
+        }
+        let (applied, total) = (cursor.min(self.upto) - self.from, self.upto - self.from);
+        if cursor >= self.upto {
+            self.done = true;
+            let secs = self.started.elapsed().as_secs_f64();
+            tracing::info!("replay: done, {total} records in {secs:.1} s");
+        } else if self.last_line.elapsed() >= Replay::EVERY {
+            self.last_line = std::time::Instant::now();
+            tracing::info!("replay: {applied}/{total} records");
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! Operations: what systemd, Prometheus and an operator see. Metrics parse as Prometheus text,
 //! the control plane refuses anyone without a token, systemd hears READY and STOPPING, the
 //! control listener can be split from the public one, and the shipped unit file verifies.
-//! SIGHUP reloads are in `ops/reload.rs`.
+//! SIGHUP reloads are in `ops/reload.rs`, `deskgate backup` in `ops/backup.rs`.
 
+#[path = "ops/backup.rs"]
+mod backup;
 mod common;
 mod outbound_support;
 #[path = "ops/reload.rs"]

@@ -60,6 +60,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     /// Each IMAP mailbox task's connection state, reported by `/readyz`.
     pub mailboxes: MailboxRegistry,
+    /// Consistent copies of the state, taken while running (`deskgate backup`).
+    pub backups: crate::backup::Backups,
 }
 
 /// Every route on one listener.

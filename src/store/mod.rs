@@ -10,6 +10,7 @@
 //! Values are a version byte followed by JSON, so they can be read by hand and evolve with
 //! `#[serde(default)]`.
 
+mod backup;
 mod batch;
 mod blobs;
 pub mod keys;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use backup::{BackupCopy, Trees, WriteGate};
 pub use batch::{Savepoint, StateBatch};
 pub use blobs::Blobs;
 pub use mailboxes::MailboxCheckpoint;

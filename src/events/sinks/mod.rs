@@ -30,7 +30,7 @@ use crate::config::sinks::SinkKind;
 use crate::config::{RetentionConfig, SinkConfig};
 use crate::journal::JournalHandle;
 use crate::processor::Position;
-use crate::store::Store;
+use crate::store::{Store, WriteGate};
 
 pub use dead_letter::DeadLetter;
 use feed::Feed;
@@ -118,6 +118,8 @@ pub struct SinkContext {
     pub visible: watch::Receiver<Position>,
     pub journal: JournalHandle,
     pub shutdown: CancellationToken,
+    /// Held by outbox compaction while it deletes (shared with the processor and backups).
+    pub state_gate: WriteGate,
 }
 
 /// Starts one task per configured sink and the compaction task, all on `tracker`.
@@ -159,8 +161,8 @@ pub fn start(
     tracker.spawn(retention::run(
         context.store.clone(),
         context.visible.clone(),
-        names,
-        retention.clone(),
+        (names, retention.clone()),
+        context.state_gate.clone(),
         context.shutdown.clone(),
     ));
     Ok(Sinks(Arc::new(handles)))
