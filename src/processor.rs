@@ -158,8 +158,13 @@ impl Processor {
         // One version of the rules for the whole step, whatever a reload does meanwhile.
         let live = self.live.current();
         let mut batch = self.store.state_batch();
+        // Channels of the records set aside, counted once the step is committed.
+        let mut set_aside: Vec<String> = Vec::new();
         for item in items {
             let savepoint = batch.savepoint();
+            if let Ok(record @ Record::Quarantine(_)) = &item.record {
+                set_aside.push(record.channel().to_owned());
+            }
             let applied = match item.record {
                 Ok(record) => self
                     .apply_guarded(&live, &mut batch, item.seq, &record)
@@ -173,6 +178,8 @@ impl Processor {
                 Err((record, error)) => {
                     batch.rollback_to(savepoint);
                     self.quarantine(&mut batch, item.seq, record.as_ref(), &error.to_string())?;
+                    let channel = record.as_ref().map(|r| r.channel()).unwrap_or("unknown");
+                    set_aside.push(channel.to_owned());
                 }
             }
         }
@@ -180,6 +187,9 @@ impl Processor {
         let outbox = batch.get_u64(keys::OUTBOX_SEQ)?;
         batch.commit()?;
         self.store.flush()?;
+        for channel in set_aside {
+            metrics::counter!("deskgate_quarantined_total", "channel" => channel).increment(1);
+        }
         // The step is committed: a failure here must not make the caller retry it. The next
         // step starts by finishing what is left.
         if let Err(error) = self.finish_erasures() {

@@ -1,7 +1,7 @@
-//! Operations: what systemd, Prometheus and an operator see. Metrics parse as Prometheus text,
-//! the control plane refuses anyone without a token, systemd hears READY and STOPPING, the
-//! control listener can be split from the public one, and the shipped unit file verifies.
-//! SIGHUP reloads are in `ops/reload.rs`, `deskgate backup` in `ops/backup.rs`.
+//! Operations: what systemd, Prometheus and an operator see. The control plane refuses anyone
+//! without a token, systemd hears READY and STOPPING, the control listener can be split from
+//! the public one, and the shipped unit file verifies. SIGHUP reloads are in `ops/reload.rs`,
+//! `deskgate backup` in `ops/backup.rs`, readiness and metrics in `ops/watch.rs`.
 
 #[path = "ops/backup.rs"]
 mod backup;
@@ -9,6 +9,8 @@ mod common;
 mod outbound_support;
 #[path = "ops/reload.rs"]
 mod reload;
+#[path = "ops/watch.rs"]
+mod watch;
 
 use std::collections::BTreeMap;
 
@@ -16,7 +18,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{api_message, eventually, free_port, Daemon, BIN};
+use common::{api_message, eventually, free_port, BIN};
 
 const TOKEN: &str = "ops-test-token-0123456789";
 
@@ -48,60 +50,6 @@ fn token_config(dir: &std::path::Path) -> String {
     let file = dir.join("control.token");
     std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
     format!("[control]\ntoken_files = [\"{}\"]\n", file.display())
-}
-
-#[tokio::test]
-async fn metrics_are_prometheus_text_with_the_pipeline_in_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), "").await;
-    let client = reqwest::Client::new();
-    let post = client
-        .post(daemon.url("/hooks/api"))
-        .json(&api_message("m1", "t1", "ana@example.com", "hi"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(post.status(), 202);
-    client.post(daemon.url("/hooks/nope")).send().await.unwrap();
-    daemon.settled().await;
-
-    let text = client
-        .get(daemon.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
-    let value = |name: &str, labels: &[(&str, &str)]| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| s.value.clone())
-    };
-    assert!(matches!(
-        value("deskgate_inbound_total", &[("channel", "api"), ("outcome", "accepted")]),
-        Some(prometheus_parse::Value::Counter(n)) if n == 1.0
-    ));
-    assert!(
-        value(
-            "deskgate_inbound_total",
-            &[("channel", "unknown"), ("outcome", "rejected")]
-        )
-        .is_some(),
-        "unknown channel ids are folded into one label"
-    );
-    assert!(matches!(
-        value("deskgate_processor_cursor", &[]),
-        Some(prometheus_parse::Value::Gauge(n)) if n == 1.0
-    ));
-    assert!(
-        text.contains("deskgate_hook_duration_seconds_bucket"),
-        "latency histogram"
-    );
 }
 
 #[tokio::test]

@@ -17,6 +17,13 @@ pub struct SinkConfig {
     /// The most events read from the outbox at a time.
     #[serde(default = "default_batch")]
     pub batch: usize,
+    /// `/readyz` answers 503 `unready` while the sink is more than this many events behind
+    /// (unset: no limit; a failing sink under its limits only makes readiness `degraded`).
+    #[serde(default)]
+    pub max_lag_events: Option<u64>,
+    /// The same, for the age in seconds of the oldest event the sink has not delivered.
+    #[serde(default)]
+    pub max_lag_secs: Option<u64>,
     /// Options of a `nats` sink.
     #[serde(default)]
     pub nats: Option<NatsSinkConfig>,
@@ -206,6 +213,16 @@ pub fn validate(
             "sink names must be 1-64 characters of a-z, 0-9, '-' and '_'",
         );
         check(sink.batch > 0, format!("{at}.batch"), "must be > 0");
+        for (field, limit) in [
+            ("max_lag_events", sink.max_lag_events),
+            ("max_lag_secs", sink.max_lag_secs),
+        ] {
+            check(
+                limit != Some(0),
+                format!("{at}.{field}"),
+                "must be > 0 (leave it out for no limit)",
+            );
+        }
         match sink.kind {
             SinkKind::Nats => {
                 check(

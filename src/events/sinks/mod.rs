@@ -47,6 +47,13 @@ pub struct SinkStatus {
     pub lag_seconds: f64,
     /// False while deliveries fail; events then accumulate in the outbox.
     pub healthy: bool,
+    /// Whether the lag is over the sink's `max_lag_events` or `max_lag_secs` (readiness then
+    /// answers 503).
+    pub lagging: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lag_events: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lag_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub delivered: u64,
@@ -84,11 +91,17 @@ pub enum ReplayError {
 }
 
 impl Sinks {
-    /// Every sink's status, by name.
+    /// Every sink's status, by name, with `lagging` judged now.
     pub fn statuses(&self) -> BTreeMap<String, SinkStatus> {
         self.0
             .iter()
-            .map(|(name, handle)| (name.clone(), lock(&handle.status).clone()))
+            .map(|(name, handle)| {
+                let mut status = lock(&handle.status).clone();
+                let over = |limit: Option<u64>, lag: f64| limit.is_some_and(|l| lag > l as f64);
+                status.lagging = over(status.max_lag_events, status.lag_events as f64)
+                    || over(status.max_lag_secs, status.lag_seconds);
+                (name.clone(), status)
+            })
             .collect()
     }
 
@@ -139,6 +152,8 @@ pub fn start(
                 SinkKind::Webhook => "webhook",
             },
             healthy: true,
+            max_lag_events: config.max_lag_events,
+            max_lag_secs: config.max_lag_secs,
             ..SinkStatus::default()
         }));
         let feed = Feed::new(name, &context, config.batch, Arc::clone(&status))?;
