@@ -107,12 +107,10 @@ impl App {
         let mailboxes = spawn_mailboxes(&config, &tasks, (&opened, &pipeline.journal));
         let delivery = start_delivery(&config, &opened, &pipeline, &tasks)?;
         let state = AppState {
-            tokens: http::Tokens::new(
-                config
-                    .control
-                    .load_tokens()
-                    .map_err(|p| anyhow::anyhow!("{p}"))?,
-            ),
+            tokens: http::Tokens::new(config.control.load_tokens().map_err(|problems| {
+                let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                anyhow::anyhow!("{}", problems.join("; "))
+            })?),
             store: opened.store.clone(),
             blobs: opened.blobs.clone(),
             metrics: crate::telemetry::install(),

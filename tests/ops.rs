@@ -1,11 +1,14 @@
 //! Operations: what systemd, Prometheus and an operator see. The control plane refuses anyone
 //! without a token, systemd hears READY and STOPPING, the control listener can be split from
 //! the public one, and the shipped unit file verifies. SIGHUP reloads are in `ops/reload.rs`,
-//! `deskgate backup` in `ops/backup.rs`, readiness and metrics in `ops/watch.rs`.
+//! `deskgate backup` in `ops/backup.rs`, readiness and metrics in `ops/watch.rs`, check-config
+//! and secrets in `ops/config.rs`.
 
 #[path = "ops/backup.rs"]
 mod backup;
 mod common;
+#[path = "ops/config.rs"]
+mod config;
 mod outbound_support;
 #[path = "ops/reload.rs"]
 mod reload;

@@ -195,9 +195,11 @@ pub struct ControlConfig {
 }
 
 impl ControlConfig {
-    /// Reads the tokens. Secrets are never inline in the config file.
-    pub fn load_tokens(&self) -> Result<Vec<String>, ConfigProblem> {
-        self.token_files
+    /// Reads the tokens, or says what is wrong with every file that fails. Secrets are never
+    /// inline in the config file.
+    pub fn load_tokens(&self) -> Result<Vec<String>, Vec<ConfigProblem>> {
+        let (tokens, problems): (Vec<_>, Vec<_>) = self
+            .token_files
             .iter()
             .enumerate()
             .map(|(i, path)| {
@@ -214,7 +216,12 @@ impl ControlConfig {
                 }
                 Ok(token)
             })
-            .collect()
+            .partition(Result::is_ok);
+        if problems.is_empty() {
+            Ok(tokens.into_iter().flatten().collect())
+        } else {
+            Err(problems.into_iter().filter_map(Result::err).collect())
+        }
     }
 }
 
@@ -484,6 +491,14 @@ impl Config {
             "log.filter",
             "is not a valid tracing filter",
         );
+        let listen = self.server.listen;
+        check(
+            self.server
+                .control_listen
+                .is_none_or(|c| c != listen || listen.port() == 0),
+            "server.control_listen",
+            "must differ from server.listen (leave it out to serve everything on listen)",
+        );
         let events_addr = self.server.control_listen.unwrap_or(self.server.listen);
         check(
             self.events.require_token || events_addr.ip().is_loopback(),
@@ -524,7 +539,7 @@ impl Config {
         for (id, channel) in &self.channels {
             problems.extend(channel.validate_kind_options(&format!("channels.{id}")));
         }
-        problems.extend(tokens.err());
+        problems.extend(tokens.err().into_iter().flatten());
         problems.extend(sinks::validate(&self.sinks, &self.retention));
         problems.extend(self.routing.validate(&self.channels));
         problems.extend(self.outbound.validate(self.channels.keys()));
