@@ -105,20 +105,32 @@ pub async fn quarantine(target: ControlTarget, retry: Option<u64>, after: Option
         (None, Some(after)) => ("GET", format!("/v1/control/quarantine?after={after}")),
         (None, None) => ("GET", "/v1/control/quarantine".to_owned()),
     };
-    match request(&target, method, &path, None).await {
+    match call(&target, method, &path, None).await {
+        Ok(body) => {
+            println!("{}", pretty(&body));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// Calls the control API and returns the answer's body; an error status (exit code 1) or a
+/// failure to reach the daemon (exit code 2) is printed.
+async fn call(
+    target: &ControlTarget,
+    method: &str,
+    path: &str,
+    json: Option<&serde_json::Value>,
+) -> Result<Bytes, ExitCode> {
+    match request(target, method, path, json).await {
+        Ok((status, body)) if status.is_success() => Ok(body),
         Ok((status, body)) => {
-            let pretty = pretty(&body);
-            if status.is_success() {
-                println!("{pretty}");
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("{status}: {pretty}");
-                ExitCode::FAILURE
-            }
+            eprintln!("{status}: {}", pretty(&body));
+            Err(ExitCode::FAILURE)
         }
         Err(error) => {
             eprintln!("{}: {error}", target.url);
-            ExitCode::from(2)
+            Err(ExitCode::from(2))
         }
     }
 }
@@ -135,33 +147,16 @@ fn pretty(body: &[u8]) -> String {
 /// copy's size at the end. Exits 1 when the daemon refused or the backup failed.
 pub async fn backup(target: ControlTarget, dest: &Path) -> ExitCode {
     let body = serde_json::json!({ "dest": dest });
-    match request(&target, "POST", "/v1/control/backup", Some(&body)).await {
-        Ok((status, _)) if status.is_success() => {}
-        Ok((status, body)) => {
-            eprintln!("{status}: {}", pretty(&body));
-            return ExitCode::FAILURE;
-        }
-        Err(error) => {
-            eprintln!("{}: {error}", target.url);
-            return ExitCode::from(2);
-        }
+    if let Err(code) = call(&target, "POST", "/v1/control/backup", Some(&body)).await {
+        return code;
     }
     let mut printed = std::time::Instant::now();
     loop {
         // Polling an operator's one-off command: a fixed short interval is plenty.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let progress = match request(&target, "GET", "/v1/control/backup", None).await {
-            Ok((status, body)) if status.is_success() => {
-                serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default()
-            }
-            Ok((status, body)) => {
-                eprintln!("{status}: {}", pretty(&body));
-                return ExitCode::FAILURE;
-            }
-            Err(error) => {
-                eprintln!("{}: {error}", target.url);
-                return ExitCode::from(2);
-            }
+        let progress = match call(&target, "GET", "/v1/control/backup", None).await {
+            Ok(body) => serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            Err(code) => return code,
         };
         let number = |field: &str| progress[field].as_u64().unwrap_or(0);
         let keys = format!(
@@ -218,16 +213,19 @@ async fn request(
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let body = json.map(|j| j.to_string()).unwrap_or_default();
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method(method)
         .uri(path)
         .header(http::header::HOST, authority.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
         .header(
             http::header::AUTHORIZATION,
             format!("Bearer {}", target.token),
-        )
+        );
+    if json.is_some() {
+        request = request.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let body = json.map(|j| j.to_string()).unwrap_or_default();
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let response = sender

@@ -22,7 +22,8 @@ use crate::config::{Config, ConfigError, ConfigProblem, Reloaded};
 use crate::outbound::Planner;
 use crate::routing::RuleSet;
 
-/// One version of the live settings.
+/// One version of the live settings. Cloning shares its parts.
+#[derive(Clone)]
 pub struct Live {
     pub rules: Arc<RuleSet>,
     pub planner: Arc<Planner>,

@@ -109,23 +109,15 @@ impl Processor {
 
     /// Uses this sending configuration, keeping the rules.
     pub fn with_outbound(self, planner: Arc<Planner>) -> Self {
-        let current = self.live.current();
-        let live = Live {
-            planner,
-            rules: Arc::clone(&current.rules),
-            rate_limits: current.rate_limits.clone(),
-        };
+        let mut live = (*self.live.current()).clone();
+        live.planner = planner;
         self.with_live(LiveHandle::new(live))
     }
 
     /// Uses these routing rules, keeping the sending configuration.
     pub fn with_routing(self, rules: Arc<RuleSet>) -> Self {
-        let current = self.live.current();
-        let live = Live {
-            rules,
-            planner: Arc::clone(&current.planner),
-            rate_limits: current.rate_limits.clone(),
-        };
+        let mut live = (*self.live.current()).clone();
+        live.rules = rules;
         self.with_live(LiveHandle::new(live))
     }
 

@@ -21,7 +21,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{api_message, eventually, free_port, BIN};
+use common::{api_message, eventually, free_port, Daemon, BIN};
 
 const TOKEN: &str = "ops-test-token-0123456789";
 
@@ -47,6 +47,32 @@ fn metric_values(text: &str, name: &str) -> BTreeMap<String, f64> {
             (labels.join(","), value)
         })
         .collect()
+}
+
+/// Posts raw bytes to one of the daemon's paths and returns the answer's status.
+async fn post_raw(daemon: &Daemon, path: &str, content_type: &str, body: String) -> u16 {
+    reqwest::Client::new()
+        .post(daemon.url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A control API answer's JSON, with the test token.
+async fn control_get(daemon: &Daemon, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(daemon.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn token_config(dir: &std::path::Path) -> String {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{api_message, eventually, Daemon, BIN};
-use crate::TOKEN;
+use crate::{control_get, post_raw, TOKEN};
 
 const MAIL_WITH_FILE: &str = "From: Ana <ana@example.com>\r\nTo: support@acme.test\r\n\
 Subject: With a file\r\nMessage-ID: <file-1@example.com>\r\nMIME-Version: 1.0\r\n\
@@ -68,14 +68,11 @@ async fn a_backup_taken_under_load_starts_as_a_consistent_prefix() {
     };
     let mut live = Daemon::start(live_dir.path(), &extra(live_dir.path())).await;
     let client = reqwest::Client::new();
-    let mail = client
-        .post(live.url("/hooks/mail"))
-        .header("content-type", "message/rfc822")
-        .body(MAIL_WITH_FILE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mail.status(), 202);
+    let mail = MAIL_WITH_FILE.to_owned();
+    assert_eq!(
+        post_raw(&live, "/hooks/mail", "message/rfc822", mail).await,
+        202
+    );
 
     let acks: Acks = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -138,15 +135,7 @@ async fn a_backup_taken_under_load_starts_as_a_consistent_prefix() {
         "the daemon logs it too"
     );
 
-    let report: Value = client
-        .get(live.url("/v1/control/backup"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = control_get(&live, "/v1/control/backup").await;
     assert_eq!(report["status"], "done", "{report}");
     let (journal_seq, cursor) = (
         report["journal_seq"].as_u64().unwrap(),

@@ -8,17 +8,14 @@ use serde_json::{json, Value};
 
 use crate::common::{api_message, eventually, Daemon, Tables};
 use crate::outbound_support::{text_body, Smtpd};
-use crate::TOKEN;
+use crate::{control_get, post_raw, TOKEN};
 
+/// Two statuses and no triggers: all the routing this test needs.
 const PIPELINE: &str = r#"
 [routing.pipelines.support]
 label = "Support"
-statuses = [
-  { id = "new", label = "New", open = true },
-  { id = "waiting_on_contact", label = "Waiting on contact", open = true },
-  { id = "waiting_on_us", label = "Waiting on us", open = true },
-  { id = "closed", label = "Closed", open = false },
-]
+statuses = [{ id = "open", label = "Open", open = true }, { id = "done", label = "Done", open = false }]
+triggers = { customer_replied = { enabled = false }, agent_emailed = { enabled = false } }
 "#;
 
 /// The part of the config the test rewrites: who tickets go to, the chat's burst.
@@ -109,28 +106,12 @@ async fn acknowledgement_text(daemon: &Daemon, smtpd: &Smtpd, n: usize) -> Strin
         "From: Customer {n} <customer{n}@example.com>\r\nTo: support@acme.test\r\n\
          Subject: Help {n}\r\nMessage-ID: <help-{n}@example.com>\r\n\r\nPlease help.\r\n"
     );
-    let posted = reqwest::Client::new()
-        .post(daemon.url("/hooks/mail"))
-        .header("content-type", "message/rfc822")
-        .body(mail)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(posted.status(), 202);
+    assert_eq!(
+        post_raw(daemon, "/hooks/mail", "message/rfc822", mail).await,
+        202
+    );
     let mails = smtpd.wait_for(n, Duration::from_secs(30)).await;
     text_body(&mails[n - 1])
-}
-
-async fn directory(daemon: &Daemon) -> Value {
-    reqwest::Client::new()
-        .get(daemon.url("/v1/control/users"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -204,7 +185,7 @@ async fn sighup_puts_users_routing_templates_and_rate_limits_in_force() {
     assert!(acknowledgement_text(&daemon, &smtpd, 2)
         .await
         .contains("Version two for Customer 2."));
-    let users = directory(&daemon).await;
+    let users = control_get(&daemon, "/v1/control/users").await;
     assert_eq!(users["users"]["bob"]["name"], "Bob", "{users}");
     assert_eq!(
         users["users"]["alice"]["name"], "Alice (stored)",

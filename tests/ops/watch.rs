@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::common::dovecot::Dovecot;
 use crate::common::{api_message, eventually, free_port, Daemon};
-use crate::metric_values;
 use crate::outbound_support::Smtpd;
+use crate::{metric_values, post_raw};
 
 const SECRET: &str = "whsec_cmVhZGluZXNzIHRlc3Qgc2VjcmV0IGZvciBzaW5rcw==";
 
@@ -177,19 +177,6 @@ async fn a_mailbox_whose_server_goes_away_shows_on_readiness_and_recovers() {
     .await;
 }
 
-/// Posts raw bytes to a hook and returns the status.
-async fn post(daemon: &Daemon, path: &str, content_type: &str, body: String) -> u16 {
-    reqwest::Client::new()
-        .post(daemon.url(path))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn every_listed_metric_is_exposed_as_prometheus_text() {
     let dir = tempfile::tempdir().unwrap();
@@ -207,29 +194,38 @@ async fn every_listed_metric_is_exposed_as_prometheus_text() {
     let json = "application/json";
     let message = api_message("m1", "t1", "ana@example.com", "hi").to_string();
     assert_eq!(
-        post(&daemon, "/hooks/api", json, message.clone()).await,
+        post_raw(&daemon, "/hooks/api", json, message.clone()).await,
         202
     );
-    assert_eq!(post(&daemon, "/hooks/api", json, message).await, 200);
-    assert_eq!(post(&daemon, "/hooks/api", json, "{".to_owned()).await, 400);
+    assert_eq!(post_raw(&daemon, "/hooks/api", json, message).await, 200);
     assert_eq!(
-        post(&daemon, "/hooks/nope", json, "{}".to_owned()).await,
+        post_raw(&daemon, "/hooks/api", json, "{".to_owned()).await,
+        400
+    );
+    assert_eq!(
+        post_raw(&daemon, "/hooks/nope", json, "{}".to_owned()).await,
         404
     );
     let chat =
         |id: &str| json!({"visitor_token": "v1", "message_id": id, "text": "hi"}).to_string();
-    assert_eq!(post(&daemon, "/hooks/chat", json, chat("c1")).await, 202);
-    assert_eq!(post(&daemon, "/hooks/chat", json, chat("c2")).await, 429);
+    assert_eq!(
+        post_raw(&daemon, "/hooks/chat", json, chat("c1")).await,
+        202
+    );
+    assert_eq!(
+        post_raw(&daemon, "/hooks/chat", json, chat("c2")).await,
+        429
+    );
     let mail = |from: &str, id: &str| {
         format!("From: {from}\r\nSubject: Help\r\nMessage-ID: <{id}@example.com>\r\n\r\nHelp.\r\n")
     };
     let rfc822 = "message/rfc822";
     assert_eq!(
-        post(&daemon, "/hooks/mail", rfc822, mail("ok@example.com", "a")).await,
+        post_raw(&daemon, "/hooks/mail", rfc822, mail("ok@example.com", "a")).await,
         202
     );
     assert_eq!(
-        post(
+        post_raw(
             &daemon,
             "/hooks/mail",
             rfc822,
@@ -240,7 +236,7 @@ async fn every_listed_metric_is_exposed_as_prometheus_text() {
     );
     // No headers at all: kept and quarantined.
     assert_eq!(
-        post(&daemon, "/hooks/mail", rfc822, "just text".to_owned()).await,
+        post_raw(&daemon, "/hooks/mail", rfc822, "just text".to_owned()).await,
         202
     );
     smtpd.wait_for(1, Duration::from_secs(30)).await;
