@@ -1,33 +1,38 @@
 //! Builds every part of the daemon, owns its tasks, and shuts them down in order.
 //!
-//! Start-up: open the state, start the journal writer and the processor, bind the listener.
-//! Shutdown (SIGTERM): stop accepting and let in-flight requests finish; the journal writer
-//! flushes what it holds and stops once no request can reach it; the processor applies
-//! everything journaled; all inside the grace period. Whatever the grace period cuts short is
-//! already durable in the journal and is applied at the next start.
+//! Start-up, one function per concern: open the state ([`open_state`]); start the journal
+//! writer and the processor ([`start_pipeline`]); the IMAP mailboxes ([`spawn_mailboxes`]); the
+//! outbound sender and the event sinks ([`start_delivery`]); bind the listeners
+//! ([`start_http`]). Shutdown (SIGTERM, [`stop_in_order`]): stop accepting and let in-flight
+//! requests finish; the journal writer flushes what it holds and stops once no request can
+//! reach it; the processor applies everything journaled; all inside the grace period.
+//! Whatever the grace period cuts short is already durable in the journal and is applied at
+//! the next start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::backup::Backups;
 use crate::channels::email::imap::{self, MailboxRegistry};
 use crate::config::Config;
-use crate::events::sinks::{self, SinkContext};
+use crate::events::sinks::{self, SinkContext, Sinks};
 use crate::events::{OutboxReader, OutboxWriter};
 use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
+use crate::live::{Live, LiveHandle};
 use crate::outbound::sender::Sender;
-use crate::outbound::Planner;
-use crate::processor::{self, Processor};
-use crate::routing::RuleSet;
-use crate::store::{keys, Blobs, Store};
+use crate::processor::{self, Position, Processor};
+use crate::store::{keys, Blobs, Store, WriteGate};
 
 /// A started daemon.
 pub struct App {
@@ -36,183 +41,126 @@ pub struct App {
     /// Where the events and control API listen (the same as `local_addr` unless
     /// `server.control_listen` is set).
     pub control_addr: SocketAddr,
+    /// What a reload replaces.
+    live: LiveHandle,
     /// Cancelled when the app stopped itself to be restarted (storage recovery).
     restart: CancellationToken,
     shutdown: CancellationToken,
     done: tokio::task::JoinHandle<()>,
 }
 
+/// The opened state directory.
+struct Opened {
+    store: Store,
+    blobs: Blobs,
+    instance_id: Uuid,
+    /// Held by the state tree's writers (processor steps, outbox compaction) and by backups.
+    gate: WriteGate,
+}
+
+/// The journal writer and the processor, running.
+struct Pipeline {
+    journal: journal::JournalHandle,
+    writer: std::thread::JoinHandle<()>,
+    processor: std::thread::JoinHandle<()>,
+    /// Where the processor stood at start-up.
+    started_at: Position,
+    /// Where it stands now, published after every step.
+    position: watch::Receiver<Position>,
+}
+
+/// The tasks that take things out: the outbound sender and the event sinks.
+struct Delivery {
+    sender: tokio::task::JoinHandle<()>,
+    sinks: Sinks,
+}
+
+/// Every task's cancellation and tracking.
+#[derive(Clone)]
+struct Tasks {
+    shutdown: CancellationToken,
+    restart: CancellationToken,
+    tracker: TaskTracker,
+}
+
 impl App {
-    /// Opens the state and starts every task; returns once the listener is bound.
+    /// Opens the state and starts every task; returns once the listeners are bound.
     pub async fn start(config: Config) -> anyhow::Result<App> {
-        let dir = config.state.dir.clone();
-        let cache_capacity_bytes = config.state.cache_capacity_bytes;
         crate::channels::identity::set_default_region(config.contacts.default_region.as_deref())
             .map_err(|message| anyhow::anyhow!("contacts.default_region: {message}"))?;
-        let store = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating state directory {}", dir.display()))?;
-            let store = Store::open_with(&dir, cache_capacity_bytes)
-                .with_context(|| format!("opening state in {}", dir.display()))?;
-            let instance_id = instance_id(&store)?;
-            let blobs =
-                Blobs::open(&dir).with_context(|| format!("opening blobs in {}", dir.display()))?;
-            anyhow::Ok((store, blobs, instance_id))
-        })
-        .await?;
-        let (store, blobs, instance_id) = store?;
-
-        let minter = Minter::new(instance_id);
-        let rules = Arc::new(RuleSet::compile(&config));
-        let outbox = OutboxWriter::new(config.events.instance.clone(), instance_id);
-        let planner = Planner::new(&config.outbound).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let processor =
-            Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
-                .with_routing(Arc::clone(&rules))
-                .with_outbound(Arc::new(planner))
-                .with_blobs(blobs.clone());
-        let position = processor
-            .position()
-            .context("reading the processor's position")?;
-        let (journal, writer) =
-            journal::start(store.clone(), &config.journal).context("starting the journal")?;
-        let (position_tx, position_rx) = watch::channel(position);
-
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let restart = CancellationToken::new();
-        tracker.spawn(watch_storage(
-            store.clone(),
+        let opened = open_state(&config.state).await?;
+        let live = LiveHandle::new(Live::compile(&config, None).map_err(|e| anyhow::anyhow!(e))?);
+        let tasks = Tasks {
+            shutdown: CancellationToken::new(),
+            restart: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        tasks.tracker.spawn(watch_storage(
+            opened.store.clone(),
             config.state.clone(),
-            shutdown.clone(),
-            restart.clone(),
+            tasks.clone(),
         ));
-        let processor = processor::start(processor, journal.durable(), position_tx);
-
-        let mailboxes = spawn_mailboxes(&config, &tracker, &shutdown, (&store, &blobs, &journal));
-        // The sender holds a journal handle: it must stop before the writer can (see below).
-        let sender = Sender::new(
-            &config.outbound,
-            store.clone(),
-            blobs.clone(),
-            journal.clone(),
-            position_rx.clone(),
-            shutdown.clone(),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let sender = tokio::spawn(sender.run());
-        // Sink tasks stop on the shutdown token, which also drops their journal handles so that
-        // the journal writer can stop.
-        let sinks = sinks::start(
-            &config.sinks,
-            &config.retention,
-            SinkContext {
-                store: store.clone(),
-                visible: position_rx.clone(),
-                journal: journal.clone(),
-                shutdown: shutdown.clone(),
-            },
-            &tracker,
-        )
-        .context("starting the event sinks")?;
-
-        let tokens = config
-            .control
-            .load_tokens()
-            .map_err(|p| anyhow::anyhow!("{p}"))?;
-        let rate_limits = http::ratelimit::RateLimits::new(&config.channels);
-        tracker.spawn(
-            rate_limits
-                .clone()
-                .housekeeping(Duration::from_secs(60), shutdown.clone()),
-        );
+        tasks
+            .tracker
+            .spawn(prune_rate_limits(live.clone(), tasks.shutdown.clone()));
+        let pipeline = start_pipeline(&config, &opened, live.clone())?;
+        let mailboxes = spawn_mailboxes(&config, &tasks, (&opened, &pipeline.journal));
+        let delivery = start_delivery(&config, &opened, &pipeline, &tasks)?;
         let state = AppState {
-            rate_limits,
-            tokens: http::Tokens::new(tokens),
-            store: store.clone(),
-            blobs,
+            tokens: http::Tokens::new(config.control.load_tokens().map_err(|problems| {
+                let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                anyhow::anyhow!("{}", problems.join("; "))
+            })?),
+            store: opened.store.clone(),
+            blobs: opened.blobs.clone(),
             metrics: crate::telemetry::install(),
             body_read_timeout_secs: config.server.body_read_timeout_secs,
             trusted_proxies: Arc::new(config.server.trusted_proxies.clone()),
-            routing: rules,
+            live: live.clone(),
             channels: Arc::new(config.channels.clone()),
-            journal,
-            outbox: OutboxReader::new(store.clone(), position_rx.clone()),
-            position: position_rx,
+            journal: pipeline.journal.clone(),
+            outbox: OutboxReader::new(opened.store.clone(), pipeline.position.clone()),
+            position: pipeline.position.clone(),
             events: Arc::new(config.events.clone()),
-            shutdown: shutdown.clone(),
+            shutdown: tasks.shutdown.clone(),
             mailboxes,
-            sinks,
+            sinks: delivery.sinks.clone(),
+            backups: Backups::new(
+                opened.store.clone(),
+                opened.blobs.clone(),
+                opened.gate.clone(),
+                pipeline.journal.durable(),
+            ),
         };
-        let listener = http::bind(config.server.listen)
-            .await
-            .with_context(|| format!("binding {}", config.server.listen))?;
-        let local_addr = listener.local_addr()?;
-        let mut listeners = Vec::new();
-        let control_addr = match config.server.control_listen {
-            Some(addr) => {
-                let control = http::bind(addr)
-                    .await
-                    .with_context(|| format!("binding {addr}"))?;
-                let control_addr = control.local_addr()?;
-                listeners.push((listener, http::public_router(state.clone())));
-                listeners.push((control, http::private_router(state)));
-                control_addr
-            }
-            None => {
-                listeners.push((listener, http::router(state)));
-                local_addr
-            }
-        };
+        let (listeners, local_addr, control_addr) = start_http(&config, state).await?;
         tracing::info!(
             addr = %local_addr,
             control_addr = %control_addr,
-            processor_cursor = position.cursor,
+            processor_cursor = pipeline.started_at.cursor,
             "deskgate listening"
         );
-
-        let server_shutdown = shutdown.clone();
-        let server_config = config.server.clone();
-        let done = tokio::spawn(async move {
-            let servers = listeners.into_iter().map(|(listener, router)| {
-                http::serve(listener, router, server_shutdown.clone(), &server_config)
-            });
-            futures::future::join_all(servers).await;
-            // The routers (and every journal handle in them) are gone with the servers: the
-            // writer drains its queue, flushes, and stops; the processor then catches up.
-            let grace = Duration::from_secs(server_config.shutdown_grace_secs);
-            let mut sender = sender;
-            if tokio::time::timeout(grace, &mut sender).await.is_err() {
-                // An unfinished send is retried at the next start; its journal handle must go.
-                tracing::warn!("outbound sender still busy after the grace period; stopping it");
-                sender.abort();
-            }
-            let writer_done = tokio::task::spawn_blocking(move || writer.join());
-            if tokio::time::timeout(grace, writer_done).await.is_err() {
-                tracing::warn!("journal writer still busy after the grace period");
-            }
-            let processor_done = tokio::task::spawn_blocking(move || processor.join());
-            if tokio::time::timeout(grace, processor_done).await.is_err() {
-                tracing::warn!(
-                    "processor still busy after the grace period; the journal keeps the rest"
-                );
-            }
-            tracker.close();
-            if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-                tracing::warn!("tasks still running after the grace period");
-            }
-            if let Err(error) = store.flush() {
-                tracing::error!(%error, "final flush failed");
-            }
-            tracing::info!("deskgate stopped");
-        });
+        let (shutdown, restart) = (tasks.shutdown.clone(), tasks.restart.clone());
+        let stopping = Stopping {
+            listeners,
+            pipeline,
+            sender: delivery.sender,
+            tasks,
+            store: opened.store,
+            server: config.server.clone(),
+        };
         Ok(App {
             local_addr,
             control_addr,
+            live,
             restart,
             shutdown,
-            done,
+            done: tokio::spawn(stop_in_order(stopping)),
         })
+    }
+
+    /// What a reload replaces (see [`LiveHandle::reload`]).
+    pub fn live(&self) -> &LiveHandle {
+        &self.live
     }
 
     /// A token that begins shutdown when cancelled.
@@ -233,6 +181,187 @@ impl App {
     }
 }
 
+/// Creates (if needed) and opens the state directory: the database, the blobs, the instance id.
+async fn open_state(state: &crate::config::StateConfig) -> anyhow::Result<Opened> {
+    let dir = state.dir.clone();
+    let cache_capacity_bytes = state.cache_capacity_bytes;
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating state directory {}", dir.display()))?;
+        let store = Store::open_with(&dir, cache_capacity_bytes)
+            .with_context(|| format!("opening state in {}", dir.display()))?;
+        let instance_id = instance_id(&store)?;
+        let blobs =
+            Blobs::open(&dir).with_context(|| format!("opening blobs in {}", dir.display()))?;
+        anyhow::Ok(Opened {
+            store,
+            blobs,
+            instance_id,
+            gate: WriteGate::default(),
+        })
+    })
+    .await?
+}
+
+/// Starts the journal writer and the processor (which reads its rules from `live`).
+fn start_pipeline(config: &Config, opened: &Opened, live: LiveHandle) -> anyhow::Result<Pipeline> {
+    let store = &opened.store;
+    let outbox = OutboxWriter::new(config.events.instance.clone(), opened.instance_id);
+    let minter = Minter::new(opened.instance_id);
+    let processor = Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
+        .with_live(live)
+        .with_gate(opened.gate.clone())
+        .with_blobs(opened.blobs.clone());
+    let started_at = processor
+        .position()
+        .context("reading the processor's position")?;
+    let (journal, writer) =
+        journal::start(store.clone(), &config.journal).context("starting the journal")?;
+    let (position_tx, position) = watch::channel(started_at);
+    let processor = processor::start(processor, journal.durable(), position_tx);
+    Ok(Pipeline {
+        journal,
+        writer,
+        processor,
+        started_at,
+        position,
+    })
+}
+
+/// Starts the outbound sender and one task per event sink.
+fn start_delivery(
+    config: &Config,
+    opened: &Opened,
+    pipeline: &Pipeline,
+    tasks: &Tasks,
+) -> anyhow::Result<Delivery> {
+    // The sender holds a journal handle: it must stop before the writer can (see
+    // `stop_in_order`).
+    let sender = Sender::new(
+        &config.outbound,
+        opened.store.clone(),
+        opened.blobs.clone(),
+        pipeline.journal.clone(),
+        pipeline.position.clone(),
+        tasks.shutdown.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Sink tasks stop on the shutdown token, which also drops their journal handles so that
+    // the journal writer can stop.
+    let context = SinkContext {
+        store: opened.store.clone(),
+        visible: pipeline.position.clone(),
+        journal: pipeline.journal.clone(),
+        shutdown: tasks.shutdown.clone(),
+        state_gate: opened.gate.clone(),
+    };
+    let sinks = sinks::start(&config.sinks, &config.retention, context, &tasks.tracker)
+        .context("starting the event sinks")?;
+    Ok(Delivery {
+        sender: tokio::spawn(sender.run()),
+        sinks,
+    })
+}
+
+/// Binds the public listener and, when configured, the control listener, each with its routes.
+async fn start_http(
+    config: &Config,
+    state: AppState,
+) -> anyhow::Result<(Vec<(TcpListener, Router)>, SocketAddr, SocketAddr)> {
+    let listener = http::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let local_addr = listener.local_addr()?;
+    let Some(addr) = config.server.control_listen else {
+        return Ok((
+            vec![(listener, http::router(state))],
+            local_addr,
+            local_addr,
+        ));
+    };
+    let control = http::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let control_addr = control.local_addr()?;
+    let listeners = vec![
+        (listener, http::public_router(state.clone())),
+        (control, http::private_router(state)),
+    ];
+    Ok((listeners, local_addr, control_addr))
+}
+
+/// What shutdown stops, in order.
+struct Stopping {
+    listeners: Vec<(TcpListener, Router)>,
+    pipeline: Pipeline,
+    sender: tokio::task::JoinHandle<()>,
+    tasks: Tasks,
+    store: Store,
+    server: crate::config::ServerConfig,
+}
+
+/// Serves until shutdown begins, then stops everything in order within the grace period.
+async fn stop_in_order(stopping: Stopping) {
+    let Stopping {
+        listeners,
+        pipeline,
+        mut sender,
+        tasks,
+        store,
+        server,
+    } = stopping;
+    let servers = listeners
+        .into_iter()
+        .map(|(listener, router)| http::serve(listener, router, tasks.shutdown.clone(), &server));
+    futures::future::join_all(servers).await;
+    // The routers (and every journal handle in them) are gone with the servers: the writer
+    // drains its queue, flushes, and stops; the processor then catches up.
+    let grace = Duration::from_secs(server.shutdown_grace_secs);
+    if tokio::time::timeout(grace, &mut sender).await.is_err() {
+        // An unfinished send is retried at the next start; its journal handle must go.
+        tracing::warn!("outbound sender still busy after the grace period; stopping it");
+        sender.abort();
+    }
+    let Pipeline {
+        journal,
+        writer,
+        processor,
+        ..
+    } = pipeline;
+    drop(journal);
+    let writer_done = tokio::task::spawn_blocking(move || writer.join());
+    if tokio::time::timeout(grace, writer_done).await.is_err() {
+        tracing::warn!("journal writer still busy after the grace period");
+    }
+    let processor_done = tokio::task::spawn_blocking(move || processor.join());
+    if tokio::time::timeout(grace, processor_done).await.is_err() {
+        tracing::warn!("processor still busy after the grace period; the journal keeps the rest");
+    }
+    tasks.tracker.close();
+    if tokio::time::timeout(grace, tasks.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks still running after the grace period");
+    }
+    if let Err(error) = store.flush() {
+        tracing::error!(%error, "final flush failed");
+    }
+    tracing::info!("deskgate stopped");
+}
+
+/// Prunes idle clients from the rate limiters in force, every minute until shutdown.
+async fn prune_rate_limits(live: LiveHandle, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        live.current().rate_limits.prune();
+    }
+}
+
 /// Why a started app stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -245,12 +374,10 @@ pub enum Stopped {
 
 /// After the store has failed (a full disk), waits for free space and then asks for a restart,
 /// which reopens the database. Meanwhile inputs answer 503 and `/readyz` reports the failure.
-async fn watch_storage(
-    store: Store,
-    state: crate::config::StateConfig,
-    shutdown: CancellationToken,
-    restart: CancellationToken,
-) {
+async fn watch_storage(store: Store, state: crate::config::StateConfig, tasks: Tasks) {
+    let Tasks {
+        shutdown, restart, ..
+    } = tasks;
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -279,9 +406,8 @@ async fn watch_storage(
 /// handles so that the journal writer can finish.
 fn spawn_mailboxes(
     config: &Config,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
-    (store, blobs, journal): (&Store, &Blobs, &journal::JournalHandle),
+    tasks: &Tasks,
+    (opened, journal): (&Opened, &journal::JournalHandle),
 ) -> MailboxRegistry {
     let registry = MailboxRegistry::default();
     for (id, channel) in &config.channels {
@@ -292,12 +418,14 @@ fn spawn_mailboxes(
             channel: id.clone(),
             config: imap_config.clone(),
             email: channel.email_options(),
-            store: store.clone(),
-            blobs: blobs.clone(),
+            store: opened.store.clone(),
+            blobs: opened.blobs.clone(),
             journal: journal.clone(),
             registry: registry.clone(),
         };
-        tracker.spawn(imap::run(mailbox, shutdown.clone()));
+        tasks
+            .tracker
+            .spawn(imap::run(mailbox, tasks.shutdown.clone()));
     }
     registry
 }

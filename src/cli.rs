@@ -1,12 +1,12 @@
-//! Operator commands beside the daemon: `deskgate inspect mail FILE` (offline) and
-//! `deskgate quarantine list|retry` (over the control API: the daemon owns the database, which
-//! only one process may open).
+//! Operator commands beside the daemon: `deskgate inspect mail FILE` (offline), and
+//! `deskgate quarantine list|retry` and `deskgate backup DEST` (over the control API: the
+//! daemon owns the database, which only one process may open).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use crate::channels::email::inspect;
@@ -67,8 +67,8 @@ pub struct ControlTarget {
 }
 
 impl ControlTarget {
-    /// From explicit flags, else from the daemon's config (its listen address and first token
-    /// file).
+    /// From explicit flags, else from the daemon's config (its control listener, else its
+    /// listener, and its first token file).
     pub fn resolve(
         url: Option<String>,
         token_file: Option<PathBuf>,
@@ -79,9 +79,10 @@ impl ControlTarget {
             .transpose()?;
         let url = url
             .or_else(|| {
-                config
-                    .as_ref()
-                    .map(|c| format!("http://{}", c.server.listen))
+                config.as_ref().map(|c| {
+                    let addr = c.server.control_listen.unwrap_or(c.server.listen);
+                    format!("http://{addr}")
+                })
             })
             .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
         let token_file = token_file
@@ -104,22 +105,92 @@ pub async fn quarantine(target: ControlTarget, retry: Option<u64>, after: Option
         (None, Some(after)) => ("GET", format!("/v1/control/quarantine?after={after}")),
         (None, None) => ("GET", "/v1/control/quarantine".to_owned()),
     };
-    match request(&target, method, &path).await {
+    match call(&target, method, &path, None).await {
+        Ok(body) => {
+            println!("{}", pretty(&body));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// Calls the control API and returns the answer's body; an error status (exit code 1) or a
+/// failure to reach the daemon (exit code 2) is printed.
+async fn call(
+    target: &ControlTarget,
+    method: &str,
+    path: &str,
+    json: Option<&serde_json::Value>,
+) -> Result<Bytes, ExitCode> {
+    match request(target, method, path, json).await {
+        Ok((status, body)) if status.is_success() => Ok(body),
         Ok((status, body)) => {
-            let pretty = serde_json::from_slice::<serde_json::Value>(&body)
-                .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            if status.is_success() {
-                println!("{pretty}");
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("{status}: {pretty}");
-                ExitCode::FAILURE
-            }
+            eprintln!("{status}: {}", pretty(&body));
+            Err(ExitCode::FAILURE)
         }
         Err(error) => {
             eprintln!("{}: {error}", target.url);
-            ExitCode::from(2)
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// An answer's JSON, pretty-printed (or its text when it is not JSON).
+fn pretty(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned())
+}
+
+/// `deskgate backup DEST`: asks the daemon for a consistent copy of its state in `dest` (a
+/// new directory on the daemon's host), prints its progress about once a second and the
+/// copy's size at the end. Exits 1 when the daemon refused or the backup failed.
+pub async fn backup(target: ControlTarget, dest: &Path) -> ExitCode {
+    let body = serde_json::json!({ "dest": dest });
+    if let Err(code) = call(&target, "POST", "/v1/control/backup", Some(&body)).await {
+        return code;
+    }
+    let mut printed = std::time::Instant::now();
+    loop {
+        // Polling an operator's one-off command: a fixed short interval is plenty.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let progress = match call(&target, "GET", "/v1/control/backup", None).await {
+            Ok(body) => serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+            Err(code) => return code,
+        };
+        let number = |field: &str| progress[field].as_u64().unwrap_or(0);
+        let keys = format!(
+            "backup: {}/{} keys",
+            number("keys_copied"),
+            number("keys_estimated")
+        );
+        match progress["status"].as_str() {
+            Some("running") => {
+                if printed.elapsed() >= std::time::Duration::from_secs(1) {
+                    println!("{keys}");
+                    printed = std::time::Instant::now();
+                }
+            }
+            Some("done") => {
+                println!("{keys}");
+                let bytes = number("bytes");
+                println!(
+                    "backup: done: {} ({} blobs, journal up to {}, processor at {}), {:.1} MiB ({bytes} bytes)",
+                    dest.display(),
+                    number("blobs_copied"),
+                    number("journal_seq"),
+                    number("processor_cursor"),
+                    bytes as f64 / (1024.0 * 1024.0),
+                );
+                return ExitCode::SUCCESS;
+            }
+            _ => {
+                eprintln!(
+                    "backup failed: {}",
+                    progress["error"].as_str().unwrap_or("?")
+                );
+                return ExitCode::FAILURE;
+            }
         }
     }
 }
@@ -128,6 +199,7 @@ async fn request(
     target: &ControlTarget,
     method: &str,
     path: &str,
+    json: Option<&serde_json::Value>,
 ) -> Result<(http::StatusCode, Bytes), String> {
     let uri: http::Uri = format!("{}{path}", target.url)
         .parse()
@@ -141,15 +213,20 @@ async fn request(
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method(method)
         .uri(path)
         .header(http::header::HOST, authority.as_str())
         .header(
             http::header::AUTHORIZATION,
             format!("Bearer {}", target.token),
-        )
-        .body(Empty::<Bytes>::new())
+        );
+    if json.is_some() {
+        request = request.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let body = json.map(|j| j.to_string()).unwrap_or_default();
+    let request = request
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let response = sender
         .send_request(request)

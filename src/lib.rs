@@ -13,14 +13,18 @@
 //! - [`tickets`]: the ticket mirror's pipeline, status and owner; status triggers; control commands.
 //! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message;
 //!   [`delivery`]: non-message items (delivery statuses, platform notices).
+//! - [`live`]: what a SIGHUP replaces while running (routing rules, sending plan and templates,
+//!   rate limits), read once per processor step and per request.
 //! - [`processor`]: applies journaled records in order, committing effects with its cursor.
 //! - [`outbound`]: what deskgate sends (acknowledgements, notifications, agents' replies over
 //!   SMTP, the Graph API and chat events): planned in the processor, delivered by a sender task.
 //! - [`channels`]: adapters from each channel's raw input to [`model::Inbound`].
 //! - [`http`]: the server, routes and the one place errors become responses.
 //! - [`app`]: builds and owns every task; start-up and ordered shutdown.
+//! - [`backup`]: a consistent copy of the state, taken while the daemon runs.
 
 pub mod app;
+pub mod backup;
 pub mod channels;
 pub mod cli;
 pub mod config;
@@ -31,6 +35,7 @@ pub mod events;
 pub mod http;
 pub mod ids;
 pub mod journal;
+pub mod live;
 pub mod model;
 pub mod outbound;
 pub mod processor;

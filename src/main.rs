@@ -55,6 +55,21 @@ enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Have the running daemon write a consistent copy of its state into DEST, a new
+    /// directory on its host; a daemon started on DEST as its state.dir carries on from it.
+    Backup {
+        /// The directory to create (absolute, on the daemon's host; it must not exist yet).
+        dest: PathBuf,
+        /// The control API, such as http://127.0.0.1:8080 (default: from --config).
+        #[arg(long)]
+        url: Option<String>,
+        /// A file holding a control token (default: the config's first token file).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The daemon's config file, for its address and token.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,17 +153,20 @@ fn main() -> ExitCode {
                 QuarantineAction::List { after } => (None, after),
                 QuarantineAction::Retry { seq } => (Some(seq), None),
             };
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(deskgate::cli::quarantine(target, retry, after)),
-                Err(error) => {
-                    eprintln!("{error}");
-                    ExitCode::FAILURE
-                }
-            }
+            block_on(deskgate::cli::quarantine(target, retry, after))
         }
+        Command::Backup {
+            dest,
+            url,
+            token_file,
+            config,
+        } => match deskgate::cli::ControlTarget::resolve(url, token_file, config.as_deref()) {
+            Ok(target) => block_on(deskgate::cli::backup(target, &dest)),
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run { config: path } => {
             let config = match Config::load(&path) {
                 Ok(config) => config,
@@ -173,6 +191,20 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Runs a command that talks to the daemon on a small runtime of its own.
+fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(command),
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -224,7 +256,7 @@ async fn run(path: &Path, config: Config, log_filter: LogFilter) -> anyhow::Resu
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => current = reload(path, current, &log_filter),
+            _ = hup.recv() => current = reload(path, current, &app, &log_filter),
             // The app stopped itself (storage recovery).
             () = stopped_itself.cancelled() => break,
         }
@@ -254,10 +286,11 @@ fn restart_in_place() -> ! {
 }
 
 /// Re-reads the config on SIGHUP. A config that does not validate changes nothing. Of a valid
-/// one, what can change while running is applied; what needs a restart is named in the log.
-fn reload(path: &Path, current: Config, log_filter: &LogFilter) -> Config {
-    let new = match Config::load(path) {
-        Ok(new) => new,
+/// one, what can change while running is applied (see `deskgate::live`); what needs a restart
+/// is named in the log. Returns the config now running.
+fn reload(path: &Path, current: Config, app: &App, log_filter: &LogFilter) -> Config {
+    let reloaded = match app.live().reload(&current, path) {
+        Ok(reloaded) => reloaded,
         Err(error) => {
             tracing::error!("configuration not reloaded, keeping the running one: {error}");
             metrics::counter!("deskgate_config_reloads_total", "outcome" => "rejected")
@@ -265,16 +298,18 @@ fn reload(path: &Path, current: Config, log_filter: &LogFilter) -> Config {
             return current;
         }
     };
-    let restart_needed = current.restart_needed_for(&new);
-    if !restart_needed.is_empty() {
+    if !reloaded.restart_needed.is_empty() {
         tracing::warn!(
-            settings = restart_needed.join(", "),
+            settings = reloaded.restart_needed.join(", "),
             "these changes take effect only after a restart"
         );
     }
     metrics::counter!("deskgate_config_reloads_total", "outcome" => "applied").increment(1);
     // Said before a new log filter applies, which may silence info lines.
-    tracing::info!("configuration reloaded");
+    tracing::info!(
+        "configuration reloaded: users, teams, routing, templates and rate limits in force"
+    );
+    let new = reloaded.running;
     if new.log.filter != current.log.filter {
         match EnvFilter::try_new(&new.log.filter).map(|f| log_filter.reload(f)) {
             Ok(Ok(())) => {}

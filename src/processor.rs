@@ -23,10 +23,11 @@ use crate::contacts;
 use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
+use crate::live::{Live, LiveHandle};
 use crate::model::{AutomaticKind, AutomaticRequest, Inbound, Record};
 use crate::outbound::{self, Planner};
 use crate::routing::RuleSet;
-use crate::store::{keys, Blobs, StateBatch, Store, StoreError};
+use crate::store::{keys, Blobs, StateBatch, Store, StoreError, WriteGate};
 use crate::tickets;
 
 /// A record the processor set aside, kept with the reason.
@@ -51,12 +52,13 @@ pub struct Processor {
     minter: Minter,
     outbox: OutboxWriter,
     batch_size: usize,
-    /// Routing rules, pipelines and the directory's base, compiled from config.
-    routing: Arc<RuleSet>,
-    /// Sending configuration: which requests become outgoing items, and how.
-    outbound: Arc<Planner>,
+    /// Routing rules, pipelines, the directory's base and the sending plan, compiled from
+    /// config and replaced by a reload; read once per step.
+    live: LiveHandle,
     /// Where attachments live, so that erasure can delete them.
     blobs: Option<Blobs>,
+    /// Held for each whole step, so that a backup copies steps whole.
+    gate: WriteGate,
 }
 
 /// Where the processor stands after a step.
@@ -75,10 +77,16 @@ impl Processor {
             minter,
             outbox,
             batch_size,
-            routing: Arc::new(RuleSet::default()),
-            outbound: Arc::new(Planner::disabled()),
+            live: LiveHandle::new(Live::empty()),
             blobs: None,
+            gate: WriteGate::default(),
         }
+    }
+
+    /// Shares the gate a backup holds while it copies the state tree.
+    pub fn with_gate(mut self, gate: WriteGate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Lets erasure delete the attachments of an erased contact's messages.
@@ -92,24 +100,33 @@ impl Processor {
         contacts::erase::finish_pending(&self.store, self.blobs.as_ref()).map(|_| ())
     }
 
-    /// Uses this sending configuration (by default every send is refused as unrouted).
-    pub fn with_outbound(mut self, planner: Arc<Planner>) -> Self {
-        self.outbound = planner;
+    /// Reads its rules and sending plan from `live` at the start of every step (by default
+    /// it routes nothing, has no pipelines, and refuses every send as unrouted).
+    pub fn with_live(mut self, live: LiveHandle) -> Self {
+        self.live = live;
         self
     }
 
-    fn outbound_ctx(&self) -> outbound::apply::Ctx<'_> {
+    /// Uses this sending configuration, keeping the rules.
+    pub fn with_outbound(self, planner: Arc<Planner>) -> Self {
+        let mut live = (*self.live.current()).clone();
+        live.planner = planner;
+        self.with_live(LiveHandle::new(live))
+    }
+
+    /// Uses these routing rules, keeping the sending configuration.
+    pub fn with_routing(self, rules: Arc<RuleSet>) -> Self {
+        let mut live = (*self.live.current()).clone();
+        live.rules = rules;
+        self.with_live(LiveHandle::new(live))
+    }
+
+    fn outbound_ctx<'s>(&'s self, live: &'s Live) -> outbound::apply::Ctx<'s> {
         outbound::apply::Ctx {
-            planner: &self.outbound,
+            planner: &live.planner,
             outbox: &self.outbox,
             minter: &self.minter,
         }
-    }
-
-    /// Uses these routing rules (the default routes nothing and has no pipelines).
-    pub fn with_routing(mut self, rules: Arc<RuleSet>) -> Self {
-        self.routing = rules;
-        self
     }
 
     /// Where the committed state stands.
@@ -123,18 +140,26 @@ impl Processor {
     /// Applies the journal records after `cursor` up to `durable`, at most one batch of them,
     /// and makes the result durable. Blocking: run it off the async workers.
     pub fn step(&self, cursor: u64, durable: u64) -> Result<Position, StoreError> {
+        let _whole = self.gate.hold();
         // Erasures a crash interrupted after their commit.
         self.finish_erasures()?;
         let items = self.store.journal_read(cursor, durable, self.batch_size)?;
         let Some(last) = items.last().map(|item| item.seq) else {
             return self.position();
         };
+        // One version of the rules for the whole step, whatever a reload does meanwhile.
+        let live = self.live.current();
         let mut batch = self.store.state_batch();
+        // Channels of the records set aside, counted once the step is committed.
+        let mut set_aside: Vec<String> = Vec::new();
         for item in items {
             let savepoint = batch.savepoint();
+            if let Ok(record @ Record::Quarantine(_)) = &item.record {
+                set_aside.push(record.channel().to_owned());
+            }
             let applied = match item.record {
                 Ok(record) => self
-                    .apply_guarded(&mut batch, item.seq, &record)
+                    .apply_guarded(&live, &mut batch, item.seq, &record)
                     .map_err(|e| (Some(record), e)),
                 Err(error) => Err((None, error)),
             };
@@ -145,6 +170,8 @@ impl Processor {
                 Err((record, error)) => {
                     batch.rollback_to(savepoint);
                     self.quarantine(&mut batch, item.seq, record.as_ref(), &error.to_string())?;
+                    let channel = record.as_ref().map(|r| r.channel()).unwrap_or("unknown");
+                    set_aside.push(channel.to_owned());
                 }
             }
         }
@@ -152,6 +179,9 @@ impl Processor {
         let outbox = batch.get_u64(keys::OUTBOX_SEQ)?;
         batch.commit()?;
         self.store.flush()?;
+        for channel in set_aside {
+            metrics::counter!("deskgate_quarantined_total", "channel" => channel).increment(1);
+        }
         // The step is committed: a failure here must not make the caller retry it. The next
         // step starts by finishing what is left.
         if let Err(error) = self.finish_erasures() {
@@ -167,12 +197,13 @@ impl Processor {
     /// record is quarantined instead of stopping every record behind it.
     fn apply_guarded(
         &self,
+        live: &Live,
         batch: &mut StateBatch<'_>,
         seq: u64,
         record: &Record,
     ) -> Result<(), StoreError> {
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.apply(batch, seq, record)
+            self.apply(live, batch, seq, record)
         }));
         applied.unwrap_or_else(|panic| {
             let what = panic
@@ -189,13 +220,14 @@ impl Processor {
 
     fn apply(
         &self,
+        live: &Live,
         batch: &mut StateBatch<'_>,
         seq: u64,
         record: &Record,
     ) -> Result<(), StoreError> {
         match record {
             Record::Inbound(inbound) => {
-                self.apply_inbound(batch, seq, inbound)?;
+                self.apply_inbound(live, batch, seq, inbound)?;
                 mark_retried(batch, seq, inbound)
             }
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
@@ -216,17 +248,18 @@ impl Processor {
             }
             Record::Control(control) => {
                 let (minter, outbox) = (&self.minter, &self.outbox);
-                tickets::apply_control(&self.routing, batch, minter, outbox, seq, control)
+                tickets::apply_control(&live.rules, batch, minter, outbox, seq, control)
             }
             Record::Event(event) => crate::delivery::apply(batch, &self.outbox, seq, event),
             Record::Outbound(outbound) => {
-                outbound::apply::apply(&self.outbound_ctx(), batch, seq, outbound)
+                outbound::apply::apply(&self.outbound_ctx(live), batch, seq, outbound)
             }
         }
     }
 
     fn apply_inbound(
         &self,
+        live: &Live,
         batch: &mut StateBatch<'_>,
         seq: u64,
         inbound: &Inbound,
@@ -249,7 +282,7 @@ impl Processor {
             seq,
         );
         let routed =
-            tickets::after_threading(&self.routing, batch, &self.minter, inbound, &mut threaded)?;
+            tickets::after_threading(&live.rules, batch, &self.minter, inbound, &mut threaded)?;
         let (event_type, subject) = routed.message_event(&threaded);
         let mut data = self.message_data(seq, inbound, &threaded);
         routed.annotate(&mut data);
@@ -261,8 +294,10 @@ impl Processor {
         };
         self.outbox.push(batch, at, &draft)?;
         tickets::push_events(&self.outbox, batch, at, &routed.events)?;
-        outbound::observe::inbound(&self.outbound_ctx(), batch, seq, inbound, &threaded)?;
-        self.request_actions(batch, seq, &routed.events, &threaded, inbound.received_at)?;
+        let ctx = self.outbound_ctx(live);
+        outbound::observe::inbound(&ctx, batch, seq, inbound, &threaded)?;
+        let origin = (seq, inbound.received_at);
+        Self::request_actions(&ctx, batch, origin, &routed.events, &threaded)?;
         Ok(())
     }
 
@@ -271,12 +306,11 @@ impl Processor {
     /// exactly once. The outbound policy still applies: no mail to automatic senders, machine
     /// addresses or suppressed addresses, and the per-recipient caps.
     fn request_actions(
-        &self,
+        ctx: &outbound::apply::Ctx<'_>,
         batch: &mut StateBatch<'_>,
-        seq: u64,
+        (seq, at): (u64, DateTime<Utc>),
         events: &[EventDraft],
         threaded: &Threaded,
-        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let actions = events
             .iter()
@@ -306,7 +340,7 @@ impl Processor {
                     fields: data["fields"].as_object().cloned().unwrap_or_default(),
                     requested_at: at,
                 };
-                outbound::apply::request_automatic(&self.outbound_ctx(), batch, seq, &request)?;
+                outbound::apply::request_automatic(ctx, batch, seq, &request)?;
             }
         }
         Ok(())
@@ -446,6 +480,7 @@ pub fn start(
 fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::Sender<Position>) {
     let mut cursor = visible.borrow().cursor;
     let mut writer_stopped = false;
+    let mut replay = Replay::new(cursor, *durable.borrow());
     loop {
         let target = *durable.borrow_and_update();
         if cursor < target {
@@ -458,6 +493,7 @@ fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::
                 Ok(Ok(position)) => {
                     cursor = position.cursor;
                     visible.send_replace(position);
+                    replay.applied(cursor);
                 }
                 Ok(Err(error)) => {
                     // Once the writer has stopped, nothing will change: the journal keeps the
@@ -484,4 +520,54 @@ fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::
         writer_stopped = futures::executor::block_on(durable.changed()).is_err();
     }
     tracing::debug!(cursor, "processor stopped");
+}
+
+/// Progress lines while the processor applies what was journaled before start-up (after a
+/// crash, or a stop whose grace period cut the processor short): a line to begin, one every
+/// few seconds, and one at the end.
+struct Replay {
+    from: u64,
+    upto: u64,
+    started: std::time::Instant,
+    last_line: std::time::Instant,
+    done: bool,
+}
+
+impl Replay {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn new(cursor: u64, durable: u64) -> Replay {
+        let now = std::time::Instant::now();
+        let done = cursor >= durable;
+        if !done {
+            let records = durable - cursor;
+            tracing::info!(
+                cursor,
+                durable,
+                "replay: {records} journal records to apply before catching up"
+            );
+        }
+        Replay {
+            from: cursor,
+            upto: durable,
+            started: now,
+            last_line: now,
+            done,
+        }
+    }
+
+    fn applied(&mut self, cursor: u64) {
+        if self.done {
+            return;
+        }
+        let (applied, total) = (cursor.min(self.upto) - self.from, self.upto - self.from);
+        if cursor >= self.upto {
+            self.done = true;
+            let secs = self.started.elapsed().as_secs_f64();
+            tracing::info!("replay: done, {total} records in {secs:.1} s");
+        } else if self.last_line.elapsed() >= Replay::EVERY {
+            self.last_line = std::time::Instant::now();
+            tracing::info!("replay: {applied}/{total} records");
+        }
+    }
 }

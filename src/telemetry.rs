@@ -72,5 +72,41 @@ fn describe() {
         "deskgate_quarantined_total",
         "Records set aside by the processor, by channel"
     );
-    describe_counter!("deskgate_config_reloads_total", "SIGHUP reloads by outcome");
+    describe_counter!(
+        "deskgate_config_reloads_total",
+        "SIGHUP reloads by outcome (applied, rejected)"
+    );
+    describe_counter!(
+        "deskgate_rate_limited_total",
+        "Chat and form requests answered 429, by channel"
+    );
+    describe_counter!(
+        "deskgate_outbound_total",
+        "Outgoing messages by route (via) and final outcome (sent, failed, capped)"
+    );
+    describe_gauge!(
+        "deskgate_sink_lag_events",
+        "Events in the outbox a sink has not delivered yet"
+    );
+    describe_gauge!(
+        "deskgate_sink_lag_seconds",
+        "Age of the oldest event a sink has not delivered yet"
+    );
+    describe_gauge!(
+        "deskgate_sink_healthy",
+        "1 while a sink delivers, 0 while its deliveries fail"
+    );
+    describe_histogram!(
+        "deskgate_sink_request_duration_seconds",
+        Unit::Seconds,
+        "Time of one webhook sink request, answered or not, by sink"
+    );
+    describe_gauge!(
+        "deskgate_imap_last_sync_timestamp_seconds",
+        "Unix time of a mailbox's last complete sync, by channel"
+    );
+    describe_gauge!(
+        "deskgate_imap_connected",
+        "1 while a mailbox is connected to its server, else 0, by channel"
+    );
 }

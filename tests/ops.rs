@@ -1,77 +1,84 @@
-//! Operations: what systemd, Prometheus and an operator see. Metrics parse as Prometheus text,
-//! the control plane refuses anyone without a token, SIGHUP applies a good config and keeps the
-//! running one on a broken config, systemd hears READY and STOPPING, the control listener can be
-//! split from the public one, and the shipped unit file verifies.
+//! Operations: what systemd, Prometheus and an operator see. The control plane refuses anyone
+//! without a token, systemd hears READY and STOPPING, the control listener can be split from
+//! the public one, and the shipped unit file verifies. SIGHUP reloads are in `ops/reload.rs`,
+//! `deskgate backup` in `ops/backup.rs`, readiness and metrics in `ops/watch.rs`, check-config
+//! and secrets in `ops/config.rs`.
 
+#[path = "ops/backup.rs"]
+mod backup;
 mod common;
+#[path = "ops/config.rs"]
+mod config;
+mod outbound_support;
+#[path = "ops/reload.rs"]
+mod reload;
+#[path = "ops/watch.rs"]
+mod watch;
+
+use std::collections::BTreeMap;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{api_message, eventually, free_port, Daemon, BIN};
-use serde_json::Value;
 
 const TOKEN: &str = "ops-test-token-0123456789";
+
+/// Every sample of one metric in a Prometheus text page, by its labels (`k=v` pairs, sorted,
+/// comma-separated; empty without labels). Panics when the page does not parse.
+fn metric_values(text: &str, name: &str) -> BTreeMap<String, f64> {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    scrape
+        .samples
+        .into_iter()
+        .filter(|s| s.metric == name)
+        .map(|s| {
+            let mut labels: Vec<String> =
+                s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            labels.sort();
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(_) | prometheus_parse::Value::Summary(_) => 1.0,
+            };
+            (labels.join(","), value)
+        })
+        .collect()
+}
+
+/// Posts raw bytes to one of the daemon's paths and returns the answer's status.
+async fn post_raw(daemon: &Daemon, path: &str, content_type: &str, body: String) -> u16 {
+    reqwest::Client::new()
+        .post(daemon.url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A control API answer's JSON, with the test token.
+async fn control_get(daemon: &Daemon, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(daemon.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
 
 fn token_config(dir: &std::path::Path) -> String {
     let file = dir.join("control.token");
     std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
     format!("[control]\ntoken_files = [\"{}\"]\n", file.display())
-}
-
-#[tokio::test]
-async fn metrics_are_prometheus_text_with_the_pipeline_in_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(dir.path(), "").await;
-    let client = reqwest::Client::new();
-    let post = client
-        .post(daemon.url("/hooks/api"))
-        .json(&api_message("m1", "t1", "ana@example.com", "hi"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(post.status(), 202);
-    client.post(daemon.url("/hooks/nope")).send().await.unwrap();
-    daemon.settled().await;
-
-    let text = client
-        .get(daemon.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
-    let value = |name: &str, labels: &[(&str, &str)]| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .map(|s| s.value.clone())
-    };
-    assert!(matches!(
-        value("deskgate_inbound_total", &[("channel", "api"), ("outcome", "accepted")]),
-        Some(prometheus_parse::Value::Counter(n)) if n == 1.0
-    ));
-    assert!(
-        value(
-            "deskgate_inbound_total",
-            &[("channel", "unknown"), ("outcome", "rejected")]
-        )
-        .is_some(),
-        "unknown channel ids are folded into one label"
-    );
-    assert!(matches!(
-        value("deskgate_processor_cursor", &[]),
-        Some(prometheus_parse::Value::Gauge(n)) if n == 1.0
-    ));
-    assert!(
-        text.contains("deskgate_hook_duration_seconds_bucket"),
-        "latency histogram"
-    );
 }
 
 #[tokio::test]
@@ -158,80 +165,6 @@ async fn a_public_listener_serves_hooks_but_not_events_or_control() {
     assert_eq!(posted.status(), 202);
     child.kill().unwrap();
     child.wait().unwrap();
-}
-
-#[tokio::test]
-async fn sighup_applies_a_valid_config_and_keeps_the_old_one_otherwise() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(dir.path(), "").await;
-    let config = daemon.config_path().to_owned();
-    let original = std::fs::read_to_string(&config).unwrap();
-    let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
-    let hup = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-
-    // Broken: every problem logged, nothing changes, the daemon keeps serving.
-    std::fs::write(
-        &config,
-        original.replace("max_body_bytes = 4096", "max_body_bytes = 0"),
-    )
-    .unwrap();
-    hup();
-    eventually(
-        "the rejection to be logged",
-        Duration::from_secs(10),
-        || async { daemon.log().contains("configuration not reloaded") },
-    )
-    .await;
-    assert!(daemon
-        .log()
-        .contains("channels.api.max_body_bytes: must be > 0"));
-    let client = reqwest::Client::new();
-    let posted = client
-        .post(daemon.url("/hooks/api"))
-        .json(&api_message("m1", "t1", "ana@example.com", "hi"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(posted.status(), 202, "still serving with the old config");
-
-    // Valid: the log filter changes live; a listener change is named as needing a restart.
-    let quieter = original
-        .replace("filter = \"info,deskgate=debug\"", "filter = \"warn\"")
-        .replace("shutdown_grace_secs = 5", "shutdown_grace_secs = 6");
-    std::fs::write(&config, quieter).unwrap();
-    hup();
-    eventually(
-        "the reload to be logged",
-        Duration::from_secs(10),
-        || async { daemon.log().contains("configuration reloaded") },
-    )
-    .await;
-    let log = daemon.log();
-    let restart_line = log
-        .lines()
-        .find(|l| l.contains("take effect only after a restart"))
-        .expect("the restart-only change is named");
-    assert!(restart_line.contains("server"), "{restart_line}");
-    // The new filter is live: the debug lines of the old one stop.
-    let before = daemon.log().matches("DEBUG").count();
-    client
-        .post(daemon.url("/hooks/api"))
-        .json(&api_message("m2", "t1", "ana@example.com", "again"))
-        .send()
-        .await
-        .unwrap();
-    daemon.settled().await;
-    assert_eq!(daemon.log().matches("DEBUG").count(), before);
-    let status: Value = client
-        .get(daemon.url("/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(status["journal"]["durable_seq"].as_u64().is_some());
-    assert!(daemon.terminate().success());
 }
 
 #[tokio::test]

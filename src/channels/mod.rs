@@ -1,7 +1,8 @@
 //! Channel adapters: raw input from one channel in, normalised [`Inbound`] messages out.
 //!
 //! Adapters know nothing of contacts, tickets or delivery. Each configured channel has one URL,
-//! `/hooks/{channel_id}`, and its kind decides which adapter reads the request.
+//! `/hooks/{channel_id}`, and its kind decides which adapter reads the request. [`ratelimit`]
+//! holds the per-client limits of the public channels (chat and forms).
 
 pub mod api;
 pub mod chat;
@@ -10,6 +11,7 @@ pub mod form;
 pub mod identity;
 pub mod inspect;
 pub mod meta;
+pub mod ratelimit;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};

@@ -10,7 +10,7 @@ use super::secret::{read_secret, SecretCell};
 use super::ConfigProblem;
 
 /// Website chat settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatConfig {
     /// A shared secret; when set, every POST must carry

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::ConfigProblem;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContactsConfig {
     /// ISO 3166 region (such as `GB` or `US`) for phone numbers written without a country

@@ -12,7 +12,7 @@ use super::secret::SecretCell;
 use super::ConfigProblem;
 
 /// Web form settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FormConfig {
     /// Which submitted field carries which value.
@@ -61,7 +61,7 @@ impl Default for FormConfig {
 }
 
 /// Submitted field names for each value deskgate understands.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FormFields {
     pub email: String,

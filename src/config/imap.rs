@@ -22,7 +22,7 @@ use tokio_rustls::rustls::pki_types as rustls_pki_types;
 use super::ConfigProblem;
 
 /// One mailbox (one folder of one account) that deskgate pulls.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImapConfig {
     /// The IMAP server's host name (also the name its TLS certificate must carry).

@@ -10,7 +10,7 @@ use super::ConfigProblem;
 
 /// Meta webhook settings. Both secrets come from files (for example under
 /// `$CREDENTIALS_DIRECTORY`), never inline.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetaConfig {
     /// The app secret that signs every POST (`X-Hub-Signature-256`).

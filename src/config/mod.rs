@@ -33,9 +33,11 @@ pub mod outbound;
 pub use outbound::OutboundConfig;
 mod contacts;
 pub use contacts::ContactsConfig;
+mod reload;
+pub use reload::Reloaded;
 
 /// Everything deskgate reads from its config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -70,7 +72,7 @@ pub struct Config {
 }
 
 /// The HTTP listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address for webhooks and health checks, and (unless `control_listen` is set) the events
@@ -109,7 +111,7 @@ impl Default for ServerConfig {
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Where deskgate keeps its state.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
     /// Directory of the embedded database; relative paths start at the working directory.
@@ -132,7 +134,7 @@ impl Default for StateConfig {
 }
 
 /// The durable journal every inbound message passes through before it is acknowledged.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
     /// Messages waiting for the journal writer; when full, inputs answer 503 with Retry-After.
@@ -158,7 +160,7 @@ impl Default for JournalConfig {
 }
 
 /// The event outbox and its HTTP pull API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// Names this deskgate in every event's `source` (`/{instance}/channels/{channel}`).
@@ -187,7 +189,7 @@ impl Default for EventsConfig {
 }
 
 /// The control API (`/v1/control/...`), used by the ticket store and admins.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     /// Files each holding one bearer token (surrounding whitespace ignored), for example under
@@ -197,9 +199,11 @@ pub struct ControlConfig {
 }
 
 impl ControlConfig {
-    /// Reads the tokens. Secrets are never inline in the config file.
-    pub fn load_tokens(&self) -> Result<Vec<String>, ConfigProblem> {
-        self.token_files
+    /// Reads the tokens, or says what is wrong with every file that fails. Secrets are never
+    /// inline in the config file.
+    pub fn load_tokens(&self) -> Result<Vec<String>, Vec<ConfigProblem>> {
+        let (tokens, problems): (Vec<_>, Vec<_>) = self
+            .token_files
             .iter()
             .enumerate()
             .map(|(i, path)| {
@@ -216,7 +220,12 @@ impl ControlConfig {
                 }
                 Ok(token)
             })
-            .collect()
+            .partition(Result::is_ok);
+        if problems.is_empty() {
+            Ok(tokens.into_iter().flatten().collect())
+        } else {
+            Err(problems.into_iter().filter_map(Result::err).collect())
+        }
     }
 }
 
@@ -245,7 +254,7 @@ pub fn read_secret(path: &Path) -> Result<String, String> {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `human` (default) or `json`.
@@ -271,7 +280,7 @@ pub enum LogFormat {
 }
 
 /// One inbound channel. The kind decides the format `/hooks/{id}` accepts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     pub kind: ChannelKind,
@@ -424,36 +433,6 @@ impl Config {
         })
     }
 
-    /// The settings that differ between two configs and take effect only after a restart
-    /// (listeners, state, journal sizing, channels). Everything else is applied on SIGHUP.
-    pub fn restart_needed_for(&self, new: &Config) -> Vec<&'static str> {
-        let mut changed = Vec::new();
-        // Debug output covers every field, including those of per-kind channel sub-tables,
-        // without requiring each of them to implement PartialEq.
-        if format!("{:?}", self.server) != format!("{:?}", new.server) {
-            changed.push("server");
-        }
-        if self.state.dir != new.state.dir {
-            changed.push("state.dir");
-        }
-        if format!("{:?}", self.journal) != format!("{:?}", new.journal) {
-            changed.push("journal");
-        }
-        if format!("{:?}", self.events) != format!("{:?}", new.events) {
-            changed.push("events");
-        }
-        if format!("{:?}", self.channels) != format!("{:?}", new.channels) {
-            changed.push("channels");
-        }
-        if self.control.token_files != new.control.token_files {
-            changed.push("control.token_files");
-        }
-        if self.log.format != new.log.format {
-            changed.push("log.format");
-        }
-        changed
-    }
-
     /// Checks what the types cannot: every problem, not just the first.
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
@@ -516,6 +495,14 @@ impl Config {
             "log.filter",
             "is not a valid tracing filter",
         );
+        let listen = self.server.listen;
+        check(
+            self.server
+                .control_listen
+                .is_none_or(|c| c != listen || listen.port() == 0),
+            "server.control_listen",
+            "must differ from server.listen (leave it out to serve everything on listen)",
+        );
         let events_addr = self.server.control_listen.unwrap_or(self.server.listen);
         check(
             self.events.require_token || events_addr.ip().is_loopback(),
@@ -556,7 +543,7 @@ impl Config {
         for (id, channel) in &self.channels {
             problems.extend(channel.validate_kind_options(&format!("channels.{id}")));
         }
-        problems.extend(tokens.err());
+        problems.extend(tokens.err().into_iter().flatten());
         problems.extend(sinks::validate(&self.sinks, &self.retention));
         problems.extend(self.routing.validate(&self.channels));
         problems.extend(self.outbound.validate(self.channels.keys()));

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::ConfigProblem;
 
 /// `[outbound]`: everything about sending.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundConfig {
     /// A directory whose `{name}.subject`, `{name}.txt` and `{name}.html` files replace the
@@ -66,7 +66,7 @@ impl Default for OutboundConfig {
 }
 
 /// `[outbound.mailboxes.NAME]`: one team mailbox that mail is sent from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxConfig {
     /// The address mail is sent from (and customers reply to).
@@ -111,7 +111,7 @@ pub enum FromNameMode {
 }
 
 /// `[outbound.mailboxes.NAME.smtp]`: the transport for one mailbox.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     pub host: String,
@@ -162,7 +162,7 @@ impl SmtpConfig {
 }
 
 /// `[outbound.messenger.CHANNEL]`: a Facebook page answered through the Send API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessengerConfig {
     /// The page id (`POST {graph}/{page_id}/messages`).
@@ -175,7 +175,7 @@ pub struct MessengerConfig {
 }
 
 /// `[outbound.whatsapp.CHANNEL]`: a WhatsApp business number answered through the Cloud API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsappConfig {
     /// The business phone number id (`POST {graph}/{phone_number_id}/messages`).

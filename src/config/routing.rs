@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{ChannelConfig, ConfigProblem};
 
 /// The directory of agents and the ticket pipelines.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
     /// Agents by id. The control API can add and change users; entries here are the base.
@@ -59,7 +59,7 @@ pub struct TeamConfig {
 }
 
 /// One ticket pipeline: ordered statuses, triggers and status-reached actions.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Display name.
@@ -78,7 +78,7 @@ pub struct PipelineConfig {
 }
 
 /// One status of a pipeline.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusConfig {
     /// The id used in the control API, in events and in other options.
@@ -90,7 +90,7 @@ pub struct StatusConfig {
 }
 
 /// The two status triggers of a pipeline.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TriggersConfig {
     /// A customer replied on the ticket's thread. Default target: `waiting_on_us`.
@@ -102,7 +102,7 @@ pub struct TriggersConfig {
 }
 
 /// One status trigger.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TriggerConfig {
     /// Switch the trigger off with `false`.
@@ -132,7 +132,7 @@ pub enum ClosedReply {
 }
 
 /// An action decided when a ticket enters a status.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionConfig {
     /// The status whose entry triggers the action.
@@ -163,7 +163,7 @@ pub enum ActionKind {
 }
 
 /// A channel's ticket options (`[channels.<id>.tickets]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChannelTickets {
     /// Whether messages open tickets; when off they reach the ticket store as conversation

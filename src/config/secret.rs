@@ -15,6 +15,14 @@ impl fmt::Debug for SecretCell {
     }
 }
 
+/// The cell only caches the content of the file named beside it in the config: two configs
+/// are the same when they name the same files, whatever either has read so far.
+impl PartialEq for SecretCell {
+    fn eq(&self, _: &SecretCell) -> bool {
+        true
+    }
+}
+
 impl SecretCell {
     /// The secret in `path` (surrounding whitespace ignored), read once.
     pub fn get(&self, path: &Path) -> Result<Arc<[u8]>, String> {

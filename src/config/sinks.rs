@@ -10,13 +10,20 @@ use serde::Deserialize;
 use super::{is_valid_name, ConfigProblem};
 
 /// One event sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     pub kind: SinkKind,
     /// The most events read from the outbox at a time.
     #[serde(default = "default_batch")]
     pub batch: usize,
+    /// `/readyz` answers 503 `unready` while the sink is more than this many events behind
+    /// (unset: no limit; a failing sink under its limits only makes readiness `degraded`).
+    #[serde(default)]
+    pub max_lag_events: Option<u64>,
+    /// The same, for the age in seconds of the oldest event the sink has not delivered.
+    #[serde(default)]
+    pub max_lag_secs: Option<u64>,
     /// Options of a `nats` sink.
     #[serde(default)]
     pub nats: Option<NatsSinkConfig>,
@@ -39,7 +46,7 @@ pub enum SinkKind {
 }
 
 /// A NATS JetStream sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsSinkConfig {
     /// NATS server URLs, such as `nats://127.0.0.1:4222`.
@@ -91,7 +98,7 @@ pub enum NatsStorage {
 }
 
 /// A signed HTTP webhook sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookSinkConfig {
     /// Where events are POSTed (`http://` or `https://`).
@@ -158,7 +165,7 @@ impl WebhookSinkConfig {
 
 /// How long the outbox keeps events. An event is deleted only once every sink has passed it
 /// and it is both older than `min_age_secs` and behind the newest `min_events` events.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Keep every event at least this long (by its `time`), for readers of `GET /v1/events`.
@@ -206,6 +213,16 @@ pub fn validate(
             "sink names must be 1-64 characters of a-z, 0-9, '-' and '_'",
         );
         check(sink.batch > 0, format!("{at}.batch"), "must be > 0");
+        for (field, limit) in [
+            ("max_lag_events", sink.max_lag_events),
+            ("max_lag_secs", sink.max_lag_secs),
+        ] {
+            check(
+                limit != Some(0),
+                format!("{at}.{field}"),
+                "must be > 0 (leave it out for no limit)",
+            );
+        }
         match sink.kind {
             SinkKind::Nats => {
                 check(

@@ -79,6 +79,21 @@ fn broken_configs_and_their_messages() {
         ("[events]\ninstance = \"Has Spaces\"\n", "events.instance: must be 1-64 characters"),
         ("[log]\nformat = \"xml\"\n", "log.format: unknown variant `xml`"),
         ("[server]\nshutdown_grace_secs = 0\n", "server.shutdown_grace_secs: must be > 0"),
+        ("[server]\nheader_read_timeout_secs = 0\n", "server.header_read_timeout_secs: must be > 0"),
+        ("[server]\nbody_read_timeout_secs = 0\n", "server.body_read_timeout_secs: must be > 0"),
+        (
+            "[server]\nlisten = \"127.0.0.1:8080\"\ncontrol_listen = \"127.0.0.1:8080\"\n",
+            "server.control_listen: must differ from server.listen",
+        ),
+        ("[server]\ncontrol_listen = \"localhost\"\n", "server.control_listen: invalid socket address"),
+        (
+            "[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n",
+            "server.trusted_proxies[1]: invalid IP address syntax",
+        ),
+        ("[server]\ntrusted_proxies = \"127.0.0.1\"\n", "server.trusted_proxies: invalid type"),
+        ("[control]\ntoken_files = \"/etc/token\"\n", "control.token_files: invalid type"),
+        ("[log]\nfilter = \"deskgate=loud\"\n", "log.filter: is not a valid tracing filter"),
+        ("[log]\nformats = \"json\"\n", "log.formats: unknown field `formats`"),
     ];
     for (text, expected) in cases {
         let problems: Vec<String> = match Config::parse(text) {
@@ -100,7 +115,7 @@ fn a_short_token_is_refused_and_credentials_directory_paths_expand() {
     let config = ControlConfig {
         token_files: vec![dir.path().join("short")],
     };
-    let problem = config.load_tokens().unwrap_err();
+    let problem = config.load_tokens().unwrap_err().remove(0);
     assert!(
         problem.message.contains("at least 16 characters"),
         "{problem}"

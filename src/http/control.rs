@@ -43,6 +43,10 @@ impl Tokens {
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/control/quarantine", get(list_quarantine))
+        .route(
+            "/v1/control/backup",
+            post(super::backup_control::start).get(super::backup_control::status),
+        )
         .route("/v1/control/sinks", get(list_sinks))
         .route(
             "/v1/control/sinks/{sink}/dead_letters",

@@ -6,6 +6,8 @@ use axum::Json;
 use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
 
+use crate::backup::BackupError;
+use crate::channels::ratelimit::RateLimited;
 use crate::channels::ChannelError;
 use crate::journal::JournalError;
 use crate::store::StoreError;
@@ -129,6 +131,24 @@ impl From<ChannelError> for ApiError {
                 message,
                 retry_after_secs: 30,
             },
+        }
+    }
+}
+
+impl From<BackupError> for ApiError {
+    fn from(error: BackupError) -> Self {
+        match error {
+            BackupError::Busy(_) => ApiError::Conflict(error.to_string()),
+            BackupError::Destination(_) => ApiError::Unprocessable(error.to_string()),
+            BackupError::Store(_) | BackupError::Io(_) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(limited: RateLimited) -> Self {
+        ApiError::TooManyRequests {
+            retry_after_secs: limited.retry_after_secs,
         }
     }
 }

@@ -22,15 +22,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use super::control::{self, Tokens};
 use super::error::ApiError;
-use super::ratelimit::RateLimits;
 use crate::channels::email::imap::MailboxRegistry;
 use crate::channels::{self, HookRequest};
 use crate::config::{ChannelConfig, ChannelKind, EventsConfig};
 use crate::events::sinks::Sinks;
 use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
+use crate::live::LiveHandle;
 use crate::processor::Position;
-use crate::routing::RuleSet;
 use crate::store::{Blobs, Store};
 
 /// What every handler can reach. Cheap to clone.
@@ -54,14 +53,15 @@ pub struct AppState {
     pub body_read_timeout_secs: u64,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// Routing rules and the directory's base from config, for the control API's reads.
-    pub routing: Arc<RuleSet>,
+    /// What a reload replaces: routing rules and the directory's base (for the control API's
+    /// reads) and the public channels' rate limits. Read once per request.
+    pub live: LiveHandle,
     /// Proxies whose `X-Forwarded-For` names the client (`server.trusted_proxies`).
     pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
-    /// Per-address limits on public channels (chat, forms).
-    pub rate_limits: RateLimits,
     /// Each IMAP mailbox task's connection state, reported by `/readyz`.
     pub mailboxes: MailboxRegistry,
+    /// Consistent copies of the state, taken while running (`deskgate backup`).
+    pub backups: crate::backup::Backups,
 }
 
 /// Every route on one listener.
@@ -154,7 +154,11 @@ async fn accept(
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
         let client =
             super::ratelimit::client_addr(peer.ip(), &parts.headers, &state.trusted_proxies);
-        state.rate_limits.check(&channel_id, client)?;
+        state
+            .live
+            .current()
+            .rate_limits
+            .check(&channel_id, client)?;
     }
     channels::check_content_type(config, &parts.headers)?;
     let timeout = Duration::from_secs(state.body_read_timeout_secs);
@@ -318,6 +322,23 @@ async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("deskgate_processor_cursor").set(position.cursor as f64);
     metrics::gauge!("deskgate_processor_lag").set(durable.saturating_sub(position.cursor) as f64);
     metrics::gauge!("deskgate_outbox_last_seq").set(position.outbox as f64);
+    // Sinks report their lag as they move; refreshed here so that every sink shows, moving
+    // or not.
+    for (name, sink) in state.sinks.statuses() {
+        let healthy = if sink.healthy { 1.0 } else { 0.0 };
+        metrics::gauge!("deskgate_sink_lag_events", "sink" => name.clone())
+            .set(sink.lag_events as f64);
+        metrics::gauge!("deskgate_sink_lag_seconds", "sink" => name.clone()).set(sink.lag_seconds);
+        metrics::gauge!("deskgate_sink_healthy", "sink" => name).set(healthy);
+    }
+    for (channel, mailbox) in state.mailboxes.snapshot() {
+        let connected = if mailbox.state.is_connected() {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!("deskgate_imap_connected", "channel" => channel).set(connected);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -329,6 +350,10 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// `GET /readyz`. 503 while the state cannot be written, while shutting down, or while a sink
+/// is over its lag limit (`unready`). 200 `degraded` while a sink fails under its limits or a
+/// mailbox cannot reach its server: ingestion goes on (events wait in the outbox, the hooks
+/// work). 200 `ready` otherwise. The body says which sink or mailbox and why.
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.store.failed() {
         let body = json!({
@@ -344,17 +369,37 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    // A failing sink does not stop ingestion (events wait in the outbox), nor does a mailbox
-    // that cannot connect (the hooks still work): readiness stays 200 and the body says which
-    // sink or mailbox is failing.
     let sinks = state.sinks.statuses();
-    let degraded = sinks.values().any(|sink| !sink.healthy);
-    let status = if degraded { "degraded" } else { "ready" };
-    let mut body = json!({ "status": status, "sinks": sinks });
-    if !state.mailboxes.is_empty() {
-        body["mailboxes"] = json!(state.mailboxes.snapshot());
+    let mailboxes = state.mailboxes.snapshot();
+    let mut problems = Vec::new();
+    for (name, sink) in &sinks {
+        let error = sink.last_error.as_deref().unwrap_or("no error reported");
+        if sink.lagging {
+            problems.push(format!(
+                "sink {name}: {} events, {:.0} s behind, over its limit ({error})",
+                sink.lag_events, sink.lag_seconds
+            ));
+        } else if !sink.healthy {
+            problems.push(format!("sink {name}: failing: {error}"));
+        }
     }
-    Json(body).into_response()
+    for (channel, mailbox) in &mailboxes {
+        if mailbox.state.is_down() {
+            let error = mailbox.last_error.as_deref().unwrap_or("no error reported");
+            problems.push(format!("mailbox {channel}: {error}"));
+        }
+    }
+    let unready = sinks.values().any(|sink| sink.lagging);
+    let (code, status) = match (unready, problems.is_empty()) {
+        (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "unready"),
+        (false, false) => (StatusCode::OK, "degraded"),
+        (false, true) => (StatusCode::OK, "ready"),
+    };
+    let mut body = json!({ "status": status, "problems": problems, "sinks": sinks });
+    if !mailboxes.is_empty() {
+        body["mailboxes"] = json!(mailboxes);
+    }
+    (code, Json(body)).into_response()
 }
 
 async fn not_found() -> ApiError {

@@ -66,7 +66,10 @@ async fn submit(
 }
 
 async fn list_users(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(tickets::directory_view(&state.store, &state.routing)?))
+    Ok(Json(tickets::directory_view(
+        &state.store,
+        &state.live.current().rules,
+    )?))
 }
 
 #[derive(Deserialize)]

@@ -52,6 +52,37 @@ impl Blobs {
         }
     }
 
+    /// Copies every blob into another state directory (a backup being made), each synced to
+    /// disk; `progress` hears the count so far. A blob erased meanwhile is skipped. Returns
+    /// how many blobs and bytes were copied.
+    pub fn copy_to(
+        &self,
+        state_dir: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> std::io::Result<(u64, u64)> {
+        let target = Blobs::open(state_dir)?;
+        let (mut count, mut bytes) = (0, 0);
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            // Temporary files of blobs being written are not blobs yet.
+            let Some(id) = name.to_str().filter(|id| is_blob_id(id)) else {
+                continue;
+            };
+            let path = target.dir.join(id);
+            match fs::copy(entry.path(), &path) {
+                Ok(copied) => bytes += copied,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            fs::File::open(&path)?.sync_all()?;
+            count += 1;
+            progress(count);
+        }
+        fs::File::open(&target.dir)?.sync_all()?;
+        Ok((count, bytes))
+    }
+
     /// Deletes a blob (for erasure); deleting a missing blob is not an error.
     pub fn delete(&self, id: &str) -> std::io::Result<()> {
         if !is_blob_id(id) {

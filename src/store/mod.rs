@@ -12,6 +12,7 @@
 //! Values are a version byte followed by JSON, so they can be read by hand and evolve with
 //! `#[serde(default)]`; the identity buckets are the one binary value, for size.
 
+mod backup;
 mod batch;
 mod blobs;
 mod identities;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use backup::{BackupCopy, Trees, WriteGate};
 pub use batch::{Savepoint, StateBatch};
 pub use blobs::Blobs;
 pub use mailboxes::MailboxCheckpoint;

@@ -86,7 +86,8 @@ impl Dovecot {
         dovecot
     }
 
-    fn run(&mut self) {
+    /// Starts the server (again, after [`Dovecot::stop`]) on the same port and mail.
+    pub fn run(&mut self) {
         assert!(self.child.is_none(), "dovecot already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -120,7 +121,8 @@ impl Dovecot {
         self.run();
     }
 
-    fn stop(&mut self) {
+    /// Stops the server: every connection drops and new ones are refused.
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGTERM lets the master stop its children and remove its pid file.
             let _ = Command::new("kill")

@@ -30,7 +30,7 @@ use crate::config::sinks::SinkKind;
 use crate::config::{RetentionConfig, SinkConfig};
 use crate::journal::JournalHandle;
 use crate::processor::Position;
-use crate::store::Store;
+use crate::store::{Store, WriteGate};
 
 pub use dead_letter::DeadLetter;
 use feed::Feed;
@@ -47,6 +47,13 @@ pub struct SinkStatus {
     pub lag_seconds: f64,
     /// False while deliveries fail; events then accumulate in the outbox.
     pub healthy: bool,
+    /// Whether the lag is over the sink's `max_lag_events` or `max_lag_secs` (readiness then
+    /// answers 503).
+    pub lagging: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lag_events: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lag_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     pub delivered: u64,
@@ -84,11 +91,17 @@ pub enum ReplayError {
 }
 
 impl Sinks {
-    /// Every sink's status, by name.
+    /// Every sink's status, by name, with `lagging` judged now.
     pub fn statuses(&self) -> BTreeMap<String, SinkStatus> {
         self.0
             .iter()
-            .map(|(name, handle)| (name.clone(), lock(&handle.status).clone()))
+            .map(|(name, handle)| {
+                let mut status = lock(&handle.status).clone();
+                let over = |limit: Option<u64>, lag: f64| limit.is_some_and(|l| lag > l as f64);
+                status.lagging = over(status.max_lag_events, status.lag_events as f64)
+                    || over(status.max_lag_secs, status.lag_seconds);
+                (name.clone(), status)
+            })
             .collect()
     }
 
@@ -118,6 +131,8 @@ pub struct SinkContext {
     pub visible: watch::Receiver<Position>,
     pub journal: JournalHandle,
     pub shutdown: CancellationToken,
+    /// Held by outbox compaction while it deletes (shared with the processor and backups).
+    pub state_gate: WriteGate,
 }
 
 /// Starts one task per configured sink and the compaction task, all on `tracker`.
@@ -137,6 +152,8 @@ pub fn start(
                 SinkKind::Webhook => "webhook",
             },
             healthy: true,
+            max_lag_events: config.max_lag_events,
+            max_lag_secs: config.max_lag_secs,
             ..SinkStatus::default()
         }));
         let feed = Feed::new(name, &context, config.batch, Arc::clone(&status))?;
@@ -159,8 +176,8 @@ pub fn start(
     tracker.spawn(retention::run(
         context.store.clone(),
         context.visible.clone(),
-        names,
-        retention.clone(),
+        (names, retention.clone()),
+        context.state_gate.clone(),
         context.shutdown.clone(),
     ));
     Ok(Sinks(Arc::new(handles)))

@@ -14,17 +14,18 @@ use tokio_util::sync::CancellationToken;
 use super::feed::OutEvent;
 use crate::config::RetentionConfig;
 use crate::processor::Position;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WriteGate};
 
 /// Events deleted per pass, so that one pass never holds a huge batch in memory.
 const CHUNK: usize = 4096;
 
-/// Runs compaction every `compact_interval_secs` until shutdown.
+/// Runs compaction every `compact_interval_secs` until shutdown, holding `gate` (the one a
+/// backup holds while it copies the state tree) for each chunk it deletes.
 pub async fn run(
     store: Store,
     visible: watch::Receiver<Position>,
-    sinks: Vec<String>,
-    config: RetentionConfig,
+    (sinks, config): (Vec<String>, RetentionConfig),
+    gate: WriteGate,
     shutdown: CancellationToken,
 ) {
     let interval = Duration::from_secs(config.compact_interval_secs);
@@ -34,8 +35,10 @@ pub async fn run(
             () = shutdown.cancelled() => return,
         }
         let last = visible.borrow().outbox;
-        let (store, sinks, config) = (store.clone(), sinks.clone(), config.clone());
-        let pass = tokio::task::spawn_blocking(move || compact(&store, &sinks, &config, last));
+        let (store, sinks, config, gate) =
+            (store.clone(), sinks.clone(), config.clone(), gate.clone());
+        let pass =
+            tokio::task::spawn_blocking(move || compact_with(&store, &sinks, &config, last, &gate));
         match pass.await {
             Ok(Ok(0)) => {}
             Ok(Ok(deleted)) => tracing::info!(deleted, "outbox compacted"),
@@ -51,6 +54,16 @@ pub fn compact(
     sinks: &[String],
     config: &RetentionConfig,
     last: u64,
+) -> Result<usize, StoreError> {
+    compact_with(store, sinks, config, last, &WriteGate::default())
+}
+
+fn compact_with(
+    store: &Store,
+    sinks: &[String],
+    config: &RetentionConfig,
+    last: u64,
+    gate: &WriteGate,
 ) -> Result<usize, StoreError> {
     // Only durable cursors may decide: a cursor lost in a crash must not point past a gap.
     store.flush()?;
@@ -76,7 +89,10 @@ pub fn compact(
         let Some(upto) = upto else {
             return Ok(deleted);
         };
-        let removed = store.outbox_compact(upto)?;
+        let removed = {
+            let _whole = gate.hold();
+            store.outbox_compact(upto)?
+        };
         deleted += removed;
         metrics::counter!("deskgate_outbox_compacted_total").increment(removed as u64);
         if candidates.len() < CHUNK || upto != candidates.last().map(|(s, _)| *s).unwrap_or(0) {

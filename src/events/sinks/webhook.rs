@@ -285,8 +285,12 @@ impl WebhookSink {
                 Err(format!("answered {status}"))
             }
         };
-        tokio::time::timeout(timeout, exchange)
+        let started = std::time::Instant::now();
+        let answered = tokio::time::timeout(timeout, exchange)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} ms", self.config.timeout_ms)))
+            .unwrap_or_else(|_| Err(format!("no answer within {} ms", self.config.timeout_ms)));
+        metrics::histogram!("deskgate_sink_request_duration_seconds", "sink" => self.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        answered
     }
 }

@@ -23,6 +23,18 @@ pub enum ConnectionState {
     Stopped,
 }
 
+impl ConnectionState {
+    /// Connected to the server (syncing or waiting for mail).
+    pub fn is_connected(self) -> bool {
+        matches!(self, Self::Syncing | Self::Idle | Self::Polling)
+    }
+
+    /// Unable to reach or log in to the server: readiness reports the mailbox.
+    pub fn is_down(self) -> bool {
+        matches!(self, Self::Backoff | Self::AuthFailed)
+    }
+}
+
 /// One mailbox's state as reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct MailboxStatus {
