@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::config::ActionKind;
 use crate::contacts;
 use crate::conversations::{self, Threaded};
 use crate::events::{EventDraft, EventType, OutboxWriter};
@@ -28,7 +29,7 @@ use crate::model::{AutomaticKind, AutomaticRequest, Inbound, Record};
 use crate::outbound::{self, Planner};
 use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, StateBatch, Store, StoreError, WriteGate};
-use crate::tickets;
+use crate::tickets::{self, RequestedAction};
 
 /// A record the processor set aside, kept with the reason.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,7 +249,10 @@ impl Processor {
             }
             Record::Control(control) => {
                 let (minter, outbox) = (&self.minter, &self.outbox);
-                tickets::apply_control(&live.rules, batch, minter, outbox, seq, control)
+                let actions =
+                    tickets::apply_control(&live.rules, batch, minter, outbox, seq, control)?;
+                let ctx = self.outbound_ctx(live);
+                Self::request_actions(&ctx, batch, (seq, control.at), &actions)
             }
             Record::Event(event) => crate::delivery::apply(batch, &self.outbox, seq, event),
             Record::Outbound(outbound) => {
@@ -297,47 +301,37 @@ impl Processor {
         let ctx = self.outbound_ctx(live);
         outbound::observe::inbound(&ctx, batch, seq, inbound, &threaded)?;
         let origin = (seq, inbound.received_at);
-        Self::request_actions(&ctx, batch, origin, &routed.events, &threaded)?;
-        Ok(())
+        Self::request_actions(&ctx, batch, origin, &routed.actions)
     }
 
-    /// Turns the status-reached actions routing decided for this message (acknowledge the
-    /// customer, notify agents) into automatic-mail requests in the same step, so they are sent
-    /// exactly once. The outbound policy still applies: no mail to automatic senders, machine
-    /// addresses or suppressed addresses, and the per-recipient caps.
+    /// Turns the status-reached actions a message or a control command led to (acknowledge
+    /// the customer, notify agents) into automatic-mail requests in the same step, so they are
+    /// sent exactly once. The outbound policy still applies: no mail to automatic senders,
+    /// machine addresses or suppressed addresses, and the per-recipient caps.
     fn request_actions(
         ctx: &outbound::apply::Ctx<'_>,
         batch: &mut StateBatch<'_>,
         (seq, at): (u64, DateTime<Utc>),
-        events: &[EventDraft],
-        threaded: &Threaded,
+        actions: &[RequestedAction],
     ) -> Result<(), StoreError> {
-        let actions = events
-            .iter()
-            .filter(|draft| draft.event_type == EventType::TicketActionRequested);
-        for (i, draft) in actions.enumerate() {
-            let data = &draft.data;
-            let kind = match data["action"].as_str() {
-                Some("acknowledge") => AutomaticKind::Acknowledgement,
-                Some("notify") => AutomaticKind::Notification,
-                _ => continue,
+        for (i, action) in actions.iter().enumerate() {
+            let kind = match action.action {
+                ActionKind::Acknowledge => AutomaticKind::Acknowledgement,
+                ActionKind::Notify => AutomaticKind::Notification,
             };
-            let emails = data["recipients"].as_array().into_iter().flatten();
-            let emails: Vec<&str> = emails.filter_map(|r| r["email"].as_str()).collect();
             // One acknowledgement per ticket, to the customer's first address.
-            let take = if kind == AutomaticKind::Acknowledgement {
-                1
-            } else {
-                emails.len()
+            let take = match kind {
+                AutomaticKind::Acknowledgement => 1,
+                AutomaticKind::Notification => action.recipients.len(),
             };
-            for (j, email) in emails.into_iter().take(take).enumerate() {
+            for (j, email) in action.recipients.iter().take(take).enumerate() {
                 let request = AutomaticRequest {
                     idempotency_key: format!("action:{seq}:{i}:{j}"),
                     kind,
-                    template: data["template"].as_str().unwrap_or_default().to_owned(),
-                    conversation_id: threaded.conversation.id.clone(),
-                    to: Some(email.to_owned()),
-                    fields: data["fields"].as_object().cloned().unwrap_or_default(),
+                    template: action.template.clone(),
+                    conversation_id: action.conversation_id.clone(),
+                    to: Some(email.clone()),
+                    fields: action.fields.clone(),
                     requested_at: at,
                 };
                 outbound::apply::request_automatic(ctx, batch, seq, &request)?;

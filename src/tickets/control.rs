@@ -10,7 +10,7 @@ use super::state::{
     directory_key, get_or_default, spam_contact_key, spam_list_key, DirectoryState, Outcome,
     SpamList, TicketState,
 };
-use super::Step;
+use super::{RequestedAction, Step};
 use crate::config::TeamConfig;
 use crate::conversations::{Conversation, Ticket};
 use crate::events::{EventType, OutboxWriter};
@@ -26,7 +26,8 @@ fn not_found(what: &str, id: &str) -> Refusal {
     (404, format!("no {what} {id:?}"))
 }
 
-/// Applies one control record and stores its outcome.
+/// Applies one control record and stores its outcome. Returns the status-reached actions it
+/// decided on (closing a ticket can notify someone), for outbound.
 pub fn apply_control(
     rules: &RuleSet,
     batch: &mut StateBatch<'_>,
@@ -34,13 +35,15 @@ pub fn apply_control(
     outbox: &OutboxWriter,
     seq: u64,
     record: &ControlRecord,
-) -> Result<(), StoreError> {
+) -> Result<Vec<RequestedAction>, StoreError> {
     let mut step = Step {
         batch,
         rules,
         minter,
         at: record.at,
+        conversation: None,
         events: Vec::new(),
+        actions: Vec::new(),
     };
     step.purge_expired_spam()?;
     let savepoint = step.batch.savepoint();
@@ -51,6 +54,7 @@ pub fn apply_control(
             // A refused command leaves nothing behind.
             step.batch.rollback_to(savepoint);
             step.events.clear();
+            step.actions.clear();
             Outcome {
                 status,
                 body: json!({ "error": error, "code": "refused" }),
@@ -58,8 +62,10 @@ pub fn apply_control(
         }
     };
     let events = std::mem::take(&mut step.events);
+    let actions = std::mem::take(&mut step.actions);
     batch.put(keys::control_outcome(seq), &outcome);
-    super::push_events(outbox, batch, record.at, &events)
+    super::push_events(outbox, batch, record.at, &events)?;
+    Ok(actions)
 }
 
 impl Step<'_, '_> {

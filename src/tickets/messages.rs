@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::ops::Cause;
 use super::state::{spam_contact_key, ContactView, TicketState};
-use super::Step;
+use super::{RequestedAction, Step};
 use crate::config::{ClosedReply, CUSTOMER_REPLIED_TARGET};
 use crate::conversations::Threaded;
 use crate::events::{EventDraft, EventType};
@@ -20,6 +20,8 @@ use crate::store::{keys, StateBatch, StoreError};
 pub struct Routed {
     /// Events that follow the message's own event, in order.
     pub events: Vec<EventDraft>,
+    /// Status-reached actions for outbound to carry out.
+    pub actions: Vec<RequestedAction>,
     /// The ticket's routing fields, merged into the message event's `ticket`.
     pub ticket: Option<TicketState>,
     /// The channel does not open tickets: the message is a conversation event only.
@@ -75,7 +77,9 @@ pub fn after_threading(
         rules,
         minter,
         at: inbound.received_at,
+        conversation: Some(threaded.conversation.id.clone()),
         events: Vec::new(),
+        actions: Vec::new(),
     };
     step.purge_expired_spam()?;
     let channel = rules.channel(&inbound.channel);
@@ -105,6 +109,7 @@ pub fn after_threading(
     };
     Ok(Routed {
         events: step.events,
+        actions: step.actions,
         ticketless: state.ticketless,
         ticket: Some(state),
         spam,

@@ -18,6 +18,7 @@ mod state;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::config::ActionKind;
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::routing::RuleSet;
@@ -25,15 +26,38 @@ use crate::store::StateBatch;
 
 pub use control::apply_control;
 pub use messages::{after_threading, is_customer_reply, Routed};
+
 pub use state::{directory_view, ticket_view, ConversationState, Outcome, TicketState};
 
-/// One record's routing work: the batch, the rules, and the events it produces in order.
+/// One record's routing work: the batch, the rules, and the events and actions it produces
+/// in order.
 pub(crate) struct Step<'s, 'b> {
     pub batch: &'s mut StateBatch<'b>,
     pub rules: &'s RuleSet,
     pub minter: &'s Minter,
     pub at: DateTime<Utc>,
+    /// The conversation the record is about (a message's); actions go out on it. `None` for
+    /// control commands, whose actions go out on the ticket's latest conversation.
+    pub conversation: Option<String>,
     pub events: Vec<EventDraft>,
+    pub actions: Vec<RequestedAction>,
+}
+
+/// A status-reached action (`[[routing.pipelines.<id>.actions]]`) that a step decided on, for
+/// the processor to hand to outbound in the same step. The same decision is announced as
+/// `deskgate.ticket.action_requested`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestedAction {
+    pub action: ActionKind,
+    pub template: String,
+    pub ticket_id: String,
+    /// Where the mail threads and which mailbox sends it.
+    pub conversation_id: String,
+    /// Email addresses, in the order the action names them (the customer's first, for an
+    /// acknowledgement).
+    pub recipients: Vec<String>,
+    /// The ticket's fields for the template.
+    pub fields: serde_json::Map<String, Value>,
 }
 
 impl Step<'_, '_> {

@@ -10,7 +10,7 @@ use super::state::{
     conversation_key, directory_key, get_or_default, open_tickets_key, rotation_key, snapshot_from,
     ticket_key, ContactView, ConversationState, DirectoryState, TicketState,
 };
-use super::Step;
+use super::{RequestedAction, Step};
 use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
 use crate::conversations::{Conversation, Ticket};
 use crate::events::EventType;
@@ -202,7 +202,8 @@ impl Step<'_, '_> {
         Ok(())
     }
 
-    /// Records the actions configured for entering `status` as events for the outbound work.
+    /// Decides the actions configured for entering `status`: each is announced as an event
+    /// and kept in [`Step::actions`] for outbound.
     pub(super) fn actions_on_entry(
         &mut self,
         ticket: &Ticket,
@@ -221,6 +222,13 @@ impl Step<'_, '_> {
         if actions.is_empty() {
             return Ok(());
         }
+        let conversation = self
+            .conversation
+            .clone()
+            .or_else(|| ticket.conversations.last().cloned());
+        let Some(conversation) = conversation else {
+            return Ok(());
+        };
         let snapshot = self.snapshot(None)?;
         let contact: ContactView = get_or_default(self.batch, &keys::contact(&ticket.contact_id))?;
         for action in actions {
@@ -228,21 +236,22 @@ impl Step<'_, '_> {
             if recipients.is_empty() {
                 continue;
             }
+            let fields = json!({
+                "subject": ticket.subject,
+                "contact_id": ticket.contact_id,
+                "pipeline": state.pipeline,
+                "status": state.status,
+                "owner": state.owner,
+                "priority": state.priority,
+                "category": state.category,
+            });
             let data = json!({
                 "ticket": ticket.id,
                 "status": status,
                 "action": action.action,
                 "template": action.template,
                 "recipients": recipients,
-                "fields": {
-                    "subject": ticket.subject,
-                    "contact_id": ticket.contact_id,
-                    "pipeline": state.pipeline,
-                    "status": state.status,
-                    "owner": state.owner,
-                    "priority": state.priority,
-                    "category": state.category,
-                },
+                "fields": fields,
             });
             self.emit(
                 EventType::TicketActionRequested,
@@ -250,6 +259,17 @@ impl Step<'_, '_> {
                 Some(&ticket.channel),
                 data,
             );
+            self.actions.push(RequestedAction {
+                action: action.action,
+                template: action.template.clone(),
+                ticket_id: ticket.id.clone(),
+                conversation_id: conversation.clone(),
+                recipients: recipients
+                    .iter()
+                    .filter_map(|r| r["email"].as_str().map(str::to_owned))
+                    .collect(),
+                fields: fields.as_object().cloned().unwrap_or_default(),
+            });
         }
         Ok(())
     }
