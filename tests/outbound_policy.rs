@@ -77,6 +77,25 @@ impl Pipeline {
         seq
     }
 
+    /// Journals agent Hal Ito's reply (idempotency key `r1`) and applies it; returns its seq.
+    async fn reply(&mut self, conversation: &str, text: &str) -> u64 {
+        let request = ReplyRequest {
+            idempotency_key: "r1".into(),
+            conversation_id: conversation.to_owned(),
+            agent: AgentRef {
+                id: "a1".into(),
+                name: Some("Hal Ito".into()),
+                ..AgentRef::default()
+            },
+            text: text.to_owned(),
+            html: None,
+            attachments: Vec::new(),
+            requested_at: Utc::now(),
+        };
+        self.apply(Record::Outbound(Box::new(OutboundRecord::Reply(request))))
+            .await
+    }
+
     async fn mail(&mut self, path: &str) -> u64 {
         let raw = std::fs::read(corpus().join(path)).unwrap();
         let record = to_record("mail", &raw, Utc::now(), &self.blobs, None).unwrap();
@@ -183,22 +202,7 @@ async fn acknowledgement_and_reply_thread_to_the_customers_mail() {
     );
 
     // An agent's reply threads the same way, with the next Message-ID of the conversation.
-    let request = ReplyRequest {
-        idempotency_key: "r1".into(),
-        conversation_id: conversation.clone(),
-        agent: AgentRef {
-            id: "a1".into(),
-            name: Some("Hal Ito".into()),
-            ..AgentRef::default()
-        },
-        text: "Fixed.".into(),
-        html: None,
-        attachments: Vec::new(),
-        requested_at: Utc::now(),
-    };
-    let seq = pipeline
-        .apply(Record::Outbound(Box::new(OutboundRecord::Reply(request))))
-        .await;
+    let seq = pipeline.reply(&conversation, "Fixed.").await;
     let outcome: RequestOutcome = pipeline
         .store
         .state_get(&keys::outbound_request(seq))
@@ -311,20 +315,8 @@ async fn erasing_a_contact_blanks_its_outgoing_messages_and_agent_replies() {
         .await;
     let ack = pipeline.outgoing().remove(0);
     let conversation = ack.conversation_id.clone();
-    let request = ReplyRequest {
-        idempotency_key: "r1".into(),
-        conversation_id: conversation.clone(),
-        agent: AgentRef {
-            id: "a1".into(),
-            ..AgentRef::default()
-        },
-        text: "Your order 4417 ships to 12 Elm Street.".into(),
-        html: None,
-        attachments: Vec::new(),
-        requested_at: Utc::now(),
-    };
     let reply_seq = pipeline
-        .apply(Record::Outbound(Box::new(OutboundRecord::Reply(request))))
+        .reply(&conversation, "Your order 4417 ships to 12 Elm Street.")
         .await;
     assert_eq!(
         pipeline.outgoing().len(),

@@ -27,20 +27,27 @@ action = "acknowledge"
 template = "ticket_received"
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_acknowledge_action_sends_one_acknowledgement_within_the_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
+/// An SMTP server on loopback and a daemon whose `api` channel mails through it, with the
+/// [`ROUTING`] pipeline and `routing` after it.
+async fn start(dir: &std::path::Path, routing: &str) -> (Smtpd, Daemon) {
+    let smtpd = Smtpd::start(&dir.join("maildir"), free_port());
     let extra = format!(
         "{control}[outbound]\nretry_base_ms = 100\nretry_max_secs = 1\n\n\
          [outbound.mailboxes.support]\naddress = \"support@acme.test\"\ncompany_name = \"Acme\"\n\
          channels = [\"api\"]\n\n\
          [outbound.mailboxes.support.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"plain\"\n\
-         {ROUTING}",
-        control = control_toml(dir.path()),
+         {ROUTING}\n{routing}",
+        control = control_toml(dir),
         port = smtpd.port,
     );
-    let daemon = Daemon::start(dir.path(), &extra).await;
+    let daemon = Daemon::start(dir, &extra).await;
+    (smtpd, daemon)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledge_action_sends_one_acknowledgement_within_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (smtpd, daemon) = start(dir.path(), "").await;
     let client = reqwest::Client::new();
     let post = |body: serde_json::Value| {
         let request = client.post(daemon.url("/hooks/api")).json(&body).send();
@@ -106,20 +113,12 @@ async fn an_acknowledge_action_sends_one_acknowledgement_within_the_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_of_a_status_set_through_the_control_api_are_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
-    let extra = format!(
-        "{control}[outbound]\nretry_base_ms = 100\nretry_max_secs = 1\n\n\
-         [outbound.mailboxes.support]\naddress = \"support@acme.test\"\ncompany_name = \"Acme\"\n\
-         channels = [\"api\"]\n\n\
-         [outbound.mailboxes.support.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"plain\"\n\
-         {ROUTING}\n\
-         [[routing.pipelines.support.actions]]\nstatus = \"closed\"\naction = \"acknowledge\"\ntemplate = \"ticket_closed\"\n\n\
-         [[routing.pipelines.support.actions]]\nstatus = \"closed\"\naction = \"notify\"\ntemplate = \"internal_notification\"\nowner = true\n\n\
-         [routing.users.gil]\nname = \"Gil Ng\"\nemail = \"gil@acme.test\"\n",
-        control = control_toml(dir.path()),
-        port = smtpd.port,
-    );
-    let daemon = Daemon::start(dir.path(), &extra).await;
+    let closing = "[[routing.pipelines.support.actions]]\nstatus = \"closed\"\n\
+                   action = \"acknowledge\"\ntemplate = \"ticket_closed\"\n\n\
+                   [[routing.pipelines.support.actions]]\nstatus = \"closed\"\naction = \"notify\"\n\
+                   template = \"internal_notification\"\nowner = true\n\n\
+                   [routing.users.gil]\nname = \"Gil Ng\"\nemail = \"gil@acme.test\"\n";
+    let (smtpd, daemon) = start(dir.path(), closing).await;
     let client = reqwest::Client::new();
     let response = client
         .post(daemon.url("/hooks/api"))
