@@ -44,6 +44,8 @@ pub enum JournalError {
 
 struct Append {
     key: DedupeKey,
+    /// Keys of which, already journaled, this record is a duplicate too.
+    earlier: Vec<DedupeKey>,
     record: Record,
     reply: oneshot::Sender<Result<Appended, JournalError>>,
 }
@@ -63,6 +65,7 @@ impl JournalHandle {
         let (reply, answer) = oneshot::channel();
         let append = Append {
             key: DedupeKey::of(&record),
+            earlier: DedupeKey::earlier(&record),
             record,
             reply,
         };
@@ -160,15 +163,31 @@ impl Writer {
         }
     }
 
+    /// The seq of the record this one duplicates: one earlier in the same batch or already
+    /// journaled, under its own key or one of its earlier keys.
+    fn duplicate_of(
+        &self,
+        seen: &HashMap<&DedupeKey, u64>,
+        append: &Append,
+    ) -> Result<Option<u64>, StoreError> {
+        for key in std::iter::once(&append.key).chain(&append.earlier) {
+            if let Some(&seq) = seen.get(key) {
+                return Ok(Some(seq));
+            }
+            if let Some(seq) = self.store.journal_lookup(key)? {
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
+    }
+
     fn write(&mut self, batch: &[Append]) -> Result<Vec<Appended>, StoreError> {
         let mut seen: HashMap<&DedupeKey, u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut fresh = Vec::new();
         let mut seq = self.next_seq;
         for append in batch {
-            if let Some(&earlier) = seen.get(&append.key) {
-                outcomes.push(Appended::Duplicate { seq: earlier });
-            } else if let Some(existing) = self.store.journal_lookup(&append.key)? {
+            if let Some(existing) = self.duplicate_of(&seen, append)? {
                 outcomes.push(Appended::Duplicate { seq: existing });
             } else {
                 seen.insert(&append.key, seq);

@@ -90,6 +90,11 @@ pub struct Inbound {
     /// (Messenger, WhatsApp): the windows this message opens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_window: Option<ReplyWindow>,
+    /// Other external ids on the channel that, already journaled, make this message their
+    /// duplicate: a web form's key of the previous dedupe window, so that a double click across
+    /// the window's edge is one submission. Only the journal writer reads them; not stored.
+    #[serde(skip)]
+    pub earlier_external_ids: Vec<String>,
 }
 
 /// How long after a customer's message the platform lets the business answer.
@@ -128,6 +133,7 @@ impl Inbound {
             sent_at: None,
             received_at,
             reply_window: None,
+            earlier_external_ids: Vec::new(),
         }
     }
 }
@@ -333,6 +339,22 @@ pub struct DedupeKey {
 }
 
 impl DedupeKey {
+    /// Keys that, when already journaled, make `record` a duplicate of theirs besides its own
+    /// ([`Inbound::earlier_external_ids`]).
+    pub fn earlier(record: &Record) -> Vec<DedupeKey> {
+        match record {
+            Record::Inbound(inbound) => inbound
+                .earlier_external_ids
+                .iter()
+                .map(|id| DedupeKey {
+                    channel: inbound.channel.clone(),
+                    external_id: id.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn of(record: &Record) -> DedupeKey {
         match record {
             Record::Inbound(inbound) => DedupeKey {

@@ -199,15 +199,18 @@ fn to_inbound(
         identities,
         spellings: identity::spellings(submission.value(&names.email)),
     };
-    let external_id = match submission.value(&names.submission_id) {
-        Some(id) if id.len() <= 512 => id.to_owned(),
+    let (external_id, earlier) = match submission.value(&names.submission_id) {
+        Some(id) if id.len() <= 512 => (id.to_owned(), None),
         Some(_) => {
             return Err(ChannelError::Invalid(format!(
                 "{}: must be at most 512 bytes",
                 names.submission_id
             )))
         }
-        None => content_key(form, request, submission),
+        None => {
+            let (key, previous) = content_keys(form, request, submission);
+            (key, Some(previous))
+        }
     };
     let text = submission.value(&names.description).unwrap_or_default();
     let mut inbound = Inbound::new(
@@ -219,6 +222,7 @@ fn to_inbound(
         request.received_at,
     );
     inbound.subject = submission.value(&names.subject).map(str::to_owned);
+    inbound.earlier_external_ids.extend(earlier);
     // Storing files fsyncs: on the daemon's multi-threaded runtime, tell it this worker blocks.
     inbound.attachments = match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -286,7 +290,13 @@ fn keep_fields(
 }
 
 /// Without a submission id: the same fields and files within one window are one submission.
-fn content_key(form: &FormConfig, request: &HookRequest<'_>, submission: &Submission) -> String {
+/// Returns the key in this window and in the one before: a submission whose twin is journaled
+/// under either is a duplicate, so one that follows its twin across a window's edge is too.
+fn content_keys(
+    form: &FormConfig,
+    request: &HookRequest<'_>,
+    submission: &Submission,
+) -> (String, String) {
     let mut fields: Vec<(&str, &str)> = submission
         .fields
         .iter()
@@ -302,7 +312,9 @@ fn content_key(form: &FormConfig, request: &HookRequest<'_>, submission: &Submis
         .received_at
         .timestamp()
         .div_euclid(form.dedupe_window_secs.max(1) as i64);
-    format!("sha256:{}:{window}", &hex::encode(hasher.finalize())[..32])
+    let hash = hex::encode(hasher.finalize());
+    let key = |window: i64| format!("sha256:{}:{window}", &hash[..32]);
+    (key(window), key(window - 1))
 }
 
 fn store_files(
@@ -371,6 +383,12 @@ mod tests {
         assert_ne!(first, key(&submit(body, 200).unwrap()), "a later window");
         let other = r#"{"email": "a@example.com", "description": "help", "n": 2}"#;
         assert_ne!(first, key(&submit(other, 120).unwrap()));
+        // The next window's submission names this window's key as an earlier one, so the
+        // journal answers a double click across the edge as a duplicate.
+        let Record::Inbound(next) = &submit(body, 190).unwrap()[0] else {
+            panic!("a form submission is a message");
+        };
+        assert_eq!(next.earlier_external_ids, [first]);
     }
 
     #[test]

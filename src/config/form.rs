@@ -28,7 +28,8 @@ pub struct FormConfig {
     pub honeypot_field: Option<String>,
     /// Ticket properties used when the form does not carry them.
     pub defaults: BTreeMap<String, String>,
-    /// Without a submission id, identical submissions within this many seconds are one.
+    /// Without a submission id, identical submissions less than this many seconds apart are
+    /// one (up to twice as far apart, they may be: a submission also matches the window before).
     pub dedupe_window_secs: u64,
     /// The most file fields one submission may carry (multipart).
     pub max_files: usize,

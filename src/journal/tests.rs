@@ -66,6 +66,46 @@ async fn concurrent_appends_get_unique_seqs_and_duplicates_are_recognised() {
 }
 
 #[tokio::test]
+async fn a_record_is_a_duplicate_of_one_under_its_earlier_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (journal, _writer) = start(store, &JournalConfig::default()).unwrap();
+    let with_earlier = |id: &str, earlier: &str| {
+        let Record::Inbound(mut inbound) = record(id) else {
+            unreachable!("record() makes an inbound message")
+        };
+        inbound.earlier_external_ids = vec![earlier.to_owned()];
+        Record::Inbound(inbound)
+    };
+    let first = journal.append(record("w1")).await.unwrap();
+    assert_eq!(first, Appended::New { seq: 1 });
+    // Journaled before: a duplicate of it, and its own key is not taken.
+    assert_eq!(
+        journal.append(with_earlier("w2", "w1")).await.unwrap(),
+        Appended::Duplicate { seq: 1 }
+    );
+    assert_eq!(
+        journal.append(record("w2")).await.unwrap(),
+        Appended::New { seq: 2 }
+    );
+    // In flight together with its twin (often in the same group commit).
+    let (a, b) = futures::future::join(
+        journal.append(record("v1")),
+        journal.append(with_earlier("v2", "v1")),
+    )
+    .await;
+    assert_eq!(
+        (a.unwrap(), b.unwrap()),
+        (Appended::New { seq: 3 }, Appended::Duplicate { seq: 3 })
+    );
+    assert_eq!(
+        journal.append(with_earlier("u2", "u1")).await.unwrap(),
+        Appended::New { seq: 4 },
+        "an earlier key nobody holds changes nothing"
+    );
+}
+
+#[tokio::test]
 async fn a_full_queue_answers_busy_instead_of_waiting_forever() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
