@@ -18,6 +18,14 @@ mod nats;
 mod servers;
 mod whatsapp;
 
+// Real peers and the deskgate child process, shared with `tests/`.
+#[path = "../../../tests/common/daemon.rs"]
+mod daemon;
+#[path = "../../../tests/common/dovecot.rs"]
+mod dovecot;
+#[path = "../../../tests/common/nats.rs"]
+mod nats_server;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
