@@ -11,20 +11,27 @@
 //! Servers run in child processes (this same binary with a hidden subcommand), so the load
 //! generator and the server under test never share a runtime.
 
+mod chaos;
 mod contacts;
 mod imap;
 mod load;
+mod mixed;
 mod nats;
+mod rig;
 mod servers;
 mod whatsapp;
 
-// Real peers and the deskgate child process, shared with `tests/`.
+// The real peers and the deskgate child process, shared with `tests/`.
 #[path = "../../../tests/common/daemon.rs"]
 mod daemon;
 #[path = "../../../tests/common/dovecot.rs"]
 mod dovecot;
 #[path = "../../../tests/common/nats.rs"]
 mod nats_server;
+#[path = "../../../tests/common/smtpd.rs"]
+mod smtpd;
+#[path = "../../../tests/common/tmpfs.rs"]
+mod tmpfs;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -97,6 +104,10 @@ enum Mode {
         #[arg(long, default_value_t = 64)]
         cache_mb: u64,
     },
+    /// Mixed load on every channel kind while deskgate is killed and its peers fail; checks
+    /// that nothing acknowledged is lost, duplicated or invented. The defaults are the long
+    /// run; `tests/chaos.rs` runs a short one.
+    Chaos(chaos::Args),
     /// Internal: the lookup side of `contacts`, in a fresh process on loaded state.
     #[command(hide = true)]
     ContactsLookups {
@@ -159,6 +170,7 @@ fn main() -> ExitCode {
                 })
                 .await?
             }
+            Mode::Chaos(args) => chaos::run(args).await,
             Mode::Serve { server } => servers::serve(server).await,
         }
     });
