@@ -19,6 +19,7 @@ mod mixed;
 mod nats;
 mod rig;
 mod servers;
+mod soak;
 mod whatsapp;
 
 // The real peers and the deskgate child process, shared with `tests/`.
@@ -108,6 +109,9 @@ enum Mode {
     /// that nothing acknowledged is lost, duplicated or invented. The defaults are the long
     /// run; `tests/chaos.rs` runs a short one.
     Chaos(chaos::Args),
+    /// Steady mixed load for a long time: resident memory and the state directory must stop
+    /// growing once outbox retention is reached.
+    Soak(soak::Args),
     /// Internal: the lookup side of `contacts`, in a fresh process on loaded state.
     #[command(hide = true)]
     ContactsLookups {
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
                 .await?
             }
             Mode::Chaos(args) => chaos::run(args).await,
+            Mode::Soak(args) => soak::run(args).await,
             Mode::Serve { server } => servers::serve(server).await,
         }
     });

@@ -43,6 +43,7 @@ pub struct Rig {
     pub smtpd: Smtpd,
     pub disk: Tmpfs,
     pub disk_bytes: u64,
+    pub state_dir: PathBuf,
     // Last: removed after every process above has stopped.
     _dir: tempfile::TempDir,
 }
@@ -74,6 +75,7 @@ impl Rig {
             smtpd,
             disk,
             disk_bytes: options.disk_bytes,
+            state_dir,
             _dir: dir,
         })
     }
