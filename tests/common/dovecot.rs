@@ -134,6 +134,16 @@ impl Dovecot {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
 
+    /// Makes Dovecot's auth process unable (or able again) to read its password database:
+    /// every LOGIN meanwhile gets `NO [UNAVAILABLE] Temporary authentication failure`, as
+    /// while the auth process restarts.
+    pub fn set_auth_available(&self, available: bool) {
+        chmod(
+            &self.dir.path().join("passwd"),
+            if available { 0o644 } else { 0o600 },
+        );
+    }
+
     /// A file holding the password, for deskgate's `password_file`.
     pub fn password_file(&self, password: &str) -> PathBuf {
         let path = self.dir.path().join(format!("pw-{}", fastrand::u64(..)));
