@@ -21,6 +21,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits (blocking) until something accepts connections on the loopback `port`; panics
+/// naming `what` after 20 s.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Polls `condition` until it holds or the deadline passes.
 pub async fn eventually<F, Fut>(what: &str, within: Duration, mut condition: F)
 where

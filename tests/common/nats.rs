@@ -7,13 +7,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::daemon::free_port;
+use super::daemon::{free_port, wait_for_port};
 
 /// A `nats-server -js` child process; killed on drop.
 pub struct NatsServer {
@@ -61,11 +61,7 @@ impl NatsServer {
             .spawn()
             .expect("nats-server is installed (scripts/test.sh: need nats-server)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_port(self.port, "nats-server");
     }
 
     /// Stops the server (SIGKILL: an outage, not a goodbye).

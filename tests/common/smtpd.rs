@@ -1,14 +1,15 @@
 //! A real SMTP server on loopback: Debian's aiosmtpd writing every message into a Maildir,
 //! stopped and started again on the same port (an outage).
 //!
-//! Shared by `tests/` (through `tests/common`) and `deskgate-bench` (through `#[path]`), so it
-//! uses only the package's normal dependencies.
+//! Shared by `tests/` (through `tests/common`) and `deskgate-bench` (through `#[path]`, beside
+//! `daemon.rs`), so it uses only the package's normal dependencies.
 #![allow(dead_code)] // each user needs a different part
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::daemon::wait_for_port;
 
 /// aiosmtpd on a loopback port, delivering every message into `dir` (a Maildir).
 pub struct Smtpd {
@@ -67,15 +68,7 @@ impl Smtpd {
             .spawn()
             .expect("aiosmtpd runs (apt-get install python3-aiosmtpd)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not start on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(self.port, "aiosmtpd");
     }
 
     /// Stops the server (SIGKILL): connections drop and new ones are refused.

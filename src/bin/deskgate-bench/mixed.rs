@@ -170,10 +170,7 @@ impl Load {
                     name: format!("{run}-{}{lane}", kind.channel()),
                     interval,
                 };
-                lanes.push(match kind {
-                    Kind::Mail => tokio::spawn(lane.mail(Arc::clone(dovecot))),
-                    _ => tokio::spawn(lane.http()),
-                });
+                lanes.push(tokio::spawn(lane.run(Arc::clone(dovecot))));
             }
         }
         lanes
@@ -234,17 +231,30 @@ struct Lane {
 type ImapSession = async_imap::Session<TcpStream>;
 
 impl Lane {
-    async fn http(self) {
+    /// Sends the lane's inputs one after the other at its pace until the load stops.
+    async fn run(self, dovecot: Arc<RwLock<Dovecot>>) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut session = None;
         for n in 0.. {
             ticker.tick().await;
             if self.load.stopping.load(Ordering::Relaxed) {
-                return;
+                break;
             }
-            let input = self.http_input(n);
-            self.load.attempt(&input);
-            self.send_until_acked(&input).await;
+            if self.kind == Kind::Mail {
+                let input = self.mail_input(n);
+                self.load.attempt(&input);
+                // Most mail arrives by IMAP APPEND, every third by local delivery.
+                self.deliver_mail(&dovecot, &mut session, &input, n % 3 == 2)
+                    .await;
+            } else {
+                let input = self.http_input(n);
+                self.load.attempt(&input);
+                self.send_until_acked(&input).await;
+            }
+        }
+        if let Some(mut session) = session {
+            let _ = session.logout().await;
         }
     }
 
@@ -287,26 +297,6 @@ impl Lane {
                 return;
             }
             backoff.wait().await;
-        }
-    }
-
-    async fn mail(self, dovecot: Arc<RwLock<Dovecot>>) {
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut session = None;
-        for n in 0.. {
-            ticker.tick().await;
-            if self.load.stopping.load(Ordering::Relaxed) {
-                break;
-            }
-            let input = self.mail_input(n);
-            self.load.attempt(&input);
-            // Most mail arrives by IMAP APPEND, every third by local delivery.
-            self.deliver_mail(&dovecot, &mut session, &input, n % 3 == 2)
-                .await;
-        }
-        if let Some(mut session) = session {
-            let _ = session.logout().await;
         }
     }
 

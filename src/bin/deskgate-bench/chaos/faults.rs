@@ -249,13 +249,15 @@ async fn kick_mid_fetch(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mid_fetch = error.contains("FETCH");
-    eprintln!(
-        "    kick: {}",
-        match &kicked {
-            Ok(_) => format!("deskgate reported {error:?}"),
-            Err(error) => format!("nothing to cut ({})", error.trim()),
-        }
-    );
+    let report = match &kicked {
+        Ok(_) => format!("deskgate reported {error:?}"),
+        Err(refusal) => format!(
+            "nothing to cut ({}); deskgate's mailbox: {}",
+            refusal.trim(),
+            mailbox_status(rig).await
+        ),
+    };
+    eprintln!("    kick: {report}");
     Ok(mid_fetch)
 }
 
