@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each user needs a different part
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -93,7 +94,10 @@ impl Dovecot {
             .append(true)
             .open(self.dir.path().join("dovecot.log"))
             .expect("dovecot.log");
+        // A process group of its own, so that stopping it ends every process of this
+        // instance: imap processes outlive a stopped master while their client stays.
         let child = Command::new("dovecot")
+            .process_group(0)
             .arg("-F")
             .arg("-c")
             .arg(&self.conf)
@@ -121,12 +125,15 @@ impl Dovecot {
     }
 
     fn stop(&mut self) {
+        use nix::sys::signal::{killpg, Signal};
         if let Some(mut child) = self.child.take() {
-            // SIGTERM lets the master stop its children and remove its pid file.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            // SIGTERM lets the master stop its children and remove its pid file; whatever of
+            // the instance is left after it exited (an imap process still serving its client)
+            // is killed, so that every connection really drops.
+            let _ = killpg(group, Signal::SIGTERM);
             let _ = child.wait();
+            let _ = killpg(group, Signal::SIGKILL);
         }
     }
 
