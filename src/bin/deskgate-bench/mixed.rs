@@ -186,7 +186,13 @@ impl Load {
             interval: Duration::ZERO,
         };
         let inputs: Vec<Input> = (0..count)
-            .map(|n| lane.mail_input(n * PER_THREAD))
+            .map(|n| {
+                lane.mail(
+                    &format!("{name}-t{n}"),
+                    &[],
+                    &format!("{name}-m{n}@example.org"),
+                )
+            })
             .collect();
         for input in &inputs {
             self.attempt(input);
@@ -242,10 +248,9 @@ impl Lane {
                 break;
             }
             if self.kind == Kind::Mail {
-                let input = self.mail_input(n);
+                let (input, by_doveadm) = self.mail_input(n);
                 self.load.attempt(&input);
-                // Most mail arrives by IMAP APPEND, every third by local delivery.
-                self.deliver_mail(&dovecot, &mut session, &input, n % 3 == 2)
+                self.deliver_mail(&dovecot, &mut session, &input, by_doveadm)
                     .await;
             } else {
                 let input = self.http_input(n);
@@ -429,36 +434,53 @@ impl Lane {
         }
     }
 
-    /// Mail `n` of a mail lane: a new thread every few mails, the others replies to the
-    /// previous mail of their thread.
-    fn mail_input(&self, n: u64) -> Input {
+    /// Mail `n` of a mail lane, and whether it goes by `doveadm save` (else IMAP APPEND).
+    ///
+    /// Every fifth mail is saved by doveadm and opens a thread of its own. The others go by
+    /// IMAP APPEND in threads of a few mails, each a reply to the one before: Dovecot's Maildir
+    /// can give a mail saved by doveadm a higher UID than one appended over IMAP after it (seen
+    /// about once in 150 pairs), and deskgate reads in UID order, so a thread mixing the two
+    /// could have its reply read first.
+    fn mail_input(&self, n: u64) -> (Input, bool) {
         let lane = &self.name;
-        let (thread_no, position) = (n / PER_THREAD, n % PER_THREAD);
         let id = |i: u64| format!("{lane}-m{i}@example.org");
+        if n % 5 == 4 {
+            return (self.mail(&format!("{lane}-s{n}"), &[], &id(n)), true);
+        }
+        // The k-th appended mail is mail k + k/4 of the lane (every fifth is saved).
+        let k = n - n / 5;
+        let (thread_no, position) = (k / PER_THREAD, k % PER_THREAD);
+        let earlier: Vec<String> = (k - position..k).map(|j| id(j + j / 4)).collect();
+        let thread = format!("{lane}-t{thread_no}");
+        let mut input = self.mail(&thread, &earlier, &id(n));
+        input.position = position;
+        (input, false)
+    }
+
+    /// A mail of `thread` with Message-ID `id`, replying to the last of `earlier` (the
+    /// thread's mails so far) when there are any.
+    fn mail(&self, thread: &str, earlier: &[String], id: &str) -> Input {
         let mut mail = format!(
-            "From: Mail Customer <{lane}-c{thread_no}@example.org>\r\nTo: support@example.test\r\n\
-             Subject: {}Parcel {thread_no}\r\nDate: {}\r\nMessage-ID: <{}>\r\n",
-            if position > 0 { "Re: " } else { "" },
+            "From: Mail Customer <{thread}@example.org>\r\nTo: support@example.test\r\n\
+             Subject: {}Parcel {thread}\r\nDate: {}\r\nMessage-ID: <{id}>\r\n",
+            if earlier.is_empty() { "" } else { "Re: " },
             Utc::now().to_rfc2822(),
-            id(n)
         );
-        if position > 0 {
-            let references: Vec<String> =
-                (n - position..n).map(|i| format!("<{}>", id(i))).collect();
+        if let Some(parent) = earlier.last() {
+            let references: Vec<String> = earlier.iter().map(|i| format!("<{i}>")).collect();
             mail.push_str(&format!(
-                "In-Reply-To: <{}>\r\nReferences: {}\r\n",
-                id(n - 1),
+                "In-Reply-To: <{parent}>\r\nReferences: {}\r\n",
                 references.join(" ")
             ));
         }
         mail.push_str(&format!(
-            "Content-Type: text/plain; charset=utf-8\r\n\r\nMail {n} of lane {lane}.\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nMail {id} of {thread}.\r\n"
         ));
         Input {
             kind: Kind::Mail,
-            external_id: id(n),
-            thread: format!("{lane}-t{thread_no}"),
-            position,
+            external_id: id.to_owned(),
+            thread: thread.to_owned(),
+            position: earlier.len() as u64,
             body: Bytes::from(mail),
             content_type: "message/rfc822".to_owned(),
             signature: None,
