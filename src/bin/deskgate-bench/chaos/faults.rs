@@ -207,8 +207,8 @@ pub async fn run(
     Ok(done)
 }
 
-/// Delivers a burst of mail at once, waits until deskgate has journaled its first batch (it
-/// logs `synced <done>/<total>` per batch of a multi-batch sync) and cuts its IMAP connection
+/// Delivers a burst of mail at once and, as soon as deskgate has journaled a first batch of it
+/// (it logs `synced <done>/<total>` per batch of a multi-batch sync), cuts its IMAP connection
 /// with `doveadm kick`. Returns whether the cut interrupted a fetch, as deskgate's `/readyz`
 /// reports the error it got.
 async fn kick_mid_fetch(
@@ -220,15 +220,16 @@ async fn kick_mid_fetch(
     let log = rig.daemon.dir.join("deskgate.log");
     let mut offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let error_before = mailbox_status(rig).await["last_error_at"].clone();
-    load.mail_burst(&rig.dovecot, name, burst).await;
+    // deskgate starts fetching while the burst still arrives: watch it meanwhile.
+    let delivering = {
+        let (load, dovecot, name) = (Arc::clone(load), Arc::clone(&rig.dovecot), name.to_owned());
+        tokio::spawn(async move { load.mail_burst(&dovecot, &name, burst).await })
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         let (text, next) = read_from(&log, offset);
         offset = next;
-        if text
-            .lines()
-            .any(|line| line.contains("synced ") && line.contains("mail"))
-        {
+        if text.lines().any(|line| line.contains("synced ")) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -237,6 +238,7 @@ async fn kick_mid_fetch(
         let dovecot = rig.dovecot.read().await;
         tokio::task::block_in_place(|| dovecot.try_doveadm(&["kick", USER]))
     };
+    delivering.await?;
     // What deskgate was doing when its connection went: the error it reports.
     let mut error = String::new();
     let deadline = Instant::now() + Duration::from_secs(10);
