@@ -176,6 +176,28 @@ impl Load {
         lanes
     }
 
+    /// Stops new inputs and waits for every lane; inputs still unacknowledged after `grace`
+    /// give up.
+    pub async fn stop(
+        self: &Arc<Load>,
+        lanes: Vec<tokio::task::JoinHandle<()>>,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        self.stopping.store(true, Ordering::Relaxed);
+        let give_up = {
+            let load = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                load.give_up.store(true, Ordering::Relaxed);
+            })
+        };
+        for lane in lanes {
+            lane.await?;
+        }
+        give_up.abort();
+        Ok(())
+    }
+
     /// Delivers `count` mails at once (each opening its own thread) with `doveadm import`: a
     /// burst that keeps deskgate fetching for a while. Returns when Dovecot has them all.
     pub async fn mail_burst(self: &Arc<Load>, dovecot: &RwLock<Dovecot>, name: &str, count: u64) {

@@ -95,11 +95,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         samples.push(sample);
     }
-    load.stopping.store(true, Ordering::Relaxed);
-    load.give_up.store(true, Ordering::Relaxed);
-    for lane in lanes {
-        lane.await?;
-    }
+    load.stop(lanes, Duration::ZERO).await?;
     let start = &samples[start.ok_or_else(|| {
         anyhow::anyhow!("outbox retention was never reached: lengthen the run or raise --rate")
     })?];

@@ -207,9 +207,9 @@ pub async fn run(
     Ok(done)
 }
 
-/// Delivers a burst of mail at once and, as soon as deskgate has journaled a first batch of it
-/// (it logs `synced <done>/<total>` per batch of a multi-batch sync), cuts its IMAP connection
-/// with `doveadm kick`. Returns whether the cut interrupted a fetch, as deskgate's `/readyz`
+/// Delivers a burst of mail at once and, as soon as deskgate is in the middle of a sync of
+/// several batches (it logs `synced <done>/<total>` after each), cuts its IMAP connection with
+/// `doveadm kick`. Returns whether the cut interrupted a fetch, as deskgate's `/readyz`
 /// reports the error it got.
 async fn kick_mid_fetch(
     rig: &Rig,
@@ -229,7 +229,7 @@ async fn kick_mid_fetch(
     while Instant::now() < deadline {
         let (text, next) = read_from(&log, offset);
         offset = next;
-        if text.lines().any(|line| line.contains("synced ")) {
+        if text.lines().any(mid_sync) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -261,6 +261,25 @@ async fn kick_mid_fetch(
     };
     eprintln!("    kick: {report}");
     Ok(mid_fetch)
+}
+
+/// Whether a log line is deskgate's `synced <done>/<total>` with batches still to fetch (not
+/// the line that ends a sync).
+fn mid_sync(line: &str) -> bool {
+    let Some((_, rest)) = line.split_once("synced ") else {
+        return false;
+    };
+    let figures: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '/')
+        .collect();
+    let Some((done, total)) = figures.split_once('/') else {
+        return false;
+    };
+    match (done.parse::<u64>(), total.parse::<u64>()) {
+        (Ok(done), Ok(total)) => done < total,
+        _ => false,
+    }
 }
 
 /// The log's text after `offset`, and the offset after it.

@@ -81,6 +81,19 @@ pub fn deskgate_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+impl Args {
+    fn plan(&self) -> faults::Plan {
+        faults::Plan {
+            kills: self.kills,
+            rounds: self.rounds,
+            nats_outage: Duration::from_secs(self.nats_outage_secs),
+            smtp_outage: Duration::from_secs(self.smtp_outage_secs),
+            disk_full: Duration::from_secs(self.disk_full_secs),
+            burst: self.burst,
+        }
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(|| fastrand::u64(..));
     eprintln!("chaos: seed={seed} (rerun with --seed {seed})");
@@ -96,47 +109,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let lanes = load.spawn_lanes("c", args.rate, &rig.dovecot);
     let reading = Arc::new(AtomicBool::new(true));
     let live = tokio::spawn(follow_outbox(rig.base_url(), Arc::clone(&reading)));
-    let plan = faults::Plan {
-        kills: args.kills,
-        rounds: args.rounds,
-        nats_outage: Duration::from_secs(args.nats_outage_secs),
-        smtp_outage: Duration::from_secs(args.smtp_outage_secs),
-        disk_full: Duration::from_secs(args.disk_full_secs),
-        burst: args.burst,
-    };
+    let plan = args.plan();
     let load_time = Duration::from_secs(args.secs);
     let steps = faults::schedule(&plan, load_time, &mut rng);
     let done = faults::run(steps, &plan, &mut rig, &load, &mut rng, started).await?;
     tokio::time::sleep_until((started + load_time).into()).await;
-
-    // Stop sending; what is in flight retries for two more minutes at most.
-    load.stopping.store(true, Ordering::Relaxed);
-    let give_up = {
-        let load = Arc::clone(&load);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(120)).await;
-            load.give_up.store(true, Ordering::Relaxed);
-        })
-    };
-    for lane in lanes {
-        lane.await?;
-    }
-    give_up.abort();
+    // What is in flight when the load stops retries for two more minutes at most.
+    load.stop(lanes, Duration::from_secs(120)).await?;
     eprintln!(
         "  load stopped after {:.0?}; reading everything back",
         started.elapsed()
     );
-    let events = match settle(&rig).await {
+    let events = settle(&rig)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error:#} (seed {seed})"));
+    let events = match events {
         Ok(events) => events,
-        Err(error) => {
-            let log = rig.daemon.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            anyhow::bail!(
-                "{error:#} (seed {seed})\n/readyz: {}\nlast lines of deskgate's log:\n{}",
-                status(&rig, "/readyz").await,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
+        Err(error) => return Err(explained(&rig, error).await),
     };
     reading.store(false, Ordering::Relaxed);
     let (live, live_problems) = live.await?;
@@ -161,6 +150,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .problems
             .push(format!("deskgate exited with {exit} on SIGTERM"));
     }
+    report(&verdict, &done, seed)
+}
+
+/// `error`, with what deskgate's `/readyz` and the end of its log say.
+async fn explained(rig: &Rig, error: anyhow::Error) -> anyhow::Error {
+    let log = rig.daemon.log();
+    let mut tail: Vec<&str> = log.lines().rev().take(40).collect();
+    tail.reverse();
+    anyhow::anyhow!(
+        "{error:#}\n/readyz: {}\nlast lines of deskgate's log:\n{}",
+        status(rig, "/readyz").await,
+        tail.join("\n")
+    )
+}
+
+/// Prints what the faults did, the notes and the chaos line; fails unless all is clean.
+fn report(verdict: &check::Verdict, done: &faults::Done, seed: u64) -> anyhow::Result<()> {
     eprintln!(
         "  faults: kills={} dovecot_restarts={} kicks={} (mid-fetch {}) nats_outages={} smtp_outages={} disk_fulls={} (503s {})",
         done.kills, done.dovecot_restarts, done.kicks, done.kicks_mid_fetch, done.nats_outages,
