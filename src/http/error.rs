@@ -24,8 +24,9 @@ pub enum ApiError {
     /// `of` names whose limit: "this channel's", "the control API's".
     #[error("request body is larger than {of} limit of {limit} bytes")]
     PayloadTooLarge { limit: u64, of: &'static str },
-    /// One request carried more items (webhook batch entries) than one journal commit takes.
-    #[error("the request carries {items} items; one request may carry at most {limit} (journal.max_batch)")]
+    /// One request carried more items (webhook batch entries) than one journal commit takes
+    /// (`journal.max_batch`, and never fewer than a Meta batch holds).
+    #[error("the request carries {items} items; one request may carry at most {limit}")]
     TooManyItems { items: usize, limit: usize },
     #[error("content type must be {expected}")]
     UnsupportedMediaType { expected: String },

@@ -88,6 +88,9 @@ fn public_routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
+/// The most updates Meta puts in one webhook batch (its documentation; FACTS.md).
+const META_MAX_BATCH_ITEMS: usize = 1000;
+
 /// The largest body the control API reads (its requests are small JSON documents; the limit
 /// is the one axum applied by default before the bodies were read here).
 pub const CONTROL_MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
@@ -220,9 +223,9 @@ async fn accept(
     };
     let records = channels::records(config, &hook).await?;
     // More records than one group commit takes would crowd every other input out of the
-    // journal's queue (a 1 MiB batch can hold hundreds of thousands of junk entries; Meta
-    // sends at most 1,000 updates per batch).
-    let most = state.journal.max_batch();
+    // journal's queue (a 1 MiB batch can hold hundreds of thousands of junk entries). A batch
+    // as large as Meta sends is always taken, however small journal.max_batch is.
+    let most = state.journal.max_batch().max(META_MAX_BATCH_ITEMS);
     if records.len() > most {
         return Err(ApiError::TooManyItems {
             items: records.len(),
