@@ -112,7 +112,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let plan = args.plan();
     let load_time = Duration::from_secs(args.secs);
     let steps = faults::schedule(&plan, load_time, &mut rng);
-    let done = faults::run(steps, &plan, &mut rig, &load, &mut rng, started).await?;
+    let done = match faults::run(steps, &plan, &mut rig, &load, &mut rng, started).await {
+        Ok(done) => done,
+        Err(error) => return Err(explained(&rig, error.context(format!("seed {seed}"))).await),
+    };
     tokio::time::sleep_until((started + load_time).into()).await;
     // What is in flight when the load stops retries for two more minutes at most.
     load.stop(lanes, Duration::from_secs(120)).await?;
