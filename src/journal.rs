@@ -57,6 +57,7 @@ pub struct JournalHandle {
     enqueue_timeout: Duration,
     ack_timeout: Duration,
     durable: watch::Receiver<u64>,
+    max_batch: usize,
 }
 
 impl JournalHandle {
@@ -85,6 +86,11 @@ impl JournalHandle {
     /// The highest sequence number known to be on disk.
     pub fn durable(&self) -> watch::Receiver<u64> {
         self.durable.clone()
+    }
+
+    /// The most records one group commit takes (`journal.max_batch`).
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
     }
 
     /// Records waiting for the writer.
@@ -117,6 +123,7 @@ pub fn start(
         enqueue_timeout: Duration::from_millis(config.enqueue_timeout_ms),
         ack_timeout: Duration::from_millis(config.ack_timeout_ms),
         durable,
+        max_batch: config.max_batch,
     };
     Ok((handle, thread))
 }

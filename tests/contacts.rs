@@ -322,6 +322,8 @@ async fn the_control_api_sets_owners_merges_by_hand_and_erases() {
     // The same address writing again is a new person to deskgate.
     api.post(message("a2", "t-a2", json!({ "email": "bo@example.com" })))
         .await;
+    // The hook answers once the message is journaled; the contact exists once it is applied.
+    api.daemon.settled().await;
     let (status, body) = api.get("/v1/control/contacts?email=bo@example.com").await;
     assert_eq!(status, 200);
     assert_ne!(body["contact"]["id"], json!(bo));

@@ -229,6 +229,35 @@ async fn wrong_password_is_reported_and_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_authentication_failure_is_retried_at_the_normal_backoff() {
+    // Found by the chaos run: after a Dovecot restart a LOGIN can get `NO [UNAVAILABLE]`, and
+    // deskgate waited auth_retry_secs (300 s by default) before trying again.
+    let dovecot = Dovecot::start();
+    dovecot.set_auth_available(false);
+    let dir = tempfile::tempdir().unwrap();
+    let password = dovecot.password_file(PASSWORD);
+    let toml = dovecot.channel_toml("mail", "INBOX", &password, "");
+    let daemon = Daemon::start(dir.path(), &toml).await;
+    eventually(
+        "the temporary failure to be reported",
+        Duration::from_secs(20),
+        || async {
+            let state = mailbox_state(&daemon).await;
+            state["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("Temporary authentication failure"))
+        },
+    )
+    .await;
+    let state = mailbox_state(&daemon).await;
+    assert_ne!(state["state"], "auth_failed", "{state}");
+    dovecot.set_auth_available(true);
+    wait_for_state(&daemon, "idle").await;
+    dovecot.append("INBOX", &[sample_mail("tempfail", 0)]).await;
+    expect_each_once(&daemon, "tempfail", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_idle_the_mailbox_is_polled_and_mail_moved_after_ingest() {
     // Neither IDLE nor MOVE: deskgate polls, and moves by COPY, \Deleted and UID EXPUNGE.
     let dovecot = Dovecot::start_with("imap_capability = IMAP4rev1 LITERAL+ UIDPLUS\n");

@@ -9,6 +9,7 @@ mod outbound_support;
 use std::sync::Arc;
 
 use chrono::Utc;
+use common::smtpd::Smtpd;
 use deskgate::channels::email::to_record;
 use deskgate::config::{Config, JournalConfig};
 use deskgate::events::OutboxWriter;
@@ -21,7 +22,7 @@ use deskgate::outbound::smtp::Smtp;
 use deskgate::outbound::{OutgoingItem, Payload, Planner, RequestOutcome};
 use deskgate::processor::Processor;
 use deskgate::store::{keys, Blobs, Store};
-use outbound_support::{corpus, header, Smtpd};
+use outbound_support::{corpus, header};
 use serde_json::Value;
 use uuid::Uuid;
 

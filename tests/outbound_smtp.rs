@@ -8,8 +8,9 @@ mod outbound_support;
 use std::path::Path;
 use std::time::Duration;
 
+use common::smtpd::Smtpd;
 use common::{api_message, free_port, Daemon};
-use outbound_support::{control_post, control_toml, header, html_body, of_type, text_body, Smtpd};
+use outbound_support::{control_post, control_toml, header, html_body, of_type, text_body};
 use serde_json::{json, Value};
 
 fn config(dir: &Path, smtp_port: u16, cap: u32) -> String {

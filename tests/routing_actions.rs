@@ -8,8 +8,9 @@ mod outbound_support;
 
 use std::time::Duration;
 
+use common::smtpd::Smtpd;
 use common::{api_message, eventually, free_port, Daemon};
-use outbound_support::{control_toml, header, of_type, Smtpd, TOKEN};
+use outbound_support::{control_toml, header, of_type, TOKEN};
 
 const ROUTING: &str = r#"
 [routing.pipelines.support]

@@ -8,11 +8,11 @@ mod sinks_support;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
+use common::nats::NatsServer;
 use common::{api_message, eventually, Daemon};
-use futures::StreamExt;
 use serde_json::Value;
-use sinks_support::{caught_up, sink_status, NatsServer};
+use sinks_support::{caught_up, sink_status};
 
 const STREAM: &str = "DGTEST";
 const PREFIX: &str = "dgtest.events";
@@ -43,46 +43,6 @@ async fn post_round(daemon: &Daemon, round: usize, count: usize) {
             .await
             .unwrap();
         assert!(response.status().is_success(), "{}", response.status());
-    }
-}
-
-/// Every message in the stream, in stream order: (Nats-Msg-Id, subject, CloudEvent).
-async fn read_stream(nats: &NatsServer) -> Vec<(String, String, Value)> {
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = jetstream::new(client);
-    let stream = js.get_stream(STREAM).await.unwrap();
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("test-reader".to_owned()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(500)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await
-            .unwrap();
-        let before = seen.len();
-        while let Some(message) = batch.next().await {
-            let message = message.unwrap();
-            let id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                .map(|v| v.to_string())
-                .expect("every message carries Nats-Msg-Id");
-            let event: Value = serde_json::from_slice(&message.payload).unwrap();
-            seen.push((id, message.subject.to_string(), event));
-            message.ack().await.unwrap();
-        }
-        if seen.len() == before {
-            return seen;
-        }
     }
 }
 
@@ -132,7 +92,7 @@ async fn jetstream_gets_every_event_once_in_ticket_order_across_outages() {
     assert_eq!(status["lag_events"], 0, "{status}");
 
     let outbox = daemon.all_events().await;
-    let stream = read_stream(&nats).await;
+    let stream = nats.read_stream(STREAM).await;
     assert!(outbox.len() >= 200, "{} events", outbox.len());
 
     // Exactly the outbox's events, none twice.
@@ -176,7 +136,7 @@ async fn a_sink_added_later_delivers_the_kept_history_and_the_stream_is_created_
     daemon.restart().await;
     caught_up(&daemon, "js", Duration::from_secs(60)).await;
     let outbox = daemon.all_events().await;
-    assert_eq!(read_stream(&nats).await.len(), outbox.len());
+    assert_eq!(nats.read_stream(STREAM).await.len(), outbox.len());
 
     // A restart finds the stream already there and goes on from its cursor.
     daemon.terminate();

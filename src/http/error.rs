@@ -23,8 +23,13 @@ pub enum ApiError {
     /// The request contradicts the state (a merge of a contact with itself).
     #[error("{0}")]
     Conflict(String),
-    #[error("request body is larger than this channel's limit of {limit} bytes")]
-    PayloadTooLarge { limit: u64 },
+    /// `of` names whose limit: "this channel's", "the control API's".
+    #[error("request body is larger than {of} limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64, of: &'static str },
+    /// One request carried more items (webhook batch entries) than one journal commit takes
+    /// (`journal.max_batch`, and never fewer than a Meta batch holds).
+    #[error("the request carries {items} items; one request may carry at most {limit}")]
+    TooManyItems { items: usize, limit: usize },
     #[error("content type must be {expected}")]
     UnsupportedMediaType { expected: String },
     #[error("{0}")]
@@ -57,7 +62,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyItems { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -75,7 +82,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::RequestTimeout { .. } => "request_timeout",
             ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyItems { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Unauthorized(_) => "unauthorized",
@@ -111,6 +118,53 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Keeps every error answer in the JSON shape: the few that do not come from an [`ApiError`]
+/// (axum's own rejections of a path parameter or query string of the wrong type, answered as
+/// plain text) are rewritten with their text as the message and a code from their status.
+pub async fn json_error_bodies(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejection texts are short; anything unreadable is replaced by the status's reason.
+    let text = match http_body_util::BodyExt::collect(body).await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes())
+            .trim()
+            .to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        _ if status.is_server_error() => "internal",
+        _ => "error",
+    };
+    let mut rewritten = (status, Json(json!({ "error": message, "code": code }))).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewritten
 }
 
 impl From<ChannelError> for ApiError {

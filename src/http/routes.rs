@@ -88,6 +88,13 @@ fn public_routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
+/// The most updates Meta puts in one webhook batch (its documentation; FACTS.md).
+const META_MAX_BATCH_ITEMS: usize = 1000;
+
+/// The largest body the control API reads (its requests are small JSON documents; the limit
+/// is the one axum applied by default before the bodies were read here).
+pub const CONTROL_MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
+
 fn private_routes(state: &AppState) -> Router<AppState> {
     let mut events = Router::new().route("/v1/events", get(events));
     if state.events.require_token {
@@ -101,14 +108,59 @@ fn private_routes(state: &AppState) -> Router<AppState> {
         .merge(events)
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            buffered_body,
+        ))
 }
 
 fn finish(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(
+            super::error::json_error_bodies,
+        ))
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(state)
+}
+
+/// Reads a control or events request's whole body before its handler runs, within the body
+/// read timeout and [`CONTROL_MAX_BODY_BYTES`]: a slow or oversized body is answered 408 or 413
+/// as on the hooks, instead of holding the connection for as long as the client likes.
+async fn buffered_body(
+    State(state): State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let limit = Limit {
+        bytes: CONTROL_MAX_BODY_BYTES,
+        of: "the control API's",
+    };
+    let body = read_body_within(&state, &parts.headers, body, limit).await?;
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
+}
+
+/// A body size limit, and whose it is (for the error message).
+struct Limit {
+    bytes: u64,
+    of: &'static str,
+}
+
+/// [`read_body`] under the body read timeout.
+async fn read_body_within(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: Limit,
+) -> Result<Bytes, ApiError> {
+    let timeout = Duration::from_secs(state.body_read_timeout_secs);
+    tokio::time::timeout(timeout, read_body(headers, body, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout {
+            secs: state.body_read_timeout_secs,
+        })?
 }
 
 /// Records the outcome and latency of every hook request.
@@ -161,15 +213,11 @@ async fn accept(
             .check(&channel_id, client)?;
     }
     channels::check_content_type(config, &parts.headers)?;
-    let timeout = Duration::from_secs(state.body_read_timeout_secs);
-    let body = tokio::time::timeout(
-        timeout,
-        read_body(&parts.headers, body, config.max_body_bytes),
-    )
-    .await
-    .map_err(|_| ApiError::RequestTimeout {
-        secs: state.body_read_timeout_secs,
-    })??;
+    let limit = Limit {
+        bytes: config.max_body_bytes,
+        of: "this channel's",
+    };
+    let body = read_body_within(&state, &parts.headers, body, limit).await?;
     let hook = HookRequest {
         channel_id: &channel_id,
         headers: &parts.headers,
@@ -178,6 +226,16 @@ async fn accept(
         blobs: &state.blobs,
     };
     let records = channels::records(config, &hook).await?;
+    // More records than one group commit takes would crowd every other input out of the
+    // journal's queue (a 1 MiB batch can hold hundreds of thousands of junk entries). A batch
+    // as large as Meta sends is always taken, however small journal.max_batch is.
+    let most = state.journal.max_batch().max(META_MAX_BATCH_ITEMS);
+    if records.len() > most {
+        return Err(ApiError::TooManyItems {
+            items: records.len(),
+            limit: most,
+        });
+    }
     let appends = records.into_iter().map(|record| {
         let external_id = crate::model::DedupeKey::of(&record).external_id;
         let kind = channels::inspect::item_kind(&record);
@@ -242,18 +300,21 @@ async fn verify_subscription(
 
 /// Reads a body within `limit` bytes. A declared length over the limit is refused before any
 /// of the body is read.
-async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
+async fn read_body(headers: &HeaderMap, body: Body, limit: Limit) -> Result<Bytes, ApiError> {
+    let Limit { bytes: limit, of } = limit;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
+        return Err(ApiError::PayloadTooLarge { limit, of });
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     match Limited::new(body, limit_usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Err(error) if error.is::<LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge { limit, of })
+        }
         Err(error) => Err(ApiError::BadRequest(format!(
             "could not read the request body: {error}"
         ))),

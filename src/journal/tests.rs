@@ -117,6 +117,7 @@ async fn a_full_queue_answers_busy_instead_of_waiting_forever() {
         enqueue_timeout: Duration::from_millis(20),
         ack_timeout: Duration::from_millis(20),
         durable,
+        max_batch: 1,
     };
     drop(store);
     // The first append takes the only slot and then times out waiting for its flush.

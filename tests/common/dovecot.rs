@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each user needs a different part
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,7 +95,10 @@ impl Dovecot {
             .append(true)
             .open(self.dir.path().join("dovecot.log"))
             .expect("dovecot.log");
+        // A process group of its own, so that stopping it ends every process of this
+        // instance: imap processes outlive a stopped master while their client stays.
         let child = Command::new("dovecot")
+            .process_group(0)
             .arg("-F")
             .arg("-c")
             .arg(&self.conf)
@@ -123,17 +127,30 @@ impl Dovecot {
 
     /// Stops the server: every connection drops and new ones are refused.
     pub fn stop(&mut self) {
+        use nix::sys::signal::{killpg, Signal};
         if let Some(mut child) = self.child.take() {
-            // SIGTERM lets the master stop its children and remove its pid file.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            // SIGTERM lets the master stop its children and remove its pid file; whatever of
+            // the instance is left after it exited (an imap process still serving its client)
+            // is killed, so that every connection really drops.
+            let _ = killpg(group, Signal::SIGTERM);
             let _ = child.wait();
+            let _ = killpg(group, Signal::SIGKILL);
         }
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Makes Dovecot's auth process unable (or able again) to read its password database:
+    /// every LOGIN meanwhile gets `NO [UNAVAILABLE] Temporary authentication failure`, as
+    /// while the auth process restarts.
+    pub fn set_auth_available(&self, available: bool) {
+        chmod(
+            &self.dir.path().join("passwd"),
+            if available { 0o644 } else { 0o600 },
+        );
     }
 
     /// A file holding the password, for deskgate's `password_file`.
@@ -181,18 +198,27 @@ impl Dovecot {
 
     /// Runs `doveadm -c <conf> ARGS` and returns its standard output.
     pub fn doveadm(&self, args: &[&str]) -> String {
+        self.try_doveadm(args)
+            .unwrap_or_else(|error| panic!("doveadm {args:?} failed: {error}"))
+    }
+
+    /// Like [`Dovecot::doveadm`], with a failure (its standard error) as a value.
+    pub fn try_doveadm(&self, args: &[&str]) -> Result<String, String> {
         let output = Command::new("doveadm")
             .arg("-c")
             .arg(&self.conf)
             .args(args)
             .output()
-            .expect("doveadm runs");
-        assert!(
-            output.status.success(),
-            "doveadm {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+            .map_err(|e| format!("doveadm runs: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
     }
 
     /// Closes every IMAP connection of the test user.
@@ -202,39 +228,107 @@ impl Dovecot {
 
     /// A folder's UIDVALIDITY as Dovecot reports it.
     pub fn uid_validity(&self, folder: &str) -> u32 {
-        let out = self.doveadm(&[
-            "-f",
-            "flow",
-            "mailbox",
-            "status",
-            "-u",
-            USER,
-            "uidvalidity",
-            folder,
-        ]);
-        // `flow` output: `<folder> uidvalidity=<n>`.
+        self.status_field(folder, "uidvalidity")
+    }
+
+    fn status_field(&self, folder: &str, field: &str) -> u32 {
+        let out = self.doveadm(&["-f", "flow", "mailbox", "status", "-u", USER, field, folder]);
+        // `flow` output: `<folder> <field>=<n>`.
+        let prefix = format!("{field}=");
         out.split_whitespace()
-            .find_map(|field| field.strip_prefix("uidvalidity="))
+            .find_map(|item| item.strip_prefix(prefix.as_str()))
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("unexpected doveadm output {out:?}"))
     }
 
     /// A logged-in IMAP session as the test user, over plain TCP.
     pub async fn session(&self) -> async_imap::Session<TcpStream> {
+        self.try_session().await.expect("an IMAP session")
+    }
+
+    /// Like [`Dovecot::session`], with the failure as a value (the server may be restarting).
+    pub async fn try_session(&self) -> Result<async_imap::Session<TcpStream>, String> {
         let tcp = TcpStream::connect(("127.0.0.1", self.port))
             .await
-            .expect("connect to dovecot");
+            .map_err(|e| format!("connect to dovecot: {e}"))?;
         let mut client = async_imap::Client::new(tcp);
-        client
-            .read_response()
-            .await
-            .expect("a greeting")
-            .expect("a greeting");
+        match client.read_response().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err("no greeting".to_owned()),
+            Err(e) => return Err(format!("greeting: {e}")),
+        }
         client
             .login(USER, PASSWORD)
             .await
-            .map_err(|(e, _)| e)
-            .expect("login")
+            .map_err(|(e, _)| format!("login: {e}"))
+    }
+
+    /// Delivers one mail into `folder` with `doveadm save` (no IMAP connection involved).
+    /// Mind that a mail appended over IMAP after it may get a lower UID (seen about once in
+    /// 150 pairs with Maildir).
+    pub fn save(&self, folder: &str, mail: &[u8]) -> Result<(), String> {
+        use std::io::Write;
+        let mut child = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["save", "-u", USER, "-m", folder])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("doveadm runs: {e}"))?;
+        let written = child
+            .stdin
+            .take()
+            .ok_or("doveadm's stdin")?
+            .write_all(mail)
+            .map_err(|e| format!("writing to doveadm save: {e}"));
+        let output = child
+            .wait_with_output()
+            .map_err(|e| format!("doveadm save: {e}"))?;
+        written?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "doveadm save failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    /// Delivers mails into INBOX all at once (`doveadm import` of a Maildir written for it):
+    /// they get consecutive UIDs and reach an IMAP client in IDLE as one change.
+    pub fn import(&self, mails: &[Vec<u8>]) -> Result<(), String> {
+        let source = self
+            .dir
+            .path()
+            .join(format!("import-{}", fastrand::u64(..)));
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(source.join(sub)).map_err(|e| e.to_string())?;
+        }
+        for (i, mail) in mails.iter().enumerate() {
+            let file = source.join("new").join(format!("{i:06}.import"));
+            std::fs::write(file, mail).map_err(|e| e.to_string())?;
+        }
+        // doveadm reads the source as the mail user.
+        let status = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(&source)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err("chown of the import folder failed".to_owned());
+        }
+        let location = format!("maildir:{}", source.display());
+        let imported = self.try_doveadm(&["import", "-u", USER, &location, "", "all"]);
+        let _ = std::fs::remove_dir_all(&source);
+        imported.map(|_| ())
+    }
+
+    /// The next UID `folder` will give, as Dovecot reports it.
+    pub fn uid_next(&self, folder: &str) -> u32 {
+        self.status_field(folder, "uidnext")
     }
 
     /// Appends mails to `folder` over IMAP, in order, on one connection.

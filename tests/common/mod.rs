@@ -2,52 +2,28 @@
 //! written for the test, a free loopback port, and helpers to post messages and read events.
 #![allow(dead_code)] // each test binary uses a different part of this harness
 
+pub mod daemon;
 pub mod dovecot;
+pub mod nats;
+pub mod smtpd;
+pub mod tmpfs;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
 
+#[allow(unused_imports)] // each test binary uses a different part
+pub use daemon::{eventually, free_port, Daemon};
 use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_deskgate");
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `condition` until it holds or the deadline passes.
-pub async fn eventually<F, Fut>(what: &str, within: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Extra lines for the `[server]` and `[state]` tables of a test's config.
 #[derive(Default, Clone, Copy)]
 pub struct Tables<'a> {
     pub server: &'a str,
     pub state: &'a str,
-}
-
-pub struct Daemon {
-    pub addr: SocketAddr,
-    pub dir: PathBuf,
-    config: PathBuf,
-    child: Option<Child>,
 }
 
 impl Daemon {
@@ -68,136 +44,7 @@ impl Daemon {
             dir.join("state").display()
         );
         std::fs::write(&config, text).unwrap();
-        let mut daemon = Daemon {
-            addr,
-            dir: dir.to_owned(),
-            config,
-            child: None,
-        };
-        daemon.restart().await;
-        daemon
-    }
-
-    /// Starts the process again on the same port and state, and waits until it answers.
-    pub async fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("deskgate.log"))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let client = reqwest::Client::new();
-        let url = self.url("/healthz");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(response) = client.get(&url).send().await {
-                if response.status().is_success() {
-                    return;
-                }
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "deskgate exited at start-up with {status}; log:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "deskgate did not start; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// kill -9, and wait for the process to be gone.
-    pub fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// SIGTERM, and wait for the exit.
-    pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        child.wait().unwrap()
-    }
-
-    /// The running process's id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    pub fn config_path(&self) -> &Path {
-        &self.config
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("deskgate.log")).unwrap_or_default()
-    }
-
-    /// Waits until the processor has applied everything journaled.
-    pub async fn settled(&self) {
-        let client = reqwest::Client::new();
-        let url = self.url("/v1/status");
-        eventually("the processor to catch up", Duration::from_secs(60), || {
-            let request = client.get(&url).send();
-            async move {
-                let Ok(response) = request.await else {
-                    return false;
-                };
-                let status: Value = response.json().await.unwrap();
-                status["processor"]["cursor"] == status["journal"]["durable_seq"]
-            }
-        })
-        .await;
-    }
-
-    /// Every event in the outbox, in order.
-    pub async fn all_events(&self) -> Vec<Value> {
-        let client = reqwest::Client::new();
-        let mut events = Vec::new();
-        let mut after = 0;
-        loop {
-            let page: Value = client
-                .get(self.url(&format!("/v1/events?after={after}&limit=1000")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let batch = page["events"].as_array().unwrap().clone();
-            if batch.is_empty() {
-                return events;
-            }
-            after = page["next"].as_u64().unwrap();
-            events.extend(batch);
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        Daemon::launch(Path::new(BIN), dir, config, addr).await
     }
 }
 

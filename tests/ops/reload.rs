@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::common::smtpd::Smtpd;
 use crate::common::{api_message, eventually, Daemon, Tables};
-use crate::outbound_support::{text_body, Smtpd};
+use crate::outbound_support::text_body;
 use crate::{control_get, post_raw, TOKEN};
 
 /// Two statuses and no triggers: all the routing this test needs.

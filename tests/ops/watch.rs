@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::dovecot::Dovecot;
+use crate::common::smtpd::Smtpd;
 use crate::common::{api_message, eventually, free_port, Daemon};
-use crate::outbound_support::Smtpd;
 use crate::{metric_values, post_raw};
 
 const SECRET: &str = "whsec_cmVhZGluZXNzIHRlc3Qgc2VjcmV0IGZvciBzaW5rcw==";

@@ -1,12 +1,9 @@
-//! Helpers for the sink tests: a real `nats-server` with JetStream on a free loopback port,
-//! and the control API's bearer token.
+//! Helpers for the sink tests: the control API's bearer token and the sinks' status (the real
+//! `nats-server` is `common::nats`).
 #![allow(dead_code)] // each sink test uses a different part
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-use crate::common::free_port;
 
 pub const TOKEN: &str = "sink-test-token-0123456789";
 
@@ -15,72 +12,6 @@ pub fn control_toml(dir: &Path) -> String {
     let path = dir.join("control.token");
     std::fs::write(&path, TOKEN).unwrap();
     format!("[control]\ntoken_files = [\"{}\"]\n", path.display())
-}
-
-/// A `nats-server -js` child process; killed on drop.
-pub struct NatsServer {
-    pub port: u16,
-    store_dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl NatsServer {
-    /// Starts a server storing JetStream data under `dir`.
-    pub fn start(dir: &Path) -> NatsServer {
-        let mut server = NatsServer {
-            port: free_port(),
-            store_dir: dir.join("jetstream"),
-            child: None,
-        };
-        server.restart();
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server again on the same port and storage; waits until it accepts.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new("nats-server")
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(&self.store_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server is installed (scripts/test.sh: need nats-server)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops the server (SIGKILL: an outage, not a goodbye).
-    pub fn stop(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// The sinks section of `GET /v1/status`.

@@ -11,9 +11,6 @@
 //! `initial_sync = "all"`, and is timed from start-up until the processor has applied every
 //! mail, i.e. until the events are in the outbox.
 
-#[path = "../../../tests/common/dovecot.rs"]
-mod dovecot;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -22,7 +19,7 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use dovecot::{sample_mail, Dovecot, PASSWORD};
+use crate::dovecot::{sample_mail, Dovecot, PASSWORD};
 
 pub async fn run(messages: usize, idle_samples: usize, batch_size: u32) -> anyhow::Result<()> {
     let dovecot = Dovecot::start();

@@ -11,12 +11,28 @@
 //! Servers run in child processes (this same binary with a hidden subcommand), so the load
 //! generator and the server under test never share a runtime.
 
+mod chaos;
 mod contacts;
 mod imap;
 mod load;
+mod mixed;
 mod nats;
+mod rig;
 mod servers;
+mod soak;
 mod whatsapp;
+
+// The real peers and the deskgate child process, shared with `tests/`.
+#[path = "../../../tests/common/daemon.rs"]
+mod daemon;
+#[path = "../../../tests/common/dovecot.rs"]
+mod dovecot;
+#[path = "../../../tests/common/nats.rs"]
+mod nats_server;
+#[path = "../../../tests/common/smtpd.rs"]
+mod smtpd;
+#[path = "../../../tests/common/tmpfs.rs"]
+mod tmpfs;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -89,6 +105,13 @@ enum Mode {
         #[arg(long, default_value_t = deskgate::config::DEFAULT_CACHE_CAPACITY_BYTES >> 20)]
         cache_mb: u64,
     },
+    /// Mixed load on every channel kind while deskgate is killed and its peers fail; checks
+    /// that nothing acknowledged is lost, duplicated or invented. The defaults are the long
+    /// run; `tests/chaos.rs` runs a short one.
+    Chaos(chaos::Args),
+    /// Steady mixed load for a long time: resident memory and the state directory must stop
+    /// growing once outbox retention is reached.
+    Soak(soak::Args),
     /// Internal: the lookup side of `contacts`, in a fresh process on loaded state.
     #[command(hide = true)]
     ContactsLookups {
@@ -151,6 +174,8 @@ fn main() -> ExitCode {
                 })
                 .await?
             }
+            Mode::Chaos(args) => chaos::run(args).await,
+            Mode::Soak(args) => soak::run(args).await,
             Mode::Serve { server } => servers::serve(server).await,
         }
     });

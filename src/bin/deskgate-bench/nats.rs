@@ -32,6 +32,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::load;
+use crate::nats_server::NatsServer;
 
 const IN_FLIGHT: usize = 256;
 
@@ -94,14 +95,10 @@ fn gateway_toml(state: &Path, sink: &str) -> anyhow::Result<String> {
 
 /// A signed WhatsApp Cloud API webhook with one text message, `wamid.<id>`.
 fn whatsapp_webhook(id: &str, customer: u64) -> (Bytes, String) {
-    use hmac::{Hmac, Mac};
     let body = format!(
         r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Customer {customer}"}},"wa_id":"{customer}"}}],"messages":[{{"from":"{customer}","id":"wamid.{id}","timestamp":"1700000000","text":{{"body":"Where is my order?"}},"type":"text"}}]}},"field":"messages"}}]}}]}}"#
     );
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(crate::whatsapp::APP_SECRET.as_bytes())
-        .expect("HMAC takes any key length");
-    mac.update(body.as_bytes());
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let signature = crate::whatsapp::sign(body.as_bytes());
     (Bytes::from(body), signature)
 }
 
@@ -119,40 +116,6 @@ async fn get_json(http: &Http, addr: SocketAddr, path: &str) -> anyhow::Result<V
         .await?;
     let body = response.into_body().collect().await?.to_bytes();
     Ok(serde_json::from_slice(&body)?)
-}
-
-/// A `nats-server -js` child, killed when dropped.
-struct NatsServer {
-    url: String,
-    _child: tokio::process::Child,
-}
-
-impl NatsServer {
-    async fn start(dir: &Path) -> anyhow::Result<NatsServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = tokio::process::Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting nats-server (apt-get install nats-server)")?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            anyhow::ensure!(Instant::now() < deadline, "nats-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(NatsServer {
-            url: format!("nats://127.0.0.1:{port}"),
-            _child: child,
-        })
-    }
 }
 
 pub async fn run(events: u64, e2e_rate: u64, e2e_secs: u64) -> anyhow::Result<()> {
@@ -177,11 +140,11 @@ pub async fn run(events: u64, e2e_rate: u64, e2e_secs: u64) -> anyhow::Result<()
     gateway.stop().await;
 
     // 2. deskgate's sink delivers them.
-    let nats = NatsServer::start(&dir.path().join("nats")).await?;
+    let nats = tokio::task::block_in_place(|| NatsServer::start(&dir.path().join("nats")));
     let started = Instant::now();
     let gateway = Gateway::start(gateway_toml(
         &state,
-        &sink_toml(&nats.url, "DESKGATE", "dg"),
+        &sink_toml(&nats.url(), "DESKGATE", "dg"),
     )?)
     .await?;
     loop {
@@ -204,7 +167,7 @@ pub async fn run(events: u64, e2e_rate: u64, e2e_secs: u64) -> anyhow::Result<()
 
     // 3. The bare loop, same payloads, same acks in flight.
     let payloads = read_outbox(&http, gateway.addr, events).await?;
-    let baseline_rate = baseline(&nats.url, &payloads).await?;
+    let baseline_rate = baseline(&nats.url(), &payloads).await?;
     eprintln!("  bare async-nats loop: {baseline_rate:.0} events/s");
     println!(
         "bench sink-nats: deskgate={deskgate_rate:.0} baseline={baseline_rate:.0} ratio={:.2}",
@@ -212,7 +175,7 @@ pub async fn run(events: u64, e2e_rate: u64, e2e_secs: u64) -> anyhow::Result<()
     );
 
     // 4. End-to-end latency at a moderate rate.
-    let (p50, p99) = e2e(&http, gateway.addr, &nats.url, e2e_rate, e2e_secs).await?;
+    let (p50, p99) = e2e(&http, gateway.addr, &nats.url(), e2e_rate, e2e_secs).await?;
     println!("bench e2e-nats: p50_ms={p50:.2} p99_ms={p99:.2}");
     gateway.stop().await;
     Ok(())

@@ -30,6 +30,14 @@ pub fn write_secrets(dir: &Path) -> anyhow::Result<String> {
     ))
 }
 
+/// `sha256=<hex HMAC-SHA256>` of `body` with [`APP_SECRET`], as Meta signs webhooks (and as
+/// the bench's chat channel is configured to require).
+pub fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// Text messages from 500 customers, unique wamids, signed as Meta signs them.
 fn target(addr: SocketAddr, run: String) -> Target {
     Target {
@@ -42,13 +50,7 @@ fn target(addr: SocketAddr, run: String) -> Target {
                 r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Customer {customer}"}},"wa_id":"{customer}"}}],"messages":[{{"from":"{customer}","id":"wamid.{run}-c{c}-m{n}","timestamp":"1700000000","text":{{"body":"Hello, my order {n} has not arrived yet. Can you check where it is?"}},"type":"text"}}]}},"field":"messages"}}]}}]}}"#
             ))
         }),
-        signer: Some(Arc::new(|body: &[u8]| {
-            let mut mac =
-                Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("any key length");
-            mac.update(body);
-            let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-            ("x-hub-signature-256", signature)
-        })),
+        signer: Some(Arc::new(|body: &[u8]| ("x-hub-signature-256", sign(body)))),
     }
 }
 

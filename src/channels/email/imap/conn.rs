@@ -118,11 +118,32 @@ pub async fn open(config: &ImapConfig) -> Result<Session, MailboxError> {
     match tokio::time::timeout(limit, client.login(&config.user, &password)).await {
         Err(_) => Err(MailboxError::Timeout("LOGIN")),
         Ok(Ok(session)) => Ok(session),
-        Ok(Err((ImapError::No(reason), _))) => Err(MailboxError::Auth(reason)),
+        Ok(Err((ImapError::No(reason), _))) => Err(login_refused(reason)),
         Ok(Err((source, _))) => Err(MailboxError::Imap {
             what: "LOGIN",
             source,
         }),
+    }
+}
+
+/// Why the server answered NO to LOGIN. Response codes (RFC 5530) tell a temporary failure
+/// (`[UNAVAILABLE]`: Dovecot's auth process is down or restarting) from refused credentials:
+/// only refused credentials wait the slow `auth_retry_secs`; a temporary failure is retried
+/// at the normal backoff, or a restart of the IMAP server would stop the mail for minutes.
+fn login_refused(reason: String) -> MailboxError {
+    // async-imap passes the response on as text (`code: None, info: Some("[UNAVAILABLE] …")`):
+    // the code is found in it.
+    let upper = reason.to_ascii_uppercase();
+    let temporary = ["[UNAVAILABLE]", "[INUSE]", "[SERVERBUG]", "[LIMIT]"]
+        .iter()
+        .any(|code| upper.contains(code));
+    if temporary {
+        MailboxError::Imap {
+            what: "LOGIN",
+            source: ImapError::No(reason),
+        }
+    } else {
+        MailboxError::Auth(reason)
     }
 }
 
@@ -179,4 +200,38 @@ fn tls_config(extra: Vec<CertificateDer<'static>>) -> Arc<ClientConfig> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Arc::new(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_temporary_login_failure_is_retried_soon_and_refused_credentials_slowly() {
+        let temporary = [
+            // As async-imap reports Dovecot's answer while its auth process is down.
+            r#"code: None, info: Some("[UNAVAILABLE] Temporary authentication failure. [vm:2026-12-01 21:52:45]")"#,
+            "[UNAVAILABLE] Temporary authentication failure. [host:2026-11-23 10:00:00]",
+            "[unavailable] try later",
+            "[INUSE] mailbox locked",
+            "[SERVERBUG] internal error",
+        ];
+        for reason in temporary {
+            let error = login_refused(reason.to_owned());
+            assert!(!error.is_slow_retry(), "{reason}: {error}");
+            assert_eq!(error.kind(), "imap");
+        }
+        let refused = [
+            r#"code: None, info: Some("[AUTHENTICATIONFAILED] Authentication failed.")"#,
+            "[AUTHENTICATIONFAILED] Authentication failed.",
+            "[AUTHORIZATIONFAILED] not allowed",
+            "LOGIN failed",
+            "",
+        ];
+        for reason in refused {
+            let error = login_refused(reason.to_owned());
+            assert!(error.is_slow_retry(), "{reason:?}: {error}");
+            assert_eq!(error.kind(), "auth");
+        }
+    }
 }

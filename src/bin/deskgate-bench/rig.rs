@@ -1,0 +1,177 @@
+//! The set-up `chaos` and `soak` share: the real `deskgate` binary (a child process) with
+//! every kind of channel, and the real peers it talks to, each on a free loopback port.
+//!
+//! - channels `api`, `form`, `chat` (signed), `wa` (WhatsApp, signed), `fb` (Messenger,
+//!   signed) and `mail`, pulling a Dovecot mailbox over IMAP;
+//! - acknowledgements of new tickets on `api`, `form` and `mail` by SMTP to an aiosmtpd;
+//! - a NATS JetStream sink on a `nats-server -js` started here (never the machine's 4222);
+//! - the state directory on a tmpfs of its own, so that a full disk is a real `ENOSPC`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::RwLock;
+
+use crate::daemon::{free_port, Daemon};
+use crate::dovecot::{Dovecot, PASSWORD};
+use crate::nats_server::NatsServer;
+use crate::smtpd::Smtpd;
+use crate::tmpfs::Tmpfs;
+
+/// The JetStream stream the sink publishes to, and its subject prefix.
+pub const STREAM: &str = "CHAOS";
+pub const SUBJECT_PREFIX: &str = "chaos.events";
+/// The channels whose new tickets are acknowledged by mail.
+pub const ACKNOWLEDGED: [&str; 3] = ["api", "form", "mail"];
+
+pub struct Options {
+    /// The `deskgate` binary to run.
+    pub deskgate: PathBuf,
+    /// The size of the state directory's filesystem.
+    pub disk_bytes: u64,
+    /// Extra TOML for the config (a `[retention]` table).
+    pub extra: String,
+}
+
+pub struct Rig {
+    pub daemon: Daemon,
+    /// Shared with the mail load, which opens sessions while faults restart the server.
+    pub dovecot: Arc<RwLock<Dovecot>>,
+    pub nats: NatsServer,
+    pub smtpd: Smtpd,
+    pub disk: Tmpfs,
+    pub disk_bytes: u64,
+    pub state_dir: PathBuf,
+    // Last: removed after every process above has stopped.
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    pub async fn start(options: Options) -> anyhow::Result<Rig> {
+        let dir = tempfile::Builder::new().prefix("deskgate-rig").tempdir()?;
+        let root = dir.path().to_owned();
+        let (dovecot, nats, smtpd, disk) = tokio::task::block_in_place(|| {
+            let disk = Tmpfs::mount(&root.join("disk"), &options.disk_bytes.to_string());
+            let smtpd = Smtpd::start(&root.join("maildir"), free_port());
+            (
+                Dovecot::start(),
+                NatsServer::start(&root.join("nats")),
+                smtpd,
+                disk,
+            )
+        });
+        let state_dir = disk.0.join("state");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = root.join("deskgate.toml");
+        let text = config_text(&root, addr, &state_dir, (&dovecot, &nats, &smtpd))?;
+        std::fs::write(&config, text + &options.extra).context("writing the config")?;
+        let daemon = Daemon::launch(&options.deskgate, &root, config, addr).await;
+        Ok(Rig {
+            daemon,
+            dovecot: Arc::new(RwLock::new(dovecot)),
+            nats,
+            smtpd,
+            disk,
+            disk_bytes: options.disk_bytes,
+            state_dir,
+            _dir: dir,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        self.daemon.url("")
+    }
+}
+
+/// The daemon's config: every channel kind, acknowledgements by SMTP, the NATS sink.
+fn config_text(
+    root: &Path,
+    addr: SocketAddr,
+    state: &Path,
+    (dovecot, nats, smtpd): (&Dovecot, &NatsServer, &Smtpd),
+) -> anyhow::Result<String> {
+    let meta = crate::whatsapp::write_secrets(&root.join("secrets"))?;
+    let chat_secret = root.join("secrets/chat_secret");
+    std::fs::write(&chat_secret, crate::whatsapp::APP_SECRET)?;
+    // The load comes from one address: the per-client limits of public channels stay out of it.
+    let unlimited = "rate_limit = { per_minute = 60000000, burst = 1000000 }";
+    let mail = dovecot.channel_toml(
+        "mail",
+        "INBOX",
+        &dovecot.password_file(PASSWORD),
+        "initial_sync = \"all\"\nbatch_size = 50",
+    );
+    Ok(format!(
+        r#"[server]
+listen = "{addr}"
+shutdown_grace_secs = 5
+
+[state]
+dir = "{state}"
+min_free_bytes = 4194304
+
+[events]
+require_token = false
+
+[log]
+filter = "info"
+
+[channels.api]
+kind = "api"
+
+[channels.form]
+kind = "form"
+form = {{ {unlimited} }}
+
+[channels.chat]
+kind = "chat"
+chat = {{ secret_file = "{chat_secret}", {unlimited} }}
+
+[channels.wa]
+kind = "whatsapp"
+{meta}
+
+[channels.fb]
+kind = "messenger"
+{meta}
+
+{mail}
+[outbound]
+retry_base_ms = 100
+retry_max_secs = 2
+auto_mail_per_recipient_per_hour = 1000000
+
+[outbound.mailboxes.support]
+address = "support@example.test"
+company_name = "Chaos"
+channels = {acknowledged:?}
+acknowledge_new_tickets = true
+
+[outbound.mailboxes.support.smtp]
+host = "127.0.0.1"
+port = {smtp}
+tls = "plain"
+send_timeout_secs = 5
+
+[sinks.js]
+kind = "nats"
+
+[sinks.js.nats]
+servers = ["{nats}"]
+stream = "{STREAM}"
+subject_prefix = "{SUBJECT_PREFIX}"
+ack_timeout_ms = 1000
+backoff_min_ms = 50
+backoff_max_ms = 1000
+duplicate_window_secs = 86400
+
+"#,
+        state = state.display(),
+        chat_secret = chat_secret.display(),
+        acknowledged = ACKNOWLEDGED,
+        smtp = smtpd.port,
+        nats = nats.url(),
+    ))
+}
