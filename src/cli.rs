@@ -1,4 +1,5 @@
-//! Operator commands beside the daemon: `deskgate inspect mail FILE` (offline), and
+//! Operator commands beside the daemon: `deskgate inspect mail FILE` and `deskgate inspect
+//! state DIR` (offline), and
 //! `deskgate quarantine list|retry` and `deskgate backup DEST` (over the control API: the
 //! daemon owns the database, which only one process may open).
 
@@ -11,6 +12,28 @@ use hyper_util::rt::TokioIo;
 
 use crate::channels::email::inspect;
 use crate::config::{Config, EmailConfig};
+
+/// Prints what a state directory holds (see [`crate::store::census`]).
+pub fn inspect_state(dir: &Path) -> ExitCode {
+    // Opening would create an empty database where there is none.
+    if !dir.join("db").is_file() {
+        eprintln!("{} holds no deskgate state (no db file)", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let census = crate::store::Store::open(dir).and_then(|store| store.census());
+    match census {
+        Ok(census) => {
+            // A plain struct of numbers and strings always serialises.
+            let json = serde_json::to_string_pretty(&census).expect("a census serialises");
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cannot read the state in {}: {error}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Prints the JSON view of a raw mail; exits 1 with the reason when it would be quarantined.
 /// With a config and channel, that channel's email options apply.

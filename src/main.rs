@@ -74,6 +74,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Inspect {
+    /// Print, as JSON, what a state directory holds by tree and key prefix, and how much of
+    /// its size is live data (offline: the daemon must not be running on it).
+    State {
+        /// The state directory (`state.dir`).
+        dir: PathBuf,
+    },
     /// Print, as JSON, the items the pipeline would record from one webhook payload.
     Webhook {
         /// The channel kind the payload is for.
@@ -135,6 +141,9 @@ fn main() -> ExitCode {
         Command::Inspect {
             what: Inspect::Webhook { channel, file },
         } => inspect_webhook(&channel, &file),
+        Command::Inspect {
+            what: Inspect::State { dir },
+        } => deskgate::cli::inspect_state(&dir),
         Command::Quarantine {
             action,
             url,

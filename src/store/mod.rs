@@ -15,6 +15,7 @@
 mod backup;
 mod batch;
 mod blobs;
+pub mod census;
 mod identities;
 pub mod keys;
 mod mailboxes;
