@@ -104,6 +104,13 @@ impl App {
             .tracker
             .spawn(prune_rate_limits(live.clone(), tasks.shutdown.clone()));
         let pipeline = start_pipeline(&config, &opened, live.clone())?;
+        tasks.tracker.spawn(journal::retention::run(
+            opened.store.clone(),
+            pipeline.position.clone(),
+            config.journal.clone(),
+            opened.gate.clone(),
+            tasks.shutdown.clone(),
+        ));
         let mailboxes = spawn_mailboxes(&config, &tasks, (&opened, &pipeline.journal));
         let delivery = start_delivery(&config, &opened, &pipeline, &tasks)?;
         let state = AppState {

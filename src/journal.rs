@@ -215,5 +215,7 @@ impl Writer {
     }
 }
 
+pub mod retention;
+
 #[cfg(test)]
 mod tests;

@@ -233,6 +233,26 @@ pub enum Record {
     SinkDeadLettered(SinkDeadLettered),
 }
 
+impl Record {
+    /// When deskgate accepted it (or, for a sender's outcome, when the send ended): journal
+    /// retention counts from it.
+    pub fn accepted_at(&self) -> DateTime<Utc> {
+        match self {
+            Record::Inbound(inbound) => inbound.received_at,
+            Record::Quarantine(input) => input.received_at,
+            Record::Outbound(outbound) => match outbound.as_ref() {
+                OutboundRecord::Reply(request) => request.requested_at,
+                OutboundRecord::Automatic(request) => request.requested_at,
+                OutboundRecord::Outcome(outcome) => outcome.at,
+            },
+            Record::Control(control) => control.at,
+            Record::Event(event) => event.received_at,
+            Record::Contact(control) => control.received_at,
+            Record::SinkDeadLettered(dead) => dead.at,
+        }
+    }
+}
+
 /// The channel name control records are deduplicated under; it cannot be a configured channel
 /// id (those are `a-z0-9-_`), so the two key spaces never meet.
 pub const CONTACT_CONTROL_CHANNEL: &str = "@control/contacts";

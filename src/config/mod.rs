@@ -146,6 +146,13 @@ pub struct JournalConfig {
     /// How long a request may wait for its flush before it answers 503; the message may still
     /// be kept, and a retry is then answered as a duplicate.
     pub ack_timeout_ms: u64,
+    /// Records the processor applied more than this long ago are deleted with their
+    /// deduplication keys: a source resending a message after that long has it journaled
+    /// again. Keep it above the longest resend window of every source (WhatsApp retries for
+    /// 36 hours, MTAs for up to 5 days).
+    pub retention_secs: u64,
+    /// How often the journal's retention pass runs.
+    pub compact_interval_secs: u64,
 }
 
 impl Default for JournalConfig {
@@ -155,6 +162,8 @@ impl Default for JournalConfig {
             max_batch: 2_048,
             enqueue_timeout_ms: 500,
             ack_timeout_ms: 10_000,
+            retention_secs: 30 * 24 * 3600,
+            compact_interval_secs: 300,
         }
     }
 }
@@ -477,6 +486,16 @@ impl Config {
         check(
             self.journal.ack_timeout_ms > 0,
             "journal.ack_timeout_ms",
+            "must be > 0",
+        );
+        check(
+            self.journal.retention_secs >= 60,
+            "journal.retention_secs",
+            "must be at least 60 (and above the longest resend window of every source)",
+        );
+        check(
+            self.journal.compact_interval_secs > 0,
+            "journal.compact_interval_secs",
             "must be > 0",
         );
         check(

@@ -17,6 +17,7 @@ fn every_problem_is_reported_with_its_path() {
         [journal]
         queue_capacity = 0
         max_batch = 0
+        retention_secs = 59
         [channels.web]
         kind = "api"
         max_body_bytes = 0
@@ -31,6 +32,7 @@ fn every_problem_is_reported_with_its_path() {
         [
             "journal.queue_capacity: must be > 0",
             "journal.max_batch: must be > 0",
+            "journal.retention_secs: must be at least 60 (and above the longest resend window of every source)",
             "channels.Bad Id: channel ids must be 1-64 characters of a-z, 0-9, '-' and '_'",
             "channels.web.max_body_bytes: must be > 0",
         ]

@@ -22,9 +22,11 @@ use crate::chaos::deskgate_binary;
 use crate::mixed::Load;
 use crate::rig::{Options, Rig};
 
-/// What retention keeps: low enough that the run reaches it within its first minutes.
+/// What retention keeps, of the outbox and of the journal: low enough that the run reaches it
+/// within its first minutes.
 const RETENTION: &str =
-    "[retention]\nmin_age_secs = 60\nmin_events = 10000\ncompact_interval_secs = 10\n";
+    "[retention]\nmin_age_secs = 60\nmin_events = 10000\ncompact_interval_secs = 10\n\
+                         [journal]\nretention_secs = 60\ncompact_interval_secs = 10\n";
 
 #[derive(clap::Args)]
 pub struct Args {
