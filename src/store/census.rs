@@ -26,13 +26,19 @@ pub struct Census {
     pub trees: BTreeMap<String, BTreeMap<String, Share>>,
 }
 
-/// The prefix a key is counted under: up to its first `/` (`contact/`, `outbox/`), else its
-/// first byte (the journal's `j` + seq and `d` + key).
+/// The prefix a key is counted under: a leading name and its `/` (`contact/`, `outbox/`), else
+/// its first byte (the journal's `j` + seq and `d` + key, whose binary parts may hold a `/`).
 fn prefix_of(key: &[u8]) -> String {
-    match key.iter().position(|&b| b == b'/') {
-        Some(end) => String::from_utf8_lossy(&key[..=end]).into_owned(),
-        None => String::from_utf8_lossy(&key[..key.len().min(1)]).into_owned(),
-    }
+    let name = key
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        .count();
+    let end = if key.get(name) == Some(&b'/') {
+        name + 1
+    } else {
+        key.len().min(1)
+    };
+    String::from_utf8_lossy(&key[..end]).into_owned()
 }
 
 impl Store {
@@ -83,5 +89,7 @@ mod tests {
         assert_eq!(state["meta/"].keys, 1);
         assert!(census.live_bytes >= 18 + 11 + 33);
         assert_eq!(prefix_of(b"j\x00\x01"), "j");
+        assert_eq!(prefix_of(b"j\x00\x2f\x01"), "j", "a seq with a '/' byte");
+        assert_eq!(prefix_of(b"identity_bucket/\x2f\x00"), "identity_bucket/");
     }
 }
