@@ -1,5 +1,6 @@
 //! Journal retention: deletes records the processor applied more than `journal.retention_secs`
-//! ago, with their deduplication keys and the outcomes kept in state for them, so that the
+//! ago, with their deduplication keys and what the state keeps about each of them (a control
+//! or outbound request's outcome, a message's entry in its conversation's index), so that the
 //! journal holds a bounded window of recent input instead of everything ever received.
 //!
 //! Only records at or before the processor's published cursor go (that position is flushed),
@@ -16,9 +17,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JournalConfig;
-use crate::model::DedupeKey;
+use crate::model::{DedupeKey, Record};
 use crate::processor::Position;
-use crate::store::{Store, StoreError, WriteGate};
+use crate::store::{keys, Store, StoreError, WriteGate};
 
 /// Records looked at and deleted per batch.
 const CHUNK: usize = 2048;
@@ -67,6 +68,7 @@ pub fn compact(
             return Ok(deleted);
         };
         let mut old = Vec::with_capacity(items.len());
+        let mut state_keys = Vec::new();
         let mut reached_young = false;
         for item in &items {
             match &item.record {
@@ -74,7 +76,10 @@ pub fn compact(
                     reached_young = true;
                     break;
                 }
-                Ok(record) => old.push((item.seq, DedupeKey::of(record))),
+                Ok(record) => {
+                    state_keys.extend(state_about(store, item.seq, record)?);
+                    old.push((item.seq, DedupeKey::of(record)));
+                }
                 Err(error) => {
                     tracing::warn!(seq = item.seq, %error, "journal retention passes over an undecodable record");
                 }
@@ -83,7 +88,7 @@ pub fn compact(
         if !old.is_empty() {
             {
                 let _whole = gate.hold();
-                store.journal_forget(&old)?;
+                store.journal_forget(&old, state_keys)?;
             }
             deleted += old.len();
             metrics::counter!("deskgate_journal_compacted_total").increment(old.len() as u64);
@@ -95,11 +100,27 @@ pub fn compact(
     }
 }
 
+/// The state keys that exist only because of the record at `seq`: its outcome (control and
+/// outbound requests) and, for a message, its entry in its conversation's index (found the way
+/// threading recorded it: by its Message-ID on email channels, else by its thread).
+fn state_about(store: &Store, seq: u64, record: &Record) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut found = vec![keys::control_outcome(seq), keys::outbound_request(seq)];
+    if let Record::Inbound(inbound) = record {
+        let index = match &inbound.email {
+            Some(email) => keys::email_message(&inbound.channel, &email.message_id),
+            None => keys::thread(&inbound.channel, &inbound.thread_key),
+        };
+        if let Some(conversation) = store.state_get::<String>(&index)? {
+            found.push(keys::conversation_message(&conversation, seq));
+        }
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Inbound, Record, Sender};
-    use crate::store::keys;
+    use crate::model::{Inbound, Sender};
 
     fn record(id: &str, minutes: i64) -> Record {
         let at = DateTime::UNIX_EPOCH + chrono::Duration::minutes(minutes);
@@ -131,6 +152,11 @@ mod tests {
         let mut batch = store.state_batch();
         batch.put(keys::control_outcome(1), &"outcome of 1");
         batch.put(keys::control_outcome(4), &"outcome of 4");
+        // Threading's index of the thread, and the conversation's index of its messages.
+        batch.put(keys::thread("api", "t"), &"conversation-1");
+        for seq in 1..=5 {
+            batch.put(keys::conversation_message("conversation-1", seq), &());
+        }
         batch.commit().unwrap();
         let gate = WriteGate::default();
         // Records 1-3 are old enough (0, 10, 20 minutes), but only 1-2 are applied.
@@ -150,6 +176,13 @@ mod tests {
             .state_get::<String>(&keys::control_outcome(4))
             .unwrap()
             .is_some());
+        let indexed = |seq| {
+            store
+                .state_get::<()>(&keys::conversation_message("conversation-1", seq))
+                .unwrap()
+                .is_some()
+        };
+        assert_eq!((indexed(1), indexed(2), indexed(3)), (false, false, true));
         // Everything applied now; 4 and 5 are younger than the cutoff.
         assert_eq!(compact(&store, 5, cutoff, &gate).unwrap(), 1);
         assert_eq!(store.journal_get(4).unwrap().as_ref(), Some(&records[3]));

@@ -172,12 +172,16 @@ impl Store {
         }
     }
 
-    /// Deletes applied journal records with their deduplication keys and the outcomes kept in
-    /// state for them (`control/{seq}`, `outbound_request/{seq}`); journal retention's one
-    /// write. A key goes only while it still names its record, and keys go before records, so
-    /// a crash in between leaves records that the next pass deletes, never a key that names
-    /// nothing. The state deletions are the caller's to hold the write gate for. Not flushed.
-    pub fn journal_forget(&self, records: &[(u64, DedupeKey)]) -> Result<(), StoreError> {
+    /// Deletes applied journal records with their deduplication keys, then `state_keys` (what
+    /// the state keeps about them); journal retention's one write. A key goes only while it
+    /// still names its record, and keys go before records, so a crash in between leaves
+    /// records that the next pass deletes, never a key that names nothing. The state
+    /// deletions are the caller's to hold the write gate for. Not flushed.
+    pub fn journal_forget(
+        &self,
+        records: &[(u64, DedupeKey)],
+        state_keys: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         for (seq, key) in records {
             let named = seq.to_be_bytes();
             let swapped =
@@ -189,8 +193,9 @@ impl Store {
         let (mut journal, mut state) = (sled::Batch::default(), sled::Batch::default());
         for (seq, _) in records {
             journal.remove(keys::journal(*seq).to_vec());
-            state.remove(keys::control_outcome(*seq));
-            state.remove(keys::outbound_request(*seq));
+        }
+        for key in state_keys {
+            state.remove(key);
         }
         note_failure(&self.failed, self.journal.apply_batch(journal))?;
         note_failure(&self.failed, self.state.apply_batch(state))?;
