@@ -6,8 +6,9 @@
 //! cache. So identities are not keys: each is a 32-byte entry (a 16-byte fingerprint, the first
 //! half of SHA-256 of [`Identity::index_key`](crate::model::Identity::index_key), and the
 //! contact's 16-byte UUID) in one of 65,536 bucket values under `identity_bucket/` + the
-//! fingerprint's first two bytes. A lookup is one sled read of a bucket of a few hundred bytes
-//! and a binary search; 65,536 keys stay a few thousand pages however many contacts there are.
+//! fingerprint's first two bytes. A lookup is one sled read of a bucket (about a KiB at a
+//! million contacts) and a binary search; 65,536 keys stay a few thousand pages however many
+//! contacts there are.
 //!
 //! A bucket's value is a format byte then its entries sorted by fingerprint, so the same
 //! identities always encode to the same bytes (a replayed step writes identical state). At a
