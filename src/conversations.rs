@@ -6,7 +6,8 @@
 //! Email threads by Message-ID: a mail whose In-Reply-To or References names a message already
 //! seen on the channel (or one deskgate sent, whose Message-ID names its conversation), or a
 //! bounce whose returned headers do, continues that conversation. Every mail's own Message-ID
-//! is indexed so that later replies find it.
+//! is indexed so that later replies find it, and indexed under its conversation too, so that
+//! forgetting the conversation removes them.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -108,12 +109,34 @@ pub fn thread(
     };
     let threaded = continue_or_open(batch, minter, inbound, contact_id, known)?;
     if let Some(email) = &inbound.email {
+        let conversation = &threaded.conversation.id;
         batch.put(
             keys::email_message(&inbound.channel, &email.message_id),
-            &threaded.conversation.id,
+            conversation,
+        );
+        batch.put(
+            keys::conversation_email_id(conversation, &inbound.channel, &email.message_id),
+            &(),
         );
     }
     Ok(threaded)
+}
+
+/// Removes the Message-IDs indexed for a conversation that deskgate forgets, each only while
+/// it still names this conversation (the same Message-ID seen again later may name another).
+pub fn forget_email_ids(batch: &mut StateBatch<'_>, conversation: &str) -> Result<(), StoreError> {
+    let prefix = keys::conversation_email_ids(conversation);
+    for key in batch.keys_with_prefix(&prefix)? {
+        let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        if let Some((channel, message_id)) = rest.split_once('\0') {
+            let index = keys::email_message(channel, message_id);
+            if batch.get::<String>(&index)?.as_deref() == Some(conversation) {
+                batch.remove(index);
+            }
+        }
+        batch.remove(key);
+    }
+    Ok(())
 }
 
 /// The conversation an email continues: the newest message it names that deskgate knows.

@@ -228,6 +228,7 @@ impl Processor {
     ) -> Result<(), StoreError> {
         match record {
             Record::Inbound(inbound) => {
+                tickets::forget_closed(&live.rules, batch, &self.minter, inbound.received_at)?;
                 self.apply_inbound(live, batch, seq, inbound)?;
                 mark_retried(batch, seq, inbound)
             }
@@ -249,6 +250,7 @@ impl Processor {
             }
             Record::Control(control) => {
                 let (minter, outbox) = (&self.minter, &self.outbox);
+                tickets::forget_closed(&live.rules, batch, minter, control.at)?;
                 let actions =
                     tickets::apply_control(&live.rules, batch, minter, outbox, seq, control)?;
                 let ctx = self.outbound_ctx(live);

@@ -447,3 +447,111 @@ fn real_mail_threads_fire_customer_replied_only_for_the_customers_replies() {
     assert_eq!(trigger["old_status"], "waiting_on_contact");
     assert_eq!(trigger["new_status"], "waiting_on_us");
 }
+
+/// Every key under the prefixes that hold a ticket's or conversation's state, with its value,
+/// that names one of `ids`.
+fn state_naming(store: &Store, ids: &[&str]) -> Vec<String> {
+    const PREFIXES: [&str; 13] = [
+        "thread/",
+        "email-msgid/",
+        "conv_mid/",
+        "conversation/",
+        "ticket/",
+        "contact_conv/",
+        "conv_msg/",
+        "conv_out/",
+        "reply_context/",
+        "routing/",
+        "agent_emailed/",
+        "outgoing/",
+        "meta/counter/mail/",
+    ];
+    let mut found = Vec::new();
+    for prefix in PREFIXES {
+        for (key, value) in store
+            .state_scan::<serde_json::Value>(prefix.as_bytes(), None, usize::MAX)
+            .unwrap()
+        {
+            let entry = format!("{} = {value}", String::from_utf8_lossy(&key));
+            if ids.iter().any(|id| entry.contains(id)) {
+                found.push(entry);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_closed_ticket_is_forgotten_after_the_retention_and_its_thread_starts_over() {
+    let mut h =
+        Harness::new("[routing]\nclosed_retention_secs = 3600\n[journal]\nretention_secs = 3600\n");
+    let events = h.mail(mail("m1@x", "m1@x", "ana@example.com"));
+    let ticket = created_ticket(&events);
+    let conversation = events[1]["data"]["conversation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    h.mail(mail("m2@x", "m1@x", "ana@example.com"));
+    h.control(ControlCommand::AgentEmailed {
+        ticket: ticket.clone(),
+        conversation: None,
+    });
+    let close = |h: &mut Harness, at| {
+        let command = ControlCommand::SetTicketStatus {
+            ticket: ticket.clone(),
+            status: "closed".into(),
+        };
+        let (outcome, _) = h.control_at(command, at);
+        assert_eq!(outcome.status, 200, "{:?}", outcome.body);
+    };
+    let t = h.t0 + Duration::days(1);
+    close(&mut h, t);
+    // Within the retention a reply reopens it, and the clock starts again at the next close.
+    let reply = mail("m3@x", "m1@x", "ana@example.com").build(t + Duration::minutes(30));
+    let events = h.apply(deskgate::model::Record::Inbound(Box::new(reply)));
+    assert_eq!(events[0]["subject"], ticket.as_str());
+    close(&mut h, t + Duration::minutes(40));
+    let ids = [ticket.as_str(), conversation.as_str()];
+    let before = state_naming(&h.store, &ids);
+    for prefix in [
+        "thread/",
+        "email-msgid/",
+        "conv_mid/",
+        "conv_msg/",
+        "routing/closed",
+    ] {
+        assert!(
+            before.iter().any(|entry| entry.starts_with(prefix)),
+            "{prefix} holds the ticket before: {before:#?}"
+        );
+    }
+
+    // 59 minutes after the second close the ticket is still there; at 60 it goes.
+    let team = |id: &str| ControlCommand::PutTeam {
+        id: id.into(),
+        label: "Team".into(),
+    };
+    h.control_at(team("a"), t + Duration::minutes(99));
+    assert!(h.ticket(&ticket).is_some());
+    h.control_at(team("b"), t + Duration::minutes(100));
+    assert!(h.ticket(&ticket).is_none());
+    assert_eq!(state_naming(&h.store, &ids), Vec::<String>::new());
+
+    // A reply on its thread now opens a new ticket.
+    let reply = mail("m4@x", "m1@x", "ana@example.com").build(t + Duration::minutes(101));
+    let events = h.apply(deskgate::model::Record::Inbound(Box::new(reply)));
+    let follow_up = created_ticket(&events);
+    assert_ne!(follow_up, ticket);
+}
+
+#[test]
+fn closed_retention_below_the_journal_retention_is_refused() {
+    let text = format!("{CONFIG}\n[routing]\nclosed_retention_secs = 3600\n");
+    let problems = deskgate::config::Config::parse(&text).unwrap().validate();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.path == "routing.closed_retention_secs"),
+        "{problems:?}"
+    );
+}

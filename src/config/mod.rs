@@ -494,6 +494,13 @@ impl Config {
             "must be at least 60 (and above the longest resend window of every source)",
         );
         check(
+            self.routing.closed_retention_secs == 0
+                || self.routing.closed_retention_secs >= self.journal.retention_secs,
+            "routing.closed_retention_secs",
+            "must be 0 (keep closed tickets) or at least journal.retention_secs, so that erasing \
+             a contact still finds the journal records of its forgotten tickets",
+        );
+        check(
             self.journal.compact_interval_secs > 0,
             "journal.compact_interval_secs",
             "must be > 0",

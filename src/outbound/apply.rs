@@ -92,7 +92,7 @@ fn next_message_id(
     mailbox: &str,
     conversation_id: &str,
 ) -> Result<String, StoreError> {
-    let n = batch.next(&keys::counter(&format!("mail/{conversation_id}")))?;
+    let n = batch.next(&keys::message_id_counter(conversation_id))?;
     let domain = ctx
         .planner
         .mailboxes

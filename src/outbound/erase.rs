@@ -1,6 +1,7 @@
 //! What an erased contact leaves in outbound's state: the reply context of each of its
 //! conversations (the customer's address, name and platform id) and the outgoing messages on
-//! them (recipient and content).
+//! them (recipient and content). Also what a forgotten conversation leaves there
+//! ([`drop_conversation`]: a deleted ticket, purged spam, a closed ticket past retention).
 //!
 //! Called by the processor in the step that erases the contact. Outgoing messages keep their
 //! ids, purpose and status so the ticket store's references stay valid; their payloads are
@@ -35,6 +36,27 @@ pub fn forget_conversations(
         }
     }
     Ok(blanked)
+}
+
+/// Removes what outbound keeps about a conversation that deskgate forgets: its reply context,
+/// its Message-ID counter, and its outgoing messages that are done (sent, failed or
+/// suppressed). One still pending or in flight stays, so the sender finishes it and records
+/// the outcome; only its place in the conversation's index goes.
+pub fn drop_conversation(batch: &mut StateBatch<'_>, conversation: &str) -> Result<(), StoreError> {
+    batch.remove(keys::reply_context(conversation));
+    batch.remove(keys::message_id_counter(conversation));
+    let prefix = keys::conversation_outgoing(conversation);
+    for key in batch.keys_with_prefix(&prefix)? {
+        let item_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        let done = batch
+            .get::<OutgoingItem>(&keys::outgoing(&item_id))?
+            .is_some_and(|item| !matches!(item.status, ItemStatus::Pending | ItemStatus::Sending));
+        if done {
+            batch.remove(keys::outgoing(&item_id));
+        }
+        batch.remove(key);
+    }
+    Ok(())
 }
 
 fn forget(batch: &mut StateBatch<'_>, item: &mut OutgoingItem) {

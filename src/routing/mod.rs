@@ -40,6 +40,8 @@ pub struct RuleSet {
     pub users: BTreeMap<String, UserConfig>,
     pub teams: BTreeMap<String, TeamConfig>,
     pub spam_retention: Duration,
+    /// How long a closed ticket stays in the state before it is forgotten; `None`: for ever.
+    pub closed_retention: Option<Duration>,
     /// The rules of a channel not in the config (a replayed record from an old config): tickets
     /// in the only pipeline, if there is one, and no routing.
     pub unknown_channel: ChannelRules,
@@ -53,6 +55,7 @@ impl Default for RuleSet {
             users: BTreeMap::new(),
             teams: BTreeMap::new(),
             spam_retention: Duration::days(90),
+            closed_retention: None,
             unknown_channel: ChannelRules::unknown(None),
         }
     }
@@ -102,6 +105,8 @@ impl RuleSet {
             users: routing.users.clone(),
             teams: routing.teams.clone(),
             spam_retention: Duration::days(i64::from(routing.spam_retention_days)),
+            closed_retention: (routing.closed_retention_secs > 0)
+                .then(|| Duration::seconds(routing.closed_retention_secs as i64)),
             unknown_channel: ChannelRules::unknown(only_pipeline),
         }
     }

@@ -67,6 +67,29 @@ impl<'a> StateBatch<'a> {
         Ok(keys.into_iter().collect())
     }
 
+    /// The first `limit` keys in `start..end`, in order, with this batch's writes applied.
+    pub fn keys_in_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let pending = self.writes.range(start.to_vec()..end.to_vec());
+        // Each removal this batch made may hide one of the tree's first keys.
+        let removed = pending.clone().filter(|(_, write)| write.is_none()).count();
+        let mut keys = std::collections::BTreeSet::new();
+        for entry in self.tree.range(start..end).keys().take(limit + removed) {
+            keys.insert(entry?.to_vec());
+        }
+        for (key, write) in pending {
+            match write {
+                Some(_) => keys.insert(key.clone()),
+                None => keys.remove(key),
+            };
+        }
+        Ok(keys.into_iter().take(limit).collect())
+    }
+
     pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
         self.write(key, Some(encode(value)));
     }

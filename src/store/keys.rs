@@ -54,6 +54,11 @@ pub fn counter(name: &str) -> Vec<u8> {
     format!("meta/counter/{name}").into_bytes()
 }
 
+/// The counter numbering the Message-IDs of mail deskgate sends on a conversation.
+pub fn message_id_counter(conversation: &str) -> Vec<u8> {
+    counter(&format!("mail/{conversation}"))
+}
+
 pub fn contact(id: &str) -> Vec<u8> {
     format!("contact/{id}").into_bytes()
 }
@@ -67,6 +72,19 @@ pub fn thread(channel: &str, thread_key: &str) -> Vec<u8> {
 /// contain NUL, so the separator is unambiguous.
 pub fn email_message(channel: &str, message_id: &str) -> Vec<u8> {
     format!("email-msgid/{channel}\0{message_id}").into_bytes()
+}
+
+/// The email Message-IDs threading indexed for a conversation:
+/// `conv_mid/{conversation}` NUL `{channel}` NUL `{message_id}` → `()`, so that forgetting the
+/// conversation finds its `email-msgid/` entries.
+pub fn conversation_email_ids(conversation: &str) -> Vec<u8> {
+    format!("conv_mid/{conversation}\0").into_bytes()
+}
+
+pub fn conversation_email_id(conversation: &str, channel: &str, message_id: &str) -> Vec<u8> {
+    let mut key = conversation_email_ids(conversation);
+    key.extend_from_slice(format!("{channel}\0{message_id}").as_bytes());
+    key
 }
 
 pub fn conversation(id: &str) -> Vec<u8> {

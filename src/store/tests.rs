@@ -69,3 +69,22 @@ fn undecodable_values_are_reported_not_panicked_on() {
     ));
     assert_eq!(decode::<u64>("k", &encode(&7u64)).unwrap(), 7);
 }
+
+#[test]
+fn keys_in_range_sees_the_batchs_own_writes_and_stops_at_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut batch = store.state_batch();
+    for k in [b"r/1", b"r/2", b"r/3", b"r/5"] {
+        batch.put(k.to_vec(), &());
+    }
+    batch.commit().unwrap();
+    let mut batch = store.state_batch();
+    batch.remove(b"r/1".to_vec());
+    batch.remove(b"r/2".to_vec());
+    batch.put(b"r/4".to_vec(), &());
+    let keys = batch.keys_in_range(b"r/", b"r/9", 2).unwrap();
+    assert_eq!(keys, [b"r/3".to_vec(), b"r/4".to_vec()]);
+    let keys = batch.keys_in_range(b"r/", b"r/5", 10).unwrap();
+    assert_eq!(keys, [b"r/3".to_vec(), b"r/4".to_vec()]);
+}

@@ -140,7 +140,7 @@ impl Step<'_, '_> {
         }
         let mut state = self.ticket_state(&ticket.id)?;
         let fired = fire(self, &ticket, &mut state, "agent_emailed")?;
-        self.save_ticket_state(&ticket.id, &state);
+        self.save_ticket_state(&ticket.id, &state)?;
         Ok(Ok(
             json!({ "ticket": ticket.id, "fired": fired, "status": state.status }),
         ))
@@ -210,7 +210,7 @@ impl Step<'_, '_> {
             return Ok(Err((422, message)));
         }
         let changed = self.set_status(&ticket, &mut state, status, Cause::Control)?;
-        self.save_ticket_state(id, &state);
+        self.save_ticket_state(id, &state)?;
         Ok(Ok(
             json!({ "ticket": id, "changed": changed, "routing": state }),
         ))
@@ -231,7 +231,7 @@ impl Step<'_, '_> {
             self.count_open(owner, 1)?;
         }
         state.owner = owner.map(str::to_owned);
-        self.save_ticket_state(id, &state);
+        self.save_ticket_state(id, &state)?;
         let data = json!({
             "ticket": id,
             "assignee": owner,
@@ -286,9 +286,8 @@ impl Step<'_, '_> {
             self.count_open(gone_state.owner.as_deref(), -1)?;
         }
         self.batch.put(keys::ticket(&kept.id), &kept);
-        self.save_ticket_state(&kept.id, &kept_state);
-        self.batch.remove(keys::ticket(merged));
-        self.batch.remove(super::state::ticket_key(merged));
+        self.save_ticket_state(&kept.id, &kept_state)?;
+        self.drop_ticket_mirror(merged)?;
         let data =
             json!({ "ticket": kept.id, "merged": merged, "conversations": kept.conversations });
         self.emit(EventType::TicketMerged, &kept.id, Some(&kept.channel), data);
@@ -310,7 +309,7 @@ impl Step<'_, '_> {
         let (new, _) = self.detach(&mut conversation, &ticket)?;
         let mut old_state_after = old_state.clone();
         old_state_after.trigger_conversations.retain(|c| c != id);
-        self.save_ticket_state(&ticket.id, &old_state_after);
+        self.save_ticket_state(&ticket.id, &old_state_after)?;
         let first_open = self
             .pipeline(&old_state)
             .and_then(|p| p.statuses.iter().find(|s| s.open))
@@ -327,7 +326,7 @@ impl Step<'_, '_> {
             ..old_state
         };
         self.count_open(state.owner.as_deref(), 1)?;
-        self.save_ticket_state(&new.id, &state);
+        self.save_ticket_state(&new.id, &state)?;
         let data = json!({ "ticket": ticket.id, "new_ticket": new.id, "conversation": id, "routing": state });
         self.emit(
             EventType::TicketSplit,

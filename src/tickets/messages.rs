@@ -135,7 +135,7 @@ fn new_ticket(
         ..TicketState::default()
     };
     if state.ticketless {
-        step.save_ticket_state(&ticket.id, &state);
+        step.save_ticket_state(&ticket.id, &state)?;
         return Ok(state);
     }
     let status = channel.status.clone().or_else(|| {
@@ -159,7 +159,7 @@ fn new_ticket(
     if let (Some(status), false) = (&status, spam) {
         step.actions_on_entry(ticket, &state, status)?;
     }
-    step.save_ticket_state(&ticket.id, &state);
+    step.save_ticket_state(&ticket.id, &state)?;
     Ok(state)
 }
 
@@ -203,7 +203,7 @@ fn on_reply(
         }
         fire(step, &threaded.ticket, state, "customer_replied")?;
     }
-    step.save_ticket_state(&threaded.ticket.id, state);
+    step.save_ticket_state(&threaded.ticket.id, state)?;
     Ok(None)
 }
 

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::state::{
-    conversation_key, directory_key, get_or_default, open_tickets_key, rotation_key, snapshot_from,
-    ticket_key, ContactView, ConversationState, DirectoryState, TicketState,
+    closed_at_key, closed_key, conversation_key, directory_key, get_or_default, open_tickets_key,
+    rotation_key, snapshot_from, ticket_key, ContactView, ConversationState, DirectoryState,
+    TicketState,
 };
 use super::{RequestedAction, Step};
 use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
@@ -34,8 +36,29 @@ impl Step<'_, '_> {
         }))
     }
 
-    pub(super) fn save_ticket_state(&mut self, id: &str, state: &TicketState) {
+    /// Saves a ticket's routing state, and keeps the index of closed tickets with it: a ticket
+    /// that is closed now and was not is entered at this step's time; one open again leaves it.
+    pub(super) fn save_ticket_state(
+        &mut self,
+        id: &str,
+        state: &TicketState,
+    ) -> Result<(), StoreError> {
+        let closed_at = self.batch.get::<DateTime<Utc>>(&closed_at_key(id))?;
+        match (state.open, closed_at) {
+            (false, None) => {
+                self.batch.put(closed_key(self.at, id), &());
+                self.batch.put(closed_at_key(id), &self.at);
+            }
+            (true, Some(at)) => self.unmark_closed(id, at),
+            _ => {}
+        }
         self.batch.put(ticket_key(id), state);
+        Ok(())
+    }
+
+    pub(super) fn unmark_closed(&mut self, id: &str, at: DateTime<Utc>) {
+        self.batch.remove(closed_key(at, id));
+        self.batch.remove(closed_at_key(id));
     }
 
     pub(super) fn conversation_state(&self, id: &str) -> Result<ConversationState, StoreError> {
@@ -307,12 +330,24 @@ impl Step<'_, '_> {
         for id in &ticket.conversations {
             self.forget_conversation(id)?;
         }
-        self.batch.remove(keys::ticket(&ticket.id));
-        self.batch.remove(ticket_key(&ticket.id));
+        self.drop_ticket_mirror(&ticket.id)
+    }
+
+    /// Removes a ticket's own keys (not its conversations'): deleted, or merged into another.
+    pub(super) fn drop_ticket_mirror(&mut self, id: &str) -> Result<(), StoreError> {
+        if let Some(at) = self.batch.get(&closed_at_key(id))? {
+            self.unmark_closed(id, at);
+        }
+        self.batch.remove(keys::ticket(id));
+        self.batch.remove(ticket_key(id));
+        self.batch.remove(keys::agent_emailed(id));
         Ok(())
     }
 
-    /// Removes a conversation and its thread, so that a later message opens a new one.
+    /// Removes a conversation with its thread and Message-ID indexes, so that a later message
+    /// opens a new one, and what outbound keeps for answering on it. Its contact's index of
+    /// conversations and its index of journal records stay: erasing the contact follows them
+    /// to redact the records still in the journal (see `forget::forget_closed` for when they go).
     pub(super) fn forget_conversation(&mut self, id: &str) -> Result<(), StoreError> {
         if let Some(conversation) = self.batch.get::<Conversation>(&keys::conversation(id))? {
             self.batch.remove(keys::thread(
@@ -322,7 +357,8 @@ impl Step<'_, '_> {
         }
         self.batch.remove(keys::conversation(id));
         self.batch.remove(conversation_key(id));
-        Ok(())
+        crate::conversations::forget_email_ids(self.batch, id)?;
+        crate::outbound::erase::drop_conversation(self.batch, id)
     }
 }
 

@@ -4,7 +4,9 @@
 //! - `rotation/{channel}`: the user the channel's round robin picked last;
 //! - `ticket/{id}`, `conversation/{id}`: the mirror's pipeline, status and owner, and the
 //!   conversation bookkeeping the triggers need;
-//! - `spam_contact/{id}`, `spam_list`: flagged senders and spam conversations awaiting purge.
+//! - `spam_contact/{id}`, `spam_list`: flagged senders and spam conversations awaiting purge;
+//! - `closed/{seconds}{id}`, `closed_at/{id}`: closed tickets by the time they closed (oldest
+//!   first, big-endian seconds), which `routing.closed_retention_secs` forgets.
 
 use std::collections::BTreeMap;
 
@@ -126,6 +128,41 @@ pub fn open_tickets_key() -> Vec<u8> {
 
 pub fn spam_list_key() -> Vec<u8> {
     keys::routing("spam_list")
+}
+
+const CLOSED: &[u8] = b"routing/closed/";
+
+/// A closed ticket's entry in the index of closed tickets, by the second it closed.
+pub fn closed_key(at: DateTime<Utc>, ticket: &str) -> Vec<u8> {
+    let mut key = closed_bound(at.timestamp());
+    key.extend_from_slice(ticket.as_bytes());
+    key
+}
+
+/// The start of the index of closed tickets.
+pub fn closed_start() -> &'static [u8] {
+    CLOSED
+}
+
+/// The end (exclusive) of the index entries of tickets closed at or before `cutoff`.
+pub fn closed_until(cutoff: DateTime<Utc>) -> Vec<u8> {
+    closed_bound(cutoff.timestamp().saturating_add(1))
+}
+
+fn closed_bound(seconds: i64) -> Vec<u8> {
+    let mut key = CLOSED.to_vec();
+    key.extend_from_slice(&(seconds.max(0) as u64).to_be_bytes());
+    key
+}
+
+/// The ticket id of an entry of the closed index.
+pub fn closed_ticket(key: &[u8]) -> String {
+    String::from_utf8_lossy(key.get(CLOSED.len() + 8..).unwrap_or_default()).into_owned()
+}
+
+/// When a closed ticket closed (kept beside its mirror so that event payloads stay as they were).
+pub fn closed_at_key(ticket: &str) -> Vec<u8> {
+    keys::routing(&format!("closed_at/{ticket}"))
 }
 
 /// Spam conversations awaiting purge, oldest first.
