@@ -5,6 +5,10 @@
 //! HTTP inputs are acknowledged by a 2xx; a mail is acknowledged once Dovecot has it (an IMAP
 //! APPEND or `doveadm save` that succeeded). Inputs of one thread go one after the other, so
 //! the first of a thread is the one that must open its ticket.
+//!
+//! By default every thread comes from a customer of its own. With a customer population (the
+//! soak's), each lane's threads cycle over that many customers, as returning customers do,
+//! while threads stay apart in the ledger.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -97,11 +101,19 @@ pub struct Load {
     /// Answers that are neither 2xx nor 503: none is expected.
     pub errors: Mutex<Vec<String>>,
     pub acked: AtomicU64,
+    /// Customers per lane that threads cycle over; `None`: a new customer for every thread.
+    population: Option<u64>,
     client: reqwest::Client,
 }
 
 impl Load {
     pub fn new(base: String) -> Arc<Load> {
+        Load::with_population(base, None)
+    }
+
+    /// A load whose threads, per lane, come from `population` customers (all of them new
+    /// when `None`).
+    pub fn with_population(base: String, population: Option<u64>) -> Arc<Load> {
         Arc::new(Load {
             base,
             ledger: Mutex::default(),
@@ -110,6 +122,7 @@ impl Load {
             unavailable: AtomicU64::new(0),
             errors: Mutex::default(),
             acked: AtomicU64::new(0),
+            population,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
@@ -141,6 +154,14 @@ impl Load {
         self.ledger
             .lock()
             .expect("no panic while holding the ledger")
+    }
+
+    /// The customer of a lane's `k`-th thread (or mail), as a number within the lane.
+    fn customer(&self, k: u64) -> u64 {
+        match self.population {
+            Some(population) => k % population,
+            None => k,
+        }
     }
 
     fn error(&self, message: String) {
@@ -209,11 +230,9 @@ impl Load {
         };
         let inputs: Vec<Input> = (0..count)
             .map(|n| {
-                lane.mail(
-                    &format!("{name}-t{n}"),
-                    &[],
-                    &format!("{name}-m{n}@example.org"),
-                )
+                let thread = format!("{name}-t{n}");
+                let from = format!("{thread}@example.org");
+                lane.mail(&thread, &from, &[], &format!("{name}-m{n}@example.org"))
             })
             .collect();
         for input in &inputs {
@@ -404,7 +423,7 @@ impl Lane {
                 (id.clone(), content_type, body, id, 0)
             }
             Kind::Chat => {
-                let visitor = format!("{lane}-v{thread_no}");
+                let visitor = format!("{lane}-v{}", self.load.customer(thread_no));
                 let body = json!({
                     "visitor_token": visitor, "message_id": format!("m{n}"), "text": text,
                     "page_url": "https://shop.example/checkout",
@@ -413,7 +432,9 @@ impl Lane {
                 (id, "application/json", json_bytes(&body), thread, position)
             }
             Kind::Whatsapp => {
-                let customer = 5_511_900_000_000u64 + lane_number(lane) * 1_000_000 + thread_no;
+                let customer = 5_511_900_000_000u64
+                    + lane_number(lane) * 1_000_000
+                    + self.load.customer(thread_no);
                 let id = format!("wamid.{lane}-m{n}");
                 let body = json!({
                     "object": "whatsapp_business_account",
@@ -428,7 +449,11 @@ impl Lane {
                 (id, "application/json", json_bytes(&body), thread, position)
             }
             Kind::Messenger => {
-                let psid = format!("{}{thread_no:07}", 7000 + lane_number(lane));
+                let psid = format!(
+                    "{}{:07}",
+                    7000 + lane_number(lane),
+                    self.load.customer(thread_no)
+                );
                 let id = format!("m.{lane}-m{n}");
                 let now = Utc::now().timestamp_millis();
                 let body = json!({ "object": "page", "entry": [{ "id": "104857600", "time": now, "messaging": [{
@@ -466,24 +491,30 @@ impl Lane {
     fn mail_input(&self, n: u64) -> (Input, bool) {
         let lane = &self.name;
         let id = |i: u64| format!("{lane}-m{i}@example.org");
+        // Without a population, a thread's sender is named after the thread: a new customer.
+        let from = |thread: &str, k: u64| match self.load.population {
+            Some(_) => format!("{lane}-c{}@example.org", self.load.customer(k)),
+            None => format!("{thread}@example.org"),
+        };
         if n % 5 == 4 {
-            return (self.mail(&format!("{lane}-s{n}"), &[], &id(n)), true);
+            let thread = format!("{lane}-s{n}");
+            return (self.mail(&thread, &from(&thread, n), &[], &id(n)), true);
         }
         // The k-th appended mail is mail k + k/4 of the lane (every fifth is saved).
         let k = n - n / 5;
         let (thread_no, position) = (k / PER_THREAD, k % PER_THREAD);
         let earlier: Vec<String> = (k - position..k).map(|j| id(j + j / 4)).collect();
         let thread = format!("{lane}-t{thread_no}");
-        let mut input = self.mail(&thread, &earlier, &id(n));
+        let mut input = self.mail(&thread, &from(&thread, thread_no), &earlier, &id(n));
         input.position = position;
         (input, false)
     }
 
-    /// A mail of `thread` with Message-ID `id`, replying to the last of `earlier` (the
-    /// thread's mails so far) when there are any.
-    fn mail(&self, thread: &str, earlier: &[String], id: &str) -> Input {
+    /// A mail of `thread` from `from` with Message-ID `id`, replying to the last of `earlier`
+    /// (the thread's mails so far) when there are any.
+    fn mail(&self, thread: &str, from: &str, earlier: &[String], id: &str) -> Input {
         let mut mail = format!(
-            "From: Mail Customer <{thread}@example.org>\r\nTo: support@example.test\r\n\
+            "From: Mail Customer <{from}>\r\nTo: support@example.test\r\n\
              Subject: {}Parcel {thread}\r\nDate: {}\r\nMessage-ID: <{id}>\r\n",
             if earlier.is_empty() { "" } else { "Re: " },
             Utc::now().to_rfc2822(),

@@ -5,7 +5,8 @@
 //!   signed) and `mail`, pulling a Dovecot mailbox over IMAP;
 //! - acknowledgements of new tickets on `api`, `form` and `mail` by SMTP to an aiosmtpd;
 //! - a NATS JetStream sink on a `nats-server -js` started here (never the machine's 4222);
-//! - the state directory on a tmpfs of its own, so that a full disk is a real `ENOSPC`.
+//! - the state directory on a tmpfs of its own, so that a full disk is a real `ENOSPC`;
+//! - a control API token, for a harness that acts as the ticket store (the soak's agent).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,13 +26,16 @@ pub const STREAM: &str = "CHAOS";
 pub const SUBJECT_PREFIX: &str = "chaos.events";
 /// The channels whose new tickets are acknowledged by mail.
 pub const ACKNOWLEDGED: [&str; 3] = ["api", "form", "mail"];
+/// Where, under the rig's root, the control token is.
+const CONTROL_TOKEN_FILE: &str = "secrets/control_token";
 
 pub struct Options {
     /// The `deskgate` binary to run.
     pub deskgate: PathBuf,
     /// The size of the state directory's filesystem.
     pub disk_bytes: u64,
-    /// Extra TOML for the config (a `[retention]` table).
+    /// Extra TOML for the config (`[retention]`, `[routing]` tables): appended, so it must not
+    /// repeat a table the rig writes.
     pub extra: String,
 }
 
@@ -44,6 +48,8 @@ pub struct Rig {
     pub disk: Tmpfs,
     pub disk_bytes: u64,
     pub state_dir: PathBuf,
+    /// The bearer token of the control API (`/v1/control/...`).
+    pub control_token: String,
     // Last: removed after every process above has stopped.
     _dir: tempfile::TempDir,
 }
@@ -65,7 +71,10 @@ impl Rig {
         let state_dir = disk.0.join("state");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = root.join("deskgate.toml");
+        let control_token = format!("rig-{}", uuid::Uuid::new_v4().simple());
         let text = config_text(&root, addr, &state_dir, (&dovecot, &nats, &smtpd))?;
+        std::fs::write(root.join(CONTROL_TOKEN_FILE), &control_token)
+            .context("writing the control token")?;
         std::fs::write(&config, text + &options.extra).context("writing the config")?;
         let daemon = Daemon::launch(&options.deskgate, &root, config, addr).await;
         Ok(Rig {
@@ -76,6 +85,7 @@ impl Rig {
             disk,
             disk_bytes: options.disk_bytes,
             state_dir,
+            control_token,
             _dir: dir,
         })
     }
@@ -85,7 +95,8 @@ impl Rig {
     }
 }
 
-/// The daemon's config: every channel kind, acknowledgements by SMTP, the NATS sink.
+/// The daemon's config: every channel kind, acknowledgements by SMTP, the NATS sink, the
+/// control token.
 fn config_text(
     root: &Path,
     addr: SocketAddr,
@@ -117,6 +128,9 @@ require_token = false
 
 [log]
 filter = "info"
+
+[control]
+token_files = ["{control_token}"]
 
 [channels.api]
 kind = "api"
@@ -170,6 +184,7 @@ duplicate_window_secs = 86400
 "#,
         state = state.display(),
         chat_secret = chat_secret.display(),
+        control_token = root.join(CONTROL_TOKEN_FILE).display(),
         acknowledged = ACKNOWLEDGED,
         smtp = smtpd.port,
         nats = nats.url(),
