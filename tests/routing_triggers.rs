@@ -246,10 +246,7 @@ fn deleting_a_conversation_deletes_its_ticket_and_a_new_message_starts_over() {
     let mut h = Harness::new("");
     let events = h.mail(mail("m1@x", "m1@x", "ana@example.com"));
     let ticket = created_ticket(&events);
-    let conversation = events[1]["data"]["conversation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conversation = created_conversation(&events);
     let (outcome, events) = h.control(ControlCommand::DeleteConversation { conversation });
     assert_eq!(outcome.status, 200);
     assert_eq!(types(&events), ["deskgate.ticket.deleted"]);
@@ -265,10 +262,7 @@ fn spam_flags_the_sender_and_is_purged_after_the_retention() {
     let mut h = Harness::new("");
     let events = h.mail(mail("s1@x", "s1@x", "spammer@example.com"));
     let ticket = created_ticket(&events);
-    let conversation = events[1]["data"]["conversation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conversation = created_conversation(&events);
     let (outcome, events) = h.control(ControlCommand::MarkSpam {
         conversation: conversation.clone(),
     });
@@ -487,10 +481,7 @@ fn a_closed_ticket_is_forgotten_after_the_retention_and_its_thread_starts_over()
         Harness::new("[routing]\nclosed_retention_secs = 3600\n[journal]\nretention_secs = 3600\n");
     let events = h.mail(mail("m1@x", "m1@x", "ana@example.com"));
     let ticket = created_ticket(&events);
-    let conversation = events[1]["data"]["conversation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conversation = created_conversation(&events);
     h.mail(mail("m2@x", "m1@x", "ana@example.com"));
     h.control(ControlCommand::AgentEmailed {
         ticket: ticket.clone(),

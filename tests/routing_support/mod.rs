@@ -245,6 +245,15 @@ pub fn types(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// The conversation a ticket-opening message started: the first event that names one.
+pub fn created_conversation(events: &[Value]) -> String {
+    events
+        .iter()
+        .find_map(|e| e["data"]["conversation"]["id"].as_str())
+        .expect("an event names the conversation")
+        .to_owned()
+}
+
 pub fn created_ticket(events: &[Value]) -> String {
     of_type(events, "created")[0]["data"]["ticket"]["id"]
         .as_str()
