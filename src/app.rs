@@ -105,7 +105,7 @@ impl App {
             .spawn(prune_rate_limits(live.clone(), tasks.shutdown.clone()));
         let pipeline = start_pipeline(&config, &opened, live.clone())?;
         tasks.tracker.spawn(journal::retention::run(
-            opened.store.clone(),
+            (opened.store.clone(), opened.blobs.clone()),
             pipeline.position.clone(),
             config.journal.clone(),
             opened.gate.clone(),

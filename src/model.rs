@@ -337,6 +337,24 @@ pub struct QuarantinedInput {
 }
 
 impl Record {
+    /// The blobs the record names: a message's or a reply's attachments, quarantined input's
+    /// raw bytes. (Attachments of other platforms are media ids, not blobs; naming them here
+    /// only keeps nothing.)
+    pub fn blob_ids(&self) -> Vec<&str> {
+        fn attachments(list: &[Attachment]) -> Vec<&str> {
+            list.iter().map(|a| a.id.as_str()).collect()
+        }
+        match self {
+            Record::Inbound(inbound) => attachments(&inbound.attachments),
+            Record::Quarantine(input) => input.raw_blob.as_deref().into_iter().collect(),
+            Record::Outbound(outbound) => match outbound.as_ref() {
+                OutboundRecord::Reply(request) => attachments(&request.attachments),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
     /// The channel the record belongs to, for logs and quarantine listings.
     pub fn channel(&self) -> &str {
         match self {

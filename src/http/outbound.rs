@@ -76,9 +76,9 @@ pub async fn reply(
     }
     let mut attachments = Vec::new();
     for (i, a) in body.attachments.into_iter().enumerate() {
-        let content = state
+        let size = state
             .blobs
-            .get(&a.blob_id)
+            .claim(&a.blob_id)
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .ok_or_else(|| {
                 ApiError::Unprocessable(format!(
@@ -90,7 +90,7 @@ pub async fn reply(
             id: a.blob_id,
             name: a.name,
             content_type: a.content_type,
-            size: content.len() as u64,
+            size,
         });
     }
     let request = ReplyRequest {

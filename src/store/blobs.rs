@@ -1,4 +1,6 @@
 //! Content-addressed blobs on disk: attachment contents and the raw bytes of quarantined input.
+//! Erasure deletes a contact's; journal retention deletes those nothing can name any more
+//! (`journal::retention::sweep_blobs`).
 //!
 //! Each blob is a file named by the SHA-256 of its content under `<state>/blobs/`, written to a
 //! temporary name, fsynced, renamed into place, and the directory fsynced, so a blob that a
@@ -27,10 +29,11 @@ impl Blobs {
     /// Stores `content` durably and returns its id (lower-case hex SHA-256).
     pub fn put(&self, content: &[u8]) -> std::io::Result<String> {
         let id = hex::encode(Sha256::digest(content));
-        let path = self.dir.join(&id);
-        if path.exists() {
+        // Retention goes by a blob's age: the same content arriving again is new again.
+        if self.claim(&id)?.is_some() {
             return Ok(id);
         }
+        let path = self.dir.join(&id);
         let tmp = self.dir.join(format!(".{id}.{}.tmp", std::process::id()));
         let mut file = fs::File::create(&tmp)?;
         file.write_all(content)?;
@@ -81,6 +84,46 @@ impl Blobs {
         }
         fs::File::open(&target.dir)?.sync_all()?;
         Ok((count, bytes))
+    }
+
+    /// The size of a blob that something new is about to name (an agent's reply attaching
+    /// it), made new again so that retention keeps it as long as that; `None` when there is no
+    /// such blob.
+    pub fn claim(&self, id: &str) -> std::io::Result<Option<u64>> {
+        if !is_blob_id(id) {
+            return Ok(None);
+        }
+        match fs::File::options().append(true).open(self.dir.join(id)) {
+            Ok(file) => {
+                file.set_modified(std::time::SystemTime::now())?;
+                Ok(Some(file.metadata()?.len()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The blobs last written before `before` (by their files' modification time).
+    pub fn written_before(&self, before: std::time::SystemTime) -> std::io::Result<Vec<String>> {
+        let mut old = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .filter(|id| is_blob_id(id))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            match entry.metadata() {
+                Ok(meta) if meta.modified()? < before => old.push(id),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(old)
     }
 
     /// Deletes a blob (for erasure); deleting a missing blob is not an error.
