@@ -37,6 +37,8 @@ pub struct Options {
     /// Extra TOML for the config (`[retention]`, `[routing]` tables): appended, so it must not
     /// repeat a table the rig writes.
     pub extra: String,
+    /// The database's page cache (`state.cache_capacity_bytes`); `None`: deskgate's default.
+    pub cache_bytes: Option<u64>,
 }
 
 pub struct Rig {
@@ -73,6 +75,12 @@ impl Rig {
         let config = root.join("deskgate.toml");
         let control_token = format!("rig-{}", uuid::Uuid::new_v4().simple());
         let text = config_text(&root, addr, &state_dir, (&dovecot, &nats, &smtpd))?;
+        // Extra TOML cannot reopen the rig's [state] table, so the cache goes into it here.
+        let cache = options
+            .cache_bytes
+            .map(|bytes| format!("cache_capacity_bytes = {bytes}\n"))
+            .unwrap_or_default();
+        let text = text.replacen("[state]\n", &format!("[state]\n{cache}"), 1);
         std::fs::write(root.join(CONTROL_TOKEN_FILE), &control_token)
             .context("writing the control token")?;
         std::fs::write(&config, text + &options.extra).context("writing the config")?;

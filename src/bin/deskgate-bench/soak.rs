@@ -78,6 +78,11 @@ pub struct Args {
     /// The deskgate binary; by default the one beside this binary.
     #[arg(long)]
     deskgate: Option<std::path::PathBuf>,
+    /// deskgate's page cache (`state.cache_capacity_bytes`), in MiB. Small enough by default
+    /// that it fills during the warm-up: a cache growing to its capacity is not a leak, and the
+    /// default 128 MiB fills only long after a 30-minute run's warm-up.
+    #[arg(long, default_value_t = 32)]
+    cache_mb: u64,
     /// Customers per lane: each lane's threads come from this many returning customers.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
     customers: u64,
@@ -113,6 +118,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         deskgate: deskgate_binary(args.deskgate.clone())?,
         disk_bytes: args.disk_mb << 20,
         extra: args.extra(),
+        cache_bytes: Some(args.cache_mb << 20),
     })
     .await?;
     let load = Load::with_population(rig.base_url(), Some(args.customers));

@@ -102,6 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         deskgate: deskgate_binary(args.deskgate.clone())?,
         disk_bytes: args.disk_mb << 20,
         extra: String::new(),
+        cache_bytes: None,
     })
     .await?;
     let load = Load::new(rig.base_url());
