@@ -34,7 +34,8 @@ pub async fn run(messages: usize, idle_samples: usize, batch_size: u32) -> anyho
     let state = tempfile::tempdir()?;
     let password = dovecot.password_file(PASSWORD);
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n[log]\nfilter = \"warn\"\n{}",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n[log]\nfilter = \"warn\"\n\
+         [events]\nrequire_token = false\n{}",
         state.path().join("state").display(),
         dovecot.channel_toml(
             "mail",
@@ -156,5 +157,14 @@ async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Va
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .context("an HTTP response")?;
-    Ok(serde_json::from_slice(&response[start + 4..])?)
+    let body = &response[start + 4..];
+    // A refusal (a 401 once the events API wants a token) must say so, not read as no events.
+    anyhow::ensure!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "GET {path}: {}",
+        String::from_utf8_lossy(&response[..start.min(40)]).to_string()
+            + " "
+            + &String::from_utf8_lossy(body)
+    );
+    Ok(serde_json::from_slice(body)?)
 }
