@@ -204,28 +204,18 @@ fn named_blobs(
             _ => break,
         }
     }
-    let mut start = None;
-    loop {
-        let page = store.state_scan::<Quarantined>(keys::QUARANTINE, start.as_deref(), CHUNK)?;
-        named.extend(page.iter().filter_map(|(_, entry)| entry.raw_blob.clone()));
-        match page.last() {
-            Some((key, _)) if page.len() == CHUNK => start = Some(key.clone()),
-            _ => break,
-        }
-    }
-    let mut start = None;
-    loop {
-        let page = store.state_scan::<String>(keys::OUTGOING_PENDING, start.as_deref(), CHUNK)?;
-        for (_, item_id) in &page {
-            if let Some(item) = store.state_get::<OutgoingItem>(&keys::outgoing(item_id))? {
-                if let Payload::Email(mail) = &item.payload {
-                    named.extend(mail.attachments.iter().map(|a| a.id.clone()));
-                }
+    // Quarantine entries and pending mail are few: one scan each.
+    let quarantined = store.state_scan::<Quarantined>(keys::QUARANTINE, None, usize::MAX)?;
+    named.extend(
+        quarantined
+            .into_iter()
+            .filter_map(|(_, entry)| entry.raw_blob),
+    );
+    for (_, item_id) in store.state_scan::<String>(keys::OUTGOING_PENDING, None, usize::MAX)? {
+        if let Some(item) = store.state_get::<OutgoingItem>(&keys::outgoing(&item_id))? {
+            if let Payload::Email(mail) = item.payload {
+                named.extend(mail.attachments.into_iter().map(|a| a.id));
             }
-        }
-        match page.last() {
-            Some((key, _)) if page.len() == CHUNK => start = Some(key.clone()),
-            _ => break,
         }
     }
     Ok(named)

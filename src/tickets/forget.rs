@@ -2,8 +2,8 @@
 //! leaves deskgate's state with everything kept for it (its mirror, its conversations with
 //! their thread and Message-ID indexes, what outbound kept to answer on them, its contact's
 //! index of them and their index of journal records). Without this the state grows with every
-//! ticket ever opened; with it, a message on one of its threads later opens a new ticket, as a
-//! follow-up does in the help desks we studied, and the ticket store keeps the old one.
+//! ticket ever opened; with it, a message on one of its threads later opens a new ticket (a
+//! follow-up), and the ticket store keeps the old one.
 //!
 //! The processor runs this at the start of every inbound and control record, before the
 //! record is threaded, so that a message arriving after the retention never reopens a ticket

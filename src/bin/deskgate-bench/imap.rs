@@ -159,12 +159,12 @@ async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Va
         .context("an HTTP response")?;
     let body = &response[start + 4..];
     // A refusal (a 401 once the events API wants a token) must say so, not read as no events.
+    let status_line = String::from_utf8_lossy(&response[..start]);
+    let status_line = status_line.lines().next().unwrap_or_default();
     anyhow::ensure!(
-        response.starts_with(b"HTTP/1.1 200"),
-        "GET {path}: {}",
-        String::from_utf8_lossy(&response[..start.min(40)]).to_string()
-            + " "
-            + &String::from_utf8_lossy(body)
+        status_line.starts_with("HTTP/1.1 200"),
+        "GET {path}: {status_line}: {}",
+        String::from_utf8_lossy(body)
     );
     Ok(serde_json::from_slice(body)?)
 }

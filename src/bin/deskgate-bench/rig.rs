@@ -74,13 +74,8 @@ impl Rig {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = root.join("deskgate.toml");
         let control_token = format!("rig-{}", uuid::Uuid::new_v4().simple());
-        let text = config_text(&root, addr, &state_dir, (&dovecot, &nats, &smtpd))?;
-        // Extra TOML cannot reopen the rig's [state] table, so the cache goes into it here.
-        let cache = options
-            .cache_bytes
-            .map(|bytes| format!("cache_capacity_bytes = {bytes}\n"))
-            .unwrap_or_default();
-        let text = text.replacen("[state]\n", &format!("[state]\n{cache}"), 1);
+        let state = (state_dir.as_path(), options.cache_bytes);
+        let text = config_text(&root, addr, state, (&dovecot, &nats, &smtpd))?;
         std::fs::write(root.join(CONTROL_TOKEN_FILE), &control_token)
             .context("writing the control token")?;
         std::fs::write(&config, text + &options.extra).context("writing the config")?;
@@ -108,9 +103,13 @@ impl Rig {
 fn config_text(
     root: &Path,
     addr: SocketAddr,
-    state: &Path,
+    (state, cache_bytes): (&Path, Option<u64>),
     (dovecot, nats, smtpd): (&Dovecot, &NatsServer, &Smtpd),
 ) -> anyhow::Result<String> {
+    // Extra TOML cannot reopen the [state] table, so the cache size goes in here.
+    let cache = cache_bytes
+        .map(|bytes| format!("cache_capacity_bytes = {bytes}\n"))
+        .unwrap_or_default();
     let meta = crate::whatsapp::write_secrets(&root.join("secrets"))?;
     let chat_secret = root.join("secrets/chat_secret");
     std::fs::write(&chat_secret, crate::whatsapp::APP_SECRET)?;
@@ -130,7 +129,7 @@ shutdown_grace_secs = 5
 [state]
 dir = "{state}"
 min_free_bytes = 4194304
-
+{cache}
 [events]
 require_token = false
 
