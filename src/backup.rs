@@ -1,5 +1,5 @@
-//! `deskgate backup DEST`: a consistent copy of the state, taken by the running daemon (sled
-//! lets one process open the database, so no other process can read it while deskgate runs).
+//! `deskgate backup DEST`: a consistent copy of the state, taken by the running daemon (one
+//! process at a time opens the database, so no other process can read it while deskgate runs).
 //! The control API starts it (`POST /v1/control/backup`) and reports its progress.
 //!
 //! The copy is built in a temporary directory beside DEST and renamed to DEST once complete,

@@ -2,8 +2,8 @@
 //!
 //! One writer thread owns all journal writes. Request tasks hand it records through a bounded
 //! queue and wait for their answer; the writer takes whatever has queued up (up to
-//! `max_batch`), dedupes it against the journal and within the batch, writes it in one sled
-//! batch, calls `flush` once, and only then answers every waiter. Flushing from request tasks
+//! `max_batch`), dedupes it against the journal and within the batch, writes it in one atomic
+//! batch, calls `flush` (an fdatasync) once, and only then answers every waiter. Flushing from request tasks
 //! collapsed throughput on this project's machines (see DESIGN.md); group commit holds it.
 //!
 //! The writer publishes the highest flushed sequence number on a watch channel; the processor

@@ -6,7 +6,7 @@
 //!
 //! Module map, from the ground up (dependencies point down):
 //! - [`model`], [`config`]: plain types and configuration; they import nothing of ours.
-//! - [`store`]: the embedded database (sled): trees, keys, codec, atomic batches.
+//! - [`store`]: the embedded database (fjall): keyspaces, keys, codec, atomic batches, fsync.
 //! - [`journal`]: the single writer that makes every input durable before it is acknowledged.
 //! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message.
 //! - [`routing`]: the assignment decision (pure) and the routing rules compiled from config.

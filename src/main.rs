@@ -284,11 +284,14 @@ async fn run(path: &Path, config: Config, log_filter: LogFilter) -> anyhow::Resu
 /// then the process exits with an error for its supervisor to restart it.
 fn restart_in_place() -> ! {
     use std::os::unix::process::CommandExt;
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let error = match std::env::current_exe() {
-        Ok(exe) => std::process::Command::new(exe).args(args).exec(),
-        Err(error) => error,
-    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "deskgate".into());
+    // /proc/self/exe still names this binary when its file was replaced or removed meanwhile
+    // (a package upgrade), where current_exe() gives a path that no longer exists.
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .exec();
     eprintln!("deskgate: cannot restart in place ({error}); exiting for the supervisor to restart");
     #[allow(clippy::disallowed_methods)] // shutdown and the final flush already ran
     std::process::exit(75)
@@ -320,7 +323,7 @@ fn reload(path: &Path, current: Config, app: &App, log_filter: &LogFilter) -> Co
     );
     let new = reloaded.running;
     if new.log.filter != current.log.filter {
-        match EnvFilter::try_new(&new.log.filter).map(|f| log_filter.reload(f)) {
+        match engine_quiet(&new.log.filter).map(|f| log_filter.reload(f)) {
             Ok(Ok(())) => {}
             _ => tracing::error!(filter = %new.log.filter, "log filter not applied"),
         }
@@ -330,10 +333,26 @@ fn reload(path: &Path, current: Config, app: &App, log_filter: &LogFilter) -> Co
 
 type LogFilter = reload::Handle<EnvFilter, Registry>;
 
+/// The configured filter, with the storage engine's routine info lines (table flushes,
+/// compactions) held to warnings unless the filter names the engine itself.
+fn engine_quiet(spec: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let mut filter = EnvFilter::try_new(spec)?;
+    for engine in ["fjall", "lsm_tree"] {
+        if !spec.contains(engine) {
+            filter = filter.add_directive(format!("{engine}=warn").parse()?);
+        }
+    }
+    Ok(filter)
+}
+
 /// Logs to stderr (journald adds its own timestamps and keeps JSON fields with `json`).
 fn init_logging(log: &LogConfig) -> LogFilter {
     // RUST_LOG wins over the config file so an operator can turn up one module without an edit.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|spec| EnvFilter::try_new(spec).ok())
+        .or_else(|| engine_quiet(&log.filter).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let output = tracing_subscriber::fmt::layer()

@@ -167,7 +167,7 @@ impl Processor {
             match applied {
                 Ok(()) => {}
                 // The database itself failing is not the record's fault: retry the whole step.
-                Err((_, error @ StoreError::Db(_))) => return Err(error),
+                Err((_, error)) if error.is_storage_failure() => return Err(error),
                 Err((record, error)) => {
                     batch.rollback_to(savepoint);
                     self.quarantine(&mut batch, item.seq, record.as_ref(), &error.to_string())?;

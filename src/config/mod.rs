@@ -106,20 +106,22 @@ impl Default for ServerConfig {
     }
 }
 
-/// sled's page cache when the config does not say otherwise: enough to keep the identity index
-/// of a million contacts cached (`deskgate-bench contacts`).
+/// The storage engine's block cache when the config does not say otherwise: enough to keep the
+/// identity index of a million contacts cached (`deskgate-bench contacts`).
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Where deskgate keeps its state.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
-    /// Directory of the embedded database; relative paths start at the working directory.
+    /// The state directory (the embedded database, attachment blobs); relative paths start at
+    /// the working directory.
     pub dir: PathBuf,
     /// After a write failed for lack of space, deskgate answers 503 until the state directory's
     /// filesystem has this much free again, then restarts itself to reopen the database.
     pub min_free_bytes: u64,
-    /// Bytes of sled's page cache; bounds resident memory however large the state grows.
+    /// Bytes of the storage engine's block cache; bounds resident memory however large the
+    /// state grows.
     pub cache_capacity_bytes: u64,
 }
 

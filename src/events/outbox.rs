@@ -49,7 +49,7 @@ pub struct OutboxReader {
 /// One page of events.
 pub struct ReadEvents {
     /// Each event's CloudEvent JSON, in sequence order.
-    pub events: Vec<sled::IVec>,
+    pub events: Vec<crate::store::Value>,
     /// The cursor to pass as `after` next time.
     pub next: u64,
 }
@@ -75,7 +75,7 @@ impl OutboxReader {
         let _ =
             tokio::time::timeout(wait, visible.wait_for(|position| position.outbox > after)).await;
         let upto = visible.borrow().outbox;
-        // A page of recent events is in sled's cache; reading it inline is cheaper than a hop
+        // A page of recent events is in the block cache; reading it inline is cheaper than a hop
         // to the blocking pool.
         let events = self.store.outbox_read(after, upto, limit)?;
         let next = events.last().map(|(seq, _)| *seq).unwrap_or(after);

@@ -1,16 +1,18 @@
-//! Copying the running database into a new state directory, tree by tree, and the gate that
-//! lets a copy of the state tree hold whole processor steps.
+//! Copying the running database into a new state directory, keyspace by keyspace, and the gate
+//! that lets a copy of the state keyspace hold whole processor steps.
 //!
-//! sled lets one process open a database, and it has no snapshots: a copy reads the live
-//! trees. What keeps it consistent is the order of the copy and what it filters, which
-//! [`crate::backup`] decides; this module only copies what it is told.
+//! One process opens a database at a time, so the running daemon makes the copy, reading the
+//! live keyspaces. What keeps it consistent is the order of the copy and what it filters,
+//! which [`crate::backup`] decides; this module only copies what it is told.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use fjall::{Keyspace, KeyspaceCreateOptions};
+
 use super::{keys, Store, StoreError};
 
-/// Keys written to the copy per sled batch.
+/// Keys written to the copy per batch.
 const CHUNK: usize = 10_000;
 
 /// Held by each writer of the state tree for one whole atomic change (a processor step, a
@@ -31,37 +33,39 @@ impl WriteGate {
 
 /// A new database being filled with a copy.
 pub struct BackupCopy {
-    db: sled::Db,
+    dir: std::path::PathBuf,
+    db: fjall::Database,
 }
 
 /// Which trees [`BackupCopy::copy_trees`] copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trees {
-    /// Every tree but `journal` and `state`: IMAP checkpoints, sink cursors and dead letters,
-    /// and any tree added later.
+    /// Every keyspace but `journal` and `state`: IMAP checkpoints, sink cursors and dead
+    /// letters, and any keyspace added later.
     Side,
-    /// The processor's `state` tree.
+    /// The processor's `state` keyspace.
     State,
 }
 
 impl Store {
     /// Keys in every tree, counted now (for progress; the trees change while they are copied).
     pub fn key_count(&self) -> Result<u64, StoreError> {
-        let mut count = 0;
-        for name in self.db.tree_names() {
-            count += self.db.open_tree(name)?.len() as u64;
-        }
-        Ok(count)
+        // Exact counts read every key; progress needs only an estimate.
+        Ok(super::KEYSPACES
+            .iter()
+            .filter_map(|name| self.keyspace(name))
+            .map(|keyspace| keyspace.approximate_len() as u64)
+            .sum())
     }
 
     /// Creates a new, empty database in `dir` to copy into.
     pub fn backup_copy(&self, dir: &Path) -> Result<BackupCopy, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
-            .open()?;
-        Ok(BackupCopy { db })
+        std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        let db = super::open_database(&dir.join(super::DB_DIR), 8 << 20)?;
+        Ok(BackupCopy {
+            dir: dir.to_owned(),
+            db,
+        })
     }
 }
 
@@ -74,13 +78,15 @@ impl BackupCopy {
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, StoreError> {
         let mut copied = 0;
-        for name in from.db.tree_names() {
-            let is_state = name == b"state";
-            let is_side = !is_state && name != b"journal";
+        for name in super::KEYSPACES {
+            let is_state = name == super::STATE;
+            let is_side = !is_state && name != super::JOURNAL;
             if (which == Trees::State && is_state) || (which == Trees::Side && is_side) {
-                let source = from.db.open_tree(&name)?;
-                let target = self.db.open_tree(&name)?;
-                copied += copy(&source, &target, |_, _| true, copied, progress)?;
+                let Some(source) = from.keyspace(name) else {
+                    continue;
+                };
+                let target = self.db.keyspace(name, KeyspaceCreateOptions::default)?;
+                copied += copy(&self.db, source, &target, |_, _| true, copied, progress)?;
             }
         }
         Ok(copied)
@@ -97,7 +103,9 @@ impl BackupCopy {
         upto: u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, StoreError> {
-        let target = self.db.open_tree("journal")?;
+        let target = self
+            .db
+            .keyspace(super::JOURNAL, KeyspaceCreateOptions::default)?;
         let wanted = |key: &[u8], value: &[u8]| {
             if key.starts_with(keys::JOURNAL) {
                 keys::journal_seq(key) <= upto
@@ -107,41 +115,47 @@ impl BackupCopy {
                 true
             }
         };
-        copy(&from.journal, &target, wanted, 0, progress)
+        copy(&self.db, &from.journal, &target, wanted, 0, progress)
     }
 
-    /// Makes the copy durable and closes it, so another process can open it.
+    /// Makes the copy durable, marks it as a state directory and closes it, so another
+    /// process can open it.
     pub fn finish(self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        for name in super::KEYSPACES {
+            self.db.keyspace(name, KeyspaceCreateOptions::default)?;
+        }
+        self.db.persist(fjall::PersistMode::SyncAll)?;
+        drop(self.db);
+        super::write_synced(&self.dir, super::MARKER, super::MARKER_TEXT.as_bytes())
     }
 }
 
 /// Copies the entries of `source` that `wanted` keeps, in batches; returns how many.
 fn copy(
-    source: &sled::Tree,
-    target: &sled::Tree,
+    db: &fjall::Database,
+    source: &Keyspace,
+    target: &Keyspace,
     wanted: impl Fn(&[u8], &[u8]) -> bool,
     before: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, StoreError> {
-    let mut batch = sled::Batch::default();
+    let mut batch = db.batch();
     let (mut in_batch, mut copied) = (0usize, 0u64);
     for entry in source.iter() {
-        let (key, value) = entry?;
+        let (key, value) = entry.into_inner()?;
         if !wanted(&key, &value) {
             continue;
         }
-        batch.insert(key, value);
+        batch.insert(target, key, value);
         in_batch += 1;
         if in_batch == CHUNK {
-            target.apply_batch(std::mem::take(&mut batch))?;
+            std::mem::replace(&mut batch, db.batch()).commit()?;
             copied += in_batch as u64;
             in_batch = 0;
             progress(before + copied);
         }
     }
-    target.apply_batch(batch)?;
+    batch.commit()?;
     copied += in_batch as u64;
     progress(before + copied);
     Ok(copied)

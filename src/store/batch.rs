@@ -1,19 +1,17 @@
-//! A processor step's writes, buffered so that reads see them and one sled batch commits them.
+//! A processor step's writes, buffered so that reads see them and one atomic batch commits them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{decode, encode, StoreError};
+use super::{decode, encode, Store, StoreError};
 
 /// A pending write: `Some(value)` or `None` for a removal.
 type Pending = Option<Vec<u8>>;
 
 pub struct StateBatch<'a> {
-    tree: &'a sled::Tree,
-    failed: &'a AtomicBool,
+    store: &'a Store,
     writes: BTreeMap<Vec<u8>, Pending>,
     /// What each write replaced in `writes`, so that a failed sub-step can be undone without
     /// copying the whole buffer.
@@ -25,10 +23,9 @@ pub struct StateBatch<'a> {
 pub struct Savepoint(usize);
 
 impl<'a> StateBatch<'a> {
-    pub(super) fn new(tree: &'a sled::Tree, failed: &'a AtomicBool) -> Self {
+    pub(super) fn new(store: &'a Store) -> Self {
         StateBatch {
-            tree,
-            failed,
+            store,
             writes: BTreeMap::new(),
             undo: Vec::new(),
         }
@@ -37,7 +34,7 @@ impl<'a> StateBatch<'a> {
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.writes.get(key) {
             Some(pending) => Ok(pending.clone()),
-            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+            None => Ok(self.store.state.get(key)?.map(|v| v.to_vec())),
         }
     }
 
@@ -52,8 +49,8 @@ impl<'a> StateBatch<'a> {
     /// removals included).
     pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut keys = std::collections::BTreeSet::new();
-        for entry in self.tree.scan_prefix(prefix).keys() {
-            keys.insert(entry?.to_vec());
+        for entry in self.store.state.prefix(prefix) {
+            keys.insert(entry.key()?.to_vec());
         }
         for (key, pending) in self.writes.range(prefix.to_vec()..) {
             if !key.starts_with(prefix) {
@@ -78,8 +75,8 @@ impl<'a> StateBatch<'a> {
         // Each removal this batch made may hide one of the tree's first keys.
         let removed = pending.clone().filter(|(_, write)| write.is_none()).count();
         let mut keys = std::collections::BTreeSet::new();
-        for entry in self.tree.range(start..end).keys().take(limit + removed) {
-            keys.insert(entry?.to_vec());
+        for entry in self.store.state.range(start..end).take(limit + removed) {
+            keys.insert(entry.key()?.to_vec());
         }
         for (key, write) in pending {
             match write {
@@ -138,14 +135,14 @@ impl<'a> StateBatch<'a> {
 
     /// Writes everything atomically (not yet flushed).
     pub fn commit(self) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let state = &self.store.state;
+        let mut batch = self.store.db.batch();
         for (key, value) in self.writes {
             match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
+                Some(value) => batch.insert(state, key, value),
+                None => batch.remove(state, key),
             }
         }
-        super::note_failure(self.failed, self.tree.apply_batch(batch))?;
-        Ok(())
+        super::note_failure(&self.store.failed, batch.commit())
     }
 }

@@ -5,8 +5,8 @@
 //! Each blob is a file named by the SHA-256 of its content under `<state>/blobs/`, written to a
 //! temporary name, fsynced, renamed into place, and the directory fsynced, so a blob that a
 //! journal record names is on disk before the record is. Writing the same content twice is
-//! harmless, which makes a retried ingest idempotent. Large contents stay out of sled, which
-//! copies values on every page rewrite.
+//! harmless, which makes a retried ingest idempotent. Large contents stay out of the database,
+//! whose compactions would rewrite them again and again.
 
 use std::fs;
 use std::io::Write;

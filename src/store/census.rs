@@ -18,7 +18,8 @@ pub struct Share {
 /// The whole count.
 #[derive(Debug, Serialize)]
 pub struct Census {
-    /// sled's own files, which hold old versions until its log cleaner reclaims them.
+    /// The engine's files: its write-ahead log and tables, which hold old versions and
+    /// deletions until compaction reclaims them.
     pub size_on_disk: u64,
     /// Keys and values alive now: what a fresh copy would hold.
     pub live_bytes: u64,
@@ -42,15 +43,17 @@ fn prefix_of(key: &[u8]) -> String {
 }
 
 impl Store {
-    /// Counts every key of every tree (reads the whole database).
+    /// Counts every key of every keyspace (reads the whole database).
     pub fn census(&self) -> Result<Census, StoreError> {
         let mut trees = BTreeMap::new();
         let mut live_bytes = 0;
-        for name in self.db.tree_names() {
-            let tree = self.db.open_tree(&name)?;
+        for name in super::KEYSPACES {
+            let Some(keyspace) = self.keyspace(name) else {
+                continue;
+            };
             let mut shares: BTreeMap<String, Share> = BTreeMap::new();
-            for entry in tree.iter() {
-                let (key, value) = entry?;
+            for entry in keyspace.iter() {
+                let (key, value) = entry.into_inner()?;
                 let share = shares.entry(prefix_of(&key)).or_default();
                 share.keys += 1;
                 share.key_bytes += key.len() as u64;
@@ -58,7 +61,7 @@ impl Store {
                 live_bytes += (key.len() + value.len()) as u64;
             }
             if !shares.is_empty() {
-                trees.insert(String::from_utf8_lossy(&name).into_owned(), shares);
+                trees.insert(name.to_owned(), shares);
             }
         }
         Ok(Census {

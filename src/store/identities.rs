@@ -1,12 +1,12 @@
 //! The identity index: normalised identity → contact id, packed into a fixed number of buckets.
 //!
-//! sled 0.34 splits a leaf page at 16 entries and keeps a page-table entry (with its cache
-//! bookkeeping) in memory for every page, whether cached or not. One key per identity made the
-//! resident memory of a million contacts grow past 300 MB and their lookups fall out of the
-//! cache. So identities are not keys: each is a 32-byte entry (a 16-byte fingerprint, the first
+//! The layout was made for sled 0.34 (deskgate's engine before fjall), which kept a page-table
+//! entry in memory for every 16 keys: one key per identity made the resident memory of a
+//! million contacts grow past 300 MB. It serves fjall well too (65,536 keys whose index stays
+//! small, one block read per lookup), so it stayed. Identities are not keys: each is a 32-byte entry (a 16-byte fingerprint, the first
 //! half of SHA-256 of [`Identity::index_key`](crate::model::Identity::index_key), and the
 //! contact's 16-byte UUID) in one of 65,536 bucket values under `identity_bucket/` + the
-//! fingerprint's first two bytes. A lookup is one sled read of a bucket (about a KiB at a
+//! fingerprint's first two bytes. A lookup is one read of a bucket (about a KiB at a
 //! million contacts) and a binary search; 65,536 keys stay a few thousand pages however many
 //! contacts there are.
 //!
@@ -185,8 +185,8 @@ pub(super) fn migrate_legacy(store: &Store) -> Result<usize, StoreError> {
     let mut moved = 0;
     loop {
         let mut chunk = Vec::with_capacity(MIGRATE_BATCH);
-        for entry in store.state.scan_prefix(LEGACY_PREFIX).take(MIGRATE_BATCH) {
-            chunk.push(entry?);
+        for entry in store.state.prefix(LEGACY_PREFIX).take(MIGRATE_BATCH) {
+            chunk.push(entry.into_inner()?);
         }
         if chunk.is_empty() {
             break;
@@ -245,8 +245,8 @@ mod tests {
         assert_eq!(store.identity_get(&keys[3]).unwrap(), Some(id(3)));
 
         // Every bucket is sorted and whole.
-        for entry in store.state.scan_prefix(PREFIX) {
-            let (key, value) = entry.unwrap();
+        for entry in store.state.prefix(PREFIX) {
+            let (key, value) = entry.into_inner().unwrap();
             let entries = entries(&key, &value).unwrap();
             let prints: Vec<&[u8]> = entries.chunks(ENTRY).map(|e| &e[..16]).collect();
             assert!(prints.windows(2).all(|w| w[0] < w[1]), "bucket sorted");
@@ -290,7 +290,7 @@ mod tests {
             store.flush().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.state.scan_prefix(LEGACY_PREFIX).count(), 0);
+        assert_eq!(store.state.prefix(LEGACY_PREFIX).count(), 0);
         for i in (0..25_000u128).step_by(101) {
             let key = format!("email:p{i}@x.test");
             assert_eq!(store.identity_get(&key).unwrap(), Some(id(i)));

@@ -1,7 +1,7 @@
 //! IMAP mailbox checkpoints: per channel and folder, the UIDVALIDITY and the last UID whose
 //! mail is durable in the journal.
 //!
-//! They live in their own tree, `mailboxes`, written by the mailbox tasks only after the
+//! They live in their own keyspace, `mailboxes`, written by the mailbox tasks only after the
 //! journal append of that mail returned. They are not flushed here: the journal writer's next
 //! flush carries them, and a checkpoint lost in a crash only makes the task fetch again mail
 //! that the journal then answers as duplicates.
@@ -22,8 +22,6 @@ pub struct MailboxCheckpoint {
     pub first_uid: u32,
 }
 
-const TREE: &str = "mailboxes";
-
 /// Channel ids cannot contain NUL (config validation), so the separator is unambiguous.
 fn key(channel: &str, folder: &str) -> Vec<u8> {
     format!("{channel}\0{folder}").into_bytes()
@@ -35,8 +33,7 @@ impl Store {
         channel: &str,
         folder: &str,
     ) -> Result<Option<MailboxCheckpoint>, StoreError> {
-        let tree = self.db.open_tree(TREE)?;
-        match tree.get(key(channel, folder))? {
+        match self.mailboxes.get(key(channel, folder))? {
             Some(value) => decode(&format!("mailboxes/{channel}/{folder}"), &value).map(Some),
             None => Ok(None),
         }
@@ -49,9 +46,11 @@ impl Store {
         folder: &str,
         checkpoint: MailboxCheckpoint,
     ) -> Result<(), StoreError> {
-        let tree = self.db.open_tree(TREE)?;
-        tree.insert(key(channel, folder), encode(&checkpoint))?;
-        Ok(())
+        super::note_failure(
+            &self.failed,
+            self.mailboxes
+                .insert(key(channel, folder), encode(&checkpoint)),
+        )
     }
 }
 

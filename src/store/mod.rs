@@ -1,13 +1,25 @@
-//! Storage: the one module that knows sled, its trees, key layouts and value codec.
+//! Storage: the one module that knows the engine (fjall), its keyspaces, key layouts and value
+//! codec.
 //!
-//! Two trees hold everything:
-//! - `journal`: `j` + seq → a [`Record`], and `d` + channel + NUL + external id → seq. One sled
-//!   batch writes both, so a record and its deduplication key are durable together.
+//! The state directory holds `fjall/` (the database), `blobs/` (attachment contents, see
+//! `blobs.rs`) and a marker file, `deskgate-state`, written once the database exists: a state
+//! directory whose marker is there but whose database is gone refuses to open instead of
+//! starting empty (a lost directory entry after a power cut must not look like a first start).
+//!
+//! fjall keeps one write-ahead log for all keyspaces. [`Store::flush`] ends in `fdatasync` of
+//! that log (`PersistMode::SyncData`): what was written before it returns survives a power cut,
+//! and because the log is one ordered file, a write that survived implies every write before it
+//! did. Writes between flushes survive a killed process (they are in the page cache) but not a
+//! power cut; only the journal writer's flush acknowledges anything.
+//!
+//! Four keyspaces hold everything:
+//! - `journal`: `j` + seq → a [`Record`], and `d` + channel + NUL + external id → seq. One
+//!   atomic batch writes both, so a record and its deduplication key are durable together.
 //! - `state`: every effect of the processor under prefixed keys (contacts, the identity index,
-//!   conversations, tickets, the event outbox and the processor's cursor). Keeping them in one
-//!   tree lets one atomic batch commit a whole processor step with its cursor. The identity
-//!   index packs its entries into buckets (see `identities.rs`) so that sled's per-page memory
-//!   does not grow with the number of contacts.
+//!   conversations, tickets, the event outbox and the processor's cursor). One atomic batch
+//!   commits a whole processor step with its cursor.
+//! - `sinks`: each sink's cursor and dead letters (`sinks.rs`).
+//! - `mailboxes`: IMAP checkpoints (`mailboxes.rs`).
 //!
 //! Values are a version byte followed by JSON, so they can be read by hand and evolve with
 //! `#[serde(default)]`; the identity buckets are the one binary value, for size.
@@ -19,12 +31,14 @@ pub mod census;
 mod identities;
 pub mod keys;
 mod mailboxes;
+mod migrate;
 mod sinks;
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -37,26 +51,79 @@ use crate::model::{DedupeKey, Record};
 
 const CODEC_VERSION: u8 = 1;
 
+/// The database's folder inside the state directory.
+const DB_DIR: &str = "fjall";
+/// Written (and synced) once the database exists; see the module docs.
+const MARKER: &str = "deskgate-state";
+const MARKER_TEXT: &str = "deskgate state directory; database: fjall/ (fjall 3)\n";
+
+/// The keyspaces, by name; a backup copies each.
+const JOURNAL: &str = "journal";
+const STATE: &str = "state";
+const SINKS: &str = "sinks";
+const MAILBOXES: &str = "mailboxes";
+const KEYSPACES: [&str; 4] = [JOURNAL, STATE, SINKS, MAILBOXES];
+
+/// A stored value as the engine hands it out (cheap to clone, derefs to bytes).
+pub type Value = fjall::Slice;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Db(#[from] sled::Error),
+    Db(#[from] fjall::Error),
+    #[error("state directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "state directory {0} was initialised before (its {MARKER} marker is there) but its \
+         database folder {DB_DIR}/ is missing: refusing to start on an empty state; restore \
+         the state directory from a backup, or remove the marker to start afresh"
+    )]
+    Missing(PathBuf),
+    #[error("migrating the sled database in {path}: {reason}")]
+    Migration { path: PathBuf, reason: String },
     #[error("value under {key} cannot be decoded: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A write or sync failed earlier (this is its error), and the engine has refused every
+    /// write since.
+    #[error("storage failed: {0}")]
+    Failed(String),
+}
+
+impl StoreError {
+    /// Whether the storage itself failed (as opposed to a value or an input being wrong): the
+    /// operation may succeed again once the cause is gone.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(_) | StoreError::Failed(_) | StoreError::Io { .. }
+        )
+    }
+
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
 }
 
 /// The embedded database. Cloning is cheap and shares the same database.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    journal: sled::Tree,
-    state: sled::Tree,
+    db: Database,
+    journal: Keyspace,
+    state: Keyspace,
     /// Each sink's cursor and dead letters; written only by the sink tasks (see `sinks.rs`).
-    sinks: sled::Tree,
-    /// Set once a write or flush fails with an I/O error. sled then refuses every later write
-    /// for the life of the process (seen here with a full disk): only reopening the database
-    /// recovers, which the app does by restarting itself once space returns.
-    failed: Arc<AtomicBool>,
+    sinks: Keyspace,
+    mailboxes: Keyspace,
+    /// The first I/O error a write or sync failed with. fjall then refuses every later write
+    /// for the life of the process (it poisons itself, and says only "poisoned"): only
+    /// reopening the database recovers, which the app does by restarting itself once space
+    /// returns.
+    failed: Arc<OnceLock<String>>,
 }
 
 /// One journal record as read back, still undecoded where decoding failed.
@@ -70,52 +137,70 @@ impl Store {
         Store::open_with(dir, crate::config::DEFAULT_CACHE_CAPACITY_BYTES)
     }
 
-    /// Opens with sled's page cache bounded to `cache_capacity_bytes`, which keeps resident
-    /// memory flat however many contacts the state holds.
+    /// Opens the state directory `dir` (creating it on first start, migrating a sled database
+    /// found there) with the engine's block cache bounded to `cache_capacity_bytes`.
     pub fn open_with(dir: &Path, cache_capacity_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_capacity_bytes)
-            .mode(sled::Mode::HighThroughput)
-            // Durability comes from the single writers' explicit flushes; a background flusher
-            // would only contend with them.
-            .flush_every_ms(None)
-            .open()?;
+        fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        let db_dir = dir.join(DB_DIR);
+        if migrate::holds_sled(dir) && !db_dir.exists() {
+            migrate::from_sled(dir, &db_dir, cache_capacity_bytes)?;
+        }
+        let marker = dir.join(MARKER);
+        if !db_dir.exists() && marker.exists() {
+            return Err(StoreError::Missing(dir.to_owned()));
+        }
+        let db = open_database(&db_dir, cache_capacity_bytes)?;
+        if !marker.exists() {
+            write_synced(dir, MARKER, MARKER_TEXT.as_bytes())?;
+        }
+        migrate::set_sled_aside(dir)?;
         let store = Store {
-            journal: db.open_tree("journal")?,
-            state: db.open_tree("state")?,
-            sinks: db.open_tree("sinks")?,
+            journal: db.keyspace(JOURNAL, KeyspaceCreateOptions::default)?,
+            state: db.keyspace(STATE, KeyspaceCreateOptions::default)?,
+            sinks: db.keyspace(SINKS, KeyspaceCreateOptions::default)?,
+            mailboxes: db.keyspace(MAILBOXES, KeyspaceCreateOptions::default)?,
             db,
             failed: Arc::default(),
         };
+        // Keyspaces created just now must not vanish behind a marker that says they exist.
+        store.flush()?;
         identities::migrate_legacy(&store)?;
         Ok(store)
     }
 
-    /// Makes every write so far durable. Called by the single writers, once per batch.
+    /// Makes every write so far durable: `fdatasync` of the write-ahead log. Called by the
+    /// single writers, once per batch.
     pub fn flush(&self) -> Result<(), StoreError> {
-        note_failure(&self.failed, self.db.flush())?;
-        Ok(())
+        note_failure(&self.failed, self.db.persist(PersistMode::SyncData))
     }
 
     /// Whether a write has failed with an I/O error (see the `failed` field).
     pub fn failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
+        self.failed.get().is_some()
     }
 
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.disk_space()?)
+    }
+
+    fn keyspace(&self, name: &str) -> Option<&Keyspace> {
+        match name {
+            JOURNAL => Some(&self.journal),
+            STATE => Some(&self.state),
+            SINKS => Some(&self.sinks),
+            MAILBOXES => Some(&self.mailboxes),
+            _ => None,
+        }
     }
 
     /// The highest journal sequence number written, 0 for an empty journal.
     pub fn journal_last_seq(&self) -> Result<u64, StoreError> {
-        let last = self
-            .journal
-            .scan_prefix(keys::JOURNAL)
-            .next_back()
-            .transpose()?;
-        Ok(last.map(|(key, _)| keys::journal_seq(&key)).unwrap_or(0))
+        let last = self.journal.prefix(keys::JOURNAL).next_back();
+        match last {
+            Some(guard) => Ok(keys::journal_seq(&guard.key()?)),
+            None => Ok(0),
+        }
     }
 
     /// The journal seq already holding this channel's external id, if any.
@@ -129,13 +214,12 @@ impl Store {
         &self,
         records: impl IntoIterator<Item = (u64, &'a DedupeKey, &'a Record)>,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.db.batch();
         for (seq, dedupe, record) in records {
-            batch.insert(keys::journal(seq).to_vec(), encode(record));
-            batch.insert(keys::dedupe(dedupe), seq.to_be_bytes().to_vec());
+            batch.insert(&self.journal, keys::journal(seq), encode(record));
+            batch.insert(&self.journal, keys::dedupe(dedupe), seq.to_be_bytes());
         }
-        note_failure(&self.failed, self.journal.apply_batch(batch))?;
-        Ok(())
+        note_failure(&self.failed, batch.commit())
     }
 
     /// Records after `after`, up to `upto` inclusive, at most `limit` of them.
@@ -154,7 +238,7 @@ impl Store {
             .range(keys::journal(after + 1)..=keys::journal(upto))
             .take(limit)
         {
-            let (key, value) = entry?;
+            let (key, value) = entry.into_inner()?;
             let seq = keys::journal_seq(&key);
             items.push(JournalItem {
                 seq,
@@ -173,49 +257,50 @@ impl Store {
     }
 
     /// Deletes applied journal records with their deduplication keys, then `state_keys` (what
-    /// the state keeps about them); journal retention's one write. A key goes only while it
-    /// still names its record, and keys go before records, so a crash in between leaves
-    /// records that the next pass deletes, never a key that names nothing. The state
-    /// deletions are the caller's to hold the write gate for. Not flushed.
+    /// the state keeps about them), in one atomic batch; journal retention's one write. A key
+    /// goes only while it still names its record: a key that names another record (or
+    /// nothing) stays. Retention is the only deleter of keys and the journal writer never
+    /// rewrites an existing key, so the read and the batch cannot race. The state deletions
+    /// are the caller's to hold the write gate for. Not flushed.
     pub fn journal_forget(
         &self,
         records: &[(u64, DedupeKey)],
         state_keys: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
         for (seq, key) in records {
-            let named = seq.to_be_bytes();
-            let swapped =
-                self.journal
-                    .compare_and_swap(keys::dedupe(key), Some(&named[..]), None::<&[u8]>);
-            // A key that names another record (or nothing) stays as it is.
-            let _ = note_failure(&self.failed, swapped)?;
-        }
-        let (mut journal, mut state) = (sled::Batch::default(), sled::Batch::default());
-        for (seq, _) in records {
-            journal.remove(keys::journal(*seq).to_vec());
+            let dedupe = keys::dedupe(key);
+            let names_it = self
+                .journal
+                .get(&dedupe)?
+                .is_some_and(|value| keys::be_u64(&value) == *seq);
+            if names_it {
+                batch.remove(&self.journal, dedupe);
+            }
+            batch.remove(&self.journal, keys::journal(*seq));
         }
         for key in state_keys {
-            state.remove(key);
+            batch.remove(&self.state, key);
         }
-        note_failure(&self.failed, self.journal.apply_batch(journal))?;
-        note_failure(&self.failed, self.state.apply_batch(state))?;
-        Ok(())
+        note_failure(&self.failed, batch.commit())
     }
 
     /// Overwrites an applied journal record in place (erasure redacts bodies); its dedupe key
     /// stays. Not flushed.
     pub fn journal_replace(&self, seq: u64, record: &Record) -> Result<(), StoreError> {
-        self.journal.insert(keys::journal(seq), encode(record))?;
-        Ok(())
+        note_failure(
+            &self.failed,
+            self.journal.insert(keys::journal(seq), encode(record)),
+        )
     }
 
     /// Starts a processor step: reads see the step's own writes; nothing is written until
     /// [`StateBatch::commit`].
     pub fn state_batch(&self) -> StateBatch<'_> {
-        StateBatch::new(&self.state, &self.failed)
+        StateBatch::new(self)
     }
 
-    /// Reads one value from the state tree outside a batch.
+    /// Reads one value from the state keyspace outside a batch.
     pub fn state_get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.state.get(key)? {
             Some(value) => decode(&String::from_utf8_lossy(key), &value).map(Some),
@@ -237,7 +322,7 @@ impl Store {
         }
         let mut found = Vec::new();
         for entry in self.state.range(start..) {
-            let (key, value) = entry?;
+            let (key, value) = entry.into_inner()?;
             if !key.starts_with(prefix) || found.len() >= limit {
                 break;
             }
@@ -253,7 +338,7 @@ impl Store {
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, sled::IVec)>, StoreError> {
+    ) -> Result<Vec<(u64, Value)>, StoreError> {
         let mut events = Vec::new();
         if upto <= after {
             return Ok(events);
@@ -263,21 +348,72 @@ impl Store {
             .range(keys::outbox(after + 1)..=keys::outbox(upto))
             .take(limit)
         {
-            let (key, value) = entry?;
+            let (key, value) = entry.into_inner()?;
             events.push((keys::outbox_seq(&key), value));
         }
         Ok(events)
     }
 }
 
-/// Passes a write's result through, remembering an I/O failure.
-fn note_failure<T>(failed: &AtomicBool, result: Result<T, sled::Error>) -> Result<T, StoreError> {
-    if let Err(sled::Error::Io(error)) = &result {
-        if !failed.swap(true, Ordering::Relaxed) {
-            tracing::error!(%error, "storage failed; writes are refused until deskgate restarts");
+/// Opens (or creates) the fjall database in `db_dir`.
+fn open_database(db_dir: &Path, cache_capacity_bytes: u64) -> Result<Database, StoreError> {
+    let db = Database::builder(db_dir)
+        .cache_size(cache_capacity_bytes)
+        // Durability comes from the single writers' explicit `persist`; fjall's own periodic
+        // syncs would only add fdatasyncs nobody waits for.
+        .manual_journal_persist(true)
+        .open()?;
+    Ok(db)
+}
+
+/// Writes `name` in `dir` whole or not at all: a temporary file, fsynced, renamed into place,
+/// and the directory fsynced (which also makes every other entry of `dir` durable).
+fn write_synced(dir: &Path, name: &str, content: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = fs::File::create(&tmp).map_err(StoreError::io(&tmp))?;
+    file.write_all(content).map_err(StoreError::io(&tmp))?;
+    file.sync_all().map_err(StoreError::io(&tmp))?;
+    fs::rename(&tmp, dir.join(name)).map_err(StoreError::io(dir))?;
+    sync_dir(dir)
+}
+
+/// fsyncs a directory, making its entries (created, renamed, removed files) durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(dir))
+}
+
+/// Passes a write's result through, remembering the first I/O failure. fjall poisons itself
+/// after one (also one in its own background work), and every later write then fails as
+/// `Poisoned`: those are answered with the first failure, which names the cause.
+fn note_failure<T>(
+    failed: &OnceLock<String>,
+    result: Result<T, fjall::Error>,
+) -> Result<T, StoreError> {
+    let error = match result {
+        Ok(value) => return Ok(value),
+        Err(error) => error,
+    };
+    let cause = match &error {
+        fjall::Error::Io(io) => io.to_string(),
+        fjall::Error::Storage(fjall::LsmError::Io(io)) => io.to_string(),
+        fjall::Error::Poisoned => {
+            "an earlier write or sync failed (the engine refuses writes after an I/O error)"
+                .to_owned()
         }
+        _ => return Err(error.into()),
+    };
+    let mut first = false;
+    let cause = failed.get_or_init(|| {
+        first = true;
+        cause
+    });
+    if first {
+        tracing::error!(error = %cause, "storage failed; writes are refused until deskgate restarts");
     }
-    Ok(result?)
+    Err(StoreError::Failed(cause.clone()))
 }
 
 /// Encodes a value for storage: a version byte, then JSON.

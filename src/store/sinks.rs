@@ -1,4 +1,4 @@
-//! The `sinks` tree and outbox compaction.
+//! The `sinks` keyspace and outbox compaction.
 //!
 //! Each sink task is the single writer of its own keys here: `c/<sink>` (its cursor, the last
 //! event seq delivered) and `x/<sink>\0<seq>` (its dead letters). The processor never touches
@@ -36,14 +36,16 @@ impl Store {
     /// Moves the sink's cursor (not flushed: a lost move only repeats deliveries, which
     /// consumers deduplicate by event id; compaction flushes before it trusts cursors).
     pub fn sink_set_cursor(&self, sink: &str, seq: u64) -> Result<(), StoreError> {
-        self.sinks.insert(cursor_key(sink), &seq.to_be_bytes())?;
-        Ok(())
+        super::note_failure(
+            &self.failed,
+            self.sinks.insert(cursor_key(sink), seq.to_be_bytes()),
+        )
     }
 
     /// Forgets cursors and dead letters of sinks no longer configured.
     pub fn sink_forget_others(&self, keep: &[String]) -> Result<(), StoreError> {
         for entry in self.sinks.iter() {
-            let (key, _) = entry?;
+            let key = entry.key()?;
             let name = key
                 .get(2..)
                 .map(|rest| rest.split(|b| *b == 0).next().unwrap_or(rest))
@@ -63,8 +65,10 @@ impl Store {
         seq: u64,
         value: &T,
     ) -> Result<(), StoreError> {
-        self.sinks.insert(dead_key(sink, seq), encode(value))?;
-        Ok(())
+        super::note_failure(
+            &self.failed,
+            self.sinks.insert(dead_key(sink, seq), encode(value)),
+        )
     }
 
     pub fn sink_dead_get<T: DeserializeOwned>(
@@ -94,7 +98,7 @@ impl Store {
         let start = dead_key(sink, after.saturating_add(1));
         let mut found = Vec::new();
         for entry in self.sinks.range(start..) {
-            let (key, value) = entry?;
+            let (key, value) = entry.into_inner()?;
             if !key.starts_with(&prefix) || found.len() >= limit {
                 break;
             }
@@ -106,27 +110,21 @@ impl Store {
 
     /// The oldest event still in the outbox, if any.
     pub fn outbox_oldest(&self) -> Result<Option<u64>, StoreError> {
-        let first = self
-            .state
-            .scan_prefix(keys::outbox_prefix())
-            .next()
-            .transpose()?;
-        Ok(first.map(|(key, _)| keys::outbox_seq(&key)))
+        match self.state.prefix(keys::outbox_prefix()).next() {
+            Some(first) => Ok(Some(keys::outbox_seq(&first.key()?))),
+            None => Ok(None),
+        }
     }
 
     /// Deletes outbox events up to `upto` inclusive; returns how many were deleted.
     pub fn outbox_compact(&self, upto: u64) -> Result<usize, StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.db.batch();
         let mut deleted = 0;
-        for entry in self
-            .state
-            .range(keys::outbox(0)..=keys::outbox(upto))
-            .keys()
-        {
-            batch.remove(entry?);
+        for entry in self.state.range(keys::outbox(0)..=keys::outbox(upto)) {
+            batch.remove(&self.state, entry.key()?);
             deleted += 1;
         }
-        self.state.apply_batch(batch)?;
+        super::note_failure(&self.failed, batch.commit())?;
         Ok(deleted)
     }
 }

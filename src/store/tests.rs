@@ -88,3 +88,18 @@ fn keys_in_range_sees_the_batchs_own_writes_and_stops_at_the_limit() {
     let keys = batch.keys_in_range(b"r/", b"r/5", 10).unwrap();
     assert_eq!(keys, [b"r/3".to_vec(), b"r/4".to_vec()]);
 }
+
+#[test]
+fn a_state_directory_whose_database_vanished_refuses_to_open_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (a, ka) = (record("a"), DedupeKey::of(&record("a")));
+    store.journal_append([(1, &ka, &a)]).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    // What a power cut that lost the directory entry would leave.
+    std::fs::remove_dir_all(dir.path().join(DB_DIR)).unwrap();
+    let error = Store::open(dir.path()).err().expect("refused");
+    assert!(matches!(error, StoreError::Missing(_)), "{error}");
+    assert!(error.to_string().contains("refusing to start"), "{error}");
+}

@@ -8,7 +8,7 @@
 //! are identity → contact id reads of random loaded identities from two threads (the machine
 //! has two cores), run in a fresh child process that opens the loaded state as a restarted
 //! daemon would, so its RSS is what serving that many contacts takes, not what the loader's
-//! allocator kept from the load. The loader's own RSS is printed on stderr. sled's cache is the
+//! allocator kept from the load. The loader's own RSS is printed on stderr. The block cache is the
 //! daemon's default (`config::DEFAULT_CACHE_CAPACITY_BYTES`) unless `--cache-mb` says otherwise.
 
 use std::path::Path;
@@ -77,7 +77,7 @@ pub fn run(secs: u64, cache_mb: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs [`serve_lookups`] in a child process on the same state (sled allows one process at a
+/// Runs [`serve_lookups`] in a child process on the same state (one process at a
 /// time: the loader has closed its handle and reopens it for the next size).
 fn measure_in_child(dir: &Path, size: usize, secs: u64, cache: u64) -> anyhow::Result<(f64, u64)> {
     let output = std::process::Command::new(std::env::current_exe()?)
@@ -112,7 +112,7 @@ fn measure_in_child(dir: &Path, size: usize, secs: u64, cache: u64) -> anyhow::R
         .next()
         .context("no cpu use from the child")?
         .parse()?;
-    // What sled holds for the pages of the database before anything is cached, and how much of
+    // What the engine holds for the database before anything is cached, and how much of
     // the machine the lookups got (on a shared machine, other work takes the rest).
     eprintln!("  {size} contacts: rss_mb={at_open} once the state is open, before lookups");
     eprintln!(

@@ -101,7 +101,7 @@ enum Mode {
         /// Seconds of lookups at each size.
         #[arg(long, default_value_t = 3)]
         secs: u64,
-        /// sled's cache in MiB (default: the daemon's).
+        /// The storage engine's block cache in MiB (default: the daemon's).
         #[arg(long, default_value_t = deskgate::config::DEFAULT_CACHE_CAPACITY_BYTES >> 20)]
         cache_mb: u64,
     },
