@@ -14,6 +14,10 @@ need dovecot-imapd # tests/email_imap.rs and bench mode imap: a real IMAP server
 need openssl # tests/email_imap.rs: a test CA and certificate for the TLS mailboxes
 need python3-aiosmtpd # the SMTP server the outbound tests deliver to
 need nats-server         # the NATS sink tests and the `nats` bench start a JetStream server
+need python3-fusepy # tests/power_loss.rs and bench chaos: the lazy FUSE filesystem that cuts the power
+need fuse3 # its mount helpers
+need e2fsprogs # tests/power_loss.rs: mkfs.ext4 and e2fsck for ext4 on a loop device
+need mount # losetup
 if [ ${#packages[@]} -gt 0 ]; then
   echo "==> installing ${packages[*]}"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi

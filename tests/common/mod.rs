@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod dovecot;
+pub mod lazyfs;
 pub mod nats;
 pub mod smtpd;
 pub mod tmpfs;

@@ -1,5 +1,6 @@
 //! A closed-loop HTTP/1.1 load generator: each connection sends its next request as soon as
-//! the previous answer arrives, and every latency goes into one histogram.
+//! the previous answer arrives, and every latency goes into one histogram; and the ingest modes'
+//! comparison of deskgate with its two baselines under that load.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -175,4 +176,63 @@ pub async fn run(target: &Target, connections: usize, secs: Duration) -> anyhow:
         .saturating_duration_since(measure_from)
         .max(Duration::from_millis(1));
     Ok(total)
+}
+
+/// An ingest mode's measure: in each round, the no-op server, the bare durable journal server
+/// ([`crate::durable`]) and deskgate take the same load in turn; prints `ratio` (deskgate to
+/// no-op) and `ratio_durable` (deskgate to the durable server) on the line `bench {name}: ...`.
+pub async fn compare(
+    name: &str,
+    (connections, secs, rounds): (usize, Duration, usize),
+    target: impl Fn(SocketAddr, String) -> Target,
+) -> anyhow::Result<()> {
+    let mut noop = Totals::default();
+    let mut durable = Totals::default();
+    let mut deskgate = Totals::default();
+    let state = tempfile::tempdir()?;
+    for round in 0..rounds {
+        for (server, totals) in [
+            ("baseline", &mut noop),
+            ("durable", &mut durable),
+            ("deskgate", &mut deskgate),
+        ] {
+            let child = match server {
+                "baseline" => crate::servers::Child::noop().await?,
+                "durable" => {
+                    crate::servers::Child::durable(&crate::durable::dir(state.path(), round))
+                        .await?
+                }
+                _ => {
+                    let dir = state.path().join(format!("state-{round}"));
+                    crate::servers::Child::deskgate(&dir).await?
+                }
+            };
+            let run = run(&target(child.addr, format!("r{round}")), connections, secs).await?;
+            eprintln!(
+                "  round {round} {server}: {:.0} req/s, p99 {:.2} ms, {} errors",
+                run.per_sec(),
+                run.p99_ms(),
+                run.errors
+            );
+            totals.add(run);
+        }
+    }
+    for (server, totals) in [("deskgate", &deskgate), ("durable", &durable)] {
+        anyhow::ensure!(
+            totals.errors == 0,
+            "{server} answered {} requests with an error",
+            totals.errors
+        );
+    }
+    println!(
+        "bench {name}: deskgate={:.0} baseline={:.0} durable={:.0} ratio={:.2} ratio_durable={:.2} p99_ms={:.2} durable_p99_ms={:.2}",
+        deskgate.per_sec(),
+        noop.per_sec(),
+        durable.per_sec(),
+        deskgate.per_sec() / noop.per_sec(),
+        deskgate.per_sec() / durable.per_sec(),
+        deskgate.p99_ms(),
+        durable.p99_ms()
+    );
+    Ok(())
 }

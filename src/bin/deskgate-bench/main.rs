@@ -5,14 +5,18 @@
 //!
 //! ```text
 //! cargo run --release --bin deskgate-bench -- ingest
-//! bench ingest-api: deskgate=<req/s> baseline=<req/s> ratio=<deskgate/baseline> p99_ms=<ms>
+//! bench ingest-api: deskgate=<req/s> baseline=<req/s> durable=<req/s> ratio=<deskgate/baseline> ratio_durable=<deskgate/durable> p99_ms=<ms> durable_p99_ms=<ms>
 //! ```
+//!
+//! The ingest modes have a second baseline, `durable`: the least that keeps deskgate's promise
+//! (the same parsing, a group-committed append and `fdatasync` before the 2xx).
 //!
 //! Servers run in child processes (this same binary with a hidden subcommand), so the load
 //! generator and the server under test never share a runtime.
 
 mod chaos;
 mod contacts;
+mod durable;
 mod imap;
 mod load;
 mod mixed;
@@ -51,7 +55,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Mode {
-    /// The API channel under 64 connections of 1 KiB JSON posts, against a no-op hyper server.
+    /// The API channel under 64 connections of 1 KiB JSON posts, against a no-op hyper server
+    /// and a bare durable journal server.
     Ingest {
         /// Concurrent connections.
         #[arg(long, default_value_t = 64)]
@@ -74,7 +79,7 @@ enum Mode {
         e2e_secs: u64,
     },
     /// Signed WhatsApp text-message webhooks (unique wamids) under 64 connections, against a
-    /// no-op hyper server.
+    /// no-op hyper server and a bare durable journal server.
     Whatsapp {
         #[arg(long, default_value_t = 64)]
         connections: usize,
@@ -189,37 +194,5 @@ fn main() -> ExitCode {
 }
 
 async fn ingest(connections: usize, secs: Duration, rounds: usize) -> anyhow::Result<()> {
-    let mut baseline = load::Totals::default();
-    let mut deskgate = load::Totals::default();
-    let state = tempfile::tempdir()?;
-    for round in 0..rounds {
-        for (name, totals) in [("baseline", &mut baseline), ("deskgate", &mut deskgate)] {
-            let server = match name {
-                "baseline" => servers::Child::noop().await?,
-                _ => servers::Child::deskgate(&state.path().join(format!("state-{round}"))).await?,
-            };
-            let target = load::Target::api(server.addr, format!("r{round}"));
-            let run = load::run(&target, connections, secs).await?;
-            eprintln!(
-                "  round {round} {name}: {:.0} req/s, p99 {:.2} ms, {} errors",
-                run.per_sec(),
-                run.p99_ms(),
-                run.errors
-            );
-            totals.add(run);
-        }
-    }
-    anyhow::ensure!(
-        deskgate.errors == 0,
-        "deskgate answered {} requests with an error",
-        deskgate.errors
-    );
-    println!(
-        "bench ingest-api: deskgate={:.0} baseline={:.0} ratio={:.2} p99_ms={:.2}",
-        deskgate.per_sec(),
-        baseline.per_sec(),
-        deskgate.per_sec() / baseline.per_sec(),
-        deskgate.p99_ms()
-    );
-    Ok(())
+    load::compare("ingest-api", (connections, secs, rounds), load::Target::api).await
 }

@@ -19,11 +19,14 @@ pub enum Server {
     /// deskgate itself, with an API channel `api`, a WhatsApp channel `wa` (secrets from
     /// [`crate::whatsapp::APP_SECRET`] written into `dir`) and state in `dir`.
     Deskgate { port: u16, dir: PathBuf },
+    /// The bare durable journal server ([`crate::durable`]), appending to a file in `dir`.
+    Durable { port: u16, dir: PathBuf },
 }
 
 pub async fn serve(server: Server) -> anyhow::Result<()> {
     match server {
         Server::Noop { port } => noop(port).await,
+        Server::Durable { port, dir } => crate::durable::serve(port, dir).await,
         Server::Deskgate { port, dir } => {
             let meta = crate::whatsapp::write_secrets(&dir)?;
             let toml = format!(
@@ -83,6 +86,11 @@ impl Child {
     pub async fn deskgate(dir: &Path) -> anyhow::Result<Child> {
         let dir = dir.display().to_string();
         Child::spawn(move |port| vec!["deskgate".into(), port.to_string(), dir.clone()]).await
+    }
+
+    pub async fn durable(dir: &Path) -> anyhow::Result<Child> {
+        let dir = dir.display().to_string();
+        Child::spawn(move |port| vec!["durable".into(), port.to_string(), dir.clone()]).await
     }
 
     async fn spawn(args: impl Fn(u16) -> Vec<String>) -> anyhow::Result<Child> {

@@ -1,5 +1,5 @@
 //! Bench mode `whatsapp`: signed WhatsApp Cloud API text-message webhooks, each with a unique
-//! `wamid`, against the no-op hyper baseline in the same run.
+//! `wamid`, against the no-op hyper baseline and the bare durable journal in the same run.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,7 +11,6 @@ use hyper::body::Bytes;
 use sha2::Sha256;
 
 use crate::load::{self, Target};
-use crate::servers;
 
 /// The app secret the bench's deskgate is configured with and signs with.
 pub const APP_SECRET: &str = "bench-app-secret-0123456789";
@@ -55,40 +54,5 @@ fn target(addr: SocketAddr, run: String) -> Target {
 }
 
 pub async fn bench(connections: usize, secs: Duration, rounds: usize) -> anyhow::Result<()> {
-    let mut baseline = load::Totals::default();
-    let mut deskgate = load::Totals::default();
-    let state = tempfile::tempdir()?;
-    for round in 0..rounds {
-        for name in ["baseline", "deskgate"] {
-            let server = match name {
-                "baseline" => servers::Child::noop().await?,
-                _ => servers::Child::deskgate(&state.path().join(format!("state-{round}"))).await?,
-            };
-            let run =
-                load::run(&target(server.addr, format!("r{round}")), connections, secs).await?;
-            eprintln!(
-                "  round {round} {name}: {:.0} req/s, p99 {:.2} ms, {} errors",
-                run.per_sec(),
-                run.p99_ms(),
-                run.errors
-            );
-            match name {
-                "baseline" => baseline.add(run),
-                _ => deskgate.add(run),
-            }
-        }
-    }
-    anyhow::ensure!(
-        deskgate.errors == 0,
-        "deskgate answered {} requests with an error",
-        deskgate.errors
-    );
-    println!(
-        "bench ingest-whatsapp: deskgate={:.0} baseline={:.0} ratio={:.2} p99_ms={:.2}",
-        deskgate.per_sec(),
-        baseline.per_sec(),
-        deskgate.per_sec() / baseline.per_sec(),
-        deskgate.p99_ms()
-    );
-    Ok(())
+    load::compare("ingest-whatsapp", (connections, secs, rounds), target).await
 }
