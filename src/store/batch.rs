@@ -143,6 +143,6 @@ impl<'a> StateBatch<'a> {
                 None => batch.remove(state, key),
             }
         }
-        super::note_failure(&self.store.failed, batch.commit())
+        self.store.wrote(batch.commit())
     }
 }

@@ -46,8 +46,7 @@ impl Store {
         folder: &str,
         checkpoint: MailboxCheckpoint,
     ) -> Result<(), StoreError> {
-        super::note_failure(
-            &self.failed,
+        self.wrote(
             self.mailboxes
                 .insert(key(channel, folder), encode(&checkpoint)),
         )

@@ -36,7 +36,8 @@ mod sinks;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::de::DeserializeOwned;
@@ -124,6 +125,24 @@ pub struct Store {
     /// reopening the database recovers, which the app does by restarting itself once space
     /// returns.
     failed: Arc<OnceLock<String>>,
+    /// Group commit across writers (see [`Store::flush`]).
+    syncs: Arc<Syncs>,
+}
+
+/// Counts writes and what the last sync covered, so that concurrent flushes share one
+/// `fdatasync`: fjall holds its log's lock for the whole sync, so two writers that each synced
+/// after their own write (the journal writer and the processor) would take turns stalling
+/// every write behind two syncs where one covers both.
+#[derive(Default)]
+struct Syncs {
+    /// Writes completed (each bumps it once its commit returned).
+    written: AtomicU64,
+    /// `written` as read just before the last completed sync: every write counted up to there
+    /// is durable.
+    synced: AtomicU64,
+    /// Held by the one flush that syncs; the others wait for it and usually find themselves
+    /// covered.
+    leader: Mutex<()>,
 }
 
 /// One journal record as read back, still undecoded where decoding failed.
@@ -161,6 +180,7 @@ impl Store {
             mailboxes: db.keyspace(MAILBOXES, KeyspaceCreateOptions::default)?,
             db,
             failed: Arc::default(),
+            syncs: Arc::default(),
         };
         // Keyspaces created just now must not vanish behind a marker that says they exist.
         store.flush()?;
@@ -168,10 +188,32 @@ impl Store {
         Ok(store)
     }
 
-    /// Makes every write so far durable: `fdatasync` of the write-ahead log. Called by the
-    /// single writers, once per batch.
+    /// Makes every write that returned before this call durable: `fdatasync` of the
+    /// write-ahead log, shared with any flush that is syncing already when it covers this
+    /// caller's writes. Called by the single writers, once per batch.
     pub fn flush(&self) -> Result<(), StoreError> {
-        note_failure(&self.failed, self.db.persist(PersistMode::SyncData))
+        let wanted = self.syncs.written.load(Ordering::Acquire);
+        // The lock guards no data (the counters are atomics): a panicked holder left nothing.
+        let _leader = self
+            .syncs
+            .leader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.syncs.synced.load(Ordering::Acquire) >= wanted {
+            return Ok(());
+        }
+        let covers = self.syncs.written.load(Ordering::Acquire);
+        note_failure(&self.failed, self.db.persist(PersistMode::SyncData))?;
+        self.syncs.synced.fetch_max(covers, Ordering::Release);
+        Ok(())
+    }
+
+    /// Passes a write's result through: counts a success for group commit, remembers a
+    /// failure (see [`note_failure`]).
+    fn wrote<T>(&self, result: Result<T, fjall::Error>) -> Result<T, StoreError> {
+        let value = note_failure(&self.failed, result)?;
+        self.syncs.written.fetch_add(1, Ordering::AcqRel);
+        Ok(value)
     }
 
     /// Whether a write has failed with an I/O error (see the `failed` field).
@@ -219,7 +261,7 @@ impl Store {
             batch.insert(&self.journal, keys::journal(seq), encode(record));
             batch.insert(&self.journal, keys::dedupe(dedupe), seq.to_be_bytes());
         }
-        note_failure(&self.failed, batch.commit())
+        self.wrote(batch.commit())
     }
 
     /// Records after `after`, up to `upto` inclusive, at most `limit` of them.
@@ -282,16 +324,13 @@ impl Store {
         for key in state_keys {
             batch.remove(&self.state, key);
         }
-        note_failure(&self.failed, batch.commit())
+        self.wrote(batch.commit())
     }
 
     /// Overwrites an applied journal record in place (erasure redacts bodies); its dedupe key
     /// stays. Not flushed.
     pub fn journal_replace(&self, seq: u64, record: &Record) -> Result<(), StoreError> {
-        note_failure(
-            &self.failed,
-            self.journal.insert(keys::journal(seq), encode(record)),
-        )
+        self.wrote(self.journal.insert(keys::journal(seq), encode(record)))
     }
 
     /// Starts a processor step: reads see the step's own writes; nothing is written until

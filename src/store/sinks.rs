@@ -36,10 +36,7 @@ impl Store {
     /// Moves the sink's cursor (not flushed: a lost move only repeats deliveries, which
     /// consumers deduplicate by event id; compaction flushes before it trusts cursors).
     pub fn sink_set_cursor(&self, sink: &str, seq: u64) -> Result<(), StoreError> {
-        super::note_failure(
-            &self.failed,
-            self.sinks.insert(cursor_key(sink), seq.to_be_bytes()),
-        )
+        self.wrote(self.sinks.insert(cursor_key(sink), seq.to_be_bytes()))
     }
 
     /// Forgets cursors and dead letters of sinks no longer configured.
@@ -52,7 +49,7 @@ impl Store {
                 .map(String::from_utf8_lossy)
                 .unwrap_or_default();
             if !keep.iter().any(|k| *k == name) {
-                self.sinks.remove(key)?;
+                self.wrote(self.sinks.remove(key))?;
             }
         }
         Ok(())
@@ -65,10 +62,7 @@ impl Store {
         seq: u64,
         value: &T,
     ) -> Result<(), StoreError> {
-        super::note_failure(
-            &self.failed,
-            self.sinks.insert(dead_key(sink, seq), encode(value)),
-        )
+        self.wrote(self.sinks.insert(dead_key(sink, seq), encode(value)))
     }
 
     pub fn sink_dead_get<T: DeserializeOwned>(
@@ -83,7 +77,7 @@ impl Store {
     }
 
     pub fn sink_dead_remove(&self, sink: &str, seq: u64) -> Result<(), StoreError> {
-        self.sinks.remove(dead_key(sink, seq))?;
+        self.wrote(self.sinks.remove(dead_key(sink, seq)))?;
         Ok(())
     }
 
@@ -124,7 +118,7 @@ impl Store {
             batch.remove(&self.state, entry.key()?);
             deleted += 1;
         }
-        super::note_failure(&self.failed, batch.commit())?;
+        self.wrote(batch.commit())?;
         Ok(deleted)
     }
 }

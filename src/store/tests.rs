@@ -103,3 +103,32 @@ fn a_state_directory_whose_database_vanished_refuses_to_open_empty() {
     assert!(matches!(error, StoreError::Missing(_)), "{error}");
     assert!(error.to_string().contains("refusing to start"), "{error}");
 }
+
+#[test]
+fn concurrent_flushes_share_a_sync_and_every_write_is_covered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let mut batch = store.state_batch();
+                    batch.put(format!("k/{t}/{i}").into_bytes(), &i);
+                    batch.commit().unwrap();
+                    let mine = store.syncs.written.load(Ordering::Acquire);
+                    store.flush().unwrap();
+                    let synced = store.syncs.synced.load(Ordering::Acquire);
+                    assert!(synced >= mine, "this thread's write is covered by a sync");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let written = store.syncs.written.load(Ordering::Acquire);
+    assert!(written >= 200);
+    store.flush().unwrap();
+    assert_eq!(store.syncs.synced.load(Ordering::Acquire), written);
+}
