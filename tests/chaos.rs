@@ -4,8 +4,8 @@
 //! with the NATS sink and SMTP acknowledgements on, while deskgate is killed with SIGKILL a
 //! few times, the power is cut under it twice (its state on the lazy filesystem of
 //! `tests/common/lazyfs.rs`, which keeps only what was fsynced), and each other fault strikes
-//! once: Dovecot restarted, its IMAP connection cut
-//! mid-fetch, NATS down, SMTP down, the state directory's disk full (a real tmpfs: root).
+//! once: Dovecot restarted, its IMAP connection cut mid-fetch, NATS down, SMTP down, the state
+//! directory's disk full (a real tmpfs: root).
 //! Passes only when the run prints `lost=0 duplicated=0 invented=0` and checks nothing else
 //! went wrong.
 
