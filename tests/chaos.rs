@@ -2,8 +2,10 @@
 //! `src/bin/deskgate-bench/chaos/`) with small parameters: mixed load on every channel kind
 //! (API, form, signed chat, signed WhatsApp and Messenger, mail pulled from a real Dovecot)
 //! with the NATS sink and SMTP acknowledgements on, while deskgate is killed with SIGKILL a
-//! few times and each other fault strikes once: Dovecot restarted, its IMAP connection cut
-//! mid-fetch, NATS down, SMTP down, the state directory's disk full (a real tmpfs: root).
+//! few times, the power is cut under it twice (its state on the lazy filesystem of
+//! `tests/common/lazyfs.rs`, which keeps only what was fsynced), and each other fault strikes
+//! once: Dovecot restarted, its IMAP connection cut mid-fetch, NATS down, SMTP down, the state
+//! directory's disk full (a real tmpfs: root).
 //! Passes only when the run prints `lost=0 duplicated=0 invented=0` and checks nothing else
 //! went wrong.
 
@@ -15,6 +17,7 @@ fn mixed_load_under_faults_loses_duplicates_and_invents_nothing() {
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_deskgate-bench"))
         .args(["chaos", "--secs", "40", "--rate", "40", "--kills", "4"])
+        .args(["--power-cuts", "2"])
         .args([
             "--rounds",
             "1",
@@ -49,7 +52,7 @@ fn mixed_load_under_faults_loses_duplicates_and_invents_nothing() {
         .find(|line| line.starts_with("chaos: "))
         .expect("the chaos line");
     assert!(
-        line.contains(" lost=0 duplicated=0 invented=0 kills=4"),
+        line.contains(" lost=0 duplicated=0 invented=0 kills=4 power_cuts=2"),
         "{line}"
     );
     println!("chaos test took {:.0?}", started.elapsed());

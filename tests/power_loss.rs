@@ -321,3 +321,49 @@ fn check_outbox_order(events: &[Value]) {
         );
     }
 }
+
+/// The kit itself, without deskgate: a cut keeps exactly what was fsynced or fdatasynced, so
+/// that a passing power-loss test cannot be a filesystem that keeps everything.
+#[test]
+fn the_lazy_filesystem_keeps_only_what_was_synced() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut disk = Disk::files(dir.path());
+    let root = dir.path().join("state");
+    let mut synced = std::fs::File::create(root.join("synced")).unwrap();
+    synced.write_all(b"kept").unwrap();
+    synced.sync_data().unwrap();
+    synced.write_all(b" and lost").unwrap();
+    let mut shrunk = std::fs::File::create(root.join("shrunk")).unwrap();
+    shrunk.write_all(&[7u8; 10_000]).unwrap();
+    shrunk.sync_all().unwrap();
+    shrunk.set_len(100).unwrap();
+    std::fs::write(root.join("never"), b"lost").unwrap();
+    assert_eq!(
+        std::fs::read(root.join("synced")).unwrap(),
+        b"kept and lost"
+    );
+    assert_eq!(std::fs::metadata(root.join("shrunk")).unwrap().len(), 100);
+    drop((synced, shrunk));
+    disk.cut_and_recover();
+    assert_eq!(std::fs::read(root.join("synced")).unwrap(), b"kept");
+    assert_eq!(std::fs::read(root.join("shrunk")).unwrap(), [7u8; 10_000]);
+    // The per-file model keeps the file's creation, not its unsynced content.
+    assert_eq!(std::fs::read(root.join("never")).unwrap(), b"");
+
+    // On ext4 over the lazy filesystem, an unsynced file does not come back with its content.
+    let dir = tempfile::tempdir().unwrap();
+    let mut disk = Disk::ext4(dir.path());
+    let root = dir.path().join("state");
+    let mut synced = std::fs::File::create(root.join("synced")).unwrap();
+    synced.write_all(b"kept").unwrap();
+    synced.sync_all().unwrap();
+    drop(synced);
+    std::fs::write(root.join("never"), b"lost").unwrap();
+    disk.cut_and_recover();
+    assert_eq!(std::fs::read(root.join("synced")).unwrap(), b"kept");
+    assert_ne!(
+        std::fs::read(root.join("never")).ok(),
+        Some(b"lost".to_vec())
+    );
+}

@@ -9,6 +9,10 @@ by fsync/fdatasync, and loses everything else (the per-file model of a power cut
 renaming and unlinking a file count as durable at once; put an ext4 image on this filesystem to
 test those too).
 
+Held data counts against the backing filesystem's free space: a write that needs a new page
+when the held pages would no longer fit fails with ENOSPC, as a real filesystem refuses a write
+it has no room for, instead of failing only at fsync.
+
 fsync must be implemented: a filesystem that answers "not implemented" makes the kernel stop
 sending it, and every later fsync would silently succeed. The writeback cache stays off (libfuse 2
 does not enable it), so every write(2) reaches this process before it returns.
@@ -38,6 +42,7 @@ class Lazy(Operations):
     def __init__(self, root):
         self.root = os.path.realpath(root)
         self.pending = {}  # path -> Pending
+        self.held_pages = 0  # pages held over all files, which must fit in the backing folder
 
     def _full(self, path):
         return self.root + path
@@ -56,9 +61,19 @@ class Lazy(Operations):
     def _page(self, path, pending, number):
         page = pending.pages.get(number)
         if page is None:
+            st = os.statvfs(self.root)
+            if (self.held_pages + 1) * PAGE > st.f_bavail * st.f_frsize:
+                raise FuseOSError(errno.ENOSPC)
             page = self._backing_page(path, pending, number)
             pending.pages[number] = page
+            self.held_pages += 1
         return page
+
+    def _forget(self, path):
+        pending = self.pending.pop(path, None)
+        if pending is not None:
+            self.held_pages -= len(pending.pages)
+        return pending
 
     def _pending(self, path):
         pending = self.pending.get(path)
@@ -118,14 +133,14 @@ class Lazy(Operations):
 
     def unlink(self, path):
         os.unlink(self._full(path))
-        self.pending.pop(path, None)
+        self._forget(path)
 
     def rename(self, old, new):
         os.rename(self._full(old), self._full(new))
         moved = {}
         for path in list(self.pending):
             if path == new or path.startswith(new + "/"):
-                del self.pending[path]
+                self._forget(path)
         for path in list(self.pending):
             if path == old or path.startswith(old + "/"):
                 moved[new + path[len(old):]] = self.pending.pop(path)
@@ -192,6 +207,7 @@ class Lazy(Operations):
         pending.size = length
         for number in [n for n in pending.pages if n * PAGE >= length]:
             del pending.pages[number]
+            self.held_pages -= 1
         number, within = divmod(length, PAGE)
         if within and number in pending.pages:
             pending.pages[number][within:] = bytes(PAGE - within)
@@ -204,7 +220,7 @@ class Lazy(Operations):
         return 0
 
     def fsync(self, path, datasync, fh):
-        pending = self.pending.pop(path, None)
+        pending = self._forget(path)
         if pending is None:
             return 0
         fd = os.open(self._full(path), os.O_WRONLY)
@@ -217,6 +233,12 @@ class Lazy(Operations):
                     page = pending.pages[number]
                     os.pwrite(fd, page[: min(PAGE, pending.size - start)], start)
             os.ftruncate(fd, pending.size)
+        except OSError:
+            # Not durable (a full disk): the data stays held, as a page cache keeps it, and
+            # the caller gets the error.
+            self.pending[path] = pending
+            self.held_pages += len(pending.pages)
+            raise
         finally:
             os.close(fd)
         return 0

@@ -31,6 +31,8 @@ mod whatsapp;
 mod daemon;
 #[path = "../../../tests/common/dovecot.rs"]
 mod dovecot;
+#[path = "../../../tests/common/lazyfs.rs"]
+mod lazyfs;
 #[path = "../../../tests/common/nats.rs"]
 mod nats_server;
 #[path = "../../../tests/common/smtpd.rs"]

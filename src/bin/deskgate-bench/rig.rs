@@ -5,7 +5,9 @@
 //!   signed) and `mail`, pulling a Dovecot mailbox over IMAP;
 //! - acknowledgements of new tickets on `api`, `form` and `mail` by SMTP to an aiosmtpd;
 //! - a NATS JetStream sink on a `nats-server -js` started here (never the machine's 4222);
-//! - the state directory on a tmpfs of its own, so that a full disk is a real `ENOSPC`;
+//! - the state directory on a tmpfs of its own, so that a full disk is a real `ENOSPC`; with
+//!   power cuts on, under a lazy filesystem whose backing folder is on that tmpfs (see
+//!   `tests/common/lazyfs.rs`), so that a cut loses what was not fsynced;
 //! - a control API token, for a harness that acts as the ticket store (the soak's agent).
 
 use std::net::SocketAddr;
@@ -17,6 +19,7 @@ use tokio::sync::RwLock;
 
 use crate::daemon::{free_port, Daemon};
 use crate::dovecot::{Dovecot, PASSWORD};
+use crate::lazyfs::LazyFs;
 use crate::nats_server::NatsServer;
 use crate::smtpd::Smtpd;
 use crate::tmpfs::Tmpfs;
@@ -39,6 +42,8 @@ pub struct Options {
     pub extra: String,
     /// The database's page cache (`state.cache_capacity_bytes`); `None`: deskgate's default.
     pub cache_bytes: Option<u64>,
+    /// The state directory on a lazy filesystem, for the power-cut fault.
+    pub power_cuts: bool,
 }
 
 pub struct Rig {
@@ -47,6 +52,9 @@ pub struct Rig {
     pub dovecot: Arc<RwLock<Dovecot>>,
     pub nats: NatsServer,
     pub smtpd: Smtpd,
+    /// The lazy filesystem holding the state directory, when power cuts are on; before `disk`,
+    /// which holds its backing folder.
+    pub lazy: Option<LazyFs>,
     pub disk: Tmpfs,
     pub disk_bytes: u64,
     pub state_dir: PathBuf,
@@ -70,7 +78,20 @@ impl Rig {
                 disk,
             )
         });
-        let state_dir = disk.0.join("state");
+        let lazy = match options.power_cuts {
+            true => Some(
+                tokio::task::block_in_place(|| {
+                    let backing = disk.0.join("backing");
+                    LazyFs::mount(&root.join("lazyfs"), &backing, &root.join("lazy"))
+                })
+                .map_err(|error| anyhow::anyhow!(error))?,
+            ),
+            false => None,
+        };
+        let state_dir = match &lazy {
+            Some(lazy) => lazy.mount.join("state"),
+            None => disk.0.join("state"),
+        };
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = root.join("deskgate.toml");
         let control_token = format!("rig-{}", uuid::Uuid::new_v4().simple());
@@ -85,6 +106,7 @@ impl Rig {
             dovecot: Arc::new(RwLock::new(dovecot)),
             nats,
             smtpd,
+            lazy,
             disk,
             disk_bytes: options.disk_bytes,
             state_dir,

@@ -119,6 +119,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         disk_bytes: args.disk_mb << 20,
         extra: args.extra(),
         cache_bytes: Some(args.cache_mb << 20),
+        power_cuts: false,
     })
     .await?;
     let load = Load::with_population(rig.base_url(), Some(args.customers));

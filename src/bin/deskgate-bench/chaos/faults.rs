@@ -2,6 +2,8 @@
 //! against the rig while the load goes on.
 //!
 //! - `kill -9` of deskgate, restarted after a random pause;
+//! - a power cut: deskgate and the lazy filesystem under its state killed, the filesystem
+//!   remounted on what was fsynced, deskgate restarted on it (see `tests/common/lazyfs.rs`);
 //! - Dovecot restarted (every IMAP connection drops);
 //! - a burst of mail, and `doveadm kick` of deskgate's connection while it fetches the burst;
 //! - NATS stopped (SIGKILL) for a while and started again on the same storage;
@@ -26,6 +28,7 @@ use crate::rig::Rig;
 /// How many of each fault, and for how long.
 pub struct Plan {
     pub kills: usize,
+    pub power_cuts: usize,
     /// Each fault other than kills happens this many times.
     pub rounds: usize,
     pub nats_outage: Duration,
@@ -38,6 +41,7 @@ pub struct Plan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     Kill,
+    PowerCut,
     DovecotRestart,
     KickMidFetch,
     NatsStop,
@@ -58,6 +62,7 @@ pub struct Step {
 #[derive(Default)]
 pub struct Done {
     pub kills: usize,
+    pub power_cuts: usize,
     pub dovecot_restarts: usize,
     pub kicks: usize,
     /// Kicks that cut deskgate off while it had journaled part of the burst, not all of it.
@@ -72,7 +77,7 @@ pub struct Done {
 }
 
 /// Every fault placed in the load's first 85%: the other faults in slots of their own (in a
-/// random order per round), kills anywhere except while the disk is full.
+/// random order per round), kills and power cuts anywhere except while the disk is full.
 pub fn schedule(plan: &Plan, load: Duration, rng: &mut StdRng) -> Vec<Step> {
     let (from, to) = (load.as_secs_f64() * 0.08, load.as_secs_f64() * 0.85);
     let mut faults = Vec::new();
@@ -118,12 +123,17 @@ pub fn schedule(plan: &Plan, load: Duration, rng: &mut StdRng) -> Vec<Step> {
             other => push(start, *other),
         }
     }
-    let mut kills = 0;
-    while kills < plan.kills {
-        let at = rng.gen_range(from..to);
-        if disk_full_windows.iter().all(|&(a, b)| at < a || at > b) {
-            push(at, Action::Kill);
-            kills += 1;
+    for (action, count) in [
+        (Action::Kill, plan.kills),
+        (Action::PowerCut, plan.power_cuts),
+    ] {
+        let mut placed = 0;
+        while placed < count {
+            let at = rng.gen_range(from..to);
+            if disk_full_windows.iter().all(|&(a, b)| at < a || at > b) {
+                push(at, action);
+                placed += 1;
+            }
         }
     }
     steps.sort_by_key(|step| step.at);
@@ -155,6 +165,12 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await;
                 rig.daemon.restart().await;
                 done.kills += 1;
+            }
+            Action::PowerCut => {
+                power_cut(rig).await?;
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(0..300))).await;
+                rig.daemon.restart().await;
+                done.power_cuts += 1;
             }
             Action::DovecotRestart => {
                 let mut dovecot = rig.dovecot.write().await;
@@ -205,6 +221,21 @@ pub async fn run(
         }
     }
     Ok(done)
+}
+
+/// Cuts the power under deskgate: kills it and the lazy filesystem, and remounts that on what
+/// was fsynced; deskgate is left stopped.
+async fn power_cut(rig: &mut Rig) -> anyhow::Result<()> {
+    rig.daemon.kill();
+    let lazy = rig
+        .lazy
+        .as_mut()
+        .context("power cuts need the rig's lazy filesystem")?;
+    tokio::task::block_in_place(|| {
+        lazy.cut()?;
+        lazy.remount()
+    })
+    .map_err(|error| anyhow::anyhow!("the power cut: {error}"))
 }
 
 /// Delivers a burst of mail at once and, as soon as deskgate is in the middle of a sync of

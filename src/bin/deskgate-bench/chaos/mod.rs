@@ -6,7 +6,7 @@
 //! JetStream stream holds every event exactly once. It prints
 //!
 //! ```text
-//! chaos: inputs=<n> acked=<n> lost=0 duplicated=0 invented=0 kills=<n>
+//! chaos: inputs=<n> acked=<n> lost=0 duplicated=0 invented=0 kills=<n> power_cuts=<n>
 //! ```
 //!
 //! and fails otherwise. The defaults are the long mode; `tests/chaos.rs` runs the same harness
@@ -40,6 +40,11 @@ pub struct Args {
     /// kill -9 of deskgate, each followed by a restart.
     #[arg(long, default_value_t = 24)]
     kills: usize,
+    /// Power cuts: deskgate and the lazy filesystem under its state killed with SIGKILL, the
+    /// filesystem remounted on what was fsynced, deskgate restarted on it. With 0, the state
+    /// directory is on the tmpfs directly.
+    #[arg(long, default_value_t = 6)]
+    power_cuts: usize,
     /// Rounds of the other faults (Dovecot restart, kick mid-fetch, NATS, SMTP, full disk),
     /// each once per round.
     #[arg(long, default_value_t = 2)]
@@ -85,6 +90,7 @@ impl Args {
     fn plan(&self) -> faults::Plan {
         faults::Plan {
             kills: self.kills,
+            power_cuts: self.power_cuts,
             rounds: self.rounds,
             nats_outage: Duration::from_secs(self.nats_outage_secs),
             smtp_outage: Duration::from_secs(self.smtp_outage_secs),
@@ -103,6 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         disk_bytes: args.disk_mb << 20,
         extra: String::new(),
         cache_bytes: None,
+        power_cuts: args.power_cuts > 0,
     })
     .await?;
     let load = Load::new(rig.base_url());
@@ -172,19 +179,20 @@ async fn explained(rig: &Rig, error: anyhow::Error) -> anyhow::Error {
 /// Prints what the faults did, the notes and the chaos line; fails unless all is clean.
 fn report(verdict: &check::Verdict, done: &faults::Done, seed: u64) -> anyhow::Result<()> {
     eprintln!(
-        "  faults: kills={} dovecot_restarts={} kicks={} (mid-fetch {}) nats_outages={} smtp_outages={} disk_fulls={} (503s {})",
-        done.kills, done.dovecot_restarts, done.kicks, done.kicks_mid_fetch, done.nats_outages,
+        "  faults: kills={} power_cuts={} dovecot_restarts={} kicks={} (mid-fetch {}) nats_outages={} smtp_outages={} disk_fulls={} (503s {})",
+        done.kills, done.power_cuts, done.dovecot_restarts, done.kicks, done.kicks_mid_fetch, done.nats_outages,
         done.smtp_outages, done.disk_fulls, done.disk_full_503s
     );
     eprintln!("  {}", verdict.notes.join(" "));
     println!(
-        "chaos: inputs={} acked={} lost={} duplicated={} invented={} kills={}",
+        "chaos: inputs={} acked={} lost={} duplicated={} invented={} kills={} power_cuts={}",
         verdict.inputs,
         verdict.acked,
         verdict.lost,
         verdict.duplicated,
         verdict.invented,
-        done.kills
+        done.kills,
+        done.power_cuts
     );
     let clean =
         verdict.lost + verdict.duplicated + verdict.invented == 0 && verdict.problems.is_empty();
