@@ -258,7 +258,19 @@ impl Processor {
             }
             Record::Event(event) => crate::delivery::apply(batch, &self.outbox, seq, event),
             Record::Outbound(outbound) => {
-                outbound::apply::apply(&self.outbound_ctx(live), batch, seq, outbound)
+                let ctx = self.outbound_ctx(live);
+                let Some(replied) = outbound::apply::apply(&ctx, batch, seq, outbound)? else {
+                    return Ok(());
+                };
+                let at = outbound::record_time(outbound);
+                let effect = tickets::agent_replied(
+                    &live.rules,
+                    batch,
+                    (&self.minter, &self.outbox),
+                    at,
+                    &replied.conversation_id,
+                )?;
+                Self::request_actions(&ctx, batch, (seq, at), &effect.actions)
             }
         }
     }

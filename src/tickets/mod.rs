@@ -9,12 +9,14 @@
 //! - `ops`: status changes and what follows them (conversations closed or reopened, open-ticket
 //!   counts, status-reached actions), assignment, moving a conversation to a new ticket.
 //! - `state`: the keys and values kept under `routing/…`.
+//! - `replies`: an agent's reply that went out fires `agent_emailed`.
 //! - `forget`: closed tickets past `routing.closed_retention_secs` leave the state.
 
 mod control;
 mod forget;
 mod messages;
 mod ops;
+mod replies;
 mod state;
 
 use chrono::{DateTime, Utc};
@@ -29,6 +31,7 @@ use crate::store::StateBatch;
 pub use control::apply_control;
 pub use forget::forget_closed;
 pub use messages::{after_threading, is_customer_reply, Routed};
+pub use replies::{agent_replied, ReplyEffect};
 
 pub use state::{directory_view, ticket_view, ConversationState, Outcome, TicketState};
 
