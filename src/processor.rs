@@ -348,7 +348,8 @@ impl Processor {
                     fields: action.fields.clone(),
                     requested_at: at,
                 };
-                outbound::apply::request_automatic(ctx, batch, seq, &request)?;
+                let (ticket, channel) = (&action.ticket_id, &action.channel);
+                outbound::apply::request_promised(ctx, batch, seq, &request, ticket, channel)?;
             }
         }
         Ok(())

@@ -35,6 +35,7 @@ mod contacts;
 pub use contacts::ContactsConfig;
 mod reload;
 pub use reload::Reloaded;
+mod warnings;
 
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

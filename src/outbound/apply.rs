@@ -317,7 +317,8 @@ pub fn request_automatic(
     };
     let Some(Route::Email { mailbox }) = ctx.planner.route(&conversation.channel).cloned() else {
         return Ok(refused(format!(
-            "channel {:?} is not answered by a mailbox: automatic mail needs one",
+            "channel {:?} is not answered by any mailbox (no [outbound.mailboxes.*] lists it \
+             in `channels`), so no automatic mail can be sent on it",
             conversation.channel
         )));
     };
@@ -354,6 +355,47 @@ pub fn request_automatic(
         request.requested_at,
     )?;
     queue(batch, item)
+}
+
+/// Like [`request_automatic`] for mail deskgate promised by itself (a status-reached action, a
+/// mailbox's acknowledgement of new tickets): a request that cannot even be queued is announced
+/// as `deskgate.outbound.suppressed` with its reason, so that every promise ends in an outcome
+/// event (queued mail ends in `sent`, `failed` or `suppressed` when the sender settles it).
+pub fn request_promised(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    seq: u64,
+    request: &AutomaticRequest,
+    ticket_id: &str,
+    channel: &str,
+) -> Result<RequestOutcome, StoreError> {
+    let outcome = request_automatic(ctx, batch, seq, request)?;
+    if outcome.status != "refused" {
+        return Ok(outcome);
+    }
+    let reason = outcome.reason.clone().unwrap_or_default();
+    tracing::info!(
+        ticket = ticket_id,
+        template = %request.template,
+        reason,
+        "automatic mail not sent"
+    );
+    let draft = EventDraft {
+        event_type: EventType::OutboundSuppressed,
+        subject: ticket_id.to_owned(),
+        channel: Some(channel.to_owned()),
+        data: json!({
+            "conversation_id": request.conversation_id,
+            "ticket_id": ticket_id,
+            "kind": request.kind,
+            "template": request.template,
+            "recipient": request.to,
+            "reason": reason,
+            "requested_journal_seq": seq,
+        }),
+    };
+    ctx.outbox.push(batch, request.requested_at, &draft)?;
+    Ok(outcome)
 }
 
 /// Why this recipient must not get this automatic mail, if it must not.

@@ -57,6 +57,8 @@ pub struct RequestedAction {
     pub action: ActionKind,
     pub template: String,
     pub ticket_id: String,
+    /// The ticket's channel, for the event that says what became of the action.
+    pub channel: String,
     /// Where the mail threads and which mailbox sends it.
     pub conversation_id: String,
     /// Email addresses, in the order the action names them (the customer's first, for an
