@@ -13,6 +13,7 @@
 //! - `forget`: closed tickets past `routing.closed_retention_secs` leave the state.
 
 mod control;
+mod defaults;
 mod forget;
 mod messages;
 mod ops;
