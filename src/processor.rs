@@ -234,6 +234,10 @@ impl Processor {
             }
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
             Record::Contact(control) => {
+                if let Some(refused) = unknown_owner(&live.rules, batch, &control.command)? {
+                    batch.put(keys::control_outcome(seq), &refused);
+                    return Ok(());
+                }
                 let announce = contacts::announce::Announcer {
                     outbox: &self.outbox,
                     at: control.received_at,
@@ -452,6 +456,27 @@ impl Processor {
         self.outbox.push(batch, at, &draft)?;
         Ok(())
     }
+}
+
+/// A contact owner must be a user of the directory: the refusal to store, naming the user.
+fn unknown_owner(
+    rules: &RuleSet,
+    batch: &StateBatch<'_>,
+    command: &crate::model::ContactCommand,
+) -> Result<Option<contacts::control::Outcome>, StoreError> {
+    let crate::model::ContactCommand::SetOwner {
+        owner: Some(owner), ..
+    } = command
+    else {
+        return Ok(None);
+    };
+    if tickets::user_exists(rules, batch, owner)? {
+        return Ok(None);
+    }
+    Ok(Some(contacts::control::Outcome {
+        status: 422,
+        body: json!({ "error": format!("owner: unknown user {owner:?}"), "code": "unprocessable" }),
+    }))
 }
 
 /// A message that a quarantine retry produced names its entry (`extra.quarantine_retry_of`):

@@ -329,8 +329,8 @@ fn refused_commands_answer_with_the_reason() {
         ticket,
         owner: Some("zoe".into()),
     });
-    assert_eq!(outcome.status, 404);
-    assert_eq!(outcome.body["error"], "no user \"zoe\"");
+    assert_eq!(outcome.status, 422);
+    assert_eq!(outcome.body["error"], "owner: unknown user \"zoe\"");
 }
 
 #[test]

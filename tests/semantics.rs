@@ -1,7 +1,7 @@
 //! Ticket semantics a help desk can trust, on the real binary with real peers (aiosmtpd for
 //! mail out, Dovecot for imports): agents' replies move tickets (`semantics/replies.rs`), promised mail
 //! ends in an outcome (`semantics/promises.rs`), forms set the ticket they open
-//! (`semantics/forms.rs`).
+//! (`semantics/forms.rs`), routing works out of the box (`semantics/routing.rs`).
 //! Each test asserts the events and the ticket mirror read through the control API.
 
 mod common;
@@ -12,6 +12,8 @@ mod outbound_support;
 mod promises;
 #[path = "semantics/replies.rs"]
 mod replies;
+#[path = "semantics/routing.rs"]
+mod routing;
 
 use std::path::Path;
 use std::time::Duration;

@@ -58,6 +58,29 @@ pub struct UserConfig {
     /// The teams this user belongs to.
     #[serde(default)]
     pub teams: Vec<String>,
+    /// Availability until the control API says otherwise (`PUT .../availability`, which
+    /// persists across restarts and reloads and wins over this). Default `available`: a user
+    /// listed here with a seat is meant to take tickets from the first message, and routing
+    /// with `available_only` would otherwise assign nobody until every agent's client has
+    /// called the API.
+    #[serde(default, skip_serializing_if = "StartingAvailability::is_default")]
+    pub availability: StartingAvailability,
+}
+
+/// A configured user's availability before any control API call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartingAvailability {
+    #[default]
+    Available,
+    Away,
+    Offline,
+}
+
+impl StartingAvailability {
+    fn is_default(&self) -> bool {
+        *self == StartingAvailability::Available
+    }
 }
 
 /// One team.

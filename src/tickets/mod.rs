@@ -80,6 +80,16 @@ impl Step<'_, '_> {
     }
 }
 
+/// Whether `id` is a user of the directory now (config overlaid with control API changes).
+pub fn user_exists(
+    rules: &RuleSet,
+    batch: &StateBatch<'_>,
+    id: &str,
+) -> Result<bool, crate::store::StoreError> {
+    let directory: state::DirectoryState = state::get_or_default(batch, &state::directory_key())?;
+    Ok(rules.users.contains_key(id) || directory.users.contains_key(id))
+}
+
 /// Pushes a step's events into the outbox, in order.
 pub fn push_events(
     outbox: &OutboxWriter,
