@@ -1,12 +1,15 @@
 //! Ticket semantics a help desk can trust, on the real binary with real peers (aiosmtpd for
 //! mail out, Dovecot for imports): agents' replies move tickets (`semantics/replies.rs`), promised mail
 //! ends in an outcome (`semantics/promises.rs`), forms set the ticket they open
-//! (`semantics/forms.rs`), routing works out of the box (`semantics/routing.rs`).
+//! (`semantics/forms.rs`), routing works out of the box (`semantics/routing.rs`),
+//! refusals name the problem (`semantics/messages.rs`).
 //! Each test asserts the events and the ticket mirror read through the control API.
 
 mod common;
 #[path = "semantics/forms.rs"]
 mod forms;
+#[path = "semantics/messages.rs"]
+mod messages;
 mod outbound_support;
 #[path = "semantics/promises.rs"]
 mod promises;

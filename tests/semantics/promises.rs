@@ -76,6 +76,7 @@ async fn every_action_requested_ends_in_exactly_one_outcome_event() {
         .await;
     smtpd.wait_for(1, Duration::from_secs(30)).await;
     super::wait_events(&daemon, "deskgate.outbound.suppressed", 2).await;
+    super::wait_events(&daemon, "deskgate.outbound.sent", 1).await;
     daemon.settled().await;
     let events = daemon.all_events().await;
     let requested = of_type(&events, "deskgate.ticket.action_requested");
