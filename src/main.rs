@@ -121,7 +121,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path } => match Config::load(&path) {
-            Ok(_) => {
+            Ok(config) => {
+                for warning in config.warnings() {
+                    eprintln!("warning: {warning}");
+                }
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
             }
@@ -185,6 +188,7 @@ fn main() -> ExitCode {
                 }
             };
             let log_filter = init_logging(&config.log);
+            log_warnings(&config);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("deskgate")
@@ -322,6 +326,7 @@ fn reload(path: &Path, current: Config, app: &App, log_filter: &LogFilter) -> Co
         "configuration reloaded: users, teams, routing, templates and rate limits in force"
     );
     let new = reloaded.running;
+    log_warnings(&new);
     if new.log.filter != current.log.filter {
         match engine_quiet(&new.log.filter).map(|f| log_filter.reload(f)) {
             Ok(Ok(())) => {}
@@ -343,6 +348,13 @@ fn engine_quiet(spec: &str) -> Result<EnvFilter, tracing_subscriber::filter::Par
         }
     }
     Ok(filter)
+}
+
+/// What the config promises but cannot keep, as check-config says it.
+fn log_warnings(config: &Config) {
+    for warning in config.warnings() {
+        tracing::warn!("config: {warning}");
+    }
 }
 
 /// Logs to stderr (journald adds its own timestamps and keeps JSON fields with `json`).

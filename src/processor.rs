@@ -234,6 +234,10 @@ impl Processor {
             }
             Record::Quarantine(input) => self.quarantine(batch, seq, Some(record), &input.reason),
             Record::Contact(control) => {
+                if let Some(refused) = unknown_owner(&live.rules, batch, &control.command)? {
+                    batch.put(keys::control_outcome(seq), &refused);
+                    return Ok(());
+                }
                 let announce = contacts::announce::Announcer {
                     outbox: &self.outbox,
                     at: control.received_at,
@@ -258,7 +262,19 @@ impl Processor {
             }
             Record::Event(event) => crate::delivery::apply(batch, &self.outbox, seq, event),
             Record::Outbound(outbound) => {
-                outbound::apply::apply(&self.outbound_ctx(live), batch, seq, outbound)
+                let ctx = self.outbound_ctx(live);
+                let Some(replied) = outbound::apply::apply(&ctx, batch, seq, outbound)? else {
+                    return Ok(());
+                };
+                let at = outbound::record_time(outbound);
+                let effect = tickets::agent_replied(
+                    &live.rules,
+                    batch,
+                    (&self.minter, &self.outbox),
+                    at,
+                    &replied.conversation_id,
+                )?;
+                Self::request_actions(&ctx, batch, (seq, at), &effect.actions)
             }
         }
     }
@@ -336,7 +352,8 @@ impl Processor {
                     fields: action.fields.clone(),
                     requested_at: at,
                 };
-                outbound::apply::request_automatic(ctx, batch, seq, &request)?;
+                let (ticket, channel) = (&action.ticket_id, &action.channel);
+                outbound::apply::request_promised(ctx, batch, seq, &request, ticket, channel)?;
             }
         }
         Ok(())
@@ -439,6 +456,27 @@ impl Processor {
         self.outbox.push(batch, at, &draft)?;
         Ok(())
     }
+}
+
+/// A contact owner must be a user of the directory: the refusal to store, naming the user.
+fn unknown_owner(
+    rules: &RuleSet,
+    batch: &StateBatch<'_>,
+    command: &crate::model::ContactCommand,
+) -> Result<Option<contacts::control::Outcome>, StoreError> {
+    let crate::model::ContactCommand::SetOwner {
+        owner: Some(owner), ..
+    } = command
+    else {
+        return Ok(None);
+    };
+    if tickets::user_exists(rules, batch, owner)? {
+        return Ok(None);
+    }
+    Ok(Some(contacts::control::Outcome {
+        status: 422,
+        body: json!({ "error": format!("owner: unknown user {owner:?}"), "code": "unprocessable" }),
+    }))
 }
 
 /// A message that a quarantine retry produced names its entry (`extra.quarantine_retry_of`):

@@ -70,7 +70,9 @@ async fn start(dir: &std::path::Path) -> Api {
     let extra = format!(
         "[control]\ntoken_files = [\"{}\"]\n\n[contacts]\ndefault_region = \"US\"\n\n\
          [channels.support]\nkind = \"email\"\n\n[channels.web]\nkind = \"form\"\n\n\
-         [channels.chat]\nkind = \"chat\"\n\n[channels.wa]\nkind = \"whatsapp\"\n{}\n",
+         [channels.chat]\nkind = \"chat\"\n\n[channels.wa]\nkind = \"whatsapp\"\n{}\n\
+         # An owner must be a user of the directory.\n\
+         [routing.users.agent-7]\nname = \"Agent Seven\"\n",
         token_file.display(),
         meta_table(dir)
     );

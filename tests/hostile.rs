@@ -418,9 +418,9 @@ fn cases() -> Vec<Case> {
         "control: an unknown endpoint", Control, control("GET", "/v1/control/nope", b"") => 404, "no such endpoint";
         "control: a wrong method", Control, control("DELETE", "/v1/control/quarantine", b"") => 405, "method not allowed";
         // The events API.
-        "events: a bad query", Events, request("GET", "/v1/events?after=-1&limit=x", &[], b"") => 400, "query:";
-        "events: a position past u64", Events, request("GET", "/v1/events?after=99999999999999999999999", &[], b"") => 400, "query:";
-        "events: an unknown parameter", Events, request("GET", "/v1/events?since=1", &[], b"") => 400, "unknown field";
+        "events: a bad query", Events, request("GET", "/v1/events?after=-1&limit=x", &[], b"") => 400, "after: must be a whole number";
+        "events: a position past u64", Events, request("GET", "/v1/events?after=99999999999999999999999", &[], b"") => 400, "after: must be a whole number from 0 to 18446744073709551615";
+        "events: an unknown parameter", Events, request("GET", "/v1/events?since=1", &[], b"") => 400, "since: unknown parameter";
         "events: a wrong method", Events, request("POST", "/v1/events", &[("content-type", json)], b"{}") => 405, "method not allowed";
         "events: declared length over the limit", Events, over("GET", "/v1/events", json) => 413, "the control API's limit";
     ]

@@ -43,6 +43,15 @@ form = {{ secret_file = "{secret}" }}
 [channels.limited]
 kind = "chat"
 chat = {{ rate_limit = {{ per_minute = 1, burst = 3 }} }}
+
+# The pipeline the form's defaults name (check-config refuses an unknown one).
+[routing.pipelines.support]
+label = "Support"
+statuses = [
+  {{ id = "new", label = "New", open = true }},
+  {{ id = "closed", label = "Closed", open = false }},
+]
+triggers = {{ customer_replied = {{ target = "new" }}, agent_emailed = {{ target = "new" }} }}
 "#,
         secret = secret.display()
     );

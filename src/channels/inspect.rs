@@ -9,7 +9,7 @@ use crate::config::{ChannelConfig, ChannelKind};
 use crate::model::{ChannelEventKind, MessageKind, Record};
 
 /// The item kind a record stands for: `message`, `echo`, `postback`, `reaction`,
-/// `delivery_status` or `other`.
+/// `delivery_status`, `mail` (a mail set aside unread, quarantined) or `other`.
 pub fn item_kind(record: &Record) -> &'static str {
     match record {
         Record::Inbound(inbound) => match inbound.kind {
@@ -22,8 +22,9 @@ pub fn item_kind(record: &Record) -> &'static str {
             ChannelEventKind::DeliveryStatus => "delivery_status",
             ChannelEventKind::Other => "other",
         },
-        Record::Quarantine(_)
-        | Record::Control(_)
+        // Only the mail reader sets input aside at the door (unreadable mail, kept raw).
+        Record::Quarantine(_) => "mail",
+        Record::Control(_)
         | Record::Outbound(_)
         | Record::Contact(_)
         | Record::SinkDeadLettered(_) => "other",

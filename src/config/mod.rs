@@ -33,8 +33,10 @@ pub mod outbound;
 pub use outbound::OutboundConfig;
 mod contacts;
 pub use contacts::ContactsConfig;
+mod parse_all;
 mod reload;
 pub use reload::Reloaded;
+mod warnings;
 
 /// Everything deskgate reads from its config file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -407,9 +409,12 @@ impl Config {
         };
         let text =
             std::fs::read_to_string(path).map_err(|e| fail("", format!("cannot read: {e}")))?;
-        let config = Config::parse(&text).map_err(|p| ConfigError {
-            file: path.to_owned(),
-            problems: vec![p],
+        let config = Config::parse(&text).map_err(|first| {
+            let more = parse_all::more_problems(&text, &first);
+            ConfigError {
+                file: path.to_owned(),
+                problems: std::iter::once(first).chain(more).collect(),
+            }
         })?;
         let problems = config.validate();
         if problems.is_empty() {

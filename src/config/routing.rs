@@ -58,6 +58,29 @@ pub struct UserConfig {
     /// The teams this user belongs to.
     #[serde(default)]
     pub teams: Vec<String>,
+    /// Availability until the control API says otherwise (`PUT .../availability`, which
+    /// persists across restarts and reloads and wins over this). Default `available`: a user
+    /// listed here with a seat is meant to take tickets from the first message, and routing
+    /// with `available_only` would otherwise assign nobody until every agent's client has
+    /// called the API.
+    #[serde(default, skip_serializing_if = "StartingAvailability::is_default")]
+    pub availability: StartingAvailability,
+}
+
+/// A configured user's availability before any control API call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartingAvailability {
+    #[default]
+    Available,
+    Away,
+    Offline,
+}
+
+impl StartingAvailability {
+    fn is_default(&self) -> bool {
+        *self == StartingAvailability::Available
+    }
 }
 
 /// One team.
@@ -290,8 +313,52 @@ impl RoutingConfig {
             if let Some(tickets) = &channel.tickets {
                 self.validate_channel(id, tickets, &mut problem);
             }
+            self.validate_form_defaults(id, channel, &mut problem);
         }
         problems
+    }
+
+    /// A form's `defaults` must name a pipeline that exists and a status of the pipeline its
+    /// tickets open in (the form's own default, else the channel's, else the only one).
+    fn validate_form_defaults(
+        &self,
+        id: &str,
+        channel: &ChannelConfig,
+        problem: &mut impl FnMut(String, String),
+    ) {
+        let Some(defaults) = channel.form.as_ref().map(|f| &f.defaults) else {
+            return;
+        };
+        let base = format!("channels.{id}.form.defaults");
+        let own = channel.tickets.as_ref().and_then(|t| t.pipeline.as_ref());
+        let only = (self.pipelines.len() == 1)
+            .then(|| self.pipelines.keys().next())
+            .flatten();
+        let name = defaults.get("pipeline").or(own).or(only);
+        let pipeline = name.and_then(|n| self.pipelines.get(n));
+        if let (Some(name), None) = (defaults.get("pipeline"), pipeline) {
+            problem(
+                format!("{base}.pipeline"),
+                format!("unknown pipeline {name:?}"),
+            );
+            return;
+        }
+        let Some(status) = defaults.get("status") else {
+            return;
+        };
+        match (name, pipeline) {
+            (Some(name), Some(pipeline)) if !pipeline.statuses.iter().any(|s| &s.id == status) => {
+                problem(
+                    format!("{base}.status"),
+                    format!("{status:?} is not a status of pipeline {name:?}"),
+                )
+            }
+            (None, _) => problem(
+                format!("{base}.status"),
+                format!("no pipeline: set channels.{id}.tickets.pipeline or defaults.pipeline"),
+            ),
+            _ => {}
+        }
     }
 
     fn validate_pipeline(

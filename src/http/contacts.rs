@@ -167,6 +167,7 @@ async fn mutate(
         200 => Ok(Json(outcome.body)),
         404 => Err(ApiError::NotFound(message())),
         409 => Err(ApiError::Conflict(message())),
+        422 => Err(ApiError::Unprocessable(message())),
         _ => Err(ApiError::Internal(message())),
     }
 }

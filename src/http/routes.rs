@@ -14,7 +14,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use chrono::Utc;
 use http::{header, HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -239,20 +238,28 @@ async fn accept(
     let appends = records.into_iter().map(|record| {
         let external_id = crate::model::DedupeKey::of(&record).external_id;
         let kind = channels::inspect::item_kind(&record);
+        let quarantined = matches!(record, crate::model::Record::Quarantine(_));
         let journal = state.journal.clone();
-        async move { ((external_id, kind), journal.append(record).await) }
+        async move {
+            (
+                (external_id, kind, quarantined),
+                journal.append(record).await,
+            )
+        }
     });
     let mut items = Vec::new();
     let mut any_new = false;
-    for ((external_id, kind), appended) in futures::future::join_all(appends).await {
+    for ((external_id, kind, quarantined), appended) in futures::future::join_all(appends).await {
         let (seq, duplicate) = match appended? {
             Appended::New { seq } => (seq, false),
             Appended::Duplicate { seq } => (seq, true),
         };
         any_new |= !duplicate;
-        items.push(
-            json!({ "external_id": external_id, "kind": kind, "journal_seq": seq, "duplicate": duplicate }),
-        );
+        let mut item = json!({ "external_id": external_id, "kind": kind, "journal_seq": seq, "duplicate": duplicate });
+        if quarantined {
+            item["quarantined"] = json!(true);
+        }
+        items.push(item);
     }
     // Meta documents "200 OK" as the answer its webhooks expect; others get 202 for new input.
     let is_meta = matches!(config.kind, ChannelKind::Messenger | ChannelKind::Whatsapp);
@@ -321,14 +328,41 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: Limit) -> Result<Byte
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 struct EventsQuery {
-    #[serde(default)]
     after: u64,
     limit: Option<usize>,
-    #[serde(default)]
     wait: u64,
+}
+
+impl EventsQuery {
+    /// Reads `after`, `limit` and `wait`; a refusal names the parameter and what it got.
+    fn parse(query: &str) -> Result<EventsQuery, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
+        let mut parsed = EventsQuery::default();
+        for (name, value) in pairs {
+            let number = || {
+                value.parse::<u64>().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "{name}: must be a whole number from 0 to {}, got {value:?}",
+                        u64::MAX
+                    ))
+                })
+            };
+            match name.as_str() {
+                "after" => parsed.after = number()?,
+                "limit" => parsed.limit = Some(usize::try_from(number()?).unwrap_or(usize::MAX)),
+                "wait" => parsed.wait = number()?,
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "{name}: unknown parameter (expected after, limit or wait)"
+                    )))
+                }
+            }
+        }
+        Ok(parsed)
+    }
 }
 
 /// `GET /v1/events?after=SEQ&limit=N&wait=SECS`: events after `after`, long-polling up to `wait`
@@ -337,8 +371,7 @@ async fn events(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query: EventsQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
+    let query = EventsQuery::parse(query.as_deref().unwrap_or(""))?;
     let limit = query.limit.unwrap_or(100).clamp(1, state.events.max_limit);
     let wait = Duration::from_secs(query.wait.min(state.events.max_wait_secs));
     let page = tokio::select! {

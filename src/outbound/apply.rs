@@ -3,8 +3,8 @@
 //!
 //! Everything here runs inside a processor step: deterministic, times from records, ids from
 //! the minter. Routing hooks in through [`request_automatic`] (acknowledgement and notification
-//! mail asked for while applying a message) and [`agent_emailed`] (the status trigger after an
-//! agent's mail went out).
+//! mail asked for while applying a message); [`apply`] reports an agent's reply that left
+//! ([`AgentReplied`]) so that the processor fires the `agent_emailed` trigger.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -28,13 +28,21 @@ pub struct Ctx<'a> {
     pub minter: &'a Minter,
 }
 
-/// Applies one journaled outbound record.
+/// An agent's reply left deskgate on this conversation: the provider accepted it, or (chat)
+/// it was handed to the widget's backend. The processor fires `agent_emailed` for it in the
+/// same step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentReplied {
+    pub conversation_id: String,
+}
+
+/// Applies one journaled outbound record. Returns the agent reply it saw leave, if any.
 pub fn apply(
     ctx: &Ctx<'_>,
     batch: &mut StateBatch<'_>,
     seq: u64,
     record: &OutboundRecord,
-) -> Result<(), StoreError> {
+) -> Result<Option<AgentReplied>, StoreError> {
     let (outcome, conversation_id) = match record {
         OutboundRecord::Reply(request) => {
             (reply(ctx, batch, seq, request)?, &request.conversation_id)
@@ -45,6 +53,9 @@ pub fn apply(
         ),
         OutboundRecord::Outcome(outcome) => return apply_outcome(ctx, batch, outcome),
     };
+    let handed_over = (outcome.status == "handed_over").then(|| AgentReplied {
+        conversation_id: conversation_id.clone(),
+    });
     batch.put(keys::outbound_request(seq), &outcome);
     // The request's text is the conversation's too: erasing its contact redacts it.
     if batch
@@ -53,7 +64,7 @@ pub fn apply(
     {
         batch.put(keys::conversation_message(conversation_id, seq), &());
     }
-    Ok(())
+    Ok(handed_over)
 }
 
 fn refused(reason: String) -> RequestOutcome {
@@ -306,7 +317,8 @@ pub fn request_automatic(
     };
     let Some(Route::Email { mailbox }) = ctx.planner.route(&conversation.channel).cloned() else {
         return Ok(refused(format!(
-            "channel {:?} is not answered by a mailbox: automatic mail needs one",
+            "channel {:?} is not answered by any mailbox (no [outbound.mailboxes.*] lists it \
+             in `channels`), so no automatic mail can be sent on it",
             conversation.channel
         )));
     };
@@ -343,6 +355,47 @@ pub fn request_automatic(
         request.requested_at,
     )?;
     queue(batch, item)
+}
+
+/// Like [`request_automatic`] for mail deskgate promised by itself (a status-reached action, a
+/// mailbox's acknowledgement of new tickets): a request that cannot even be queued is announced
+/// as `deskgate.outbound.suppressed` with its reason, so that every promise ends in an outcome
+/// event (queued mail ends in `sent`, `failed` or `suppressed` when the sender settles it).
+pub fn request_promised(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    seq: u64,
+    request: &AutomaticRequest,
+    ticket_id: &str,
+    channel: &str,
+) -> Result<RequestOutcome, StoreError> {
+    let outcome = request_automatic(ctx, batch, seq, request)?;
+    if outcome.status != "refused" {
+        return Ok(outcome);
+    }
+    let reason = outcome.reason.clone().unwrap_or_default();
+    tracing::info!(
+        ticket = ticket_id,
+        template = %request.template,
+        reason,
+        "automatic mail not sent"
+    );
+    let draft = EventDraft {
+        event_type: EventType::OutboundSuppressed,
+        subject: ticket_id.to_owned(),
+        channel: Some(channel.to_owned()),
+        data: json!({
+            "conversation_id": request.conversation_id,
+            "ticket_id": ticket_id,
+            "kind": request.kind,
+            "template": request.template,
+            "recipient": request.to,
+            "reason": reason,
+            "requested_journal_seq": seq,
+        }),
+    };
+    ctx.outbox.push(batch, request.requested_at, &draft)?;
+    Ok(outcome)
 }
 
 /// Why this recipient must not get this automatic mail, if it must not.
@@ -403,7 +456,7 @@ fn apply_outcome(
     ctx: &Ctx<'_>,
     batch: &mut StateBatch<'_>,
     outcome: &OutboundOutcome,
-) -> Result<(), StoreError> {
+) -> Result<Option<AgentReplied>, StoreError> {
     let key = keys::outgoing(&outcome.item_id);
     let mut item: OutgoingItem = batch.get(&key)?.ok_or_else(|| StoreError::Corrupt {
         key: String::from_utf8_lossy(&key).into_owned(),
@@ -415,14 +468,14 @@ fn apply_outcome(
     );
     if finished {
         // A late outcome for an item already settled changes nothing and emits nothing.
-        return Ok(());
+        return Ok(None);
     }
     item.attempts = item.attempts.max(outcome.attempt);
     let (status, event_type) = match &outcome.result {
         SendResult::Attempting => {
             item.status = ItemStatus::Sending;
             batch.put(key, &item);
-            return Ok(());
+            return Ok(None);
         }
         SendResult::Sent { provider_id } => (
             ItemStatus::Sent {
@@ -468,20 +521,21 @@ fn apply_outcome(
         data: event_data(&item, &outcome.result, trigger),
     };
     ctx.outbox.push(batch, outcome.at, &draft)?;
-    Ok(())
+    Ok(trigger.map(|_| AgentReplied {
+        conversation_id: item.conversation_id.clone(),
+    }))
 }
 
-/// Records that an agent's reply went out by mail on a ticket: the `agent_emailed` status
-/// trigger. Routing owns the trigger's effect; it reads this (and the `status_trigger` field of
-/// `deskgate.outbound.sent`) and hooks in here.
-pub fn agent_emailed(
+/// Records that an agent's reply went out on a ticket (by mail, Messenger or WhatsApp): the
+/// `agent_emailed` status trigger, which the processor fires in the same step. Automatic mail
+/// never counts.
+fn agent_emailed(
     batch: &mut StateBatch<'_>,
     item: &OutgoingItem,
     at: DateTime<Utc>,
 ) -> Option<&'static str> {
     let sent = matches!(item.status, ItemStatus::Sent { .. });
-    let email = matches!(item.payload, Payload::Email(_));
-    if sent && email && item.purpose == Purpose::AgentReply {
+    if sent && item.purpose == Purpose::AgentReply {
         batch.put(keys::agent_emailed(&item.ticket_id), &at);
         Some("agent_emailed")
     } else {

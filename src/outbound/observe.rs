@@ -55,7 +55,8 @@ pub fn inbound(
                     fields: serde_json::Map::new(),
                     requested_at: inbound.received_at,
                 };
-                apply::request_automatic(ctx, batch, seq, &request)?;
+                let (ticket, channel) = (&conversation.ticket_id, &conversation.channel);
+                apply::request_promised(ctx, batch, seq, &request, ticket, channel)?;
             }
         }
         Some(Route::Messenger) if context.customer_messages == 1 => {

@@ -30,6 +30,9 @@ pub struct ChannelRules {
     /// Chat and Messenger conversations: triggers and actions skip them unless a pipeline or
     /// an action includes them.
     pub chat: bool,
+    /// A form channel's `[form] defaults` (pipeline, status, priority, category), which come
+    /// after a submitted value and before the channel's own ticket defaults.
+    pub form_defaults: BTreeMap<String, String>,
 }
 
 /// The routing part of the config, compiled once.
@@ -71,6 +74,7 @@ impl ChannelRules {
             category: None,
             routing: ChannelTickets::default().routing,
             chat: false,
+            form_defaults: BTreeMap::new(),
         }
     }
 }
@@ -95,6 +99,11 @@ impl RuleSet {
                     category: tickets.category.clone(),
                     routing: tickets.routing.clone(),
                     chat: is_chat(channel),
+                    form_defaults: channel
+                        .form
+                        .as_ref()
+                        .map(|form| form.defaults.clone())
+                        .unwrap_or_default(),
                 };
                 (id.clone(), rules)
             })

@@ -184,7 +184,15 @@ impl Step<'_, '_> {
                 return Ok(Err((422, format!("teams: unknown team {team:?}"))));
             }
         }
-        let availability = directory.availability.get(id).copied().unwrap_or_default();
+        // A user replaced through the API keeps the availability it has now (a configured
+        // user's starting one included).
+        let current = self.snapshot(None)?.users.get(id).map(|u| u.availability);
+        let availability = directory
+            .availability
+            .get(id)
+            .copied()
+            .or(current)
+            .unwrap_or_default();
         let user = User {
             name: name.to_owned(),
             email,
@@ -221,8 +229,13 @@ impl Step<'_, '_> {
             return Ok(Err(not_found("ticket", id)));
         };
         if let Some(owner) = owner {
-            if !self.snapshot(None)?.users.contains_key(owner) {
-                return Ok(Err(not_found("user", owner)));
+            // A ticket goes only to a user who exists now and holds a seat.
+            match self.snapshot(None)?.users.get(owner) {
+                None => return Ok(Err((422, format!("owner: unknown user {owner:?}")))),
+                Some(user) if !user.seat => {
+                    return Ok(Err((422, format!("owner: user {owner:?} has no seat"))))
+                }
+                Some(_) => {}
             }
         }
         let mut state = self.ticket_state(id)?;

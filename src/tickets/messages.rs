@@ -28,6 +28,8 @@ pub struct Routed {
     pub ticketless: bool,
     /// The sender was marked as spam.
     pub spam: bool,
+    /// Ticket properties the message gave and the new ticket did not take, with why.
+    pub ignored: Vec<Value>,
 }
 
 impl Routed {
@@ -56,6 +58,9 @@ impl Routed {
             ticket["owner"] = json!(state.owner);
             ticket["priority"] = json!(state.priority);
             ticket["category"] = json!(state.category);
+            if !self.ignored.is_empty() {
+                ticket["ignored"] = json!(self.ignored);
+            }
         }
         if self.spam {
             data["message"]["spam"] = json!(true);
@@ -96,8 +101,18 @@ pub fn after_threading(
         bookkeeping.from_forward = true;
         step.save_conversation_state(&conversation_id, &bookkeeping);
     }
+    let given = inbound.extra.get("ticket").and_then(Value::as_object);
+    let mut ignored = Vec::new();
     let state = if threaded.new_ticket {
-        new_ticket(&mut step, channel, threaded, spam)?
+        let (state, rejected) = new_ticket(
+            &mut step,
+            (&inbound.channel, channel),
+            threaded,
+            spam,
+            given,
+        )?;
+        ignored = rejected;
+        state
     } else {
         let mut state = step.ticket_state(&threaded.ticket.id)?;
         if !state.ticketless && !spam {
@@ -113,22 +128,22 @@ pub fn after_threading(
         ticketless: state.ticketless,
         ticket: Some(state),
         spam,
+        ignored,
     })
 }
 
 /// A new ticket: its defaults, its owner, and the actions of its first status.
 fn new_ticket(
     step: &mut Step<'_, '_>,
-    channel: &ChannelRules,
+    (channel_id, channel): (&str, &ChannelRules),
     threaded: &Threaded,
     spam: bool,
-) -> Result<TicketState, StoreError> {
+    given: Option<&serde_json::Map<String, Value>>,
+) -> Result<(TicketState, Vec<Value>), StoreError> {
     let ticket = &threaded.ticket;
     let mut state = TicketState {
         pipeline: channel.pipeline.clone(),
         open: true,
-        priority: channel.priority.clone(),
-        category: channel.category.clone(),
         trigger_conversations: vec![threaded.conversation.id.clone()],
         ticketless: !channel.create,
         chat: channel.chat,
@@ -136,16 +151,13 @@ fn new_ticket(
     };
     if state.ticketless {
         step.save_ticket_state(&ticket.id, &state)?;
-        return Ok(state);
+        return Ok((state, Vec::new()));
     }
-    let status = channel.status.clone().or_else(|| {
-        let pipeline = step.pipeline(&state)?;
-        pipeline
-            .statuses
-            .iter()
-            .find(|s| s.open)
-            .map(|s| s.id.clone())
-    });
+    let opening = super::defaults::opening(step.rules, channel_id, channel, given);
+    state.pipeline = opening.pipeline;
+    state.priority = opening.priority;
+    state.category = opening.category;
+    let status = opening.status;
     if let Some(status) = &status {
         state.open = step.status_is_open(&state, status).unwrap_or(true);
     }
@@ -160,7 +172,7 @@ fn new_ticket(
         step.actions_on_entry(ticket, &state, status)?;
     }
     step.save_ticket_state(&ticket.id, &state)?;
-    Ok(state)
+    Ok((state, opening.ignored))
 }
 
 /// A message on an existing ticket. Returns the state of a new ticket when the reply opened
@@ -184,7 +196,8 @@ fn on_reply(
         threaded.new_ticket = true;
         bookkeeping.closed = false;
         step.save_conversation_state(&conversation_id, &bookkeeping);
-        return new_ticket(step, channel, threaded, false).map(Some);
+        let channel = (inbound.channel.as_str(), channel);
+        return new_ticket(step, channel, threaded, false, None).map(|(state, _)| Some(state));
     }
     if bookkeeping.closed && customer_reply {
         // The customer wrote again on a closed conversation: it is live again.

@@ -9,12 +9,15 @@
 //! - `ops`: status changes and what follows them (conversations closed or reopened, open-ticket
 //!   counts, status-reached actions), assignment, moving a conversation to a new ticket.
 //! - `state`: the keys and values kept under `routing/…`.
+//! - `replies`: an agent's reply that went out fires `agent_emailed`.
 //! - `forget`: closed tickets past `routing.closed_retention_secs` leave the state.
 
 mod control;
+mod defaults;
 mod forget;
 mod messages;
 mod ops;
+mod replies;
 mod state;
 
 use chrono::{DateTime, Utc};
@@ -29,6 +32,7 @@ use crate::store::StateBatch;
 pub use control::apply_control;
 pub use forget::forget_closed;
 pub use messages::{after_threading, is_customer_reply, Routed};
+pub use replies::{agent_replied, ReplyEffect};
 
 pub use state::{directory_view, ticket_view, ConversationState, Outcome, TicketState};
 
@@ -54,6 +58,8 @@ pub struct RequestedAction {
     pub action: ActionKind,
     pub template: String,
     pub ticket_id: String,
+    /// The ticket's channel, for the event that says what became of the action.
+    pub channel: String,
     /// Where the mail threads and which mailbox sends it.
     pub conversation_id: String,
     /// Email addresses, in the order the action names them (the customer's first, for an
@@ -72,6 +78,16 @@ impl Step<'_, '_> {
             data,
         });
     }
+}
+
+/// Whether `id` is a user of the directory now (config overlaid with control API changes).
+pub fn user_exists(
+    rules: &RuleSet,
+    batch: &StateBatch<'_>,
+    id: &str,
+) -> Result<bool, crate::store::StoreError> {
+    let directory: state::DirectoryState = state::get_or_default(batch, &state::directory_key())?;
+    Ok(rules.users.contains_key(id) || directory.users.contains_key(id))
 }
 
 /// Pushes a step's events into the outbox, in order.

@@ -286,6 +286,7 @@ impl Step<'_, '_> {
                 action: action.action,
                 template: action.template.clone(),
                 ticket_id: ticket.id.clone(),
+                channel: ticket.channel.clone(),
                 conversation_id: conversation.clone(),
                 recipients: recipients
                     .iter()
@@ -382,9 +383,10 @@ fn recipients(
     };
     match action.action {
         ActionKind::Acknowledge => {
-            for email in contact.emails() {
-                add("contact", &ticket.contact_id, Some(&email));
-            }
+            // One acknowledgement, to the customer's first address: the promise names only
+            // the address it is kept to.
+            let first = contact.emails().into_iter().next();
+            add("contact", &ticket.contact_id, first.as_ref());
         }
         ActionKind::Notify => {
             let mut users: Vec<&String> = action.users.iter().collect();

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::TeamConfig;
+use crate::config::{StartingAvailability, TeamConfig};
 use crate::conversations::Ticket;
 use crate::model::{Availability, Identity};
 use crate::routing::{RuleSet, Snapshot, User};
@@ -192,7 +192,11 @@ pub fn snapshot_from(
                 email: u.email.clone(),
                 seat: u.seat,
                 teams: u.teams.clone(),
-                availability: Availability::Offline,
+                availability: match u.availability {
+                    StartingAvailability::Available => Availability::Available,
+                    StartingAvailability::Away => Availability::Away,
+                    StartingAvailability::Offline => Availability::Offline,
+                },
             };
             (id.clone(), user)
         })

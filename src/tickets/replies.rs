@@ -1,0 +1,62 @@
+//! An agent's reply that went out from a ticket moves the ticket: the `agent_emailed` status
+//! trigger, fired by the processor in the step that records the provider's acceptance (or, for
+//! chat, the hand-over to the widget's backend), so that a replay fires it exactly as often.
+
+use chrono::{DateTime, Utc};
+
+use super::messages::fire;
+use super::{RequestedAction, Step};
+use crate::conversations::{Conversation, Ticket};
+use crate::events::OutboxWriter;
+use crate::ids::Minter;
+use crate::routing::RuleSet;
+use crate::store::{keys, StateBatch, StoreError};
+
+/// What one agent reply did to its ticket.
+#[derive(Debug, Default)]
+pub struct ReplyEffect {
+    /// The ticket's status moved.
+    pub fired: bool,
+    /// Actions of the status reached, for outbound to carry out in the same step.
+    pub actions: Vec<RequestedAction>,
+}
+
+/// Fires `agent_emailed` for an agent's reply sent on `conversation_id`. The ticket is the
+/// conversation's ticket now (a merge since the reply was queued moves it to the survivor);
+/// a conversation or ticket deleted meanwhile, or one on a channel without tickets, fires
+/// nothing. The pipeline's `include_chat` decides for chat and Messenger conversations.
+pub fn agent_replied(
+    rules: &RuleSet,
+    batch: &mut StateBatch<'_>,
+    (minter, outbox): (&Minter, &OutboxWriter),
+    at: DateTime<Utc>,
+    conversation_id: &str,
+) -> Result<ReplyEffect, StoreError> {
+    let Some(conversation) = batch.get::<Conversation>(&keys::conversation(conversation_id))?
+    else {
+        return Ok(ReplyEffect::default());
+    };
+    let Some(ticket) = batch.get::<Ticket>(&keys::ticket(&conversation.ticket_id))? else {
+        return Ok(ReplyEffect::default());
+    };
+    let mut step = Step {
+        batch,
+        rules,
+        minter,
+        at,
+        conversation: Some(conversation.id.clone()),
+        events: Vec::new(),
+        actions: Vec::new(),
+    };
+    let mut state = step.ticket_state(&ticket.id)?;
+    if state.ticketless || !ticket.conversations.contains(&conversation.id) {
+        return Ok(ReplyEffect::default());
+    }
+    let fired = fire(&mut step, &ticket, &mut state, "agent_emailed")?;
+    if fired {
+        step.save_ticket_state(&ticket.id, &state)?;
+    }
+    let (events, actions) = (step.events, step.actions);
+    super::push_events(outbox, batch, at, &events)?;
+    Ok(ReplyEffect { fired, actions })
+}
