@@ -3,11 +3,8 @@
 //! A conversation is one thread on one channel (an API thread id, later an email thread or a
 //! chat visitor). Its first message opens a ticket; later messages are added to that ticket.
 //!
-//! Email threads by Message-ID: a mail whose In-Reply-To or References names a message already
-//! seen on the channel (or one deskgate sent, whose Message-ID names its conversation), or a
-//! bounce whose returned headers do, continues that conversation. Every mail's own Message-ID
-//! is indexed so that later replies find it, and indexed under its conversation too, so that
-//! forgetting the conversation removes them.
+//! Email threads by every Message-ID a mail is or refers to, whatever the order mails arrive
+//! in: see [`email`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::Minter;
 use crate::model::{Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
+
+pub mod email;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
@@ -84,6 +83,10 @@ pub struct Ticket {
     pub conversations: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Tickets a mail proved to be the same thread as this one, already suggested for a merge
+    /// (`deskgate.ticket.merge_suggested`), so that the suggestion is made once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merge_suggested: Vec<String>,
 }
 
 /// Where a message went.
@@ -93,6 +96,9 @@ pub struct Threaded {
     pub ticket: Ticket,
     /// The message opened the ticket.
     pub new_ticket: bool,
+    /// Other tickets the message proved to be the same thread (an email referring to mails of
+    /// several tickets): a merge to suggest, never made here.
+    pub merge_with: Vec<String>,
 }
 
 /// Puts a message on its conversation, opening a conversation and ticket when the thread is new.
@@ -103,21 +109,21 @@ pub fn thread(
     contact_id: &str,
 ) -> Result<Threaded, StoreError> {
     let thread_key = keys::thread(&inbound.channel, &inbound.thread_key);
-    let known = match &inbound.email {
-        Some(_) => email_conversation(batch, inbound)?,
-        None => existing(batch, batch.get::<String>(&thread_key)?)?,
+    let found = match &inbound.email {
+        Some(_) => email::find(batch, inbound)?,
+        None => email::Found {
+            conversation: existing(batch, batch.get::<String>(&thread_key)?)?,
+            merge_with: Vec::new(),
+        },
     };
-    let threaded = continue_or_open(batch, minter, inbound, contact_id, known)?;
-    if let Some(email) = &inbound.email {
-        let conversation = &threaded.conversation.id;
-        batch.put(
-            keys::email_message(&inbound.channel, &email.message_id),
-            conversation,
-        );
-        batch.put(
-            keys::conversation_email_id(conversation, &inbound.channel, &email.message_id),
-            &(),
-        );
+    let mut threaded = continue_or_open(batch, minter, inbound, contact_id, found.conversation)?;
+    if inbound.email.is_some() {
+        email::index(batch, inbound, &threaded.conversation.id)?;
+    }
+    if !found.merge_with.is_empty() {
+        email::remember_suggestion(&mut threaded.ticket, &found.merge_with);
+        batch.put(keys::ticket(&threaded.ticket.id), &threaded.ticket);
+        threaded.merge_with = found.merge_with;
     }
     Ok(threaded)
 }
@@ -137,40 +143,6 @@ pub fn forget_email_ids(batch: &mut StateBatch<'_>, conversation: &str) -> Resul
         batch.remove(key);
     }
     Ok(())
-}
-
-/// The conversation an email continues: the newest message it names that deskgate knows.
-fn email_conversation(
-    batch: &StateBatch<'_>,
-    inbound: &Inbound,
-) -> Result<Option<String>, StoreError> {
-    let Some(email) = &inbound.email else {
-        return Ok(None);
-    };
-    // In-Reply-To names the direct parent; References runs oldest to newest; a bounce names
-    // the mail that failed.
-    let named = email
-        .in_reply_to
-        .iter()
-        .chain(email.references.iter().rev())
-        .chain(
-            inbound
-                .flags
-                .bounce
-                .iter()
-                .flat_map(|b| b.message_id.iter()),
-        );
-    for message_id in named {
-        let candidate = match crate::channels::email::own_conversation_of(message_id) {
-            Some(own) => Some(own),
-            None => batch.get::<String>(&keys::email_message(&inbound.channel, message_id))?,
-        };
-        // A deleted conversation leaves its index entries behind: they name nothing now.
-        if let Some(conversation) = existing(batch, candidate)? {
-            return Ok(Some(conversation));
-        }
-    }
-    Ok(None)
 }
 
 /// The conversation id, if that conversation still exists.
@@ -204,6 +176,7 @@ fn continue_or_open(
             conversation,
             ticket,
             new_ticket: false,
+            merge_with: Vec::new(),
         });
     }
     let conversation_id = minter.mint(batch, "conversation")?;
@@ -215,6 +188,7 @@ fn continue_or_open(
         conversations: vec![conversation_id.clone()],
         created_at: at,
         updated_at: at,
+        merge_suggested: Vec::new(),
     };
     let mut conversation = Conversation {
         id: conversation_id,
@@ -236,6 +210,7 @@ fn continue_or_open(
         conversation,
         ticket,
         new_ticket: true,
+        merge_with: Vec::new(),
     })
 }
 

@@ -299,6 +299,11 @@ impl Processor {
             data,
         };
         self.outbox.push(batch, at, &draft)?;
+        let message_id = self.minter.message_id(seq);
+        if let Some(merge) = conversations::email::merge_suggestion(&threaded, inbound, &message_id)
+        {
+            self.outbox.push(batch, at, &merge)?;
+        }
         tickets::push_events(&self.outbox, batch, at, &routed.events)?;
         let ctx = self.outbound_ctx(live);
         outbound::observe::inbound(&ctx, batch, seq, inbound, &threaded)?;
