@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -160,12 +160,12 @@ async fn push_all(daemon: &Daemon, channel: &str, archive: &Archive, order: &[us
 }
 
 /// Pairs of mbox indexes that share a label.
-fn pairs<L: Eq + std::hash::Hash>(labels: &[L]) -> std::collections::HashSet<(usize, usize)> {
+fn pairs<L: Eq + std::hash::Hash>(labels: &[L]) -> HashSet<(usize, usize)> {
     let mut groups: HashMap<&L, Vec<usize>> = HashMap::new();
     for (i, label) in labels.iter().enumerate() {
         groups.entry(label).or_default().push(i);
     }
-    let mut out = std::collections::HashSet::new();
+    let mut out = HashSet::new();
     for members in groups.values() {
         for (n, &a) in members.iter().enumerate() {
             for &b in &members[n + 1..] {
@@ -174,6 +174,58 @@ fn pairs<L: Eq + std::hash::Hash>(labels: &[L]) -> std::collections::HashSet<(us
         }
     }
     out
+}
+
+/// Prints one run's figures and returns what failed: precision below 1, recall below 0.99,
+/// or a split thread that no merge suggestion announced. `tickets` is by mbox index; a mail
+/// without a ticket (quarantined) stands alone.
+fn score(
+    archive: &Archive,
+    run: &str,
+    tickets: &[Option<String>],
+    suggested: usize,
+) -> Vec<String> {
+    let tickets: Vec<String> = tickets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| t.clone().unwrap_or_else(|| format!("none:{i}")))
+        .collect();
+    let unticketed = tickets.iter().filter(|t| t.starts_with("none:")).count();
+    let got = pairs(&tickets);
+    let want = pairs(&archive.expected);
+    let right = got.intersection(&want).count();
+    let precision = if got.is_empty() {
+        1.0
+    } else {
+        right as f64 / got.len() as f64
+    };
+    let recall = right as f64 / want.len() as f64;
+    let distinct: HashSet<&String> = tickets.iter().collect();
+    println!(
+        "threading {} {run}: mails={} tickets={} pairs_expected={} pairs_got={} precision={precision:.4} recall={recall:.4} merge_suggested={suggested} unticketed={unticketed}",
+        archive.name,
+        archive.mails.len(),
+        distinct.len(),
+        want.len(),
+        got.len(),
+    );
+    let mut failures = Vec::new();
+    if precision < 1.0 || recall < 0.99 {
+        failures.push(format!(
+            "{} {run}: precision {precision:.4}, recall {recall:.4}",
+            archive.name
+        ));
+    }
+    // A thread that arrival order split is announced as a merge suggestion.
+    let threads: HashSet<&String> = archive.expected.iter().collect();
+    let split = distinct.len().saturating_sub(threads.len());
+    if suggested < split {
+        failures.push(format!(
+            "{} {run}: {split} split threads, {suggested} merge suggestions",
+            archive.name
+        ));
+    }
+    failures
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,52 +275,107 @@ async fn archives_thread_the_same_in_any_order() {
     let mut failures = Vec::new();
     for ((a, name, channel, _), seqs) in runs.iter().zip(&seqs) {
         let archive = &archives[*a];
-        // A mail without a ticket (quarantined) stands alone.
-        let tickets: Vec<String> = seqs
-            .iter()
-            .map(|seq| {
-                ticket_of
-                    .get(seq)
-                    .cloned()
-                    .unwrap_or_else(|| format!("none:{seq}"))
-            })
-            .collect();
-        let unticketed = tickets.iter().filter(|t| t.starts_with("none:")).count();
-        let got = pairs(&tickets);
-        let want = pairs(&archive.expected);
-        let right = got.intersection(&want).count();
-        let precision = if got.is_empty() {
-            1.0
-        } else {
-            right as f64 / got.len() as f64
-        };
-        let recall = right as f64 / want.len() as f64;
-        let distinct: std::collections::HashSet<&String> = tickets.iter().collect();
+        let tickets: Vec<Option<String>> =
+            seqs.iter().map(|seq| ticket_of.get(seq).cloned()).collect();
         let suggested = suggestions
             .iter()
             .filter(|(source, _)| source.ends_with(&format!("/{channel}")))
             .map(|(_, n)| *n)
             .sum::<usize>();
-        println!(
-            "threading {} {name}: mails={} tickets={} pairs_expected={} pairs_got={} precision={precision:.4} recall={recall:.4} merge_suggested={suggested} unticketed={unticketed}",
-            archive.name,
-            archive.mails.len(),
-            distinct.len(),
-            want.len(),
-            got.len(),
-        );
-        if precision < 1.0 || recall < 0.99 {
-            failures.push(format!("{} {name}", archive.name));
-        }
-        // A thread that arrival order split is announced as a merge suggestion.
-        let threads: std::collections::HashSet<&String> = archive.expected.iter().collect();
-        let split = distinct.len().saturating_sub(threads.len());
-        if suggested < split {
-            failures.push(format!(
-                "{} {name}: {split} split threads, {suggested} merge suggestions",
-                archive.name
-            ));
-        }
+        failures.extend(score(archive, name, &tickets, suggested));
     }
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// The Message-ID of each mail (without angle brackets), as deskgate reads it.
+fn message_ids(archive: &Archive) -> Vec<Option<String>> {
+    archive
+        .mails
+        .iter()
+        .map(|raw| {
+            mail_parser::MessageParser::default()
+                .parse(raw)
+                .and_then(|m| m.message_id().map(str::to_owned))
+        })
+        .collect()
+}
+
+/// The same archive through IMAP: appended to a Dovecot mailbox shuffled, so that its UIDs are
+/// not in Date order, and synced in one batch far larger than tokio's cooperative budget. The
+/// mails are journaled in UID order, and the tickets are the expected threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_out_of_date_order_is_journaled_in_uid_order_and_threads_the_same() {
+    use common::dovecot::{Dovecot, PASSWORD};
+    let archive = archives().pop().expect("the maven archive");
+    let mut order = date_order(&archive);
+    fastrand::Rng::with_seed(7).shuffle(&mut order);
+    let shuffled: Vec<Vec<u8>> = order.iter().map(|&i| archive.mails[i].clone()).collect();
+    let dovecot = Dovecot::start();
+    dovecot.append("INBOX", &shuffled).await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dovecot.password_file(PASSWORD);
+    let extra = "initial_sync = \"all\"\nbatch_size = 1000";
+    let daemon = Daemon::start(
+        dir.path(),
+        &dovecot.channel_toml("mail", "INBOX", &password, extra),
+    )
+    .await;
+    let count = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| e["data"]["message"]["channel"] == "mail")
+            .count()
+    };
+    common::eventually(
+        "every mail as an event",
+        std::time::Duration::from_secs(120),
+        || async {
+            daemon.settled().await;
+            count(&daemon.all_events().await) >= archive.mails.len()
+        },
+    )
+    .await;
+    let events = daemon.all_events().await;
+    // (uid, journal seq, ticket) of each message event, and the ticket of each Message-ID.
+    let mut journaled: Vec<(u64, u64)> = Vec::new();
+    let mut by_external_id: HashMap<String, String> = HashMap::new();
+    for event in &events {
+        let message = &event["data"]["message"];
+        if message["channel"] != "mail" {
+            continue;
+        }
+        let mailbox = message["email"]["mailbox"]
+            .as_str()
+            .expect("the mailbox and uid");
+        let uid: u64 = mailbox.rsplit('/').next().unwrap().parse().unwrap();
+        journaled.push((uid, message["journal_seq"].as_u64().unwrap()));
+        let ticket = event["data"]["ticket"]["id"].as_str().unwrap().to_owned();
+        by_external_id.insert(message["external_id"].as_str().unwrap().to_owned(), ticket);
+    }
+    journaled.sort_by_key(|(_, seq)| *seq);
+    let uids: Vec<u64> = journaled.iter().map(|(uid, _)| *uid).collect();
+    let mut sorted = uids.clone();
+    sorted.sort();
+    assert_eq!(uids, sorted, "journaled in UID order");
+    assert_eq!(uids.len(), archive.mails.len());
+
+    let ids = message_ids(&archive);
+    let hashed: Vec<&String> = by_external_id
+        .keys()
+        .filter(|k| k.starts_with("sha256:"))
+        .collect();
+    let tickets: Vec<Option<String>> = ids
+        .iter()
+        .map(|id| match id {
+            Some(id) => by_external_id.get(id).cloned(),
+            // The one mail without a Message-ID is known by a hash of its bytes.
+            None => (hashed.len() == 1).then(|| by_external_id[hashed[0]].clone()),
+        })
+        .collect();
+    let suggested = events
+        .iter()
+        .filter(|e| e["type"] == "deskgate.ticket.merge_suggested")
+        .count();
+    let failures = score(&archive, "imap-shuffled-7", &tickets, suggested);
     assert!(failures.is_empty(), "{failures:?}");
 }
