@@ -76,6 +76,10 @@ fn open_reply_windows(conversation: &mut Conversation, inbound: &Inbound) {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
     pub id: String,
+    /// The short number people name the ticket by (`#1042`): unique in this deskgate instance
+    /// and never given twice. 0 for tickets opened before numbers existed.
+    #[serde(default)]
+    pub number: u64,
     pub contact_id: String,
     pub channel: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +91,10 @@ pub struct Ticket {
     /// (`deskgate.ticket.merge_suggested`), so that the suggestion is made once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merge_suggested: Vec<String>,
+    /// Contacts besides the ticket's own who take part: people its mail was copied to (Cc).
+    /// A mail naming the ticket only by its subject tag is accepted from them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
 }
 
 /// Where a message went.
@@ -102,15 +110,17 @@ pub struct Threaded {
 }
 
 /// Puts a message on its conversation, opening a conversation and ticket when the thread is new.
+/// `ticket_tag` is `outbound.ticket_tag`, for mail that names its ticket only by the subject.
 pub fn thread(
     batch: &mut StateBatch<'_>,
     minter: &Minter,
     inbound: &Inbound,
     contact_id: &str,
+    ticket_tag: &str,
 ) -> Result<Threaded, StoreError> {
     let thread_key = keys::thread(&inbound.channel, &inbound.thread_key);
     let found = match &inbound.email {
-        Some(_) => email::find(batch, inbound)?,
+        Some(_) => email::find(batch, inbound, contact_id, ticket_tag)?,
         None => email::Found {
             conversation: existing(batch, batch.get::<String>(&thread_key)?)?,
             merge_with: Vec::new(),
@@ -180,8 +190,10 @@ fn continue_or_open(
         });
     }
     let conversation_id = minter.mint(batch, "conversation")?;
+    let id = minter.mint(batch, "ticket")?;
     let ticket = Ticket {
-        id: minter.mint(batch, "ticket")?,
+        number: next_ticket_number(batch, &id)?,
+        id,
         contact_id: contact_id.to_owned(),
         channel: inbound.channel.clone(),
         subject: inbound.subject.clone(),
@@ -189,6 +201,7 @@ fn continue_or_open(
         created_at: at,
         updated_at: at,
         merge_suggested: Vec::new(),
+        participants: Vec::new(),
     };
     let mut conversation = Conversation {
         id: conversation_id,
@@ -212,6 +225,29 @@ fn continue_or_open(
         new_ticket: true,
         merge_with: Vec::new(),
     })
+}
+
+/// Gives the next ticket number to ticket `id` and indexes it. Part of the step, so a replay
+/// gives the same numbers and a number once committed is never given again.
+pub fn next_ticket_number(batch: &mut StateBatch<'_>, id: &str) -> Result<u64, StoreError> {
+    let number = batch.next(keys::TICKET_NUMBER)?;
+    batch.put(keys::ticket_number(number), &id);
+    Ok(number)
+}
+
+/// Removes a ticket's number from the index (the ticket is gone); the number is not reused.
+pub fn forget_ticket_number(batch: &mut StateBatch<'_>, ticket: &Ticket) {
+    if ticket.number != 0 {
+        batch.remove(keys::ticket_number(ticket.number));
+    }
+}
+
+/// The ticket a number names, if it still exists.
+pub fn ticket_by_number(batch: &StateBatch<'_>, number: u64) -> Result<Option<Ticket>, StoreError> {
+    match batch.get::<String>(&keys::ticket_number(number))? {
+        Some(id) => batch.get::<Ticket>(&keys::ticket(&id)),
+        None => Ok(None),
+    }
 }
 
 fn required<T: serde::de::DeserializeOwned>(

@@ -280,7 +280,8 @@ impl Processor {
         };
         announce.resolution(batch, &resolution)?;
         let contact = &resolution.contact;
-        let mut threaded = conversations::thread(batch, &self.minter, inbound, &contact.id)?;
+        let tag = &live.planner.ticket_tag;
+        let mut threaded = conversations::thread(batch, &self.minter, inbound, &contact.id, tag)?;
         contacts::index_message(
             batch,
             &threaded.conversation.contact_id,

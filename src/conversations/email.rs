@@ -80,8 +80,14 @@ pub fn named_ids(inbound: &Inbound) -> Vec<&str> {
     ids
 }
 
-/// The conversation a mail continues (see the module docs), and the other tickets it links.
-pub fn find(batch: &StateBatch<'_>, inbound: &Inbound) -> Result<Found, StoreError> {
+/// The conversation a mail continues (see the module docs), and the other tickets it links;
+/// failing any id, the ticket its subject tag names ([`by_tag`]).
+pub fn find(
+    batch: &StateBatch<'_>,
+    inbound: &Inbound,
+    contact_id: &str,
+    ticket_tag: &str,
+) -> Result<Found, StoreError> {
     // (conversation, its ticket) for each id that names a live conversation, in id order.
     let mut candidates: Vec<(String, Ticket)> = Vec::new();
     for id in named_ids(inbound) {
@@ -105,7 +111,10 @@ pub fn find(batch: &StateBatch<'_>, inbound: &Inbound) -> Result<Found, StoreErr
         .min_by(|(_, a), (_, b)| older(a, b))
         .map(|(c, t)| (c.clone(), t))
     else {
-        return Ok(Found::default());
+        return Ok(Found {
+            conversation: by_tag(batch, inbound, contact_id, ticket_tag)?,
+            merge_with: Vec::new(),
+        });
     };
     let mut merge_with: Vec<String> = Vec::new();
     for (_, ticket) in &candidates {
@@ -122,9 +131,65 @@ pub fn find(batch: &StateBatch<'_>, inbound: &Inbound) -> Result<Found, StoreErr
     })
 }
 
+/// The ticket number in a subject's tag (`[#1042]` for the tag `#`), the first one found.
+pub fn tagged_number(subject: &str, tag: &str) -> Option<u64> {
+    let opening = format!("[{tag}");
+    let mut rest = subject;
+    while let Some(at) = rest.find(&opening) {
+        rest = &rest[at + opening.len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && rest[digits..].starts_with(']') {
+            return rest[..digits].parse().ok();
+        }
+    }
+    None
+}
+
+/// A reply whose mail client dropped In-Reply-To and References but kept the desk's tag in the
+/// subject: the conversation on this channel of the ticket the tag names, only when the
+/// sender is a participant of that ticket (a stranger guessing numbers writes into nothing)
+/// and the mail is not a forward (a forward starts a new matter, whatever its subject says).
+fn by_tag(
+    batch: &StateBatch<'_>,
+    inbound: &Inbound,
+    contact_id: &str,
+    ticket_tag: &str,
+) -> Result<Option<String>, StoreError> {
+    let Some(email) = &inbound.email else {
+        return Ok(None);
+    };
+    let subject = inbound.subject.as_deref().unwrap_or_default();
+    let forward = inbound.flags.forwarded || {
+        let lower = subject.trim_start().to_lowercase();
+        lower.starts_with("fwd:") || lower.starts_with("fw:")
+    };
+    if !email.in_reply_to.is_empty() || !email.references.is_empty() || forward {
+        return Ok(None);
+    }
+    let Some(number) = tagged_number(subject, ticket_tag) else {
+        return Ok(None);
+    };
+    let Some(ticket) = super::ticket_by_number(batch, number)? else {
+        return Ok(None);
+    };
+    let mut on_channel = None;
+    let mut participant =
+        ticket.contact_id == contact_id || ticket.participants.iter().any(|p| p == contact_id);
+    for id in &ticket.conversations {
+        let Some(conversation) = batch.get::<Conversation>(&keys::conversation(id))? else {
+            continue;
+        };
+        participant |= conversation.contact_id == contact_id;
+        if conversation.channel == inbound.channel {
+            on_channel = Some(conversation.id);
+        }
+    }
+    Ok(on_channel.filter(|_| participant))
+}
+
 /// Orders tickets by age: the one opened first (by number, then time, then id).
 fn older(a: &Ticket, b: &Ticket) -> std::cmp::Ordering {
-    (a.created_at, &a.id).cmp(&(b.created_at, &b.id))
+    (a.number, a.created_at, &a.id).cmp(&(b.number, b.created_at, &b.id))
 }
 
 /// Records the suggestion on the ticket the mail went to, so it is made once.
@@ -239,7 +304,7 @@ mod tests {
                 mailbox: None,
             });
             let mut batch = self.store.state_batch();
-            let threaded = thread(&mut batch, &self.minter, &inbound, "contact").unwrap();
+            let threaded = thread(&mut batch, &self.minter, &inbound, "contact", "#").unwrap();
             batch.commit().unwrap();
             threaded
         }
