@@ -158,3 +158,44 @@ async fn tickets_have_numbers_that_subjects_carry_and_only_participants_use() {
         .collect();
     assert_eq!(numbers, [1, 2, 3, 4, 5]);
 }
+
+/// To and Cc stay on the message; a Cc'd person becomes a contact and a participant of the
+/// ticket, so that their reply naming the ticket only by its tag threads in; a text-only mail
+/// has no `html`; quoted-printable text with CRLF line ends reads with LF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cc_is_kept_and_makes_participants_and_text_is_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
+    let daemon = Daemon::start(dir.path(), &config(dir.path(), smtpd.port)).await;
+    let first = "From: Ana <ana@example.com>\r\nTo: support@acme.test\r\nCc: Bo <Bo@Example.com>, support@acme.test\r\n\
+                 Subject: Printer\r\nMessage-ID: <cc1@x.test>\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+                 line one\r\nline two =E2=9C=93\r\n";
+    push(&daemon, first.as_bytes().to_vec()).await;
+    let event = message_event(&daemon, "cc1@x.test").await;
+    let message = &event["data"]["message"];
+    assert_eq!(message["email"]["to"], json!(["support@acme.test"]));
+    assert_eq!(
+        message["email"]["cc"],
+        json!(["bo@example.com", "support@acme.test"])
+    );
+    assert!(message.get("html").is_none(), "{message}");
+    assert_eq!(message["text"], "line one\nline two ✓\n");
+    let events = daemon.all_events().await;
+    let bo = of_type(&events, "deskgate.contact.created")
+        .into_iter()
+        .find(|e| e["data"]["contact"].to_string().contains("bo@example.com"))
+        .expect("Bo became a contact");
+    let bo_id = bo["subject"].as_str().unwrap();
+    assert_eq!(event["data"]["ticket"]["participants"], json!([bo_id]));
+
+    // Bo answers naming the ticket only by its tag: he is a participant, so it threads in.
+    push(
+        &daemon,
+        mail("cc2@x.test", "bo@example.com", "Re: [#1] Printer", None),
+    )
+    .await;
+    let reply = message_event(&daemon, "cc2@x.test").await;
+    assert_eq!(reply["type"], "deskgate.ticket.message_added", "{reply}");
+    assert_eq!(reply["data"]["ticket"]["id"], event["data"]["ticket"]["id"]);
+}

@@ -98,11 +98,11 @@ fn parse_unguarded(
             .map(str::to_owned),
         message_id: message_id.clone(),
         mailbox: None,
+        to: addresses(message.to()),
+        cc: addresses(message.cc()),
     };
-    let text = message
-        .body_text(0)
-        .map(|t| t.into_owned())
-        .unwrap_or_default();
+    // One line-ending convention whatever the transfer encoding kept: LF.
+    let text = message.body_text(0).map(|t| lf(&t)).unwrap_or_default();
     let mut inbound = Inbound::new(
         channel_id,
         message_id.clone(),
@@ -120,7 +120,12 @@ fn parse_unguarded(
             let subject = message.subject()?;
             Some(loose::redecode(subject, raw_subject.as_deref()).unwrap_or(subject.to_owned()))
         });
-    inbound.html = message.body_html(0).map(|h| h.into_owned());
+    // mail-parser offers a text part as HTML when there is no HTML part: keep only real HTML.
+    let has_html = message
+        .html_bodies()
+        .next()
+        .is_some_and(|part| matches!(part.body, mail_parser::PartType::Html(_)));
+    inbound.html = message.body_html(0).filter(|_| has_html).map(|h| lf(&h));
     inbound.sent_at = message
         .date()
         .and_then(|d| DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok())
@@ -306,6 +311,25 @@ pub fn email_of(sender: &Sender) -> Option<&str> {
             Identity::Email { address } => Some(address.as_str()),
             _ => None,
         })
+}
+
+/// Text with CRLF (and lone CR) line ends turned into LF.
+fn lf(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// The addresses of an address header (To, Cc), lower-cased, each once.
+fn addresses(value: Option<&Address<'_>>) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for addr in value.into_iter().flat_map(|a| a.iter()) {
+        let Some(address) = addr.address().map(|a| a.trim().to_lowercase()) else {
+            continue;
+        };
+        if address.contains('@') && !found.contains(&address) {
+            found.push(address);
+        }
+    }
+    found
 }
 
 /// Message ids from In-Reply-To or References, without angle brackets.
