@@ -3,11 +3,8 @@
 //! A conversation is one thread on one channel (an API thread id, later an email thread or a
 //! chat visitor). Its first message opens a ticket; later messages are added to that ticket.
 //!
-//! Email threads by Message-ID: a mail whose In-Reply-To or References names a message already
-//! seen on the channel (or one deskgate sent, whose Message-ID names its conversation), or a
-//! bounce whose returned headers do, continues that conversation. Every mail's own Message-ID
-//! is indexed so that later replies find it, and indexed under its conversation too, so that
-//! forgetting the conversation removes them.
+//! Email threads by every Message-ID a mail is or refers to, whatever the order mails arrive
+//! in: see [`email`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::ids::Minter;
 use crate::model::{Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
+
+pub mod email;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
@@ -77,6 +76,10 @@ fn open_reply_windows(conversation: &mut Conversation, inbound: &Inbound) {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
     pub id: String,
+    /// The short number people name the ticket by (`#1042`): unique in this deskgate instance
+    /// and never given twice. 0 for tickets opened before numbers existed.
+    #[serde(default)]
+    pub number: u64,
     pub contact_id: String,
     pub channel: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +87,14 @@ pub struct Ticket {
     pub conversations: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Tickets a mail proved to be the same thread as this one, already suggested for a merge
+    /// (`deskgate.ticket.merge_suggested`), so that the suggestion is made once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merge_suggested: Vec<String>,
+    /// Contacts besides the ticket's own who take part: people its mail was copied to (Cc).
+    /// A mail naming the ticket only by its subject tag is accepted from them too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
 }
 
 /// Where a message went.
@@ -93,31 +104,36 @@ pub struct Threaded {
     pub ticket: Ticket,
     /// The message opened the ticket.
     pub new_ticket: bool,
+    /// Other tickets the message proved to be the same thread (an email referring to mails of
+    /// several tickets): a merge to suggest, never made here.
+    pub merge_with: Vec<String>,
 }
 
 /// Puts a message on its conversation, opening a conversation and ticket when the thread is new.
+/// `ticket_tag` is `outbound.ticket_tag`, for mail that names its ticket only by the subject.
 pub fn thread(
     batch: &mut StateBatch<'_>,
     minter: &Minter,
     inbound: &Inbound,
     contact_id: &str,
+    ticket_tag: &str,
 ) -> Result<Threaded, StoreError> {
     let thread_key = keys::thread(&inbound.channel, &inbound.thread_key);
-    let known = match &inbound.email {
-        Some(_) => email_conversation(batch, inbound)?,
-        None => existing(batch, batch.get::<String>(&thread_key)?)?,
+    let found = match &inbound.email {
+        Some(_) => email::find(batch, inbound, contact_id, ticket_tag)?,
+        None => email::Found {
+            conversation: existing(batch, batch.get::<String>(&thread_key)?)?,
+            merge_with: Vec::new(),
+        },
     };
-    let threaded = continue_or_open(batch, minter, inbound, contact_id, known)?;
-    if let Some(email) = &inbound.email {
-        let conversation = &threaded.conversation.id;
-        batch.put(
-            keys::email_message(&inbound.channel, &email.message_id),
-            conversation,
-        );
-        batch.put(
-            keys::conversation_email_id(conversation, &inbound.channel, &email.message_id),
-            &(),
-        );
+    let mut threaded = continue_or_open(batch, minter, inbound, contact_id, found.conversation)?;
+    if inbound.email.is_some() {
+        email::index(batch, inbound, &threaded.conversation.id)?;
+    }
+    if !found.merge_with.is_empty() {
+        email::remember_suggestion(&mut threaded.ticket, &found.merge_with);
+        batch.put(keys::ticket(&threaded.ticket.id), &threaded.ticket);
+        threaded.merge_with = found.merge_with;
     }
     Ok(threaded)
 }
@@ -137,40 +153,6 @@ pub fn forget_email_ids(batch: &mut StateBatch<'_>, conversation: &str) -> Resul
         batch.remove(key);
     }
     Ok(())
-}
-
-/// The conversation an email continues: the newest message it names that deskgate knows.
-fn email_conversation(
-    batch: &StateBatch<'_>,
-    inbound: &Inbound,
-) -> Result<Option<String>, StoreError> {
-    let Some(email) = &inbound.email else {
-        return Ok(None);
-    };
-    // In-Reply-To names the direct parent; References runs oldest to newest; a bounce names
-    // the mail that failed.
-    let named = email
-        .in_reply_to
-        .iter()
-        .chain(email.references.iter().rev())
-        .chain(
-            inbound
-                .flags
-                .bounce
-                .iter()
-                .flat_map(|b| b.message_id.iter()),
-        );
-    for message_id in named {
-        let candidate = match crate::channels::email::own_conversation_of(message_id) {
-            Some(own) => Some(own),
-            None => batch.get::<String>(&keys::email_message(&inbound.channel, message_id))?,
-        };
-        // A deleted conversation leaves its index entries behind: they name nothing now.
-        if let Some(conversation) = existing(batch, candidate)? {
-            return Ok(Some(conversation));
-        }
-    }
-    Ok(None)
 }
 
 /// The conversation id, if that conversation still exists.
@@ -204,17 +186,22 @@ fn continue_or_open(
             conversation,
             ticket,
             new_ticket: false,
+            merge_with: Vec::new(),
         });
     }
     let conversation_id = minter.mint(batch, "conversation")?;
+    let id = minter.mint(batch, "ticket")?;
     let ticket = Ticket {
-        id: minter.mint(batch, "ticket")?,
+        number: next_ticket_number(batch, &id)?,
+        id,
         contact_id: contact_id.to_owned(),
         channel: inbound.channel.clone(),
         subject: inbound.subject.clone(),
         conversations: vec![conversation_id.clone()],
         created_at: at,
         updated_at: at,
+        merge_suggested: Vec::new(),
+        participants: Vec::new(),
     };
     let mut conversation = Conversation {
         id: conversation_id,
@@ -236,7 +223,31 @@ fn continue_or_open(
         conversation,
         ticket,
         new_ticket: true,
+        merge_with: Vec::new(),
     })
+}
+
+/// Gives the next ticket number to ticket `id` and indexes it. Part of the step, so a replay
+/// gives the same numbers and a number once committed is never given again.
+pub fn next_ticket_number(batch: &mut StateBatch<'_>, id: &str) -> Result<u64, StoreError> {
+    let number = batch.next(keys::TICKET_NUMBER)?;
+    batch.put(keys::ticket_number(number), &id);
+    Ok(number)
+}
+
+/// Removes a ticket's number from the index (the ticket is gone); the number is not reused.
+pub fn forget_ticket_number(batch: &mut StateBatch<'_>, ticket: &Ticket) {
+    if ticket.number != 0 {
+        batch.remove(keys::ticket_number(ticket.number));
+    }
+}
+
+/// The ticket a number names, if it still exists.
+pub fn ticket_by_number(batch: &StateBatch<'_>, number: u64) -> Result<Option<Ticket>, StoreError> {
+    match batch.get::<String>(&keys::ticket_number(number))? {
+        Some(id) => batch.get::<Ticket>(&keys::ticket(&id)),
+        None => Ok(None),
+    }
 }
 
 fn required<T: serde::de::DeserializeOwned>(

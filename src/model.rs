@@ -197,6 +197,11 @@ pub struct EmailMeta {
     /// The mailbox and UID it was fetched from, for IMAP channels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox: Option<String>,
+    /// The addresses of To and Cc, as written (lower-cased), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<String>,
 }
 
 /// An attachment: its metadata travels with the message; its content is stored by id.

@@ -265,7 +265,14 @@ fn stalwart_golden_subjects_and_message_ids_match() {
                 continue;
             };
             if let Some(subject) = text("subject") {
-                assert_eq!(view["subject"], subject.as_str(), "{}", eml.display());
+                // Where mail-parser itself could not read a legacy-charset subject (its golden
+                // value has U+FFFD), deskgate decodes it as clients do.
+                if subject.contains('\u{fffd}') {
+                    let ours = view["subject"].as_str().unwrap_or_default();
+                    assert!(!ours.contains('\u{fffd}'), "{}: {ours}", eml.display());
+                } else {
+                    assert_eq!(view["subject"], subject.as_str(), "{}", eml.display());
+                }
             }
             if let Some(id) = text("message_id") {
                 assert_eq!(view["message_id"], id.as_str(), "{}", eml.display());
@@ -274,4 +281,170 @@ fn stalwart_golden_subjects_and_message_ids_match() {
         }
     }
     assert!(checked >= 20, "only {checked} stalwart messages checked");
+}
+
+/// The first header `name` of a raw mail, unfolded, as bytes (the test's own reading, independent
+/// of deskgate's parser).
+fn raw_header(raw: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut value: Option<Vec<u8>> = None;
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if let Some(current) = value.as_mut() {
+            if line.starts_with(b" ") || line.starts_with(b"\t") {
+                current.push(b' ');
+                current.extend_from_slice(line.trim_ascii());
+                continue;
+            }
+            return value;
+        }
+        let prefix = format!("{name}:");
+        if line.len() >= prefix.len()
+            && line[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        {
+            value = Some(line[prefix.len()..].trim_ascii().to_vec());
+        }
+    }
+    value
+}
+
+/// The address a person reads in a From header: the first non-empty `<…@…>`, else the first
+/// word with an `@` (quotes and brackets stripped), lower-cased.
+fn address_a_person_reads(from: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(from);
+    let mut rest = text.as_ref();
+    while let Some(open) = rest.find('<') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('>') else { break };
+        let inside: String = after[..close]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        if inside.contains('@') {
+            return Some(inside.to_lowercase());
+        }
+        rest = &after[close + 1..];
+    }
+    text.split(|c: char| c.is_whitespace() || c == ',')
+        .map(|w| w.trim_matches(|c: char| matches!(c, '"' | '\'' | '(' | ')' | '<' | '>' | ';')))
+        .find(|w| w.contains('@') && !w.starts_with('@') && !w.ends_with('@'))
+        .map(str::to_lowercase)
+}
+
+/// Mail that must be flagged as machine mail: sisimai's bounces, auto-replies and feedback
+/// reports, flanker's complaints, chatwoot's auto-replies and bounces.
+fn must_be_machine(path: &Path) -> bool {
+    let p = path.to_string_lossy();
+    (p.contains("sisimai/maildir/dos/") || p.contains("sisimai/maildir/mac/"))
+        || p.contains("flanker/tests/fixtures/messages/complaints/")
+        || (p.contains("chatwoot/") && (p.contains("auto_reply") || p.contains("bounced")))
+}
+
+/// How deskgate reads the corpus as a person would, printed as figures: the sender's address
+/// against the one a person reads in From (mails whose From holds an `@`, or a MAILER-DAEMON
+/// that must then be machine mail), the subject (readable: no U+FFFD, no raw ISO-2022-JP
+/// escape, no undecoded encoded word; a plain ASCII subject exactly as written), mails refused
+/// for want of a sender, and the machine mail flagged among the mails known to be machine mail.
+#[test]
+fn corpus_read_as_a_person_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::open(dir.path()).unwrap();
+    let mut files = Vec::new();
+    walk(&corpus(), &mut files);
+    files.retain(|p| is_mail(p) && !p.to_string_lossy().contains("/threading/"));
+    files.sort();
+    let (mut senders, mut senders_right, mut subjects, mut subjects_right) = (0, 0, 0, 0);
+    let (mut refused, mut machine, mut machine_flagged) = (0, 0, 0);
+    let mut wrong = Vec::new();
+    for path in &files {
+        let raw = std::fs::read(path).unwrap();
+        let record = read_bounded(path, &blobs);
+        let inbound = match &record {
+            Record::Inbound(inbound) => Some(inbound),
+            Record::Quarantine(entry) => {
+                if entry.reason.contains("sender") {
+                    refused += 1;
+                    wrong.push(format!("refused {}", path.display()));
+                }
+                None
+            }
+            #[allow(unreachable_patterns)]
+            _ => None,
+        };
+        let flagged = inbound.is_some_and(|i| i.flags.automatic || i.flags.bounce.is_some());
+        if must_be_machine(path) {
+            machine += 1;
+            machine_flagged += usize::from(flagged);
+        }
+        if let Some(from) = raw_header(&raw, "From") {
+            let daemon = String::from_utf8_lossy(&from).to_lowercase();
+            let expected = address_a_person_reads(&from);
+            if expected.is_some() || daemon.trim_matches(['"', '<', '>', ' ']) == "mailer-daemon" {
+                senders += 1;
+                let got = inbound.and_then(|i| match i.sender.identities.first() {
+                    Some(Identity::Email { address }) => Some(address.clone()),
+                    _ => None,
+                });
+                // A forward's sender is its original author (`original_sender_of_forwards`):
+                // the forwarder it names is then the From a person reads.
+                let forwarder = inbound
+                    .and_then(|i| i.extra.get("forwarded_by"))
+                    .map(|f| f.to_string().to_lowercase())
+                    .unwrap_or_default();
+                let right = match &expected {
+                    Some(expected) => {
+                        got.as_deref() == Some(expected.as_str())
+                            || forwarder.contains(&format!("\"{expected}\""))
+                    }
+                    None => flagged,
+                };
+                if right {
+                    senders_right += 1;
+                } else {
+                    wrong.push(format!(
+                        "sender {}: {expected:?} read as {got:?}",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        if let (Some(subject), Some(inbound)) = (raw_header(&raw, "Subject"), inbound) {
+            subjects += 1;
+            let got = inbound.subject.clone().unwrap_or_default();
+            let plain = subject.is_ascii()
+                && !subject.contains(&0x1b)
+                && !subject.windows(2).any(|w| w == b"=?");
+            let right = if plain {
+                got.trim() == String::from_utf8_lossy(&subject).trim()
+            } else {
+                !got.contains('\u{fffd}')
+                    && !got.contains('\u{1b}')
+                    && !(got.contains("=?") && got.contains("?="))
+            };
+            if right {
+                subjects_right += 1;
+            } else {
+                wrong.push(format!("subject {}: {got:?}", path.display()));
+            }
+        }
+    }
+    for line in &wrong {
+        eprintln!("{line}");
+    }
+    println!(
+        "corpus reading: mails={} sender_right={senders_right}/{senders} subject_right={subjects_right}/{subjects} refused_no_sender={refused} machine_flagged={machine_flagged}/{machine}",
+        files.len()
+    );
+    // Measured 2026-12-05 before this reading: 371/394, 366/376, 82 refused, 166/166.
+    assert_eq!(senders_right, senders, "senders read wrong");
+    assert_eq!(subjects_right, subjects, "subjects read wrong");
+    assert_eq!(
+        machine_flagged, machine,
+        "machine mail taken for a person's"
+    );
+    assert!(senders >= 390 && subjects >= 380, "the corpus shrank");
+    // The rest are upstream test fragments without any From address.
+    assert!(refused <= 71, "{refused} refused");
 }

@@ -127,7 +127,7 @@ async fn acknowledgement_and_agent_reply_arrive_threaded_and_signed_once() {
         header(mail, "From").unwrap(),
         "\"Bo Berg from Acme\" <support@acme.test>"
     );
-    assert_eq!(header(mail, "Subject").unwrap(), "Re: about t1");
+    assert_eq!(header(mail, "Subject").unwrap(), "[#1] Re: about t1");
     assert_eq!(
         header(mail, "Auto-Submitted"),
         None,
@@ -331,7 +331,7 @@ async fn notifications_are_auto_generated_and_unknown_templates_are_refused() {
     assert_eq!(header(notice, "In-Reply-To"), None);
     assert!(header(notice, "Subject")
         .unwrap()
-        .starts_with("[Acme] New ticket: about t"));
+        .starts_with("[#1] [Acme] New ticket: about t"));
 
     let (status, body) = control_post(
         &client,

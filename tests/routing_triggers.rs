@@ -340,21 +340,21 @@ fn chat_conversations_fire_no_triggers_or_actions_unless_included() {
     let mut chat_rules = rules(CONFIG);
     chat_rules.channels.get_mut("mail").unwrap().chat = true;
     let mut h = Harness::with_rules(chat_rules.clone());
-    let events = h.mail(mail("c1", "c1", "ana@example.com"));
+    let events = h.mail(mail("c1@x", "c1@x", "ana@example.com"));
     assert!(
         of_type(&events, "action_requested").is_empty(),
         "{events:?}"
     );
-    let events = h.mail(mail("c2", "c1", "ana@example.com"));
+    let events = h.mail(mail("c2@x", "c1@x", "ana@example.com"));
     assert!(of_type(&events, "status_trigger").is_empty(), "{events:?}");
 
     let pipeline = chat_rules.pipelines.get_mut("support").unwrap();
     pipeline.triggers.include_chat = true;
     pipeline.actions[0].include_chat = true;
     let mut h = Harness::with_rules(chat_rules);
-    let events = h.mail(mail("c1", "c1", "ana@example.com"));
+    let events = h.mail(mail("c1@x", "c1@x", "ana@example.com"));
     assert_eq!(of_type(&events, "action_requested").len(), 1);
-    let events = h.mail(mail("c2", "c1", "ana@example.com"));
+    let events = h.mail(mail("c2@x", "c1@x", "ana@example.com"));
     assert_eq!(of_type(&events, "status_trigger").len(), 1);
 }
 

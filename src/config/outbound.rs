@@ -44,6 +44,11 @@ pub struct OutboundConfig {
     /// Chat channels: agents' replies are handed to the widget's backend as
     /// `deskgate.outbound.chat_message` events.
     pub chat_channels: Vec<String>,
+    /// What goes before the ticket number in the subject tag of automatic mail and agents'
+    /// replies: `"#"` writes `[#1042]` (osTicket's form), `"Ticket#"` writes `[Ticket#1042]`
+    /// (Zammad's). A customer's reply that lost its In-Reply-To and References but keeps the
+    /// tag threads into that ticket, only when its sender is a participant and it is no forward.
+    pub ticket_tag: String,
 }
 
 impl Default for OutboundConfig {
@@ -61,6 +66,7 @@ impl Default for OutboundConfig {
             messenger: BTreeMap::new(),
             whatsapp: BTreeMap::new(),
             chat_channels: Vec::new(),
+            ticket_tag: "#".to_owned(),
         }
     }
 }
@@ -200,6 +206,16 @@ impl OutboundConfig {
                 });
             }
         };
+        check(
+            !self.ticket_tag.trim().is_empty()
+                && !self
+                    .ticket_tag
+                    .chars()
+                    .any(|c| c == '[' || c == ']' || c.is_whitespace())
+                && !self.ticket_tag.ends_with(|c: char| c.is_ascii_digit()),
+            "outbound.ticket_tag".into(),
+            "must be non-empty, without brackets or spaces, and not end in a digit",
+        );
         check(
             self.auto_mail_per_recipient_per_hour > 0,
             "outbound.auto_mail_per_recipient_per_hour".into(),

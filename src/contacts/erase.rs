@@ -89,6 +89,9 @@ fn forget_thread(batch: &mut StateBatch<'_>, conversation_id: &str) -> Result<()
     }
     conversation.thread_key.clear();
     batch.put(key, &conversation);
+    // The Message-IDs its mails are and refer to name people too (and would thread a later
+    // mail of the same thread into the erased conversation).
+    crate::conversations::forget_email_ids(batch, conversation_id)?;
     Ok(())
 }
 

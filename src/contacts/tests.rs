@@ -319,6 +319,7 @@ fn a_merge_moves_conversations_and_their_tickets() {
         &harness.minter,
         &inbound,
         &visitor_only.contact.id,
+        "#",
     )
     .unwrap();
     index_message(
@@ -484,6 +485,7 @@ fn erasure_redacts_the_journal_and_deletes_attachment_blobs() {
         &harness.minter,
         &inbound,
         &resolution.contact.id,
+        "#",
     )
     .unwrap();
     index_message(

@@ -30,6 +30,8 @@ pub enum EventType {
     TicketStatusChanged,
     TicketActionRequested,
     TicketMerged,
+    /// A mail proved two tickets to be one thread; the store or an agent decides.
+    TicketMergeSuggested,
     TicketSplit,
     TicketDeleted,
     ConversationMessageAdded,
@@ -62,6 +64,7 @@ impl EventType {
             EventType::TicketStatusChanged => "deskgate.ticket.status_changed",
             EventType::TicketActionRequested => "deskgate.ticket.action_requested",
             EventType::TicketMerged => "deskgate.ticket.merged",
+            EventType::TicketMergeSuggested => "deskgate.ticket.merge_suggested",
             EventType::TicketSplit => "deskgate.ticket.split",
             EventType::TicketDeleted => "deskgate.ticket.deleted",
             EventType::ConversationMessageAdded => "deskgate.conversation.message_added",

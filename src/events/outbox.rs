@@ -32,10 +32,39 @@ impl OutboxWriter {
         draft: &EventDraft,
     ) -> Result<u64, StoreError> {
         let seq = batch.next(keys::OUTBOX_SEQ)?;
+        let numbered = with_ticket_number(batch, draft)?;
+        let draft = numbered.as_ref().unwrap_or(draft);
         let event = render(&self.instance_name, self.instance_id, seq, time, draft);
         batch.put_raw(keys::outbox(seq), event);
         Ok(seq)
     }
+}
+
+/// Ticket and conversation events carry the ticket's number (`data.ticket_number`), read from
+/// the mirror of the ticket the event is about, unless the event already says it. `None` when
+/// there is nothing to add.
+fn with_ticket_number(
+    batch: &StateBatch<'_>,
+    draft: &EventDraft,
+) -> Result<Option<EventDraft>, StoreError> {
+    let kind = draft.event_type.as_str();
+    let about_a_ticket =
+        kind.starts_with("deskgate.ticket.") || kind.starts_with("deskgate.conversation.");
+    if !about_a_ticket || !draft.data.is_object() || draft.data.get("ticket_number").is_some() {
+        return Ok(None);
+    }
+    let number = match draft.data["ticket"].get("number").and_then(|n| n.as_u64()) {
+        Some(number) => Some(number),
+        None => batch
+            .get::<crate::conversations::Ticket>(&keys::ticket(&draft.subject))?
+            .map(|ticket| ticket.number),
+    };
+    let Some(number) = number.filter(|n| *n != 0) else {
+        return Ok(None);
+    };
+    let mut numbered = draft.clone();
+    numbered.data["ticket_number"] = serde_json::json!(number);
+    Ok(Some(numbered))
 }
 
 /// Serves events that are on disk. Cloning is cheap.

@@ -85,7 +85,7 @@ fn conversation_context(
     else {
         return Ok(None);
     };
-    let context = batch
+    let mut context = batch
         .get::<ReplyContext>(&keys::reply_context(conversation_id))?
         .unwrap_or_else(|| ReplyContext {
             conversation_id: conversation.id.clone(),
@@ -93,6 +93,10 @@ fn conversation_context(
             channel: conversation.channel.clone(),
             ..ReplyContext::default()
         });
+    context.ticket_number = batch
+        .get::<crate::conversations::Ticket>(&keys::ticket(&conversation.ticket_id))?
+        .map(|ticket| ticket.number)
+        .filter(|n| *n != 0);
     Ok(Some((conversation, context)))
 }
 

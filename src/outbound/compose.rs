@@ -50,6 +50,21 @@ fn reply_subject(subject: Option<&str>) -> String {
     }
 }
 
+/// The subject with the ticket's tag (`[#1042] Re: Printer`), unless it has it already.
+fn tagged(planner: &Planner, context: &ReplyContext, subject: String) -> String {
+    match context.ticket_number {
+        Some(number) => {
+            let tag = planner.ticket_tag(number);
+            if subject.contains(&tag) {
+                subject
+            } else {
+                format!("{tag} {subject}")
+            }
+        }
+        None => subject,
+    }
+}
+
 /// The References of a reply: the thread's, then the message answered, each once.
 fn references(context: &ReplyContext) -> Vec<String> {
     let mut refs = context.references.clone();
@@ -107,7 +122,7 @@ pub fn agent_reply(
         from_name: from_name(mailbox, Some(&full)),
         from_address: mailbox.address.clone(),
         to,
-        subject: reply_subject(context.subject.as_deref()),
+        subject: tagged(planner, context, reply_subject(context.subject.as_deref())),
         text,
         html,
         message_id,
@@ -136,6 +151,10 @@ pub fn automatic(
     values.insert("conversation_id".into(), json!(context.conversation_id));
     let mut ticket = serde_json::Map::new();
     ticket.insert("id".into(), json!(context.ticket_id));
+    if let Some(number) = context.ticket_number {
+        ticket.insert("number".into(), json!(number));
+        ticket.insert("tag".into(), json!(planner.ticket_tag(number)));
+    }
     if let Some(serde_json::Value::Object(fields)) = request.fields.get("ticket") {
         ticket.extend(fields.clone());
     }
@@ -158,9 +177,13 @@ pub fn automatic(
         from_name: from_name(mailbox, None),
         from_address: mailbox.address.clone(),
         to,
-        subject: rendered
-            .subject
-            .unwrap_or_else(|| reply_subject(context.subject.as_deref())),
+        subject: tagged(
+            planner,
+            context,
+            rendered
+                .subject
+                .unwrap_or_else(|| reply_subject(context.subject.as_deref())),
+        ),
         text: rendered.text,
         html: rendered.html,
         message_id,

@@ -56,6 +56,8 @@ pub struct Planner {
     pub(crate) messenger: BTreeMap<String, MessengerConfig>,
     pub(crate) whatsapp: BTreeMap<String, WhatsappConfig>,
     pub(crate) templates: Templates,
+    /// `outbound.ticket_tag`.
+    pub(crate) ticket_tag: String,
 }
 
 impl Planner {
@@ -99,12 +101,23 @@ impl Planner {
             messenger: config.messenger.clone(),
             whatsapp: config.whatsapp.clone(),
             templates,
+            ticket_tag: config.ticket_tag.clone(),
         })
     }
 
     /// Sends nothing: every request is refused as unrouted.
     pub fn disabled() -> Planner {
         Planner::new(&OutboundConfig::default()).expect("the shipped templates parse")
+    }
+
+    /// The subject tag of ticket `number`: `[#1042]`.
+    pub fn ticket_tag(&self, number: u64) -> String {
+        format!("[{}{number}]", self.ticket_tag)
+    }
+
+    /// The ticket number a subject's tag names, when it carries this desk's tag.
+    pub fn tagged_number(&self, subject: &str) -> Option<u64> {
+        crate::conversations::email::tagged_number(subject, &self.ticket_tag)
     }
 
     pub fn route(&self, channel: &str) -> Option<&Route> {
@@ -141,6 +154,10 @@ pub struct ReplyContext {
     /// Why the customer's last mail counts as automatic, when it does.
     #[serde(default)]
     pub automatic: Option<String>,
+    /// The number of the conversation's ticket, read from the mirror when a mail is composed
+    /// (never stored: a split or merge changes it).
+    #[serde(skip)]
+    pub ticket_number: Option<u64>,
 }
 
 /// Why an item is sent.

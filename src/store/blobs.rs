@@ -34,7 +34,13 @@ impl Blobs {
             return Ok(id);
         }
         let path = self.dir.join(&id);
-        let tmp = self.dir.join(format!(".{id}.{}.tmp", std::process::id()));
+        // Two requests can carry the same content at once (one attachment mailed to two
+        // mailboxes): each writes its own temporary file, or one's rename finds none.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!(".{id}.{}.{n}.tmp", std::process::id()));
         let mut file = fs::File::create(&tmp)?;
         file.write_all(content)?;
         file.sync_all()?;

@@ -204,3 +204,13 @@ pub fn suppressed(address: &str) -> Vec<u8> {
 pub fn agent_emailed(ticket_id: &str) -> Vec<u8> {
     format!("agent_emailed/{ticket_id}").into_bytes()
 }
+
+/// The last ticket number given (`#1042`): numbers count up and are never given twice.
+pub const TICKET_NUMBER: &[u8] = b"meta/ticket_number";
+
+/// A ticket's number → its id, for mail whose subject carries the desk's tag.
+pub fn ticket_number(number: u64) -> Vec<u8> {
+    let mut key = b"ticket_no/".to_vec();
+    key.extend_from_slice(&number.to_be_bytes());
+    key
+}

@@ -352,7 +352,8 @@ impl Step<'_, '_> {
 
     fn delete_with_event(&mut self, ticket: &Ticket) -> Result<Answer, StoreError> {
         self.delete_ticket(ticket)?;
-        let data = json!({ "ticket": ticket.id, "conversations": ticket.conversations });
+        let data = json!({ "ticket": ticket.id, "ticket_number": ticket.number,
+            "conversations": ticket.conversations });
         self.emit(
             EventType::TicketDeleted,
             &ticket.id,

@@ -309,6 +309,8 @@ impl Step<'_, '_> {
         // Cloning keeps whatever fields other work adds to the mirror's tickets.
         let mut new = old.clone();
         new.id = self.minter.mint(self.batch, "ticket")?;
+        new.number = crate::conversations::next_ticket_number(self.batch, &new.id)?;
+        new.merge_suggested.clear();
         new.conversations = vec![conversation.id.clone()];
         new.created_at = self.at;
         new.updated_at = self.at;
@@ -338,6 +340,9 @@ impl Step<'_, '_> {
     pub(super) fn drop_ticket_mirror(&mut self, id: &str) -> Result<(), StoreError> {
         if let Some(at) = self.batch.get(&closed_at_key(id))? {
             self.unmark_closed(id, at);
+        }
+        if let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? {
+            crate::conversations::forget_ticket_number(self.batch, &ticket);
         }
         self.batch.remove(keys::ticket(id));
         self.batch.remove(ticket_key(id));

@@ -20,6 +20,15 @@ use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_deskgate");
 
+/// The daemon binary the harness starts: `DESKGATE_TEST_BIN` when set, else [`BIN`]. Several
+/// worktrees building into one target directory replace `target/debug/deskgate` under each
+/// other's running tests; a copy taken right after the build keeps a run on its own code.
+pub fn daemon_bin() -> std::path::PathBuf {
+    std::env::var_os("DESKGATE_TEST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| BIN.into())
+}
+
 /// Extra lines for the `[server]` and `[state]` tables of a test's config.
 #[derive(Default, Clone, Copy)]
 pub struct Tables<'a> {
@@ -45,7 +54,7 @@ impl Daemon {
             dir.join("state").display()
         );
         std::fs::write(&config, text).unwrap();
-        Daemon::launch(Path::new(BIN), dir, config, addr).await
+        Daemon::launch(&daemon_bin(), dir, config, addr).await
     }
 }
 

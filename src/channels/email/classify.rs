@@ -94,10 +94,90 @@ pub fn is_automatic(message: &Message<'_>, from: &Sender) -> bool {
     if is_machine_sender(from) || is_no_reply(from) || is_report(message) {
         return true;
     }
+    if is_abuse_report(message, from) || is_list_notice(message, from) {
+        return true;
+    }
     if has_null_return_path(message) {
         return true;
     }
     subject_of(message).is_some_and(|subject| is_auto_reply_subject(&subject))
+}
+
+/// Senders of abuse complaints (Hotmail sends its feedback reports from `staff@hotmail.com`).
+const COMPLAINT_LOCAL_PARTS: &[&str] = &["abuse", "complaints", "fbl", "scomp", "spamreport"];
+
+/// A complaint about a mail, sent as a plain `multipart/mixed` that wraps the reported message
+/// (Hotmail's form), not as a `multipart/report`: from a complaints address, or saying so.
+fn is_abuse_report(message: &Message<'_>, from: &Sender) -> bool {
+    let mixed = message.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("mixed"))
+    });
+    let wraps_a_message = message
+        .parts
+        .iter()
+        .any(|part| matches!(part.body, PartType::Message(_)));
+    if !mixed || !wraps_a_message {
+        return false;
+    }
+    let address = email_of(from).unwrap_or_default().to_ascii_lowercase();
+    let local = address.split('@').next().unwrap_or_default();
+    COMPLAINT_LOCAL_PARTS.contains(&local)
+        || address == "staff@hotmail.com"
+        || message.header_raw("X-HmXmrOriginalRecipient").is_some()
+        || subject_of(message)
+            .is_some_and(|s| s.contains("complaint") || s.contains("abuse report"))
+}
+
+/// A mailing-list program's own notice (fml's "you are not a member", "Loop Alert"; Mailman's
+/// and Majordomo's requests): list headers, and a sender that is the list's administrative
+/// address or a notice subject.
+fn is_list_notice(message: &Message<'_>, from: &Sender) -> bool {
+    let list_headers = [
+        "X-MLServer",
+        "X-ML-Name",
+        "List-Post",
+        "List-Help",
+        "List-Owner",
+        "List-Subscribe",
+        "List-Unsubscribe",
+    ];
+    if !list_headers
+        .iter()
+        .any(|name| message.header_raw(*name).is_some())
+    {
+        return false;
+    }
+    let address = email_of(from).unwrap_or_default().to_ascii_lowercase();
+    let local = address.split('@').next().unwrap_or_default();
+    let admin = ["-admin", "-request", "-owner", "-bounces", "-help"]
+        .iter()
+        .any(|suffix| local.ends_with(suffix))
+        || local.starts_with("owner-")
+        || [
+            "fml",
+            "majordomo",
+            "listserv",
+            "mailman",
+            "sympa",
+            "listproc",
+            "ezmlm",
+        ]
+        .contains(&local);
+    let notice = subject_of(message).is_some_and(|s| {
+        [
+            "not a member",
+            "loop alert",
+            "you are not",
+            "subscription",
+            "confirm",
+        ]
+        .iter()
+        .any(|n| s.contains(n))
+    });
+    admin || notice && message.header_raw("X-MLServer").is_some()
 }
 
 /// mailer-daemon, postmaster and friends.
@@ -340,6 +420,44 @@ fn message_id_line(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abuse_reports_and_list_notices_are_machine_mail() {
+        let automatic = |raw: &str| {
+            let options = crate::config::EmailConfig::default();
+            crate::channels::email::mime::parse(
+                "mail",
+                raw.as_bytes(),
+                chrono::Utc::now(),
+                &options,
+            )
+            .expect("parses")
+            .inbound
+            .flags
+            .automatic
+        };
+        let wrapped =
+            "Content-Type: message/rfc822\r\n\r\nFrom: a@b.example\r\nSubject: buy\r\n\r\nbuy\r\n";
+        let hotmail = format!(
+            "From: staff@hotmail.com\r\nTo: abuse@isp.example\r\nSubject: complaint about message from 1.2.3.4\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+             Content-Type: text/plain\r\n\r\nThis is a complaint.\r\n--b\r\n{wrapped}--b--\r\n"
+        );
+        assert!(automatic(&hotmail));
+        let fml = "From: elena-admin@ml.example.jp\r\nTo: ana@example.com\r\nSubject: you are not a member\r\n\
+                   X-MLServer: fml [fml 4.0]\r\nX-ML-Name: elena\r\n\r\nYou are not a member of elena.\r\n";
+        assert!(automatic(fml));
+        let loop_alert = "From: fml@ml.example.jp\r\nSubject: Loop Alert: test\r\nX-MLServer: fml\r\n\r\nLoop.\r\n";
+        assert!(automatic(loop_alert));
+        // A person's forward as an attachment, and a person's post with list headers, are not.
+        let forward = format!(
+            "From: ana@example.com\r\nSubject: look at this\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nFYI\r\n--b\r\n{wrapped}--b--\r\n"
+        );
+        assert!(!automatic(&forward));
+        let post = "From: ana@example.com\r\nSubject: question\r\nList-Post: <mailto:dev@l.example>\r\n\r\nHi\r\n";
+        assert!(!automatic(post));
+    }
 
     #[test]
     fn status_codes_are_found_and_bounded() {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 
-use super::{classify, forward};
+use super::{classify, forward, loose};
 use crate::channels::identity;
 use crate::config::EmailConfig;
 use crate::model::{Attachment, EmailMeta, Identity, Inbound, Sender};
@@ -61,11 +61,16 @@ fn parse_unguarded(
     options: &EmailConfig,
 ) -> Result<ParsedMail, MailError> {
     let normalised = cr_only_to_lf(raw);
-    let raw = normalised.as_deref().unwrap_or(raw);
+    let raw = skip_blank_lines(normalised.as_deref().unwrap_or(raw));
     let message = MessageParser::default()
         .parse(raw)
         .ok_or(MailError::Unparseable)?;
-    let found = sender_of(&message);
+    let declared = declared_charset(&message);
+    let sample = &raw[message.root_part().raw_body_offset() as usize..];
+    let (found, repaired) = sender_of(&message, raw, declared.as_deref(), sample);
+    let from_text = loose::raw_header(raw, "From")
+        .map(|v| String::from_utf8_lossy(&v).trim().to_owned())
+        .filter(|t| !t.is_empty());
     // Machine mail (bounces from a null sender) may come without any address; it is still
     // recorded, with an anonymous sender. A person's mail without one cannot be answered.
     let from = found.clone().unwrap_or_else(|| Sender {
@@ -93,11 +98,11 @@ fn parse_unguarded(
             .map(str::to_owned),
         message_id: message_id.clone(),
         mailbox: None,
+        to: addresses(message.to()),
+        cc: addresses(message.cc()),
     };
-    let text = message
-        .body_text(0)
-        .map(|t| t.into_owned())
-        .unwrap_or_default();
+    // One line-ending convention whatever the transfer encoding kept: LF.
+    let text = message.body_text(0).map(|t| lf(&t)).unwrap_or_default();
     let mut inbound = Inbound::new(
         channel_id,
         message_id.clone(),
@@ -106,8 +111,21 @@ fn parse_unguarded(
         text,
         received_at,
     );
-    inbound.subject = message.subject().map(str::to_owned);
-    inbound.html = message.body_html(0).map(|h| h.into_owned());
+    let raw_subject = loose::raw_header(raw, "Subject");
+    inbound.subject = raw_subject
+        .as_deref()
+        .and_then(|value| loose::legacy_text(value, declared.as_deref(), sample))
+        .map(|subject| subject.trim().to_owned())
+        .or_else(|| {
+            let subject = message.subject()?;
+            Some(loose::redecode(subject, raw_subject.as_deref()).unwrap_or(subject.to_owned()))
+        });
+    // mail-parser offers a text part as HTML when there is no HTML part: keep only real HTML.
+    let has_html = message
+        .html_bodies()
+        .next()
+        .is_some_and(|part| matches!(part.body, mail_parser::PartType::Html(_)));
+    inbound.html = message.body_html(0).filter(|_| has_html).map(|h| lf(&h));
     inbound.sent_at = message
         .date()
         .and_then(|d| DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok())
@@ -115,21 +133,34 @@ fn parse_unguarded(
     inbound.email = Some(email);
     let (attachments, contents) = attachments(&message);
     inbound.attachments = attachments;
-    inbound.flags.automatic = classify::is_automatic(&message, &from);
+    inbound.flags.automatic = classify::is_automatic(&message, &from)
+        || found.is_none()
+            && from_text
+                .as_deref()
+                .is_some_and(loose::is_bare_machine_sender);
+    if repaired {
+        // The address was read the way a person reads it, not as RFC 5322 writes it.
+        inbound
+            .extra
+            .insert("sender_repaired".to_owned(), serde_json::Value::Bool(true));
+        if let Some(text) = &from_text {
+            inbound.extra.insert(
+                "from_text".to_owned(),
+                serde_json::Value::from(text.clone()),
+            );
+        }
+    }
     inbound.flags.bounce = classify::bounce(&message, &from);
     if found.is_none() {
         if !inbound.flags.automatic && inbound.flags.bounce.is_none() {
             return Err(MailError::NoSender);
         }
         // An address that is no identity is still what the mail said: keep it as text.
-        if let Some(text) = message
-            .header_raw("From")
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            inbound
-                .extra
-                .insert("from_text".to_owned(), serde_json::Value::from(text));
+        if let Some(text) = &from_text {
+            inbound.extra.insert(
+                "from_text".to_owned(),
+                serde_json::Value::from(text.clone()),
+            );
         }
     }
     if inbound.flags.bounce.is_some() {
@@ -185,31 +216,90 @@ fn apply_forward(inbound: &mut Inbound, forwarded: forward::Forwarded, options: 
     }
 }
 
-/// The sender: From, else Sender, Reply-To, Return-Path (bounces and some list mail lack a
-/// From).
-fn sender_of(message: &Message<'_>) -> Option<Sender> {
-    let candidates = [message.from(), message.sender(), message.reply_to()];
-    for address in candidates.into_iter().flatten() {
-        let Some(first) = address.first() else {
-            continue;
-        };
-        if let Some(identity) = first.address().and_then(identity::email) {
-            return Some(Sender {
-                name: first
-                    .name()
-                    .map(|n| n.trim().to_owned())
-                    .filter(|n| !n.is_empty()),
-                identities: vec![identity],
-                spellings: identity::spellings(first.address()),
-            });
+/// The sender, and whether it had to be read loosely: the first usable address of From (its
+/// display name decoded from a legacy charset when it was written in one), else From read as a
+/// person reads it ([`loose::loose_address`]), else Sender, Reply-To, Return-Path (bounces and
+/// some list mail lack a From).
+fn sender_of(
+    message: &Message<'_>,
+    raw: &[u8],
+    declared: Option<&str>,
+    sample: &[u8],
+) -> (Option<Sender>, bool) {
+    let sender = |name: Option<String>, identity: Identity, written: &str| Sender {
+        name: name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
+        identities: vec![identity],
+        spellings: identity::spellings([written]),
+    };
+    let from_raw = loose::raw_header(raw, "From");
+    if let Some(text) = from_raw
+        .as_deref()
+        .and_then(|v| loose::legacy_text(v, declared, sample))
+    {
+        if let Some((name, identity)) = loose::loose_address(&text) {
+            return (Some(sender(name, identity, "")), false);
         }
     }
-    let return_path = message.return_address()?.trim_matches(['<', '>', ' ']);
-    Some(Sender {
-        name: None,
-        identities: vec![identity::email(return_path)?],
-        spellings: identity::spellings([return_path]),
-    })
+    let listed = |address: Option<&Address<'_>>| {
+        address.into_iter().flat_map(|a| a.iter()).find_map(|addr| {
+            let written = addr.address()?;
+            let identity = identity::email(written)?;
+            Some(sender(addr.name().map(str::to_owned), identity, written))
+        })
+    };
+    // The first From header, as clients show it (mail-parser keeps the last of several).
+    let first_from = from_raw.as_deref().and_then(|value| {
+        let header = [b"From: ", value, b"\r\n\r\n"].concat();
+        MessageParser::default()
+            .parse(&header[..])?
+            .from()?
+            .clone()
+            .into_owned()
+            .into()
+    });
+    if let Some(found) = listed(first_from.as_ref()).or_else(|| listed(message.from())) {
+        return (Some(found), false);
+    }
+    if let Some((name, identity)) = from_raw
+        .as_deref()
+        .and_then(|v| loose::loose_address(&String::from_utf8_lossy(v)))
+    {
+        return (Some(sender(name, identity, "")), true);
+    }
+    for other in [message.sender(), message.reply_to()] {
+        if let Some(found) = listed(other) {
+            return (Some(found), false);
+        }
+    }
+    let found = message
+        .return_address()
+        .map(|r| r.trim_matches(['<', '>', ' ']))
+        .and_then(|r| Some(sender(None, identity::email(r)?, r)));
+    (found, false)
+}
+
+/// The charset the message declares: its own Content-Type's, else its first text part's.
+fn declared_charset(message: &Message<'_>) -> Option<String> {
+    let charset_of = |part: &mail_parser::MessagePart<'_>| {
+        part.content_type()
+            .and_then(|ct| ct.attribute("charset"))
+            .map(str::to_owned)
+    };
+    charset_of(message.root_part()).or_else(|| message.text_bodies().find_map(charset_of))
+}
+
+/// Some stored mail starts with blank or whitespace-only lines (flanker's fixtures, mail saved
+/// by hand); clients read the headers after them, and so does deskgate.
+fn skip_blank_lines(raw: &[u8]) -> &[u8] {
+    let mut rest = raw;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let line = &rest[..end];
+        if !line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) || end + 1 >= rest.len() {
+            break;
+        }
+        rest = &rest[end + 1..];
+    }
+    rest
 }
 
 /// The plain address of a sender's first email identity.
@@ -221,6 +311,25 @@ pub fn email_of(sender: &Sender) -> Option<&str> {
             Identity::Email { address } => Some(address.as_str()),
             _ => None,
         })
+}
+
+/// Text with CRLF (and lone CR) line ends turned into LF.
+fn lf(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// The addresses of an address header (To, Cc), lower-cased, each once.
+fn addresses(value: Option<&Address<'_>>) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for addr in value.into_iter().flat_map(|a| a.iter()) {
+        let Some(address) = addr.address().map(|a| a.trim().to_lowercase()) else {
+            continue;
+        };
+        if address.contains('@') && !found.contains(&address) {
+            found.push(address);
+        }
+    }
+    found
 }
 
 /// Message ids from In-Reply-To or References, without angle brackets.

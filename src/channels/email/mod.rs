@@ -7,6 +7,7 @@
 //!
 //! - [`mime`]: mail-parser reading, attachments, the sender.
 //! - [`classify`]: automatic mail and bounces; [`forward`]: forwards and their original sender.
+//! - [`loose`]: headers as clients read them (legacy charsets, loosely written senders).
 //! - [`message_id`]: the Message-IDs of deskgate's own mail, which thread replies back.
 //! - [`inspect`]: the JSON view `deskgate inspect mail` prints.
 
@@ -14,6 +15,7 @@ pub mod classify;
 pub mod forward;
 pub mod imap;
 pub mod inspect;
+pub mod loose;
 pub mod message_id;
 pub mod mime;
 
