@@ -300,8 +300,7 @@ mod tests {
                 message_id: id.into(),
                 in_reply_to: in_reply_to.iter().map(|s| s.to_string()).collect(),
                 references: references.iter().map(|s| s.to_string()).collect(),
-                reply_to: None,
-                mailbox: None,
+                ..EmailMeta::default()
             });
             let mut batch = self.store.state_batch();
             let threaded = thread(&mut batch, &self.minter, &inbound, "contact", "#").unwrap();
