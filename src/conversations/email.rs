@@ -346,7 +346,7 @@ mod tests {
         // b replies to a, and c already replied to b: b proves both are one thread.
         let bridge = desk.mail("b@x", &["a@x"], &["a@x"]);
         assert_eq!(bridge.ticket.id, older.ticket.id);
-        assert_eq!(bridge.merge_with, [newer.ticket.id.clone()]);
+        assert_eq!(bridge.merge_with, std::slice::from_ref(&newer.ticket.id));
         // Nothing was merged: the newer ticket keeps its conversation.
         let again = desk.mail("d@x", &["c@x"], &["a@x", "b@x", "c@x"]);
         assert_eq!(again.ticket.id, older.ticket.id);
