@@ -298,7 +298,17 @@ impl Processor {
         let contact = &resolution.contact;
         let tag = &live.planner.ticket_tag;
         let mut threaded = conversations::thread(batch, &self.minter, inbound, &contact.id, tag)?;
-        self.add_participants(live, batch, &announce, inbound, &mut threaded)?;
+        let mailboxes = &live.planner.mailboxes;
+        let own = |a: &str| {
+            mailboxes
+                .values()
+                .any(|m| m.address.eq_ignore_ascii_case(a))
+        };
+        let copied = contacts::participants::Copied {
+            minter: &self.minter,
+            announce: &announce,
+        };
+        copied.add(batch, inbound, &own, &mut threaded.ticket)?;
         contacts::index_message(
             batch,
             &threaded.conversation.contact_id,
@@ -333,54 +343,6 @@ impl Processor {
         outbound::observe::inbound(&ctx, batch, seq, inbound, &threaded)?;
         let origin = (seq, inbound.received_at);
         Self::request_actions(&ctx, batch, origin, &routed.actions)
-    }
-
-    /// People a person's mail was copied to (Cc) become contacts and participants of its
-    /// ticket (at most 50), leaving out the sender and the desk's own mailboxes.
-    fn add_participants(
-        &self,
-        live: &Live,
-        batch: &mut StateBatch<'_>,
-        announce: &contacts::announce::Announcer<'_>,
-        inbound: &Inbound,
-        threaded: &mut Threaded,
-    ) -> Result<(), StoreError> {
-        let Some(email) = inbound.email.as_ref().filter(|_| !inbound.flags.automatic) else {
-            return Ok(());
-        };
-        let own = |address: &str| {
-            live.planner
-                .mailboxes
-                .values()
-                .any(|m| m.address.eq_ignore_ascii_case(address))
-        };
-        let ticket = &mut threaded.ticket;
-        let before = ticket.participants.len();
-        for address in email.cc.iter().filter(|a| !own(a)).take(50) {
-            let Some(identity) = crate::channels::identity::email(address) else {
-                continue;
-            };
-            if inbound.sender.identities.contains(&identity) {
-                continue;
-            }
-            let sender = crate::model::Sender {
-                identities: vec![identity],
-                ..Default::default()
-            };
-            let resolution = contacts::resolve(batch, &self.minter, &sender, inbound.received_at)?;
-            announce.resolution(batch, &resolution)?;
-            let id = resolution.contact.id;
-            if id != ticket.contact_id
-                && !ticket.participants.contains(&id)
-                && ticket.participants.len() < 50
-            {
-                ticket.participants.push(id);
-            }
-        }
-        if ticket.participants.len() != before {
-            batch.put(keys::ticket(&ticket.id), &*ticket);
-        }
-        Ok(())
     }
 
     /// Turns the status-reached actions a message or a control command led to (acknowledge

@@ -189,6 +189,23 @@ async fn attachments_are_stored_and_served_by_id() {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+        // The part's own content type and file name, not application/octet-stream.
+        let headers = response.headers().clone();
+        assert_eq!(
+            headers["content-type"],
+            attachment["content_type"].as_str().unwrap()
+        );
+        if let Some(name) = attachment["name"].as_str() {
+            let disposition = headers["content-disposition"].to_str().unwrap();
+            assert!(
+                disposition.starts_with("attachment; filename="),
+                "{disposition}"
+            );
+            assert!(
+                disposition.contains(name) || !name.is_ascii(),
+                "{disposition}"
+            );
+        }
         let bytes = response.bytes().await.unwrap();
         assert_eq!(bytes.len() as u64, attachment["size"].as_u64().unwrap());
     }

@@ -379,3 +379,38 @@ async fn a_mailbox_out_of_date_order_is_journaled_in_uid_order_and_threads_the_s
     let failures = score(&archive, "imap-shuffled-7", &tickets, suggested);
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// A kill -9 in the middle of a shuffled archive changes nothing: after the restart the whole
+/// archive is pushed again (what was kept is answered as a duplicate) and the tickets are the
+/// expected threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_a_shuffled_archive_changes_nothing() {
+    let archive = archives().remove(0);
+    let mut order = date_order(&archive);
+    fastrand::Rng::with_seed(11).shuffle(&mut order);
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[channels.mail]\nkind = \"email\"\nmax_body_bytes = 4194304\n";
+    let mut daemon = Daemon::start(dir.path(), extra).await;
+    push_all(&daemon, "mail", &archive, &order[..order.len() / 2]).await;
+    daemon.kill();
+    daemon.restart().await;
+    let seqs = push_all(&daemon, "mail", &archive, &order).await;
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    let mut ticket_of: HashMap<u64, String> = HashMap::new();
+    let mut suggested = 0;
+    for event in &events {
+        match event["type"].as_str() {
+            Some("deskgate.ticket.created" | "deskgate.ticket.message_added") => {
+                let seq = event["data"]["message"]["journal_seq"].as_u64().unwrap();
+                let ticket = event["data"]["ticket"]["id"].as_str().unwrap().to_owned();
+                assert!(ticket_of.insert(seq, ticket).is_none(), "mail {seq} twice");
+            }
+            Some("deskgate.ticket.merge_suggested") => suggested += 1,
+            _ => {}
+        }
+    }
+    let tickets: Vec<Option<String>> = seqs.iter().map(|seq| ticket_of.get(seq).cloned()).collect();
+    let failures = score(&archive, "shuffled-11-killed", &tickets, suggested);
+    assert!(failures.is_empty(), "{failures:?}");
+}

@@ -20,6 +20,7 @@ pub mod announce;
 pub mod control;
 pub mod erase;
 pub mod merge;
+pub mod participants;
 pub mod resolve;
 
 use std::collections::BTreeMap;

@@ -116,14 +116,51 @@ pub async fn attachment(
 ) -> Result<Response, ApiError> {
     let blobs = state.blobs.clone();
     let lookup = id.clone();
-    let content = tokio::task::spawn_blocking(move || blobs.get(&lookup))
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading attachment: {e}")))?
+    let (content, description) =
+        tokio::task::spawn_blocking(move || (blobs.get(&lookup), blobs.description(&lookup)))
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading attachment: {e}")))?;
+    let content = content
         .map_err(|e| ApiError::Internal(format!("reading attachment: {e}")))?
         .ok_or_else(|| ApiError::NotFound(format!("no attachment {id:?}")))?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        content,
-    )
-        .into_response())
+    // The part's own type and file name, when the blob arrived as an attachment.
+    let content_type = description
+        .as_ref()
+        .and_then(|(content_type, _)| header::HeaderValue::from_str(content_type).ok())
+        .unwrap_or(header::HeaderValue::from_static("application/octet-stream"));
+    let mut response = ([(header::CONTENT_TYPE, content_type)], content).into_response();
+    if let Some(name) = description.and_then(|(_, name)| name) {
+        if let Ok(value) = header::HeaderValue::from_str(&content_disposition(&name)) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    Ok(response)
+}
+
+/// `attachment; filename="…"; filename*=UTF-8''…` (RFC 6266): an ASCII fallback with quotes and
+/// controls replaced, and the exact name percent-encoded.
+fn content_disposition(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }

@@ -7,12 +7,20 @@
 //! journal record names is on disk before the record is. Writing the same content twice is
 //! harmless, which makes a retried ingest idempotent. Large contents stay out of the database,
 //! whose compactions would rewrite them again and again.
+//!
+//! An attachment's blob may have a description beside it, `<id>.meta` (JSON: the content type
+//! and file name it first arrived with), so that the control API answers with them. It is a
+//! hint, written without fsync (the journal record holds the same), and goes with its blob.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+
+/// Numbers each temporary file this process writes, so that concurrent writes of the same
+/// content never share one.
+static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Clone)]
 pub struct Blobs {
@@ -36,7 +44,6 @@ impl Blobs {
         let path = self.dir.join(&id);
         // Two requests can carry the same content at once (one attachment mailed to two
         // mailboxes): each writes its own temporary file, or one's rename finds none.
-        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = self
             .dir
@@ -47,6 +54,43 @@ impl Blobs {
         fs::rename(&tmp, &path)?;
         fs::File::open(&self.dir)?.sync_all()?;
         Ok(id)
+    }
+
+    /// Records the content type and file name the blob arrived with, unless it has some.
+    pub fn describe(
+        &self,
+        id: &str,
+        content_type: &str,
+        name: Option<&str>,
+    ) -> std::io::Result<()> {
+        let description = BlobDescription {
+            content_type: content_type.to_owned(),
+            name: name.map(str::to_owned),
+        };
+        let path = self.meta_path(id);
+        if !is_blob_id(id) || path.exists() {
+            return Ok(());
+        }
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!(".{id}.meta.{}.{n}.tmp", std::process::id()));
+        fs::write(&tmp, serde_json::to_vec(&description).unwrap_or_default())?;
+        fs::rename(&tmp, &path)
+    }
+
+    /// What [`Blobs::describe`] recorded for a blob: its content type and file name.
+    pub fn description(&self, id: &str) -> Option<(String, Option<String>)> {
+        if !is_blob_id(id) {
+            return None;
+        }
+        let text = fs::read(self.meta_path(id)).ok()?;
+        let description: BlobDescription = serde_json::from_slice(&text).ok()?;
+        Some((description.content_type, description.name))
+    }
+
+    fn meta_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.meta"))
     }
 
     /// The content of a blob, `None` when there is no such blob (or the id is not one of ours).
@@ -85,6 +129,9 @@ impl Blobs {
                 Err(e) => return Err(e),
             }
             fs::File::open(&path)?.sync_all()?;
+            if let Some((content_type, name)) = self.description(id) {
+                target.describe(id, &content_type, name.as_deref())?;
+            }
             count += 1;
             progress(count);
         }
@@ -137,6 +184,7 @@ impl Blobs {
         if !is_blob_id(id) {
             return Ok(());
         }
+        let _ = fs::remove_file(self.meta_path(id));
         match fs::remove_file(self.dir.join(id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -146,6 +194,14 @@ impl Blobs {
 
 /// Only 64 lower-case hex characters name a blob, so an id from a request can never reach
 /// outside the blob directory.
+/// How an attachment's blob arrived: its content type and file name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct BlobDescription {
+    pub content_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
 fn is_blob_id(id: &str) -> bool {
     id.len() == 64
         && id
@@ -169,8 +225,16 @@ mod tests {
         assert_eq!(blobs.put(b"hello").unwrap(), id, "idempotent");
         assert_eq!(blobs.get(&id).unwrap().as_deref(), Some(&b"hello"[..]));
         assert_eq!(blobs.get("../../etc/passwd").unwrap(), None);
+        blobs
+            .describe(&id, "text/plain", Some("hello.txt"))
+            .unwrap();
+        assert_eq!(
+            blobs.description(&id),
+            Some(("text/plain".to_owned(), Some("hello.txt".to_owned())))
+        );
         blobs.delete(&id).unwrap();
         assert_eq!(blobs.get(&id).unwrap(), None);
+        assert_eq!(blobs.description(&id), None);
         blobs.delete(&id).unwrap();
     }
 }

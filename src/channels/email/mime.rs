@@ -244,7 +244,11 @@ fn sender_of(
         address.into_iter().flat_map(|a| a.iter()).find_map(|addr| {
             let written = addr.address()?;
             let identity = identity::email(written)?;
-            Some(sender(addr.name().map(str::to_owned), identity, written))
+            // An encoded-word name in ISO-2022-JP that mail-parser left with its escapes.
+            let name = addr
+                .name()
+                .map(|n| loose::redecode(n, None).unwrap_or_else(|| n.to_owned()));
+            Some(sender(name, identity, written))
         })
     };
     // The first From header, as clients show it (mail-parser keeps the last of several).

@@ -74,6 +74,10 @@ pub fn to_record_with(
                 let stored = blobs.put(content)?;
                 debug_assert_eq!(&stored, id, "attachment ids are their blob ids");
             }
+            for attachment in &inbound.attachments {
+                let name = attachment.name.as_deref();
+                blobs.describe(&attachment.id, &attachment.content_type, name)?;
+            }
             if let (Some(email), Some(mailbox)) = (inbound.email.as_mut(), mailbox) {
                 email.mailbox = Some(format!(
                     "{}/{}/{}",

@@ -196,3 +196,39 @@ From: MAILER-DAEMON@mx.customer.example\r\nSubject: Undelivered Mail Returned to
         vec![email("jane@customer.example")]
     );
 }
+
+/// Raw 8-bit headers in a legacy charset (declared by the text part, or found by detection)
+/// and loosely written senders read as a person's client shows them.
+#[test]
+fn legacy_charset_headers_and_loose_senders_read_as_clients_show_them() {
+    let read = |raw: &[u8]| {
+        parse("mail", raw, at(), &EmailConfig::default())
+            .unwrap()
+            .inbound
+    };
+    // GB2312 bytes of 中文 in the subject and the display name; the part declares gb2312.
+    let mut gb =
+        b"From: \xd6\xd0\xce\xc4 <li@example.cn>\r\nSubject: \xd6\xd0\xce\xc4\r\n".to_vec();
+    gb.extend_from_slice(b"Content-Type: text/plain; charset=gb2312\r\n\r\n\xd6\xd0\xce\xc4\r\n");
+    let inbound = read(&gb);
+    assert_eq!(inbound.subject.as_deref(), Some("中文"));
+    assert_eq!(inbound.sender.name.as_deref(), Some("中文"));
+    assert_eq!(inbound.sender.identities, vec![email("li@example.cn")]);
+    // Shift_JIS with no charset anywhere: detection.
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("日本語のお問い合わせについて");
+    let mut raw = b"From: taro@example.jp\r\nSubject: ".to_vec();
+    raw.extend_from_slice(&sjis);
+    raw.extend_from_slice(b"\r\n\r\n");
+    raw.extend_from_slice(&sjis);
+    assert_eq!(
+        read(&raw).subject.as_deref(),
+        Some("日本語のお問い合わせについて")
+    );
+    // A loose From is repaired and flagged; a bare MAILER-DAEMON is machine mail.
+    let loose = read(b"From: Test test@example.com\r\nSubject: hi\r\n\r\nhi\r\n");
+    assert_eq!(loose.sender.identities, vec![email("test@example.com")]);
+    assert_eq!(loose.extra["sender_repaired"], true);
+    assert_eq!(loose.extra["from_text"], "Test test@example.com");
+    let daemon = read(b"From: MAILER-DAEMON\r\nSubject: failure\r\n\r\nNo.\r\n");
+    assert!(daemon.flags.automatic);
+}
