@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use fjall::{Keyspace, KeyspaceCreateOptions};
+use fjall::Keyspace;
 
 use super::{keys, Store, StoreError};
 
@@ -85,7 +85,7 @@ impl BackupCopy {
                 let Some(source) = from.keyspace(name) else {
                     continue;
                 };
-                let target = self.db.keyspace(name, KeyspaceCreateOptions::default)?;
+                let target = super::open_keyspace(&self.db, name)?;
                 copied += copy(&self.db, source, &target, |_, _| true, copied, progress)?;
             }
         }
@@ -103,9 +103,7 @@ impl BackupCopy {
         upto: u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, StoreError> {
-        let target = self
-            .db
-            .keyspace(super::JOURNAL, KeyspaceCreateOptions::default)?;
+        let target = super::open_keyspace(&self.db, super::JOURNAL)?;
         let wanted = |key: &[u8], value: &[u8]| {
             if key.starts_with(keys::JOURNAL) {
                 keys::journal_seq(key) <= upto
@@ -122,7 +120,7 @@ impl BackupCopy {
     /// process can open it.
     pub fn finish(self) -> Result<(), StoreError> {
         for name in super::KEYSPACES {
-            self.db.keyspace(name, KeyspaceCreateOptions::default)?;
+            super::open_keyspace(&self.db, name)?;
         }
         self.db.persist(fjall::PersistMode::SyncAll)?;
         drop(self.db);

@@ -16,7 +16,7 @@
 use std::fs;
 use std::path::Path;
 
-use fjall::{KeyspaceCreateOptions, PersistMode};
+use fjall::PersistMode;
 
 use super::{sync_dir, StoreError};
 
@@ -63,7 +63,7 @@ pub(super) fn from_sled(dir: &Path, db_dir: &Path, cache_bytes: u64) -> Result<(
         let name = std::str::from_utf8(&name)
             .map_err(|_| failed("a tree name that is not UTF-8".to_owned()))?
             .to_owned();
-        let target = db.keyspace(&name, KeyspaceCreateOptions::default)?;
+        let target = super::open_keyspace(&db, &name)?;
         let mut batch = db.batch();
         for entry in tree.iter() {
             let (key, value) = entry.map_err(|e| failed(format!("reading tree {name}: {e}")))?;
