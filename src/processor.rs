@@ -303,11 +303,23 @@ impl Processor {
             &threaded.conversation.id,
             seq,
         );
-        let routed =
-            tickets::after_threading(&live.rules, batch, &self.minter, inbound, &mut threaded)?;
+        let history = live.rules.history(inbound.sent_at, inbound.received_at);
+        let routed = tickets::after_threading(
+            &live.rules,
+            batch,
+            &self.minter,
+            inbound,
+            (&mut threaded, history.is_some()),
+        )?;
         let (event_type, subject) = routed.message_event(&threaded);
         let mut data = self.message_data(seq, inbound, &threaded);
         routed.annotate(&mut data);
+        if let Some(reason) = &history {
+            data["message"]["imported"] = json!(true);
+            data["message"]["imported_reason"] = json!(reason);
+            metrics::counter!("deskgate_history_messages_total", "channel" => inbound.channel.clone())
+                .increment(1);
+        }
         let draft = EventDraft {
             event_type,
             subject,
@@ -317,7 +329,7 @@ impl Processor {
         self.outbox.push(batch, at, &draft)?;
         tickets::push_events(&self.outbox, batch, at, &routed.events)?;
         let ctx = self.outbound_ctx(live);
-        outbound::observe::inbound(&ctx, batch, seq, inbound, &threaded)?;
+        outbound::observe::inbound(&ctx, batch, (seq, history.is_some()), inbound, &threaded)?;
         let origin = (seq, inbound.received_at);
         Self::request_actions(&ctx, batch, origin, &routed.actions)
     }

@@ -2,12 +2,15 @@
 //! mail out, Dovecot for imports): agents' replies move tickets (`semantics/replies.rs`), promised mail
 //! ends in an outcome (`semantics/promises.rs`), forms set the ticket they open
 //! (`semantics/forms.rs`), routing works out of the box (`semantics/routing.rs`),
-//! refusals name the problem (`semantics/messages.rs`).
+//! refusals name the problem (`semantics/messages.rs`),
+//! history is not news (`semantics/history.rs`).
 //! Each test asserts the events and the ticket mirror read through the control API.
 
 mod common;
 #[path = "semantics/forms.rs"]
 mod forms;
+#[path = "semantics/history.rs"]
+mod history;
 #[path = "semantics/messages.rs"]
 mod messages;
 mod outbound_support;
