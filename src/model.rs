@@ -647,6 +647,15 @@ pub enum ControlCommand {
     MarkSpam {
         conversation: String,
     },
+    /// The conversation is not spam after all: it, its sender and the sender's other spam
+    /// conversations are unmarked.
+    UnmarkSpamConversation {
+        conversation: String,
+    },
+    /// The contact is not a spammer: its flag and its conversations' spam marks go.
+    UnmarkSpamContact {
+        contact: String,
+    },
     /// An agent's reply was sent from the ticket (recorded by the outbound work).
     AgentEmailed {
         ticket: String,

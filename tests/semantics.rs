@@ -3,7 +3,8 @@
 //! ends in an outcome (`semantics/promises.rs`), forms set the ticket they open
 //! (`semantics/forms.rs`), routing works out of the box (`semantics/routing.rs`),
 //! refusals name the problem (`semantics/messages.rs`),
-//! history is not news (`semantics/history.rs`).
+//! history is not news (`semantics/history.rs`), spam can be undone
+//! (`semantics/spam.rs`).
 //! Each test asserts the events and the ticket mirror read through the control API.
 
 mod common;
@@ -20,6 +21,8 @@ mod promises;
 mod replies;
 #[path = "semantics/routing.rs"]
 mod routing;
+#[path = "semantics/spam.rs"]
+mod spam;
 
 use std::path::Path;
 use std::time::Duration;

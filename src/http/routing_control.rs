@@ -45,7 +45,14 @@ pub fn router() -> Router<AppState> {
             post(close_conversation),
         )
         .route("/v1/control/conversations/{id}/split", post(split))
-        .route("/v1/control/conversations/{id}/spam", post(spam))
+        .route(
+            "/v1/control/conversations/{id}/spam",
+            post(spam).delete(unmark_spam),
+        )
+        .route(
+            "/v1/control/contacts/{id}/spam",
+            axum::routing::delete(unmark_contact_spam),
+        )
 }
 
 /// Journals a command, waits until the processor has applied it, and answers its outcome.
@@ -294,4 +301,26 @@ async fn spam(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     submit(&state, &headers, ControlCommand::MarkSpam { conversation }).await
+}
+
+async fn unmark_spam(
+    State(state): State<AppState>,
+    Path(conversation): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let command = ControlCommand::UnmarkSpamConversation { conversation };
+    submit(&state, &headers, command).await
+}
+
+async fn unmark_contact_spam(
+    State(state): State<AppState>,
+    Path(contact): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    submit(
+        &state,
+        &headers,
+        ControlCommand::UnmarkSpamContact { contact },
+    )
+    .await
 }

@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 use super::messages::fire;
 use super::ops::Cause;
 use super::state::{
-    directory_key, get_or_default, spam_contact_key, spam_list_key, DirectoryState, Outcome,
-    SpamList, TicketState,
+    directory_key, get_or_default, spam_list_key, DirectoryState, Outcome, SpamList, TicketState,
 };
 use super::{RequestedAction, Step};
 use crate::config::TeamConfig;
@@ -19,10 +18,10 @@ use crate::model::{Availability, ControlCommand, ControlRecord};
 use crate::routing::{RuleSet, User};
 use crate::store::{keys, StateBatch, StoreError};
 
-type Refusal = (u16, String);
-type Answer = Result<Value, Refusal>;
+pub(super) type Refusal = (u16, String);
+pub(super) type Answer = Result<Value, Refusal>;
 
-fn not_found(what: &str, id: &str) -> Refusal {
+pub(super) fn not_found(what: &str, id: &str) -> Refusal {
     (404, format!("no {what} {id:?}"))
 }
 
@@ -114,6 +113,10 @@ impl Step<'_, '_> {
                 self.delete_with_event(&ticket)
             }
             ControlCommand::MarkSpam { conversation } => self.mark_spam(conversation),
+            ControlCommand::UnmarkSpamConversation { conversation } => {
+                self.unmark_spam_conversation(conversation)
+            }
+            ControlCommand::UnmarkSpamContact { contact } => self.unmark_spam_contact(contact),
             ControlCommand::AgentEmailed {
                 ticket,
                 conversation,
@@ -255,7 +258,7 @@ impl Step<'_, '_> {
         Ok(Ok(json!({ "ticket": id, "routing": state })))
     }
 
-    fn conversation_and_ticket(
+    pub(super) fn conversation_and_ticket(
         &self,
         id: &str,
     ) -> Result<Option<(Conversation, Ticket)>, StoreError> {
@@ -350,7 +353,7 @@ impl Step<'_, '_> {
         Ok(Ok(json!({ "ticket": ticket.id, "new_ticket": new.id })))
     }
 
-    fn delete_with_event(&mut self, ticket: &Ticket) -> Result<Answer, StoreError> {
+    pub(super) fn delete_with_event(&mut self, ticket: &Ticket) -> Result<Answer, StoreError> {
         self.delete_ticket(ticket)?;
         let data = json!({ "ticket": ticket.id, "conversations": ticket.conversations });
         self.emit(
@@ -360,36 +363,6 @@ impl Step<'_, '_> {
             data,
         );
         Ok(Ok(json!({ "ticket": ticket.id, "deleted": true })))
-    }
-
-    fn mark_spam(&mut self, id: &str) -> Result<Answer, StoreError> {
-        let Some((conversation, ticket)) = self.conversation_and_ticket(id)? else {
-            return Ok(Err(not_found("conversation", id)));
-        };
-        let mut bookkeeping = self.conversation_state(id)?;
-        bookkeeping.spam = true;
-        self.save_conversation_state(id, &bookkeeping);
-        self.batch
-            .put(spam_contact_key(&conversation.contact_id), &self.at);
-        let mut list: SpamList = get_or_default(self.batch, &spam_list_key())?;
-        list.push((self.at, id.to_owned()));
-        self.batch.put(spam_list_key(), &list);
-        let purge_after = self.at + self.rules.spam_retention;
-        let data = json!({
-            "ticket": ticket.id,
-            "conversation": id,
-            "contact": conversation.contact_id,
-            "purge_after": purge_after,
-        });
-        self.emit(
-            EventType::ConversationSpam,
-            &ticket.id,
-            Some(&ticket.channel),
-            data,
-        );
-        Ok(Ok(
-            json!({ "conversation": id, "spam": true, "purge_after": purge_after }),
-        ))
     }
 
     /// Purges spam conversations older than the retention. Times come from the record being

@@ -10,6 +10,7 @@
 //!   counts, status-reached actions), assignment, moving a conversation to a new ticket.
 //! - `state`: the keys and values kept under `routing/…`.
 //! - `replies`: an agent's reply that went out fires `agent_emailed`.
+//! - `spam`: marking and unmarking spam; a ticket all of whose conversations are spam goes.
 //! - `forget`: closed tickets past `routing.closed_retention_secs` leave the state.
 
 mod control;
@@ -18,6 +19,7 @@ mod forget;
 mod messages;
 mod ops;
 mod replies;
+mod spam;
 mod state;
 
 use chrono::{DateTime, Utc};
