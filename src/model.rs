@@ -647,6 +647,12 @@ pub enum ControlCommand {
     MarkSpam {
         conversation: String,
     },
+    /// Moves a ticket to another pipeline (or status of its own), running the status's actions.
+    MoveTicket {
+        ticket: String,
+        pipeline: String,
+        status: String,
+    },
     /// The conversation is not spam after all: it, its sender and the sender's other spam
     /// conversations are unmarked.
     UnmarkSpamConversation {

@@ -4,7 +4,7 @@
 //! (`semantics/forms.rs`), routing works out of the box (`semantics/routing.rs`),
 //! refusals name the problem (`semantics/messages.rs`),
 //! history is not news (`semantics/history.rs`), spam can be undone
-//! (`semantics/spam.rs`).
+//! (`semantics/spam.rs`), tickets move between pipelines (`semantics/pipelines.rs`).
 //! Each test asserts the events and the ticket mirror read through the control API.
 
 mod common;
@@ -15,6 +15,8 @@ mod history;
 #[path = "semantics/messages.rs"]
 mod messages;
 mod outbound_support;
+#[path = "semantics/pipelines.rs"]
+mod pipelines;
 #[path = "semantics/promises.rs"]
 mod promises;
 #[path = "semantics/replies.rs"]

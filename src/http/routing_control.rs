@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/control/tickets/{id}/status", put(put_status))
         .route("/v1/control/tickets/{id}/owner", put(put_owner))
+        .route("/v1/control/tickets/{id}/pipeline", put(put_pipeline))
         .route("/v1/control/tickets/{id}/merge", post(merge))
         .route(
             "/v1/control/tickets/{id}/agent_emailed",
@@ -323,4 +324,26 @@ async fn unmark_contact_spam(
         ControlCommand::UnmarkSpamContact { contact },
     )
     .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineBody {
+    pipeline: String,
+    status: String,
+}
+
+async fn put_pipeline(
+    State(state): State<AppState>,
+    Path(ticket): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let PipelineBody { pipeline, status } = journaled::json_body(&body)?;
+    let command = ControlCommand::MoveTicket {
+        ticket,
+        pipeline,
+        status,
+    };
+    submit(&state, &headers, command).await
 }

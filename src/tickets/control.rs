@@ -113,6 +113,11 @@ impl Step<'_, '_> {
                 self.delete_with_event(&ticket)
             }
             ControlCommand::MarkSpam { conversation } => self.mark_spam(conversation),
+            ControlCommand::MoveTicket {
+                ticket,
+                pipeline,
+                status,
+            } => self.move_ticket(ticket, pipeline, status),
             ControlCommand::UnmarkSpamConversation { conversation } => {
                 self.unmark_spam_conversation(conversation)
             }
@@ -221,6 +226,46 @@ impl Step<'_, '_> {
             return Ok(Err((422, message)));
         }
         let changed = self.set_status(&ticket, &mut state, status, Cause::Control)?;
+        self.save_ticket_state(id, &state)?;
+        Ok(Ok(
+            json!({ "ticket": id, "changed": changed, "routing": state }),
+        ))
+    }
+
+    /// Moves a ticket into `pipeline` at `status`, as the store does when an agent moves it;
+    /// the status's actions run as for any status reached.
+    fn move_ticket(
+        &mut self,
+        id: &str,
+        pipeline: &str,
+        status: &str,
+    ) -> Result<Answer, StoreError> {
+        let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
+            return Ok(Err(not_found("ticket", id)));
+        };
+        let Some(config) = self.rules.pipelines.get(pipeline) else {
+            return Ok(Err((
+                422,
+                format!("pipeline: unknown pipeline {pipeline:?}"),
+            )));
+        };
+        if !config.statuses.iter().any(|s| s.id == status) {
+            let message = format!("status: {status:?} is not a status of pipeline {pipeline:?}");
+            return Ok(Err((422, message)));
+        }
+        let mut state = self.ticket_state(id)?;
+        let old_pipeline = state.pipeline.replace(pipeline.to_owned());
+        let old_status = state.status.clone();
+        if old_pipeline.as_deref() != Some(pipeline) {
+            // A status of another pipeline is never "the same" status.
+            state.status = None;
+        }
+        let first_event = self.events.len();
+        let changed = self.set_status(&ticket, &mut state, status, Cause::Control)?;
+        if let Some(event) = self.events.get_mut(first_event) {
+            event.data["old_pipeline"] = json!(old_pipeline);
+            event.data["old_status"] = json!(old_status);
+        }
         self.save_ticket_state(id, &state)?;
         Ok(Ok(
             json!({ "ticket": id, "changed": changed, "routing": state }),
