@@ -647,6 +647,11 @@ pub enum ControlCommand {
     MarkSpam {
         conversation: String,
     },
+    /// Applies again a journal record the processor set aside (a webhook, form, chat or API
+    /// input), after whatever made it fail was fixed.
+    RetryQuarantined {
+        seq: u64,
+    },
     /// Moves a ticket to another pipeline (or status of its own), running the status's actions.
     MoveTicket {
         ticket: String,

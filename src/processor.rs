@@ -253,6 +253,11 @@ impl Processor {
                 crate::events::sinks::dead_letter::apply(&self.outbox, batch, dead)
             }
             Record::Control(control) => {
+                if let crate::model::ControlCommand::RetryQuarantined { seq: entry } =
+                    control.command
+                {
+                    return self.retry_quarantined(live, batch, seq, entry);
+                }
                 let (minter, outbox) = (&self.minter, &self.outbox);
                 tickets::forget_closed(&live.rules, batch, minter, control.at)?;
                 let actions =
@@ -277,6 +282,67 @@ impl Processor {
                 Self::request_actions(&ctx, batch, (seq, at), &effect.actions)
             }
         }
+    }
+
+    /// Applies again the journal record at `entry`, which was quarantined, as if it had just
+    /// arrived in its place (its seq, its ids): the control record at `seq` gets the outcome.
+    /// A record that still fails leaves nothing behind and is answered 422 with the reason.
+    fn retry_quarantined(
+        &self,
+        live: &Live,
+        batch: &mut StateBatch<'_>,
+        seq: u64,
+        entry: u64,
+    ) -> Result<(), StoreError> {
+        let answer = |status: u16, body: serde_json::Value| tickets::Outcome { status, body };
+        let refuse = |status: u16, error: String| {
+            answer(status, json!({ "error": error, "code": "refused" }))
+        };
+        let key = keys::quarantine(entry);
+        let outcome = match batch.get::<Quarantined>(&key)? {
+            None => refuse(404, format!("no quarantine entry at journal seq {entry}")),
+            Some(found) if found.retried_as.is_some() => answer(
+                200,
+                json!({ "status": "applied", "duplicate": true, "entry": found }),
+            ),
+            Some(mut found) => {
+                let savepoint = batch.savepoint();
+                let applied = match self.store.journal_get(entry)? {
+                    Some(Record::Inbound(inbound)) => self
+                        .apply_inbound(live, batch, entry, &inbound)
+                        .map(|()| Some(inbound.external_id.clone())),
+                    Some(Record::Event(event)) => {
+                        crate::delivery::apply(batch, &self.outbox, entry, &event)
+                            .map(|()| Some(event.external_id.clone()))
+                    }
+                    _ => Ok(None),
+                };
+                match applied {
+                    Err(error @ StoreError::Db(_)) => return Err(error),
+                    Err(error) => {
+                        batch.rollback_to(savepoint);
+                        refuse(422, format!("still cannot be applied: {error}"))
+                    }
+                    Ok(None) => refuse(
+                        422,
+                        format!(
+                            "journal record {entry} is gone or is not a message or channel event"
+                        ),
+                    ),
+                    Ok(Some(external_id)) => {
+                        found.retried_as = Some(entry);
+                        batch.put(key, &found);
+                        answer(
+                            200,
+                            json!({ "status": "applied", "journal_seq": entry,
+                                    "external_id": external_id, "duplicate": false, "entry": found }),
+                        )
+                    }
+                }
+            }
+        };
+        batch.put(keys::control_outcome(seq), &outcome);
+        Ok(())
     }
 
     fn apply_inbound(

@@ -1,6 +1,7 @@
 //! Ticket semantics a help desk can trust, on the real binary with real peers (aiosmtpd for
 //! mail out, Dovecot for imports): agents' replies move tickets (`semantics/replies.rs`), promised mail
-//! ends in an outcome (`semantics/promises.rs`), forms set the ticket they open
+//! ends in an outcome (`semantics/promises.rs`) and quarantined inputs can be retried
+//! (`semantics/retry.rs`), forms set the ticket they open
 //! (`semantics/forms.rs`), routing works out of the box (`semantics/routing.rs`),
 //! refusals name the problem (`semantics/messages.rs`),
 //! history is not news (`semantics/history.rs`), spam can be undone
@@ -21,6 +22,8 @@ mod pipelines;
 mod promises;
 #[path = "semantics/replies.rs"]
 mod replies;
+#[path = "semantics/retry.rs"]
+mod retry;
 #[path = "semantics/routing.rs"]
 mod routing;
 #[path = "semantics/spam.rs"]

@@ -113,6 +113,11 @@ impl Step<'_, '_> {
                 self.delete_with_event(&ticket)
             }
             ControlCommand::MarkSpam { conversation } => self.mark_spam(conversation),
+            // The processor applies these itself: they need the journal.
+            ControlCommand::RetryQuarantined { seq } => Ok(Err((
+                500,
+                format!("retry of journal record {seq} reached the ticket commands"),
+            ))),
             ControlCommand::MoveTicket {
                 ticket,
                 pipeline,
