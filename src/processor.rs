@@ -31,6 +31,12 @@ use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, StateBatch, Store, StoreError, WriteGate};
 use crate::tickets::{self, RequestedAction};
 
+mod replay;
+mod retry;
+
+use replay::Replay;
+use retry::unknown_owner;
+
 /// A record the processor set aside, kept with the reason.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Quarantined {
@@ -284,67 +290,6 @@ impl Processor {
         }
     }
 
-    /// Applies again the journal record at `entry`, which was quarantined, as if it had just
-    /// arrived in its place (its seq, its ids): the control record at `seq` gets the outcome.
-    /// A record that still fails leaves nothing behind and is answered 422 with the reason.
-    fn retry_quarantined(
-        &self,
-        live: &Live,
-        batch: &mut StateBatch<'_>,
-        seq: u64,
-        entry: u64,
-    ) -> Result<(), StoreError> {
-        let answer = |status: u16, body: serde_json::Value| tickets::Outcome { status, body };
-        let refuse = |status: u16, error: String| {
-            answer(status, json!({ "error": error, "code": "refused" }))
-        };
-        let key = keys::quarantine(entry);
-        let outcome = match batch.get::<Quarantined>(&key)? {
-            None => refuse(404, format!("no quarantine entry at journal seq {entry}")),
-            Some(found) if found.retried_as.is_some() => answer(
-                200,
-                json!({ "status": "applied", "duplicate": true, "entry": found }),
-            ),
-            Some(mut found) => {
-                let savepoint = batch.savepoint();
-                let applied = match self.store.journal_get(entry)? {
-                    Some(Record::Inbound(inbound)) => self
-                        .apply_inbound(live, batch, entry, &inbound)
-                        .map(|()| Some(inbound.external_id.clone())),
-                    Some(Record::Event(event)) => {
-                        crate::delivery::apply(batch, &self.outbox, entry, &event)
-                            .map(|()| Some(event.external_id.clone()))
-                    }
-                    _ => Ok(None),
-                };
-                match applied {
-                    Err(error @ StoreError::Db(_)) => return Err(error),
-                    Err(error) => {
-                        batch.rollback_to(savepoint);
-                        refuse(422, format!("still cannot be applied: {error}"))
-                    }
-                    Ok(None) => refuse(
-                        422,
-                        format!(
-                            "journal record {entry} is gone or is not a message or channel event"
-                        ),
-                    ),
-                    Ok(Some(external_id)) => {
-                        found.retried_as = Some(entry);
-                        batch.put(key, &found);
-                        answer(
-                            200,
-                            json!({ "status": "applied", "journal_seq": entry,
-                                    "external_id": external_id, "duplicate": false, "entry": found }),
-                        )
-                    }
-                }
-            }
-        };
-        batch.put(keys::control_outcome(seq), &outcome);
-        Ok(())
-    }
-
     fn apply_inbound(
         &self,
         live: &Live,
@@ -536,27 +481,6 @@ impl Processor {
     }
 }
 
-/// A contact owner must be a user of the directory: the refusal to store, naming the user.
-fn unknown_owner(
-    rules: &RuleSet,
-    batch: &StateBatch<'_>,
-    command: &crate::model::ContactCommand,
-) -> Result<Option<contacts::control::Outcome>, StoreError> {
-    let crate::model::ContactCommand::SetOwner {
-        owner: Some(owner), ..
-    } = command
-    else {
-        return Ok(None);
-    };
-    if tickets::user_exists(rules, batch, owner)? {
-        return Ok(None);
-    }
-    Ok(Some(contacts::control::Outcome {
-        status: 422,
-        body: json!({ "error": format!("owner: unknown user {owner:?}"), "code": "unprocessable" }),
-    }))
-}
-
 /// A message that a quarantine retry produced names its entry (`extra.quarantine_retry_of`):
 /// the entry records the message's seq, so listings show it was retried.
 fn mark_retried(batch: &mut StateBatch<'_>, seq: u64, inbound: &Inbound) -> Result<(), StoreError> {
@@ -632,54 +556,4 @@ fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::
         writer_stopped = futures::executor::block_on(durable.changed()).is_err();
     }
     tracing::debug!(cursor, "processor stopped");
-}
-
-/// Progress lines while the processor applies what was journaled before start-up (after a
-/// crash, or a stop whose grace period cut the processor short): a line to begin, one every
-/// few seconds, and one at the end.
-struct Replay {
-    from: u64,
-    upto: u64,
-    started: std::time::Instant,
-    last_line: std::time::Instant,
-    done: bool,
-}
-
-impl Replay {
-    const EVERY: Duration = Duration::from_secs(5);
-
-    fn new(cursor: u64, durable: u64) -> Replay {
-        let now = std::time::Instant::now();
-        let done = cursor >= durable;
-        if !done {
-            let records = durable - cursor;
-            tracing::info!(
-                cursor,
-                durable,
-                "replay: {records} journal records to apply before catching up"
-            );
-        }
-        Replay {
-            from: cursor,
-            upto: durable,
-            started: now,
-            last_line: now,
-            done,
-        }
-    }
-
-    fn applied(&mut self, cursor: u64) {
-        if self.done {
-            return;
-        }
-        let (applied, total) = (cursor.min(self.upto) - self.from, self.upto - self.from);
-        if cursor >= self.upto {
-            self.done = true;
-            let secs = self.started.elapsed().as_secs_f64();
-            tracing::info!("replay: done, {total} records in {secs:.1} s");
-        } else if self.last_line.elapsed() >= Replay::EVERY {
-            self.last_line = std::time::Instant::now();
-            tracing::info!("replay: {applied}/{total} records");
-        }
-    }
 }
