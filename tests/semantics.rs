@@ -26,6 +26,7 @@ mod replies;
 mod retry;
 #[path = "semantics/routing.rs"]
 mod routing;
+mod routing_support;
 #[path = "semantics/spam.rs"]
 mod spam;
 
