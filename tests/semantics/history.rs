@@ -10,7 +10,7 @@ use super::common::smtpd::Smtpd;
 use super::common::{eventually, free_port, Daemon};
 use super::{control, of_type};
 
-const OLD_MAILS: usize = 300;
+const OLD_MAILS: usize = 2000;
 
 const PIPELINE: &str = r#"
 [routing.pipelines.support]
