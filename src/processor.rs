@@ -340,7 +340,9 @@ impl Processor {
         self.outbox.push(batch, at, &draft)?;
         tickets::push_events(&self.outbox, batch, at, &routed.events)?;
         let ctx = self.outbound_ctx(live);
-        outbound::observe::inbound(&ctx, batch, (seq, history.is_some()), inbound, &threaded)?;
+        // History and a flagged spam sender's messages start no automatic send.
+        let quiet = history.is_some() || routed.spam;
+        outbound::observe::inbound(&ctx, batch, (seq, quiet), inbound, &threaded)?;
         let origin = (seq, inbound.received_at);
         Self::request_actions(&ctx, batch, origin, &routed.actions)
     }

@@ -9,13 +9,13 @@ use crate::conversations::Threaded;
 use crate::model::{AutomaticKind, AutomaticRequest, Identity, Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
 
-/// Called by the processor after a message is threaded, in the same step. A message that is
-/// `history` (an import, a late catch-up) teaches deskgate who to answer but starts no
-/// automatic send.
+/// Called by the processor after a message is threaded, in the same step. A `quiet` message
+/// (history: an import, a late catch-up; or a flagged spam sender's) teaches deskgate who to
+/// answer but starts no automatic send.
 pub fn inbound(
     ctx: &Ctx<'_>,
     batch: &mut StateBatch<'_>,
-    (seq, history): (u64, bool),
+    (seq, quiet): (u64, bool),
     inbound: &Inbound,
     threaded: &Threaded,
 ) -> Result<(), StoreError> {
@@ -44,7 +44,7 @@ pub fn inbound(
         );
         batch.put(keys::suppressed(&address), &reason);
     }
-    if history {
+    if quiet {
         return Ok(());
     }
     match ctx.planner.route(&conversation.channel) {

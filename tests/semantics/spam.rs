@@ -97,3 +97,49 @@ async fn spam_is_undone_for_conversations_and_contacts_and_all_spam_tickets_go()
     let (_, _, _, spam) = write(&daemon, "c3", "cy@example.com").await;
     assert_eq!(spam, false);
 }
+
+/// A flagged sender's new ticket gets no acknowledgement from the mailbox either (the spam
+/// mark stops automatic mail, not only the pipeline's actions).
+#[tokio::test]
+async fn a_flagged_sender_gets_no_acknowledgement() {
+    use super::common::free_port;
+    use super::common::smtpd::Smtpd;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
+    let config = format!(
+        "{}{}",
+        control(dir.path()),
+        super::mailbox(smtpd.port, "[\"api\"]", true)
+    );
+    let daemon = Daemon::start(dir.path(), &config).await;
+    let control = Control::new(&daemon);
+    let (_, conversation, _, _) = write(&daemon, "s1", "sam@example.com").await;
+    smtpd.wait_for(1, Duration::from_secs(30)).await;
+    super::wait_events(&daemon, "deskgate.outbound.sent", 1).await;
+    let path = format!("/v1/control/conversations/{conversation}/spam");
+    let (status, body) = control.send("POST", &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, _, spam) = write(&daemon, "s2", "sam@example.com").await;
+    assert_eq!(spam, true);
+    // A message from someone else afterwards is acknowledged: the sender task has caught up.
+    write(&daemon, "o1", "olga@example.com").await;
+    super::wait_events(&daemon, "deskgate.outbound.sent", 2).await;
+    let mails = smtpd.messages();
+    assert_eq!(
+        mails.len(),
+        2,
+        "the spam sender's second ticket got no mail"
+    );
+    let to_sam = mails
+        .iter()
+        .filter(|m| String::from_utf8_lossy(m).contains("sam@example.com"))
+        .count();
+    assert_eq!(
+        to_sam, 1,
+        "only the ticket before the spam mark was acknowledged"
+    );
+    let events = daemon.all_events().await;
+    assert!(of_type(&events, "deskgate.outbound.suppressed").is_empty());
+}
