@@ -43,6 +43,8 @@ pub struct App {
     pub control_addr: SocketAddr,
     /// What a reload replaces.
     live: LiveHandle,
+    /// The state, which a reload must not strand (tickets in a pipeline or status it removes).
+    store: Store,
     /// Cancelled when the app stopped itself to be restarted (storage recovery).
     restart: CancellationToken,
     shutdown: CancellationToken,
@@ -152,17 +154,29 @@ impl App {
             pipeline,
             sender: delivery.sender,
             tasks,
-            store: opened.store,
+            store: opened.store.clone(),
             server: config.server.clone(),
         };
         Ok(App {
             local_addr,
             control_addr,
             live,
+            store: opened.store,
             restart,
             shutdown,
             done: tokio::spawn(stop_in_order(stopping)),
         })
+    }
+
+    /// What `config` would strand: pipelines and statuses it removes that stored tickets use.
+    pub fn stranded_by(&self, config: &Config) -> Vec<crate::config::ConfigProblem> {
+        match crate::tickets::pipeline_usage(&self.store) {
+            Ok(usage) => crate::tickets::stranded(config, &usage),
+            Err(error) => vec![crate::config::ConfigProblem {
+                path: "routing.pipelines".to_owned(),
+                message: format!("cannot read the tickets' pipelines to check: {error}"),
+            }],
+        }
     }
 
     /// What a reload replaces (see [`LiveHandle::reload`]).

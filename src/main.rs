@@ -35,6 +35,10 @@ enum Command {
     CheckConfig {
         /// The config file.
         path: PathBuf,
+        /// A (stopped) daemon's state directory: also refuse removing a pipeline or status
+        /// that stored tickets are in.
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
     /// Show what the pipeline would make of an input, without a daemon.
     Inspect {
@@ -120,10 +124,16 @@ enum QuarantineAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { path } => match Config::load(&path) {
+        Command::CheckConfig { path, state } => match Config::load(&path) {
             Ok(config) => {
                 for warning in config.warnings() {
                     eprintln!("warning: {warning}");
+                }
+                if let Some(dir) = state {
+                    if let Err(error) = check_stranded(&config, &path, &dir) {
+                        eprintln!("{error}");
+                        return ExitCode::FAILURE;
+                    }
                 }
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
@@ -305,6 +315,21 @@ fn restart_in_place() -> ! {
 /// one, what can change while running is applied (see `deskgate::live`); what needs a restart
 /// is named in the log. Returns the config now running.
 fn reload(path: &Path, current: Config, app: &App, log_filter: &LogFilter) -> Config {
+    // A config that would strand stored tickets (a pipeline or status removed that they are
+    // in) is refused like an invalid one; an invalid one is reported by the reload itself.
+    if let Ok(next) = Config::load(path) {
+        let stranded = app.stranded_by(&next);
+        if !stranded.is_empty() {
+            let error = deskgate::config::ConfigError {
+                file: path.to_owned(),
+                problems: stranded,
+            };
+            tracing::error!("configuration not reloaded, keeping the running one: {error}");
+            metrics::counter!("deskgate_config_reloads_total", "outcome" => "rejected")
+                .increment(1);
+            return current;
+        }
+    }
     let reloaded = match app.live().reload(&current, path) {
         Ok(reloaded) => reloaded,
         Err(error) => {
@@ -348,6 +373,26 @@ fn engine_quiet(spec: &str) -> Result<EnvFilter, tracing_subscriber::filter::Par
         }
     }
     Ok(filter)
+}
+
+/// Refuses a config that would strand the tickets stored in `dir`.
+fn check_stranded(config: &Config, path: &Path, dir: &Path) -> Result<(), String> {
+    let store = deskgate::store::Store::open(dir).map_err(|e| {
+        format!(
+            "{}: cannot open the state (is deskgate running?): {e}",
+            dir.display()
+        )
+    })?;
+    let usage = deskgate::tickets::pipeline_usage(&store).map_err(|e| e.to_string())?;
+    let problems = deskgate::tickets::stranded(config, &usage);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let error = deskgate::config::ConfigError {
+        file: path.to_owned(),
+        problems,
+    };
+    Err(error.to_string())
 }
 
 /// What the config promises but cannot keep, as check-config says it.

@@ -652,6 +652,26 @@ pub enum ControlCommand {
     MarkSpam {
         conversation: String,
     },
+    /// Applies again a journal record the processor set aside (a webhook, form, chat or API
+    /// input), after whatever made it fail was fixed.
+    RetryQuarantined {
+        seq: u64,
+    },
+    /// Moves a ticket to another pipeline (or status of its own), running the status's actions.
+    MoveTicket {
+        ticket: String,
+        pipeline: String,
+        status: String,
+    },
+    /// The conversation is not spam after all: it, its sender and the sender's other spam
+    /// conversations are unmarked.
+    UnmarkSpamConversation {
+        conversation: String,
+    },
+    /// The contact is not a spammer: its flag and its conversations' spam marks go.
+    UnmarkSpamContact {
+        contact: String,
+    },
     /// An agent's reply was sent from the ticket (recorded by the outbound work).
     AgentEmailed {
         ticket: String,

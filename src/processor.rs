@@ -31,6 +31,12 @@ use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, StateBatch, Store, StoreError, WriteGate};
 use crate::tickets::{self, RequestedAction};
 
+mod replay;
+mod retry;
+
+use replay::Replay;
+use retry::unknown_owner;
+
 /// A record the processor set aside, kept with the reason.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Quarantined {
@@ -253,6 +259,11 @@ impl Processor {
                 crate::events::sinks::dead_letter::apply(&self.outbox, batch, dead)
             }
             Record::Control(control) => {
+                if let crate::model::ControlCommand::RetryQuarantined { seq: entry } =
+                    control.command
+                {
+                    return self.retry_quarantined(live, batch, seq, entry);
+                }
                 let (minter, outbox) = (&self.minter, &self.outbox);
                 tickets::forget_closed(&live.rules, batch, minter, control.at)?;
                 let actions =
@@ -315,8 +326,14 @@ impl Processor {
             &threaded.conversation.id,
             seq,
         );
-        let routed =
-            tickets::after_threading(&live.rules, batch, &self.minter, inbound, &mut threaded)?;
+        let history = live.rules.history(inbound.sent_at, inbound.received_at);
+        let routed = tickets::after_threading(
+            &live.rules,
+            batch,
+            &self.minter,
+            inbound,
+            (&mut threaded, history.is_some()),
+        )?;
         let (event_type, subject) = routed.message_event(&threaded);
         let mut data = self.message_data(seq, inbound, &threaded);
         if inbound.html.is_none() {
@@ -326,6 +343,12 @@ impl Processor {
             }
         }
         routed.annotate(&mut data);
+        if let Some(reason) = &history {
+            data["message"]["imported"] = json!(true);
+            data["message"]["imported_reason"] = json!(reason);
+            metrics::counter!("deskgate_history_messages_total", "channel" => inbound.channel.clone())
+                .increment(1);
+        }
         let draft = EventDraft {
             event_type,
             subject,
@@ -340,7 +363,9 @@ impl Processor {
         }
         tickets::push_events(&self.outbox, batch, at, &routed.events)?;
         let ctx = self.outbound_ctx(live);
-        outbound::observe::inbound(&ctx, batch, seq, inbound, &threaded)?;
+        // History and a flagged spam sender's messages start no automatic send.
+        let quiet = history.is_some() || routed.spam;
+        outbound::observe::inbound(&ctx, batch, (seq, quiet), inbound, &threaded)?;
         let origin = (seq, inbound.received_at);
         Self::request_actions(&ctx, batch, origin, &routed.actions)
     }
@@ -481,27 +506,6 @@ impl Processor {
     }
 }
 
-/// A contact owner must be a user of the directory: the refusal to store, naming the user.
-fn unknown_owner(
-    rules: &RuleSet,
-    batch: &StateBatch<'_>,
-    command: &crate::model::ContactCommand,
-) -> Result<Option<contacts::control::Outcome>, StoreError> {
-    let crate::model::ContactCommand::SetOwner {
-        owner: Some(owner), ..
-    } = command
-    else {
-        return Ok(None);
-    };
-    if tickets::user_exists(rules, batch, owner)? {
-        return Ok(None);
-    }
-    Ok(Some(contacts::control::Outcome {
-        status: 422,
-        body: json!({ "error": format!("owner: unknown user {owner:?}"), "code": "unprocessable" }),
-    }))
-}
-
 /// A message that a quarantine retry produced names its entry (`extra.quarantine_retry_of`):
 /// the entry records the message's seq, so listings show it was retried.
 fn mark_retried(batch: &mut StateBatch<'_>, seq: u64, inbound: &Inbound) -> Result<(), StoreError> {
@@ -577,54 +581,4 @@ fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::
         writer_stopped = futures::executor::block_on(durable.changed()).is_err();
     }
     tracing::debug!(cursor, "processor stopped");
-}
-
-/// Progress lines while the processor applies what was journaled before start-up (after a
-/// crash, or a stop whose grace period cut the processor short): a line to begin, one every
-/// few seconds, and one at the end.
-struct Replay {
-    from: u64,
-    upto: u64,
-    started: std::time::Instant,
-    last_line: std::time::Instant,
-    done: bool,
-}
-
-impl Replay {
-    const EVERY: Duration = Duration::from_secs(5);
-
-    fn new(cursor: u64, durable: u64) -> Replay {
-        let now = std::time::Instant::now();
-        let done = cursor >= durable;
-        if !done {
-            let records = durable - cursor;
-            tracing::info!(
-                cursor,
-                durable,
-                "replay: {records} journal records to apply before catching up"
-            );
-        }
-        Replay {
-            from: cursor,
-            upto: durable,
-            started: now,
-            last_line: now,
-            done,
-        }
-    }
-
-    fn applied(&mut self, cursor: u64) {
-        if self.done {
-            return;
-        }
-        let (applied, total) = (cursor.min(self.upto) - self.from, self.upto - self.from);
-        if cursor >= self.upto {
-            self.done = true;
-            let secs = self.started.elapsed().as_secs_f64();
-            tracing::info!("replay: done, {total} records in {secs:.1} s");
-        } else if self.last_line.elapsed() >= Replay::EVERY {
-            self.last_line = std::time::Instant::now();
-            tracing::info!("replay: {applied}/{total} records");
-        }
-    }
 }

@@ -168,7 +168,10 @@ fn config(dir: &std::path::Path, graph: &str) -> String {
          [outbound]\ngraph_api_base_url = \"{graph}\"\nretry_base_ms = 100\nretry_max_secs = 1\nchat_channels = [\"chat\"]\n\n\
          [outbound.messenger.fb]\npage_id = \"{PAGE_ID}\"\npage_access_token_file = \"{page}\"\n\
          instant_reply = \"Thanks for your message! An agent will answer soon.\"\n\n\
-         [outbound.whatsapp.wa]\nphone_number_id = \"{PHONE_ID}\"\naccess_token_file = \"{wa}\"\n",
+         [outbound.whatsapp.wa]\nphone_number_id = \"{PHONE_ID}\"\naccess_token_file = \"{wa}\"\n\n\
+         # Customers here wrote days before deskgate received their message (to reach the\n\
+         # platforms' windows); as history they would get no instant reply.\n\
+         [routing]\nhistory_age_secs = 0\n",
         control = control_toml(dir),
         page = dir.join("page-token").display(),
         wa = dir.join("wa-token").display(),

@@ -18,14 +18,18 @@ teams = ["support"]
 
 [routing.teams.support]
 label = "Support"
+# Everyone starts offline here, so that the test sets each availability itself.
 [routing.users.alice]
 name = "Alice"
+availability = "offline"
 [routing.users.bob]
 name = "Bob"
 teams = ["support"]
+availability = "offline"
 [routing.users.carol]
 name = "Carol"
 teams = ["support"]
+availability = "offline"
 "#;
 
 fn set_owner(h: &Harness, contact: &str, owner: &str) {

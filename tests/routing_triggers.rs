@@ -269,7 +269,12 @@ fn spam_flags_the_sender_and_is_purged_after_the_retention() {
         conversation: conversation.clone(),
     });
     assert_eq!(outcome.status, 200);
-    assert_eq!(types(&events), ["deskgate.conversation.spam"]);
+    // Its only conversation is spam: the ticket goes at once (purging the rest follows).
+    assert_eq!(
+        types(&events),
+        ["deskgate.conversation.spam", "deskgate.ticket.deleted"]
+    );
+    assert!(h.ticket(&ticket).is_none());
     let events = h.mail(mail("s2@x", "s2@x", "spammer@example.com"));
     assert_eq!(events[0]["data"]["message"]["spam"], true);
     assert!(

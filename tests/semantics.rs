@@ -1,22 +1,34 @@
 //! Ticket semantics a help desk can trust, on the real binary with real peers (aiosmtpd for
 //! mail out, Dovecot for imports): agents' replies move tickets (`semantics/replies.rs`), promised mail
-//! ends in an outcome (`semantics/promises.rs`), forms set the ticket they open
+//! ends in an outcome (`semantics/promises.rs`) and quarantined inputs can be retried
+//! (`semantics/retry.rs`), forms set the ticket they open
 //! (`semantics/forms.rs`), routing works out of the box (`semantics/routing.rs`),
-//! refusals name the problem (`semantics/messages.rs`).
+//! refusals name the problem (`semantics/messages.rs`),
+//! history is not news (`semantics/history.rs`), spam can be undone
+//! (`semantics/spam.rs`), tickets move between pipelines (`semantics/pipelines.rs`).
 //! Each test asserts the events and the ticket mirror read through the control API.
 
 mod common;
 #[path = "semantics/forms.rs"]
 mod forms;
+#[path = "semantics/history.rs"]
+mod history;
 #[path = "semantics/messages.rs"]
 mod messages;
 mod outbound_support;
+#[path = "semantics/pipelines.rs"]
+mod pipelines;
 #[path = "semantics/promises.rs"]
 mod promises;
 #[path = "semantics/replies.rs"]
 mod replies;
+#[path = "semantics/retry.rs"]
+mod retry;
 #[path = "semantics/routing.rs"]
 mod routing;
+mod routing_support;
+#[path = "semantics/spam.rs"]
+mod spam;
 
 use std::path::Path;
 use std::time::Duration;

@@ -25,6 +25,12 @@ pub struct RoutingConfig {
     /// its threads opens a new ticket (the ticket store keeps the old one). 0 keeps closed
     /// tickets for ever, and the state then grows with every ticket ever opened.
     pub closed_retention_secs: u64,
+    /// A message sent (by its own Date or platform timestamp) more than this long before
+    /// deskgate received it is history: an import, a mailbox catching up, an MTA pushing old
+    /// mail. It opens or joins tickets and contacts like any other, but sends no automatic mail
+    /// and fires no status trigger or action; its event says `imported`. 0 treats nothing as
+    /// history.
+    pub history_age_secs: u64,
 }
 
 /// The default of `routing.closed_retention_secs`: a year. A chosen bound, not a measured one:
@@ -39,6 +45,7 @@ impl Default for RoutingConfig {
             pipelines: BTreeMap::new(),
             spam_retention_days: 90,
             closed_retention_secs: DEFAULT_CLOSED_RETENTION_SECS,
+            history_age_secs: 24 * 3600,
         }
     }
 }

@@ -37,6 +37,10 @@ pub enum EventType {
     ConversationMessageAdded,
     ConversationClosed,
     ConversationSpam,
+    /// A conversation marked as spam was unmarked.
+    ConversationSpamUndone,
+    /// A contact flagged as a spam sender was unflagged.
+    ContactSpamUndone,
     /// A message the business sent was sent, delivered, read, played or failed.
     MessageDeliveryStatus,
     /// Something a channel reported that is not a message (template, account, call notices).
@@ -70,6 +74,8 @@ impl EventType {
             EventType::ConversationMessageAdded => "deskgate.conversation.message_added",
             EventType::ConversationClosed => "deskgate.conversation.closed",
             EventType::ConversationSpam => "deskgate.conversation.spam",
+            EventType::ConversationSpamUndone => "deskgate.conversation.spam_undone",
+            EventType::ContactSpamUndone => "deskgate.contact.spam_undone",
             EventType::MessageDeliveryStatus => "deskgate.message.delivery_status",
             EventType::ChannelEvent => "deskgate.channel.event",
             EventType::OutboundSent => "deskgate.outbound.sent",

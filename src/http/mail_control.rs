@@ -1,5 +1,5 @@
-//! Control routes for mail intake: retrying a quarantined mail with the current parser, and
-//! downloading an attachment by id.
+//! Control routes for intake: retrying a quarantined input (a mail with the current parser; any
+//! other input by applying its journal record again), and downloading an attachment by id.
 //!
 //! A retry re-reads the raw bytes kept with the quarantine entry, with the channel's current
 //! options and the original receive time, so the same retry always yields the same record: a
@@ -20,7 +20,7 @@ use super::routes::AppState;
 use crate::channels::email;
 use crate::config::ChannelKind;
 use crate::journal::Appended;
-use crate::model::Record;
+use crate::model::{ControlCommand, ControlRecord, Record};
 use crate::processor::Quarantined;
 use crate::store::keys;
 
@@ -34,6 +34,7 @@ const APPLY_WAIT: Duration = Duration::from_secs(10);
 pub async fn retry_quarantined(
     State(state): State<AppState>,
     Path(seq): Path<u64>,
+    headers: http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let entry: Quarantined = state
         .store
@@ -43,12 +44,12 @@ pub async fn retry_quarantined(
     let config = state
         .channels
         .get(&channel_id)
-        .filter(|c| c.kind == ChannelKind::Email)
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!(
-                "entry {seq} is from channel {channel_id:?}, which is not a configured email channel; only email can be retried"
-            ))
-        })?;
+        .filter(|c| c.kind == ChannelKind::Email);
+    let (Some(config), Some(_)) = (config, entry.raw_blob.as_ref()) else {
+        // Not a mail the reader set aside: the record itself is in the journal (a webhook,
+        // form, chat or API input, or a mail, that the processor could not apply).
+        return retry_record(&state, &headers, seq).await;
+    };
     let blob = entry.raw_blob.clone().ok_or_else(|| {
         ApiError::Unprocessable(format!("entry {seq} kept no raw input to retry"))
     })?;
@@ -163,4 +164,24 @@ fn content_disposition(name: &str) -> String {
         })
         .collect();
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// Has the processor apply a quarantined journal record again, in its place. Each call is a
+/// new attempt (a failed one can be tried again after the next fix, unless the caller repeats
+/// its `Idempotency-Key`); one that finds the entry applied already answers `duplicate`.
+async fn retry_record(
+    state: &AppState,
+    headers: &http::HeaderMap,
+    seq: u64,
+) -> Result<Response, ApiError> {
+    let record = Record::Control(Box::new(ControlRecord {
+        key: super::journaled::idempotency_key(headers)?,
+        at: chrono::Utc::now(),
+        command: ControlCommand::RetryQuarantined { seq },
+    }));
+    let control_seq = super::journaled::journal_and_wait(state, record).await?.seq;
+    let outcome: crate::tickets::Outcome =
+        super::journaled::outcome(state, control_seq, &keys::control_outcome(control_seq))?;
+    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
+    Ok((status, Json(outcome.body)).into_response())
 }

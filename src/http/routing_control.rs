@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/control/tickets/{id}/status", put(put_status))
         .route("/v1/control/tickets/{id}/owner", put(put_owner))
+        .route("/v1/control/tickets/{id}/pipeline", put(put_pipeline))
         .route("/v1/control/tickets/{id}/merge", post(merge))
         .route(
             "/v1/control/tickets/{id}/agent_emailed",
@@ -45,7 +46,14 @@ pub fn router() -> Router<AppState> {
             post(close_conversation),
         )
         .route("/v1/control/conversations/{id}/split", post(split))
-        .route("/v1/control/conversations/{id}/spam", post(spam))
+        .route(
+            "/v1/control/conversations/{id}/spam",
+            post(spam).delete(unmark_spam),
+        )
+        .route(
+            "/v1/control/contacts/{id}/spam",
+            axum::routing::delete(unmark_contact_spam),
+        )
 }
 
 /// Journals a command, waits until the processor has applied it, and answers its outcome.
@@ -294,4 +302,48 @@ async fn spam(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     submit(&state, &headers, ControlCommand::MarkSpam { conversation }).await
+}
+
+async fn unmark_spam(
+    State(state): State<AppState>,
+    Path(conversation): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let command = ControlCommand::UnmarkSpamConversation { conversation };
+    submit(&state, &headers, command).await
+}
+
+async fn unmark_contact_spam(
+    State(state): State<AppState>,
+    Path(contact): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    submit(
+        &state,
+        &headers,
+        ControlCommand::UnmarkSpamContact { contact },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineBody {
+    pipeline: String,
+    status: String,
+}
+
+async fn put_pipeline(
+    State(state): State<AppState>,
+    Path(ticket): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let PipelineBody { pipeline, status } = journaled::json_body(&body)?;
+    let command = ControlCommand::MoveTicket {
+        ticket,
+        pipeline,
+        status,
+    };
+    submit(&state, &headers, command).await
 }

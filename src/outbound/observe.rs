@@ -9,11 +9,13 @@ use crate::conversations::Threaded;
 use crate::model::{AutomaticKind, AutomaticRequest, Identity, Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
 
-/// Called by the processor after a message is threaded, in the same step.
+/// Called by the processor after a message is threaded, in the same step. A `quiet` message
+/// (history: an import, a late catch-up; or a flagged spam sender's) teaches deskgate who to
+/// answer but starts no automatic send.
 pub fn inbound(
     ctx: &Ctx<'_>,
     batch: &mut StateBatch<'_>,
-    seq: u64,
+    (seq, quiet): (u64, bool),
     inbound: &Inbound,
     threaded: &Threaded,
 ) -> Result<(), StoreError> {
@@ -41,6 +43,9 @@ pub fn inbound(
             inbound.received_at.to_rfc3339()
         );
         batch.put(keys::suppressed(&address), &reason);
+    }
+    if quiet {
+        return Ok(());
     }
     match ctx.planner.route(&conversation.channel) {
         Some(Route::Email { mailbox }) if threaded.new_ticket => {

@@ -10,7 +10,7 @@ mod decide;
 
 use std::collections::BTreeMap;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use crate::config::{
     ChannelConfig, ChannelRouting, ChannelTickets, Config, PipelineConfig, TeamConfig, UserConfig,
@@ -45,6 +45,9 @@ pub struct RuleSet {
     pub spam_retention: Duration,
     /// How long a closed ticket stays in the state before it is forgotten; `None`: for ever.
     pub closed_retention: Option<Duration>,
+    /// Messages sent longer than this before they were received are history (see
+    /// `routing.history_age_secs`); `None`: nothing is.
+    pub history_age: Option<Duration>,
     /// The rules of a channel not in the config (a replayed record from an old config): tickets
     /// in the only pipeline, if there is one, and no routing.
     pub unknown_channel: ChannelRules,
@@ -59,6 +62,7 @@ impl Default for RuleSet {
             teams: BTreeMap::new(),
             spam_retention: Duration::days(90),
             closed_retention: None,
+            history_age: None,
             unknown_channel: ChannelRules::unknown(None),
         }
     }
@@ -116,8 +120,30 @@ impl RuleSet {
             spam_retention: Duration::days(i64::from(routing.spam_retention_days)),
             closed_retention: (routing.closed_retention_secs > 0)
                 .then(|| Duration::seconds(routing.closed_retention_secs as i64)),
+            history_age: (routing.history_age_secs > 0)
+                .then(|| Duration::seconds(routing.history_age_secs.min(i64::MAX as u64) as i64)),
             unknown_channel: ChannelRules::unknown(only_pipeline),
         }
+    }
+
+    /// Why a message is history (an import or a late catch-up), if it is: sent more than
+    /// `history_age` before it was received. Decided from the message alone, so a replay
+    /// decides the same.
+    pub fn history(
+        &self,
+        sent_at: Option<DateTime<Utc>>,
+        received_at: DateTime<Utc>,
+    ) -> Option<String> {
+        let (limit, sent) = (self.history_age?, sent_at?);
+        let age = received_at - sent;
+        (age > limit).then(|| {
+            format!(
+                "sent {} and received {}, more than routing.history_age_secs ({}) later",
+                sent.to_rfc3339(),
+                received_at.to_rfc3339(),
+                limit.num_seconds()
+            )
+        })
     }
 
     /// A channel's rules.

@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 use super::messages::fire;
 use super::ops::Cause;
 use super::state::{
-    directory_key, get_or_default, spam_contact_key, spam_list_key, DirectoryState, Outcome,
-    SpamList, TicketState,
+    directory_key, get_or_default, spam_list_key, DirectoryState, Outcome, SpamList, TicketState,
 };
 use super::{RequestedAction, Step};
 use crate::config::TeamConfig;
@@ -19,10 +18,10 @@ use crate::model::{Availability, ControlCommand, ControlRecord};
 use crate::routing::{RuleSet, User};
 use crate::store::{keys, StateBatch, StoreError};
 
-type Refusal = (u16, String);
-type Answer = Result<Value, Refusal>;
+pub(super) type Refusal = (u16, String);
+pub(super) type Answer = Result<Value, Refusal>;
 
-fn not_found(what: &str, id: &str) -> Refusal {
+pub(super) fn not_found(what: &str, id: &str) -> Refusal {
     (404, format!("no {what} {id:?}"))
 }
 
@@ -114,6 +113,20 @@ impl Step<'_, '_> {
                 self.delete_with_event(&ticket)
             }
             ControlCommand::MarkSpam { conversation } => self.mark_spam(conversation),
+            // The processor applies these itself: they need the journal.
+            ControlCommand::RetryQuarantined { seq } => Ok(Err((
+                500,
+                format!("retry of journal record {seq} reached the ticket commands"),
+            ))),
+            ControlCommand::MoveTicket {
+                ticket,
+                pipeline,
+                status,
+            } => self.move_ticket(ticket, pipeline, status),
+            ControlCommand::UnmarkSpamConversation { conversation } => {
+                self.unmark_spam_conversation(conversation)
+            }
+            ControlCommand::UnmarkSpamContact { contact } => self.unmark_spam_contact(contact),
             ControlCommand::AgentEmailed {
                 ticket,
                 conversation,
@@ -224,6 +237,46 @@ impl Step<'_, '_> {
         ))
     }
 
+    /// Moves a ticket into `pipeline` at `status`, as the store does when an agent moves it;
+    /// the status's actions run as for any status reached.
+    fn move_ticket(
+        &mut self,
+        id: &str,
+        pipeline: &str,
+        status: &str,
+    ) -> Result<Answer, StoreError> {
+        let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
+            return Ok(Err(not_found("ticket", id)));
+        };
+        let Some(config) = self.rules.pipelines.get(pipeline) else {
+            return Ok(Err((
+                422,
+                format!("pipeline: unknown pipeline {pipeline:?}"),
+            )));
+        };
+        if !config.statuses.iter().any(|s| s.id == status) {
+            let message = format!("status: {status:?} is not a status of pipeline {pipeline:?}");
+            return Ok(Err((422, message)));
+        }
+        let mut state = self.ticket_state(id)?;
+        let old_pipeline = state.pipeline.replace(pipeline.to_owned());
+        let old_status = state.status.clone();
+        if old_pipeline.as_deref() != Some(pipeline) {
+            // A status of another pipeline is never "the same" status.
+            state.status = None;
+        }
+        let first_event = self.events.len();
+        let changed = self.set_status(&ticket, &mut state, status, Cause::Control)?;
+        if let Some(event) = self.events.get_mut(first_event) {
+            event.data["old_pipeline"] = json!(old_pipeline);
+            event.data["old_status"] = json!(old_status);
+        }
+        self.save_ticket_state(id, &state)?;
+        Ok(Ok(
+            json!({ "ticket": id, "changed": changed, "routing": state }),
+        ))
+    }
+
     fn set_owner(&mut self, id: &str, owner: Option<&str>) -> Result<Answer, StoreError> {
         let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
             return Ok(Err(not_found("ticket", id)));
@@ -255,7 +308,7 @@ impl Step<'_, '_> {
         Ok(Ok(json!({ "ticket": id, "routing": state })))
     }
 
-    fn conversation_and_ticket(
+    pub(super) fn conversation_and_ticket(
         &self,
         id: &str,
     ) -> Result<Option<(Conversation, Ticket)>, StoreError> {
@@ -350,7 +403,7 @@ impl Step<'_, '_> {
         Ok(Ok(json!({ "ticket": ticket.id, "new_ticket": new.id })))
     }
 
-    fn delete_with_event(&mut self, ticket: &Ticket) -> Result<Answer, StoreError> {
+    pub(super) fn delete_with_event(&mut self, ticket: &Ticket) -> Result<Answer, StoreError> {
         self.delete_ticket(ticket)?;
         let data = json!({ "ticket": ticket.id, "ticket_number": ticket.number,
             "conversations": ticket.conversations });
@@ -361,36 +414,6 @@ impl Step<'_, '_> {
             data,
         );
         Ok(Ok(json!({ "ticket": ticket.id, "deleted": true })))
-    }
-
-    fn mark_spam(&mut self, id: &str) -> Result<Answer, StoreError> {
-        let Some((conversation, ticket)) = self.conversation_and_ticket(id)? else {
-            return Ok(Err(not_found("conversation", id)));
-        };
-        let mut bookkeeping = self.conversation_state(id)?;
-        bookkeeping.spam = true;
-        self.save_conversation_state(id, &bookkeeping);
-        self.batch
-            .put(spam_contact_key(&conversation.contact_id), &self.at);
-        let mut list: SpamList = get_or_default(self.batch, &spam_list_key())?;
-        list.push((self.at, id.to_owned()));
-        self.batch.put(spam_list_key(), &list);
-        let purge_after = self.at + self.rules.spam_retention;
-        let data = json!({
-            "ticket": ticket.id,
-            "conversation": id,
-            "contact": conversation.contact_id,
-            "purge_after": purge_after,
-        });
-        self.emit(
-            EventType::ConversationSpam,
-            &ticket.id,
-            Some(&ticket.channel),
-            data,
-        );
-        Ok(Ok(
-            json!({ "conversation": id, "spam": true, "purge_after": purge_after }),
-        ))
     }
 
     /// Purges spam conversations older than the retention. Times come from the record being

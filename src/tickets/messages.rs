@@ -68,14 +68,23 @@ impl Routed {
     }
 }
 
+/// What keeps a message from acting on its ticket: a spam sender's is never assigned or
+/// acknowledged; history (an import, a late catch-up) fires no trigger and no action.
+#[derive(Debug, Clone, Copy, Default)]
+struct Quiet {
+    spam: bool,
+    history: bool,
+}
+
 /// Routes one threaded message. `threaded` changes when the message opens a new ticket in
-/// place of a closed one.
+/// place of a closed one. `history` says the message is an import or a late catch-up
+/// ([`RuleSet::history`]): it opens or joins a ticket, but fires no trigger or action.
 pub fn after_threading(
     rules: &RuleSet,
     batch: &mut StateBatch<'_>,
     minter: &Minter,
     inbound: &Inbound,
-    threaded: &mut Threaded,
+    (threaded, history): (&mut Threaded, bool),
 ) -> Result<Routed, StoreError> {
     let mut step = Step {
         batch,
@@ -103,19 +112,20 @@ pub fn after_threading(
     }
     let given = inbound.extra.get("ticket").and_then(Value::as_object);
     let mut ignored = Vec::new();
+    let quiet = Quiet { spam, history };
     let state = if threaded.new_ticket {
         let (state, rejected) = new_ticket(
             &mut step,
             (&inbound.channel, channel),
             threaded,
-            spam,
+            quiet,
             given,
         )?;
         ignored = rejected;
         state
     } else {
         let mut state = step.ticket_state(&threaded.ticket.id)?;
-        if !state.ticketless && !spam {
+        if !state.ticketless && !spam && !history {
             if let Some(new) = on_reply(&mut step, channel, inbound, threaded, &mut state)? {
                 state = new;
             }
@@ -137,7 +147,7 @@ fn new_ticket(
     step: &mut Step<'_, '_>,
     (channel_id, channel): (&str, &ChannelRules),
     threaded: &Threaded,
-    spam: bool,
+    quiet: Quiet,
     given: Option<&serde_json::Map<String, Value>>,
 ) -> Result<(TicketState, Vec<Value>), StoreError> {
     let ticket = &threaded.ticket;
@@ -163,12 +173,12 @@ fn new_ticket(
     }
     state.status = status.clone();
     // A spam sender's ticket is kept for the record but never handed to an agent.
-    if !spam {
+    if !quiet.spam {
         let contact: ContactView =
             super::state::get_or_default(step.batch, &keys::contact(&ticket.contact_id))?;
         step.assign(ticket, &mut state, channel, &contact)?;
     }
-    if let (Some(status), false) = (&status, spam) {
+    if let (Some(status), false) = (&status, quiet.spam || quiet.history) {
         step.actions_on_entry(ticket, &state, status)?;
     }
     step.save_ticket_state(&ticket.id, &state)?;
@@ -197,7 +207,8 @@ fn on_reply(
         bookkeeping.closed = false;
         step.save_conversation_state(&conversation_id, &bookkeeping);
         let channel = (inbound.channel.as_str(), channel);
-        return new_ticket(step, channel, threaded, false, None).map(|(state, _)| Some(state));
+        return new_ticket(step, channel, threaded, Quiet::default(), None)
+            .map(|(state, _)| Some(state));
     }
     if bookkeeping.closed && customer_reply {
         // The customer wrote again on a closed conversation: it is live again.

@@ -10,6 +10,8 @@
 //!   counts, status-reached actions), assignment, moving a conversation to a new ticket.
 //! - `state`: the keys and values kept under `routing/…`.
 //! - `replies`: an agent's reply that went out fires `agent_emailed`.
+//! - `spam`: marking and unmarking spam; a ticket all of whose conversations are spam goes.
+//! - `usage`: the pipelines and statuses stored tickets are in, which a config may not remove.
 //! - `forget`: closed tickets past `routing.closed_retention_secs` leave the state.
 
 mod control;
@@ -18,7 +20,9 @@ mod forget;
 mod messages;
 mod ops;
 mod replies;
+mod spam;
 mod state;
+mod usage;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -33,6 +37,7 @@ pub use control::apply_control;
 pub use forget::forget_closed;
 pub use messages::{after_threading, is_customer_reply, Routed};
 pub use replies::{agent_replied, ReplyEffect};
+pub use usage::{pipeline_usage, stranded, Usage};
 
 pub use state::{directory_view, ticket_view, ConversationState, Outcome, TicketState};
 

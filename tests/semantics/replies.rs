@@ -155,3 +155,88 @@ async fn a_chat_reply_moves_the_ticket_only_where_include_chat_says() {
         assert_eq!(view["routing"]["status"], expected, "{view}");
     }
 }
+
+/// The processor itself: an agent's reply, its attempt and its acceptance fire `agent_emailed`
+/// once; a second acceptance (a resend after a crash) fires nothing; the same journal replayed
+/// on a fresh state gives byte-identical events.
+#[test]
+fn agent_emailed_fires_once_and_a_replay_fires_it_identically() {
+    use super::routing_support::{created_conversation, mail, processor, Harness, CONFIG};
+    use deskgate::model::{
+        AgentRef, DedupeKey, OutboundOutcome, OutboundRecord, Record, ReplyRequest, SendResult,
+    };
+    use deskgate::store::{keys, Store};
+
+    let extra = "[outbound.mailboxes.support]\naddress = \"support@acme.test\"\n\
+                 company_name = \"Acme\"\nchannels = [\"mail\"]\n\
+                 [outbound.mailboxes.support.smtp]\nhost = \"127.0.0.1\"\nport = 2525\n\
+                 tls = \"plain\"\n";
+    let config = deskgate::config::Config::parse(&format!("{CONFIG}\n{extra}")).unwrap();
+    let planner = std::sync::Arc::new(deskgate::outbound::Planner::new(&config.outbound).unwrap());
+    let mut h = Harness::new(extra);
+    h.processor = processor(&h.store, &h.rules).with_outbound(planner.clone());
+    let conversation = created_conversation(&h.mail(mail("m1@x", "m1@x", "ana@example.com")));
+    let at = h.t0 + chrono::Duration::minutes(5);
+    h.apply(Record::Outbound(Box::new(OutboundRecord::Reply(
+        ReplyRequest {
+            idempotency_key: "r1".into(),
+            conversation_id: conversation,
+            agent: AgentRef {
+                id: "alice".into(),
+                name: Some("Alice".into()),
+                first_name: None,
+                last_name: None,
+            },
+            text: "On it.".into(),
+            html: None,
+            attachments: Vec::new(),
+            requested_at: at,
+        },
+    ))));
+    let requested: deskgate::outbound::RequestOutcome = h
+        .store
+        .state_get(&keys::outbound_request(h.seq))
+        .unwrap()
+        .unwrap();
+    let item = requested.item_id.expect("queued");
+    let outcome = |result: SendResult| {
+        Record::Outbound(Box::new(OutboundRecord::Outcome(OutboundOutcome {
+            item_id: item.clone(),
+            attempt: 1,
+            result,
+            at,
+        })))
+    };
+    h.apply(outcome(SendResult::Attempting));
+    let sent = SendResult::Sent {
+        provider_id: "250 queued".into(),
+    };
+    let events = h.apply(outcome(sent.clone()));
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types[..2],
+        ["deskgate.outbound.sent", "deskgate.ticket.status_trigger"],
+        "{events:#?}"
+    );
+    assert_eq!(events[1]["data"]["trigger"], "agent_emailed");
+    assert!(
+        h.apply(outcome(sent)).is_empty(),
+        "a late acceptance fires nothing"
+    );
+
+    let original = h.store.outbox_read(0, u64::MAX, 10_000).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let records: Vec<_> = h.journal.iter().map(|r| (DedupeKey::of(r), r)).collect();
+    store
+        .journal_append(
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, (key, record))| (i as u64 + 1, key, *record)),
+        )
+        .unwrap();
+    let replay = processor(&store, &h.rules).with_outbound(planner);
+    replay.step(0, records.len() as u64).unwrap();
+    assert_eq!(store.outbox_read(0, u64::MAX, 10_000).unwrap(), original);
+}

@@ -1,0 +1,128 @@
+//! History is not news: a mailbox imported with `initial_sync = "all"` from a real Dovecot,
+//! full of mail written years ago, opens tickets and contacts but sends no automatic mail and
+//! fires no trigger or action; the events say each message was imported. A mail written now
+//! on the same mailbox is acknowledged as before.
+
+use std::time::Duration;
+
+use super::common::dovecot::{sample_mail, Dovecot, PASSWORD};
+use super::common::smtpd::Smtpd;
+use super::common::{eventually, free_port, Daemon};
+use super::{control, of_type};
+
+const OLD_MAILS: usize = 2000;
+
+const PIPELINE: &str = r#"
+[routing.pipelines.support]
+label = "Support"
+statuses = [
+  { id = "new", label = "New", open = true },
+  { id = "waiting_on_us", label = "Waiting on us", open = true },
+  { id = "closed", label = "Closed", open = false },
+]
+[routing.pipelines.support.triggers]
+customer_replied = { enabled = true, target = "waiting_on_us" }
+agent_emailed = { enabled = false }
+
+[[routing.pipelines.support.actions]]
+status = "new"
+action = "acknowledge"
+template = "ticket_received"
+"#;
+
+/// The harness's sample mail, dated in 2019.
+fn old_mail(i: usize) -> Vec<u8> {
+    let mail = String::from_utf8(sample_mail("hist", i)).unwrap();
+    let dated = mail.replace("Date: Mon, 23 Nov 2026", "Date: Mon, 4 Mar 2019");
+    assert_ne!(dated, mail, "the sample mail's Date line changed");
+    dated.into_bytes()
+}
+
+fn new_mail() -> Vec<u8> {
+    format!(
+        "From: Nia <nia@example.org>\r\nTo: support@example.test\r\nSubject: today\r\n\
+         Date: {}\r\nMessage-ID: <today-1@example.org>\r\n\r\nWritten today.\r\n",
+        chrono::Utc::now().to_rfc2822()
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn an_imported_mailbox_opens_tickets_but_sends_and_fires_nothing() {
+    let dovecot = Dovecot::start();
+    let old: Vec<Vec<u8>> = (0..OLD_MAILS).map(old_mail).collect();
+    dovecot.import(&old).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
+    let password = dovecot.password_file(PASSWORD);
+    let config = format!(
+        "{}{}{}[channels.mail.tickets]\npipeline = \"support\"\n{PIPELINE}",
+        control(dir.path()),
+        super::mailbox(smtpd.port, "[\"mail\"]", true),
+        dovecot.channel_toml(
+            "mail",
+            "INBOX",
+            &password,
+            "initial_sync = \"all\"\nbatch_size = 100"
+        ),
+    );
+    let daemon = Daemon::start(dir.path(), &config).await;
+    let count_messages = |events: &[serde_json::Value]| {
+        events
+            .iter()
+            .filter(|e| {
+                e["type"] == "deskgate.ticket.created"
+                    || e["type"] == "deskgate.ticket.message_added"
+            })
+            .count()
+    };
+    eventually("the import", Duration::from_secs(120), || async {
+        count_messages(&daemon.all_events().await) >= OLD_MAILS
+    })
+    .await;
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    assert_eq!(count_messages(&events), OLD_MAILS);
+    let created = of_type(&events, "deskgate.ticket.created");
+    assert!(created.len() > OLD_MAILS / 2, "{} tickets", created.len());
+    assert!(!of_type(&events, "deskgate.contact.created").is_empty());
+    for event in events.iter().filter(|e| e["data"]["message"].is_object()) {
+        let message = &event["data"]["message"];
+        assert_eq!(message["imported"], true, "{event}");
+        assert!(
+            message["imported_reason"]
+                .as_str()
+                .unwrap()
+                .contains("2019-03-04"),
+            "{event}"
+        );
+    }
+    for quiet in [
+        "deskgate.ticket.action_requested",
+        "deskgate.ticket.status_trigger",
+        "deskgate.outbound.sent",
+        "deskgate.outbound.suppressed",
+        "deskgate.outbound.failed",
+    ] {
+        assert!(
+            of_type(&events, quiet).is_empty(),
+            "{quiet}: history is not news"
+        );
+    }
+    // The imported tickets are where they opened, in the mirror.
+    let control = super::Control::new(&daemon);
+    let view = control
+        .ticket(created[0]["subject"].as_str().unwrap())
+        .await;
+    assert_eq!(view["routing"]["status"], "new", "{view}");
+
+    // Mail written now on the same mailbox is news: it is acknowledged (the mailbox's
+    // acknowledgement and the pipeline's action).
+    dovecot.import(&[new_mail()]).unwrap();
+    super::wait_events(&daemon, "deskgate.outbound.sent", 2).await;
+    let mails = smtpd.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(mails.len(), 2);
+    assert!(mails
+        .iter()
+        .all(|m| String::from_utf8_lossy(m).contains("nia@example.org")));
+}
