@@ -90,6 +90,11 @@ pub struct Inbound {
     /// (Messenger, WhatsApp): the windows this message opens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_window: Option<ReplyWindow>,
+    /// Set by the channel when how the message arrived makes it history (mail that was already
+    /// in a mailbox when deskgate first synced it): why. History opens tickets and contacts but
+    /// sends no automatic mail and fires no trigger, as old mail does (`routing.history_age_secs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<String>,
     /// Other external ids on the channel that, already journaled, make this message their
     /// duplicate: a web form's key of the previous dedupe window, so that a double click across
     /// the window's edge is one submission. Only the journal writer reads them; not stored.
@@ -133,6 +138,7 @@ impl Inbound {
             sent_at: None,
             received_at,
             reply_window: None,
+            imported: None,
             earlier_external_ids: Vec::new(),
         }
     }

@@ -326,7 +326,11 @@ impl Processor {
             &threaded.conversation.id,
             seq,
         );
-        let history = live.rules.history(inbound.sent_at, inbound.received_at);
+        // History by age or by how it arrived (a mailbox's first sync); the age, when both.
+        let history = live
+            .rules
+            .history(inbound.sent_at, inbound.received_at)
+            .or_else(|| inbound.imported.clone());
         let routed = tickets::after_threading(
             &live.rules,
             batch,

@@ -20,6 +20,11 @@ pub struct MailboxCheckpoint {
     /// `last_uid` is mail deskgate journaled, which `after_ingest` may act on.
     #[serde(default)]
     pub first_uid: u32,
+    /// The newest UID when this sync started (first connect, or a resync after UIDVALIDITY
+    /// changed): mail up to it was already in the folder, an import, not news. 0 for
+    /// checkpoints written before this field (nothing is taken for history then).
+    #[serde(default)]
+    pub import_upto: u32,
 }
 
 /// Channel ids cannot contain NUL (config validation), so the separator is unambiguous.
@@ -66,6 +71,7 @@ mod tests {
             uid_validity: 7,
             last_uid: 42,
             first_uid: 0,
+            import_upto: 0,
         };
         store.set_mailbox_checkpoint("a", "INBOX", point).unwrap();
         store
@@ -76,6 +82,7 @@ mod tests {
                     uid_validity: 1,
                     last_uid: 1,
                     first_uid: 0,
+                    import_upto: 0,
                 },
             )
             .unwrap();

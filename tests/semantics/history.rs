@@ -126,3 +126,70 @@ async fn an_imported_mailbox_opens_tickets_but_sends_and_fires_nothing() {
         .iter()
         .all(|m| String::from_utf8_lossy(m).contains("nia@example.org")));
 }
+
+/// The harness's sample mail, dated now: history only because it was in the mailbox first.
+fn recent_mail(i: usize) -> Vec<u8> {
+    let mail = String::from_utf8(sample_mail("first", i)).unwrap();
+    let (head, rest) = mail.split_once("Date: ").unwrap();
+    let (_, tail) = rest.split_once("\r\n").unwrap();
+    let dated = format!("{head}Date: {}\r\n{tail}", chrono::Utc::now().to_rfc2822());
+    assert_ne!(dated, mail, "the sample mail's Date line changed");
+    dated.into_bytes()
+}
+
+#[tokio::test]
+async fn a_mailbox_first_sync_is_history_even_for_recent_mail() {
+    let dovecot = Dovecot::start();
+    let first: Vec<Vec<u8>> = (0..20).map(recent_mail).collect();
+    dovecot.import(&first).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
+    let password = dovecot.password_file(PASSWORD);
+    let config = format!(
+        "{}{}{}[channels.mail.tickets]\npipeline = \"support\"\n{PIPELINE}",
+        control(dir.path()),
+        super::mailbox(smtpd.port, "[\"mail\"]", true),
+        dovecot.channel_toml("mail", "INBOX", &password, "initial_sync = \"all\""),
+    );
+    let mut daemon = Daemon::start(dir.path(), &config).await;
+    let messages = |events: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["data"]["message"].is_object())
+            .cloned()
+            .collect()
+    };
+    eventually("the first sync", Duration::from_secs(60), || async {
+        messages(&daemon.all_events().await).len() >= first.len()
+    })
+    .await;
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    assert_eq!(messages(&events).len(), first.len());
+    assert!(!of_type(&events, "deskgate.ticket.created").is_empty());
+    for event in messages(&events) {
+        let message = &event["data"]["message"];
+        assert_eq!(message["imported"], true, "{event}");
+        let reason = message["imported_reason"].as_str().unwrap();
+        assert!(reason.contains("when deskgate first synced it"), "{event}");
+    }
+    for quiet in [
+        "deskgate.ticket.action_requested",
+        "deskgate.ticket.status_trigger",
+        "deskgate.outbound.sent",
+        "deskgate.outbound.suppressed",
+    ] {
+        assert!(of_type(&events, quiet).is_empty(), "{quiet}: a first sync is history");
+    }
+
+    // Mail that arrives after the first sync is news, whether or not the daemon restarted.
+    daemon.kill();
+    daemon.restart().await;
+    dovecot.import(&[new_mail()]).unwrap();
+    super::wait_events(&daemon, "deskgate.outbound.sent", 2).await;
+    let mails = smtpd.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(mails.len(), 2, "the acknowledgements of the new mail only");
+    assert!(mails
+        .iter()
+        .all(|m| String::from_utf8_lossy(m).contains("nia@example.org")));
+}

@@ -11,7 +11,8 @@ use super::conn::MailboxError;
 use crate::channels::email::{to_record_with, MailboxRef};
 use crate::config::EmailConfig;
 use crate::journal::{Appended, JournalHandle};
-use crate::store::Blobs;
+use crate::model::Record;
+use crate::store::{Blobs, MailboxCheckpoint};
 
 /// What a mailbox task needs to journal mail; cheap to clone into a spawned task.
 #[derive(Clone)]
@@ -32,8 +33,15 @@ pub(super) struct JournalOutcome {
 }
 
 impl Journaler {
-    /// Journals `(uid, raw)` mails sorted by UID; returns once every append has answered.
-    pub async fn journal(self, uid_validity: u32, mails: Vec<(u32, Vec<u8>)>) -> JournalOutcome {
+    /// Journals `(uid, raw)` mails sorted by UID; returns once every append has answered. Mail
+    /// up to the checkpoint's `import_upto` was in the folder before deskgate synced it: it is
+    /// journaled as imported (history).
+    pub async fn journal(
+        self,
+        checkpoint: MailboxCheckpoint,
+        mails: Vec<(u32, Vec<u8>)>,
+    ) -> JournalOutcome {
+        let uid_validity = checkpoint.uid_validity;
         let fail = |error: MailboxError| JournalOutcome {
             journaled_through: None,
             result: Err(error),
@@ -57,8 +65,23 @@ impl Journaler {
                         uid_validity,
                         uid,
                     };
-                    to_record_with(&parse_channel, &raw, received_at, &blobs, Some(&at), &email)
-                        .map(|record| (uid, record))
+                    let mut record = to_record_with(
+                        &parse_channel,
+                        &raw,
+                        received_at,
+                        &blobs,
+                        Some(&at),
+                        &email,
+                    )?;
+                    if let (Record::Inbound(inbound), true) =
+                        (&mut record, uid <= checkpoint.import_upto)
+                    {
+                        inbound.imported = Some(format!(
+                            "already in folder {} (UID {uid}) when deskgate first synced it",
+                            at.folder
+                        ));
+                    }
+                    Ok((uid, record))
                 })
                 .collect::<Result<Vec<_>, _>>()
         })

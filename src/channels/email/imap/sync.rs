@@ -149,10 +149,15 @@ impl Task {
             (None, InitialSync::New) => self.newest_uid(session, uid_next).await?,
             (None, InitialSync::Since(day)) => self.uid_before_day(session, *day, uid_next).await?,
         };
+        let import_upto = match initial {
+            InitialSync::New => start,
+            InitialSync::All | InitialSync::Since(_) => self.newest_uid(session, uid_next).await?,
+        };
         let checkpoint = MailboxCheckpoint {
             uid_validity,
             last_uid: start,
             first_uid: start,
+            import_upto,
         };
         self.m
             .store
@@ -227,7 +232,7 @@ impl Task {
                 task: tokio::spawn(
                     self.journaler
                         .clone()
-                        .journal(checkpoint.uid_validity, mails),
+                        .journal(*checkpoint, mails),
                 ),
             });
         }
