@@ -25,6 +25,20 @@ if [ ${#packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}"
 fi
 
+# The RustSec advisory database, offline: CI and the developers' machines keep a snapshot in
+# shared/ beside the repository (they cannot fetch it). .cargo/audit.toml fails the run on any
+# vulnerability and on every warning it does not list with its reason.
+advisory_db="${DESKGATE_ADVISORY_DB:-$(dirname "$PWD")/shared/advisory-db}"
+[ -d "$advisory_db/crates" ] || {
+  echo "audit: the RustSec advisory database is missing at $advisory_db" >&2
+  echo "audit: put a snapshot there (shared/advisory-db beside the repository) or set DESKGATE_ADVISORY_DB" >&2
+  exit 1
+}
+command -v cargo-audit >/dev/null || cargo install cargo-audit --locked --version 0.22.2
+echo "==> cargo audit (advisories from $advisory_db)"
+cargo audit --db "$advisory_db" --no-fetch
+cargo audit --db "$advisory_db" --no-fetch --file fuzz/Cargo.lock
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
