@@ -35,6 +35,10 @@ advisory_db="${DESKGATE_ADVISORY_DB:-$(dirname "$PWD")/shared/advisory-db}"
   exit 1
 }
 command -v cargo-audit >/dev/null || cargo install cargo-audit --locked --version 0.22.2
+# An out-of-date lockfile would be audited as it stands, not as it builds: both must be current.
+cargo metadata --locked --format-version 1 >/dev/null
+cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null \
+  || { echo "fuzz/Cargo.lock is out of date: run 'cargo update -p deskgate' in fuzz/" >&2; exit 1; }
 echo "==> cargo audit (advisories from $advisory_db)"
 cargo audit --db "$advisory_db" --no-fetch
 cargo audit --db "$advisory_db" --no-fetch --file fuzz/Cargo.lock
