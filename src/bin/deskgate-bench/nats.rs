@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use async_nats::jetstream::{self, context::Publish, stream};
+use async_nats::jetstream::{self, message::PublishMessage, stream};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
@@ -222,7 +222,7 @@ async fn baseline(url: &str, payloads: &[(String, String, Bytes)]) -> anyhow::Re
                 in_flight.pop_front().expect("non-empty");
             ack.await?;
         }
-        let message = Publish::build().payload(body.clone()).message_id(id);
+        let message = PublishMessage::build().payload(body.clone()).message_id(id);
         in_flight.push_back(
             js.send_publish(format!("base.{event_type}"), message)
                 .await?,

@@ -11,7 +11,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
-use async_nats::jetstream::context::{Publish, PublishAckFuture};
+use async_nats::jetstream::context::{ContextBuilder, PublishAckFuture};
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 use async_nats::ServerAddr;
 use chrono::{DateTime, Utc};
@@ -29,8 +30,7 @@ pub async fn run(mut feed: Feed, config: NatsSinkConfig) {
     let Some(client) = connect(&mut feed, &config).await else {
         return;
     };
-    let mut js = jetstream::new(client);
-    js.set_timeout(Duration::from_millis(config.ack_timeout_ms));
+    let js = context(client, &config);
     loop {
         let attempt = async {
             ensure_stream(&js, &config).await?;
@@ -85,6 +85,20 @@ async fn connect(feed: &mut Feed, config: &NatsSinkConfig) -> Option<async_nats:
             return None;
         }
     }
+}
+
+/// The JetStream context: `ack_timeout_ms` bounds API requests and every ack, awaited or
+/// dropped. The client holds a permit per unacknowledged publish, including those of a pipeline
+/// dropped after a failure until their acks time out; room for two pipelines, and waiting
+/// rather than failing when that is full, keeps a quick retry from failing on its own leftovers.
+fn context(client: async_nats::Client, config: &NatsSinkConfig) -> jetstream::Context {
+    let timeout = Duration::from_millis(config.ack_timeout_ms);
+    ContextBuilder::new()
+        .timeout(timeout)
+        .ack_timeout(timeout)
+        .max_ack_inflight(config.max_in_flight.saturating_mul(2))
+        .backpressure_on_inflight(true)
+        .build(client)
 }
 
 /// Creates the stream when absent; warns when an existing one deduplicates for too short.
@@ -146,7 +160,7 @@ async fn publish_loop(
                 settle_front(feed, &mut in_flight, &mut subjects, next_time).await?;
             }
             let subject = format!("{}.{}", config.subject_prefix, event.event_type);
-            let message = Publish::build()
+            let message = PublishMessage::build()
                 .payload(event.body.clone())
                 .message_id(&event.id);
             let ack = js.send_publish(subject, message).await?;
