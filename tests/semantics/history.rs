@@ -179,7 +179,10 @@ async fn a_mailbox_first_sync_is_history_even_for_recent_mail() {
         "deskgate.outbound.sent",
         "deskgate.outbound.suppressed",
     ] {
-        assert!(of_type(&events, quiet).is_empty(), "{quiet}: a first sync is history");
+        assert!(
+            of_type(&events, quiet).is_empty(),
+            "{quiet}: a first sync is history"
+        );
     }
 
     // Mail that arrives after the first sync is news, whether or not the daemon restarted.

@@ -229,11 +229,7 @@ impl Task {
                 set,
                 last,
                 count: chunk.len(),
-                task: tokio::spawn(
-                    self.journaler
-                        .clone()
-                        .journal(*checkpoint, mails),
-                ),
+                task: tokio::spawn(self.journaler.clone().journal(*checkpoint, mails)),
             });
         }
         if let Some(batch) = pending.take() {
