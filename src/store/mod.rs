@@ -405,7 +405,14 @@ const LOG_BYTES: u64 = 64 << 20;
 /// Opens (or creates) a keyspace with deskgate's options.
 fn open_keyspace(db: &Database, name: &str) -> Result<Keyspace, StoreError> {
     Ok(db.keyspace(name, || {
-        KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+        let options = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+        if name == JOURNAL {
+            // Records (raw mail, webhook bodies) are written once and deleted by retention:
+            // kept in blob files, compactions move only their keys.
+            options.with_kv_separation(Some(fjall::KvSeparationOptions::default()))
+        } else {
+            options
+        }
     })?)
 }
 
