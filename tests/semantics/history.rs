@@ -30,6 +30,38 @@ action = "acknowledge"
 template = "ticket_received"
 "#;
 
+/// A Dovecot mailbox holding `mails` before deskgate first syncs it (`initial_sync = "all"`),
+/// an SMTP server, and the config of a desk that acknowledges new tickets on it.
+struct Desk {
+    dovecot: Dovecot,
+    dir: tempfile::TempDir,
+    smtpd: Smtpd,
+    config: String,
+}
+
+impl Desk {
+    fn with_mailbox(mails: &[Vec<u8>], imap_extra: &str) -> Desk {
+        let dovecot = Dovecot::start();
+        dovecot.import(mails).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
+        let password = dovecot.password_file(PASSWORD);
+        let imap = format!("initial_sync = \"all\"\n{imap_extra}");
+        let config = format!(
+            "{}{}{}[channels.mail.tickets]\npipeline = \"support\"\n{PIPELINE}",
+            control(dir.path()),
+            super::mailbox(smtpd.port, "[\"mail\"]", true),
+            dovecot.channel_toml("mail", "INBOX", &password, &imap),
+        );
+        Desk {
+            dovecot,
+            dir,
+            smtpd,
+            config,
+        }
+    }
+}
+
 /// The harness's sample mail, dated in 2019.
 fn old_mail(i: usize) -> Vec<u8> {
     let mail = String::from_utf8(sample_mail("hist", i)).unwrap();
@@ -49,23 +81,13 @@ fn new_mail() -> Vec<u8> {
 
 #[tokio::test]
 async fn an_imported_mailbox_opens_tickets_but_sends_and_fires_nothing() {
-    let dovecot = Dovecot::start();
     let old: Vec<Vec<u8>> = (0..OLD_MAILS).map(old_mail).collect();
-    dovecot.import(&old).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
-    let password = dovecot.password_file(PASSWORD);
-    let config = format!(
-        "{}{}{}[channels.mail.tickets]\npipeline = \"support\"\n{PIPELINE}",
-        control(dir.path()),
-        super::mailbox(smtpd.port, "[\"mail\"]", true),
-        dovecot.channel_toml(
-            "mail",
-            "INBOX",
-            &password,
-            "initial_sync = \"all\"\nbatch_size = 100"
-        ),
-    );
+    let Desk {
+        dovecot,
+        dir,
+        smtpd,
+        config,
+    } = Desk::with_mailbox(&old, "batch_size = 100");
     let daemon = Daemon::start(dir.path(), &config).await;
     let count_messages = |events: &[serde_json::Value]| {
         events
@@ -139,18 +161,13 @@ fn recent_mail(i: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_mailbox_first_sync_is_history_even_for_recent_mail() {
-    let dovecot = Dovecot::start();
     let first: Vec<Vec<u8>> = (0..20).map(recent_mail).collect();
-    dovecot.import(&first).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
-    let password = dovecot.password_file(PASSWORD);
-    let config = format!(
-        "{}{}{}[channels.mail.tickets]\npipeline = \"support\"\n{PIPELINE}",
-        control(dir.path()),
-        super::mailbox(smtpd.port, "[\"mail\"]", true),
-        dovecot.channel_toml("mail", "INBOX", &password, "initial_sync = \"all\""),
-    );
+    let Desk {
+        dovecot,
+        dir,
+        smtpd,
+        config,
+    } = Desk::with_mailbox(&first, "");
     let mut daemon = Daemon::start(dir.path(), &config).await;
     let messages = |events: &[serde_json::Value]| -> Vec<serde_json::Value> {
         events
