@@ -51,7 +51,8 @@ cargo clippy --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
 log="$(mktemp)"
-cargo test --all-targets --locked "$@" 2>&1 | tee "$log"
+# --no-fail-fast: a failing test binary must not hide the failures of the binaries after it.
+cargo test --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$log"
 summary="$(awk '/^test result:/ { p += $4; f += $6 } END { print p " passed, " f " failed" }' "$log")"
 rm -f "$log"
 
