@@ -11,7 +11,8 @@
 //!    operator to delete once satisfied (`deskgate backup` of the migrated state is the way to
 //!    keep a copy that this version opens).
 //!
-//! Step 2 runs at every start, so a crash between the two steps finishes it later.
+//! Step 2 is checked at every start (one `stat` of sled's `db`, which moves last), so a crash
+//! between or during the two steps is finished later.
 
 use std::fs;
 use std::path::Path;
@@ -89,22 +90,14 @@ pub(super) fn from_sled(dir: &Path, db_dir: &Path, cache_bytes: u64) -> Result<(
     Ok(())
 }
 
-/// Moves sled's files out of the way once the fjall database exists; nothing when there are
-/// none.
+/// Moves sled's files out of the way once the fjall database exists. sled's `db` file moves
+/// last, so a state directory without it has nothing left to move, and a start (every start
+/// runs this) reads no directory for it.
 pub(super) fn set_sled_aside(dir: &Path) -> Result<(), StoreError> {
+    if !dir.join("db").is_file() {
+        return Ok(());
+    }
     let mut leftovers = Vec::new();
-    for name in ["conf", "db"] {
-        if dir.join(name).is_file() {
-            leftovers.push(name.to_owned());
-        }
-    }
-    for entry in fs::read_dir(dir).map_err(StoreError::io(dir))? {
-        let name = entry.map_err(StoreError::io(dir))?.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("snap.") {
-            leftovers.push(name.into_owned());
-        }
-    }
     let blobs = dir.join("blobs");
     if blobs.is_dir() {
         for entry in fs::read_dir(&blobs).map_err(StoreError::io(&blobs))? {
@@ -115,9 +108,17 @@ pub(super) fn set_sled_aside(dir: &Path) -> Result<(), StoreError> {
             }
         }
     }
-    if leftovers.is_empty() {
-        return Ok(());
+    for entry in fs::read_dir(dir).map_err(StoreError::io(dir))? {
+        let name = entry.map_err(StoreError::io(dir))?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") {
+            leftovers.push(name.into_owned());
+        }
     }
+    if dir.join("conf").is_file() {
+        leftovers.push("conf".to_owned());
+    }
+    leftovers.push("db".to_owned());
     let aside = dir.join(SET_ASIDE);
     fs::create_dir_all(aside.join("blobs")).map_err(StoreError::io(&aside))?;
     for name in &leftovers {
@@ -125,7 +126,9 @@ pub(super) fn set_sled_aside(dir: &Path) -> Result<(), StoreError> {
     }
     sync_dir(&aside.join("blobs"))?;
     sync_dir(&aside)?;
-    sync_dir(&blobs)?;
+    if blobs.is_dir() {
+        sync_dir(&blobs)?;
+    }
     sync_dir(dir)?;
     tracing::warn!(
         kept = %aside.display(),
