@@ -6,7 +6,7 @@ mod routing_support;
 
 use chrono::Duration;
 use deskgate::conversations::{Conversation, Ticket};
-use deskgate::model::{ControlCommand, DedupeKey};
+use deskgate::model::ControlCommand;
 use deskgate::store::keys;
 use deskgate::store::Store;
 use routing_support::*;
@@ -385,20 +385,10 @@ fn a_replay_of_the_journal_makes_the_same_decisions_and_events() {
     assert!(original.len() > 10);
 
     // The same journal applied to a fresh state, in one step, produces identical events.
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let records: Vec<_> = h.journal.iter().map(|r| (DedupeKey::of(r), r)).collect();
-    store
-        .journal_append(
-            records
-                .iter()
-                .enumerate()
-                .map(|(i, (key, record))| (i as u64 + 1, key, *record)),
-        )
-        .unwrap();
+    let (_dir, store, count) = h.journal_on_fresh_store();
     let replay = processor(&store, &h.rules);
-    let position = replay.step(0, records.len() as u64).unwrap();
-    assert_eq!(position.cursor, records.len() as u64);
+    let position = replay.step(0, count).unwrap();
+    assert_eq!(position.cursor, count);
     let replayed = store.outbox_read(0, u64::MAX, 10_000).unwrap();
     assert_eq!(replayed, original);
 }

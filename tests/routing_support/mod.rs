@@ -146,6 +146,23 @@ impl Harness {
     pub fn ticket(&self, id: &str) -> Option<Ticket> {
         self.store.state_get(&keys::ticket(id)).unwrap()
     }
+
+    /// This harness's journal written into a fresh store, not yet applied (for replay tests):
+    /// the folder (keep it alive), the store, and how many records it holds.
+    pub fn journal_on_fresh_store(&self) -> (tempfile::TempDir, Store, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let records: Vec<_> = self.journal.iter().map(|r| (DedupeKey::of(r), r)).collect();
+        store
+            .journal_append(
+                records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (key, record))| (i as u64 + 1, key, *record)),
+            )
+            .unwrap();
+        (dir, store, records.len() as u64)
+    }
 }
 
 pub fn processor(store: &Store, rules: &RuleSet) -> Processor {

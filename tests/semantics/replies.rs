@@ -163,9 +163,9 @@ async fn a_chat_reply_moves_the_ticket_only_where_include_chat_says() {
 fn agent_emailed_fires_once_and_a_replay_fires_it_identically() {
     use super::routing_support::{created_conversation, mail, processor, Harness, CONFIG};
     use deskgate::model::{
-        AgentRef, DedupeKey, OutboundOutcome, OutboundRecord, Record, ReplyRequest, SendResult,
+        AgentRef, OutboundOutcome, OutboundRecord, Record, ReplyRequest, SendResult,
     };
-    use deskgate::store::{keys, Store};
+    use deskgate::store::keys;
 
     let extra = "[outbound.mailboxes.support]\naddress = \"support@acme.test\"\n\
                  company_name = \"Acme\"\nchannels = [\"mail\"]\n\
@@ -225,18 +225,8 @@ fn agent_emailed_fires_once_and_a_replay_fires_it_identically() {
     );
 
     let original = h.store.outbox_read(0, u64::MAX, 10_000).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let records: Vec<_> = h.journal.iter().map(|r| (DedupeKey::of(r), r)).collect();
-    store
-        .journal_append(
-            records
-                .iter()
-                .enumerate()
-                .map(|(i, (key, record))| (i as u64 + 1, key, *record)),
-        )
-        .unwrap();
+    let (_dir, store, count) = h.journal_on_fresh_store();
     let replay = processor(&store, &h.rules).with_outbound(planner);
-    replay.step(0, records.len() as u64).unwrap();
+    replay.step(0, count).unwrap();
     assert_eq!(store.outbox_read(0, u64::MAX, 10_000).unwrap(), original);
 }
