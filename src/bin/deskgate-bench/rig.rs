@@ -101,6 +101,7 @@ impl Rig {
             .context("writing the control token")?;
         std::fs::write(&config, text + &options.extra).context("writing the config")?;
         let daemon = Daemon::launch(&options.deskgate, &root, config, addr).await;
+        first_sync(&daemon).await?;
         Ok(Rig {
             daemon,
             dovecot: Arc::new(RwLock::new(dovecot)),
@@ -117,6 +118,30 @@ impl Rig {
 
     pub fn base_url(&self) -> String {
         self.daemon.url("")
+    }
+}
+
+/// Waits until deskgate has synced the mailbox once. Mail already in a folder at the first
+/// sync is history (imported: no acknowledgement, no trigger), so load that started earlier
+/// would find its first mails unacknowledged, as it did on a slow CI machine.
+async fn first_sync(daemon: &Daemon) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ready = match reqwest::get(daemon.url("/readyz")).await {
+            Ok(response) => response.json::<serde_json::Value>().await.ok(),
+            Err(_) => None,
+        };
+        let synced = ready
+            .as_ref()
+            .is_some_and(|r| !r["mailboxes"]["mail"]["last_sync"].is_null());
+        if synced {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "deskgate did not sync its mailbox within 60 s: /readyz says {ready:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

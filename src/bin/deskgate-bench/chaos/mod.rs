@@ -228,7 +228,8 @@ async fn settle(rig: &Rig) -> anyhow::Result<Vec<Value>> {
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{outcomes} acknowledgement outcomes for {tickets} tickets after 180 s"
+            "{outcomes} acknowledgement outcomes for {tickets} tickets after 180 s; without one:\n  {}",
+            unanswered(&events).join("\n  ")
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -263,6 +264,35 @@ fn acknowledgement_counts(events: &[Value]) -> (usize, usize) {
         })
         .count();
     (tickets, outcomes)
+}
+
+/// The `ticket.created` events (abridged) of acknowledged tickets that have no outcome yet.
+fn unanswered(events: &[Value]) -> Vec<String> {
+    let answered: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| {
+            e["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("deskgate.outbound."))
+        })
+        .filter_map(|e| e["data"]["ticket_id"].as_str())
+        .collect();
+    events
+        .iter()
+        .filter(|e| e["type"] == "deskgate.ticket.created")
+        .filter(|e| {
+            ACKNOWLEDGED.contains(&e["data"]["message"]["channel"].as_str().unwrap_or_default())
+        })
+        .filter(|e| !answered.contains(e["subject"].as_str().unwrap_or_default()))
+        .map(|e| {
+            let mut data = e["data"].clone();
+            if let Some(message) = data["message"].as_object_mut() {
+                message.remove("body");
+                message.remove("raw");
+            }
+            format!("{} seq {} {}", e["subject"], e["sequence"], data)
+        })
+        .collect()
 }
 
 async fn status(rig: &Rig, path: &str) -> Value {
