@@ -22,7 +22,7 @@ use super::graph::Graph;
 use super::smtp::Smtp;
 use super::{ItemStatus, OutgoingItem, Payload};
 use crate::config::OutboundConfig;
-use crate::journal::{Appended, JournalHandle};
+use crate::journal::{Appended, JournalError, JournalHandle};
 use crate::model::{OutboundOutcome, OutboundRecord, Record, SendResult};
 use crate::processor::Position;
 use crate::store::{keys, Blobs, Store};
@@ -60,6 +60,18 @@ impl Retry {
         let capped = exp.min(self.max);
         capped.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
     }
+}
+
+/// Items of one lane in flight at once (each on a different conversation).
+const LANE_IN_FLIGHT: usize = 8;
+
+/// What became of one attempt.
+enum Attempted {
+    /// No final outcome yet: retry after a backoff. `attempt` is the count to remember;
+    /// `refused` when the server refused it (counted towards `permanent_attempts`).
+    Retry { attempt: u32, refused: bool },
+    /// A final outcome, and what journaling it gave.
+    Final(OutboundOutcome, Result<Appended, JournalError>),
 }
 
 /// What the sender remembers between passes, per lane.
@@ -188,12 +200,17 @@ impl Sender {
     }
 
     /// One lane's pending items, in queue order. Messages on one conversation leave in order:
-    /// while one waits for a retry, the ones queued after it on the same conversation wait too.
+    /// a pass sends at most the first pending item of each conversation, and while that item
+    /// waits for a retry the ones queued after it wait too. Up to [`LANE_IN_FLIGHT`] items of
+    /// different conversations go at once, so their journal writes share one fdatasync (two
+    /// per item, one at a time, held a lane to a few dozen messages a second on a slow disk).
     async fn lane_pass(&self, tracking: &mut Tracking, items: Vec<OutgoingItem>) -> Duration {
         let mut next = Duration::from_secs(30);
-        let mut waiting_conversations = HashSet::new();
+        let mut conversations = HashSet::new();
+        let mut due = Vec::new();
         for item in items {
-            if self.shutdown.is_cancelled() {
+            if due.len() == LANE_IN_FLIGHT || self.shutdown.is_cancelled() {
+                // The rest go in the next pass, which the outcomes of these start.
                 break;
             }
             let id = item.id.clone();
@@ -204,34 +221,56 @@ impl Sender {
                 self.record(tracking, outcome).await;
                 continue;
             }
-            if waiting_conversations.contains(&item.conversation_id) {
+            if !conversations.insert(item.conversation_id.clone()) {
                 continue;
             }
-            let conversation = item.conversation_id.clone();
-            if tracking
-                .next_due
-                .get(&id)
-                .is_none_or(|due| *due <= Instant::now())
-            {
-                self.attempt(tracking, item).await;
+            match tracking.next_due.get(&id) {
+                Some(at) if *at > Instant::now() => {
+                    next = next.min(at.saturating_duration_since(Instant::now()));
+                }
+                _ => due.push(item),
             }
-            if let Some(due) = tracking.next_due.get(&id) {
-                waiting_conversations.insert(conversation);
-                next = next.min(due.saturating_duration_since(Instant::now()));
+        }
+        let attempts = due.into_iter().map(|item| {
+            let known = tracking.attempts.get(&item.id).copied().unwrap_or(0);
+            let refusals = tracking.refusals.get(&item.id).copied().unwrap_or(0);
+            self.attempt(item, known, refusals)
+        });
+        for (id, attempted) in futures::future::join_all(attempts).await {
+            match attempted {
+                Attempted::Retry { attempt, refused } => {
+                    tracking.attempts.insert(id.clone(), attempt);
+                    if refused {
+                        *tracking.refusals.entry(id.clone()).or_default() += 1;
+                    }
+                    self.back_off(tracking, &id);
+                    if let Some(at) = tracking.next_due.get(&id) {
+                        next = next.min(at.saturating_duration_since(Instant::now()));
+                    }
+                }
+                Attempted::Final(outcome, journaled) => {
+                    self.recorded(tracking, outcome, journaled);
+                }
             }
         }
         next
     }
 
-    async fn attempt(&self, tracking: &mut Tracking, item: OutgoingItem) {
-        let known = tracking.attempts.get(&item.id).copied().unwrap_or(0);
+    /// One attempt at one item: journals `attempting`, sends, and journals the final outcome
+    /// when there is one. `known` attempts and `refusals` are this process's count so far.
+    async fn attempt(&self, item: OutgoingItem, known: u32, refusals: u32) -> (String, Attempted) {
         let attempt = item.attempts.max(known) + 1;
-        tracking.attempts.insert(item.id.clone(), attempt);
+        let id = item.id.clone();
         let outcome = |result| OutboundOutcome {
             item_id: item.id.clone(),
             attempt,
             result,
             at: Utc::now(),
+        };
+        let finish = |result| async {
+            let outcome = outcome(result);
+            let journaled = self.journal.append(outbound_record(outcome.clone())).await;
+            Attempted::Final(outcome, journaled)
         };
         if known == 0 && item.status == ItemStatus::Sending {
             metrics::counter!("deskgate_outbound_resent_after_crash_total").increment(1);
@@ -244,16 +283,19 @@ impl Sender {
                     "{} has had its cap of automatic mail for this hour",
                     item.recipient()
                 );
-                return self
-                    .record(tracking, outcome(SendResult::Capped { reason }))
-                    .await;
+                return (id, finish(SendResult::Capped { reason }).await);
             }
         }
         let attempting = outcome(SendResult::Attempting);
         if let Err(error) = self.journal.append(outbound_record(attempting)).await {
             tracing::warn!(%error, item = %item.id, "could not journal the attempt; will retry");
-            self.back_off(tracking, &item.id);
-            return;
+            return (
+                id,
+                Attempted::Retry {
+                    attempt,
+                    refused: false,
+                },
+            );
         }
         let sent = match &item.payload {
             Payload::Email(mail) => self.smtp.send(mail).await,
@@ -265,8 +307,8 @@ impl Sender {
             Payload::Whatsapp { .. } => "whatsapp",
         };
         let final_result = match sent {
-            Ok(provider_id) => Some(SendResult::Sent { provider_id }),
-            Err(Failure::Permanent(error)) => Some(SendResult::Failed {
+            Ok(provider_id) => Ok(SendResult::Sent { provider_id }),
+            Err(Failure::Permanent(error)) => Ok(SendResult::Failed {
                 error,
                 recipient_unknown: false,
             }),
@@ -275,29 +317,35 @@ impl Sender {
                 recipient_unknown,
             }) => {
                 tracing::warn!(item = %item.id, %error, attempt, "the server refused the message");
-                let refusals = tracking.refusals.entry(item.id.clone()).or_default();
-                *refusals += 1;
-                (*refusals >= self.retry.permanent_attempts).then_some(SendResult::Failed {
-                    error,
-                    recipient_unknown,
-                })
+                if refusals + 1 >= self.retry.permanent_attempts {
+                    Ok(SendResult::Failed {
+                        error,
+                        recipient_unknown,
+                    })
+                } else {
+                    Err(true)
+                }
             }
             Err(Failure::Transient(error)) => {
                 let age = Utc::now() - item.created_at;
                 tracing::warn!(item = %item.id, %error, attempt, "send failed; will retry");
-                (age > self.retry.give_up_after).then(|| SendResult::Failed {
-                    error: format!("gave up after {attempt} attempts: {error}"),
-                    recipient_unknown: false,
-                })
+                if age > self.retry.give_up_after {
+                    Ok(SendResult::Failed {
+                        error: format!("gave up after {attempt} attempts: {error}"),
+                        recipient_unknown: false,
+                    })
+                } else {
+                    Err(false)
+                }
             }
         };
         match final_result {
-            Some(result) => {
+            Ok(result) => {
                 metrics::counter!("deskgate_outbound_total", "via" => via, "outcome" => result.name())
                     .increment(1);
-                self.record(tracking, outcome(result)).await;
+                (id, finish(result).await)
             }
-            None => self.back_off(tracking, &item.id),
+            Err(refused) => (id, Attempted::Retry { attempt, refused }),
         }
     }
 
@@ -312,8 +360,20 @@ impl Sender {
 
     /// Journals a final outcome; until the processor applies it the item is left alone.
     async fn record(&self, tracking: &mut Tracking, outcome: OutboundOutcome) {
+        let journaled = self.journal.append(outbound_record(outcome.clone())).await;
+        self.recorded(tracking, outcome, journaled);
+    }
+
+    /// Remembers what journaling a final outcome gave: the item waits for the processor to
+    /// apply it, or, when the journal did not take it, for it to be journaled again.
+    fn recorded(
+        &self,
+        tracking: &mut Tracking,
+        outcome: OutboundOutcome,
+        journaled: Result<Appended, JournalError>,
+    ) {
         let id = outcome.item_id.clone();
-        match self.journal.append(outbound_record(outcome.clone())).await {
+        match journaled {
             Ok(Appended::New { seq } | Appended::Duplicate { seq }) => {
                 tracking.awaiting.insert(id.clone(), seq);
                 tracking.next_due.remove(&id);
