@@ -250,6 +250,23 @@ async fn mail_queued_while_smtp_is_down_is_sent_exactly_once_after_it_returns() 
     let second = json!({"agent": {"id": "a1", "name": "Fay Fox"}, "text": "Fixed now."});
     let (status, body) = control_post(&client, &url, Some("down-2"), &second).await;
     assert_eq!(status, 202, "{body}");
+    // A second customer's conversation queues beside the first: the sender may send the two
+    // conversations' mails at once, but each conversation's in order.
+    post_message(
+        &client,
+        &daemon,
+        &api_message("d2", "t2", "fred@example.com", "hi"),
+    )
+    .await;
+    daemon.settled().await;
+    let other = of_type(&daemon.all_events().await, "deskgate.ticket.created")[1]["data"]
+        ["conversation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_url = daemon.url(&format!("/v1/control/conversations/{other}/replies"));
+    let (status, body) = control_post(&client, &other_url, Some("down-3"), &second).await;
+    assert_eq!(status, 202, "{body}");
     common::eventually("a failed attempt", Duration::from_secs(30), || {
         let log = daemon.log();
         async move { log.matches("send failed; will retry").count() >= 2 }
@@ -263,36 +280,50 @@ async fn mail_queued_while_smtp_is_down_is_sent_exactly_once_after_it_returns() 
     daemon.kill();
     daemon.restart().await;
     let smtpd = Smtpd::start(&dir.path().join("maildir"), port);
-    let events = wait_events(&daemon, "deskgate.outbound.sent", 3).await;
-    let mails = smtpd.wait_for(3, Duration::from_secs(30)).await;
-    assert_eq!(mails.len(), 3);
-    // One conversation's mails leave in the order they were queued.
-    let ids: Vec<String> = mails
-        .iter()
-        .map(|m| header(m, "Message-ID").unwrap())
-        .collect();
+    let events = wait_events(&daemon, "deskgate.outbound.sent", 5).await;
+    let mails = smtpd.wait_for(5, Duration::from_secs(30)).await;
+    assert_eq!(mails.len(), 5);
+    // Each conversation's mails leave in the order they were queued.
+    let of = |conversation: &str| -> Vec<String> {
+        mails
+            .iter()
+            .map(|m| header(m, "Message-ID").unwrap())
+            .filter(|id| id.contains(conversation))
+            .collect()
+    };
     let expected: Vec<String> = (1..=3)
         .map(|n| format!("<deskgate.{conversation}.{n}@acme.test>"))
         .collect();
-    assert_eq!(ids, expected, "{}", daemon.log());
+    assert_eq!(of(&conversation), expected, "{}", daemon.log());
+    let other_expected: Vec<String> = (1..=2)
+        .map(|n| format!("<deskgate.{other}.{n}@acme.test>"))
+        .collect();
+    assert_eq!(of(&other), other_expected, "{}", daemon.log());
     let sent_order: Vec<String> = of_type(&events, "deskgate.outbound.sent")
         .iter()
         .map(|e| format!("<{}>", e["data"]["message_id"].as_str().unwrap()))
+        .filter(|id| id.contains(&conversation))
         .collect();
     assert_eq!(
         sent_order, expected,
         "outcomes are journaled in sending order"
     );
     assert!(of_type(&events, "deskgate.outbound.failed").is_empty());
-    assert_eq!(header(&mails[0], "Auto-Submitted").unwrap(), "auto-replied");
+    let first = |n: usize| {
+        mails
+            .iter()
+            .find(|m| header(m, "Message-ID").unwrap() == expected[n])
+            .unwrap()
+    };
+    assert_eq!(header(first(0), "Auto-Submitted").unwrap(), "auto-replied");
     assert_eq!(
-        header(&mails[1], "From").unwrap(),
+        header(first(1), "From").unwrap(),
         "\"Fay Fox from Acme\" <support@acme.test>"
     );
-    assert!(text_body(&mails[2]).starts_with("Fixed now."));
+    assert!(text_body(first(2)).starts_with("Fixed now."));
     let (status, again) = control_post(&client, &url, Some("down-1"), &reply).await;
     assert_eq!((status, again["duplicate"].clone()), (200, json!(true)));
-    assert_eq!(smtpd.messages().len(), 3);
+    assert_eq!(smtpd.messages().len(), 5);
 }
 
 #[tokio::test]
