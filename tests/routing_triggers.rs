@@ -127,6 +127,7 @@ fn attach_thread(h: &Harness, ticket_id: &str, root: &str) {
         messages: 0,
         reply_window_ends_at: None,
         human_agent_window_ends_at: None,
+        split_from: None,
     };
     ticket.conversations.push(conversation.id.clone());
     batch.put(keys::thread("mail", root), &conversation.id);
