@@ -4,7 +4,8 @@
 //! chat visitor). Its first message opens a ticket; later messages are added to that ticket.
 //!
 //! Email threads by every Message-ID a mail is or refers to, whatever the order mails arrive
-//! in: see [`email`].
+//! in: see [`email`]. Chosen mails of a conversation can be split off into a new one, their
+//! replies and their part of the index with them: see [`split`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use crate::model::{Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
 
 pub mod email;
+pub mod split;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
@@ -32,6 +34,10 @@ pub struct Conversation {
     /// Messenger's human-agent window (7 days after the customer's last message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub human_agent_window_ends_at: Option<DateTime<Utc>>,
+    /// The conversation whose mails this one was split off from (the first of a chain of
+    /// splits), so that threading tells a split thread from two threads joined by a late mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_from: Option<String>,
 }
 
 /// `outbound` for the business's own messages echoed by the platform, else `inbound`.
@@ -139,8 +145,10 @@ pub fn thread(
 }
 
 /// Removes the Message-IDs indexed for a conversation that deskgate forgets, each only while
-/// it still names this conversation (the same Message-ID seen again later may name another).
+/// it still names this conversation (the same Message-ID seen again later may name another),
+/// and the reply links of its mails.
 pub fn forget_email_ids(batch: &mut StateBatch<'_>, conversation: &str) -> Result<(), StoreError> {
+    split::forget(batch, conversation)?;
     let prefix = keys::conversation_email_ids(conversation);
     for key in batch.keys_with_prefix(&prefix)? {
         let rest = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
@@ -214,6 +222,7 @@ fn continue_or_open(
         messages: 1,
         reply_window_ends_at: None,
         human_agent_window_ends_at: None,
+        split_from: None,
     };
     open_reply_windows(&mut conversation, inbound);
     batch.put(thread_key, &conversation.id);

@@ -646,8 +646,12 @@ pub enum ControlCommand {
         survivor: String,
         merged: String,
     },
+    /// Moves the conversation to a new ticket; with `messages`, only those messages (ids as
+    /// the message events give them) and every mail replying to them, into a new conversation.
     SplitConversation {
         conversation: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        messages: Option<Vec<String>>,
     },
     DeleteTicket {
         ticket: String,

@@ -127,6 +127,7 @@ fn attach_thread(h: &Harness, ticket_id: &str, root: &str) {
         messages: 0,
         reply_window_ends_at: None,
         human_agent_window_ends_at: None,
+        split_from: None,
     };
     ticket.conversations.push(conversation.id.clone());
     batch.put(keys::thread("mail", root), &conversation.id);
@@ -226,6 +227,7 @@ fn merged_threads_reply_to_the_survivor_and_split_threads_go_with_the_new_ticket
         .to_owned();
     let (outcome, events) = h.control(ControlCommand::SplitConversation {
         conversation: conversation.clone(),
+        messages: None,
     });
     assert_eq!(outcome.status, 200, "{:?}", outcome.body);
     let new = outcome.body["new_ticket"].as_str().unwrap().to_owned();
@@ -238,9 +240,54 @@ fn merged_threads_reply_to_the_survivor_and_split_threads_go_with_the_new_ticket
     );
 
     // Splitting the last conversation off a ticket is refused, and leaves nothing behind.
-    let (outcome, events) = h.control(ControlCommand::SplitConversation { conversation });
+    let (outcome, events) = h.control(ControlCommand::SplitConversation {
+        conversation,
+        messages: None,
+    });
     assert_eq!(outcome.status, 409);
     assert!(events.is_empty());
+}
+
+/// A mail `id` replying to `parents` (oldest first, the last as In-Reply-To).
+fn reply(h: &mut Harness, id: &'static str, parents: &[&str]) -> Vec<serde_json::Value> {
+    let at = h.t0 + chrono::Duration::minutes(h.seq as i64);
+    let mut inbound = mail(id, id, "ana@example.com").build(at);
+    let email = inbound.email.as_mut().unwrap();
+    email.in_reply_to = parents.last().map(|p| p.to_string()).into_iter().collect();
+    email.references = parents.iter().map(|p| p.to_string()).collect();
+    h.apply(deskgate::model::Record::Inbound(Box::new(inbound)))
+}
+
+#[test]
+fn a_split_by_message_moves_the_thread_index_and_replays_the_same() {
+    let mut h = Harness::new("");
+    let a = reply(&mut h, "a@x", &[]);
+    let b = reply(&mut h, "b@x", &["a@x"]);
+    reply(&mut h, "c@x", &["a@x", "b@x"]);
+    reply(&mut h, "d@x", &["a@x"]);
+    let old = created_ticket(&a);
+    let (outcome, events) = h.control(ControlCommand::SplitConversation {
+        conversation: created_conversation(&a),
+        messages: Some(vec![b[0]["data"]["message"]["id"].as_str().unwrap().into()]),
+    });
+    assert_eq!(outcome.status, 200, "{:?}", outcome.body);
+    assert_eq!(types(&events), ["deskgate.ticket.split"]);
+    let new = outcome.body["new_ticket"].as_str().unwrap().to_owned();
+    assert_eq!(
+        reply(&mut h, "e@x", &["a@x", "b@x", "c@x"])[0]["subject"],
+        new.as_str()
+    );
+    assert_eq!(
+        reply(&mut h, "f@x", &["a@x", "d@x"])[0]["subject"],
+        old.as_str()
+    );
+    assert_eq!(h.ticket(&new).unwrap().conversations.len(), 1);
+
+    let original = h.store.outbox_read(0, u64::MAX, 10_000).unwrap();
+    let (_dir, store, count) = h.journal_on_fresh_store();
+    let replay = processor(&store, &h.rules);
+    replay.step(0, count).unwrap();
+    assert_eq!(store.outbox_read(0, u64::MAX, 10_000).unwrap(), original);
 }
 
 #[test]

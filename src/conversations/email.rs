@@ -12,7 +12,8 @@
 //! A mail whose ids lead to conversations of several tickets proves that those tickets are one
 //! thread: it goes to the oldest of them and a merge is suggested, never made (a thread split
 //! by arrival order stays split until someone merges it; two threads are never joined
-//! silently).
+//! silently). Conversations an agent split apart are the exception: they are one thread on
+//! purpose, and a mail naming several of them follows its most specific id (see [`super::split`]).
 //!
 //! Bounds: at most [`MAX_NAMED`] ids of a mail are looked up and indexed (In-Reply-To, the
 //! References root and its newest entries), ids longer than [`MAX_ID_BYTES`] are passed over,
@@ -43,7 +44,7 @@ pub struct Found {
 }
 
 /// Whether an id can link mails: an RFC 5322 msg-id has an `@`.
-fn links(id: &str) -> bool {
+pub(super) fn links(id: &str) -> bool {
     id.contains('@') && id.len() <= MAX_ID_BYTES
 }
 
@@ -90,8 +91,15 @@ pub fn find(
 ) -> Result<Found, StoreError> {
     // (conversation, its ticket) for each id that names a live conversation, in id order.
     let mut candidates: Vec<(String, Ticket)> = Vec::new();
-    for id in named_ids(inbound) {
-        let named = match crate::channels::email::own_conversation_of(id) {
+    // Per family of split conversations, the one the mail follows: (family, conversation,
+    // rank), the best rank winning.
+    let mut families: Vec<(String, String, (bool, usize))> = Vec::new();
+    for (position, id) in named_ids(inbound).into_iter().enumerate() {
+        let own = crate::channels::email::own_conversation_of(id);
+        // An id deskgate minted names the conversation an agent wrote on, which a later split
+        // does not change; the customer's ids moved with the split, so they rank first.
+        let rank = (own.is_some(), position);
+        let named = match own {
             Some(own) => Some(own),
             None => batch.get::<String>(&keys::email_message(&inbound.channel, id))?,
         };
@@ -99,13 +107,22 @@ pub fn find(
         let Some(conversation) = existing(batch, named)? else {
             continue;
         };
+        let found: Conversation = required(batch, &keys::conversation(&conversation))?;
+        let family = super::split::family(&found);
+        match families.iter_mut().find(|(f, _, _)| f == family) {
+            Some(best) if best.2 <= rank => {}
+            Some(best) => (best.1, best.2) = (conversation.clone(), rank),
+            None => families.push((family.to_owned(), conversation.clone(), rank)),
+        }
         if candidates.iter().any(|(c, _)| *c == conversation) {
             continue;
         }
-        let found: Conversation = required(batch, &keys::conversation(&conversation))?;
         let ticket: Ticket = required(batch, &keys::ticket(&found.ticket_id))?;
         candidates.push((conversation, ticket));
     }
+    // Mails split apart by an agent stay apart: within a family only the conversation of the
+    // mail's most specific id counts (see `split`).
+    candidates.retain(|(c, _)| families.iter().any(|(_, best, _)| best == c));
     let Some((conversation, oldest)) = candidates
         .iter()
         .min_by(|(_, a), (_, b)| older(a, b))

@@ -287,12 +287,31 @@ async fn close_conversation(
     submit(&state, &headers, command).await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitBody {
+    /// Message ids (`data.message.id` of the message events) to split off with their replies.
+    messages: Vec<String>,
+}
+
+/// Without a body, the whole conversation moves to a new ticket; with `{"messages": [...]}`,
+/// those messages and the mails replying to them move into a new conversation on a new ticket.
 async fn split(
     State(state): State<AppState>,
     Path(conversation): Path<String>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let command = ControlCommand::SplitConversation { conversation };
+    let messages = if body.is_empty() {
+        None
+    } else {
+        let SplitBody { messages } = journaled::json_body(&body)?;
+        Some(messages)
+    };
+    let command = ControlCommand::SplitConversation {
+        conversation,
+        messages,
+    };
     submit(&state, &headers, command).await
 }
 

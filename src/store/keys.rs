@@ -87,6 +87,18 @@ pub fn conversation_email_id(conversation: &str, channel: &str, message_id: &str
     key
 }
 
+/// What threading knew of each mail of a conversation (its Message-ID and the ids it replies
+/// to), for a split by message: `conv_links/{conversation}` NUL seq → `MessageLinks`.
+pub fn conversation_links(conversation: &str) -> Vec<u8> {
+    format!("conv_links/{conversation}\0").into_bytes()
+}
+
+pub fn conversation_link(conversation: &str, journal_seq: u64) -> Vec<u8> {
+    let mut key = conversation_links(conversation);
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
+}
+
 pub fn conversation(id: &str) -> Vec<u8> {
     format!("conversation/{id}").into_bytes()
 }

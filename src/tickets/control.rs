@@ -1,4 +1,4 @@
-//! Control API mutations, applied by the processor in journal order. Each stores an
+//! Control API mutations, applied by the processor in journal order (splits are in `split`). Each stores an
 //! [`Outcome`] under `control/{seq}` for the handler that waits on it; a refused command (an
 //! unknown ticket, an unknown status) is an outcome with a 4xx status, not a quarantine.
 
@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::messages::fire;
 use super::ops::Cause;
 use super::state::{
-    directory_key, get_or_default, spam_list_key, DirectoryState, Outcome, SpamList, TicketState,
+    directory_key, get_or_default, spam_list_key, DirectoryState, Outcome, SpamList,
 };
 use super::{RequestedAction, Step};
 use crate::config::TeamConfig;
@@ -98,7 +98,10 @@ impl Step<'_, '_> {
                 ))
             }
             ControlCommand::MergeTickets { survivor, merged } => self.merge(survivor, merged),
-            ControlCommand::SplitConversation { conversation } => self.split(conversation),
+            ControlCommand::SplitConversation {
+                conversation,
+                messages,
+            } => self.split(conversation, messages.as_deref()),
             ControlCommand::DeleteTicket { ticket } => {
                 let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(ticket))? else {
                     return Ok(Err(not_found("ticket", ticket)));
@@ -360,47 +363,6 @@ impl Step<'_, '_> {
         Ok(Ok(
             json!({ "ticket": kept.id, "conversations": kept.conversations }),
         ))
-    }
-
-    /// Moves one conversation (its thread with it) to a new ticket.
-    fn split(&mut self, id: &str) -> Result<Answer, StoreError> {
-        let Some((mut conversation, ticket)) = self.conversation_and_ticket(id)? else {
-            return Ok(Err(not_found("conversation", id)));
-        };
-        if ticket.conversations.len() < 2 {
-            let message = format!("ticket {:?} has only this conversation", ticket.id);
-            return Ok(Err((409, message)));
-        }
-        let old_state = self.ticket_state(&ticket.id)?;
-        let (new, _) = self.detach(&mut conversation, &ticket)?;
-        let mut old_state_after = old_state.clone();
-        old_state_after.trigger_conversations.retain(|c| c != id);
-        self.save_ticket_state(&ticket.id, &old_state_after)?;
-        let first_open = self
-            .pipeline(&old_state)
-            .and_then(|p| p.statuses.iter().find(|s| s.open))
-            .map(|s| s.id.clone());
-        let state = TicketState {
-            status: if old_state.open {
-                old_state.status.clone()
-            } else {
-                first_open
-            },
-            open: true,
-            trigger_conversations: vec![id.to_owned()],
-            reopened: false,
-            ..old_state
-        };
-        self.count_open(state.owner.as_deref(), 1)?;
-        self.save_ticket_state(&new.id, &state)?;
-        let data = json!({ "ticket": ticket.id, "new_ticket": new.id, "conversation": id, "routing": state });
-        self.emit(
-            EventType::TicketSplit,
-            &ticket.id,
-            Some(&ticket.channel),
-            data,
-        );
-        Ok(Ok(json!({ "ticket": ticket.id, "new_ticket": new.id })))
     }
 
     pub(super) fn delete_with_event(&mut self, ticket: &Ticket) -> Result<Answer, StoreError> {

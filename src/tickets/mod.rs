@@ -4,8 +4,9 @@
 //! - `messages`: the processor's step after threading (new tickets get their pipeline, status
 //!   and owner from [`crate::routing::decide`]; replies fire `customer_replied`; a reply on a
 //!   closed ticket reopens it or opens a new one; spam senders are flagged).
-//! - `control`: control API mutations (directory, ticket status and owner, close, merge, split,
+//! - `control`: control API mutations (directory, ticket status and owner, close, merge,
 //!   delete, spam), journaled as [`crate::model::Record::Control`].
+//! - `split`: splitting a whole conversation, or chosen mails of one, onto a new ticket.
 //! - `ops`: status changes and what follows them (conversations closed or reopened, open-ticket
 //!   counts, status-reached actions), assignment, moving a conversation to a new ticket.
 //! - `state`: the keys and values kept under `routing/…`.
@@ -21,6 +22,7 @@ mod messages;
 mod ops;
 mod replies;
 mod spam;
+mod split;
 mod state;
 mod usage;
 

@@ -356,10 +356,12 @@ impl Step<'_, '_> {
     /// to redact the records still in the journal (see `forget::forget_closed` for when they go).
     pub(super) fn forget_conversation(&mut self, id: &str) -> Result<(), StoreError> {
         if let Some(conversation) = self.batch.get::<Conversation>(&keys::conversation(id))? {
-            self.batch.remove(keys::thread(
-                &conversation.channel,
-                &conversation.thread_key,
-            ));
+            // A conversation split off by message shares its first mail's id as thread key with
+            // no entry of its own: the entry may be another conversation's.
+            let thread = keys::thread(&conversation.channel, &conversation.thread_key);
+            if self.batch.get::<String>(&thread)?.as_deref() == Some(id) {
+                self.batch.remove(thread);
+            }
         }
         self.batch.remove(keys::conversation(id));
         self.batch.remove(conversation_key(id));
