@@ -1,7 +1,9 @@
 //! Builds every part of the daemon, owns its tasks, and shuts them down in order.
 //!
-//! Start-up, one function per concern: open the state ([`open_state`]); start the journal
-//! writer and the processor ([`start_pipeline`]); the IMAP mailboxes ([`spawn_mailboxes`]); the
+//! Start-up, one function per concern: open the state ([`open_state`]) and refuse a config
+//! that strands stored tickets ([`refuse_stranding`]); start the journal writer and the
+//! processor ([`start_pipeline`]) and journal the config's moves of stored tickets
+//! ([`journal_moves`]); the IMAP mailboxes ([`spawn_mailboxes`]); the
 //! outbound sender and the event sinks ([`start_delivery`]); bind the listeners
 //! ([`start_http`]). Shutdown (SIGTERM, [`stop_in_order`]): stop accepting and let in-flight
 //! requests finish; the journal writer flushes what it holds and stops once no request can
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -23,13 +26,14 @@ use uuid::Uuid;
 
 use crate::backup::Backups;
 use crate::channels::email::imap::{self, MailboxRegistry};
-use crate::config::Config;
+use crate::config::{Config, ConfigProblem};
 use crate::events::sinks::{self, SinkContext, Sinks};
 use crate::events::{OutboxReader, OutboxWriter};
 use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
 use crate::live::{Live, LiveHandle};
+use crate::model::{ControlCommand, ControlRecord, PipelineMove, Record};
 use crate::outbound::sender::Sender;
 use crate::processor::{self, Position, Processor};
 use crate::store::{keys, Blobs, Store, WriteGate};
@@ -45,6 +49,8 @@ pub struct App {
     live: LiveHandle,
     /// The state, which a reload must not strand (tickets in a pipeline or status it removes).
     store: Store,
+    /// The config's moves of stored tickets, for the task that journals them when due.
+    moves: watch::Sender<Vec<PipelineMove>>,
     /// Cancelled when the app stopped itself to be restarted (storage recovery).
     restart: CancellationToken,
     shutdown: CancellationToken,
@@ -91,6 +97,7 @@ impl App {
         crate::channels::identity::set_default_region(config.contacts.default_region.as_deref())
             .map_err(|message| anyhow::anyhow!("contacts.default_region: {message}"))?;
         let opened = open_state(&config.state).await?;
+        refuse_stranding(&config, &opened.store).await?;
         let live = LiveHandle::new(Live::compile(&config, None).map_err(|e| anyhow::anyhow!(e))?);
         let tasks = Tasks {
             shutdown: CancellationToken::new(),
@@ -106,6 +113,16 @@ impl App {
             .tracker
             .spawn(prune_rate_limits(live.clone(), tasks.shutdown.clone()));
         let pipeline = start_pipeline(&config, &opened, live.clone())?;
+        let (moves, moves_rx) = watch::channel(crate::tickets::moves_of(&config));
+        // Before serving, so that what the moves emit is the first thing the processor
+        // applies after what was journaled before the start.
+        journal_moves_logged(&opened.store, &pipeline.journal, moves.borrow().clone()).await;
+        tasks.tracker.spawn(journal_moves(
+            opened.store.clone(),
+            pipeline.journal.clone(),
+            moves_rx,
+            tasks.shutdown.clone(),
+        ));
         tasks.tracker.spawn(journal::retention::run(
             (opened.store.clone(), opened.blobs.clone()),
             pipeline.position.clone(),
@@ -162,6 +179,7 @@ impl App {
             control_addr,
             live,
             store: opened.store,
+            moves,
             restart,
             shutdown,
             done: tokio::spawn(stop_in_order(stopping)),
@@ -177,6 +195,13 @@ impl App {
                 message: format!("cannot read the tickets' pipelines to check: {error}"),
             }],
         }
+    }
+
+    /// Journals `config`'s moves if stored tickets are where one applies. Call it after the
+    /// reload that put `config` in force: the processor moves tickets by the rules in force,
+    /// and a move's target exists only in the new ones.
+    pub fn apply_moves(&self, config: &Config) {
+        self.moves.send_replace(crate::tickets::moves_of(config));
     }
 
     /// What a reload replaces (see [`LiveHandle::reload`]).
@@ -222,6 +247,91 @@ async fn open_state(state: &crate::config::StateConfig) -> anyhow::Result<Opened
         })
     })
     .await?
+}
+
+/// A config that would strand stored tickets: refused at start, as check-config (given the
+/// state) and a reload refuse it, since a restart after editing the config is as common as a
+/// reload.
+#[derive(Debug, thiserror::Error)]
+#[error("the config would strand stored tickets:{}",
+    .0.iter().map(|p| format!("\n  {p}")).collect::<String>())]
+pub struct Stranding(pub Vec<ConfigProblem>);
+
+/// Fails with [`Stranding`] when `config` removes a pipeline or status that stored tickets are
+/// in and no move of it says where they go.
+async fn refuse_stranding(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let scan = store.clone();
+    let usage = tokio::task::spawn_blocking(move || crate::tickets::pipeline_usage(&scan))
+        .await?
+        .context("reading the stored tickets' pipelines")?;
+    let problems = crate::tickets::stranded(config, &usage);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Stranding(problems).into())
+    }
+}
+
+/// Journals the moves of each config a reload puts in force ([`App::apply_moves`]) when
+/// stored tickets sit where one applies; the start journals its own config's moves itself.
+async fn journal_moves(
+    store: Store,
+    journal: journal::JournalHandle,
+    mut moves: watch::Receiver<Vec<PipelineMove>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = moves.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+        let current = moves.borrow_and_update().clone();
+        journal_moves_logged(&store, &journal, current).await;
+    }
+}
+
+/// Journals `moves` when stored tickets sit where one applies, for the processor to move them
+/// in journal order. A moved ticket is where no move applies (moves come from removed
+/// locations and go to configured ones), so a second start with the same config journals
+/// nothing.
+async fn journal_moves_logged(
+    store: &Store,
+    journal: &journal::JournalHandle,
+    moves: Vec<PipelineMove>,
+) {
+    if moves.is_empty() {
+        return;
+    }
+    if let Err(error) = journal_moves_due(store, journal, moves).await {
+        // The tickets stay where they are; the next reload or start tries again.
+        tracing::error!("config moves of stored tickets not journaled: {error:#}");
+    }
+}
+
+async fn journal_moves_due(
+    store: &Store,
+    journal: &journal::JournalHandle,
+    moves: Vec<PipelineMove>,
+) -> anyhow::Result<()> {
+    let scan = store.clone();
+    let usage =
+        tokio::task::spawn_blocking(move || crate::tickets::pipeline_usage(&scan)).await??;
+    let due = crate::tickets::moves_due(&moves, &usage);
+    if due == 0 {
+        return Ok(());
+    }
+    let record = Record::Control(Box::new(ControlRecord {
+        key: format!("config-moves:{}", Uuid::new_v4()),
+        at: Utc::now(),
+        command: ControlCommand::ApplyMoves { moves },
+    }));
+    let appended = journal.append(record).await?;
+    tracing::info!(
+        tickets = due,
+        ?appended,
+        "journaled the config's moves of stored tickets"
+    );
+    Ok(())
 }
 
 /// Starts the journal writer and the processor (which reads its rules from `live`).

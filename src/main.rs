@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use deskgate::app::{App, Stopped};
-use deskgate::config::{Config, LogConfig, LogFormat};
+use deskgate::config::{Config, ConfigError, LogConfig, LogFormat};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::layer::SubscriberExt;
@@ -36,7 +36,7 @@ enum Command {
         /// The config file.
         path: PathBuf,
         /// A (stopped) daemon's state directory: also refuse removing a pipeline or status
-        /// that stored tickets are in.
+        /// that stored tickets are in, unless a `[[routing.moves]]` entry says where they go.
         #[arg(long)]
         state: Option<PathBuf>,
     },
@@ -261,7 +261,16 @@ async fn run(path: &Path, config: Config, log_filter: LogFilter) -> anyhow::Resu
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut current = config.clone();
-    let app = App::start(config).await?;
+    let app = App::start(config).await.map_err(|error| {
+        // Said in check-config's words, naming the file to edit.
+        match error.downcast::<deskgate::app::Stranding>() {
+            Ok(deskgate::app::Stranding(problems)) => anyhow::Error::new(ConfigError {
+                file: path.to_owned(),
+                problems,
+            }),
+            Err(error) => error,
+        }
+    })?;
     // Without NOTIFY_SOCKET (not under systemd) these are no-ops.
     let _ = sd_notify::notify(&[NotifyState::Ready]);
     if let Some(timeout) = sd_notify::watchdog_enabled() {
@@ -312,15 +321,16 @@ fn restart_in_place() -> ! {
 }
 
 /// Re-reads the config on SIGHUP. A config that does not validate changes nothing. Of a valid
-/// one, what can change while running is applied (see `deskgate::live`); what needs a restart
-/// is named in the log. Returns the config now running.
+/// one, what can change while running is applied (see `deskgate::live`), and its moves of
+/// stored tickets are journaled; what needs a restart is named in the log. Returns the config
+/// now running.
 fn reload(path: &Path, current: Config, app: &App, log_filter: &LogFilter) -> Config {
     // A config that would strand stored tickets (a pipeline or status removed that they are
     // in) is refused like an invalid one; an invalid one is reported by the reload itself.
     if let Ok(next) = Config::load(path) {
         let stranded = app.stranded_by(&next);
         if !stranded.is_empty() {
-            let error = deskgate::config::ConfigError {
+            let error = ConfigError {
                 file: path.to_owned(),
                 problems: stranded,
             };
@@ -351,6 +361,8 @@ fn reload(path: &Path, current: Config, app: &App, log_filter: &LogFilter) -> Co
         "configuration reloaded: users, teams, routing, templates and rate limits in force"
     );
     let new = reloaded.running;
+    // Stored tickets in what the new config removed, and its moves say where: they go now.
+    app.apply_moves(&new);
     log_warnings(&new);
     if new.log.filter != current.log.filter {
         match engine_quiet(&new.log.filter).map(|f| log_filter.reload(f)) {
@@ -375,7 +387,8 @@ fn engine_quiet(spec: &str) -> Result<EnvFilter, tracing_subscriber::filter::Par
     Ok(filter)
 }
 
-/// Refuses a config that would strand the tickets stored in `dir`.
+/// Refuses a config that would strand the tickets stored in `dir`; of one that does not, says
+/// how many tickets its moves will take.
 fn check_stranded(config: &Config, path: &Path, dir: &Path) -> Result<(), String> {
     let store = deskgate::store::Store::open(dir).map_err(|e| {
         format!(
@@ -386,9 +399,13 @@ fn check_stranded(config: &Config, path: &Path, dir: &Path) -> Result<(), String
     let usage = deskgate::tickets::pipeline_usage(&store).map_err(|e| e.to_string())?;
     let problems = deskgate::tickets::stranded(config, &usage);
     if problems.is_empty() {
+        let due = deskgate::tickets::moves_due(&deskgate::tickets::moves_of(config), &usage);
+        if due > 0 {
+            eprintln!("note: routing.moves will move {due} stored tickets at the next start");
+        }
         return Ok(());
     }
-    let error = deskgate::config::ConfigError {
+    let error = ConfigError {
         file: path.to_owned(),
         problems,
     };

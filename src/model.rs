@@ -687,4 +687,42 @@ pub enum ControlCommand {
         ticket: String,
         conversation: Option<String>,
     },
+    /// The config's moves (`[[routing.moves]]`), journaled at start or reload when stored
+    /// tickets sit where one applies: each such ticket moves as with `MoveTicket`. The moves
+    /// travel in the record so that a replay moves the same tickets whatever the config is.
+    ApplyMoves {
+        moves: Vec<PipelineMove>,
+    },
+}
+
+/// Where the tickets of a removed pipeline (every status, when `from_status` is `None`) or of
+/// a removed status go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineMove {
+    pub from_pipeline: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_status: Option<String>,
+    pub to_pipeline: String,
+    pub to_status: String,
+}
+
+impl PipelineMove {
+    /// The move that takes a ticket in `pipeline` and `status`, if any: a move of its status
+    /// wins over a move of its whole pipeline.
+    pub fn find<'m>(
+        moves: &'m [PipelineMove],
+        pipeline: &str,
+        status: Option<&str>,
+    ) -> Option<&'m PipelineMove> {
+        let of_status = moves.iter().find(|m| {
+            m.from_pipeline == pipeline
+                && m.from_status.is_some()
+                && m.from_status.as_deref() == status
+        });
+        of_status.or_else(|| {
+            moves
+                .iter()
+                .find(|m| m.from_pipeline == pipeline && m.from_status.is_none())
+        })
+    }
 }

@@ -5,7 +5,8 @@
 //! (`semantics/forms.rs`), routing works out of the box (`semantics/routing.rs`),
 //! refusals name the problem (`semantics/messages.rs`),
 //! history is not news (`semantics/history.rs`), spam can be undone
-//! (`semantics/spam.rs`), tickets move between pipelines (`semantics/pipelines.rs`).
+//! (`semantics/spam.rs`), tickets move between pipelines (`semantics/pipelines.rs`), also when
+//! the config removes theirs and says where they go (`semantics/moves.rs`).
 //! Each test asserts the events and the ticket mirror read through the control API.
 
 mod common;
@@ -15,6 +16,8 @@ mod forms;
 mod history;
 #[path = "semantics/messages.rs"]
 mod messages;
+#[path = "semantics/moves.rs"]
+mod moves;
 mod outbound_support;
 #[path = "semantics/pipelines.rs"]
 mod pipelines;

@@ -1,5 +1,6 @@
-//! Routing, directory and pipeline options: `[routing]` (users, teams, pipelines, spam
-//! and closed-ticket retention) and each channel's `[channels.<id>.tickets]` (whether messages open tickets, the
+//! Routing, directory and pipeline options: `[routing]` (users, teams, pipelines, moves of
+//! stored tickets out of removed pipelines and statuses, spam and closed-ticket retention) and
+//! each channel's `[channels.<id>.tickets]` (whether messages open tickets, the
 //! ticket defaults and the routing rule).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +19,9 @@ pub struct RoutingConfig {
     pub teams: BTreeMap<String, TeamConfig>,
     /// Ticket pipelines by id.
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Where stored tickets go whose pipeline or status this config removes or renames
+    /// (`[[routing.moves]]`); applied once, at start or reload, with an event per ticket.
+    pub moves: Vec<MoveConfig>,
     /// Conversations marked as spam are purged from deskgate's state after this many days.
     pub spam_retention_days: u32,
     /// A ticket closed this many seconds ago is forgotten: its mirror, conversations, thread
@@ -43,6 +47,7 @@ impl Default for RoutingConfig {
             users: BTreeMap::new(),
             teams: BTreeMap::new(),
             pipelines: BTreeMap::new(),
+            moves: Vec::new(),
             spam_retention_days: 90,
             closed_retention_secs: DEFAULT_CLOSED_RETENTION_SECS,
             history_age_secs: 24 * 3600,
@@ -115,6 +120,24 @@ pub struct PipelineConfig {
     /// Actions decided when a ticket enters a status.
     #[serde(default)]
     pub actions: Vec<ActionConfig>,
+}
+
+/// Where the stored tickets of a removed or renamed pipeline or status go
+/// (`[[routing.moves]]`). The `from` location must be gone from the config: a move of a
+/// location that still exists would keep taking new tickets out of it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveConfig {
+    /// The pipeline the tickets are in.
+    pub from_pipeline: String,
+    /// The status they are in; unset: every status of `from_pipeline` (which must then be
+    /// gone). A move of a status wins over a move of its whole pipeline.
+    #[serde(default)]
+    pub from_status: Option<String>,
+    /// The pipeline they go to (configured).
+    pub to_pipeline: String,
+    /// The status of `to_pipeline` they go to; its actions run as for any status reached.
+    pub to_status: String,
 }
 
 /// One status of a pipeline.
@@ -316,6 +339,7 @@ impl RoutingConfig {
         for (id, pipeline) in &self.pipelines {
             self.validate_pipeline(id, pipeline, &mut problem);
         }
+        self.validate_moves(&mut problem);
         for (id, channel) in channels {
             if let Some(tickets) = &channel.tickets {
                 self.validate_channel(id, tickets, &mut problem);
@@ -365,6 +389,61 @@ impl RoutingConfig {
                 format!("no pipeline: set channels.{id}.tickets.pipeline or defaults.pipeline"),
             ),
             _ => {}
+        }
+    }
+
+    /// Each move goes to a configured status, comes from a pipeline or status the config no
+    /// longer has, and no two moves take the same location.
+    fn validate_moves(&self, problem: &mut impl FnMut(String, String)) {
+        for (i, m) in self.moves.iter().enumerate() {
+            let path = format!("routing.moves[{i}]");
+            match self.pipelines.get(&m.to_pipeline) {
+                None => problem(
+                    format!("{path}.to_pipeline"),
+                    format!("unknown pipeline {:?}", m.to_pipeline),
+                ),
+                Some(to) if !to.statuses.iter().any(|s| s.id == m.to_status) => problem(
+                    format!("{path}.to_status"),
+                    format!(
+                        "{:?} is not a status of pipeline {:?}",
+                        m.to_status, m.to_pipeline
+                    ),
+                ),
+                Some(_) => {}
+            }
+            let from = self.pipelines.get(&m.from_pipeline);
+            match (&m.from_status, from) {
+                (None, Some(_)) => problem(
+                    format!("{path}.from_pipeline"),
+                    format!(
+                        "pipeline {:?} still exists: a move is for a pipeline the config \
+                         removed or renamed (it would keep moving new tickets); name a \
+                         removed status with from_status, or remove the pipeline",
+                        m.from_pipeline
+                    ),
+                ),
+                (Some(status), Some(from)) if from.statuses.iter().any(|s| &s.id == status) => {
+                    problem(
+                        format!("{path}.from_status"),
+                        format!(
+                            "status {status:?} of pipeline {:?} still exists: a move is for a \
+                             status the config removed or renamed (it would keep moving new \
+                             tickets)",
+                            m.from_pipeline
+                        ),
+                    )
+                }
+                _ => {}
+            }
+            let same = |other: &MoveConfig| {
+                other.from_pipeline == m.from_pipeline && other.from_status == m.from_status
+            };
+            if let Some(j) = self.moves[..i].iter().position(same) {
+                problem(
+                    path,
+                    format!("moves the same tickets as routing.moves[{j}]"),
+                );
+            }
         }
     }
 

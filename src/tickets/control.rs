@@ -1,20 +1,23 @@
 //! Control API mutations, applied by the processor in journal order (splits are in `split`). Each stores an
 //! [`Outcome`] under `control/{seq}` for the handler that waits on it; a refused command (an
 //! unknown ticket, an unknown status) is an outcome with a 4xx status, not a quarantine.
+//! The config's moves of stored tickets (`[[routing.moves]]`) arrive here too, journaled by
+//! the daemon itself at start or reload ([`ControlCommand::ApplyMoves`]).
 
 use serde_json::{json, Value};
 
 use super::messages::fire;
 use super::ops::Cause;
 use super::state::{
-    directory_key, get_or_default, spam_list_key, DirectoryState, Outcome, SpamList,
+    directory_key, get_or_default, spam_list_key, ticket_key, DirectoryState, Outcome, SpamList,
+    TicketState,
 };
 use super::{RequestedAction, Step};
 use crate::config::TeamConfig;
 use crate::conversations::{Conversation, Ticket};
 use crate::events::{EventType, OutboxWriter};
 use crate::ids::Minter;
-use crate::model::{Availability, ControlCommand, ControlRecord};
+use crate::model::{Availability, ControlCommand, ControlRecord, PipelineMove};
 use crate::routing::{RuleSet, User};
 use crate::store::{keys, StateBatch, StoreError};
 
@@ -126,6 +129,7 @@ impl Step<'_, '_> {
                 pipeline,
                 status,
             } => self.move_ticket(ticket, pipeline, status),
+            ControlCommand::ApplyMoves { moves } => self.apply_moves(moves),
             ControlCommand::UnmarkSpamConversation { conversation } => {
                 self.unmark_spam_conversation(conversation)
             }
@@ -251,6 +255,63 @@ impl Step<'_, '_> {
         let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
             return Ok(Err(not_found("ticket", id)));
         };
+        self.relocate(&ticket, (pipeline, status), Cause::Control)
+    }
+
+    /// Moves every ticket that sits where one of `moves` applies, in key order (so a replay
+    /// moves the same ones in the same order), each as [`Self::move_ticket`] would. A move
+    /// whose target the rules in force do not have is skipped and named in the outcome.
+    fn apply_moves(&mut self, moves: &[PipelineMove]) -> Result<Answer, StoreError> {
+        const PAGE: usize = 4096;
+        let prefix = ticket_key("");
+        let mut end = prefix.clone();
+        // The prefix ends in '/': the next byte bounds everything under it.
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let mut start = prefix.clone();
+        let (mut moved, mut skipped) = (0u64, Vec::new());
+        loop {
+            let page = self.batch.keys_in_range(&start, &end, PAGE)?;
+            for key in &page {
+                let Some(state) = self.batch.get::<TicketState>(key)? else {
+                    continue;
+                };
+                let (Some(pipeline), false) = (&state.pipeline, state.ticketless) else {
+                    continue;
+                };
+                let Some(to) = PipelineMove::find(moves, pipeline, state.status.as_deref()) else {
+                    continue;
+                };
+                let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(&id))? else {
+                    continue;
+                };
+                let target = (to.to_pipeline.as_str(), to.to_status.as_str());
+                match self.relocate(&ticket, target, Cause::ConfigMove)? {
+                    Ok(_) => moved += 1,
+                    Err((_, error)) => skipped.push(json!({ "ticket": id, "error": error })),
+                }
+            }
+            match page.last() {
+                Some(key) if page.len() == PAGE => {
+                    start = key.clone();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok(Ok(json!({ "moved": moved, "skipped": skipped })))
+    }
+
+    /// Puts a ticket into `pipeline` at `status` (checked against the rules in force, before
+    /// anything changes), with its status event carrying where it was.
+    fn relocate(
+        &mut self,
+        ticket: &Ticket,
+        (pipeline, status): (&str, &str),
+        cause: Cause<'_>,
+    ) -> Result<Answer, StoreError> {
         let Some(config) = self.rules.pipelines.get(pipeline) else {
             return Ok(Err((
                 422,
@@ -261,6 +322,7 @@ impl Step<'_, '_> {
             let message = format!("status: {status:?} is not a status of pipeline {pipeline:?}");
             return Ok(Err((422, message)));
         }
+        let id = &ticket.id;
         let mut state = self.ticket_state(id)?;
         let old_pipeline = state.pipeline.replace(pipeline.to_owned());
         let old_status = state.status.clone();
@@ -269,7 +331,7 @@ impl Step<'_, '_> {
             state.status = None;
         }
         let first_event = self.events.len();
-        let changed = self.set_status(&ticket, &mut state, status, Cause::Control)?;
+        let changed = self.set_status(ticket, &mut state, status, cause)?;
         if let Some(event) = self.events.get_mut(first_event) {
             event.data["old_pipeline"] = json!(old_pipeline);
             event.data["old_status"] = json!(old_status);

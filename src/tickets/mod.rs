@@ -12,7 +12,8 @@
 //! - `state`: the keys and values kept under `routing/…`.
 //! - `replies`: an agent's reply that went out fires `agent_emailed`.
 //! - `spam`: marking and unmarking spam; a ticket all of whose conversations are spam goes.
-//! - `usage`: the pipelines and statuses stored tickets are in, which a config may not remove.
+//! - `usage`: the pipelines and statuses stored tickets are in, which a config may not remove
+//!   unless its `[[routing.moves]]` say where those tickets go.
 //! - `forget`: closed tickets past `routing.closed_retention_secs` leave the state.
 
 mod control;
@@ -39,7 +40,7 @@ pub use control::apply_control;
 pub use forget::forget_closed;
 pub use messages::{after_threading, is_customer_reply, Routed};
 pub use replies::{agent_replied, ReplyEffect};
-pub use usage::{pipeline_usage, stranded, Usage};
+pub use usage::{moves_due, moves_of, pipeline_usage, stranded, Usage};
 
 pub use state::{directory_view, ticket_view, ConversationState, Outcome, TicketState};
 

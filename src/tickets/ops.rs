@@ -26,6 +26,8 @@ pub enum Cause<'a> {
     Trigger(&'a str),
     /// The ticket store set it through the control API.
     Control,
+    /// The config's `[[routing.moves]]` took the ticket out of a removed pipeline or status.
+    ConfigMove,
 }
 
 impl Step<'_, '_> {
@@ -174,6 +176,10 @@ impl Step<'_, '_> {
             Cause::Control => (
                 EventType::TicketStatusChanged,
                 json!({ "ticket": ticket.id, "cause": "control" }),
+            ),
+            Cause::ConfigMove => (
+                EventType::TicketStatusChanged,
+                json!({ "ticket": ticket.id, "cause": "config_move" }),
             ),
         };
         data["old_status"] = json!(old);

@@ -1,11 +1,13 @@
 //! Which pipelines and statuses stored tickets are in, so that a config change cannot strand
-//! them: check-config (given the state directory) and a reload refuse to remove or rename a
-//! pipeline or status that tickets still use, and say how many.
+//! them: check-config (given the state directory), a start and a reload refuse to remove or
+//! rename a pipeline or status that tickets still use, and say how many, unless the config's
+//! `[[routing.moves]]` say where those tickets go ([`moves_due`] tells whether any must).
 
 use std::collections::BTreeMap;
 
 use super::state::TicketState;
 use crate::config::{Config, ConfigProblem};
+use crate::model::PipelineMove;
 use crate::store::{keys, Store, StoreError};
 
 /// Tickets per pipeline and status (`None`: a ticket without a status), ticketless ones left out.
@@ -33,30 +35,70 @@ pub fn pipeline_usage(store: &Store) -> Result<Usage, StoreError> {
     }
 }
 
+/// The config's moves, as journaled.
+pub fn moves_of(config: &Config) -> Vec<PipelineMove> {
+    config
+        .routing
+        .moves
+        .iter()
+        .map(|m| PipelineMove {
+            from_pipeline: m.from_pipeline.clone(),
+            from_status: m.from_status.clone(),
+            to_pipeline: m.to_pipeline.clone(),
+            to_status: m.to_status.clone(),
+        })
+        .collect()
+}
+
+/// How many stored tickets sit where one of `moves` takes them from.
+pub fn moves_due(moves: &[PipelineMove], usage: &Usage) -> u64 {
+    let mut due = 0;
+    for (pipeline, statuses) in usage {
+        for (status, count) in statuses {
+            if PipelineMove::find(moves, pipeline, status.as_deref()).is_some() {
+                due += count;
+            }
+        }
+    }
+    due
+}
+
 /// What `config` would strand: each removed pipeline, and each removed status, that tickets
-/// still use, with how many.
+/// still use, with how many; tickets that one of its moves takes count for nothing.
 pub fn stranded(config: &Config, usage: &Usage) -> Vec<ConfigProblem> {
+    let moves = moves_of(config);
     let mut problems = Vec::new();
     for (pipeline, statuses) in usage {
-        let total: u64 = statuses.values().sum();
+        let unmoved = |status: &Option<String>| {
+            PipelineMove::find(&moves, pipeline, status.as_deref()).is_none()
+        };
         let Some(configured) = config.routing.pipelines.get(pipeline) else {
-            problems.push(ConfigProblem {
-                path: format!("routing.pipelines.{pipeline}"),
-                message: format!(
-                    "is gone, but {total} stored tickets are in it: keep it, or first move \
-                     them (PUT /v1/control/tickets/{{id}}/pipeline)"
-                ),
-            });
+            let total: u64 = statuses
+                .iter()
+                .filter(|(status, _)| unmoved(status))
+                .map(|(_, count)| count)
+                .sum();
+            if total > 0 {
+                problems.push(ConfigProblem {
+                    path: format!("routing.pipelines.{pipeline}"),
+                    message: format!(
+                        "is gone, but {total} stored tickets are in it: keep it, first move \
+                         them (PUT /v1/control/tickets/{{id}}/pipeline), or say where they go \
+                         ([[routing.moves]])"
+                    ),
+                });
+            }
             continue;
         };
         for (status, count) in statuses {
-            let Some(status) = status else { continue };
-            if !configured.statuses.iter().any(|s| &s.id == status) {
+            let Some(name) = status else { continue };
+            if !configured.statuses.iter().any(|s| &s.id == name) && unmoved(status) {
                 problems.push(ConfigProblem {
                     path: format!("routing.pipelines.{pipeline}.statuses"),
                     message: format!(
-                        "status {status:?} is gone, but {count} stored tickets are in it: keep \
-                         it, or first move them (PUT /v1/control/tickets/{{id}}/status)"
+                        "status {name:?} is gone, but {count} stored tickets are in it: keep \
+                         it, first move them (PUT /v1/control/tickets/{{id}}/status), or say \
+                         where they go ([[routing.moves]])"
                     ),
                 });
             }

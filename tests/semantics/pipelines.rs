@@ -8,7 +8,7 @@ use serde_json::json;
 use super::common::{api_message, Daemon};
 use super::{control, of_type, Control, PIPELINE};
 
-const BILLING: &str = r#"
+pub const BILLING: &str = r#"
 [routing.pipelines.billing]
 label = "Billing"
 statuses = [
@@ -107,7 +107,7 @@ async fn the_control_api_moves_a_ticket_to_another_pipeline() {
 
 /// Rewrites the daemon's config with `edit`, sends SIGHUP, and returns the log line that
 /// answers it (the `n`-th reload answer).
-async fn reload_with(daemon: &Daemon, n: usize, edit: impl Fn(&str) -> String) -> String {
+pub async fn reload_with(daemon: &Daemon, n: usize, edit: impl Fn(&str) -> String) -> String {
     let text = std::fs::read_to_string(daemon.config_path()).unwrap();
     std::fs::write(daemon.config_path(), edit(&text)).unwrap();
     let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
