@@ -362,6 +362,19 @@ pub enum ChannelKind {
     Form,
 }
 
+impl ChannelKind {
+    /// Chat and Messenger: conversations that run no status triggers or actions unless a
+    /// pipeline's `include_chat` (or an action's) says so, as in HubSpot.
+    pub fn is_chat(self) -> bool {
+        match self {
+            ChannelKind::Chat | ChannelKind::Messenger => true,
+            ChannelKind::Api | ChannelKind::Email | ChannelKind::Whatsapp | ChannelKind::Form => {
+                false
+            }
+        }
+    }
+}
+
 /// One problem in a config file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {

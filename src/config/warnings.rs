@@ -4,17 +4,6 @@
 
 use super::{ActionKind, ChannelConfig, Config, ConfigProblem};
 
-impl ChannelConfig {
-    /// Chat and Messenger channels, which run no actions or triggers unless a pipeline or
-    /// action includes them (the routing module's rule, by the kind's name).
-    pub fn is_chat_like(&self) -> bool {
-        let kind = format!("{:?}", self.kind).to_ascii_lowercase();
-        ["chat", "messenger", "meta"]
-            .iter()
-            .any(|name| kind.contains(name))
-    }
-}
-
 impl Config {
     /// Pipeline actions that can never be sent for a channel whose tickets use them: automatic
     /// mail goes out only from a mailbox that lists the channel.
@@ -39,7 +28,7 @@ impl Config {
                     continue;
                 };
                 for (i, action) in pipeline.actions.iter().enumerate() {
-                    if mailed || (channel.is_chat_like() && !action.include_chat) {
+                    if mailed || (channel.kind.is_chat() && !action.include_chat) {
                         continue;
                     }
                     let kind = match action.action {

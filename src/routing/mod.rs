@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::{
-    ChannelConfig, ChannelRouting, ChannelTickets, Config, PipelineConfig, TeamConfig, UserConfig,
+    ChannelRouting, ChannelTickets, Config, PipelineConfig, TeamConfig, UserConfig,
 };
 
 pub use decide::{decide, Availability, Decision, Snapshot, User};
@@ -102,7 +102,7 @@ impl RuleSet {
                     priority: tickets.priority.clone(),
                     category: tickets.category.clone(),
                     routing: tickets.routing.clone(),
-                    chat: is_chat(channel),
+                    chat: channel.kind.is_chat(),
                     form_defaults: channel
                         .form
                         .as_ref()
@@ -150,15 +150,6 @@ impl RuleSet {
     pub fn channel(&self, id: &str) -> &ChannelRules {
         self.channels.get(id).unwrap_or(&self.unknown_channel)
     }
-}
-
-/// Chat and Messenger channels. Matched on the kind's name so that kinds added by other work
-/// (`chat`, `messenger`, `meta`) are recognised without this module naming every variant.
-fn is_chat(channel: &ChannelConfig) -> bool {
-    let kind = format!("{:?}", channel.kind).to_ascii_lowercase();
-    ["chat", "messenger", "meta"]
-        .iter()
-        .any(|name| kind.contains(name))
 }
 
 #[cfg(test)]
