@@ -283,6 +283,70 @@ async fn a_messenger_webhook_customer_is_answered_at_their_psid() {
     assert_eq!(recipients, [&json!("2411")], "{seen:?}");
 }
 
+/// The page's instant reply on a real `kind = "messenger"` channel: one per conversation, at
+/// the visitor's PSID, as a RESPONSE, with its outcome event; not again for the visitor's next
+/// messages, nor after a kill -9 and a restart.
+#[tokio::test]
+async fn a_messenger_channel_sends_its_instant_reply_once_per_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (graph, fake) = start_fake().await;
+    let extra = format!(
+        "{}\n[channels.page]\nkind = \"messenger\"\n{}\n\n\
+         [outbound.messenger.page]\npage_id = \"{PAGE_ID}\"\npage_access_token_file = \"{}\"\n\
+         instant_reply = \"Bonjour ! Un agent vous répond bientôt.\"\n",
+        config(dir.path(), &graph),
+        messaging_support::meta_table(dir.path()),
+        dir.path().join("page-token").display(),
+    );
+    let mut daemon = Daemon::start(dir.path(), &extra).await;
+    let client = reqwest::Client::new();
+    for n in 1..=2 {
+        let webhook = json!({ "object": "page", "entry": [{ "id": PAGE_ID, "time": 1,
+            "messaging": [{ "sender": { "id": "7788" }, "recipient": { "id": PAGE_ID },
+                "timestamp": Utc::now().timestamp_millis(),
+                "message": { "mid": format!("m_instant_{n}"), "text": format!("message {n}") } }] }] });
+        let body = serde_json::to_vec(&webhook).unwrap();
+        let (status, answer) = messaging_support::post_meta(&client, &daemon, "page", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        daemon.settled().await;
+    }
+    let events = wait_outcomes(&daemon, 1).await;
+    daemon.kill();
+    daemon.restart().await;
+    let webhook = json!({ "object": "page", "entry": [{ "id": PAGE_ID, "time": 1,
+        "messaging": [{ "sender": { "id": "7788" }, "recipient": { "id": PAGE_ID },
+            "timestamp": Utc::now().timestamp_millis(),
+            "message": { "mid": "m_instant_3", "text": "message 3" } }] }] });
+    let body = serde_json::to_vec(&webhook).unwrap();
+    let (status, answer) = messaging_support::post_meta(&client, &daemon, "page", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    daemon.settled().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert!(fake.problems.lock().unwrap().is_empty());
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "one instant reply: {seen:?}");
+    let (_, sent) = &seen[0];
+    assert_eq!(sent["recipient"]["id"], "7788");
+    assert_eq!(sent["messaging_type"], "RESPONSE");
+    assert_eq!(
+        sent["message"]["text"],
+        "Bonjour ! Un agent vous répond bientôt."
+    );
+    let all = daemon.all_events().await;
+    let outcomes = of_type(&all, "deskgate.outbound.sent");
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0]["data"]["purpose"], "instant_reply");
+    assert_eq!(outcomes[0]["data"]["via"], "messenger");
+    let created = of_type(&events, "deskgate.ticket.created");
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        outcomes[0]["data"]["conversation_id"],
+        created[0]["data"]["conversation"]["id"]
+    );
+    assert_eq!(of_type(&all, "deskgate.ticket.message_added").len(), 2);
+}
+
 #[tokio::test]
 async fn messenger_replies_follow_the_24_hour_and_7_day_windows() {
     let dir = tempfile::tempdir().unwrap();
