@@ -457,3 +457,41 @@ async fn a_pooled_connection_the_server_dropped_is_replaced() {
     assert!(accepted.is_ok(), "{accepted:?}");
     assert_eq!(second.wait_for(2, Duration::from_secs(20)).await.len(), 2);
 }
+
+/// `from_name = "company"`: an agent's reply goes out under the company's name alone (the
+/// agent still signs it), as the acknowledgement does.
+#[tokio::test]
+async fn the_company_from_name_mode_hides_the_agents_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
+    let text = config(dir.path(), smtpd.port, 10).replace(
+        "company_name = \"Acme\"\n",
+        "company_name = \"Acme\"\nfrom_name = \"company\"\n",
+    );
+    assert!(text.contains("from_name = \"company\""));
+    let daemon = Daemon::start(dir.path(), &text).await;
+    let client = reqwest::Client::new();
+    post_message(
+        &client,
+        &daemon,
+        &api_message("c1", "t1", "ana@example.com", "hello"),
+    )
+    .await;
+    smtpd.wait_for(1, Duration::from_secs(30)).await;
+    let conversation = conversation_of(&daemon.all_events().await);
+    let url = daemon.url(&format!("/v1/control/conversations/{conversation}/replies"));
+    let reply =
+        json!({"agent": {"id": "a1", "first_name": "Fay", "last_name": "Fox"}, "text": "On it."});
+    let (status, body) = control_post(&client, &url, Some("company-1"), &reply).await;
+    assert_eq!(status, 202, "{body}");
+    let mails = smtpd.wait_for(2, Duration::from_secs(30)).await;
+    let sent = mails
+        .iter()
+        .find(|m| {
+            header(m, "Message-ID").unwrap() == format!("<deskgate.{conversation}.2@acme.test>")
+        })
+        .expect("the agent's reply");
+    assert_eq!(header(sent, "From").unwrap(), "Acme <support@acme.test>");
+    assert!(text_body(sent).contains("Fay / Fox"), "{}", text_body(sent));
+    assert!(header(sent, "Auto-Submitted").is_none());
+}
