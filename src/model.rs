@@ -242,6 +242,9 @@ pub enum Record {
     /// A sink gave up on an event and set it aside; journaled by the sink task so that the
     /// `deskgate.sink.dead_lettered` event is sequenced like every other.
     SinkDeadLettered(SinkDeadLettered),
+    /// A webhook endpoint answered 410 Gone and its sink stopped; journaled by the sink task so
+    /// that the `deskgate.sink.disabled` event is sequenced like every other.
+    SinkDisabled(SinkDisabled),
 }
 
 impl Record {
@@ -260,6 +263,7 @@ impl Record {
             Record::Event(event) => event.received_at,
             Record::Contact(control) => control.received_at,
             Record::SinkDeadLettered(dead) => dead.at,
+            Record::SinkDisabled(disabled) => disabled.at,
         }
     }
 }
@@ -376,6 +380,7 @@ impl Record {
             Record::Outbound(_) => OUTBOUND_CHANNEL,
             Record::Contact(_) => CONTACT_CONTROL_CHANNEL,
             Record::SinkDeadLettered(dead) => &dead.sink,
+            Record::SinkDisabled(disabled) => &disabled.sink,
         }
     }
 }
@@ -428,6 +433,7 @@ impl DedupeKey {
                 external_id: control.key.clone(),
             },
             Record::SinkDeadLettered(dead) => dead.dedupe_key(),
+            Record::SinkDisabled(disabled) => disabled.dedupe_key(),
         }
     }
 }
@@ -587,6 +593,35 @@ impl SinkDeadLettered {
         DedupeKey {
             channel: format!("sink:{}", self.sink),
             external_id: format!("{}/{}", self.event_seq, self.generation),
+        }
+    }
+}
+
+/// A sink whose endpoint answered 410 Gone: it delivers nothing until re-enabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkDisabled {
+    pub sink: String,
+    /// The event the endpoint refused (delivered again once the sink is re-enabled).
+    pub event_seq: u64,
+    pub event_id: String,
+    /// The ticket or contact that event is about.
+    pub event_subject: String,
+    /// The endpoint's answer, such as "answered 410 Gone".
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+impl SinkDisabled {
+    /// The journal's idempotency key: one per disabling (the time tells a later 410 of the same
+    /// event, after a re-enable, from a restart journaling the same one again).
+    pub fn dedupe_key(&self) -> DedupeKey {
+        DedupeKey {
+            channel: format!("sink:{}", self.sink),
+            external_id: format!(
+                "disabled/{}/{}",
+                self.event_seq,
+                self.at.timestamp_nanos_opt().unwrap_or_default()
+            ),
         }
     }
 }

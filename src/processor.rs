@@ -258,6 +258,9 @@ impl Processor {
             Record::SinkDeadLettered(dead) => {
                 crate::events::sinks::dead_letter::apply(&self.outbox, batch, dead)
             }
+            Record::SinkDisabled(disabled) => {
+                crate::events::sinks::dead_letter::apply_disabled(&self.outbox, batch, disabled)
+            }
             Record::Control(control) => {
                 if let crate::model::ControlCommand::RetryQuarantined { seq: entry } =
                     control.command
@@ -469,6 +472,7 @@ impl Processor {
                 input.raw_blob.clone(),
             ),
             Some(Record::SinkDeadLettered(dead)) => (dead.at, None, None),
+            Some(Record::SinkDisabled(disabled)) => (disabled.at, None, None),
             Some(Record::Control(control)) => (control.at, Some(control.key.clone()), None),
             Some(Record::Event(event)) => {
                 (event.received_at, Some(event.external_id.clone()), None)

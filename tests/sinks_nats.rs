@@ -1,6 +1,7 @@
 //! The NATS JetStream sink against a real `nats-server -js`: every outbox event reaches the
 //! stream exactly once (as a JetStream consumer sees it), in order per ticket, across a NATS
-//! outage in the middle of a run and a kill -9 of deskgate.
+//! outage in the middle of a run and a kill -9 of deskgate; each under a subject that names
+//! its ticket or contact and with the CloudEvents content type.
 
 mod common;
 mod sinks_support;
@@ -92,8 +93,21 @@ async fn jetstream_gets_every_event_once_in_ticket_order_across_outages() {
     assert_eq!(status["lag_events"], 0, "{status}");
 
     let outbox = daemon.all_events().await;
-    let stream = nats.read_stream(STREAM).await;
+    let messages = nats.read_messages(STREAM).await;
+    let stream: Vec<(String, String, Value)> = messages
+        .iter()
+        .map(|m| (m.id.clone(), m.subject.clone(), m.event.clone()))
+        .collect();
     assert!(outbox.len() >= 200, "{} events", outbox.len());
+    // CloudEvents NATS binding, structured mode: the content type travels as a header.
+    for message in &messages {
+        assert_eq!(
+            message.content_type.as_deref(),
+            Some("application/cloudevents+json"),
+            "{}",
+            message.subject
+        );
+    }
 
     // Exactly the outbox's events, none twice.
     let ids: Vec<&str> = stream.iter().map(|(id, _, _)| id.as_str()).collect();
@@ -101,11 +115,17 @@ async fn jetstream_gets_every_event_once_in_ticket_order_across_outages() {
     assert_eq!(unique.len(), ids.len(), "a duplicate reached the stream");
     let expected: HashSet<&str> = outbox.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(unique, expected);
+    // The subject names the ticket or contact, then the type: `<prefix>.<id>.<kind>.<what>`.
     for (id, subject, event) in &stream {
         assert_eq!(event["id"].as_str(), Some(id.as_str()));
+        let kind = event["type"].as_str().unwrap();
         assert_eq!(
             subject,
-            &format!("{PREFIX}.{}", event["type"].as_str().unwrap())
+            &format!(
+                "{PREFIX}.{}.{}",
+                event["subject"].as_str().unwrap(),
+                kind.strip_prefix("deskgate.").unwrap()
+            )
         );
     }
     // In order per ticket (and contact): sequence numbers only grow within a subject.
@@ -151,4 +171,42 @@ async fn a_sink_added_later_delivers_the_kept_history_and_the_stream_is_created_
         daemon.all_events().await.len()
     );
     assert_eq!(info.config.duplicate_window, Duration::from_secs(3600));
+    assert_eq!(info.config.subjects, vec![format!("{PREFIX}.>")]);
+
+    // A consumer filtering on one ticket's token gets that ticket's events, in order, and
+    // nothing else.
+    let outbox = daemon.all_events().await;
+    let ticket = outbox
+        .iter()
+        .find(|e| e["type"] == "deskgate.ticket.created")
+        .and_then(|e| e["subject"].as_str())
+        .unwrap()
+        .to_owned();
+    let expected: Vec<&str> = outbox
+        .iter()
+        .filter(|e| e["subject"] == ticket.as_str())
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert!(expected.len() >= 2, "{expected:?}");
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("one-ticket".to_owned()),
+            filter_subject: format!("{PREFIX}.{ticket}.>"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(1000)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some(message) = futures::StreamExt::next(&mut batch).await {
+        let event: Value = serde_json::from_slice(&message.unwrap().payload).unwrap();
+        got.push(event["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(got, expected);
 }

@@ -1,15 +1,17 @@
 //! The webhook sink against a loopback HTTP receiver that verifies Standard Webhooks
 //! signatures with its own implementation, fails for a while, and deduplicates by
-//! `webhook-id`; and the dead-letter list with its replay over the control API.
+//! `webhook-id`; the dead-letter list with its replay over the control API; `Retry-After`;
+//! `410 Gone` disabling the sink until the control API enables it; and cursors durable about a
+//! second after delivery, so that a kill -9 at idle repeats nothing.
 
 mod common;
 mod sinks_support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -24,8 +26,23 @@ use sinks_support::{caught_up, control_toml, sink_status, TOKEN};
 const OLD_SECRET: &str = "whsec_b2xkIHNlY3JldCBmb3IgdGhlIHJvdGF0aW9uIHRlc3Q=";
 const NEW_SECRET: &str = "whsec_dGhlIG5ldyBzZWNyZXQgdGhlIHJlY2VpdmVyIGtub3dz";
 
+/// How the receiver answers one attempt, before it falls back to its other settings.
+#[derive(Clone, Copy)]
+enum Scripted {
+    /// 503 with `Retry-After: <seconds>`.
+    RetryAfterSecs(u64),
+    /// 429 with `Retry-After: <HTTP date this many seconds from now>`.
+    RetryAfterDateIn(u64),
+    /// 410 Gone.
+    Gone,
+}
+
 #[derive(Default)]
 struct Receiver {
+    /// Answers for the next attempts, in order.
+    script: Mutex<VecDeque<Scripted>>,
+    /// Every verified attempt: (webhook-id, when it arrived).
+    times: Mutex<Vec<(String, Instant)>>,
     /// The secret this receiver knows (the new one: the old one is being rotated out).
     key: Vec<u8>,
     /// Answer 500 to this many more requests.
@@ -81,12 +98,13 @@ async fn receive(
     State(receiver): State<Arc<Receiver>>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let id = match verify(&receiver.key, &headers, &body) {
         Ok(id) => id,
         Err(problem) => {
             receiver.rejected.lock().unwrap().push(problem);
-            return StatusCode::UNAUTHORIZED;
+            return StatusCode::UNAUTHORIZED.into_response();
         }
     };
     *receiver
@@ -95,6 +113,30 @@ async fn receive(
         .unwrap()
         .entry(id.clone())
         .or_default() += 1;
+    receiver
+        .times
+        .lock()
+        .unwrap()
+        .push((id.clone(), Instant::now()));
+    let scripted = receiver.script.lock().unwrap().pop_front();
+    match scripted {
+        Some(Scripted::RetryAfterSecs(secs)) => {
+            let header = [("retry-after", secs.to_string())];
+            return (StatusCode::SERVICE_UNAVAILABLE, header).into_response();
+        }
+        Some(Scripted::RetryAfterDateIn(secs)) => {
+            let at = std::time::SystemTime::now() + Duration::from_secs(secs);
+            let header = [("retry-after", httpdate::fmt_http_date(at))];
+            return (StatusCode::TOO_MANY_REQUESTS, header).into_response();
+        }
+        Some(Scripted::Gone) => return StatusCode::GONE.into_response(),
+        None => {}
+    }
+    receive_plain(&receiver, id, &body).into_response()
+}
+
+/// The receiver's answer when no script applies.
+fn receive_plain(receiver: &Receiver, id: String, body: &[u8]) -> StatusCode {
     let failing = receiver
         .fail_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -102,7 +144,7 @@ async fn receive(
     if failing || receiver.fail_all.load(Ordering::SeqCst) {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
-    let event: Value = serde_json::from_slice(&body).unwrap();
+    let event: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(event["id"].as_str(), Some(id.as_str()));
     receiver.accepted.lock().unwrap().push((id, event));
     StatusCode::OK
@@ -128,17 +170,19 @@ fn new_receiver() -> Arc<Receiver> {
     })
 }
 
-fn sink_toml(dir: &std::path::Path, addr: SocketAddr, max_attempts: u32) -> String {
+/// A webhook sink `hook` that tries each event `attempts` times with no delay between tries
+/// (unless the receiver asks for one).
+fn sink_toml(dir: &std::path::Path, addr: SocketAddr, attempts: usize) -> String {
     let (old, new) = (dir.join("old.secret"), dir.join("new.secret"));
     std::fs::write(&old, OLD_SECRET).unwrap();
     std::fs::write(&new, format!("{NEW_SECRET}\n")).unwrap();
     format!(
         "{}\n[sinks.hook]\nkind = \"webhook\"\n[sinks.hook.webhook]\nurl = \"http://{addr}/events\"\n\
-         secret_files = [\"{}\", \"{}\"]\ntimeout_ms = 2000\nmax_attempts = {max_attempts}\n\
-         backoff_min_ms = 10\nbackoff_max_ms = 100\n",
+         secret_files = [\"{}\", \"{}\"]\ntimeout_ms = 2000\nretry_schedule_secs = [{}]\n",
         control_toml(dir),
         old.display(),
-        new.display()
+        new.display(),
+        vec!["0"; attempts - 1].join(", ")
     )
 }
 
@@ -350,4 +394,207 @@ async fn events_that_keep_failing_are_dead_lettered_announced_and_replayable() {
     // Nothing new was announced by the successful replays.
     let after = daemon.all_events().await;
     assert_eq!(after.len(), events.len());
+}
+
+/// The gaps between the attempts at one webhook-id, in order.
+fn gaps(receiver: &Receiver, id: &str) -> Vec<Duration> {
+    let times: Vec<Instant> = receiver
+        .times
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(seen, _)| seen == id)
+        .map(|(_, at)| *at)
+        .collect();
+    times.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_in_seconds_or_as_an_http_date_delays_the_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = new_receiver();
+    receiver
+        .script
+        .lock()
+        .unwrap()
+        .extend([Scripted::RetryAfterSecs(2), Scripted::RetryAfterDateIn(3)]);
+    let addr = start_receiver(Arc::clone(&receiver)).await;
+    // The schedule alone would retry at once.
+    let daemon = Daemon::start(dir.path(), &sink_toml(dir.path(), addr, 5)).await;
+    post(&daemon, "m1", "t1", "later@example.test").await;
+    caught_up(&daemon, "hook", Duration::from_secs(60)).await;
+
+    let first = daemon.all_events().await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gaps = gaps(&receiver, &first);
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    // `Retry-After: 2`.
+    assert!(gaps[0] >= Duration::from_millis(1950), "{gaps:?}");
+    // An HTTP date 3 s ahead, which has whole seconds: at least 2 s.
+    assert!(gaps[1] >= Duration::from_millis(1950), "{gaps:?}");
+    let accepted = receiver.accepted.lock().unwrap();
+    assert_eq!(accepted[0].0, first);
+}
+
+async fn readyz(daemon: &Daemon) -> (u16, Value) {
+    let response = reqwest::get(daemon.url("/readyz")).await.unwrap();
+    let code = response.status().as_u16();
+    (code, response.json().await.unwrap())
+}
+
+async fn enable(daemon: &Daemon) -> u16 {
+    reqwest::Client::new()
+        .post(daemon.url("/v1/control/sinks/hook/enable"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_disables_the_sink_across_a_restart_until_the_control_api_enables_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = new_receiver();
+    receiver.script.lock().unwrap().push_back(Scripted::Gone);
+    let addr = start_receiver(Arc::clone(&receiver)).await;
+    let mut daemon = Daemon::start(dir.path(), &sink_toml(dir.path(), addr, 8)).await;
+    post(&daemon, "m1", "t1", "gone@example.test").await;
+    daemon.settled().await;
+    let first = daemon.all_events().await[0].clone();
+
+    // Announced as an event about the refused event's subject, and shown on /readyz.
+    eventually(
+        "the disabling to be announced",
+        Duration::from_secs(30),
+        || async {
+            let events = daemon.all_events().await;
+            events.iter().any(|e| e["type"] == "deskgate.sink.disabled")
+        },
+    )
+    .await;
+    let (code, body) = readyz(&daemon).await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (200, Some("degraded")),
+        "{body}"
+    );
+    let problems = body["problems"].to_string();
+    assert!(
+        problems.contains("sink hook: disabled") && problems.contains("410"),
+        "{body}"
+    );
+    assert_eq!(body["sinks"]["hook"]["disabled"], true, "{body}");
+
+    // Nothing more is attempted, not even after a restart.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    daemon.kill();
+    daemon.restart().await;
+    post(&daemon, "m2", "t1", "gone@example.test").await;
+    daemon.settled().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.times.lock().unwrap().len(), 1);
+    assert!(receiver.accepted.lock().unwrap().is_empty());
+    let (_, body) = readyz(&daemon).await;
+    assert_eq!(body["sinks"]["hook"]["disabled"], true, "{body}");
+    let events = daemon.all_events().await;
+    let notices: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "deskgate.sink.disabled")
+        .collect();
+    assert_eq!(notices.len(), 1, "announced once, restart included");
+    assert_eq!(notices[0]["data"]["sink"], "hook");
+    assert_eq!(notices[0]["data"]["event_id"], first["id"]);
+    assert_eq!(notices[0]["subject"], first["subject"]);
+
+    // Enabled: delivery starts again with the refused event, and everything arrives.
+    assert_eq!(enable(&daemon).await, 202);
+    caught_up(&daemon, "hook", Duration::from_secs(60)).await;
+    let (code, body) = readyz(&daemon).await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (200, Some("ready")),
+        "{body}"
+    );
+    assert_eq!(enable(&daemon).await, 409, "no longer disabled");
+    let accepted: Vec<String> = receiver
+        .accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, _)| id.clone())
+        .collect();
+    let all: Vec<String> = daemon
+        .all_events()
+        .await
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(accepted, all);
+    assert_eq!(receiver.attempts.lock().unwrap()[&all[0]], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_a_second_after_delivery_repeats_no_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = new_receiver();
+    // The first attempt is put off, so that every delivery happens once the rest of the daemon
+    // is idle: no other writer's flush then covers the sink's cursor.
+    receiver
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Scripted::RetryAfterSecs(3));
+    let addr = start_receiver(Arc::clone(&receiver)).await;
+    let mut daemon = Daemon::start(dir.path(), &sink_toml(dir.path(), addr, 3)).await;
+    for i in 0..20 {
+        post(
+            &daemon,
+            &format!("m{i}"),
+            &format!("t{}", i % 4),
+            "idle@example.test",
+        )
+        .await;
+    }
+    daemon.settled().await;
+    assert!(
+        receiver.accepted.lock().unwrap().is_empty(),
+        "delivered too early"
+    );
+    caught_up(&daemon, "hook", Duration::from_secs(60)).await;
+    let before = receiver.accepted.lock().unwrap().len();
+    // The documented bound is about a second after the delivery.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    daemon.kill();
+    daemon.restart().await;
+    post(&daemon, "after", "t0", "idle@example.test").await;
+    caught_up(&daemon, "hook", Duration::from_secs(60)).await;
+
+    let accepted = receiver.accepted.lock().unwrap().clone();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (id, _) in &accepted {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    let repeated: Vec<&&str> = counts
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        repeated.is_empty(),
+        "redelivered after the kill: {repeated:?}"
+    );
+    // No loss: every event arrived, the new ones after the restart included.
+    let all: HashSet<String> = daemon
+        .all_events()
+        .await
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    let got: HashSet<String> = counts.keys().map(|id| id.to_string()).collect();
+    assert_eq!(got, all);
+    assert!(accepted.len() > before);
 }

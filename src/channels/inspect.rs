@@ -27,7 +27,8 @@ pub fn item_kind(record: &Record) -> &'static str {
         Record::Control(_)
         | Record::Outbound(_)
         | Record::Contact(_)
-        | Record::SinkDeadLettered(_) => "other",
+        | Record::SinkDeadLettered(_)
+        | Record::SinkDisabled(_) => "other",
     }
 }
 
@@ -74,6 +75,10 @@ pub fn describe(record: &Record) -> Value {
         Record::SinkDeadLettered(dead) => json!({
             "kind": kind,
             "external_id": dead.dedupe_key().external_id,
+        }),
+        Record::SinkDisabled(disabled) => json!({
+            "kind": kind,
+            "external_id": disabled.dedupe_key().external_id,
         }),
         Record::Quarantine(input) => json!({
             "kind": kind,

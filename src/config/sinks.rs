@@ -53,8 +53,8 @@ pub struct NatsSinkConfig {
     pub servers: Vec<String>,
     /// The stream, created when absent with the options below.
     pub stream: String,
-    /// Each event is published to `<subject_prefix>.<event type>`; the stream takes
-    /// `<subject_prefix>.>`.
+    /// Each event is published to `<subject_prefix>.<ticket or contact id>.<event type without
+    /// "deskgate.">` (docs/sinks.md); the stream takes `<subject_prefix>.>`.
     pub subject_prefix: String,
     /// `file` or `memory`.
     pub storage: NatsStorage,
@@ -97,7 +97,7 @@ pub enum NatsStorage {
     Memory,
 }
 
-/// A signed HTTP webhook sink.
+/// A signed HTTP webhook sink (Standard Webhooks).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookSinkConfig {
@@ -106,14 +106,22 @@ pub struct WebhookSinkConfig {
     /// Files each holding one `whsec_<base64>` secret. Every secret signs every request (one
     /// `v1,` signature each), so a receiver can rotate.
     pub secret_files: Vec<PathBuf>,
-    /// A request without a complete answer within this time counts as failed.
+    /// A request without a complete answer within this time counts as failed (the Standard
+    /// Webhooks specification recommends 15 to 30 seconds).
     pub timeout_ms: u64,
-    /// Attempts per event (the first included) before it goes to the dead-letter list.
-    pub max_attempts: u32,
-    /// Retry delays grow from this...
-    pub backoff_min_ms: u64,
-    /// ...to this, with jitter.
-    pub backoff_max_ms: u64,
+    /// Seconds to wait before each retry of a failed event; the first attempt is immediate, so
+    /// an event gets `1 + len` attempts before it goes to the dead-letter list. The default is
+    /// the specification's example: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 27.6 h).
+    pub retry_schedule_secs: Vec<u64>,
+    /// A `Retry-After` answer (seconds or an HTTP date) delays the next attempt beyond the
+    /// schedule, up to this many seconds.
+    pub max_retry_after_secs: u64,
+    /// Replaced by `retry_schedule_secs`; refused with a message saying so.
+    pub max_attempts: Option<u32>,
+    /// Replaced by `retry_schedule_secs`.
+    pub backoff_min_ms: Option<u64>,
+    /// Replaced by `retry_schedule_secs`.
+    pub backoff_max_ms: Option<u64>,
 }
 
 impl Default for WebhookSinkConfig {
@@ -121,10 +129,12 @@ impl Default for WebhookSinkConfig {
         WebhookSinkConfig {
             url: String::new(),
             secret_files: Vec::new(),
-            timeout_ms: 10_000,
-            max_attempts: 8,
-            backoff_min_ms: 500,
-            backoff_max_ms: 60_000,
+            timeout_ms: 15_000,
+            retry_schedule_secs: vec![5, 300, 1800, 7200, 18_000, 36_000, 36_000],
+            max_retry_after_secs: 24 * 3600,
+            max_attempts: None,
+            backoff_min_ms: None,
+            backoff_max_ms: None,
         }
     }
 }
@@ -336,11 +346,21 @@ fn validate_webhook(
         "must be > 0",
     );
     check(
-        hook.max_attempts > 0,
-        format!("{at}.max_attempts"),
-        "must be > 0",
+        hook.retry_schedule_secs.len() < 1000,
+        format!("{at}.retry_schedule_secs"),
+        "must hold fewer than 1000 delays",
     );
-    check_backoff(hook.backoff_min_ms, hook.backoff_max_ms, at, check);
+    for (field, set) in [
+        ("max_attempts", hook.max_attempts.is_some()),
+        ("backoff_min_ms", hook.backoff_min_ms.is_some()),
+        ("backoff_max_ms", hook.backoff_max_ms.is_some()),
+    ] {
+        check(
+            !set,
+            format!("{at}.{field}"),
+            "replaced by retry_schedule_secs (one delay per retry, in seconds)",
+        );
+    }
 }
 
 fn check_backoff(min: u64, max: u64, at: &str, check: &mut impl FnMut(bool, String, &str)) {
@@ -403,7 +423,7 @@ kind = "webhook"
 [sinks.hook.webhook]
 url = "ftp://example.com"
 secret_files = ["/nonexistent/secret"]
-max_attempts = 0
+max_attempts = 3
 [sinks.empty]
 kind = "webhook"
 "#,

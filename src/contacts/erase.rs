@@ -140,7 +140,8 @@ pub fn redact(record: &mut Record) -> Vec<String> {
         Record::Quarantine(_)
         | Record::Contact(_)
         | Record::Control(_)
-        | Record::SinkDeadLettered(_) => Vec::new(),
+        | Record::SinkDeadLettered(_)
+        | Record::SinkDisabled(_) => Vec::new(),
     }
 }
 

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::routes::AppState;
-use crate::events::sinks::{DeadLetter, ReplayError};
+use crate::events::sinks::{DeadLetter, EnableError, ReplayError};
 use crate::processor::Quarantined;
 use crate::store::keys;
 
@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/v1/control/sinks/{sink}/dead_letters/{seq}/replay",
             post(replay_dead_letter),
         )
+        .route("/v1/control/sinks/{sink}/enable", post(enable_sink))
         .route(
             "/v1/control/quarantine/{seq}/retry",
             axum::routing::post(super::mail_control::retry_quarantined),
@@ -154,6 +155,20 @@ async fn list_dead_letters(
     let next = items.last().map(|(seq, _)| *seq);
     let items: Vec<_> = items.into_iter().map(|(_, dead)| dead).collect();
     Ok(Json(json!({ "items": items, "next": next })))
+}
+
+/// `POST /v1/control/sinks/{sink}/enable`: re-enables a sink its endpoint disabled with 410
+/// Gone (202); it delivers again from the refused event. 409 when the sink is not disabled.
+async fn enable_sink(
+    State(state): State<AppState>,
+    Path(sink): Path<String>,
+) -> Result<Response, ApiError> {
+    state.sinks.enable(&sink).map_err(|error| match error {
+        EnableError::NoSink(_) => ApiError::NotFound(error.to_string()),
+        EnableError::NotDisabled(_) => ApiError::Conflict(error.to_string()),
+    })?;
+    let body = Json(json!({ "status": "enabling", "sink": sink }));
+    Ok((StatusCode::ACCEPTED, body).into_response())
 }
 
 /// `POST /v1/control/sinks/{sink}/dead_letters/{seq}/replay`: queues the dead letter for

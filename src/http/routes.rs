@@ -473,6 +473,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
                 "sink {name}: {} events, {:.0} s behind, over its limit ({error})",
                 sink.lag_events, sink.lag_seconds
             ));
+        } else if sink.disabled {
+            problems.push(format!(
+                "sink {name}: {error}; POST /v1/control/sinks/{name}/enable delivers again"
+            ));
         } else if !sink.healthy {
             problems.push(format!("sink {name}: failing: {error}"));
         }

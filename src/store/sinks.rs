@@ -1,7 +1,8 @@
 //! The `sinks` keyspace and outbox compaction.
 //!
 //! Each sink task is the single writer of its own keys here: `c/<sink>` (its cursor, the last
-//! event seq delivered) and `x/<sink>\0<seq>` (its dead letters). The processor never touches
+//! event seq delivered), `d/<sink>` (set while its endpoint has disabled it) and
+//! `x/<sink>\0<seq>` (its dead letters). The processor never touches
 //! this tree. Compaction deletes old `outbox/` keys from the state tree; the processor only
 //! ever writes new, higher ones, so the two never write the same key.
 
@@ -12,6 +13,10 @@ use super::{decode, encode, keys, Store, StoreError};
 
 fn cursor_key(sink: &str) -> Vec<u8> {
     format!("c/{sink}").into_bytes()
+}
+
+fn disabled_key(sink: &str) -> Vec<u8> {
+    format!("d/{sink}").into_bytes()
 }
 
 fn dead_prefix(sink: &str) -> Vec<u8> {
@@ -37,6 +42,26 @@ impl Store {
     /// consumers deduplicate by event id; compaction flushes before it trusts cursors).
     pub fn sink_set_cursor(&self, sink: &str, seq: u64) -> Result<(), StoreError> {
         self.wrote(self.sinks.insert(cursor_key(sink), seq.to_be_bytes()))
+    }
+
+    /// Why the sink is disabled, if it is.
+    pub fn sink_disabled<T: DeserializeOwned>(&self, sink: &str) -> Result<Option<T>, StoreError> {
+        match self.sinks.get(disabled_key(sink))? {
+            Some(value) => decode(&format!("sinks/{sink}/disabled"), &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks the sink disabled (`Some`) or enabled (`None`); not flushed.
+    pub fn sink_set_disabled<T: Serialize>(
+        &self,
+        sink: &str,
+        why: Option<&T>,
+    ) -> Result<(), StoreError> {
+        match why {
+            Some(why) => self.wrote(self.sinks.insert(disabled_key(sink), encode(why))),
+            None => self.wrote(self.sinks.remove(disabled_key(sink))),
+        }
     }
 
     /// Forgets cursors and dead letters of sinks no longer configured.

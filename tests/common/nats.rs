@@ -73,6 +73,15 @@ impl NatsServer {
 
     /// Every message of `stream`, in stream order: (Nats-Msg-Id, subject, JSON payload).
     pub async fn read_stream(&self, stream: &str) -> Vec<(String, String, Value)> {
+        self.read_messages(stream)
+            .await
+            .into_iter()
+            .map(|m| (m.id, m.subject, m.event))
+            .collect()
+    }
+
+    /// Every message of `stream`, in stream order, with the headers a consumer sees.
+    pub async fn read_messages(&self, stream: &str) -> Vec<StreamMessage> {
         let client = async_nats::connect(self.url())
             .await
             .expect("connect to nats-server");
@@ -97,15 +106,24 @@ impl NatsServer {
             let before = seen.len();
             while let Some(message) = batch.next().await {
                 let message = message.expect("a stream message");
-                let id = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                    .map(|v| v.to_string())
+                let header = |name: &str| {
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.to_string())
+                };
+                let id = header(async_nats::header::NATS_MESSAGE_ID.as_ref())
                     .expect("every message carries Nats-Msg-Id");
-                let payload: Value =
+                let content_type = header("Content-Type");
+                let event: Value =
                     serde_json::from_slice(&message.payload).expect("a JSON payload");
-                seen.push((id, message.subject.to_string(), payload));
+                seen.push(StreamMessage {
+                    id,
+                    subject: message.subject.to_string(),
+                    content_type,
+                    event,
+                });
                 message.ack().await.expect("an ack");
             }
             if seen.len() == before {
@@ -113,6 +131,17 @@ impl NatsServer {
             }
         }
     }
+}
+
+/// One stream message as a consumer sees it.
+pub struct StreamMessage {
+    /// `Nats-Msg-Id`.
+    pub id: String,
+    pub subject: String,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The payload, parsed as JSON.
+    pub event: Value,
 }
 
 impl Drop for NatsServer {

@@ -158,7 +158,7 @@ async fn no_secret_shows_in_check_config_the_log_answers_or_metrics() {
          [outbound]\ngraph_api_base_url = \"http://127.0.0.1:{}\"\n\
          [outbound.whatsapp.wa]\nphone_number_id = \"1\"\naccess_token_file = \"{}\"\n\
          [sinks.crm]\nkind = \"webhook\"\n[sinks.crm.webhook]\nurl = \"http://127.0.0.1:{}/events\"\n\
-         secret_files = [\"{}\"]\nbackoff_min_ms = 20\nbackoff_max_ms = 100\n",
+         secret_files = [\"{}\"]\nretry_schedule_secs = [0, 0, 0, 1, 1, 1, 1]\n",
         secret(d, "control.token", &format!("{CANARY}-control-token")),
         secret(d, "app.secret", &format!("{CANARY}-app-secret")),
         secret(d, "verify.token", &format!("{CANARY}-verify-token")),

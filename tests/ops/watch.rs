@@ -61,8 +61,10 @@ async fn a_sink_over_its_lag_limit_makes_readiness_fail_until_it_catches_up() {
         format!(
             "[sinks.{name}]\nkind = \"webhook\"\n{limit}\n[sinks.{name}.webhook]\n\
              url = \"http://127.0.0.1:{port}/events\"\nsecret_files = [\"{}\"]\n\
-             timeout_ms = 500\nmax_attempts = 100000\nbackoff_min_ms = 20\nbackoff_max_ms = 200\n",
-            secret.display()
+             timeout_ms = 500\nretry_schedule_secs = [{}]\n",
+            secret.display(),
+            // Retries once a second for two minutes: the receiver comes up well before.
+            vec!["1"; 120].join(", ")
         )
     };
     let extra = sink("strict", "max_lag_events = 3") + &sink("loose", "");

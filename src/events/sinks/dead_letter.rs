@@ -5,6 +5,9 @@
 //! is sequenced by the processor like every other event; its idempotency key is the sink, the
 //! event seq and the replay generation, so a crash between journaling and the cursor's move
 //! never emits it twice.
+//!
+//! A sink disabled by its endpoint (410 Gone) is announced the same way, as
+//! `deskgate.sink.disabled` ([`apply_disabled`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,7 +15,7 @@ use serde_json::json;
 
 use super::feed::OutEvent;
 use crate::events::{EventDraft, EventType, OutboxWriter};
-use crate::model::SinkDeadLettered;
+use crate::model::{SinkDeadLettered, SinkDisabled};
 use crate::store::{StateBatch, StoreError};
 
 /// One dead letter as stored and listed.
@@ -95,5 +98,27 @@ pub fn apply(
         }),
     };
     outbox.push(batch, dead.at, &draft)?;
+    Ok(())
+}
+
+/// The processor's step for a journaled disabling: one `deskgate.sink.disabled` event about the
+/// subject of the event the endpoint refused.
+pub fn apply_disabled(
+    outbox: &OutboxWriter,
+    batch: &mut StateBatch<'_>,
+    disabled: &SinkDisabled,
+) -> Result<(), StoreError> {
+    let draft = EventDraft {
+        event_type: EventType::SinkDisabled,
+        subject: disabled.event_subject.clone(),
+        channel: None,
+        data: json!({
+            "sink": disabled.sink,
+            "event_seq": disabled.event_seq,
+            "event_id": disabled.event_id,
+            "reason": disabled.reason,
+        }),
+    };
+    outbox.push(batch, disabled.at, &draft)?;
     Ok(())
 }

@@ -1,5 +1,14 @@
 //! A sink's view of the outbox: the events after its cursor, and the cursor's moves, with the
 //! sink's status and metrics kept up to date on the way.
+//!
+//! The cursor is written to the store at most [`CURSOR_WRITE_INTERVAL`] after a delivery (and
+//! before the sink waits or pauses), and [`CursorSync`] flushes those writes within
+//! [`CURSOR_FLUSH_INTERVAL`]: a cursor is durable about a second after the delivery it covers,
+//! so a crash repeats at most that second's deliveries.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -50,6 +59,48 @@ impl OutEvent {
     }
 }
 
+/// The longest a delivered event's cursor move stays unwritten while the sink is busy.
+pub const CURSOR_WRITE_INTERVAL: Duration = Duration::from_millis(250);
+/// How often written cursor moves are flushed (one `fdatasync` shared by every sink).
+pub const CURSOR_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Counts cursor writes, so that the flusher syncs only when a sink wrote since its last sync.
+#[derive(Clone, Default)]
+pub struct CursorSync {
+    written: Arc<AtomicU64>,
+}
+
+impl CursorSync {
+    fn wrote(&self) {
+        self.written.fetch_add(1, Ordering::Release);
+    }
+
+    /// Flushes the store every [`CURSOR_FLUSH_INTERVAL`] after a cursor write, until shutdown.
+    /// A cursor that is written but not flushed is lost by a kill -9 (the engine buffers its
+    /// log in the process), which would repeat every delivery since the last flush.
+    pub async fn run(self, store: Store, shutdown: CancellationToken) {
+        let mut synced = 0;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(CURSOR_FLUSH_INTERVAL) => {}
+                () = shutdown.cancelled() => break,
+            }
+            let written = self.written.load(Ordering::Acquire);
+            if written == synced {
+                continue;
+            }
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.flush()).await {
+                Ok(Ok(())) => synced = written,
+                Ok(Err(error)) => tracing::error!(%error, "cannot flush the sink cursors"),
+                Err(error) => tracing::error!(%error, "flushing the sink cursors panicked"),
+            }
+        }
+        // Whatever the sinks wrote on their way out.
+        let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+    }
+}
+
 pub struct Feed {
     pub name: String,
     pub store: Store,
@@ -59,8 +110,12 @@ pub struct Feed {
     status: SharedStatus,
     /// The last event delivered.
     cursor: u64,
-    /// The cursor as last written to the store.
-    stored: u64,
+    /// The cursor as last written to the store (atomic so that `&self` methods can write it
+    /// before waiting).
+    stored: AtomicU64,
+    /// When the cursor was last written.
+    stored_at: std::sync::Mutex<Instant>,
+    sync: CursorSync,
     /// Deliveries not yet added to the status and metrics.
     unreported: u64,
     /// How many cursor moves may go unwritten while the sink is behind.
@@ -72,7 +127,7 @@ impl Feed {
     pub fn new(
         name: &str,
         context: &SinkContext,
-        batch: usize,
+        (batch, sync): (usize, CursorSync),
         status: SharedStatus,
     ) -> Result<Feed, StoreError> {
         let store = context.store.clone();
@@ -97,7 +152,9 @@ impl Feed {
             batch,
             status,
             cursor,
-            stored: cursor,
+            stored: AtomicU64::new(cursor),
+            stored_at: std::sync::Mutex::new(Instant::now()),
+            sync,
             unreported: 0,
             progress_every: 1,
         })
@@ -115,6 +172,7 @@ impl Feed {
 
     /// Waits until there are events after `after`; false when shutdown came first.
     pub async fn wait_after(&mut self, after: u64) -> bool {
+        self.write_cursor();
         let shutdown = self.shutdown.clone();
         tokio::select! {
             seen = self.visible.wait_for(|position| position.outbox > after) => seen.is_ok(),
@@ -140,14 +198,12 @@ impl Feed {
         self.cursor = event_seq;
         let last = self.visible.borrow().outbox;
         let lag_events = last.saturating_sub(event_seq);
-        if lag_events > 0 && event_seq - self.stored < self.progress_every {
+        let stored = self.stored.load(Ordering::Acquire);
+        let recent = self.stored_at_elapsed() < CURSOR_WRITE_INTERVAL;
+        if lag_events > 0 && event_seq - stored < self.progress_every && recent {
             return;
         }
-        if let Err(error) = self.store.sink_set_cursor(&self.name, event_seq) {
-            // The in-memory cursor still moves: a lost write only repeats deliveries.
-            tracing::error!(%error, sink = %self.name, "could not store the sink cursor");
-        }
-        self.stored = event_seq;
+        self.write_cursor();
         let lag_seconds = match next_time {
             Some(time) if lag_events > 0 => {
                 (Utc::now() - time).num_milliseconds().max(0) as f64 / 1000.0
@@ -169,6 +225,33 @@ impl Feed {
         metrics::gauge!("deskgate_sink_lag_events", "sink" => sink.clone()).set(lag_events as f64);
         metrics::gauge!("deskgate_sink_lag_seconds", "sink" => sink.clone()).set(lag_seconds);
         metrics::counter!("deskgate_sink_delivered_total", "sink" => sink).increment(delivered);
+    }
+
+    fn stored_at_elapsed(&self) -> Duration {
+        self.stored_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .elapsed()
+    }
+
+    /// Writes the in-memory cursor if it moved since the last write; the flusher makes it
+    /// durable. Also called before every wait, so a sink that stops (idle, or retrying a
+    /// failing event) never sits on an unwritten cursor.
+    fn write_cursor(&self) {
+        if self.stored.load(Ordering::Acquire) == self.cursor {
+            return;
+        }
+        if let Err(error) = self.store.sink_set_cursor(&self.name, self.cursor) {
+            // The in-memory cursor still moves: a lost write only repeats deliveries.
+            tracing::error!(%error, sink = %self.name, "could not store the sink cursor");
+            return;
+        }
+        self.sync.wrote();
+        self.stored.store(self.cursor, Ordering::Release);
+        *self
+            .stored_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
     }
 
     /// Counts a successful delivery; reported with the next cursor move.
@@ -197,6 +280,17 @@ impl Feed {
         metrics::gauge!("deskgate_sink_lag_seconds", "sink" => self.name.clone()).set(lag_seconds);
     }
 
+    /// Shows the sink as disabled by its endpoint (or enabled again).
+    pub fn set_disabled(&self, reason: Option<&str>) {
+        let mut status = lock(&self.status);
+        status.disabled = reason.is_some();
+        status.healthy = reason.is_none();
+        status.last_error = reason.map(str::to_owned);
+        drop(status);
+        metrics::gauge!("deskgate_sink_disabled", "sink" => self.name.clone())
+            .set(if reason.is_some() { 1.0 } else { 0.0 });
+    }
+
     pub fn dead_lettered(&self) {
         lock(&self.status).dead_lettered += 1;
         metrics::counter!("deskgate_sink_dead_lettered_total", "sink" => self.name.clone())
@@ -205,6 +299,7 @@ impl Feed {
 
     /// Sleeps, unless shutdown comes first (then false).
     pub async fn pause(&self, wait: std::time::Duration) -> bool {
+        self.write_cursor();
         tokio::select! {
             () = tokio::time::sleep(wait) => true,
             () = self.shutdown.cancelled() => false,

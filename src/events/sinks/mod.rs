@@ -8,7 +8,8 @@
 //!
 //! Delivery is at least once: a crash between a delivery and the cursor's move repeats the
 //! delivery with the same event id (JetStream's duplicate window drops it; a webhook receiver
-//! sees the same `webhook-id`).
+//! sees the same `webhook-id`). Cursors are durable about a second after a delivery
+//! ([`feed::CursorSync`]), so a crash repeats at most that last second's deliveries.
 
 pub mod dead_letter;
 mod feed;
@@ -47,6 +48,9 @@ pub struct SinkStatus {
     pub lag_seconds: f64,
     /// False while deliveries fail; events then accumulate in the outbox.
     pub healthy: bool,
+    /// True while the endpoint has disabled the sink (a webhook answered 410 Gone); it delivers
+    /// nothing until `POST /v1/control/sinks/{name}/enable`.
+    pub disabled: bool,
     /// Whether the lag is over the sink's `max_lag_events` or `max_lag_secs` (readiness then
     /// answers 503).
     pub lagging: bool,
@@ -73,6 +77,8 @@ fn lock(status: &SharedStatus) -> std::sync::MutexGuard<'_, SinkStatus> {
 struct SinkHandle {
     status: SharedStatus,
     replay: Option<mpsc::Sender<u64>>,
+    /// Bumped to re-enable a disabled sink (webhooks only).
+    enable: Option<watch::Sender<u64>>,
 }
 
 /// The running sinks, as the HTTP routes see them. Cheap to clone.
@@ -88,6 +94,15 @@ pub enum ReplayError {
     NoDeadLetters(String),
     #[error("sink {0:?} has too many replays queued; try again later")]
     Busy(String),
+}
+
+/// Why an enable request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EnableError {
+    #[error("no sink {0:?} is configured")]
+    NoSink(String),
+    #[error("sink {0:?} is not disabled")]
+    NotDisabled(String),
 }
 
 impl Sinks {
@@ -107,6 +122,21 @@ impl Sinks {
 
     pub fn contains(&self, name: &str) -> bool {
         self.0.contains_key(name)
+    }
+
+    /// Re-enables a sink its endpoint disabled; its task delivers again from the refused event.
+    pub fn enable(&self, name: &str) -> Result<(), EnableError> {
+        let handle = self
+            .0
+            .get(name)
+            .ok_or_else(|| EnableError::NoSink(name.to_owned()))?;
+        let enable = handle
+            .enable
+            .as_ref()
+            .filter(|_| lock(&handle.status).disabled)
+            .ok_or_else(|| EnableError::NotDisabled(name.to_owned()))?;
+        enable.send_modify(|generation| *generation += 1);
+        Ok(())
     }
 
     /// Queues a dead letter for redelivery by its sink's task.
@@ -145,6 +175,7 @@ pub fn start(
     let names: Vec<String> = configs.keys().cloned().collect();
     context.store.sink_forget_others(&names)?;
     let mut handles = BTreeMap::new();
+    let cursor_sync = feed::CursorSync::default();
     for (name, config) in configs {
         let status = Arc::new(Mutex::new(SinkStatus {
             kind: match config.kind {
@@ -156,23 +187,37 @@ pub fn start(
             max_lag_secs: config.max_lag_secs,
             ..SinkStatus::default()
         }));
-        let feed = Feed::new(name, &context, config.batch, Arc::clone(&status))?;
-        let replay = match (config.kind, &config.nats, &config.webhook) {
+        let feed = Feed::new(
+            name,
+            &context,
+            (config.batch, cursor_sync.clone()),
+            Arc::clone(&status),
+        )?;
+        let (replay, enable) = match (config.kind, &config.nats, &config.webhook) {
             (SinkKind::Nats, Some(nats), _) => {
                 tracker.spawn(nats::run(feed, nats.clone()));
-                None
+                (None, None)
             }
             (SinkKind::Webhook, _, Some(hook)) => {
                 let (replay_tx, replay_rx) = mpsc::channel(1024);
+                let (enable_tx, enable_rx) = watch::channel(0);
                 let sink = webhook::WebhookSink::new(name, hook, context.journal.clone())?;
-                tracker.spawn(sink.run(feed, replay_rx));
-                Some(replay_tx)
+                tracker.spawn(sink.run(feed, replay_rx, enable_rx));
+                (Some(replay_tx), Some(enable_tx))
             }
             // Validation refuses a sink without its kind's table.
             _ => anyhow::bail!("sinks.{name}: missing the options table of its kind"),
         };
-        handles.insert(name.clone(), SinkHandle { status, replay });
+        handles.insert(
+            name.clone(),
+            SinkHandle {
+                status,
+                replay,
+                enable,
+            },
+        );
     }
+    tracker.spawn(cursor_sync.run(context.store.clone(), context.shutdown.clone()));
     tracker.spawn(retention::run(
         context.store.clone(),
         context.visible.clone(),

@@ -1,5 +1,14 @@
-//! The NATS JetStream sink: publishes every event to `<prefix>.<event type>` with
-//! `Nats-Msg-Id` = the event id, and moves its cursor only over acknowledged publishes.
+//! The NATS JetStream sink: publishes every event with `Nats-Msg-Id` = the event id and
+//! `Content-Type: application/cloudevents+json` (the CloudEvents NATS binding, structured
+//! mode), and moves its cursor only over acknowledged publishes.
+//!
+//! Subjects are `<prefix>.<event subject>.<event type without "deskgate.">`, such as
+//! `deskgate.events.<ticket id>.ticket.created`: the ticket (or contact) sits in a fixed token,
+//! so a consumer filters one ticket with `<prefix>.<id>.>`, one type with
+//! `<prefix>.*.ticket.created`, and partitions by that token (JetStream subject mapping
+//! `{{partition(n,k)}}`) without splitting a ticket over partitions, whose order the stream then
+//! keeps. The stream takes `<prefix>.>`, which covered the earlier `<prefix>.<event type>`
+//! layout too: a stream created by an earlier deskgate keeps working unchanged.
 //!
 //! Publishes are pipelined up to `max_in_flight`, but never two of the same subject (ticket or
 //! contact) at once: an event waits for the ack of the previous event about the same thing, so
@@ -126,6 +135,34 @@ async fn ensure_stream(js: &jetstream::Context, config: &NatsSinkConfig) -> Resu
     Ok(())
 }
 
+/// The CloudEvents NATS protocol binding's structured content mode: the whole event is the
+/// payload, announced by this header.
+const CONTENT_TYPE: &str = "Content-Type";
+const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
+
+/// `<prefix>.<subject>.<type without "deskgate.">`. Characters a subject token cannot hold
+/// (`.`, `*`, `>`, whitespace) become `_` in the subject token, so it stays one token; an empty
+/// one becomes `_`. Ticket and contact ids (UUIDs) pass unchanged.
+pub fn nats_subject(prefix: &str, subject: &str, event_type: &str) -> String {
+    let token: String = subject
+        .chars()
+        .map(|c| {
+            if c == '.' || c == '*' || c == '>' || c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let token = if token.is_empty() {
+        "_".to_owned()
+    } else {
+        token
+    };
+    let kind = event_type.strip_prefix("deskgate.").unwrap_or(event_type);
+    format!("{prefix}.{token}.{kind}")
+}
+
 struct InFlight {
     seq: u64,
     subject: String,
@@ -159,9 +196,10 @@ async fn publish_loop(
                 let next_time = events.get(i).map(|e| e.time);
                 settle_front(feed, &mut in_flight, &mut subjects, next_time).await?;
             }
-            let subject = format!("{}.{}", config.subject_prefix, event.event_type);
+            let subject = nats_subject(&config.subject_prefix, &event.subject, &event.event_type);
             let message = PublishMessage::build()
                 .payload(event.body.clone())
+                .header(CONTENT_TYPE, CLOUDEVENTS_JSON)
                 .message_id(&event.id);
             let ack = js.send_publish(subject, message).await?;
             subjects.insert(event.subject.clone());

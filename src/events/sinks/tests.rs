@@ -19,6 +19,41 @@ fn backoff_grows_with_jitter_within_bounds() {
 }
 
 #[test]
+fn nats_subjects_put_the_ticket_in_one_token() {
+    use super::nats::nats_subject;
+    assert_eq!(
+        nats_subject("deskgate.events", "6f1c-7a", "deskgate.ticket.created"),
+        "deskgate.events.6f1c-7a.ticket.created"
+    );
+    assert_eq!(
+        nats_subject("p", "journal/7 a.b*>", "deskgate.inbound.quarantined"),
+        "p.journal/7_a_b__.inbound.quarantined"
+    );
+    assert_eq!(nats_subject("p", "", "other.kind"), "p._.other.kind");
+}
+
+#[test]
+fn retry_after_takes_seconds_and_http_dates() {
+    use super::webhook::parse_retry_after;
+    use std::time::{Duration, SystemTime};
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+    assert_eq!(
+        parse_retry_after("120", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+        Some(Duration::from_secs(30))
+    );
+    // Already past: retry on the schedule.
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(parse_retry_after("soon", now), None);
+}
+
+#[test]
 fn signatures_match_the_standard_webhooks_example() {
     // The example from the Standard Webhooks specification's reference libraries.
     use base64::Engine;
