@@ -19,6 +19,9 @@ pub struct ChatConfig {
     pub secret_file: Option<PathBuf>,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// Office hours, for the widget's availability answer; absent: always open.
+    #[serde(default)]
+    pub hours: Option<super::OfficeHours>,
     #[serde(skip)]
     secret: SecretCell,
 }
@@ -35,6 +38,9 @@ impl ChatConfig {
     pub fn validate(&self, path: &str) -> Vec<ConfigProblem> {
         let mut problems = validate_secret(path, self.secret_file.as_deref());
         problems.extend(self.rate_limit.validate(&format!("{path}.rate_limit")));
+        if let Some(hours) = &self.hours {
+            problems.extend(hours.validate(&format!("{path}.hours")));
+        }
         problems
     }
 }

@@ -19,6 +19,8 @@ mod routing;
 pub use routing::*;
 mod chat;
 mod form;
+mod hours;
+pub use hours::{Hours, OfficeHours, OpenSpan};
 mod kinds;
 mod meta;
 mod secret;

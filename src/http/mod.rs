@@ -1,6 +1,7 @@
 //! The HTTP server: hyper with HTTP/1 and HTTP/2, a header-read timeout against slow clients,
 //! and graceful shutdown that stops accepting and lets in-flight requests finish.
 
+mod availability;
 mod backup_control;
 mod contacts;
 mod control;

@@ -83,6 +83,10 @@ pub fn private_router(state: AppState) -> Router {
 fn public_routes() -> Router<AppState> {
     Router::new()
         .route("/hooks/{channel_id}", post(hook).get(verify_subscription))
+        .route(
+            "/v1/channels/{channel_id}/availability",
+            get(super::availability::availability),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
 }

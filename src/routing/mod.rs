@@ -6,6 +6,7 @@
 //! - [`RuleSet`]: the routing part of the config compiled once at start-up (channels' ticket
 //!   options and rules, pipelines, the directory's base).
 
+mod availability;
 mod decide;
 
 use std::collections::BTreeMap;
@@ -13,9 +14,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::config::{
-    ChannelRouting, ChannelTickets, Config, PipelineConfig, TeamConfig, UserConfig,
+    ChannelRouting, ChannelTickets, Config, Hours, PipelineConfig, TeamConfig, UserConfig,
 };
 
+pub use availability::{availability, ChannelAvailability};
 pub use decide::{decide, Availability, Decision, Snapshot, User};
 
 /// A channel's ticket options with the defaults filled in.
@@ -33,6 +35,8 @@ pub struct ChannelRules {
     /// A form channel's `[form] defaults` (pipeline, status, priority, category), which come
     /// after a submitted value and before the channel's own ticket defaults.
     pub form_defaults: BTreeMap<String, String>,
+    /// A chat channel's office hours (`[channels.<id>.chat.hours]`); `None`: always open.
+    pub hours: Option<Hours>,
 }
 
 /// The routing part of the config, compiled once.
@@ -79,6 +83,7 @@ impl ChannelRules {
             routing: ChannelTickets::default().routing,
             chat: false,
             form_defaults: BTreeMap::new(),
+            hours: None,
         }
     }
 }
@@ -108,6 +113,12 @@ impl RuleSet {
                         .as_ref()
                         .map(|form| form.defaults.clone())
                         .unwrap_or_default(),
+                    // Validated with the config, so compiling cannot fail here.
+                    hours: channel
+                        .chat
+                        .as_ref()
+                        .and_then(|chat| chat.hours.as_ref())
+                        .and_then(|hours| hours.compile().ok()),
                 };
                 (id.clone(), rules)
             })

@@ -214,14 +214,21 @@ pub fn snapshot_from(
     }
 }
 
+/// The directory as the last processor step left it, read outside a step: users with their
+/// availability (config overlaid with the control API's changes) and open tickets per user.
+pub fn directory_snapshot(store: &Store, rules: &RuleSet) -> Result<Snapshot, StoreError> {
+    let directory: DirectoryState = store.state_get(&directory_key())?.unwrap_or_default();
+    let open = store.state_get(&open_tickets_key())?.unwrap_or_default();
+    Ok(snapshot_from(rules, &directory, open, None))
+}
+
 /// The directory read outside a processor step, for the control API's listings: users with
 /// their availability, teams, and open tickets per user.
 pub fn directory_view(store: &Store, rules: &RuleSet) -> Result<Value, StoreError> {
     let directory: DirectoryState = store.state_get(&directory_key())?.unwrap_or_default();
-    let open = store.state_get(&open_tickets_key())?.unwrap_or_default();
     let mut teams = rules.teams.clone();
     teams.extend(directory.teams.clone());
-    let snapshot = snapshot_from(rules, &directory, open, None);
+    let snapshot = directory_snapshot(store, rules)?;
     Ok(json!({
         "users": snapshot.users,
         "teams": teams,
