@@ -284,11 +284,16 @@ async fn run(path: &Path, config: Config, log_filter: LogFilter) -> anyhow::Resu
         });
     }
     let stopped_itself = app.shutdown_token();
+    let mut greetings = deskgate::outbound::profile::Greetings::new(app.shutdown_token());
+    greetings.apply(&current.outbound);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => current = reload(path, current, &app, &log_filter),
+            _ = hup.recv() => {
+                current = reload(path, current, &app, &log_filter);
+                greetings.apply(&current.outbound);
+            }
             // The app stopped itself (storage recovery).
             () = stopped_itself.cancelled() => break,
         }

@@ -32,6 +32,10 @@ struct Fake {
     problems: Arc<Mutex<Vec<String>>>,
     /// WhatsApp calls answered with a transient outage so far.
     outages: Arc<Mutex<u32>>,
+    /// Messenger Profile API calls that passed the checks: (method, body).
+    profile: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Profile calls to answer with a transient outage first.
+    profile_outages: Arc<Mutex<u32>>,
 }
 
 fn meta_error(
@@ -90,7 +94,66 @@ async fn messages(
     }
 }
 
-/// The Send API: `recipient.id`, `messaging_type` RESPONSE without a tag or MESSAGE_TAG with
+/// The Messenger Profile API (`me` is the page the token belongs to): `greeting` as
+/// `[{locale, text}]` with a `default` locale of at most 160 characters; DELETE with
+/// `{"fields": ["greeting"]}`.
+async fn profile_set(
+    State(fake): State<Fake>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    profile(fake, version, headers, "POST", body)
+}
+
+async fn profile_delete(
+    State(fake): State<Fake>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Answer {
+    profile(fake, version, headers, "DELETE", body)
+}
+
+fn profile(fake: Fake, version: String, headers: HeaderMap, method: &str, body: Value) -> Answer {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if version != "v21.0" || token != format!("Bearer {PAGE_TOKEN}") {
+        return fake.problem(format!("profile call on {version} with {token:?}"));
+    }
+    let ok = match method {
+        "POST" => {
+            let greeting = &body["greeting"];
+            greeting.as_array().is_some_and(|g| g.len() == 1)
+                && greeting[0]["locale"] == "default"
+                && greeting[0]["text"]
+                    .as_str()
+                    .is_some_and(|t| (1..=160).contains(&t.chars().count()))
+        }
+        _ => body == json!({ "fields": ["greeting"] }),
+    };
+    if !ok {
+        return fake.problem(format!("bad profile {method}: {body}"));
+    }
+    {
+        let mut outages = fake.profile_outages.lock().unwrap();
+        if *outages > 0 {
+            *outages -= 1;
+            return meta_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                2,
+                None,
+                "Service temporarily unavailable",
+            );
+        }
+    }
+    fake.profile.lock().unwrap().push((method.to_owned(), body));
+    (StatusCode::OK, Json(json!({ "result": "success" })))
+}
+
+/// The Send API: `recipient.id`/// The Send API: `recipient.id`, `messaging_type` RESPONSE without a tag or MESSAGE_TAG with
 /// HUMAN_AGENT, `message.text`.
 fn messenger(fake: &Fake, body: Value) -> Answer {
     let psid = body["recipient"]["id"]
@@ -153,6 +216,10 @@ async fn start_fake() -> (String, Fake) {
     let fake = Fake::default();
     let app = Router::new()
         .route("/{version}/{node}/messages", post(messages))
+        .route(
+            "/{version}/me/messenger_profile",
+            post(profile_set).delete(profile_delete),
+        )
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -345,6 +412,116 @@ async fn a_messenger_channel_sends_its_instant_reply_once_per_conversation() {
         created[0]["data"]["conversation"]["id"]
     );
     assert_eq!(of_type(&all, "deskgate.ticket.message_added").len(), 2);
+}
+
+/// The page's greeting is set from config at start (through one transient outage), set again
+/// when a reload changes it, left alone by a reload that does not, and removed when the config
+/// drops it.
+#[tokio::test]
+async fn the_messenger_greeting_follows_the_config_at_start_and_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (graph, fake) = start_fake().await;
+    *fake.profile_outages.lock().unwrap() = 1;
+    let text = config(dir.path(), &graph).replace(
+        "instant_reply = ",
+        "greeting = \"Bonjour {{user_first_name}} ! Écrivez-nous.\"\ninstant_reply = ",
+    );
+    assert!(text.contains("greeting = "));
+    let daemon = Daemon::start(dir.path(), &text).await;
+    let calls = |n: usize| {
+        let fake = fake.clone();
+        async move {
+            let what = format!("{n} profile calls");
+            common::eventually(&what, Duration::from_secs(20), || {
+                let seen = fake.profile.lock().unwrap().len();
+                async move { seen >= n }
+            })
+            .await;
+            fake.profile.lock().unwrap().clone()
+        }
+    };
+    let seen = calls(1).await;
+    assert_eq!(seen[0].0, "POST", "{}", daemon.log());
+    assert_eq!(
+        seen[0].1["greeting"][0]["text"],
+        "Bonjour {{user_first_name}} ! Écrivez-nous."
+    );
+
+    let reload = |edit: Box<dyn Fn(&str) -> String>, n: usize| {
+        let text = std::fs::read_to_string(daemon.config_path()).unwrap();
+        std::fs::write(daemon.config_path(), edit(&text)).unwrap();
+        let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+        let log = || daemon.log().matches("configuration reloaded").count();
+        async move {
+            common::eventually("the reload", Duration::from_secs(10), || {
+                let done = log() >= n;
+                async move { done }
+            })
+            .await;
+        }
+    };
+    reload(Box::new(|t| t.replace("Écrivez-nous.", "Write to us.")), 1).await;
+    let seen = calls(2).await;
+    assert_eq!(
+        seen[1].1["greeting"][0]["text"],
+        "Bonjour {{user_first_name}} ! Write to us."
+    );
+    // A reload that leaves the greeting alone calls nothing.
+    reload(
+        Box::new(|t| t.replace("retry_max_secs = 1", "retry_max_secs = 2")),
+        2,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.profile.lock().unwrap().len(), 2);
+    reload(
+        Box::new(|t| {
+            t.lines()
+                .filter(|l| !l.starts_with("greeting = "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }),
+        3,
+    )
+    .await;
+    let seen = calls(3).await;
+    assert_eq!(
+        seen[2],
+        ("DELETE".to_owned(), json!({ "fields": ["greeting"] }))
+    );
+    assert!(
+        fake.problems.lock().unwrap().is_empty(),
+        "{:?}",
+        fake.problems.lock().unwrap()
+    );
+    assert!(daemon
+        .log()
+        .contains("setting the Messenger greeting failed; retrying"));
+}
+
+#[test]
+fn a_greeting_over_messengers_limit_is_refused_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), "http://127.0.0.1:9/v21.0").replace(
+        "instant_reply = ",
+        &format!("greeting = \"{}\"\ninstant_reply = ", "a".repeat(161)),
+    );
+    let path = dir.path().join("greeting.toml");
+    std::fs::write(&path, text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_deskgate"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(
+            "outbound.messenger.fb.greeting: must be 1 to 160 characters (Messenger's limit), not 161"
+        ),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -167,6 +167,9 @@ impl SmtpConfig {
     }
 }
 
+/// The longest greeting Messenger's welcome screen takes.
+pub const GREETING_MAX_CHARS: usize = 160;
+
 /// `[outbound.messenger.CHANNEL]`: a Facebook page answered through the Send API.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +181,10 @@ pub struct MessengerConfig {
     /// Sent once after a visitor's first message on the page, when set.
     #[serde(default)]
     pub instant_reply: Option<String>,
+    /// The page's greeting on Messenger's welcome screen (at most 160 characters), set through
+    /// the Messenger Profile API at start and on reload; removed when this goes.
+    #[serde(default)]
+    pub greeting: Option<String>,
 }
 
 /// `[outbound.whatsapp.CHANNEL]`: a WhatsApp business number answered through the Cloud API.
@@ -275,6 +282,18 @@ impl OutboundConfig {
             }
             for channel in &mailbox.channels {
                 routed.entry(channel).or_insert_with(|| path.clone());
+            }
+        }
+        for (channel, page) in &self.messenger {
+            if let Some(greeting) = &page.greeting {
+                let length = greeting.chars().count();
+                check(
+                    (1..=GREETING_MAX_CHARS).contains(&length),
+                    format!("outbound.messenger.{channel}.greeting"),
+                    &format!(
+                        "must be 1 to {GREETING_MAX_CHARS} characters (Messenger's limit), not {length}"
+                    ),
+                );
             }
         }
         let token_files = self

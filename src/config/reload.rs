@@ -3,9 +3,10 @@
 //! A reload never runs the new file as it is: it runs the old config with the settings that
 //! can change live taken from the new one ([`Config::reloaded`]), and names every other
 //! difference as needing a restart. Live settings: `[routing]` (users, teams, pipelines),
-//! each channel's `tickets` table (ticket defaults and routing rule) and `rate_limit`, the
-//! outbound templates (`templates_dir`, re-read on every reload) with each mailbox's wording
-//! (company name, From name, signatures, acknowledgements), and `log.filter`.
+//! each channel's `tickets` table (ticket defaults and routing rule), `rate_limit` and chat
+//! office `hours`, the outbound templates (`templates_dir`, re-read on every reload) with each
+//! mailbox's wording (company name, From name, signatures, acknowledgements), each Messenger
+//! page's `greeting`, and `log.filter`.
 
 use super::Config;
 
@@ -34,7 +35,10 @@ impl Config {
             channel.tickets = next.tickets.clone();
             if channel.chat.is_some() || next.chat.is_some() {
                 let limit = next.chat.as_ref().map(|c| c.rate_limit).unwrap_or_default();
-                channel.chat.get_or_insert_with(Default::default).rate_limit = limit;
+                let hours = next.chat.as_ref().and_then(|c| c.hours.clone());
+                let chat = channel.chat.get_or_insert_with(Default::default);
+                chat.rate_limit = limit;
+                chat.hours = hours;
             }
             if channel.form.is_some() || next.form.is_some() {
                 let limit = next.form.as_ref().map(|f| f.rate_limit).unwrap_or_default();
@@ -53,6 +57,11 @@ impl Config {
             mailbox.signature_html = next.signature_html.clone();
             mailbox.acknowledge_new_tickets = next.acknowledge_new_tickets;
             mailbox.acknowledgement_template = next.acknowledgement_template.clone();
+        }
+        for (channel, page) in &mut outbound.messenger {
+            if let Some(next) = new.outbound.messenger.get(channel) {
+                page.greeting = next.greeting.clone();
+            }
         }
         let restart_needed = running.differences(new);
         Reloaded {

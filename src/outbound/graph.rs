@@ -135,6 +135,41 @@ impl Graph {
     }
 }
 
+impl Graph {
+    /// Sets (`Some`) or removes (`None`) a page's greeting through the Messenger Profile API
+    /// (`{base}/me/messenger_profile` with the page's token).
+    pub async fn set_greeting(&self, channel: &str, text: Option<&str>) -> Result<(), Failure> {
+        let token = self
+            .tokens
+            .get(channel)
+            .ok_or_else(|| Failure::Permanent(format!("no Graph token for channel {channel:?}")))?;
+        let url = format!("{}/me/messenger_profile", self.base);
+        let request = match text {
+            Some(text) => self
+                .client
+                .post(&url)
+                .json(&json!({ "greeting": [{ "locale": "default", "text": text }] })),
+            None => self
+                .client
+                .delete(&url)
+                .json(&json!({ "fields": ["greeting"] })),
+        };
+        let response = request
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(format!("Graph API unreachable: {e}")))?;
+        let status = response.status();
+        let answer: Value = response.json().await.map_err(|e| {
+            Failure::Transient(format!("Graph API answered {status} without JSON: {e}"))
+        })?;
+        if status.is_success() && answer["result"] == "success" {
+            return Ok(());
+        }
+        Err(classify(status.as_u16(), &answer["error"]))
+    }
+}
+
 /// Whether a Graph error may pass by itself (rate limits, outages) or never will (a closed
 /// window, a bad recipient, a bad token).
 pub fn classify(status: u16, error: &Value) -> Failure {

@@ -26,6 +26,7 @@ pub mod graph;
 pub use crate::channels::email::message_id;
 pub mod observe;
 pub mod policy;
+pub mod profile;
 pub mod sender;
 pub mod smtp;
 pub mod templates;
