@@ -26,7 +26,8 @@ use common::{api_message, eventually, free_port, Daemon, BIN};
 const TOKEN: &str = "ops-test-token-0123456789";
 
 /// Every sample of one metric in a Prometheus text page, by its labels (`k=v` pairs, sorted,
-/// comma-separated; empty without labels). Panics when the page does not parse.
+/// comma-separated; empty without labels). Every series is on the page at zero from start-up,
+/// so tests of what happened compare values, not presence. Panics when the page does not parse.
 fn metric_values(text: &str, name: &str) -> BTreeMap<String, f64> {
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
@@ -42,7 +43,11 @@ fn metric_values(text: &str, name: &str) -> BTreeMap<String, f64> {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
                 | prometheus_parse::Value::Untyped(v) => v,
-                prometheus_parse::Value::Histogram(_) | prometheus_parse::Value::Summary(_) => 1.0,
+                // A histogram's value is its count of observations (the `+Inf` bucket).
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                prometheus_parse::Value::Summary(_) => 1.0,
             };
             (labels.join(","), value)
         })
