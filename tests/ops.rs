@@ -1,8 +1,9 @@
 //! Operations: what systemd, Prometheus and an operator see. The control plane refuses anyone
 //! without a token, systemd hears READY and STOPPING, the control listener can be split from
 //! the public one, and the shipped unit file verifies. SIGHUP reloads are in `ops/reload.rs`,
-//! `deskgate backup` in `ops/backup.rs`, readiness and metrics in `ops/watch.rs`, check-config
-//! and secrets in `ops/config.rs`.
+//! `deskgate backup` in `ops/backup.rs`, readiness and metric values in `ops/watch.rs`, the
+//! scrape against promtool and the docs in `ops/prometheus.rs`, check-config and secrets in
+//! `ops/config.rs`.
 
 #[path = "ops/backup.rs"]
 mod backup;
@@ -10,6 +11,8 @@ mod common;
 #[path = "ops/config.rs"]
 mod config;
 mod outbound_support;
+#[path = "ops/prometheus.rs"]
+mod prometheus;
 #[path = "ops/reload.rs"]
 mod reload;
 #[path = "ops/watch.rs"]
