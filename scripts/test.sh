@@ -18,11 +18,17 @@ need python3-fusepy # tests/power_loss.rs and bench chaos: the lazy FUSE filesys
 need fuse3 # its mount helpers
 need e2fsprogs # tests/power_loss.rs: mkfs.ext4 and e2fsck for ext4 on a loop device
 need mount # losetup
+need prometheus # tests/ops/prometheus.rs: promtool checks a scrape (the server is not wanted)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "==> installing ${packages[*]}"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}"
+  # Debian's prometheus package brings promtool with a whole server that starts on :9090
+  # where systemd runs; the tests need only promtool.
+  if [[ " ${packages[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now prometheus.service || true
+  fi
 fi
 
 # The RustSec advisory database, offline: CI and the developers' machines keep a snapshot in

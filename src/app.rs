@@ -96,6 +96,8 @@ impl App {
     pub async fn start(config: Config) -> anyhow::Result<App> {
         crate::channels::identity::set_default_region(config.contacts.default_region.as_deref())
             .map_err(|message| anyhow::anyhow!("contacts.default_region: {message}"))?;
+        // Before any task starts, so that nothing recorded early is lost.
+        let metrics = crate::telemetry::start(&config);
         let opened = open_state(&config.state).await?;
         refuse_stranding(&config, &opened.store).await?;
         let live = LiveHandle::new(Live::compile(&config, None).map_err(|e| anyhow::anyhow!(e))?);
@@ -139,7 +141,7 @@ impl App {
             })?),
             store: opened.store.clone(),
             blobs: opened.blobs.clone(),
-            metrics: crate::telemetry::install(),
+            metrics,
             body_read_timeout_secs: config.server.body_read_timeout_secs,
             trusted_proxies: Arc::new(config.server.trusted_proxies.clone()),
             live: live.clone(),

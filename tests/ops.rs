@@ -1,8 +1,9 @@
 //! Operations: what systemd, Prometheus and an operator see. The control plane refuses anyone
 //! without a token, systemd hears READY and STOPPING, the control listener can be split from
-//! the public one, and the shipped unit file verifies. SIGHUP reloads are in `ops/reload.rs`,
-//! `deskgate backup` in `ops/backup.rs`, readiness and metrics in `ops/watch.rs`, check-config
-//! and secrets in `ops/config.rs`.
+//! the public one, and the shipped unit file verifies where the README installs the binary.
+//! SIGHUP reloads are in `ops/reload.rs`, `deskgate backup` in `ops/backup.rs`, readiness and
+//! metric values in `ops/watch.rs`, the scrape against promtool and the docs in
+//! `ops/prometheus.rs`, check-config and secrets in `ops/config.rs`.
 
 #[path = "ops/backup.rs"]
 mod backup;
@@ -10,6 +11,8 @@ mod common;
 #[path = "ops/config.rs"]
 mod config;
 mod outbound_support;
+#[path = "ops/prometheus.rs"]
+mod prometheus;
 #[path = "ops/reload.rs"]
 mod reload;
 #[path = "ops/watch.rs"]
@@ -26,7 +29,8 @@ use common::{api_message, eventually, free_port, Daemon, BIN};
 const TOKEN: &str = "ops-test-token-0123456789";
 
 /// Every sample of one metric in a Prometheus text page, by its labels (`k=v` pairs, sorted,
-/// comma-separated; empty without labels). Panics when the page does not parse.
+/// comma-separated; empty without labels). Every series is on the page at zero from start-up,
+/// so tests of what happened compare values, not presence. Panics when the page does not parse.
 fn metric_values(text: &str, name: &str) -> BTreeMap<String, f64> {
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
@@ -42,7 +46,11 @@ fn metric_values(text: &str, name: &str) -> BTreeMap<String, f64> {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
                 | prometheus_parse::Value::Untyped(v) => v,
-                prometheus_parse::Value::Histogram(_) | prometheus_parse::Value::Summary(_) => 1.0,
+                // A histogram's value is its count of observations (the `+Inf` bucket).
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                prometheus_parse::Value::Summary(_) => 1.0,
             };
             (labels.join(","), value)
         })
@@ -196,28 +204,59 @@ async fn systemd_hears_ready_and_stopping() {
     assert!(child.wait().unwrap().success());
 }
 
+/// The binary's path in the README's install steps (`sudo install ... target/release/deskgate
+/// PATH`).
+fn readme_install_path() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    readme
+        .lines()
+        .find_map(|l| l.strip_prefix("sudo install -m 0755 target/release/deskgate "))
+        .expect(
+            "the README installs the binary with `sudo install -m 0755 target/release/deskgate`",
+        )
+        .trim()
+        .to_owned()
+}
+
 #[test]
 fn the_unit_file_verifies_and_is_hardened() {
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/systemd/deskgate.service"
-    ))
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    // The unit names the installed path; verify it against the binary under test.
-    let path = dir.path().join("deskgate.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/deskgate", BIN)).unwrap();
-    let verify = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/deskgate.service");
+    let unit = std::fs::read_to_string(path).unwrap();
+    let installed = readme_install_path();
+    let exec_start = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .and_then(|command| command.split_whitespace().next())
+        .expect("the unit has an ExecStart=");
+    assert_eq!(
+        exec_start, installed,
+        "the unit runs the binary the README installs"
+    );
+    // Verified as shipped, unedited: systemd-analyze checks that the binary exists, so in a
+    // mount namespace of its own the binary under test is mounted at the README's path (a
+    // tmpfs over its directory, so nothing on the machine changes). As root that needs only a
+    // mount namespace; otherwise a user namespace maps the caller to root in it.
+    let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+    let mut verify = Command::new("unshare");
+    if String::from_utf8_lossy(&uid).trim() != "0" {
+        verify.arg("--map-root-user");
+    }
+    let verify = verify
+        .args(["--mount", "sh", "-ec"])
+        .arg(
+            "mount -t tmpfs deskgate-test \"$(dirname \"$1\")\"; touch \"$1\"; \
+             mount --bind \"$2\" \"$1\"; exec systemd-analyze verify \"$3\"",
+        )
+        .args(["sh", &installed, BIN, path])
         .output()
-        .expect("systemd-analyze is installed (scripts/test.sh installs systemd)");
+        .expect("unshare (util-linux) runs");
     let stderr = String::from_utf8_lossy(&verify.stderr);
     assert!(verify.status.success(), "systemd-analyze verify: {stderr}");
 
     let security = Command::new("systemd-analyze")
         .args(["security", "--offline=true"])
-        .arg(&path)
+        .arg(path)
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&security.stdout);
