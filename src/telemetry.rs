@@ -232,6 +232,8 @@ pub const SERIES: &[Series] = &[
         "Age of the oldest event a sink has not delivered yet")),
     series("deskgate_sink_healthy", Gauge, &[SINK],
         "1 while a sink delivers, 0 while its deliveries fail"),
+    series("deskgate_sink_disabled", Gauge, &[SINK],
+        "1 while a webhook endpoint that answered 410 Gone stays disabled (until POST /v1/control/sinks/{name}/enable)"),
     series("deskgate_sink_delivered_total", Counter, &[SINK], "Events a sink delivered"),
     series("deskgate_sink_retried_total", Counter, &[SINK], "Failed sink delivery attempts (each is retried until the sink gives up)"),
     series("deskgate_sink_dead_lettered_total", Counter, &[SINK],

@@ -1,6 +1,6 @@
 //! Operations: what systemd, Prometheus and an operator see. The control plane refuses anyone
 //! without a token, systemd hears READY and STOPPING, the control listener can be split from
-//! the public one, and the shipped unit file verifies where the README installs the binary.
+//! the public one, and the shipped unit file verifies where docs/operating.md installs the binary.
 //! SIGHUP reloads are in `ops/reload.rs`, `deskgate backup` in `ops/backup.rs`, readiness and
 //! metric values in `ops/watch.rs`, the scrape against promtool and the docs in
 //! `ops/prometheus.rs`, check-config and secrets in `ops/config.rs`.
@@ -204,16 +204,16 @@ async fn systemd_hears_ready_and_stopping() {
     assert!(child.wait().unwrap().success());
 }
 
-/// The binary's path in the README's install steps (`sudo install ... target/release/deskgate
-/// PATH`).
-fn readme_install_path() -> String {
+/// The binary's path in the install steps of `docs/operating.md` (`sudo install ...
+/// target/release/deskgate PATH`).
+fn documented_install_path() -> String {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operating.md")).unwrap();
     readme
         .lines()
         .find_map(|l| l.strip_prefix("sudo install -m 0755 target/release/deskgate "))
         .expect(
-            "the README installs the binary with `sudo install -m 0755 target/release/deskgate`",
+            "docs/operating.md installs the binary with `sudo install -m 0755 target/release/deskgate`",
         )
         .trim()
         .to_owned()
@@ -223,7 +223,7 @@ fn readme_install_path() -> String {
 fn the_unit_file_verifies_and_is_hardened() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/deskgate.service");
     let unit = std::fs::read_to_string(path).unwrap();
-    let installed = readme_install_path();
+    let installed = documented_install_path();
     let exec_start = unit
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))
@@ -231,10 +231,10 @@ fn the_unit_file_verifies_and_is_hardened() {
         .expect("the unit has an ExecStart=");
     assert_eq!(
         exec_start, installed,
-        "the unit runs the binary the README installs"
+        "the unit runs the binary docs/operating.md installs"
     );
     // Verified as shipped, unedited: systemd-analyze checks that the binary exists, so in a
-    // mount namespace of its own the binary under test is mounted at the README's path (a
+    // mount namespace of its own the binary under test is mounted at the documented path (a
     // tmpfs over its directory, so nothing on the machine changes). As root that needs only a
     // mount namespace; otherwise a user namespace maps the caller to root in it.
     let uid = Command::new("id").arg("-u").output().unwrap().stdout;
