@@ -8,7 +8,7 @@
 //! - [`model`], [`config`]: plain types and configuration; they import nothing of ours.
 //! - [`store`]: the embedded database (fjall): keyspaces, keys, codec, atomic batches, fsync.
 //! - [`journal`]: the single writer that makes every input durable before it is acknowledged.
-//! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message.
+//! - [`backoff`]: the jittered exponential backoff of every retry loop.
 //! - [`routing`]: the assignment decision (pure) and the routing rules compiled from config.
 //! - [`tickets`]: the ticket mirror's pipeline, status and owner; status triggers; control commands.
 //! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message;
@@ -24,6 +24,7 @@
 //! - [`backup`]: a consistent copy of the state, taken while the daemon runs.
 
 pub mod app;
+pub mod backoff;
 pub mod backup;
 pub mod channels;
 pub mod cli;

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use rand::Rng;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::graph::Graph;
 use super::smtp::Smtp;
 use super::{ItemStatus, OutgoingItem, Payload};
+use crate::backoff::Backoff;
 use crate::config::OutboundConfig;
 use crate::journal::{Appended, JournalError, JournalHandle};
 use crate::model::{OutboundOutcome, OutboundRecord, Record, SendResult};
@@ -44,22 +44,9 @@ pub enum Failure {
 
 /// Retry bounds from `[outbound]`.
 struct Retry {
-    base: Duration,
-    max: Duration,
+    backoff: Backoff,
     give_up_after: chrono::Duration,
     permanent_attempts: u32,
-}
-
-impl Retry {
-    /// Exponential from `base`, capped at `max`, with jitter over the upper half so that many
-    /// items failing together do not retry together.
-    fn delay(&self, failures: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1 << failures.saturating_sub(1).min(20));
-        let capped = exp.min(self.max);
-        capped.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
-    }
 }
 
 /// Items of one lane in flight at once (each on a different conversation).
@@ -117,8 +104,10 @@ impl Sender {
             graph: Graph::new(config)?,
             caps: RateLimiter::keyed(Quota::per_hour(per_hour)),
             retry: Retry {
-                base: Duration::from_millis(config.retry_base_ms),
-                max: Duration::from_secs(config.retry_max_secs.max(1)),
+                backoff: Backoff::new(
+                    Duration::from_millis(config.retry_base_ms),
+                    Duration::from_secs(config.retry_max_secs.max(1)),
+                ),
                 give_up_after: chrono::Duration::seconds(
                     i64::try_from(config.give_up_after_secs).unwrap_or(i64::MAX / 1000),
                 ),
@@ -352,7 +341,7 @@ impl Sender {
     fn back_off(&self, tracking: &mut Tracking, id: &str) {
         let failures = tracking.failures.entry(id.to_owned()).or_default();
         *failures += 1;
-        let delay = self.retry.delay(*failures);
+        let delay = self.retry.backoff.delay(*failures);
         tracking
             .next_due
             .insert(id.to_owned(), Instant::now() + delay);
@@ -401,28 +390,4 @@ fn lane(item: &OutgoingItem) -> String {
 
 fn outbound_record(outcome: OutboundOutcome) -> Record {
     Record::Outbound(Box::new(OutboundRecord::Outcome(outcome)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_stays_bounded() {
-        let retry = Retry {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(2),
-            give_up_after: chrono::Duration::hours(1),
-            permanent_attempts: 3,
-        };
-        for failures in 1..40 {
-            let delay = retry.delay(failures);
-            let exp = Duration::from_millis(100).saturating_mul(1 << (failures - 1).min(20));
-            let ceiling = exp.min(Duration::from_secs(2));
-            assert!(
-                delay <= ceiling && delay >= ceiling / 2,
-                "{failures}: {delay:?}"
-            );
-        }
-    }
 }

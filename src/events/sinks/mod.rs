@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -228,14 +227,14 @@ pub fn start(
     Ok(Sinks(Arc::new(handles)))
 }
 
-/// Jittered exponential backoff: the n-th retry (from 0) waits between half and all of
-/// `min * 2^n`, capped at `max`.
-pub(crate) fn backoff(retry: u32, min_ms: u64, max_ms: u64) -> Duration {
-    let ceiling = min_ms
-        .saturating_mul(1u64 << retry.min(32))
-        .clamp(min_ms, max_ms);
-    let wait = rand::thread_rng().gen_range(ceiling / 2..=ceiling);
-    Duration::from_millis(wait.max(1))
+/// The backoff of a sink's retries: `failures` failures in a row so far (0 before the first
+/// retry), between `min_ms` and `max_ms`.
+pub(crate) fn backoff(failures: u32, min_ms: u64, max_ms: u64) -> Duration {
+    crate::backoff::Backoff::new(
+        Duration::from_millis(min_ms.max(1)),
+        Duration::from_millis(max_ms),
+    )
+    .delay(failures.saturating_add(1))
 }
 
 #[cfg(test)]

@@ -7,18 +7,6 @@ use super::*;
 use crate::events::{EventDraft, EventType, OutboxWriter};
 
 #[test]
-fn backoff_grows_with_jitter_within_bounds() {
-    for retry in 0..40 {
-        let wait = backoff(retry, 100, 5_000).as_millis() as u64;
-        let ceiling = (100u64 << retry.min(32)).clamp(100, 5_000);
-        assert!(
-            wait >= ceiling / 2 && wait <= ceiling,
-            "retry {retry}: {wait}"
-        );
-    }
-}
-
-#[test]
 fn nats_subjects_put_the_ticket_in_one_token() {
     use super::nats::nats_subject;
     assert_eq!(

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::{Backoff, Retries};
 use crate::config::ImapConfig;
 use crate::journal::JournalHandle;
 use crate::store::{Blobs, Store};
@@ -44,10 +45,10 @@ pub async fn run(mailbox: Mailbox, shutdown: CancellationToken) {
     let channel = mailbox.channel.clone();
     let registry = mailbox.registry.clone();
     registry.register(&channel, &mailbox.config.folder);
-    let mut backoff = Backoff::new(
+    let mut backoff = Retries::new(Backoff::new(
         Duration::from_millis(mailbox.config.backoff_min_ms),
         Duration::from_millis(mailbox.config.backoff_max_ms),
-    );
+    ));
     let auth_retry = Duration::from_secs(mailbox.config.auth_retry_secs);
     let mut task = sync::Task::new(mailbox);
     loop {
@@ -67,7 +68,7 @@ pub async fn run(mailbox: Mailbox, shutdown: CancellationToken) {
         )
         .increment(1);
         let (state, delay) = if error.is_slow_retry() {
-            let delay = jitter(auth_retry);
+            let delay = Backoff::new(auth_retry, auth_retry).delay(1);
             tracing::error!(%error, channel = %channel, retry_in_secs = delay.as_secs(),
                 "IMAP mailbox cannot log in; check the user and password file");
             (ConnectionState::AuthFailed, delay)
@@ -89,69 +90,4 @@ pub async fn run(mailbox: Mailbox, shutdown: CancellationToken) {
     }
     registry.set_state(&channel, ConnectionState::Stopped);
     tracing::info!(channel = %channel, "IMAP mailbox stopped");
-}
-
-/// Jittered exponential backoff between validated bounds: each delay is drawn from the upper
-/// half of a window that doubles from `min` up to `max`.
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff {
-            min,
-            max: max.max(min),
-            attempt: 0,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let window = self
-            .min
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        jitter(window)
-    }
-
-    /// After a connection that worked, start again from `min`.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-/// A delay between half and all of `window`, so that many mailboxes do not retry in step.
-fn jitter(window: Duration) -> Duration {
-    let half = window / 2;
-    half + half.mul_f64(fastrand::f64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_within_its_bounds_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
-        let windows = [100, 200, 400, 800, 1000, 1000, 1000];
-        for window in windows {
-            let delay = backoff.next_delay();
-            assert!(
-                delay >= Duration::from_millis(window / 2),
-                "{delay:?} < {window}/2"
-            );
-            assert!(
-                delay <= Duration::from_millis(window),
-                "{delay:?} > {window}"
-            );
-        }
-        for _ in 0..100 {
-            assert!(backoff.next_delay() <= Duration::from_millis(1000));
-        }
-        backoff.reset();
-        assert!(backoff.next_delay() <= Duration::from_millis(100));
-    }
 }

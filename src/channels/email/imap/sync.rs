@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{self, timed, MailboxError, Session};
 use super::ingest::{JournalOutcome, Journaler};
 use super::status::ConnectionState;
-use super::{Backoff, Mailbox};
+use super::Mailbox;
+use crate::backoff::Retries;
 use crate::config::imap::{AfterIngest, InitialSync};
 use crate::store::MailboxCheckpoint;
 
@@ -62,7 +63,7 @@ impl Task {
     pub(super) async fn connected(
         &mut self,
         shutdown: &CancellationToken,
-        backoff: &mut Backoff,
+        backoff: &mut Retries,
     ) -> Result<(), MailboxError> {
         let mut session = conn::open(&self.m.config).await?;
         let caps = timed(self.limit, "CAPABILITY", session.capabilities()).await?;
