@@ -1,9 +1,10 @@
-//! Ticket and contact events: their types, the CloudEvents 1.0 envelope, and the outbox they
-//! are sequenced into.
+//! Ticket and contact events: their types, their typed `data` ([`data`]) and its JSON Schemas,
+//! the CloudEvents 1.0 envelope, and the outbox they are sequenced into.
 //!
 //! Events are written by the processor inside the same atomic step as the effects they
 //! describe, and become visible to readers only after that step is flushed.
 
+pub mod data;
 mod outbox;
 pub mod sinks;
 
@@ -52,6 +53,49 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every event type, in the order of the enum.
+    pub const ALL: [EventType; 28] = [
+        EventType::ContactCreated,
+        EventType::ContactUpdated,
+        EventType::ContactMerged,
+        EventType::ContactMergeSuggested,
+        EventType::ContactErased,
+        EventType::TicketCreated,
+        EventType::TicketMessageAdded,
+        EventType::InboundQuarantined,
+        EventType::SinkDeadLettered,
+        EventType::TicketAssigned,
+        EventType::TicketStatusTrigger,
+        EventType::TicketStatusChanged,
+        EventType::TicketActionRequested,
+        EventType::TicketMerged,
+        EventType::TicketMergeSuggested,
+        EventType::TicketSplit,
+        EventType::TicketDeleted,
+        EventType::ConversationMessageAdded,
+        EventType::ConversationClosed,
+        EventType::ConversationSpam,
+        EventType::ConversationSpamUndone,
+        EventType::ContactSpamUndone,
+        EventType::MessageDeliveryStatus,
+        EventType::ChannelEvent,
+        EventType::OutboundSent,
+        EventType::OutboundFailed,
+        EventType::OutboundSuppressed,
+        EventType::OutboundChatMessage,
+    ];
+
+    /// The event type named `name` (`deskgate.ticket.created`).
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// Ticket and conversation events carry the ticket's number, which the outbox adds.
+    pub fn carries_ticket_number(self) -> bool {
+        let name = self.as_str();
+        name.starts_with("deskgate.ticket.") || name.starts_with("deskgate.conversation.")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::ContactCreated => "deskgate.contact.created",
@@ -94,7 +138,22 @@ pub struct EventDraft {
     pub subject: String,
     /// The channel it came from, which names the event's `source`.
     pub channel: Option<String>,
+    /// The rendered `data`. Build drafts with [`EventDraft::new`], which renders typed data;
+    /// the field stays public for the sinks' dead-letter event, which builds its JSON itself
+    /// until it moves to [`data::SinkDeadLettered`].
     pub data: serde_json::Value,
+}
+
+impl EventDraft {
+    /// A draft of the event whose `data` is `data`; its type follows from the data.
+    pub fn new(subject: impl Into<String>, channel: Option<&str>, data: data::EventData) -> Self {
+        EventDraft {
+            event_type: data.event_type(),
+            subject: subject.into(),
+            channel: channel.map(str::to_owned),
+            data: data.into_json(),
+        }
+    }
 }
 
 /// The CloudEvents 1.0 JSON envelope as written to the outbox and served to readers.
