@@ -136,7 +136,7 @@ pub struct EventDraft {
     pub event_type: EventType,
     /// The ticket or contact the event is about.
     pub subject: String,
-    /// The channel it came from, which names the event's `source`.
+    /// The channel it came from (the envelope's `channel` extension).
     pub channel: Option<String>,
     /// The rendered `data`. Build drafts with [`EventDraft::new`], which renders typed data;
     /// the field stays public for the sinks' dead-letter event, which builds its JSON itself
@@ -167,34 +167,39 @@ struct CloudEvent<'a> {
     subject: &'a str,
     time: String,
     datacontenttype: &'static str,
-    /// The CloudEvents sequence extension is a string compared lexicographically, so the number
-    /// is zero-padded to 20 digits.
+    /// The JSON Schema of `data`: `{source}/v1/schemas/events/{type}.json`.
+    dataschema: String,
+    /// The CloudEvents sequence extension: the outbox sequence number, which orders the events
+    /// of this source (one per instance) and is contiguous in it. A string compared
+    /// lexicographically, so the number is zero-padded to 20 digits.
     sequence: String,
+    /// A deskgate extension: the channel the event came from, when it came from one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
     data: &'a serde_json::Value,
 }
 
-/// Renders an event. Its id is derived from the instance and the sequence number, so the same
-/// step replayed after a crash produces the same id.
+/// Renders an event. `source` is the instance's absolute URI (`events.source`). Its id is
+/// derived from the instance and the sequence number, so the same step replayed after a crash
+/// produces the same id.
 pub fn render(
-    instance_name: &str,
+    source: &str,
     instance_id: Uuid,
     seq: u64,
     time: DateTime<Utc>,
     draft: &EventDraft,
 ) -> Vec<u8> {
-    let source = match &draft.channel {
-        Some(channel) => format!("/{instance_name}/channels/{channel}"),
-        None => format!("/{instance_name}"),
-    };
     let event = CloudEvent {
         specversion: "1.0",
         id: Uuid::new_v5(&instance_id, format!("event:{seq}").as_bytes()).to_string(),
-        source,
+        source: source.to_owned(),
         event_type: draft.event_type.as_str(),
         subject: &draft.subject,
         time: time.to_rfc3339_opts(SecondsFormat::Micros, true),
         datacontenttype: "application/json",
+        dataschema: format!("{source}{}", data::schema::path(draft.event_type)),
         sequence: format!("{seq:020}"),
+        channel: draft.channel.as_deref(),
         data: &draft.data,
     };
     serde_json::to_vec(&event).expect("a JSON value and strings serialise")
