@@ -103,6 +103,33 @@ mod tests {
         );
     }
 
+    /// `docs/events.md` documents exactly the event types there are: every type in its table
+    /// has a Rust type (an [`EventType`], hence data and a schema), and every type has a row.
+    #[test]
+    fn docs_events_md_lists_exactly_the_event_types() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/events.md");
+        let text = std::fs::read_to_string(docs).unwrap();
+        let documented: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `deskgate."))
+            .filter_map(|rest| rest.split('`').next())
+            .collect();
+        let mut wrong = Vec::new();
+        for name in &documented {
+            let name = format!("deskgate.{name}");
+            if EventType::parse(&name).is_none() {
+                wrong.push(format!("{name} is documented but has no Rust type"));
+            }
+        }
+        for event_type in EventType::ALL {
+            let name = event_type.as_str();
+            if !documented.iter().any(|d| format!("deskgate.{d}") == name) {
+                wrong.push(format!("{name} has no row in docs/events.md"));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
     #[test]
     fn every_schema_is_an_object_schema_with_a_description() {
         for event_type in EventType::ALL {
