@@ -339,7 +339,7 @@ async fn journal_moves_due(
 /// Starts the journal writer and the processor (which reads its rules from `live`).
 fn start_pipeline(config: &Config, opened: &Opened, live: LiveHandle) -> anyhow::Result<Pipeline> {
     let store = &opened.store;
-    let outbox = OutboxWriter::new(config.events.instance.clone(), opened.instance_id);
+    let outbox = OutboxWriter::new(config.events.source(opened.instance_id), opened.instance_id);
     let minter = Minter::new(opened.instance_id);
     let processor = Processor::new(store.clone(), minter, outbox, config.events.processor_batch)
         .with_live(live)

@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::events::data::Direction;
 use crate::ids::Minter;
 use crate::model::{Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
@@ -41,11 +42,11 @@ pub struct Conversation {
 }
 
 /// `outbound` for the business's own messages echoed by the platform, else `inbound`.
-pub fn direction(inbound: &Inbound) -> &'static str {
+pub fn direction(inbound: &Inbound) -> Direction {
     if inbound.kind == MessageKind::Echo {
-        "outbound"
+        Direction::Outbound
     } else {
-        "inbound"
+        Direction::Inbound
     }
 }
 
@@ -79,19 +80,26 @@ fn open_reply_windows(conversation: &mut Conversation, inbound: &Inbound) {
 }
 
 /// deskgate's mirror of a ticket; the ticket store owns the real one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct Ticket {
+    /// The ticket's id (stable).
     pub id: String,
     /// The short number people name the ticket by (`#1042`): unique in this deskgate instance
     /// and never given twice. 0 for tickets opened before numbers existed.
     #[serde(default)]
     pub number: u64,
+    /// The contact (customer) the ticket is for.
     pub contact_id: String,
+    /// The channel of the message that opened it.
     pub channel: String,
+    /// The subject of the message that opened it, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The ids of its conversations (threads), oldest first.
     pub conversations: Vec<String>,
+    /// When it was opened.
     pub created_at: DateTime<Utc>,
+    /// When a message or change last touched it.
     pub updated_at: DateTime<Utc>,
     /// Tickets a mail proved to be the same thread as this one, already suggested for a merge
     /// (`deskgate.ticket.merge_suggested`), so that the suggestion is made once.

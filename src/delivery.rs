@@ -7,11 +7,9 @@
 //! conversation's ticket; otherwise (a status for a message sent before deskgate, or from
 //! elsewhere) it names the channel and thread, and the event still goes out.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::json;
-
 use crate::conversations::Conversation;
-use crate::events::{EventDraft, EventType, OutboxWriter};
+use crate::events::data::{ChannelNotice, EventData, Micros};
+use crate::events::{EventDraft, OutboxWriter};
 use crate::model::{ChannelEvent, ChannelEventKind};
 use crate::store::{keys, StateBatch, StoreError};
 
@@ -34,31 +32,26 @@ pub fn apply(
             event.thread_key.as_deref().unwrap_or(&event.external_id)
         ),
     };
-    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
-    let event_type = match event.kind {
-        ChannelEventKind::DeliveryStatus => EventType::MessageDeliveryStatus,
-        ChannelEventKind::Other => EventType::ChannelEvent,
+    let data = ChannelNotice {
+        journal_seq: seq,
+        channel: event.channel.clone(),
+        external_id: event.external_id.clone(),
+        name: event.name.clone(),
+        status: event.status.clone(),
+        message_ids: event.message_ids.clone(),
+        customer: event.sender.clone(),
+        conversation_id: conversation.as_ref().map(|c| c.id.clone()),
+        ticket_id: conversation.as_ref().map(|c| c.ticket_id.clone()),
+        thread_id: event.thread_key.clone(),
+        detail: event.detail.clone(),
+        occurred_at: event.occurred_at.map(Micros),
+        received_at: Micros(event.received_at),
     };
-    let draft = EventDraft {
-        event_type,
-        subject,
-        channel: Some(event.channel.clone()),
-        data: json!({
-            "journal_seq": seq,
-            "channel": event.channel,
-            "external_id": event.external_id,
-            "name": event.name,
-            "status": event.status,
-            "message_ids": event.message_ids,
-            "customer": event.sender,
-            "conversation_id": conversation.as_ref().map(|c| &c.id),
-            "ticket_id": conversation.as_ref().map(|c| &c.ticket_id),
-            "thread_id": event.thread_key,
-            "detail": event.detail,
-            "occurred_at": event.occurred_at.map(time),
-            "received_at": time(event.received_at),
-        }),
+    let data = match event.kind {
+        ChannelEventKind::DeliveryStatus => EventData::MessageDeliveryStatus(data),
+        ChannelEventKind::Other => EventData::ChannelEvent(data),
     };
+    let draft = EventDraft::new(subject, Some(&event.channel), data);
     outbox.push(batch, event.received_at, &draft)?;
     Ok(())
 }

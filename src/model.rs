@@ -9,16 +9,29 @@ use serde::{Deserialize, Serialize};
 
 /// One way of recognising a person. The canonical (normalised) form is what is indexed;
 /// display spellings live on the contact.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema, Deserialize,
+)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Identity {
     /// An email address, lower-cased.
-    Email { address: String },
+    Email {
+        /// The address, lower-cased, with an internationalised domain in ASCII form.
+        address: String,
+    },
     /// A phone number in E.164 form.
-    Phone { number: String },
+    Phone {
+        /// The number in E.164 form (`+351912345678`).
+        number: String,
+    },
     /// An id that only means something inside one channel: an API caller's customer id, a chat
     /// visitor token, a Messenger page-scoped id.
-    Channel { channel: String, id: String },
+    Channel {
+        /// The channel the id means something in.
+        channel: String,
+        /// The id (`psid:<page>:<psid>`, `visitor:<token>`, a caller's customer id).
+        id: String,
+    },
 }
 
 impl Identity {
@@ -34,7 +47,7 @@ impl Identity {
 }
 
 /// Who sent a message, as far as the channel could tell.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct Sender {
     /// Display name as the sender gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +158,9 @@ impl Inbound {
 }
 
 /// What kind of item a channel delivered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     /// Something the customer wrote.
@@ -161,7 +176,7 @@ pub enum MessageKind {
 }
 
 /// Facts about a message, set by the channel adapter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct MessageFlags {
     /// Machine-generated (RFC 3834 Auto-Submitted, Precedence bulk/list, auto-reply headers,
     /// mailer-daemon senders): never answered automatically, never a customer reply.
@@ -178,7 +193,7 @@ pub struct MessageFlags {
 }
 
 /// What a bounce says failed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct Bounce {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient: Option<String>,
@@ -191,7 +206,7 @@ pub struct Bounce {
 }
 
 /// The headers that place an email in a thread. Ids are without angle brackets.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct EmailMeta {
     pub message_id: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -211,13 +226,16 @@ pub struct EmailMeta {
 }
 
 /// An attachment: its metadata travels with the message; its content is stored by id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct Attachment {
     /// Content id in deskgate's blob store, or the platform's media id/URL.
     pub id: String,
+    /// The file name, when the sender gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Its MIME type.
     pub content_type: String,
+    /// Its size in bytes.
     pub size: u64,
 }
 
@@ -474,7 +492,7 @@ impl OutboundRecord {
 }
 
 /// The agent sending a reply; names fill the signature's tokens.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct AgentRef {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -500,7 +518,7 @@ pub struct ReplyRequest {
     pub requested_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AutomaticKind {
     /// An answer to the customer's mail (`Auto-Submitted: auto-replied`).

@@ -14,14 +14,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::ActionKind;
 use crate::contacts;
 use crate::conversations::{self, Threaded};
+use crate::events::data::{
+    ConversationRef, EventData, InboundQuarantined, MessageAdded, MessageView, Micros,
+};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::live::{Live, LiveHandle};
@@ -344,25 +346,20 @@ impl Processor {
         )?;
         let (event_type, subject) = routed.message_event(&threaded);
         let mut data = self.message_data(seq, inbound, &threaded);
-        if inbound.html.is_none() {
-            // A mail without HTML has none in its event (not an invented or empty one).
-            if let Some(message) = data["message"].as_object_mut() {
-                message.remove("html");
-            }
-        }
-        routed.annotate(&mut data);
+        data.ticket = routed.ticket_view(&threaded.ticket);
+        data.message.spam = routed.spam;
         if let Some(reason) = &history {
-            data["message"]["imported"] = json!(true);
-            data["message"]["imported_reason"] = json!(reason);
+            data.message.imported = true;
+            data.message.imported_reason = Some(reason.clone());
             metrics::counter!("deskgate_history_messages_total", "channel" => inbound.channel.clone())
                 .increment(1);
         }
-        let draft = EventDraft {
-            event_type,
-            subject,
-            channel,
-            data,
+        let data = match event_type {
+            EventType::TicketCreated => EventData::TicketCreated(data),
+            EventType::ConversationMessageAdded => EventData::ConversationMessageAdded(data),
+            _ => EventData::TicketMessageAdded(data),
         };
+        let draft = EventDraft::new(subject, channel.as_deref(), data);
         self.outbox.push(batch, at, &draft)?;
         let message_id = self.minter.message_id(seq);
         if let Some(merge) = conversations::email::merge_suggestion(&threaded, inbound, &message_id)
@@ -415,37 +412,41 @@ impl Processor {
         Ok(())
     }
 
-    fn message_data(&self, seq: u64, inbound: &Inbound, threaded: &Threaded) -> serde_json::Value {
-        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
-        json!({
-            "ticket": threaded.ticket,
-            "conversation": {
-                "id": threaded.conversation.id,
-                "channel": threaded.conversation.channel,
-                "thread_id": threaded.conversation.thread_key,
-                "reply_window_ends_at": threaded.conversation.reply_window_ends_at.map(time),
-                "human_agent_window_ends_at":
-                    threaded.conversation.human_agent_window_ends_at.map(time),
+    /// The data of a message's own event, before routing adds the ticket's fields.
+    fn message_data(&self, seq: u64, inbound: &Inbound, threaded: &Threaded) -> MessageAdded {
+        let conversation = &threaded.conversation;
+        MessageAdded {
+            ticket: None,
+            conversation: ConversationRef {
+                id: conversation.id.clone(),
+                channel: conversation.channel.clone(),
+                thread_id: conversation.thread_key.clone(),
+                reply_window_ends_at: conversation.reply_window_ends_at.map(Micros),
+                human_agent_window_ends_at: conversation.human_agent_window_ends_at.map(Micros),
             },
-            "message": {
-                "id": self.minter.message_id(seq),
-                "journal_seq": seq,
-                "direction": conversations::direction(inbound),
-                "channel": inbound.channel,
-                "external_id": inbound.external_id,
-                "from": inbound.sender,
-                "kind": inbound.kind,
-                "subject": inbound.subject,
-                "text": inbound.text,
-                "html": inbound.html,
-                "flags": inbound.flags,
-                "email": inbound.email,
-                "attachments": inbound.attachments,
-                "extra": inbound.extra,
-                "sent_at": inbound.sent_at.map(time),
-                "received_at": time(inbound.received_at),
+            message: MessageView {
+                id: self.minter.message_id(seq),
+                journal_seq: seq,
+                direction: conversations::direction(inbound),
+                channel: inbound.channel.clone(),
+                external_id: inbound.external_id.clone(),
+                from: inbound.sender.clone(),
+                kind: inbound.kind,
+                subject: inbound.subject.clone(),
+                text: inbound.text.clone(),
+                // A mail without HTML has none in its event (not an invented or empty one).
+                html: inbound.html.clone(),
+                flags: inbound.flags.clone(),
+                email: inbound.email.clone(),
+                attachments: inbound.attachments.clone(),
+                extra: inbound.extra.clone(),
+                sent_at: inbound.sent_at.map(Micros),
+                received_at: Micros(inbound.received_at),
+                spam: false,
+                imported: false,
+                imported_reason: None,
             },
-        })
+        }
     }
 
     fn quarantine(
@@ -499,17 +500,17 @@ impl Processor {
             retried_as: None,
         };
         batch.put(keys::quarantine(seq), &entry);
-        let draft = EventDraft {
-            event_type: EventType::InboundQuarantined,
-            subject: format!("journal/{seq}"),
-            channel,
-            data: json!({
-                "journal_seq": seq,
-                "external_id": entry.external_id,
-                "reason": reason,
-                "raw_blob": entry.raw_blob,
-            }),
+        let data = InboundQuarantined {
+            journal_seq: seq,
+            external_id: entry.external_id.clone(),
+            reason: reason.to_owned(),
+            raw_blob: entry.raw_blob.clone(),
         };
+        let draft = EventDraft::new(
+            format!("journal/{seq}"),
+            channel.as_deref(),
+            EventData::InboundQuarantined(data),
+        );
         self.outbox.push(batch, at, &draft)?;
         Ok(())
     }

@@ -79,7 +79,15 @@ async fn messages_become_contact_and_ticket_events_exactly_once() {
     );
     for (i, event) in events.iter().enumerate() {
         assert_eq!(event["specversion"], "1.0");
-        assert_eq!(event["source"], "/deskgate/channels/api");
+        let source = event["source"].as_str().unwrap();
+        assert!(source.starts_with("urn:deskgate:"), "{source}");
+        assert_eq!(events[0]["source"], source, "one source per instance");
+        assert_eq!(event["channel"], "api");
+        let schema = format!(
+            "{source}/v1/schemas/events/{}.json",
+            event["type"].as_str().unwrap()
+        );
+        assert_eq!(event["dataschema"], schema);
         assert_eq!(event["sequence"], format!("{:020}", i + 1));
         assert!(event["id"].as_str().is_some_and(|id| id.len() == 36));
         assert!(event["time"].as_str().is_some_and(|t| t.ends_with('Z')));
@@ -415,4 +423,35 @@ async fn the_control_api_refuses_anyone_without_a_valid_token() {
         !daemon.log().contains("s3cret"),
         "the token never reaches the log"
     );
+}
+
+/// Every event's `dataschema` is served by the daemon, and is the committed schema file.
+#[tokio::test]
+async fn the_daemon_serves_the_committed_event_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let name = "deskgate.ticket.created.json";
+    let response = client
+        .get(daemon.url(&format!("/v1/schemas/events/{name}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/schema+json"
+    );
+    let committed = std::fs::read_to_string(format!(
+        "{}/schemas/events/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert_eq!(response.text().await.unwrap(), committed);
+    let unknown = client
+        .get(daemon.url("/v1/schemas/events/deskgate.nothing.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
 }

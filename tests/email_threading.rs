@@ -265,7 +265,7 @@ async fn archives_thread_the_same_in_any_order() {
                 ticket_of.insert(seq, ticket.to_owned());
             }
             Some("deskgate.ticket.merge_suggested") => {
-                let channel = event["source"].as_str().unwrap_or("?").to_owned();
+                let channel = event["channel"].as_str().unwrap_or("?").to_owned();
                 *suggestions.entry(channel).or_default() += 1;
             }
             _ => {}
@@ -279,7 +279,7 @@ async fn archives_thread_the_same_in_any_order() {
             seqs.iter().map(|seq| ticket_of.get(seq).cloned()).collect();
         let suggested = suggestions
             .iter()
-            .filter(|(source, _)| source.ends_with(&format!("/{channel}")))
+            .filter(|(of, _)| of.as_str() == channel.as_str())
             .map(|(_, n)| *n)
             .sum::<usize>();
         failures.extend(score(archive, name, &tickets, suggested));

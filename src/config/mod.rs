@@ -178,8 +178,14 @@ impl Default for JournalConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
-    /// Names this deskgate in every event's `source` (`/{instance}/channels/{channel}`).
+    /// A short name of this deskgate (1-64 of a-z, 0-9, `-`, `_`). Events no longer carry it:
+    /// their `source` is [`EventsConfig::source`]. Kept so that configs naming it still load.
     pub instance: String,
+    /// Every event's CloudEvents `source`: an absolute URI naming this deskgate instance, such
+    /// as the base URL it is reached at (`https://desk.example.com/deskgate`), which also makes
+    /// each event's `dataschema` (`{source}/v1/schemas/events/{type}.json`) resolvable. Unset:
+    /// `urn:deskgate:{instance id}`, the state directory's own id.
+    pub source: Option<String>,
     /// The longest `wait` a reader of `GET /v1/events` may ask for.
     pub max_wait_secs: u64,
     /// The most events one `GET /v1/events` returns.
@@ -191,10 +197,37 @@ pub struct EventsConfig {
     pub require_token: bool,
 }
 
+impl EventsConfig {
+    /// The `source` of every event: `events.source` without a trailing `/`, else
+    /// `urn:deskgate:{instance_id}`.
+    pub fn source(&self, instance_id: uuid::Uuid) -> String {
+        match &self.source {
+            Some(source) => source.trim_end_matches('/').to_owned(),
+            None => format!("urn:deskgate:{instance_id}"),
+        }
+    }
+}
+
+/// An absolute URI (RFC 3986 `scheme ":" hier-part`) that a path can be appended to: a scheme,
+/// something after it, and no whitespace, query or fragment.
+fn is_absolute_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let rest_ok = !rest.trim_end_matches('/').is_empty()
+        && !rest.contains(|c: char| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#'));
+    scheme_ok && rest_ok
+}
+
 impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
             instance: "deskgate".to_owned(),
+            source: None,
             max_wait_secs: 60,
             max_limit: 1_000,
             processor_batch: 512,
@@ -531,6 +564,12 @@ impl Config {
             is_valid_name(&self.events.instance),
             "events.instance",
             "must be 1-64 characters of a-z, 0-9, '-' and '_'",
+        );
+        check(
+            self.events.source.as_deref().is_none_or(is_absolute_uri),
+            "events.source",
+            "must be an absolute URI without query or fragment (https://desk.example.com/deskgate, \
+             urn:example:desk)",
         );
         check(self.events.max_limit > 0, "events.max_limit", "must be > 0");
         check(

@@ -79,6 +79,9 @@ fn broken_configs_and_their_messages() {
         ),
         ("[server]\nlisten = \"nowhere\"\n", "server.listen: invalid socket address"),
         ("[events]\ninstance = \"Has Spaces\"\n", "events.instance: must be 1-64 characters"),
+        ("[events]\nsource = \"/deskgate\"\n", "events.source: must be an absolute URI"),
+        ("[events]\nsource = \"https://x.example/?a=1\"\n", "events.source: must be an absolute URI"),
+        ("[events]\nsource = \"urn:\"\n", "events.source: must be an absolute URI"),
         ("[log]\nformat = \"xml\"\n", "log.format: unknown variant `xml`"),
         ("[server]\nshutdown_grace_secs = 0\n", "server.shutdown_grace_secs: must be > 0"),
         ("[server]\nheader_read_timeout_secs = 0\n", "server.header_read_timeout_secs: must be > 0"),
@@ -147,4 +150,16 @@ fn a_channel_of_every_kind_can_be_built_with_defaults() {
     ] {
         assert_eq!(ChannelConfig::of_kind(kind).kind, kind);
     }
+}
+
+#[test]
+fn the_event_source_is_the_configured_uri_or_the_instance_urn() {
+    let id = uuid::Uuid::nil();
+    let mut events = super::EventsConfig::default();
+    assert_eq!(
+        events.source(id),
+        "urn:deskgate:00000000-0000-0000-0000-000000000000"
+    );
+    events.source = Some("https://desk.example.com/deskgate/".to_owned());
+    assert_eq!(events.source(id), "https://desk.example.com/deskgate");
 }

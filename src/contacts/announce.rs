@@ -10,10 +10,12 @@
 //! - `deskgate.contact.erased`: `data.contact_id`, `data.conversations`, `data.messages`.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use super::{Contact, Resolution};
-use crate::events::{EventDraft, EventType, OutboxWriter};
+use crate::events::data::{
+    ContactCreated, ContactMergeSuggested, ContactMerged, ContactUpdated, EventData,
+};
+use crate::events::{EventDraft, OutboxWriter};
 use crate::store::{StateBatch, StoreError};
 
 /// Where the events go and when they happened.
@@ -27,16 +29,10 @@ impl Announcer<'_> {
     pub fn push(
         &self,
         batch: &mut StateBatch<'_>,
-        event_type: EventType,
         subject: &str,
-        data: serde_json::Value,
+        data: EventData,
     ) -> Result<(), StoreError> {
-        let draft = EventDraft {
-            event_type,
-            subject: subject.to_owned(),
-            channel: self.channel.clone(),
-            data,
-        };
+        let draft = EventDraft::new(subject, self.channel.as_deref(), data);
         self.outbox.push(batch, self.at, &draft)?;
         Ok(())
     }
@@ -49,39 +45,30 @@ impl Announcer<'_> {
     ) -> Result<(), StoreError> {
         let contact = &resolution.contact;
         if resolution.created {
-            return self.push(
-                batch,
-                EventType::ContactCreated,
-                &contact.id,
-                json!({ "contact": contact }),
-            );
+            let data = ContactCreated {
+                contact: contact.clone(),
+            };
+            return self.push(batch, &contact.id, EventData::ContactCreated(data));
         }
         if !resolution.absorbed.is_empty() {
             self.merged(batch, contact, &resolution.absorbed, false)?;
         }
         if !resolution.suggested.is_empty() {
-            self.push(
-                batch,
-                EventType::ContactMergeSuggested,
-                &contact.id,
-                json!({
-                    "contact": contact,
-                    "candidates": resolution.suggested,
-                    "reason": "the contacts hold different identities of a kind a person has only one of",
-                }),
-            )?;
+            let data = ContactMergeSuggested {
+                contact: contact.clone(),
+                candidates: resolution.suggested.clone(),
+                reason: ContactMergeSuggested::GUARD.to_owned(),
+            };
+            self.push(batch, &contact.id, EventData::ContactMergeSuggested(data))?;
         }
         if !resolution.added.is_empty() || resolution.name_added {
-            self.push(
-                batch,
-                EventType::ContactUpdated,
-                &contact.id,
-                json!({
-                    "contact": contact,
-                    "added_identities": resolution.added,
-                    "name_added": resolution.name_added,
-                }),
-            )?;
+            let data = ContactUpdated {
+                contact: contact.clone(),
+                added_identities: Some(resolution.added.clone()),
+                name_added: Some(resolution.name_added),
+                owner: None,
+            };
+            self.push(batch, &contact.id, EventData::ContactUpdated(data))?;
         }
         Ok(())
     }
@@ -93,16 +80,12 @@ impl Announcer<'_> {
         absorbed: &[String],
         manual: bool,
     ) -> Result<(), StoreError> {
-        self.push(
-            batch,
-            EventType::ContactMerged,
-            &survivor.id,
-            json!({
-                "surviving": survivor.id,
-                "absorbed": absorbed,
-                "contact": survivor,
-                "manual": manual,
-            }),
-        )
+        let data = ContactMerged {
+            surviving: survivor.id.clone(),
+            absorbed: absorbed.to_vec(),
+            contact: survivor.clone(),
+            manual,
+        };
+        self.push(batch, &survivor.id, EventData::ContactMerged(data))
     }
 }

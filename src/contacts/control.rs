@@ -10,7 +10,7 @@ use serde_json::json;
 use super::announce::Announcer;
 use super::erase::{self, Erased};
 use super::{follow, merge, Contact};
-use crate::events::EventType;
+use crate::events::data::{ContactErased, ContactUpdated, EventData};
 use crate::model::ContactCommand;
 use crate::store::{keys, StateBatch, StoreError};
 
@@ -55,12 +55,13 @@ pub fn apply(
             Ok(mut contact) => {
                 contact.owner = owner.clone();
                 batch.put(keys::contact(&contact.id), &contact);
-                announce.push(
-                    batch,
-                    EventType::ContactUpdated,
-                    &contact.id,
-                    json!({ "contact": contact, "owner": owner }),
-                )?;
+                let data = ContactUpdated {
+                    contact: contact.clone(),
+                    added_identities: None,
+                    name_added: None,
+                    owner: Some(owner.clone()),
+                };
+                announce.push(batch, &contact.id, EventData::ContactUpdated(data))?;
                 Outcome::ok(json!({ "contact": contact }))
             }
             Err(refused) => refused,
@@ -69,12 +70,12 @@ pub fn apply(
         ContactCommand::Erase { contact_id } => match live(batch, contact_id)? {
             Ok(contact) => {
                 let done = erase::erase(batch, contact, seq)?;
-                announce.push(
-                    batch,
-                    EventType::ContactErased,
-                    &done.contact_id,
-                    json!(done),
-                )?;
+                let data = ContactErased {
+                    contact_id: done.contact_id.clone(),
+                    conversations: done.conversations.clone(),
+                    messages: done.messages,
+                };
+                announce.push(batch, &done.contact_id, EventData::ContactErased(data))?;
                 let outcome = Outcome::ok(json!({ "erased": done }));
                 erased = Some(done);
                 outcome

@@ -34,16 +34,20 @@ use crate::store::{keys, StateBatch, Store, StoreError};
 pub use resolve::{resolve, Resolution};
 
 /// A customer as deskgate knows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct Contact {
+    /// The contact's id (stable; an absorbed contact's id resolves to its survivor).
     pub id: String,
+    /// The name the customer gave, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Every way deskgate recognises them (email, phone, channel ids), normalised.
     pub identities: Vec<Identity>,
     /// Email addresses as the customer first wrote them, keyed by the normalised address of
     /// one of `identities`, where the two differ: for display (see [`crate::model::Sender::spellings`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub spellings: BTreeMap<String, String>,
+    /// When deskgate first saw them.
     pub created_at: DateTime<Utc>,
     /// The agent who owns this contact; routing prefers them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,7 @@
 //! (closed-ticket retention, deletion, spam purge, erasure) removes it.
 
 use super::{existing, required, Conversation, Ticket};
+use crate::events::data::{EventData, MessageRef, TicketMergeSuggested};
 use crate::model::Inbound;
 use crate::store::{keys, StateBatch, StoreError};
 
@@ -265,18 +266,21 @@ pub fn merge_suggestion(
     if threaded.merge_with.is_empty() {
         return None;
     }
-    Some(crate::events::EventDraft {
-        event_type: crate::events::EventType::TicketMergeSuggested,
-        subject: threaded.ticket.id.clone(),
-        channel: Some(inbound.channel.clone()),
-        data: serde_json::json!({
-            "ticket": threaded.ticket,
-            "candidates": threaded.merge_with,
-            "conversation": threaded.conversation.id,
-            "message": { "id": message_id, "external_id": inbound.external_id },
-            "reason": "the mail refers to messages of each of these tickets: they are one thread",
-        }),
-    })
+    let data = TicketMergeSuggested {
+        ticket: threaded.ticket.clone(),
+        candidates: threaded.merge_with.clone(),
+        conversation: threaded.conversation.id.clone(),
+        message: MessageRef {
+            id: message_id.to_owned(),
+            external_id: inbound.external_id.clone(),
+        },
+        reason: TicketMergeSuggested::ONE_THREAD.to_owned(),
+    };
+    Some(crate::events::EventDraft::new(
+        &threaded.ticket.id,
+        Some(&inbound.channel),
+        EventData::TicketMergeSuggested(data),
+    ))
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
-//! Ticket and contact events: their types, the CloudEvents 1.0 envelope, and the outbox they
-//! are sequenced into.
+//! Ticket and contact events: their types, their typed `data` ([`data`]) and its JSON Schemas,
+//! the CloudEvents 1.0 envelope, and the outbox they are sequenced into.
 //!
 //! Events are written by the processor inside the same atomic step as the effects they
 //! describe, and become visible to readers only after that step is flushed.
 
+pub mod data;
 mod outbox;
 pub mod sinks;
 
@@ -53,6 +54,49 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every event type, in the order of the enum.
+    pub const ALL: [EventType; 28] = [
+        EventType::ContactCreated,
+        EventType::ContactUpdated,
+        EventType::ContactMerged,
+        EventType::ContactMergeSuggested,
+        EventType::ContactErased,
+        EventType::TicketCreated,
+        EventType::TicketMessageAdded,
+        EventType::InboundQuarantined,
+        EventType::SinkDeadLettered,
+        EventType::TicketAssigned,
+        EventType::TicketStatusTrigger,
+        EventType::TicketStatusChanged,
+        EventType::TicketActionRequested,
+        EventType::TicketMerged,
+        EventType::TicketMergeSuggested,
+        EventType::TicketSplit,
+        EventType::TicketDeleted,
+        EventType::ConversationMessageAdded,
+        EventType::ConversationClosed,
+        EventType::ConversationSpam,
+        EventType::ConversationSpamUndone,
+        EventType::ContactSpamUndone,
+        EventType::MessageDeliveryStatus,
+        EventType::ChannelEvent,
+        EventType::OutboundSent,
+        EventType::OutboundFailed,
+        EventType::OutboundSuppressed,
+        EventType::OutboundChatMessage,
+    ];
+
+    /// The event type named `name` (`deskgate.ticket.created`).
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// Ticket and conversation events carry the ticket's number, which the outbox adds.
+    pub fn carries_ticket_number(self) -> bool {
+        let name = self.as_str();
+        name.starts_with("deskgate.ticket.") || name.starts_with("deskgate.conversation.")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::ContactCreated => "deskgate.contact.created",
@@ -94,9 +138,24 @@ pub struct EventDraft {
     pub event_type: EventType,
     /// The ticket or contact the event is about.
     pub subject: String,
-    /// The channel it came from, which names the event's `source`.
+    /// The channel it came from (the envelope's `channel` extension).
     pub channel: Option<String>,
+    /// The rendered `data`. Build drafts with [`EventDraft::new`], which renders typed data;
+    /// the field stays public for the sinks' dead-letter event, which builds its JSON itself
+    /// until it moves to [`data::SinkDeadLettered`].
     pub data: serde_json::Value,
+}
+
+impl EventDraft {
+    /// A draft of the event whose `data` is `data`; its type follows from the data.
+    pub fn new(subject: impl Into<String>, channel: Option<&str>, data: data::EventData) -> Self {
+        EventDraft {
+            event_type: data.event_type(),
+            subject: subject.into(),
+            channel: channel.map(str::to_owned),
+            data: data.into_json(),
+        }
+    }
 }
 
 /// The CloudEvents 1.0 JSON envelope as written to the outbox and served to readers.
@@ -110,34 +169,39 @@ struct CloudEvent<'a> {
     subject: &'a str,
     time: String,
     datacontenttype: &'static str,
-    /// The CloudEvents sequence extension is a string compared lexicographically, so the number
-    /// is zero-padded to 20 digits.
+    /// The JSON Schema of `data`: `{source}/v1/schemas/events/{type}.json`.
+    dataschema: String,
+    /// The CloudEvents sequence extension: the outbox sequence number, which orders the events
+    /// of this source (one per instance) and is contiguous in it. A string compared
+    /// lexicographically, so the number is zero-padded to 20 digits.
     sequence: String,
+    /// A deskgate extension: the channel the event came from, when it came from one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
     data: &'a serde_json::Value,
 }
 
-/// Renders an event. Its id is derived from the instance and the sequence number, so the same
-/// step replayed after a crash produces the same id.
+/// Renders an event. `source` is the instance's absolute URI (`events.source`). Its id is
+/// derived from the instance and the sequence number, so the same step replayed after a crash
+/// produces the same id.
 pub fn render(
-    instance_name: &str,
+    source: &str,
     instance_id: Uuid,
     seq: u64,
     time: DateTime<Utc>,
     draft: &EventDraft,
 ) -> Vec<u8> {
-    let source = match &draft.channel {
-        Some(channel) => format!("/{instance_name}/channels/{channel}"),
-        None => format!("/{instance_name}"),
-    };
     let event = CloudEvent {
         specversion: "1.0",
         id: Uuid::new_v5(&instance_id, format!("event:{seq}").as_bytes()).to_string(),
-        source,
+        source: source.to_owned(),
         event_type: draft.event_type.as_str(),
         subject: &draft.subject,
         time: time.to_rfc3339_opts(SecondsFormat::Micros, true),
         datacontenttype: "application/json",
+        dataschema: format!("{source}{}", data::schema::path(draft.event_type)),
         sequence: format!("{seq:020}"),
+        channel: draft.channel.as_deref(),
         data: &draft.data,
     };
     serde_json::to_vec(&event).expect("a JSON value and strings serialise")

@@ -12,14 +12,15 @@ use crate::store::{keys, StateBatch, Store, StoreError};
 
 /// Sequences events into a processor step. Only the processor holds one.
 pub struct OutboxWriter {
-    instance_name: String,
+    /// Every event's `source`: the instance's absolute URI (`events.source`).
+    source: String,
     instance_id: Uuid,
 }
 
 impl OutboxWriter {
-    pub fn new(instance_name: String, instance_id: Uuid) -> Self {
+    pub fn new(source: String, instance_id: Uuid) -> Self {
         OutboxWriter {
-            instance_name,
+            source,
             instance_id,
         }
     }
@@ -34,7 +35,7 @@ impl OutboxWriter {
         let seq = batch.next(keys::OUTBOX_SEQ)?;
         let numbered = with_ticket_number(batch, draft)?;
         let draft = numbered.as_ref().unwrap_or(draft);
-        let event = render(&self.instance_name, self.instance_id, seq, time, draft);
+        let event = render(&self.source, self.instance_id, seq, time, draft);
         batch.put_raw(keys::outbox(seq), event);
         Ok(seq)
     }
@@ -47,10 +48,10 @@ fn with_ticket_number(
     batch: &StateBatch<'_>,
     draft: &EventDraft,
 ) -> Result<Option<EventDraft>, StoreError> {
-    let kind = draft.event_type.as_str();
-    let about_a_ticket =
-        kind.starts_with("deskgate.ticket.") || kind.starts_with("deskgate.conversation.");
-    if !about_a_ticket || !draft.data.is_object() || draft.data.get("ticket_number").is_some() {
+    if !draft.event_type.carries_ticket_number()
+        || !draft.data.is_object()
+        || draft.data.get("ticket_number").is_some()
+    {
         return Ok(None);
     }
     let number = match draft.data["ticket"].get("number").and_then(|n| n.as_u64()) {

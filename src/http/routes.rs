@@ -89,6 +89,7 @@ fn public_routes() -> Router<AppState> {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/schemas/events/{file}", get(event_schema))
 }
 
 /// The most updates Meta puts in one webhook batch (its documentation; FACTS.md).
@@ -395,6 +396,17 @@ async fn events(
     }
     body.put_slice(format!("],\"next\":{}}}", page.next).as_bytes());
     Ok(([(header::CONTENT_TYPE, "application/json")], body.freeze()).into_response())
+}
+
+/// `GET /v1/schemas/events/{type}.json`: the JSON Schema of an event type's `data`, which every
+/// event names in `dataschema`. Public: it says nothing about this instance's data.
+async fn event_schema(Path(file): Path<String>) -> Result<Response, ApiError> {
+    let event_type = file
+        .strip_suffix(".json")
+        .and_then(crate::events::EventType::parse)
+        .ok_or_else(|| ApiError::NotFound(format!("no event type has the schema {file:?}")))?;
+    let schema = crate::events::data::schema::text(event_type);
+    Ok(([(header::CONTENT_TYPE, "application/schema+json")], schema).into_response())
 }
 
 /// Where the pipeline stands: what is journaled, applied, and sequenced.

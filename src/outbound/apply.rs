@@ -7,14 +7,17 @@
 //! ([`AgentReplied`]) so that the processor fires the `agent_emailed` trigger.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use super::{
     compose, message_id, policy, ItemStatus, OutgoingItem, Payload, Planner, Purpose, ReplyContext,
     RequestOutcome, Route,
 };
 use crate::conversations::Conversation;
-use crate::events::{EventDraft, EventType, OutboxWriter};
+use crate::events::data::{
+    AutomaticSuppressed, ChatConversation, EventData, OutboundChatMessage, OutboundItem,
+    OutboundSuppressed, Via,
+};
+use crate::events::{EventDraft, OutboxWriter};
 use crate::ids::Minter;
 use crate::model::{
     AutomaticKind, AutomaticRequest, OutboundOutcome, OutboundRecord, ReplyRequest, SendResult,
@@ -231,20 +234,23 @@ fn hand_to_chat(
     request: &ReplyRequest,
 ) -> Result<RequestOutcome, StoreError> {
     let message_id = ctx.minter.mint(batch, "chat_reply")?;
-    let draft = EventDraft {
-        event_type: EventType::OutboundChatMessage,
-        subject: conversation.ticket_id.clone(),
-        channel: Some(conversation.channel.clone()),
-        data: json!({
-            "message_id": message_id,
-            "conversation": { "id": conversation.id, "thread_id": conversation.thread_key },
-            "ticket_id": conversation.ticket_id,
-            "agent": request.agent,
-            "text": request.text,
-            "html": request.html,
-            "attachments": request.attachments,
-        }),
+    let data = OutboundChatMessage {
+        message_id: message_id.clone(),
+        conversation: ChatConversation {
+            id: conversation.id.clone(),
+            thread_id: conversation.thread_key.clone(),
+        },
+        ticket_id: conversation.ticket_id.clone(),
+        agent: request.agent.clone(),
+        text: request.text.clone(),
+        html: request.html.clone(),
+        attachments: request.attachments.clone(),
     };
+    let draft = EventDraft::new(
+        &conversation.ticket_id,
+        Some(&conversation.channel),
+        EventData::OutboundChatMessage(data),
+    );
     ctx.outbox.push(batch, request.requested_at, &draft)?;
     Ok(RequestOutcome {
         status: "handed_over".to_owned(),
@@ -384,20 +390,17 @@ pub fn request_promised(
         reason,
         "automatic mail not sent"
     );
-    let draft = EventDraft {
-        event_type: EventType::OutboundSuppressed,
-        subject: ticket_id.to_owned(),
-        channel: Some(channel.to_owned()),
-        data: json!({
-            "conversation_id": request.conversation_id,
-            "ticket_id": ticket_id,
-            "kind": request.kind,
-            "template": request.template,
-            "recipient": request.to,
-            "reason": reason,
-            "requested_journal_seq": seq,
-        }),
+    let data = AutomaticSuppressed {
+        conversation_id: request.conversation_id.clone(),
+        ticket_id: ticket_id.to_owned(),
+        kind: request.kind,
+        template: request.template.clone(),
+        recipient: request.to.clone(),
+        reason,
+        requested_journal_seq: Some(seq),
     };
+    let data = EventData::OutboundSuppressed(OutboundSuppressed::Automatic(data));
+    let draft = EventDraft::new(ticket_id, Some(channel), data);
     ctx.outbox.push(batch, request.requested_at, &draft)?;
     Ok(outcome)
 }
@@ -434,19 +437,17 @@ fn suppress(
     to: &str,
     reason: String,
 ) -> Result<RequestOutcome, StoreError> {
-    let draft = EventDraft {
-        event_type: EventType::OutboundSuppressed,
-        subject: conversation.ticket_id.clone(),
-        channel: Some(conversation.channel.clone()),
-        data: json!({
-            "conversation_id": conversation.id,
-            "ticket_id": conversation.ticket_id,
-            "kind": request.kind,
-            "template": request.template,
-            "recipient": to,
-            "reason": reason,
-        }),
+    let data = AutomaticSuppressed {
+        conversation_id: conversation.id.clone(),
+        ticket_id: conversation.ticket_id.clone(),
+        kind: request.kind,
+        template: request.template.clone(),
+        recipient: Some(to.to_owned()),
+        reason: reason.clone(),
+        requested_journal_seq: None,
     };
+    let data = EventData::OutboundSuppressed(OutboundSuppressed::Automatic(data));
+    let draft = EventDraft::new(&conversation.ticket_id, Some(&conversation.channel), data);
     ctx.outbox.push(batch, request.requested_at, &draft)?;
     Ok(RequestOutcome {
         status: "suppressed".to_owned(),
@@ -475,7 +476,7 @@ fn apply_outcome(
         return Ok(None);
     }
     item.attempts = item.attempts.max(outcome.attempt);
-    let (status, event_type) = match &outcome.result {
+    let (status, kind) = match &outcome.result {
         SendResult::Attempting => {
             item.status = ItemStatus::Sending;
             batch.put(key, &item);
@@ -486,7 +487,7 @@ fn apply_outcome(
                 provider_id: provider_id.clone(),
                 at: outcome.at,
             },
-            EventType::OutboundSent,
+            Settled::Sent,
         ),
         SendResult::Failed {
             error,
@@ -504,26 +505,27 @@ fn apply_outcome(
                     error: error.clone(),
                     at: outcome.at,
                 },
-                EventType::OutboundFailed,
+                Settled::Failed,
             )
         }
         SendResult::Capped { reason } => (
             ItemStatus::Suppressed {
                 reason: reason.clone(),
             },
-            EventType::OutboundSuppressed,
+            Settled::Suppressed,
         ),
     };
     item.status = status;
     let trigger = agent_emailed(batch, &item, outcome.at);
     batch.put(key, &item);
     batch.remove(keys::outgoing_pending(item.queue_seq));
-    let draft = EventDraft {
-        event_type,
-        subject: item.ticket_id.clone(),
-        channel: Some(item.channel.clone()),
-        data: event_data(&item, &outcome.result, trigger),
+    let data = event_data(&item, &outcome.result, trigger);
+    let data = match kind {
+        Settled::Sent => EventData::OutboundSent(data),
+        Settled::Failed => EventData::OutboundFailed(data),
+        Settled::Suppressed => EventData::OutboundSuppressed(OutboundSuppressed::Item(data)),
     };
+    let draft = EventDraft::new(&item.ticket_id, Some(&item.channel), data);
     ctx.outbox.push(batch, outcome.at, &draft)?;
     Ok(trigger.map(|_| AgentReplied {
         conversation_id: item.conversation_id.clone(),
@@ -547,36 +549,40 @@ fn agent_emailed(
     }
 }
 
-fn event_data(
-    item: &OutgoingItem,
-    result: &SendResult,
-    trigger: Option<&str>,
-) -> serde_json::Value {
+fn event_data(item: &OutgoingItem, result: &SendResult, trigger: Option<&str>) -> OutboundItem {
     let (via, message_id) = match &item.payload {
-        Payload::Email(mail) => ("email", Some(mail.message_id.as_str())),
-        Payload::Messenger { .. } => ("messenger", None),
-        Payload::Whatsapp { .. } => ("whatsapp", None),
+        Payload::Email(mail) => (Via::Email, Some(mail.message_id.clone())),
+        Payload::Messenger { .. } => (Via::Messenger, None),
+        Payload::Whatsapp { .. } => (Via::Whatsapp, None),
     };
-    let mut data = json!({
-        "item_id": item.id,
-        "conversation_id": item.conversation_id,
-        "ticket_id": item.ticket_id,
-        "via": via,
-        "purpose": item.purpose,
-        "agent_id": item.agent_id,
-        "recipient": item.recipient(),
-        "message_id": message_id,
-        "attempts": item.attempts,
-        "requested_journal_seq": item.journal_seq,
-    });
+    let mut data = OutboundItem {
+        item_id: item.id.clone(),
+        conversation_id: item.conversation_id.clone(),
+        ticket_id: item.ticket_id.clone(),
+        via,
+        purpose: item.purpose,
+        agent_id: item.agent_id.clone(),
+        recipient: item.recipient().to_owned(),
+        message_id,
+        attempts: item.attempts,
+        requested_journal_seq: item.journal_seq,
+        provider_id: None,
+        error: None,
+        reason: None,
+        status_trigger: trigger.map(str::to_owned),
+    };
     match result {
-        SendResult::Sent { provider_id } => data["provider_id"] = json!(provider_id),
-        SendResult::Failed { error, .. } => data["error"] = json!(error),
-        SendResult::Capped { reason } => data["reason"] = json!(reason),
+        SendResult::Sent { provider_id } => data.provider_id = Some(provider_id.clone()),
+        SendResult::Failed { error, .. } => data.error = Some(error.clone()),
+        SendResult::Capped { reason } => data.reason = Some(reason.clone()),
         SendResult::Attempting => {}
     }
-    if let Some(trigger) = trigger {
-        data["status_trigger"] = json!(trigger);
-    }
     data
+}
+
+/// Which event an item's settled outcome is.
+enum Settled {
+    Sent,
+    Failed,
+    Suppressed,
 }

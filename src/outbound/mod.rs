@@ -162,7 +162,7 @@ pub struct ReplyContext {
 }
 
 /// Why an item is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     AgentReply,

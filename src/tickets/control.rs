@@ -15,7 +15,10 @@ use super::state::{
 use super::{RequestedAction, Step};
 use crate::config::TeamConfig;
 use crate::conversations::{Conversation, Ticket};
-use crate::events::{EventType, OutboxWriter};
+use crate::events::data::{
+    AssignmentRule, CloseReason, EventData, TicketAssigned, TicketDeleted, TicketMerged,
+};
+use crate::events::OutboxWriter;
 use crate::ids::Minter;
 use crate::model::{Availability, ControlCommand, ControlRecord, PipelineMove};
 use crate::routing::{RuleSet, User};
@@ -95,7 +98,7 @@ impl Step<'_, '_> {
                 else {
                     return Ok(Err(not_found("conversation", conversation)));
                 };
-                self.close_conversation(&ticket, &conversation.id, "control")?;
+                self.close_conversation(&ticket, &conversation.id, CloseReason::Control)?;
                 Ok(Ok(
                     json!({ "conversation": conversation.id, "closed": true }),
                 ))
@@ -363,13 +366,13 @@ impl Step<'_, '_> {
         }
         state.owner = owner.map(str::to_owned);
         self.save_ticket_state(id, &state)?;
-        let data = json!({
-            "ticket": id,
-            "assignee": owner,
-            "rule": "control",
-            "trace": "set through the control API",
-        });
-        self.emit(EventType::TicketAssigned, id, Some(&ticket.channel), data);
+        let data = TicketAssigned {
+            ticket: id.to_owned(),
+            assignee: owner.map(str::to_owned),
+            rule: AssignmentRule::Control,
+            trace: "set through the control API".to_owned(),
+        };
+        self.emit(id, Some(&ticket.channel), EventData::TicketAssigned(data));
         Ok(Ok(json!({ "ticket": id, "routing": state })))
     }
 
@@ -419,9 +422,12 @@ impl Step<'_, '_> {
         self.batch.put(keys::ticket(&kept.id), &kept);
         self.save_ticket_state(&kept.id, &kept_state)?;
         self.drop_ticket_mirror(merged)?;
-        let data =
-            json!({ "ticket": kept.id, "merged": merged, "conversations": kept.conversations });
-        self.emit(EventType::TicketMerged, &kept.id, Some(&kept.channel), data);
+        let data = TicketMerged {
+            ticket: kept.id.clone(),
+            merged: merged.to_owned(),
+            conversations: kept.conversations.clone(),
+        };
+        self.emit(&kept.id, Some(&kept.channel), EventData::TicketMerged(data));
         Ok(Ok(
             json!({ "ticket": kept.id, "conversations": kept.conversations }),
         ))
@@ -429,13 +435,15 @@ impl Step<'_, '_> {
 
     pub(super) fn delete_with_event(&mut self, ticket: &Ticket) -> Result<Answer, StoreError> {
         self.delete_ticket(ticket)?;
-        let data = json!({ "ticket": ticket.id, "ticket_number": ticket.number,
-            "conversations": ticket.conversations });
+        let data = TicketDeleted {
+            ticket: ticket.id.clone(),
+            ticket_number: ticket.number,
+            conversations: ticket.conversations.clone(),
+        };
         self.emit(
-            EventType::TicketDeleted,
             &ticket.id,
             Some(&ticket.channel),
-            data,
+            EventData::TicketDeleted(data),
         );
         Ok(Ok(json!({ "ticket": ticket.id, "deleted": true })))
     }

@@ -5,8 +5,9 @@
 //! loses the message: it is ignored, the ticket event says which field and why, and
 //! `deskgate_form_fields_ignored_total` counts it.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use crate::events::data::IgnoredProperty;
 use crate::routing::{ChannelRules, RuleSet};
 
 /// What a new ticket opens with.
@@ -16,8 +17,8 @@ pub(super) struct Opening {
     pub status: Option<String>,
     pub priority: Option<String>,
     pub category: Option<String>,
-    /// `{field, value, reason}` for each value given and not used.
-    pub ignored: Vec<Value>,
+    /// Each value given and not used, with why.
+    pub ignored: Vec<IgnoredProperty>,
 }
 
 /// Decides a new ticket's pipeline, status, priority and category on `channel_id`.
@@ -45,9 +46,11 @@ pub(super) fn opening(
         metrics::counter!("deskgate_form_fields_ignored_total",
             "channel" => channel_id.to_owned(), "field" => field.to_owned())
         .increment(1);
-        opening
-            .ignored
-            .push(json!({ "field": field, "value": value, "reason": reason }));
+        opening.ignored.push(IgnoredProperty {
+            field: field.to_owned(),
+            value: value.to_owned(),
+            reason,
+        });
     };
     for value in asked("pipeline") {
         if rules.pipelines.contains_key(&value) {

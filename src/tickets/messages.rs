@@ -2,13 +2,14 @@
 //! and owner; a reply may fire `customer_replied`; a reply on a closed ticket reopens it or
 //! opens a new one; spam senders are flagged; ticketless channels keep conversations only.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::ops::Cause;
 use super::state::{spam_contact_key, ContactView, TicketState};
 use super::{RequestedAction, Step};
 use crate::config::{ClosedReply, CUSTOMER_REPLIED_TARGET};
-use crate::conversations::Threaded;
+use crate::conversations::{Threaded, Ticket};
+use crate::events::data::{IgnoredProperty, TicketRouting, TicketView};
 use crate::events::{EventDraft, EventType};
 use crate::ids::Minter;
 use crate::model::{Inbound, MessageKind};
@@ -29,7 +30,7 @@ pub struct Routed {
     /// The sender was marked as spam.
     pub spam: bool,
     /// Ticket properties the message gave and the new ticket did not take, with why.
-    pub ignored: Vec<Value>,
+    pub ignored: Vec<IgnoredProperty>,
 }
 
 impl Routed {
@@ -45,26 +46,24 @@ impl Routed {
         }
     }
 
-    /// Adds the routing fields to the message event's data.
-    pub fn annotate(&self, data: &mut Value) {
+    /// The ticket as the message event shows it, with its routing fields; `None` on a
+    /// channel that opens no tickets.
+    pub fn ticket_view(&self, ticket: &Ticket) -> Option<TicketView> {
         if self.ticketless {
-            if let Some(object) = data.as_object_mut() {
-                object.remove("ticket");
-            }
-        } else if let Some(state) = &self.ticket {
-            let ticket = &mut data["ticket"];
-            ticket["pipeline"] = json!(state.pipeline);
-            ticket["status"] = json!(state.status);
-            ticket["owner"] = json!(state.owner);
-            ticket["priority"] = json!(state.priority);
-            ticket["category"] = json!(state.category);
-            if !self.ignored.is_empty() {
-                ticket["ignored"] = json!(self.ignored);
-            }
+            return None;
         }
-        if self.spam {
-            data["message"]["spam"] = json!(true);
-        }
+        let routing = self.ticket.as_ref().map(|state| TicketRouting {
+            pipeline: state.pipeline.clone(),
+            status: state.status.clone(),
+            owner: state.owner.clone(),
+            priority: state.priority.clone(),
+            category: state.category.clone(),
+            ignored: self.ignored.clone(),
+        });
+        Some(TicketView {
+            ticket: ticket.clone(),
+            routing,
+        })
     }
 }
 
@@ -149,7 +148,7 @@ fn new_ticket(
     threaded: &Threaded,
     quiet: Quiet,
     given: Option<&serde_json::Map<String, Value>>,
-) -> Result<(TicketState, Vec<Value>), StoreError> {
+) -> Result<(TicketState, Vec<IgnoredProperty>), StoreError> {
     let ticket = &threaded.ticket;
     let mut state = TicketState {
         pipeline: channel.pipeline.clone(),

@@ -31,7 +31,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::config::ActionKind;
-use crate::events::{EventDraft, EventType, OutboxWriter};
+use crate::events::data::EventData;
+use crate::events::{EventDraft, OutboxWriter};
 use crate::ids::Minter;
 use crate::routing::RuleSet;
 use crate::store::StateBatch;
@@ -80,13 +81,8 @@ pub struct RequestedAction {
 }
 
 impl Step<'_, '_> {
-    fn emit(&mut self, event_type: EventType, subject: &str, channel: Option<&str>, data: Value) {
-        self.events.push(EventDraft {
-            event_type,
-            subject: subject.to_owned(),
-            channel: channel.map(str::to_owned),
-            data,
-        });
+    fn emit(&mut self, subject: &str, channel: Option<&str>, data: EventData) {
+        self.events.push(EventDraft::new(subject, channel, data));
     }
 }
 

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use super::state::{
     closed_at_key, closed_key, conversation_key, directory_key, get_or_default, open_tickets_key,
@@ -15,7 +14,10 @@ use super::state::{
 use super::{RequestedAction, Step};
 use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
 use crate::conversations::{Conversation, Ticket};
-use crate::events::EventType;
+use crate::events::data::{
+    ActionFields, CloseReason, ConversationClosed, EventData, Recipient, RecipientKind,
+    StatusCause, TicketActionRequested, TicketAssigned, TicketStatusChanged, TicketStatusTrigger,
+};
 use crate::routing::{decide, ChannelRules, Snapshot};
 use crate::store::{keys, StoreError};
 
@@ -137,17 +139,16 @@ impl Step<'_, '_> {
             "channel" => ticket.channel.clone(),
             "outcome" => if decision.assignee.is_some() { "assigned" } else { "unassigned" })
         .increment(1);
-        let data = json!({
-            "ticket": ticket.id,
-            "assignee": decision.assignee,
-            "rule": rules.routing.rule,
-            "trace": decision.trace,
-        });
+        let data = TicketAssigned {
+            ticket: ticket.id.clone(),
+            assignee: decision.assignee.clone(),
+            rule: rules.routing.rule.into(),
+            trace: decision.trace.clone(),
+        };
         self.emit(
-            EventType::TicketAssigned,
             &ticket.id,
             Some(&ticket.channel),
-            data,
+            EventData::TicketAssigned(data),
         );
         Ok(())
     }
@@ -168,24 +169,27 @@ impl Step<'_, '_> {
         let old = state.status.replace(status.to_owned());
         let was_open = state.open;
         state.open = open;
-        let (event_type, mut data) = match cause {
-            Cause::Trigger(trigger) => (
-                EventType::TicketStatusTrigger,
-                json!({ "ticket": ticket.id, "trigger": trigger }),
-            ),
-            Cause::Control => (
-                EventType::TicketStatusChanged,
-                json!({ "ticket": ticket.id, "cause": "control" }),
-            ),
-            Cause::ConfigMove => (
-                EventType::TicketStatusChanged,
-                json!({ "ticket": ticket.id, "cause": "config_move" }),
-            ),
+        let changed = |cause| {
+            EventData::TicketStatusChanged(TicketStatusChanged {
+                ticket: ticket.id.clone(),
+                cause,
+                old_status: old.clone(),
+                new_status: status.to_owned(),
+                pipeline: state.pipeline.clone(),
+            })
         };
-        data["old_status"] = json!(old);
-        data["new_status"] = json!(status);
-        data["pipeline"] = json!(state.pipeline);
-        self.emit(event_type, &ticket.id, Some(&ticket.channel), data);
+        let data = match cause {
+            Cause::Trigger(trigger) => EventData::TicketStatusTrigger(TicketStatusTrigger {
+                ticket: ticket.id.clone(),
+                trigger: trigger.to_owned(),
+                old_status: old.clone(),
+                new_status: status.to_owned(),
+                pipeline: state.pipeline.clone(),
+            }),
+            Cause::Control => changed(StatusCause::Control),
+            Cause::ConfigMove => changed(StatusCause::ConfigMove),
+        };
+        self.emit(&ticket.id, Some(&ticket.channel), data);
         if let Cause::Trigger(trigger) = cause {
             metrics::counter!("deskgate_status_triggers_total", "trigger" => trigger.to_owned())
                 .increment(1);
@@ -193,7 +197,7 @@ impl Step<'_, '_> {
         if was_open && !open {
             self.count_open(state.owner.as_deref(), -1)?;
             for conversation in &ticket.conversations {
-                self.close_conversation(ticket, conversation, "ticket_closed")?;
+                self.close_conversation(ticket, conversation, CloseReason::TicketClosed)?;
             }
         } else if !was_open && open {
             self.count_open(state.owner.as_deref(), 1)?;
@@ -213,7 +217,7 @@ impl Step<'_, '_> {
         &mut self,
         ticket: &Ticket,
         conversation: &str,
-        reason: &str,
+        reason: CloseReason,
     ) -> Result<(), StoreError> {
         let mut bookkeeping = self.conversation_state(conversation)?;
         if bookkeeping.closed {
@@ -221,12 +225,15 @@ impl Step<'_, '_> {
         }
         bookkeeping.closed = true;
         self.save_conversation_state(conversation, &bookkeeping);
-        let data = json!({ "ticket": ticket.id, "conversation": conversation, "reason": reason });
+        let data = ConversationClosed {
+            ticket: ticket.id.clone(),
+            conversation: conversation.to_owned(),
+            reason,
+        };
         self.emit(
-            EventType::ConversationClosed,
             &ticket.id,
             Some(&ticket.channel),
-            data,
+            EventData::ConversationClosed(data),
         );
         Ok(())
     }
@@ -265,28 +272,33 @@ impl Step<'_, '_> {
             if recipients.is_empty() {
                 continue;
             }
-            let fields = json!({
-                "subject": ticket.subject,
-                "contact_id": ticket.contact_id,
-                "pipeline": state.pipeline,
-                "status": state.status,
-                "owner": state.owner,
-                "priority": state.priority,
-                "category": state.category,
-            });
-            let data = json!({
-                "ticket": ticket.id,
-                "status": status,
-                "action": action.action,
-                "template": action.template,
-                "recipients": recipients,
-                "fields": fields,
-            });
+            let fields = ActionFields {
+                subject: ticket.subject.clone(),
+                contact_id: ticket.contact_id.clone(),
+                pipeline: state.pipeline.clone(),
+                status: state.status.clone(),
+                owner: state.owner.clone(),
+                priority: state.priority.clone(),
+                category: state.category.clone(),
+            };
+            // The template sees the same fields as the event, as a map of JSON values.
+            let template_fields = match serde_json::to_value(&fields) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            let emails = recipients.iter().map(|r| r.email.clone()).collect();
+            let data = TicketActionRequested {
+                ticket: ticket.id.clone(),
+                status: status.to_owned(),
+                action: action.action,
+                template: action.template.clone(),
+                recipients,
+                fields,
+            };
             self.emit(
-                EventType::TicketActionRequested,
                 &ticket.id,
                 Some(&ticket.channel),
-                data,
+                EventData::TicketActionRequested(data),
             );
             self.actions.push(RequestedAction {
                 action: action.action,
@@ -294,11 +306,8 @@ impl Step<'_, '_> {
                 ticket_id: ticket.id.clone(),
                 channel: ticket.channel.clone(),
                 conversation_id: conversation.clone(),
-                recipients: recipients
-                    .iter()
-                    .filter_map(|r| r["email"].as_str().map(str::to_owned))
-                    .collect(),
-                fields: fields.as_object().cloned().unwrap_or_default(),
+                recipients: emails,
+                fields: template_fields,
             });
         }
         Ok(())
@@ -384,11 +393,15 @@ fn recipients(
     state: &TicketState,
     snapshot: &Snapshot,
     contact: &ContactView,
-) -> Vec<serde_json::Value> {
+) -> Vec<Recipient> {
     let mut recipients = Vec::new();
-    let mut add = |kind: &str, id: &str, email: Option<&String>| {
+    let mut add = |kind: RecipientKind, id: &str, email: Option<&String>| {
         if let Some(email) = email {
-            let entry = json!({ "kind": kind, "id": id, "email": email });
+            let entry = Recipient {
+                kind,
+                id: id.to_owned(),
+                email: email.clone(),
+            };
             if !recipients.contains(&entry) {
                 recipients.push(entry);
             }
@@ -399,7 +412,7 @@ fn recipients(
             // One acknowledgement, to the customer's first address: the promise names only
             // the address it is kept to.
             let first = contact.emails().into_iter().next();
-            add("contact", &ticket.contact_id, first.as_ref());
+            add(RecipientKind::Contact, &ticket.contact_id, first.as_ref());
         }
         ActionKind::Notify => {
             let mut users: Vec<&String> = action.users.iter().collect();
@@ -413,7 +426,7 @@ fn recipients(
             users.extend(state.owner.as_ref().filter(|_| action.owner));
             for id in users {
                 add(
-                    "user",
+                    RecipientKind::User,
                     id,
                     snapshot.users.get(id).and_then(|u| u.email.as_ref()),
                 );

@@ -11,7 +11,7 @@ use super::control::{not_found, Answer};
 use super::state::{get_or_default, spam_contact_key, spam_list_key, SpamList};
 use super::Step;
 use crate::conversations::Conversation;
-use crate::events::EventType;
+use crate::events::data::{ContactSpamUndone, ConversationSpam, ConversationSpamUndone, EventData};
 use crate::store::{keys, StoreError};
 
 impl Step<'_, '_> {
@@ -33,17 +33,16 @@ impl Step<'_, '_> {
         let mut list: SpamList = get_or_default(self.batch, &spam_list_key())?;
         list.push((self.at, id.to_owned()));
         self.batch.put(spam_list_key(), &list);
-        let data = json!({
-            "ticket": ticket.id,
-            "conversation": id,
-            "contact": conversation.contact_id,
-            "purge_after": purge_after,
-        });
+        let data = ConversationSpam {
+            ticket: ticket.id.clone(),
+            conversation: id.to_owned(),
+            contact: conversation.contact_id.clone(),
+            purge_after,
+        };
         self.emit(
-            EventType::ConversationSpam,
             &ticket.id,
             Some(&ticket.channel),
-            data,
+            EventData::ConversationSpam(data),
         );
         let mut all_spam = true;
         for other in &ticket.conversations {
@@ -100,14 +99,15 @@ impl Step<'_, '_> {
                     let mut bookkeeping = self.conversation_state(&id)?;
                     bookkeeping.spam = false;
                     self.save_conversation_state(&id, &bookkeeping);
-                    let data = json!({
-                        "ticket": c.ticket_id, "conversation": id, "contact": contact,
-                    });
+                    let data = ConversationSpamUndone {
+                        ticket: c.ticket_id.clone(),
+                        conversation: id.clone(),
+                        contact: contact.to_owned(),
+                    };
                     self.emit(
-                        EventType::ConversationSpamUndone,
                         &c.ticket_id,
                         Some(&c.channel),
-                        data,
+                        EventData::ConversationSpamUndone(data),
                     );
                     unmarked.push(id);
                 }
@@ -116,8 +116,11 @@ impl Step<'_, '_> {
         }
         self.batch.put(spam_list_key(), &kept);
         if flagged || !unmarked.is_empty() {
-            let data = json!({ "contact": contact, "conversations": unmarked });
-            self.emit(EventType::ContactSpamUndone, contact, None, data);
+            let data = ContactSpamUndone {
+                contact: contact.to_owned(),
+                conversations: unmarked.clone(),
+            };
+            self.emit(contact, None, EventData::ContactSpamUndone(data));
         }
         Ok(unmarked)
     }

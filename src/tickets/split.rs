@@ -17,7 +17,7 @@ use super::state::TicketState;
 use super::Step;
 use crate::conversations::split::{self, MessageLinks};
 use crate::conversations::Conversation;
-use crate::events::EventType;
+use crate::events::data::{EventData, TicketSplit};
 use crate::outbound::ReplyContext;
 use crate::store::{keys, StoreError};
 
@@ -70,13 +70,19 @@ impl Step<'_, '_> {
         old_state_after.trigger_conversations.retain(|c| c != id);
         self.save_ticket_state(&ticket.id, &old_state_after)?;
         let state = self.open_split_ticket(old_state, &new.id, id)?;
-        let data = json!({ "ticket": ticket.id, "new_ticket": new.id,
-            "new_ticket_number": new.number, "conversation": id, "routing": state });
+        let data = TicketSplit {
+            ticket: ticket.id.clone(),
+            new_ticket: new.id.clone(),
+            new_ticket_number: new.number,
+            conversation: id.to_owned(),
+            from_conversation: None,
+            messages: None,
+            routing: state,
+        };
         self.emit(
-            EventType::TicketSplit,
             &ticket.id,
             Some(&ticket.channel),
-            data,
+            EventData::TicketSplit(data),
         );
         Ok(Ok(json!({ "ticket": ticket.id, "new_ticket": new.id })))
     }
@@ -118,14 +124,19 @@ impl Step<'_, '_> {
             .moving()
             .map(|(seq, _)| self.minter.message_id(*seq))
             .collect();
-        let data = json!({ "ticket": ticket.id, "new_ticket": new_ticket.id,
-            "new_ticket_number": new_ticket.number, "conversation": new.id,
-            "from_conversation": old.id, "messages": messages, "routing": state });
+        let data = TicketSplit {
+            ticket: ticket.id.clone(),
+            new_ticket: new_ticket.id.clone(),
+            new_ticket_number: new_ticket.number,
+            conversation: new.id.clone(),
+            from_conversation: Some(old.id.clone()),
+            messages: Some(messages.clone()),
+            routing: state,
+        };
         self.emit(
-            EventType::TicketSplit,
             &ticket.id,
             Some(&ticket.channel),
-            data,
+            EventData::TicketSplit(data),
         );
         Ok(Ok(
             json!({ "ticket": ticket.id, "new_ticket": new_ticket.id,

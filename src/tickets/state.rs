@@ -33,7 +33,7 @@ pub struct DirectoryState {
 }
 
 /// The mirror's routing fields of one ticket.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
 pub struct TicketState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,

@@ -53,6 +53,10 @@ pub struct Daemon {
     bin: PathBuf,
     config: PathBuf,
     child: Option<Child>,
+    /// Called on every event [`Daemon::events_after`] reads: the tests' harness checks each
+    /// against its schema (`tests/common/schemas.rs`); the bench, which cannot use the tests'
+    /// dependencies, checks nothing.
+    pub check_event: Option<fn(&Value)>,
 }
 
 impl Daemon {
@@ -65,6 +69,7 @@ impl Daemon {
             bin: bin.to_owned(),
             config,
             child: None,
+            check_event: None,
         };
         daemon.restart().await;
         daemon
@@ -198,6 +203,9 @@ impl Daemon {
                 return;
             }
             after = page["next"].as_u64().expect("the page's next position");
+            if let Some(check) = self.check_event {
+                batch.iter().for_each(check);
+            }
             events.extend(batch);
         }
     }

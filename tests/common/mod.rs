@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod dovecot;
 pub mod lazyfs;
 pub mod nats;
+pub mod schemas;
 pub mod smtpd;
 pub mod tmpfs;
 
@@ -54,7 +55,9 @@ impl Daemon {
             dir.join("state").display()
         );
         std::fs::write(&config, text).unwrap();
-        Daemon::launch(&daemon_bin(), dir, config, addr).await
+        let mut daemon = Daemon::launch(&daemon_bin(), dir, config, addr).await;
+        daemon.check_event = Some(schemas::check);
+        daemon
     }
 }
 

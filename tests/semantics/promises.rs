@@ -89,12 +89,7 @@ async fn every_action_requested_ends_in_exactly_one_outcome_event() {
             .collect();
         assert_eq!(outcomes.len(), 1, "ticket {ticket}: {outcomes:?}");
         let outcome = outcomes[0];
-        let channel = action["source"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap();
+        let channel = action["channel"].as_str().unwrap();
         let reason = outcome["data"]["reason"].as_str().unwrap_or_default();
         match (
             channel,
