@@ -54,41 +54,9 @@ pub enum EventType {
 }
 
 impl EventType {
-    /// Every event type, in the order of the enum.
-    pub const ALL: [EventType; 28] = [
-        EventType::ContactCreated,
-        EventType::ContactUpdated,
-        EventType::ContactMerged,
-        EventType::ContactMergeSuggested,
-        EventType::ContactErased,
-        EventType::TicketCreated,
-        EventType::TicketMessageAdded,
-        EventType::InboundQuarantined,
-        EventType::SinkDeadLettered,
-        EventType::TicketAssigned,
-        EventType::TicketStatusTrigger,
-        EventType::TicketStatusChanged,
-        EventType::TicketActionRequested,
-        EventType::TicketMerged,
-        EventType::TicketMergeSuggested,
-        EventType::TicketSplit,
-        EventType::TicketDeleted,
-        EventType::ConversationMessageAdded,
-        EventType::ConversationClosed,
-        EventType::ConversationSpam,
-        EventType::ConversationSpamUndone,
-        EventType::ContactSpamUndone,
-        EventType::MessageDeliveryStatus,
-        EventType::ChannelEvent,
-        EventType::OutboundSent,
-        EventType::OutboundFailed,
-        EventType::OutboundSuppressed,
-        EventType::OutboundChatMessage,
-    ];
-
     /// The event type named `name` (`deskgate.ticket.created`).
     pub fn parse(name: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+        EventType::ALL.iter().copied().find(|t| t.as_str() == name)
     }
 
     /// Ticket and conversation events carry the ticket's number, which the outbox adds.

@@ -12,7 +12,7 @@
 //! - `ticket`: the other `deskgate.ticket.*` and `deskgate.conversation.*` events.
 //! - `outbound`: `deskgate.outbound.*`.
 //! - `notice`: events without a message: delivery statuses, channel notices, quarantine, sink
-//!   dead letters.
+//!   dead letters and disablings.
 
 mod contact;
 mod message;
@@ -37,7 +37,7 @@ pub use message::{
     ConversationRef, Direction, IgnoredProperty, MessageAdded, MessageRef, MessageView,
     TicketMergeSuggested, TicketRouting, TicketView,
 };
-pub use notice::{ChannelNotice, InboundQuarantined, SinkDeadLettered};
+pub use notice::{ChannelNotice, InboundQuarantined, SinkDeadLettered, SinkDisabled};
 pub use outbound::{
     AutomaticSuppressed, ChatConversation, OutboundChatMessage, OutboundItem, OutboundSuppressed,
     Via,
@@ -103,6 +103,12 @@ macro_rules! event_data {
             }
         }
 
+        impl EventType {
+            /// Every event type, in the order of the list below. Generated with the data types,
+            /// so a type cannot be missing here (the match in `schema_for_type` is exhaustive).
+            pub const ALL: &'static [EventType] = &[$(EventType::$variant,)*];
+        }
+
         /// The JSON Schema of an event type's `data`, generated from its Rust type.
         pub(crate) fn schema_for_type(event_type: EventType, generator: SchemaGenerator) -> Schema {
             match event_type {
@@ -122,6 +128,7 @@ event_data! {
     TicketMessageAdded(MessageAdded),
     InboundQuarantined(InboundQuarantined),
     SinkDeadLettered(SinkDeadLettered),
+    SinkDisabled(SinkDisabled),
     TicketAssigned(TicketAssigned),
     TicketStatusTrigger(TicketStatusTrigger),
     TicketStatusChanged(TicketStatusChanged),

@@ -74,6 +74,32 @@ pub struct SinkDeadLettered {
     pub generation: u32,
 }
 
+/// `deskgate.sink.disabled`: a webhook endpoint answered `410 Gone`, so its sink stopped
+/// delivering until `POST /v1/control/sinks/{name}/enable`; then it resumes with the refused
+/// event. The event's `subject` is the refused event's.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct SinkDisabled {
+    /// The sink's name.
+    pub sink: String,
+    /// The outbox sequence number of the event the endpoint refused.
+    pub event_seq: u64,
+    /// Its CloudEvent `id`.
+    pub event_id: String,
+    /// The endpoint's answer, such as "answered 410 Gone".
+    pub reason: String,
+}
+
+impl From<&crate::model::SinkDisabled> for SinkDisabled {
+    fn from(disabled: &crate::model::SinkDisabled) -> Self {
+        SinkDisabled {
+            sink: disabled.sink.clone(),
+            event_seq: disabled.event_seq,
+            event_id: disabled.event_id.clone(),
+            reason: disabled.reason.clone(),
+        }
+    }
+}
+
 impl From<&crate::model::SinkDeadLettered> for SinkDeadLettered {
     fn from(dead: &crate::model::SinkDeadLettered) -> Self {
         SinkDeadLettered {

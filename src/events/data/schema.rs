@@ -56,7 +56,7 @@ pub fn text(event_type: EventType) -> String {
 /// Writes every event type's schema into `dir` (`schemas/events`).
 pub fn write_all(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    for event_type in EventType::ALL {
+    for &event_type in EventType::ALL {
         let file = dir.join(format!("{}.json", event_type.as_str()));
         std::fs::write(file, text(event_type))?;
     }
@@ -80,7 +80,7 @@ mod tests {
             write_all(&dir).unwrap();
         }
         let mut stale = Vec::new();
-        for event_type in EventType::ALL {
+        for &event_type in EventType::ALL {
             let file = dir.join(format!("{}.json", event_type.as_str()));
             match std::fs::read_to_string(&file) {
                 Ok(found) if found == text(event_type) => {}
@@ -121,7 +121,7 @@ mod tests {
                 wrong.push(format!("{name} is documented but has no Rust type"));
             }
         }
-        for event_type in EventType::ALL {
+        for &event_type in EventType::ALL {
             let name = event_type.as_str();
             if !documented.iter().any(|d| format!("deskgate.{d}") == name) {
                 wrong.push(format!("{name} has no row in docs/events.md"));
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn every_schema_is_an_object_schema_with_a_description() {
-        for event_type in EventType::ALL {
+        for &event_type in EventType::ALL {
             let schema = schema(event_type);
             let json = schema.as_value();
             let described = json.get("description").is_some()

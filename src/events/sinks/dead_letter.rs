@@ -11,10 +11,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::feed::OutEvent;
-use crate::events::{EventDraft, EventType, OutboxWriter};
+use crate::events::data::EventData;
+use crate::events::{EventDraft, OutboxWriter};
 use crate::model::{SinkDeadLettered, SinkDisabled};
 use crate::store::{StateBatch, StoreError};
 
@@ -83,20 +83,8 @@ pub fn apply(
     batch: &mut StateBatch<'_>,
     dead: &SinkDeadLettered,
 ) -> Result<(), StoreError> {
-    let draft = EventDraft {
-        event_type: EventType::SinkDeadLettered,
-        subject: dead.event_subject.clone(),
-        channel: None,
-        data: json!({
-            "sink": dead.sink,
-            "event_seq": dead.event_seq,
-            "event_id": dead.event_id,
-            "event_type": dead.event_type,
-            "attempts": dead.attempts,
-            "last_error": dead.last_error,
-            "generation": dead.generation,
-        }),
-    };
+    let data = EventData::SinkDeadLettered(dead.into());
+    let draft = EventDraft::new(dead.event_subject.clone(), None, data);
     outbox.push(batch, dead.at, &draft)?;
     Ok(())
 }
@@ -108,17 +96,8 @@ pub fn apply_disabled(
     batch: &mut StateBatch<'_>,
     disabled: &SinkDisabled,
 ) -> Result<(), StoreError> {
-    let draft = EventDraft {
-        event_type: EventType::SinkDisabled,
-        subject: disabled.event_subject.clone(),
-        channel: None,
-        data: json!({
-            "sink": disabled.sink,
-            "event_seq": disabled.event_seq,
-            "event_id": disabled.event_id,
-            "reason": disabled.reason,
-        }),
-    };
+    let data = EventData::SinkDisabled(disabled.into());
+    let draft = EventDraft::new(disabled.event_subject.clone(), None, data);
     outbox.push(batch, disabled.at, &draft)?;
     Ok(())
 }
