@@ -1,4 +1,9 @@
-//! End-to-end: the threading index is forgotten with its ticket. A mail remembers every
+//! End-to-end: what the threading index links, and that it is forgotten with its ticket.
+//!
+//! A reply whose In-Reply-To names an id deskgate never saw (a gateway rewrote the Message-ID
+//! of the mail it answers) still threads by the rest of its References.
+//!
+//! The index is forgotten with its ticket. A mail remembers every
 //! Message-ID it refers to (so that a parent arriving late joins its reply); once the ticket is
 //! deleted or its contact erased, those ids lead nowhere: the parent, or another reply to the
 //! forgotten mail, opens a new ticket instead of joining one the store no longer has.
@@ -28,15 +33,28 @@ async fn start(dir: &Path) -> Daemon {
 /// Pushes a mail from `from` with Message-ID `<{id}@example.com>`, replying to `parent` (whose
 /// mail may not have arrived).
 async fn push(daemon: &Daemon, from: &str, id: &str, parent: Option<&str>) {
+    let parent = parent.map(|p| format!("<{p}@example.com>"));
+    push_raw(daemon, from, id, parent.as_deref(), parent.as_deref()).await;
+}
+
+/// Pushes a mail with the In-Reply-To and References given (whole header values).
+async fn push_raw(
+    daemon: &Daemon,
+    from: &str,
+    id: &str,
+    in_reply_to: Option<&str>,
+    references: Option<&str>,
+) {
     let mut raw = format!(
         "From: {from}\r\nTo: support@acme.test\r\nSubject: Printer\r\nDate: {}\r\n\
          Message-ID: <{id}@example.com>\r\n",
         chrono::Utc::now().to_rfc2822()
     );
-    if let Some(parent) = parent {
-        raw.push_str(&format!(
-            "In-Reply-To: <{parent}@example.com>\r\nReferences: <{parent}@example.com>\r\n"
-        ));
+    if let Some(parent) = in_reply_to {
+        raw.push_str(&format!("In-Reply-To: {parent}\r\n"));
+    }
+    if let Some(references) = references {
+        raw.push_str(&format!("References: {references}\r\n"));
     }
     raw.push_str("Content-Type: text/plain\r\n\r\nhello\r\n");
     let response = reqwest::Client::new()
@@ -84,6 +102,43 @@ async fn delete(daemon: &Daemon, path: &str, key: &str) {
         "{path}: {status} {}",
         response.text().await.unwrap()
     );
+}
+
+#[tokio::test]
+async fn an_unknown_in_reply_to_falls_back_to_the_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path()).await;
+    // Old git send-email wrote In-Reply-To: <yes>, which is no msg-id: it must link nothing.
+    push_raw(
+        &daemon,
+        "Ana <ana@example.com>",
+        "first",
+        Some("<yes>"),
+        None,
+    )
+    .await;
+    // The agent's answer went out through a gateway that rewrote its Message-ID; the customer's
+    // client replies to the rewritten id and keeps the thread's root in References.
+    push_raw(
+        &daemon,
+        "Ana <ana@example.com>",
+        "second",
+        Some("<rewritten.7@gateway.example.net>"),
+        Some("<first@example.com> <rewritten.7@gateway.example.net>"),
+    )
+    .await;
+    push_raw(
+        &daemon,
+        "Bo <bo@example.com>",
+        "stranger",
+        Some("<yes>"),
+        None,
+    )
+    .await;
+    let events = daemon.all_events().await;
+    assert_eq!(ticket_of(&events, "second"), ticket_of(&events, "first"));
+    assert_ne!(ticket_of(&events, "stranger"), ticket_of(&events, "first"));
+    assert_eq!(of_type(&events, "deskgate.ticket.created").len(), 2);
 }
 
 #[tokio::test]
