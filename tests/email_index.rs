@@ -57,18 +57,8 @@ async fn push_raw(
         raw.push_str(&format!("References: {references}\r\n"));
     }
     raw.push_str("Content-Type: text/plain\r\n\r\nhello\r\n");
-    let response = reqwest::Client::new()
-        .post(daemon.url("/hooks/mail"))
-        .header("content-type", "message/rfc822")
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{id}: {}",
-        response.status()
-    );
+    let status = common::push_mail(daemon, "mail", raw).await;
+    assert!((200..300).contains(&status), "{id}: {status}");
     daemon.settled().await;
 }
 

@@ -58,18 +58,8 @@ async fn push(daemon: &Daemon, id: &str, parents: &[&str]) {
         ));
     }
     let raw = format!("{head}Content-Type: text/plain\r\n\r\nmail {id}\r\n");
-    let response = reqwest::Client::new()
-        .post(daemon.url("/hooks/mail"))
-        .header("content-type", "message/rfc822")
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{id}: {}",
-        response.status()
-    );
+    let status = common::push_mail(daemon, "mail", raw).await;
+    assert!((200..300).contains(&status), "{id}: {status}");
 }
 
 /// Where each mail went, by its short name: the message event's message id, ticket and

@@ -39,14 +39,7 @@ fn mail(id: &str, from: &str, subject: &str, in_reply_to: Option<&str>) -> Vec<u
 }
 
 async fn push(daemon: &Daemon, raw: Vec<u8>) {
-    let response = reqwest::Client::new()
-        .post(daemon.url("/hooks/mail"))
-        .header("content-type", "message/rfc822")
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(common::push_mail(daemon, "mail", raw).await, 202);
 }
 
 /// The message event of the mail with this Message-ID.

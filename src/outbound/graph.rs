@@ -104,45 +104,23 @@ impl Graph {
                 ))
             }
         };
-        let token = self
-            .tokens
-            .get(channel)
-            .ok_or_else(|| Failure::Permanent(format!("no Graph token for channel {channel:?}")))?;
         let url = format!("{}/{node}/messages", self.base);
-        let response = self
-            .client
-            .post(&url)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| Failure::Transient(format!("Graph API unreachable: {e}")))?;
-        let status = response.status();
-        let answer: Value = response.json().await.map_err(|e| {
-            Failure::Transient(format!("Graph API answered {status} without JSON: {e}"))
-        })?;
-        if status.is_success() {
-            let id = answer["message_id"]
-                .as_str()
-                .or_else(|| answer["messages"][0]["id"].as_str());
-            return id.map(str::to_owned).ok_or_else(|| {
-                Failure::Permanent(format!(
-                    "Graph API accepted the message but gave no id: {answer}"
-                ))
-            });
-        }
-        Err(classify(status.as_u16(), &answer["error"]))
+        let answer = self
+            .call(channel, self.client.post(&url).json(&body))
+            .await?;
+        let id = answer["message_id"]
+            .as_str()
+            .or_else(|| answer["messages"][0]["id"].as_str());
+        id.map(str::to_owned).ok_or_else(|| {
+            Failure::Permanent(format!(
+                "Graph API accepted the message but gave no id: {answer}"
+            ))
+        })
     }
-}
 
-impl Graph {
     /// Sets (`Some`) or removes (`None`) a page's greeting through the Messenger Profile API
     /// (`{base}/me/messenger_profile` with the page's token).
     pub async fn set_greeting(&self, channel: &str, text: Option<&str>) -> Result<(), Failure> {
-        let token = self
-            .tokens
-            .get(channel)
-            .ok_or_else(|| Failure::Permanent(format!("no Graph token for channel {channel:?}")))?;
         let url = format!("{}/me/messenger_profile", self.base);
         let request = match text {
             Some(text) => self
@@ -154,6 +132,25 @@ impl Graph {
                 .delete(&url)
                 .json(&json!({ "fields": ["greeting"] })),
         };
+        let answer = self.call(channel, request).await?;
+        if answer["result"] == "success" {
+            return Ok(());
+        }
+        Err(Failure::Permanent(format!(
+            "Graph API answered the profile call without success: {answer}"
+        )))
+    }
+
+    /// Sends one call with `channel`'s token; a success's JSON answer, or what the failure is.
+    async fn call(
+        &self,
+        channel: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, Failure> {
+        let token = self
+            .tokens
+            .get(channel)
+            .ok_or_else(|| Failure::Permanent(format!("no Graph token for channel {channel:?}")))?;
         let response = request
             .bearer_auth(token)
             .send()
@@ -163,8 +160,8 @@ impl Graph {
         let answer: Value = response.json().await.map_err(|e| {
             Failure::Transient(format!("Graph API answered {status} without JSON: {e}"))
         })?;
-        if status.is_success() && answer["result"] == "success" {
-            return Ok(());
+        if status.is_success() {
+            return Ok(answer);
         }
         Err(classify(status.as_u16(), &answer["error"]))
     }

@@ -62,6 +62,19 @@ impl Daemon {
 }
 
 /// An API channel message.
+/// Pushes raw mail to an email channel's hook, as an MTA does; returns the answer's status.
+pub async fn push_mail(daemon: &Daemon, channel: &str, raw: impl Into<reqwest::Body>) -> u16 {
+    reqwest::Client::new()
+        .post(daemon.url(&format!("/hooks/{channel}")))
+        .header("content-type", "message/rfc822")
+        .body(raw)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 pub fn api_message(external_id: &str, thread_id: &str, email: &str, text: &str) -> Value {
     json!({
         "external_id": external_id,
