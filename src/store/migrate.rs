@@ -157,7 +157,14 @@ mod tests {
             at,
         )));
         let key = DedupeKey::of(&record);
-        let db = sled::open(dir).unwrap();
+        // Without sled's background flusher, whose thread holds the database (and its file
+        // lock) for a moment after the handle is dropped: the migration opening it right after
+        // found it locked on a loaded machine.
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
         let journal = db.open_tree("journal").unwrap();
         journal
             .insert(keys::journal(1), super::super::encode(&record))

@@ -286,8 +286,8 @@ fn threads(
     }
 }
 
-/// The stream holds exactly the outbox's events, each once, under its type's subject, in
-/// order per ticket or contact.
+/// The stream holds exactly the outbox's events, each once, under its ticket's (or contact's)
+/// and type's subject, in order per ticket or contact.
 fn stream(evidence: &Evidence<'_>, verdict: &mut Verdict) {
     let mut seen = HashSet::new();
     let mut repeated = 0;
@@ -297,13 +297,17 @@ fn stream(evidence: &Evidence<'_>, verdict: &mut Verdict) {
         if !seen.insert(id.as_str()) {
             repeated += 1;
         }
-        if event["id"].as_str() != Some(id.as_str())
-            || *subject
-                != format!(
-                    "{SUBJECT_PREFIX}.{}",
-                    event["type"].as_str().unwrap_or_default()
-                )
-        {
+        // `<prefix>.<ticket or contact id>.<type without "deskgate.">`; the ids here are UUIDs
+        // and `journal/<seq>`, which need none of the sink's token escaping.
+        let expected = format!(
+            "{SUBJECT_PREFIX}.{}.{}",
+            event["subject"].as_str().unwrap_or_default(),
+            event["type"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("deskgate.")
+        );
+        if event["id"].as_str() != Some(id.as_str()) || *subject != expected {
             push_example(
                 verdict,
                 format!("stream message {id} on {subject} is not its event"),
