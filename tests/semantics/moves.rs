@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::common::{api_message, daemon_bin, eventually, Daemon, BIN};
-use super::pipelines::{reload_with, BILLING};
+use super::pipelines::{reload_with, support_and_billing, BILLING};
 use super::{control, of_type, Control, PIPELINE};
 
 /// The events that a config move emitted, in order.
@@ -66,10 +66,7 @@ fn check_config(config: &std::path::Path, state: Option<&std::path::Path>) -> (b
 #[tokio::test]
 async fn a_reload_moves_the_tickets_of_a_removed_status_and_pipeline_once() {
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "{}[channels.api.tickets]\npipeline = \"support\"\n{PIPELINE}{BILLING}",
-        control(dir.path())
-    );
+    let config = support_and_billing(dir.path());
     let mut daemon = Daemon::start(dir.path(), &config).await;
     let control = Control::new(&daemon);
     // One ticket stays in support's "new", one goes to "waiting_on_us" (which stays), one to
@@ -166,10 +163,7 @@ async fn a_reload_moves_the_tickets_of_a_removed_status_and_pipeline_once() {
 #[tokio::test]
 async fn a_restart_moves_tickets_into_a_status_whose_actions_run() {
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "{}[channels.api.tickets]\npipeline = \"support\"\n{PIPELINE}{BILLING}",
-        control(dir.path())
-    );
+    let config = support_and_billing(dir.path());
     let mut daemon = Daemon::start(dir.path(), &config).await;
     let control = Control::new(&daemon);
     let ticket = new_ticket(&daemon, &control, 1).await;

@@ -24,13 +24,19 @@ template = "internal_notification"
 users = ["alice"]
 "#;
 
+/// The config these tests start from: the control token, the `api` channel's tickets in
+/// `support`, and the `support` and `billing` pipelines.
+pub fn support_and_billing(dir: &std::path::Path) -> String {
+    format!(
+        "{}[channels.api.tickets]\npipeline = \"support\"\n{PIPELINE}{BILLING}",
+        control(dir)
+    )
+}
+
 #[tokio::test]
 async fn the_control_api_moves_a_ticket_to_another_pipeline() {
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "{}[channels.api.tickets]\npipeline = \"support\"\n{PIPELINE}{BILLING}",
-        control(dir.path())
-    );
+    let config = support_and_billing(dir.path());
     let daemon = Daemon::start(dir.path(), &config).await;
     let control = Control::new(&daemon);
     control
@@ -135,10 +141,7 @@ pub async fn reload_with(daemon: &Daemon, n: usize, edit: impl Fn(&str) -> Strin
 #[tokio::test]
 async fn a_reload_or_check_config_refuses_to_strand_stored_tickets() {
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "{}[channels.api.tickets]\npipeline = \"support\"\n{PIPELINE}{BILLING}",
-        control(dir.path())
-    );
+    let config = support_and_billing(dir.path());
     let mut daemon = Daemon::start(dir.path(), &config).await;
     let control = Control::new(&daemon);
     control
