@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::graph::Graph;
 use super::sender::Failure;
+use crate::backoff::Backoff;
 use crate::config::OutboundConfig;
 
 /// Retries of one page's greeting after a transient failure.
@@ -86,7 +87,7 @@ impl Greetings {
 
 /// Sets one page's greeting, retrying transient failures; whether it was set.
 async fn set(graph: &Graph, channel: &str, greeting: Option<&str>) -> bool {
-    let mut delay = Duration::from_secs(1);
+    let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
     for attempt in 1..=ATTEMPTS {
         match graph.set_greeting(channel, greeting).await {
             Ok(()) => {
@@ -96,8 +97,7 @@ async fn set(graph: &Graph, channel: &str, greeting: Option<&str>) -> bool {
             }
             Err(Failure::Transient(error)) if attempt < ATTEMPTS => {
                 tracing::warn!(channel, %error, attempt, "setting the Messenger greeting failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(300));
+                tokio::time::sleep(backoff.delay(attempt)).await;
             }
             Err(Failure::Transient(error) | Failure::Permanent(error))
             | Err(Failure::Refused { error, .. }) => {
