@@ -37,7 +37,8 @@ mod sinks;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use serde::de::DeserializeOwned;
@@ -143,6 +144,9 @@ struct Syncs {
     /// Held by the one flush that syncs; the others wait for it and usually find themselves
     /// covered.
     leader: Mutex<()>,
+    /// Signalled after every sync, for writers that wait to be covered by someone else's
+    /// ([`Store::wait_synced`]).
+    covered: (Mutex<()>, Condvar),
 }
 
 /// One journal record as read back, still undecoded where decoding failed.
@@ -205,7 +209,36 @@ impl Store {
         let covers = self.syncs.written.load(Ordering::Acquire);
         note_failure(&self.failed, self.db.persist(PersistMode::SyncData))?;
         self.syncs.synced.fetch_max(covers, Ordering::Release);
+        let (lock, signal) = &self.syncs.covered;
+        // Taken so that a waiter between its check and its wait cannot miss this signal.
+        drop(lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        signal.notify_all();
         Ok(())
+    }
+
+    /// Where the write order stands: every write that returned before this call is at or
+    /// below the mark. Pass it to [`Store::wait_synced`].
+    pub fn write_mark(&self) -> u64 {
+        self.syncs.written.load(Ordering::Acquire)
+    }
+
+    /// Whether a completed sync covers every write up to `mark`.
+    pub fn is_synced(&self, mark: u64) -> bool {
+        self.syncs.synced.load(Ordering::Acquire) >= mark
+    }
+
+    /// Waits at most `within` for the next sync by any writer (a writer that can afford to
+    /// let the journal writer's next group commit cover it, instead of syncing alone); true
+    /// when a sync covers `mark`.
+    pub fn wait_for_sync(&self, mark: u64, within: Duration) -> bool {
+        let (lock, signal) = &self.syncs.covered;
+        let guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.is_synced(mark) {
+            return true;
+        }
+        // Woken by a sync, by the timeout, or spuriously: the caller decides what is next.
+        drop(signal.wait_timeout(guard, within));
+        self.is_synced(mark)
     }
 
     /// Passes a write's result through: counts a success for group commit, remembers a
@@ -402,6 +435,12 @@ const MEMTABLE_BYTES: u64 = 8 << 20;
 /// smallest allowed; its default is 512 MiB): bounds the log on disk and the replay at start.
 const LOG_BYTES: u64 = 64 << 20;
 
+/// fjall's flush and compaction threads. One: with two or more, fjall 3.1's first worker hands
+/// every compaction request back to the queue and takes it again while the other worker is
+/// busy (`worker_pool.rs`, "let one worker prioritize flushing"), a busy loop that took a
+/// quarter of a core under ingest load here; one worker flushes and compacts in turn.
+const WORKER_THREADS: usize = 1;
+
 /// Opens (or creates) a keyspace with deskgate's options.
 fn open_keyspace(db: &Database, name: &str) -> Result<Keyspace, StoreError> {
     Ok(db.keyspace(name, || {
@@ -421,6 +460,7 @@ fn open_database(db_dir: &Path, cache_capacity_bytes: u64) -> Result<Database, S
     let db = Database::builder(db_dir)
         .cache_size(cache_capacity_bytes)
         .max_journaling_size(LOG_BYTES)
+        .worker_threads(WORKER_THREADS)
         // Durability comes from the single writers' explicit `persist`; fjall's own periodic
         // syncs would only add fdatasyncs nobody waits for.
         .manual_journal_persist(true)
