@@ -2,21 +2,20 @@
 //! its cursor.
 //!
 //! One step reads a run of durable journal records, applies each to a [`StateBatch`]
-//! (contacts, conversations, tickets, outbox events), writes the new cursor into the same batch,
-//! commits it, flushes, and only then lets readers see the step's events. A crash anywhere
-//! before the commit replays the step from the journal; ids and event times derive from the
-//! journal, so the replay produces exactly what the lost step would have.
+//! (contacts, conversations, tickets, outbox events), writes the new cursor into the same batch
+//! and commits it; readers see the step's events only once a sync covers it (`run.rs`). A
+//! crash or power cut before that replays the step from the journal; ids and event times
+//! derive from the journal, so the replay produces exactly what the lost step would have.
 //!
 //! A record that cannot be applied (undecodable, or inconsistent with state) is rolled back on
 //! its own, recorded in quarantine with its reason and a `deskgate.inbound.quarantined` event,
 //! and the records behind it go on.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::config::ActionKind;
 use crate::contacts;
@@ -35,9 +34,10 @@ use crate::tickets::{self, RequestedAction};
 
 mod replay;
 mod retry;
+mod run;
 
-use replay::Replay;
 use retry::unknown_owner;
+pub use run::start;
 
 /// A record the processor set aside, kept with the reason.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +68,17 @@ pub struct Processor {
     blobs: Option<Blobs>,
     /// Held for each whole step, so that a backup copies steps whole.
     gate: WriteGate,
+    /// Whether an erasure may wait for its journal redaction ([`Processor::after_durable`]):
+    /// true at start-up, for one a crash interrupted.
+    erasing: AtomicBool,
+}
+
+/// A step committed but not yet synced.
+#[derive(Debug, Clone, Copy)]
+struct Committed {
+    position: Position,
+    /// The store's write mark after the commit: the step is durable once a sync covers it.
+    mark: u64,
 }
 
 /// Where the processor stands after a step.
@@ -89,6 +100,7 @@ impl Processor {
             live: LiveHandle::new(Live::empty()),
             blobs: None,
             gate: WriteGate::default(),
+            erasing: AtomicBool::new(true),
         }
     }
 
@@ -149,12 +161,26 @@ impl Processor {
     /// Applies the journal records after `cursor` up to `durable`, at most one batch of them,
     /// and makes the result durable. Blocking: run it off the async workers.
     pub fn step(&self, cursor: u64, durable: u64) -> Result<Position, StoreError> {
-        let _whole = self.gate.hold();
-        // Erasures a crash interrupted after their commit.
         self.finish_erasures()?;
+        let position = match self.commit_step(cursor, durable)? {
+            Some(step) => step.position,
+            None => return self.position(),
+        };
+        self.store.flush()?;
+        self.after_durable();
+        Ok(position)
+    }
+
+    /// Applies the journal records after `cursor` up to `durable`, at most one batch of them,
+    /// and commits the result with the new cursor in one atomic batch, without syncing it:
+    /// the journal holds every record applied, so a step lost to a power cut is applied again,
+    /// identically. Readers must not see the step before a sync covers its mark. `None` when
+    /// there was nothing to apply.
+    fn commit_step(&self, cursor: u64, durable: u64) -> Result<Option<Committed>, StoreError> {
+        let _whole = self.gate.hold();
         let items = self.store.journal_read(cursor, durable, self.batch_size)?;
         let Some(last) = items.last().map(|item| item.seq) else {
-            return self.position();
+            return Ok(None);
         };
         // One version of the rules for the whole step, whatever a reload does meanwhile.
         let live = self.live.current();
@@ -187,19 +213,29 @@ impl Processor {
         batch.put(keys::CURSOR.to_vec(), &last);
         let outbox = batch.get_u64(keys::OUTBOX_SEQ)?;
         batch.commit()?;
-        self.store.flush()?;
         for channel in set_aside {
             metrics::counter!("deskgate_quarantined_total", "channel" => channel).increment(1);
         }
-        // The step is committed: a failure here must not make the caller retry it. The next
-        // step starts by finishing what is left.
+        Ok(Some(Committed {
+            position: Position {
+                cursor: last,
+                outbox,
+            },
+            mark: self.store.write_mark(),
+        }))
+    }
+
+    /// What may follow only once every committed step is durable: the journal redaction of
+    /// erasures (a redacted record must never be applied again by a replay). A failure here
+    /// must not undo the steps; the next call finishes what is left.
+    fn after_durable(&self) {
+        if !self.erasing.swap(false, Ordering::AcqRel) {
+            return;
+        }
         if let Err(error) = self.finish_erasures() {
+            self.erasing.store(true, Ordering::Release);
             tracing::error!(%error, "journal redaction for an erasure failed; retrying next step");
         }
-        Ok(Position {
-            cursor: last,
-            outbox,
-        })
     }
 
     /// Applies one record; a panic (a bug, never an input's right) becomes an error so that the
@@ -253,6 +289,7 @@ impl Processor {
                 };
                 let applied = contacts::control::apply(batch, &announce, seq, &control.command)?;
                 if let Some(erased) = applied.erased {
+                    self.erasing.store(true, Ordering::Release);
                     outbound::erase::forget_conversations(batch, &erased.conversations)?;
                 }
                 Ok(())
@@ -532,63 +569,4 @@ fn mark_retried(batch: &mut StateBatch<'_>, seq: u64, inbound: &Inbound) -> Resu
         batch.put(key, &entry);
     }
     Ok(())
-}
-
-/// Starts the processor on a thread of its own. It runs until the journal writer has stopped
-/// and everything it wrote is applied, publishing its durable position on `visible` after every
-/// step (start it with the position read at start-up); join the handle to wait for the end.
-pub fn start(
-    processor: Processor,
-    durable: watch::Receiver<u64>,
-    visible: watch::Sender<Position>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("processor".to_owned())
-        .spawn(move || run(processor, durable, visible))
-        .expect("spawning a thread at start-up succeeds unless the process is out of resources")
-}
-
-fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::Sender<Position>) {
-    let mut cursor = visible.borrow().cursor;
-    let mut writer_stopped = false;
-    let mut replay = Replay::new(cursor, *durable.borrow());
-    loop {
-        let target = *durable.borrow_and_update();
-        if cursor < target {
-            // Records that panic are quarantined inside the step; this catches the rest (a bug
-            // in the step itself), which must not end processing for good.
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                processor.step(cursor, target)
-            }));
-            match step {
-                Ok(Ok(position)) => {
-                    cursor = position.cursor;
-                    visible.send_replace(position);
-                    replay.applied(cursor);
-                }
-                Ok(Err(error)) => {
-                    // Once the writer has stopped, nothing will change: the journal keeps the
-                    // rest for the next start.
-                    if durable.has_changed().is_err() {
-                        tracing::error!(%error, cursor, "processor step failed; stopping");
-                        break;
-                    }
-                    tracing::error!(%error, cursor, "processor step failed; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(_) => {
-                    tracing::error!(cursor, "processor step panicked; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            }
-            continue;
-        }
-        if writer_stopped {
-            break;
-        }
-        // The watch channel works without a runtime: block this thread until the writer
-        // publishes a new durable position or stops.
-        writer_stopped = futures::executor::block_on(durable.changed()).is_err();
-    }
-    tracing::debug!(cursor, "processor stopped");
 }
