@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::dovecot::{sample_mail, Dovecot, PASSWORD};
 
@@ -49,7 +48,7 @@ pub async fn run(messages: usize, idle_samples: usize, batch_size: u32) -> anyho
     let app = deskgate::app::App::start(config).await?;
     let addr = app.local_addr;
     loop {
-        let status = get_json(addr, "/v1/status").await?;
+        let status = crate::servers::get_json(addr, "/v1/status").await?;
         let applied = status["processor"]["cursor"].as_u64().unwrap_or(0);
         if applied >= messages as u64 {
             break;
@@ -127,7 +126,7 @@ async fn idle_latency(
     let mut histogram = Histogram::<u64>::new(3)?;
     let mut session = dovecot.session().await;
     for i in 0..samples {
-        let after = get_json(addr, "/v1/status").await?["outbox"]["last_seq"]
+        let after = crate::servers::get_json(addr, "/v1/status").await?["outbox"]["last_seq"]
             .as_u64()
             .context("the outbox position")?;
         // Let deskgate settle back into IDLE before the next mail.
@@ -135,7 +134,7 @@ async fn idle_latency(
         let mail = sample_mail(&format!("{tag}-idle"), i);
         let started = Instant::now();
         session.append("INBOX", None, None, &mail).await?;
-        let page = get_json(addr, &format!("/v1/events?after={after}&wait=10")).await?;
+        let page = crate::servers::get_json(addr, &format!("/v1/events?after={after}&wait=10")).await?;
         anyhow::ensure!(
             page["events"].as_array().is_some_and(|e| !e.is_empty()),
             "IDLE mail {i} did not become an event within 10 s"
@@ -146,25 +145,3 @@ async fn idle_latency(
     Ok(histogram)
 }
 
-/// A bare HTTP/1.1 GET returning the JSON body.
-async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let start = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("an HTTP response")?;
-    let body = &response[start + 4..];
-    // A refusal (a 401 once the events API wants a token) must say so, not read as no events.
-    let status_line = String::from_utf8_lossy(&response[..start]);
-    let status_line = status_line.lines().next().unwrap_or_default();
-    anyhow::ensure!(
-        status_line.starts_with("HTTP/1.1 200"),
-        "GET {path}: {status_line}: {}",
-        String::from_utf8_lossy(body)
-    );
-    Ok(serde_json::from_slice(body)?)
-}

@@ -189,6 +189,8 @@ pub async fn compare(
     let mut noop = Totals::default();
     let mut durable = Totals::default();
     let mut deskgate = Totals::default();
+    // The most input, in seconds, the processor had still to apply when a round's load ended.
+    let mut lag_secs: f64 = 0.0;
     let state = tempfile::tempdir()?;
     for round in 0..rounds {
         for (server, totals) in [
@@ -208,6 +210,9 @@ pub async fn compare(
                 }
             };
             let run = run(&target(child.addr, format!("r{round}")), connections, secs).await?;
+            if server == "deskgate" {
+                lag_secs = lag_secs.max(processor_lag_secs(child.addr, run.per_sec()).await?);
+            }
             eprintln!(
                 "  round {round} {server}: {:.0} req/s, p99 {:.2} ms, {} errors",
                 run.per_sec(),
@@ -225,14 +230,24 @@ pub async fn compare(
         );
     }
     println!(
-        "bench {name}: deskgate={:.0} baseline={:.0} durable={:.0} ratio={:.2} ratio_durable={:.2} p99_ms={:.2} durable_p99_ms={:.2}",
+        "bench {name}: deskgate={:.0} baseline={:.0} durable={:.0} ratio={:.2} ratio_durable={:.2} p99_ms={:.2} durable_p99_ms={:.2} lag_s={:.2}",
         deskgate.per_sec(),
         noop.per_sec(),
         durable.per_sec(),
         deskgate.per_sec() / noop.per_sec(),
         deskgate.per_sec() / durable.per_sec(),
         deskgate.p99_ms(),
-        durable.p99_ms()
+        durable.p99_ms(),
+        lag_secs
     );
     Ok(())
+}
+
+/// How far behind the journal deskgate's processor is, in seconds of input at `per_sec`: the
+/// journaled records it has not applied yet, read from `/v1/status` as the load ends.
+async fn processor_lag_secs(addr: SocketAddr, per_sec: f64) -> anyhow::Result<f64> {
+    let status = crate::servers::get_json(addr, "/v1/status").await?;
+    let durable = status["journal"]["durable_seq"].as_u64().unwrap_or(0);
+    let cursor = status["processor"]["cursor"].as_u64().unwrap_or(0);
+    Ok(durable.saturating_sub(cursor) as f64 / per_sec.max(1.0))
 }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --bin deskgate-bench -- ingest
-//! bench ingest-api: deskgate=<req/s> baseline=<req/s> durable=<req/s> ratio=<deskgate/baseline> ratio_durable=<deskgate/durable> p99_ms=<ms> durable_p99_ms=<ms>
+//! bench ingest-api: deskgate=<req/s> baseline=<req/s> durable=<req/s> ratio=<deskgate/baseline> ratio_durable=<deskgate/durable> p99_ms=<ms> durable_p99_ms=<ms> lag_s=<s>
 //! ```
 //!
 //! The ingest modes have a second baseline, `durable`: the least that keeps deskgate's promise

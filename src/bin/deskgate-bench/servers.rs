@@ -10,6 +10,7 @@ use clap::Subcommand;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 #[derive(Subcommand)]
@@ -118,4 +119,27 @@ impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.process.start_kill();
     }
+}
+
+/// A bare HTTP/1.1 GET returning the JSON body.
+pub async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let start = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("an HTTP response")?;
+    let body = &response[start + 4..];
+    // A refusal (a 401 once the events API wants a token) must say so, not read as no events.
+    let status_line = String::from_utf8_lossy(&response[..start]);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        status_line.starts_with("HTTP/1.1 200"),
+        "GET {path}: {status_line}: {}",
+        String::from_utf8_lossy(body)
+    );
+    Ok(serde_json::from_slice(body)?)
 }
