@@ -31,7 +31,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a config file: exit 0 when valid, otherwise print every problem and exit 1.
+    /// Validate a config file: exit 0 when valid; otherwise print every problem and exit 64
+    /// (EX_USAGE) for an invalid config, 1 for a file that cannot be read or a state directory
+    /// that cannot be checked.
     CheckConfig {
         /// The config file.
         path: PathBuf,
@@ -124,25 +126,16 @@ enum QuarantineAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { path, state } => match Config::load(&path) {
-            Ok(config) => {
-                for warning in config.warnings() {
-                    eprintln!("warning: {warning}");
+        Command::CheckConfig { path, state } => {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(error) => {
+                    eprintln!("cannot read {}: {error}", path.display());
+                    return ExitCode::FAILURE;
                 }
-                if let Some(dir) = state {
-                    if let Err(error) = check_stranded(&config, &path, &dir) {
-                        eprintln!("{error}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-                println!("{}: ok", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("{error}");
-                ExitCode::FAILURE
-            }
-        },
+            };
+            check_config(&path, &text, state.as_deref())
+        }
         Command::Inspect {
             what:
                 Inspect::Mail {
@@ -392,9 +385,9 @@ fn engine_quiet(spec: &str) -> Result<EnvFilter, tracing_subscriber::filter::Par
     Ok(filter)
 }
 
-/// Refuses a config that would strand the tickets stored in `dir`; of one that does not, says
-/// how many tickets its moves will take.
-fn check_stranded(config: &Config, path: &Path, dir: &Path) -> Result<(), String> {
+/// The problems of a config that would strand the tickets stored in `dir`; of one that does
+/// not, says how many tickets its moves will take. `Err` when the state cannot be read.
+fn check_stranded(config: &Config, path: &Path, dir: &Path) -> Result<Option<ConfigError>, String> {
     let store = deskgate::store::Store::open(dir).map_err(|e| {
         format!(
             "{}: cannot open the state (is deskgate running?): {e}",
@@ -408,13 +401,12 @@ fn check_stranded(config: &Config, path: &Path, dir: &Path) -> Result<(), String
         if due > 0 {
             eprintln!("note: routing.moves will move {due} stored tickets at the next start");
         }
-        return Ok(());
+        return Ok(None);
     }
-    let error = ConfigError {
+    Ok(Some(ConfigError {
         file: path.to_owned(),
         problems,
-    };
-    Err(error.to_string())
+    }))
 }
 
 /// What the config promises but cannot keep, as check-config says it.
@@ -446,4 +438,36 @@ fn init_logging(log: &LogConfig) -> LogFilter {
         .with(output)
         .init();
     handle
+}
+
+/// `sysexits.h`'s EX_USAGE: what `check-config` exits with on an invalid config, so that a
+/// deployment script can tell a wrong config from a file it could not read (1).
+const EX_USAGE: u8 = 64;
+
+fn check_config(path: &Path, text: &str, state: Option<&Path>) -> ExitCode {
+    let config = match Config::from_text(path, text) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    for warning in config.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    if let Some(dir) = state {
+        match check_stranded(&config, path, dir) {
+            Ok(None) => {}
+            Ok(Some(stranding)) => {
+                eprintln!("{stranding}");
+                return ExitCode::from(EX_USAGE);
+            }
+            Err(unreadable) => {
+                eprintln!("{unreadable}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("{}: ok", path.display());
+    ExitCode::SUCCESS
 }

@@ -363,7 +363,8 @@ async fn check_config_reports_every_problem_with_its_path() {
         .arg(&bad)
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    // EX_USAGE for a config that is wrong, 1 for one that cannot be read.
+    assert_eq!(output.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("journal.max_batch: must be > 0"),
@@ -373,6 +374,16 @@ async fn check_config_reports_every_problem_with_its_path() {
         stderr.contains("channels.web.max_body_bytes: must be > 0"),
         "{stderr}"
     );
+
+    let missing = dir.path().join("missing.toml");
+    let output = std::process::Command::new(common::BIN)
+        .args(["check-config"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot read"), "{stderr}");
 
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/deskgate.toml");
     let output = std::process::Command::new(common::BIN)

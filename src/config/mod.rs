@@ -24,6 +24,7 @@ pub use hours::{Hours, OfficeHours, OpenSpan};
 mod kinds;
 mod meta;
 mod secret;
+pub use secret::{read_secret_file, secret_path};
 
 pub use chat::{ChatConfig, RateLimitConfig};
 pub use form::{FormConfig, FormFields, TICKET_PROPERTIES};
@@ -277,26 +278,11 @@ impl ControlConfig {
     }
 }
 
-/// Where a secret file really is: a path starting with `$CREDENTIALS_DIRECTORY/` is under the
-/// directory systemd's `LoadCredential=` fills.
-pub fn secret_path(path: &Path) -> PathBuf {
-    match path.strip_prefix("$CREDENTIALS_DIRECTORY") {
-        Ok(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-            Some(dir) => PathBuf::from(dir).join(rest),
-            None => path.to_owned(),
-        },
-        Err(_) => path.to_owned(),
-    }
-}
-
 /// Reads a secret from a file, trimmed. The error names the file, never the content.
 pub fn read_secret(path: &Path) -> Result<String, String> {
-    let real = secret_path(path);
-    let text = std::fs::read_to_string(&real)
-        .map_err(|e| format!("cannot read secret file {}: {e}", real.display()))?;
-    let secret = text.trim().to_owned();
+    let secret = secret::read_secret_file(path)?.trim().to_owned();
     if secret.is_empty() {
-        return Err(format!("secret file {} is empty", real.display()));
+        return Err(format!("{} is empty", secret::secret_path(path).display()));
     }
     Ok(secret)
 }
@@ -457,8 +443,13 @@ impl Config {
         };
         let text =
             std::fs::read_to_string(path).map_err(|e| fail("", format!("cannot read: {e}")))?;
-        let config = Config::parse(&text).map_err(|first| {
-            let more = parse_all::more_problems(&text, &first);
+        Config::from_text(path, &text)
+    }
+
+    /// Parses and validates a config file's text (`path` names it in the problems).
+    pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config = Config::parse(text).map_err(|first| {
+            let more = parse_all::more_problems(text, &first);
             ConfigError {
                 file: path.to_owned(),
                 problems: std::iter::once(first).chain(more).collect(),
