@@ -156,8 +156,7 @@ impl ImapConfig {
 
     /// Reads the password file; the error says which file and why.
     pub fn password(&self) -> Result<String, String> {
-        let text = std::fs::read_to_string(&self.password_file)
-            .map_err(|e| format!("cannot read {}: {e}", self.password_file.display()))?;
+        let text = super::read_secret_file(&self.password_file)?;
         let password = text.trim();
         if password.is_empty() {
             return Err(format!("{} is empty", self.password_file.display()));

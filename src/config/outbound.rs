@@ -274,11 +274,9 @@ impl OutboundConfig {
                 "username and password_file go together",
             );
             if let Some(file) = &mailbox.smtp.password_file {
-                check(
-                    std::fs::metadata(file).is_ok_and(|m| m.is_file()),
-                    format!("{path}.smtp.password_file"),
-                    &format!("cannot read {}", file.display()),
-                );
+                if let Err(problem) = super::read_secret_file(file) {
+                    check(false, format!("{path}.smtp.password_file"), &problem);
+                }
             }
             for channel in &mailbox.channels {
                 routed.entry(channel).or_insert_with(|| path.clone());
@@ -312,11 +310,9 @@ impl OutboundConfig {
                 )
             }));
         for (path, file) in token_files {
-            check(
-                std::fs::metadata(file).is_ok_and(|m| m.is_file()),
-                path,
-                &format!("cannot read {}", file.display()),
-            );
+            if let Err(problem) = super::read_secret_file(file) {
+                check(false, path, &problem);
+            }
         }
         let graph = self.messenger.keys().chain(self.whatsapp.keys());
         for channel in graph.chain(self.chat_channels.iter()) {
@@ -368,7 +364,7 @@ mod tests {
             "outbound.mailboxes.support.smtp: username and password_file go together",
             "outbound: channel mail: is answered by more than one route",
             "outbound.ghost: names channel \"ghost\", which is not configured under [channels]",
-            "outbound.whatsapp.ghost.access_token_file: cannot read /nonexistent/token",
+            "outbound.whatsapp.ghost.access_token_file: cannot read secret file /nonexistent/token",
             "outbound: channel ghost: is answered by more than one route",
         ];
         for want in expected {

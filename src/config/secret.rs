@@ -1,8 +1,32 @@
-//! Secrets named by file in the config (never inline): read once, on first use, and kept.
+//! Secrets named by file in the config (never inline): one reader for every secret file, and
+//! a cell for the channel secrets that are read once, on first use, and kept.
+//!
+//! Every secret path may start with `$CREDENTIALS_DIRECTORY/`: under systemd the files that the
+//! unit's `LoadCredential=` names are there, readable by the service alone.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+
+/// Where a secret file really is: a path starting with `$CREDENTIALS_DIRECTORY/` is under the
+/// directory systemd's `LoadCredential=` fills.
+pub fn secret_path(path: &Path) -> PathBuf {
+    match path.strip_prefix("$CREDENTIALS_DIRECTORY") {
+        Ok(rest) => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) => PathBuf::from(dir).join(rest),
+            None => path.to_owned(),
+        },
+        Err(_) => path.to_owned(),
+    }
+}
+
+/// Reads a secret file named in the config, as it is (callers trim what their secret allows).
+/// The error names the file, never the content.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    let real = secret_path(path);
+    std::fs::read_to_string(&real)
+        .map_err(|e| format!("cannot read secret file {}: {e}", real.display()))
+}
 
 /// A secret read from a file on first use. Cloning shares the cached value; `Debug` never
 /// shows it.
@@ -37,8 +61,7 @@ impl SecretCell {
 
 /// Reads a secret file; the problem names the file.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = read_secret_file(path)?;
     let secret = text.trim();
     if secret.len() < 8 {
         return Err(format!(

@@ -151,8 +151,7 @@ impl WebhookSinkConfig {
                     path: format!("{path}.secret_files[{i}]"),
                     message,
                 };
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| problem(format!("cannot read {}: {e}", file.display())))?;
+                let text = super::read_secret_file(file).map_err(problem)?;
                 let encoded = text.trim().strip_prefix("whsec_").ok_or_else(|| {
                     problem(format!("{} must hold a whsec_ secret", file.display()))
                 })?;

@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use super::*;
 
 #[test]
@@ -136,6 +138,22 @@ fn a_short_token_is_refused_and_credentials_directory_paths_expand() {
         token_files: vec![PathBuf::from("$CREDENTIALS_DIRECTORY/good")],
     };
     assert_eq!(config.load_tokens().unwrap(), ["0123456789abcdef0123"]);
+    // Every other secret (channel secrets, mailbox and SMTP passwords, Graph tokens, webhook
+    // sink secrets) is read through the same reader, so the same path works for each.
+    let under_credentials = Path::new("$CREDENTIALS_DIRECTORY/good");
+    assert_eq!(
+        super::secret::read_secret(under_credentials).unwrap(),
+        b"0123456789abcdef0123"
+    );
+    assert_eq!(
+        super::read_secret_file(under_credentials).unwrap().trim(),
+        "0123456789abcdef0123"
+    );
+    let missing = super::read_secret_file(Path::new("$CREDENTIALS_DIRECTORY/none")).unwrap_err();
+    assert!(
+        missing.contains(&dir.path().join("none").display().to_string()),
+        "the error names the real file: {missing}"
+    );
 }
 
 #[test]

@@ -42,12 +42,8 @@ impl Graph {
                     .map(|(c, w)| (c, "whatsapp", "access_token_file", &w.access_token_file)),
             );
         for (channel, table, field, file) in files {
-            let token = std::fs::read_to_string(file).map_err(|e| {
-                format!(
-                    "outbound.{table}.{channel}.{field}: {}: {e}",
-                    file.display()
-                )
-            })?;
+            let token = crate::config::read_secret_file(file)
+                .map_err(|e| format!("outbound.{table}.{channel}.{field}: {e}"))?;
             tokens.insert(channel.clone(), token.trim().to_owned());
         }
         let client = reqwest::Client::builder()

@@ -52,8 +52,8 @@ impl Smtp {
                 .timeout(Some(Duration::from_secs(smtp.send_timeout_secs)))
                 .pool_config(PoolConfig::new().max_size(smtp.pool_max));
             if let (Some(user), Some(file)) = (&smtp.username, &smtp.password_file) {
-                let password = std::fs::read_to_string(file)
-                    .map_err(|e| format!("{path}.password_file: {}: {e}", file.display()))?;
+                let password = crate::config::read_secret_file(file)
+                    .map_err(|e| format!("{path}.password_file: {e}"))?;
                 builder = builder.credentials(Credentials::new(
                     user.clone(),
                     password.trim_end_matches(['\r', '\n']).to_owned(),
