@@ -73,6 +73,9 @@ pub struct Processor {
     erasing: AtomicBool,
 }
 
+/// Records set aside, by channel.
+const QUARANTINED: &str = "deskgate_quarantined_total";
+
 /// A step committed but not yet synced.
 #[derive(Debug, Clone, Copy)]
 struct Committed {
@@ -185,12 +188,10 @@ impl Processor {
         // One version of the rules for the whole step, whatever a reload does meanwhile.
         let live = self.live.current();
         let mut batch = self.store.state_batch();
-        // Channels of the records set aside, counted once the step is committed.
-        let mut set_aside: Vec<String> = Vec::new();
         for item in items {
             let savepoint = batch.savepoint();
             if let Ok(record @ Record::Quarantine(_)) = &item.record {
-                set_aside.push(record.channel().to_owned());
+                batch.count(QUARANTINED, &[("channel", record.channel())], 1);
             }
             let applied = match item.record {
                 Ok(record) => self
@@ -206,16 +207,13 @@ impl Processor {
                     batch.rollback_to(savepoint);
                     self.quarantine(&mut batch, item.seq, record.as_ref(), &error.to_string())?;
                     let channel = record.as_ref().map(|r| r.channel()).unwrap_or("unknown");
-                    set_aside.push(channel.to_owned());
+                    batch.count(QUARANTINED, &[("channel", channel)], 1);
                 }
             }
         }
         batch.put(keys::CURSOR.to_vec(), &last);
         let outbox = batch.get_u64(keys::OUTBOX_SEQ)?;
         batch.commit()?;
-        for channel in set_aside {
-            metrics::counter!("deskgate_quarantined_total", "channel" => channel).increment(1);
-        }
         Ok(Some(Committed {
             position: Position {
                 cursor: last,
@@ -388,8 +386,11 @@ impl Processor {
         if let Some(reason) = &history {
             data.message.imported = true;
             data.message.imported_reason = Some(reason.clone());
-            metrics::counter!("deskgate_history_messages_total", "channel" => inbound.channel.clone())
-                .increment(1);
+            batch.count(
+                "deskgate_history_messages_total",
+                &[("channel", &inbound.channel)],
+                1,
+            );
         }
         let data = match event_type {
             EventType::TicketCreated => EventData::TicketCreated(data),

@@ -16,11 +16,24 @@ pub struct StateBatch<'a> {
     /// What each write replaced in `writes`, so that a failed sub-step can be undone without
     /// copying the whole buffer.
     undo: Vec<(Vec<u8>, Option<Pending>)>,
+    /// Counters of effects, incremented once the batch commits: a step rolled back or retried
+    /// counts nothing.
+    counts: Vec<Count>,
+}
+
+/// An increment of a Prometheus counter, waiting for its batch to commit.
+struct Count {
+    name: &'static str,
+    labels: Vec<metrics::Label>,
+    by: u64,
 }
 
 /// A point in a batch to roll back to.
 #[derive(Debug, Clone, Copy)]
-pub struct Savepoint(usize);
+pub struct Savepoint {
+    undo: usize,
+    counts: usize,
+}
 
 impl<'a> StateBatch<'a> {
     pub(super) fn new(store: &'a Store) -> Self {
@@ -28,6 +41,7 @@ impl<'a> StateBatch<'a> {
             store,
             writes: BTreeMap::new(),
             undo: Vec::new(),
+            counts: Vec::new(),
         }
     }
 
@@ -116,13 +130,27 @@ impl<'a> StateBatch<'a> {
         Ok(value)
     }
 
-    pub fn savepoint(&self) -> Savepoint {
-        Savepoint(self.undo.len())
+    /// Counts an effect of this batch in the counter `name` (with its labels), once the batch
+    /// has committed.
+    pub fn count(&mut self, name: &'static str, labels: &[(&'static str, &str)], by: u64) {
+        let labels = labels
+            .iter()
+            .map(|(key, value)| metrics::Label::new(*key, value.to_string()))
+            .collect();
+        self.counts.push(Count { name, labels, by });
     }
 
-    /// Undoes every write made since the savepoint.
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            undo: self.undo.len(),
+            counts: self.counts.len(),
+        }
+    }
+
+    /// Undoes every write (and count) made since the savepoint.
     pub fn rollback_to(&mut self, savepoint: Savepoint) {
-        while self.undo.len() > savepoint.0 {
+        self.counts.truncate(savepoint.counts);
+        while self.undo.len() > savepoint.undo {
             let Some((key, previous)) = self.undo.pop() else {
                 break;
             };
@@ -143,6 +171,10 @@ impl<'a> StateBatch<'a> {
                 None => batch.remove(state, key),
             }
         }
-        self.store.wrote(batch.commit())
+        self.store.wrote(batch.commit())?;
+        for count in self.counts {
+            metrics::counter!(count.name, count.labels).increment(count.by);
+        }
+        Ok(())
     }
 }

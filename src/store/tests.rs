@@ -132,3 +132,29 @@ fn concurrent_flushes_share_a_sync_and_every_write_is_covered() {
     store.flush().unwrap();
     assert_eq!(store.syncs.synced.load(Ordering::Acquire), written);
 }
+
+#[test]
+fn a_batch_counts_its_effects_only_once_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        // A sub-step rolled back, and a whole batch dropped (a step that failed and will be
+        // retried), count nothing.
+        let mut batch = store.state_batch();
+        let savepoint = batch.savepoint();
+        batch.count("effects_total", &[("kind", "rolled_back")], 1);
+        batch.rollback_to(savepoint);
+        batch.count("effects_total", &[("kind", "kept")], 2);
+        let mut failed = store.state_batch();
+        failed.count("effects_total", &[("kind", "dropped")], 1);
+        drop(failed);
+        assert!(!handle.render().contains("effects_total"), "counted early");
+        batch.commit().unwrap();
+    });
+    let text = handle.render();
+    assert!(text.contains("effects_total{kind=\"kept\"} 2"), "{text}");
+    assert!(!text.contains("rolled_back"), "{text}");
+    assert!(!text.contains("dropped"), "{text}");
+}

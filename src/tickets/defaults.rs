@@ -21,10 +21,9 @@ pub(super) struct Opening {
     pub ignored: Vec<IgnoredProperty>,
 }
 
-/// Decides a new ticket's pipeline, status, priority and category on `channel_id`.
+/// Decides a new ticket's pipeline, status, priority and category on a channel.
 pub(super) fn opening(
     rules: &RuleSet,
-    channel_id: &str,
     channel: &ChannelRules,
     given: Option<&Map<String, Value>>,
 ) -> Opening {
@@ -43,9 +42,6 @@ pub(super) fn opening(
         values
     };
     let ignore = |opening: &mut Opening, field: &str, value: &str, reason: String| {
-        metrics::counter!("deskgate_form_fields_ignored_total",
-            "channel" => channel_id.to_owned(), "field" => field.to_owned())
-        .increment(1);
         opening.ignored.push(IgnoredProperty {
             field: field.to_owned(),
             value: value.to_owned(),

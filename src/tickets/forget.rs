@@ -59,7 +59,8 @@ pub fn forget_closed(
         forgotten += 1;
     }
     if forgotten > 0 {
-        metrics::counter!("deskgate_tickets_forgotten_total").increment(forgotten as u64);
+        step.batch
+            .count("deskgate_tickets_forgotten_total", &[], forgotten as u64);
     }
     Ok(forgotten)
 }

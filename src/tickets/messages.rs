@@ -162,7 +162,14 @@ fn new_ticket(
         step.save_ticket_state(&ticket.id, &state)?;
         return Ok((state, Vec::new()));
     }
-    let opening = super::defaults::opening(step.rules, channel_id, channel, given);
+    let opening = super::defaults::opening(step.rules, channel, given);
+    for ignored in &opening.ignored {
+        step.batch.count(
+            "deskgate_form_fields_ignored_total",
+            &[("channel", channel_id), ("field", &ignored.field)],
+            1,
+        );
+    }
     state.pipeline = opening.pipeline;
     state.priority = opening.priority;
     state.category = opening.category;

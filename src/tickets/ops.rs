@@ -135,10 +135,16 @@ impl Step<'_, '_> {
         if state.open {
             self.count_open(state.owner.as_deref(), 1)?;
         }
-        metrics::counter!("deskgate_routing_decisions_total",
-            "channel" => ticket.channel.clone(),
-            "outcome" => if decision.assignee.is_some() { "assigned" } else { "unassigned" })
-        .increment(1);
+        let outcome = if decision.assignee.is_some() {
+            "assigned"
+        } else {
+            "unassigned"
+        };
+        self.batch.count(
+            "deskgate_routing_decisions_total",
+            &[("channel", &ticket.channel), ("outcome", outcome)],
+            1,
+        );
         let data = TicketAssigned {
             ticket: ticket.id.clone(),
             assignee: decision.assignee.clone(),
@@ -191,8 +197,8 @@ impl Step<'_, '_> {
         };
         self.emit(&ticket.id, Some(&ticket.channel), data);
         if let Cause::Trigger(trigger) = cause {
-            metrics::counter!("deskgate_status_triggers_total", "trigger" => trigger.to_owned())
-                .increment(1);
+            self.batch
+                .count("deskgate_status_triggers_total", &[("trigger", trigger)], 1);
         }
         if was_open && !open {
             self.count_open(state.owner.as_deref(), -1)?;
