@@ -134,7 +134,8 @@ async fn idle_latency(
         let mail = sample_mail(&format!("{tag}-idle"), i);
         let started = Instant::now();
         session.append("INBOX", None, None, &mail).await?;
-        let page = crate::servers::get_json(addr, &format!("/v1/events?after={after}&wait=10")).await?;
+        let page =
+            crate::servers::get_json(addr, &format!("/v1/events?after={after}&wait=10")).await?;
         anyhow::ensure!(
             page["events"].as_array().is_some_and(|e| !e.is_empty()),
             "IDLE mail {i} did not become an event within 10 s"
@@ -144,4 +145,3 @@ async fn idle_latency(
     let _ = session.logout().await;
     Ok(histogram)
 }
-
