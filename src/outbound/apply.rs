@@ -6,6 +6,7 @@
 //! mail asked for while applying a message); [`apply`] reports an agent's reply that left
 //! ([`AgentReplied`]) so that the processor fires the `agent_emailed` trigger.
 
+use crate::events::data::StatusTrigger;
 use chrono::{DateTime, Utc};
 
 use super::{
@@ -539,17 +540,21 @@ fn agent_emailed(
     batch: &mut StateBatch<'_>,
     item: &OutgoingItem,
     at: DateTime<Utc>,
-) -> Option<&'static str> {
+) -> Option<StatusTrigger> {
     let sent = matches!(item.status, ItemStatus::Sent { .. });
     if sent && item.purpose == Purpose::AgentReply {
         batch.put(keys::agent_emailed(&item.ticket_id), &at);
-        Some("agent_emailed")
+        Some(StatusTrigger::AgentEmailed)
     } else {
         None
     }
 }
 
-fn event_data(item: &OutgoingItem, result: &SendResult, trigger: Option<&str>) -> OutboundItem {
+fn event_data(
+    item: &OutgoingItem,
+    result: &SendResult,
+    trigger: Option<StatusTrigger>,
+) -> OutboundItem {
     let (via, message_id) = match &item.payload {
         Payload::Email(mail) => (Via::Email, Some(mail.message_id.clone())),
         Payload::Messenger { .. } => (Via::Messenger, None),
@@ -569,7 +574,7 @@ fn event_data(item: &OutgoingItem, result: &SendResult, trigger: Option<&str>) -
         provider_id: None,
         error: None,
         reason: None,
-        status_trigger: trigger.map(str::to_owned),
+        status_trigger: trigger,
     };
     match result {
         SendResult::Sent { provider_id } => data.provider_id = Some(provider_id.clone()),

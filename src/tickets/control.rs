@@ -15,6 +15,7 @@ use super::state::{
 use super::{RequestedAction, Step};
 use crate::config::TeamConfig;
 use crate::conversations::{Conversation, Ticket};
+use crate::events::data::StatusTrigger;
 use crate::events::data::{
     AssignmentRule, CloseReason, EventData, TicketAssigned, TicketDeleted, TicketMerged,
 };
@@ -162,7 +163,7 @@ impl Step<'_, '_> {
             }
         }
         let mut state = self.ticket_state(&ticket.id)?;
-        let fired = fire(self, &ticket, &mut state, "agent_emailed")?;
+        let fired = fire(self, &ticket, &mut state, StatusTrigger::AgentEmailed)?;
         self.save_ticket_state(&ticket.id, &state)?;
         Ok(Ok(
             json!({ "ticket": ticket.id, "fired": fired, "status": state.status }),
@@ -313,7 +314,7 @@ impl Step<'_, '_> {
         &mut self,
         ticket: &Ticket,
         (pipeline, status): (&str, &str),
-        cause: Cause<'_>,
+        cause: Cause,
     ) -> Result<Answer, StoreError> {
         let Some(config) = self.rules.pipelines.get(pipeline) else {
             return Ok(Err((

@@ -9,7 +9,7 @@ use super::state::{spam_contact_key, ContactView, TicketState};
 use super::{RequestedAction, Step};
 use crate::config::{ClosedReply, CUSTOMER_REPLIED_TARGET};
 use crate::conversations::{Threaded, Ticket};
-use crate::events::data::{IgnoredProperty, TicketRouting, TicketView};
+use crate::events::data::{IgnoredProperty, StatusTrigger, TicketRouting, TicketView};
 use crate::events::{EventDraft, EventType};
 use crate::ids::Minter;
 use crate::model::{Inbound, MessageKind};
@@ -231,7 +231,12 @@ fn on_reply(
         if !counts {
             state.trigger_conversations.push(conversation_id);
         }
-        fire(step, &threaded.ticket, state, "customer_replied")?;
+        fire(
+            step,
+            &threaded.ticket,
+            state,
+            StatusTrigger::CustomerReplied,
+        )?;
     }
     step.save_ticket_state(&threaded.ticket.id, state)?;
     Ok(None)
@@ -252,14 +257,16 @@ pub(super) fn fire(
     step: &mut Step<'_, '_>,
     ticket: &crate::conversations::Ticket,
     state: &mut TicketState,
-    trigger: &str,
+    trigger: StatusTrigger,
 ) -> Result<bool, StoreError> {
     let Some(pipeline) = step.pipeline(state) else {
         return Ok(false);
     };
     let (config, default) = match trigger {
-        "customer_replied" => (&pipeline.triggers.customer_replied, CUSTOMER_REPLIED_TARGET),
-        _ => (
+        StatusTrigger::CustomerReplied => {
+            (&pipeline.triggers.customer_replied, CUSTOMER_REPLIED_TARGET)
+        }
+        StatusTrigger::AgentEmailed => (
             &pipeline.triggers.agent_emailed,
             crate::config::AGENT_EMAILED_TARGET,
         ),
@@ -267,7 +274,7 @@ pub(super) fn fire(
     let chat_ok = !state.chat || pipeline.triggers.include_chat;
     let target = if config.enabled && chat_ok {
         config.target.clone().unwrap_or_else(|| default.to_owned())
-    } else if !state.open && trigger == "customer_replied" {
+    } else if !state.open && trigger == StatusTrigger::CustomerReplied {
         match pipeline.statuses.iter().find(|s| s.open) {
             Some(first_open) => first_open.id.clone(),
             None => return Ok(false),

@@ -16,16 +16,17 @@ use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
 use crate::conversations::{Conversation, Ticket};
 use crate::events::data::{
     ActionFields, CloseReason, ConversationClosed, EventData, Recipient, RecipientKind,
-    StatusCause, TicketActionRequested, TicketAssigned, TicketStatusChanged, TicketStatusTrigger,
+    StatusCause, StatusTrigger, TicketActionRequested, TicketAssigned, TicketStatusChanged,
+    TicketStatusTrigger,
 };
 use crate::routing::{decide, ChannelRules, Snapshot};
 use crate::store::{keys, StoreError};
 
 /// Why a status changes.
 #[derive(Debug, Clone, Copy)]
-pub enum Cause<'a> {
-    /// A status trigger (`customer_replied`, `agent_emailed`).
-    Trigger(&'a str),
+pub enum Cause {
+    /// A status trigger fired.
+    Trigger(StatusTrigger),
     /// The ticket store set it through the control API.
     Control,
     /// The config's `[[routing.moves]]` took the ticket out of a removed pipeline or status.
@@ -166,7 +167,7 @@ impl Step<'_, '_> {
         ticket: &Ticket,
         state: &mut TicketState,
         status: &str,
-        cause: Cause<'_>,
+        cause: Cause,
     ) -> Result<bool, StoreError> {
         if state.status.as_deref() == Some(status) {
             return Ok(false);
@@ -187,7 +188,7 @@ impl Step<'_, '_> {
         let data = match cause {
             Cause::Trigger(trigger) => EventData::TicketStatusTrigger(TicketStatusTrigger {
                 ticket: ticket.id.clone(),
-                trigger: trigger.to_owned(),
+                trigger,
                 old_status: old.clone(),
                 new_status: status.to_owned(),
                 pipeline: state.pipeline.clone(),
@@ -197,8 +198,11 @@ impl Step<'_, '_> {
         };
         self.emit(&ticket.id, Some(&ticket.channel), data);
         if let Cause::Trigger(trigger) = cause {
-            self.batch
-                .count("deskgate_status_triggers_total", &[("trigger", trigger)], 1);
+            self.batch.count(
+                "deskgate_status_triggers_total",
+                &[("trigger", trigger.as_str())],
+                1,
+            );
         }
         if was_open && !open {
             self.count_open(state.owner.as_deref(), -1)?;

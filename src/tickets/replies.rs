@@ -2,6 +2,7 @@
 //! trigger, fired by the processor in the step that records the provider's acceptance (or, for
 //! chat, the hand-over to the widget's backend), so that a replay fires it exactly as often.
 
+use crate::events::data::StatusTrigger;
 use chrono::{DateTime, Utc};
 
 use super::messages::fire;
@@ -52,7 +53,7 @@ pub fn agent_replied(
     if state.ticketless || !ticket.conversations.contains(&conversation.id) {
         return Ok(ReplyEffect::default());
     }
-    let fired = fire(&mut step, &ticket, &mut state, "agent_emailed")?;
+    let fired = fire(&mut step, &ticket, &mut state, StatusTrigger::AgentEmailed)?;
     if fired {
         step.save_ticket_state(&ticket.id, &state)?;
     }

@@ -44,9 +44,9 @@ pub use outbound::{
 };
 pub use ticket::{
     ActionFields, AssignmentRule, CloseReason, ConversationClosed, ConversationSpam,
-    ConversationSpamUndone, Recipient, RecipientKind, StatusCause, TicketActionRequested,
-    TicketAssigned, TicketDeleted, TicketMerged, TicketSplit, TicketStatusChanged,
-    TicketStatusTrigger,
+    ConversationSpamUndone, Recipient, RecipientKind, StatusCause, StatusTrigger,
+    TicketActionRequested, TicketAssigned, TicketDeleted, TicketMerged, TicketSplit,
+    TicketStatusChanged, TicketStatusTrigger,
 };
 
 /// A time as events write it: RFC 3339 in UTC with exactly six fractional digits

@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::StatusTrigger;
 use crate::model::{AgentRef, Attachment, AutomaticKind};
 use crate::outbound::Purpose;
 
@@ -55,7 +56,7 @@ pub struct OutboundItem {
     /// `agent_emailed` when an agent's reply went out: the same step fires that trigger on the
     /// ticket (a `deskgate.ticket.status_trigger` follows).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_trigger: Option<String>,
+    pub status_trigger: Option<StatusTrigger>,
 }
 
 /// `deskgate.outbound.suppressed`: an outgoing message that was not sent. Either an item that

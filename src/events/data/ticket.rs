@@ -50,14 +50,34 @@ pub struct TicketAssigned {
 pub struct TicketStatusTrigger {
     /// The ticket's id.
     pub ticket: String,
-    /// The trigger that fired: `customer_replied` or `agent_emailed`.
-    pub trigger: String,
+    /// The trigger that fired.
+    pub trigger: StatusTrigger,
     /// The status before; `null` when it had none.
     pub old_status: Option<String>,
     /// The status now.
     pub new_status: String,
     /// The ticket's pipeline; `null` when it has none.
     pub pipeline: Option<String>,
+}
+
+/// A status trigger: what moves a ticket by itself, per pipeline (`[routing.pipelines.*.triggers]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusTrigger {
+    /// The customer wrote (a message, not automatic mail, a bounce or a reaction).
+    CustomerReplied,
+    /// An agent's reply went out (by mail, Messenger or WhatsApp).
+    AgentEmailed,
+}
+
+impl StatusTrigger {
+    /// The name in config, events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusTrigger::CustomerReplied => "customer_replied",
+            StatusTrigger::AgentEmailed => "agent_emailed",
+        }
+    }
 }
 
 /// Why a status was set from outside the triggers.
