@@ -492,7 +492,17 @@ impl OutboundRecord {
 }
 
 /// The agent sending a reply; names fill the signature's tokens.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    schemars::JsonSchema,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct AgentRef {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -518,7 +528,17 @@ pub struct ReplyRequest {
     pub requested_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    schemars::JsonSchema,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AutomaticKind {
     /// An answer to the customer's mail (`Auto-Submitted: auto-replied`).
@@ -655,7 +675,7 @@ pub struct ControlRecord {
 }
 
 /// Whether an agent can take work now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
     Available,

@@ -466,3 +466,137 @@ async fn the_daemon_serves_the_committed_event_schemas() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+/// The daemon serves its OpenAPI document as committed (`schemas/openapi.json`), and exactly
+/// the routes the document lists. Probed with every method: every documented path, and every
+/// string literal in the source that looks like a path (a route is registered with one), with
+/// `0` for each `{parameter}`. An answer that is not the fallback's (404 `no such endpoint`,
+/// 405 `method_not_allowed`) is a route, and must be documented; a documented operation must
+/// not get the fallback's answer.
+#[tokio::test]
+async fn the_daemon_serves_its_openapi_document_and_exactly_its_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(dir.path(), "").await;
+    let client = reqwest::Client::new();
+    let response = client
+        .get(daemon.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let served = response.text().await.unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/openapi.json"))
+            .unwrap();
+    assert!(
+        served == committed,
+        "the served document differs from schemas/openapi.json"
+    );
+
+    let document: Value = serde_json::from_str(&committed).unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    let mut templates: std::collections::BTreeSet<String> =
+        documented.iter().map(|(_, path)| path.clone()).collect();
+    let literals = path_literals(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    assert!(
+        literals.iter().any(|l| l == "/v1/openapi.json"),
+        "{literals:?}"
+    );
+    templates.extend(literals);
+    let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"];
+    let mut wrong = Vec::new();
+    for template in &templates {
+        let path = with_parameters(template, "0");
+        for method in methods {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let response = client
+                .request(method.clone(), daemon.url(&path))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let fallback = (status == 404 && body["error"] == "no such endpoint")
+                || (status == 405 && body["code"] == "method_not_allowed");
+            let in_document = route_of(&documented, &path)
+                .is_some_and(|route| documented.contains(&(method.to_string(), route)));
+            match (fallback, in_document) {
+                (false, false) => wrong.push(format!("{method} {path}: {status}, not documented")),
+                (true, true) => wrong.push(format!("{method} {path}: documented, not served")),
+                _ => {}
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The documented path template that serves `path`, as the router picks it: of the templates
+/// it is an instance of, the one with a literal segment where the others have a parameter.
+fn route_of(documented: &[(String, String)], path: &str) -> Option<String> {
+    let literal_segments = |template: &str| -> Vec<bool> {
+        template.split('/').map(|s| !s.starts_with('{')).collect()
+    };
+    documented
+        .iter()
+        .map(|(_, template)| template)
+        .filter(|template| matches(template, path))
+        .max_by_key(|template| literal_segments(template))
+        .cloned()
+}
+
+/// Whether `path` is an instance of the OpenAPI path `template`.
+fn matches(template: &str, path: &str) -> bool {
+    let (template, path): (Vec<_>, Vec<_>) =
+        (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len()
+        && template
+            .iter()
+            .zip(&path)
+            .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}') && !p.is_empty()))
+}
+
+/// `template` with every `{parameter}` (or `{}`) replaced by `value`.
+fn with_parameters(template: &str, value: &str) -> String {
+    let mut path = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+        path.push_str(&rest[..open]);
+        path.push_str(value);
+        rest = &rest[close..];
+    }
+    path.push_str(rest);
+    path
+}
+
+/// Every string literal in the `.rs` files below `dir` that looks like an absolute URL path.
+fn path_literals(dir: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(dir)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for literal in text.split('"').skip(1).step_by(2) {
+                    let pathlike = literal.starts_with('/')
+                        && literal
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"/{}_-.*".contains(&b));
+                    if pathlike {
+                        found.push(literal.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    found
+}

@@ -12,11 +12,22 @@ use axum::Json;
 use http::{header, HeaderMap, HeaderValue};
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::routes::AppState;
 use crate::config::ChannelKind;
 use crate::routing;
 
+#[utoipa::path(
+    get,
+    path = "/v1/channels/{channel_id}/availability",
+    tag = "health",
+    params(("channel_id" = String, Path, description = "A configured chat channel's id.")),
+    responses(
+        (status = 200, description = "`channel`, and `status` `available`, or `away` with the `reason` (`outside_office_hours` or `nobody_available`); CORS-open, not cached.", body = Object),
+        (status = 404, description = "No chat channel with this id is configured.", body = ErrorBody),
+        (status = 429, description = "The client is over the channel's rate limit.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 pub async fn availability(
     State(state): State<AppState>,
     Path(channel_id): Path<String>,

@@ -13,30 +13,41 @@
 //! the handler waits for the processor to apply it and answers with the outcome it stored.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use chrono::Utc;
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
-use super::journaled;
+use super::error::{ApiError, ErrorBody};
+use super::journaled::{self, CommandAnswers, IdempotencyKey};
 use super::routes::AppState;
 use crate::channels::identity;
 use crate::contacts::{self, control::Outcome, Contact};
 use crate::model::{ContactCommand, ContactControl, Identity, Record};
 use crate::store::keys;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/control/contacts", get(lookup))
-        .route("/v1/control/contacts/{id}", get(by_id).delete(erase))
-        .route("/v1/control/contacts/{id}/owner", put(set_owner))
-        .route("/v1/control/contacts/{id}/merge", post(merge))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(lookup))
+        .routes(routes!(by_id, erase))
+        .routes(routes!(set_owner))
+        .routes(routes!(merge))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/control/contacts/{id}",
+    tag = "control",
+    params(("id" = String, Path, description = "The contact's id.")),
+    responses(
+        (status = 200, description = "`{\"contact\": {...}}` (docs/contacts.md); an id absorbed by a merge answers with the contact it lives on.", body = Object),
+        (status = 404, description = "No such contact, or it was erased.", body = ErrorBody),
+    ),
+)]
 async fn by_id(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -47,16 +58,35 @@ async fn by_id(
     Ok(Json(json!({ "contact": contact })))
 }
 
-#[derive(Deserialize)]
+/// One identity to look a contact up by, normalised as the channels normalise it.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct IdentityQuery {
+    /// An email address.
     email: Option<String>,
+    /// A phone number (E.164, or national in `contacts.default_region`).
     phone: Option<String>,
+    /// A WhatsApp id.
     whatsapp: Option<String>,
+    /// A channel id, with `id`: the identity a channel knows the contact by.
     channel: Option<String>,
+    /// The contact's id on `channel`.
     id: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/control/contacts",
+    tag = "control",
+    params(IdentityQuery),
+    responses(
+        (status = 200, description = "`{\"contact\": {...}}`: the contact holding the identity.", body = Object),
+        (status = 400, description = "None of the identities given, or an unknown parameter.", body = ErrorBody),
+        (status = 404, description = "No contact holds the identity.", body = ErrorBody),
+        (status = 422, description = "Not a valid email, phone or WhatsApp id, named.", body = ErrorBody),
+    ),
+)]
 async fn lookup(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -95,12 +125,22 @@ fn query_identity(query: IdentityQuery) -> Result<Identity, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ContactOwner)]
 struct OwnerBody {
+    /// The owning agent's id (at most 256 bytes), or `null` for none.
     owner: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/control/contacts/{id}/owner",
+    tag = "control",
+    params(("id" = String, Path, description = "The contact's id."), IdempotencyKey),
+    request_body = OwnerBody,
+    responses(CommandAnswers),
+)]
 async fn set_owner(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -121,12 +161,23 @@ async fn set_owner(
     mutate(&state, &headers, command).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ContactMerge)]
 struct MergeBody {
+    /// The contact merged into the one in the path (which survives).
     from: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/control/contacts/{id}/merge",
+    operation_id = "merge_contacts",
+    tag = "control",
+    params(("id" = String, Path, description = "The contact's id."), IdempotencyKey),
+    request_body = MergeBody,
+    responses(CommandAnswers),
+)]
 async fn merge(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -141,6 +192,13 @@ async fn merge(
     mutate(&state, &headers, command).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/control/contacts/{id}",
+    tag = "control",
+    params(("id" = String, Path, description = "The contact's id."), IdempotencyKey),
+    responses(CommandAnswers),
+)]
 async fn erase(
     State(state): State<AppState>,
     Path(id): Path<String>,

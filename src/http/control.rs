@@ -6,16 +6,17 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use http::{header, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::routes::AppState;
 use crate::events::sinks::{DeadLetter, EnableError, ReplayError};
 use crate::processor::Quarantined;
@@ -40,43 +41,25 @@ impl Tokens {
     }
 }
 
-pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/v1/control/quarantine", get(list_quarantine))
-        .route(
-            "/v1/control/backup",
-            post(super::backup_control::start).get(super::backup_control::status),
-        )
-        .route("/v1/control/sinks", get(list_sinks))
-        .route(
-            "/v1/control/sinks/{sink}/dead_letters",
-            get(list_dead_letters),
-        )
-        .route(
-            "/v1/control/sinks/{sink}/dead_letters/{seq}/replay",
-            post(replay_dead_letter),
-        )
-        .route("/v1/control/sinks/{sink}/enable", post(enable_sink))
-        .route(
-            "/v1/control/quarantine/{seq}/retry",
-            axum::routing::post(super::mail_control::retry_quarantined),
-        )
-        .route(
-            "/v1/control/attachments/{id}",
-            get(super::mail_control::attachment),
-        )
-        .merge(super::routing_control::router())
-        .route(
-            "/v1/control/conversations/{conversation_id}/replies",
-            post(super::outbound::reply),
-        )
-        .route(
-            "/v1/control/outbound/automatic",
-            post(super::outbound::automatic),
-        )
-        .route("/v1/control/outbound/{item_id}", get(super::outbound::item))
+/// The control API's routes, without the token check [`super::routes`] puts them behind.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_quarantine))
+        .routes(routes!(
+            super::backup_control::start,
+            super::backup_control::status
+        ))
+        .routes(routes!(list_sinks))
+        .routes(routes!(list_dead_letters))
+        .routes(routes!(replay_dead_letter))
+        .routes(routes!(enable_sink))
+        .routes(routes!(super::mail_control::retry_quarantined))
+        .routes(routes!(super::mail_control::attachment))
+        .merge(super::routing_control::routes())
+        .routes(routes!(super::outbound::reply))
+        .routes(routes!(super::outbound::automatic))
+        .routes(routes!(super::outbound::item))
         .merge(super::contacts::routes())
-        .route_layer(middleware::from_fn_with_state(state, require_token))
 }
 
 /// Refuses a request without a valid bearer token (also guards the events API).
@@ -94,11 +77,11 @@ pub(super) async fn require_token(
         Some(token) if state.tokens.accepts(token.trim()) => next.run(request).await,
         // The same answer for a missing and a wrong token: nothing to learn from the difference.
         _ => {
-            let body = Json(json!({
-                "error": "this endpoint needs a valid bearer token",
-                "code": "unauthorized",
-            }));
-            let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
+            let mut response = ErrorBody::response(
+                StatusCode::UNAUTHORIZED,
+                "this endpoint needs a valid bearer token",
+                "unauthorized",
+            );
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer"),
@@ -108,15 +91,27 @@ pub(super) async fn require_token(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Page {
-    /// The last journal seq of the previous page.
+    /// The last seq of the previous page (its `next`).
     after: Option<u64>,
+    /// At most this many items (default 100, at most 1000).
     limit: Option<usize>,
 }
 
 /// `GET /v1/control/quarantine?after=SEQ&limit=N`: records set aside, with their reasons.
+#[utoipa::path(
+    get,
+    path = "/v1/control/quarantine",
+    tag = "control",
+    params(Page),
+    responses(
+        (status = 200, description = "`{\"items\": [...], \"next\": SEQ|null}`: each entry's `journal_seq`, `channel`, `external_id`, `reason`, `at`, the raw input's blob id (`raw_blob`) and, once retried, `retried_as`.", body = Object),
+        (status = 400, description = "A query parameter that is unknown or not a whole number.", body = ErrorBody),
+    ),
+)]
 async fn list_quarantine(
     State(state): State<AppState>,
     Query(page): Query<Page>,
@@ -132,12 +127,29 @@ async fn list_quarantine(
 }
 
 /// `GET /v1/control/sinks`: every sink's cursor, lag, health and counters.
+#[utoipa::path(
+    get,
+    path = "/v1/control/sinks",
+    tag = "control",
+    responses((status = 200, description = "`{\"sinks\": {name: status}}`: each sink's cursor, lag, health, last error and counters (docs/sinks.md).", body = Object)),
+)]
 async fn list_sinks(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "sinks": state.sinks.statuses() }))
 }
 
 /// `GET /v1/control/sinks/{sink}/dead_letters?after=SEQ&limit=N`: events the sink gave up on,
 /// by event seq.
+#[utoipa::path(
+    get,
+    path = "/v1/control/sinks/{sink}/dead_letters",
+    tag = "control",
+    params(("sink" = String, Path, description = "A configured sink's name."), Page),
+    responses(
+        (status = 200, description = "`{\"items\": [...], \"next\": SEQ|null}`: the events the sink gave up on, by event seq, with the last error.", body = Object),
+        (status = 400, description = "A query parameter that is unknown or not a whole number.", body = ErrorBody),
+        (status = 404, description = "No sink with this name is configured.", body = ErrorBody),
+    ),
+)]
 async fn list_dead_letters(
     State(state): State<AppState>,
     Path(sink): Path<String>,
@@ -159,6 +171,17 @@ async fn list_dead_letters(
 
 /// `POST /v1/control/sinks/{sink}/enable`: re-enables a sink its endpoint disabled with 410
 /// Gone (202); it delivers again from the refused event. 409 when the sink is not disabled.
+#[utoipa::path(
+    post,
+    path = "/v1/control/sinks/{sink}/enable",
+    tag = "control",
+    params(("sink" = String, Path, description = "A configured sink's name.")),
+    responses(
+        (status = 202, description = "`{\"status\": \"enabling\", \"sink\": name}`", body = Object),
+        (status = 404, description = "No sink with this name is configured.", body = ErrorBody),
+        (status = 409, description = "The sink is not disabled.", body = ErrorBody),
+    ),
+)]
 async fn enable_sink(
     State(state): State<AppState>,
     Path(sink): Path<String>,
@@ -174,6 +197,21 @@ async fn enable_sink(
 /// `POST /v1/control/sinks/{sink}/dead_letters/{seq}/replay`: queues the dead letter for
 /// redelivery (202). It leaves the list once delivered; if it fails again it stays, with a new
 /// `deskgate.sink.dead_lettered` event.
+#[utoipa::path(
+    post,
+    path = "/v1/control/sinks/{sink}/dead_letters/{seq}/replay",
+    tag = "control",
+    params(
+        ("sink" = String, Path, description = "A configured sink's name."),
+        ("seq" = u64, Path, description = "The dead letter's event seq."),
+    ),
+    responses(
+        (status = 202, description = "`{\"status\": \"queued\", \"sink\": name, \"event_seq\": seq}`", body = Object),
+        (status = 400, description = "A seq that is not a whole number.", body = ErrorBody),
+        (status = 404, description = "No such sink, or no dead letter for this event.", body = ErrorBody),
+        (status = 503, description = "The sink's replay queue is full: retry.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 async fn replay_dead_letter(
     State(state): State<AppState>,
     Path((sink, seq)): Path<(String, u64)>,

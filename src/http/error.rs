@@ -4,13 +4,46 @@
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{header, HeaderValue, StatusCode};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::backup::BackupError;
 use crate::channels::ratelimit::RateLimited;
 use crate::channels::ChannelError;
 use crate::journal::JournalError;
 use crate::store::StoreError;
+
+// Built by ApiError, the bearer token check, the fallbacks, and json_error_bodies (for axum's
+// own rejections); its doc comments are its description in the OpenAPI document.
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, naming the field or limit.
+    #[schema(example = "from.email: invalid type: integer `7`, expected a string")]
+    pub error: String,
+    /// The kind of error, for programs: `bad_request`, `unauthorized`, `forbidden`,
+    /// `not_found`, `method_not_allowed`, `request_timeout`, `conflict`, `payload_too_large`,
+    /// `unsupported_media_type`, `unprocessable`, `missing_fields`, `too_many_requests`,
+    /// `unavailable`, `internal`; `refused` for a control command the processor refused (with
+    /// 404, 409 or 422); `error` for another status.
+    #[schema(value_type = String, example = "bad_request")]
+    pub code: &'static str,
+    /// With `missing_fields`: every required field the web form lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub missing: Option<Vec<String>>,
+}
+
+impl ErrorBody {
+    /// An error answer with `status` and this body.
+    pub fn response(status: StatusCode, error: impl Into<String>, code: &'static str) -> Response {
+        let body = ErrorBody {
+            error: error.into(),
+            code,
+            missing: None,
+        };
+        (status, Json(body)).into_response()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -101,10 +134,14 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
-        let mut body = json!({ "error": self.to_string(), "code": self.code() });
-        if let ApiError::MissingFields { fields } = &self {
-            body["missing"] = json!(fields);
-        }
+        let body = ErrorBody {
+            error: self.to_string(),
+            code: self.code(),
+            missing: match &self {
+                ApiError::MissingFields { fields } => Some(fields.clone()),
+                _ => None,
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if let ApiError::Unavailable {
             retry_after_secs, ..
@@ -158,7 +195,7 @@ pub async fn json_error_bodies(response: Response) -> Response {
         _ if status.is_server_error() => "internal",
         _ => "error",
     };
-    let mut rewritten = (status, Json(json!({ "error": message, "code": code }))).into_response();
+    let mut rewritten = ErrorBody::response(status, message, code);
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             rewritten.headers_mut().insert(name.clone(), value.clone());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::routes::AppState;
 use crate::journal::Appended;
 use crate::model::Record;
@@ -15,6 +15,61 @@ use crate::model::Record;
 /// How long a handler waits for the processor before answering 503 (the record stays
 /// journaled; a retry with the same key is answered with its outcome).
 const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The header every journaled mutation reads with [`idempotency_key`], as the OpenAPI document
+/// describes it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // a description only: the handlers read the header with idempotency_key
+pub(super) struct IdempotencyKey {
+    /// 1-255 visible ASCII characters. A retry with the same key is answered with the first
+    /// request's outcome; without the header every request is new.
+    #[param(rename = "Idempotency-Key")]
+    key: Option<String>,
+}
+
+/// What every journaled mutation may answer besides its outcome, as the OpenAPI document
+/// describes it.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description only: the answers are ApiErrors
+pub(super) enum JournaledErrors {
+    /// A malformed body, path id or `Idempotency-Key`, named.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// The journal queue is full, or the request is journaled but not applied within 10
+    /// seconds: retry with the same `Idempotency-Key`.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait.")))]
+    Unavailable(ErrorBody),
+}
+
+/// What a control command (journaled, applied by the processor) answers, as the OpenAPI
+/// document describes it. A refusal has the same status for the same reason on every command
+/// and names why (code `refused` for ticket, directory and conversation commands, `not_found`,
+/// `conflict` or `unprocessable` for contact commands).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description only: the processor stores these answers
+pub(super) enum CommandAnswers {
+    /// Applied: a JSON object of what the processor reports (the ids, and what changed).
+    #[response(status = 200)]
+    Applied(serde_json::Value),
+    /// A malformed body, path id or `Idempotency-Key`, named.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No such ticket, conversation, contact, user or team.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The command contradicts the state (a merge with itself, a ticket already merged).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// A value the command cannot use (an unknown status or pipeline, an id that is not
+    /// allowed).
+    #[response(status = 422)]
+    Unprocessable(ErrorBody),
+    /// The journal queue is full, or the command is journaled but not applied within 10
+    /// seconds: retry with the same `Idempotency-Key`.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait.")))]
+    Unavailable(ErrorBody),
+}
 
 /// The caller's `Idempotency-Key`, or a fresh UUID (then a retry is a new request).
 pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {

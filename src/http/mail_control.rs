@@ -15,7 +15,8 @@ use axum::Json;
 use http::{header, StatusCode};
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::journaled::{IdempotencyKey, JournaledErrors};
 use super::routes::AppState;
 use crate::channels::email;
 use crate::config::ChannelKind;
@@ -31,6 +32,19 @@ pub const RETRY_OF: &str = "quarantine_retry_of";
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 
 /// `POST /v1/control/quarantine/{seq}/retry`.
+#[utoipa::path(
+    post,
+    path = "/v1/control/quarantine/{seq}/retry",
+    tag = "control",
+    params(("seq" = u64, Path, description = "The quarantine entry's journal seq."), IdempotencyKey),
+    responses(
+        (status = 202, description = "A mail read again and journaled: `status` `journaled`, `journal_seq`, `external_id`, `duplicate`, and the quarantine `entry` with `retried_as`.", body = Object),
+        (status = 200, description = "The mail was journaled before (`\"duplicate\": true`); or another input applied again from its journal record: `external_id` and the entry's `retried_as`, `\"duplicate\": true` once applied already.", body = Object),
+        (status = 404, description = "No quarantine entry at this seq.", body = ErrorBody),
+        (status = 422, description = "Still cannot be read or applied (`still cannot be read: …`, `still cannot be applied: …`); nothing changed.", body = ErrorBody),
+        JournaledErrors,
+    ),
+)]
 pub async fn retry_quarantined(
     State(state): State<AppState>,
     Path(seq): Path<u64>,
@@ -111,6 +125,16 @@ pub async fn retry_quarantined(
 }
 
 /// `GET /v1/control/attachments/{id}`: an attachment's (or a quarantined input's) bytes.
+#[utoipa::path(
+    get,
+    path = "/v1/control/attachments/{id}",
+    tag = "control",
+    params(("id" = String, Path, description = "A blob id, as events and quarantine entries name it.")),
+    responses(
+        (status = 200, description = "The bytes, with the content type and file name (`Content-Disposition`) the attachment arrived with; other blobs as `application/octet-stream`.", content(("*/*")), headers(("Content-Disposition" = String, description = "`attachment; filename=…` when the attachment had a name."))),
+        (status = 404, description = "No blob with this id.", body = ErrorBody),
+    ),
+)]
 pub async fn attachment(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -8,6 +8,7 @@ mod control;
 mod error;
 mod journaled;
 mod mail_control;
+mod openapi;
 mod outbound;
 pub mod ratelimit;
 mod routes;

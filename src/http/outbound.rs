@@ -14,8 +14,8 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::ApiError;
-use super::journaled;
+use super::error::{ApiError, ErrorBody};
+use super::journaled::{self, IdempotencyKey, JournaledErrors};
 use super::routes::AppState;
 use crate::model::{
     AgentRef, Attachment, AutomaticKind, AutomaticRequest, OutboundRecord, Record, ReplyRequest,
@@ -23,40 +23,65 @@ use crate::model::{
 use crate::outbound::{OutgoingItem, RequestOutcome};
 use crate::store::keys;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Reply)]
 pub struct ReplyBody {
     agent: AgentRef,
+    /// The reply's plain text; must not be empty.
     text: String,
+    /// An HTML version, for mail.
     #[serde(default)]
     html: Option<String>,
+    /// Blobs uploaded before, attached to the reply.
     #[serde(default)]
     attachments: Vec<AttachmentRef>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AttachmentRef {
     /// A blob id in deskgate's blob store.
     blob_id: String,
+    /// The file name the recipient sees.
     #[serde(default)]
     name: Option<String>,
+    /// Its media type, as sent.
     content_type: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AutomaticMail)]
 pub struct AutomaticBody {
     kind: AutomaticKind,
+    /// The template's name (`ticket_received`, `ticket_closed`, `internal_notification`, …).
     template: String,
+    /// The conversation the mail belongs to.
     conversation_id: String,
+    /// The recipient, when not the conversation's customer.
     #[serde(default)]
     to: Option<String>,
+    /// Values the template reads besides the conversation's own.
     #[serde(default)]
+    #[schema(value_type = Object)]
     fields: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `POST /v1/control/conversations/{id}/replies`
+#[utoipa::path(
+    post,
+    path = "/v1/control/conversations/{conversation_id}/replies",
+    tag = "control",
+    params(("conversation_id" = String, Path, description = "The conversation replied on."), IdempotencyKey),
+    request_body = ReplyBody,
+    responses(
+        (status = 202, description = "Queued or handed over: `status` (`queued`, `handed_over` for chat, `suppressed` for an automatic mail not sent), `item_id`, `message_id`, `reason`, `journal_seq`, `duplicate`.", body = Object),
+        (status = 200, description = "A repeated `Idempotency-Key`: the first request's outcome, `\"duplicate\": true`.", body = Object),
+        (status = 422, description = "Refused, naming why: an empty `text` or `agent.id`, an unknown blob, no route, a closed messaging window.", body = ErrorBody),
+        JournaledErrors,
+    ),
+)]
 pub async fn reply(
     State(state): State<AppState>,
     Path(conversation_id): Path<String>,
@@ -106,6 +131,19 @@ pub async fn reply(
 }
 
 /// `POST /v1/control/outbound/automatic`
+#[utoipa::path(
+    post,
+    path = "/v1/control/outbound/automatic",
+    tag = "control",
+    params(IdempotencyKey),
+    request_body = AutomaticBody,
+    responses(
+        (status = 202, description = "Queued or suppressed: `status` (`queued`, `handed_over` for chat, `suppressed` for an automatic mail not sent), `item_id`, `message_id`, `reason`, `journal_seq`, `duplicate`.", body = Object),
+        (status = 200, description = "A repeated `Idempotency-Key`: the first request's outcome, `\"duplicate\": true`.", body = Object),
+        (status = 422, description = "Refused, naming why (an unknown template or conversation, no address).", body = ErrorBody),
+        JournaledErrors,
+    ),
+)]
 pub async fn automatic(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -146,6 +184,16 @@ async fn submit(state: &AppState, record: OutboundRecord) -> Result<Response, Ap
 }
 
 /// `GET /v1/control/outbound/{item_id}`: one outgoing message and its state.
+#[utoipa::path(
+    get,
+    path = "/v1/control/outbound/{item_id}",
+    tag = "control",
+    params(("item_id" = String, Path, description = "An outgoing message's `item_id`.")),
+    responses(
+        (status = 200, description = "The outgoing message and its delivery state (docs/outbound.md).", body = Object),
+        (status = 404, description = "No outgoing message with this id.", body = ErrorBody),
+    ),
+)]
 pub async fn item(
     State(state): State<AppState>,
     Path(item_id): Path<String>,

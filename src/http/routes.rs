@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::Utc;
@@ -18,9 +17,12 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::control::{self, Tokens};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::openapi;
 use crate::channels::email::imap::MailboxRegistry;
 use crate::channels::{self, HookRequest};
 use crate::config::{ChannelConfig, ChannelKind, EventsConfig};
@@ -65,7 +67,7 @@ pub struct AppState {
 
 /// Every route on one listener.
 pub fn router(state: AppState) -> Router {
-    finish(public_routes().merge(private_routes(&state)), state)
+    finish(public_routes().merge(private_routes(Some(&state))), state)
 }
 
 /// What the internet reaches: the inbound hooks (each channel checks its own signatures) and
@@ -77,19 +79,22 @@ pub fn public_router(state: AppState) -> Router {
 /// What only the ticket store, admins and monitoring reach: events, status, metrics and the
 /// control API. Served on `server.control_listen` when that is set.
 pub fn private_router(state: AppState) -> Router {
-    finish(private_routes(&state), state)
+    finish(private_routes(Some(&state)), state)
 }
 
-fn public_routes() -> Router<AppState> {
-    Router::new()
-        .route("/hooks/{channel_id}", post(hook).get(verify_subscription))
-        .route(
-            "/v1/channels/{channel_id}/availability",
-            get(super::availability::availability),
-        )
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/schemas/events/{file}", get(event_schema))
+/// Every route the routers serve, without their layers, documented: what
+/// [`super::openapi::document`] describes.
+pub(super) fn documented_routes() -> OpenApiRouter<AppState> {
+    public_routes().merge(private_routes(None))
+}
+
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(hook, verify_subscription))
+        .routes(routes!(super::availability::availability))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(event_schema))
 }
 
 /// The most updates Meta puts in one webhook batch (its documentation; FACTS.md).
@@ -99,27 +104,48 @@ const META_MAX_BATCH_ITEMS: usize = 1000;
 /// is the one axum applied by default before the bodies were read here).
 pub const CONTROL_MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
 
-fn private_routes(state: &AppState) -> Router<AppState> {
-    let mut events = Router::new().route("/v1/events", get(events));
-    if state.events.require_token {
-        events = events.route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            control::require_token,
-        ));
-    }
-    Router::new()
-        .merge(control::router(state.clone()))
-        .merge(events)
-        .route("/v1/status", get(status))
-        .route("/metrics", get(metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
+/// The private routes behind their layers, which need the state; without a state (for the
+/// document) the same routes come back without them. Either way each layer's own answers are
+/// documented on the routes it guards.
+fn private_routes(state: Option<&AppState>) -> OpenApiRouter<AppState> {
+    let control = openapi::behind_token(control::routes(), openapi::Token::Required);
+    let events = openapi::behind_token(
+        OpenApiRouter::new().routes(routes!(events)),
+        openapi::Token::IfConfigured,
+    );
+    let require_token_on_events = state.is_some_and(|state| state.events.require_token);
+    let routes = guarded(control, state, true)
+        .merge(guarded(events, state, require_token_on_events))
+        .routes(routes!(status))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi::openapi_json));
+    let routes = openapi::with_answers(routes, openapi::BODY_READ_ANSWERS);
+    match state {
+        Some(state) => routes.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             buffered_body,
-        ))
+        )),
+        None => routes,
+    }
 }
 
-fn finish(routes: Router<AppState>, state: AppState) -> Router {
-    routes
+/// `routes` behind the bearer token check when there is a state and `require` is set.
+fn guarded(
+    routes: OpenApiRouter<AppState>,
+    state: Option<&AppState>,
+    require: bool,
+) -> OpenApiRouter<AppState> {
+    match state {
+        Some(state) if require => routes.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            control::require_token,
+        )),
+        _ => routes,
+    }
+}
+
+fn finish(routes: OpenApiRouter<AppState>, state: AppState) -> Router {
+    Router::from(routes)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(
@@ -167,7 +193,69 @@ async fn read_body_within(
         })?
 }
 
-/// Records the outcome and latency of every hook request.
+/// A hook's answer: what became of each item the request carried.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct HookAnswer {
+    /// Always `accepted`.
+    status: &'static str,
+    /// Every item had been journaled before (a resend): nothing is new.
+    duplicate: bool,
+    items: Vec<HookItem>,
+}
+
+/// One item (message, receipt, notice) of a hook request, as journaled.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct HookItem {
+    /// The id it is deduplicated by (the channel's message id, or the mail's Message-ID).
+    external_id: String,
+    /// `message`, `echo`, `postback`, `reaction`, `delivery_status`, `other`, or `mail` (an
+    /// unreadable mail kept raw in the quarantine).
+    kind: &'static str,
+    /// Its place in the journal.
+    journal_seq: u64,
+    /// It had been journaled before; `journal_seq` is the first one's.
+    duplicate: bool,
+    /// Set aside in the quarantine instead of applied (present only when true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    quarantined: bool,
+}
+
+/// `POST /hooks/{channel_id}`: inbound input for a configured channel. Records the outcome and
+/// latency of every hook request.
+#[utoipa::path(
+    post,
+    path = "/hooks/{channel_id}",
+    tag = "hooks",
+    params(("channel_id" = String, Path, description = "A configured channel's id.")),
+    request_body(
+        description = "The channel's `kind` decides the format (docs/channels.md), at most its \
+            `max_body_bytes`: `api` takes its JSON message; `messenger` and `whatsapp` take \
+            Meta's webhook JSON, signed in `X-Hub-Signature-256`; `chat` takes the widget's \
+            signed JSON; `form` takes JSON, urlencoded or multipart fields; `email` takes one \
+            raw RFC 5322 mail (as `message/rfc822`, `application/octet-stream` or `text/plain`).",
+        content(
+            ("application/json"),
+            ("application/x-www-form-urlencoded"),
+            ("multipart/form-data"),
+            ("message/rfc822"),
+            ("application/octet-stream"),
+            ("text/plain"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Something new was journaled (all kinds but Meta's).", body = HookAnswer),
+        (status = 200, description = "Journaled (Meta's channels always answer 200), or every item is a duplicate.", body = HookAnswer),
+        (status = 400, description = "Malformed body or channel id.", body = ErrorBody),
+        (status = 401, description = "A Meta, chat or form signature is missing or does not match the body.", body = ErrorBody),
+        (status = 404, description = "No channel with this id is configured.", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within `server.body_read_timeout_secs`.", body = ErrorBody),
+        (status = 413, description = "The body is over the channel's `max_body_bytes` (refused before reading when `Content-Length` says so), or carries more items than one journal commit takes.", body = ErrorBody),
+        (status = 415, description = "A content type the channel's kind does not read.", body = ErrorBody),
+        (status = 422, description = "Well-formed but unusable, naming the field (code `unprocessable`); a web form lacking required fields (code `missing_fields`, all listed in `missing`).", body = ErrorBody),
+        (status = 429, description = "A chat or form client over its rate limit.", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "The journal queue is full or did not confirm the write in time: retry (what was kept is then answered as a duplicate).", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 async fn hook(
     state: State<AppState>,
     channel_id: Result<Path<String>, axum::extract::rejection::PathRejection>,
@@ -255,16 +343,18 @@ async fn accept(
     let mut items = Vec::new();
     let mut any_new = false;
     for ((external_id, kind, quarantined), appended) in futures::future::join_all(appends).await {
-        let (seq, duplicate) = match appended? {
+        let (journal_seq, duplicate) = match appended? {
             Appended::New { seq } => (seq, false),
             Appended::Duplicate { seq } => (seq, true),
         };
         any_new |= !duplicate;
-        let mut item = json!({ "external_id": external_id, "kind": kind, "journal_seq": seq, "duplicate": duplicate });
-        if quarantined {
-            item["quarantined"] = json!(true);
-        }
-        items.push(item);
+        items.push(HookItem {
+            external_id,
+            kind,
+            journal_seq,
+            duplicate,
+            quarantined,
+        });
     }
     // Meta documents "200 OK" as the answer its webhooks expect; others get 202 for new input.
     let is_meta = matches!(config.kind, ChannelKind::Messenger | ChannelKind::Whatsapp);
@@ -273,15 +363,33 @@ async fn accept(
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(json!({ "status": "accepted", "duplicate": !any_new && !items.is_empty(), "items": items })),
-    )
-        .into_response())
+    let answer = HookAnswer {
+        status: "accepted",
+        duplicate: !any_new && !items.is_empty(),
+        items,
+    };
+    Ok((status, Json(answer)).into_response())
 }
 
 /// `GET /hooks/{channel_id}?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`: Meta's
 /// subscription handshake. 200 with exactly the challenge when the token matches, else 403.
+#[utoipa::path(
+    get,
+    path = "/hooks/{channel_id}",
+    tag = "hooks",
+    params(
+        ("channel_id" = String, Path, description = "A configured Messenger or WhatsApp channel's id."),
+        ("hub.mode" = String, Query, description = "`subscribe`."),
+        ("hub.verify_token" = String, Query, description = "The channel's `meta.verify_token`."),
+        ("hub.challenge" = String, Query, description = "Echoed back when the token matches."),
+    ),
+    responses(
+        (status = 200, description = "Exactly the challenge.", body = String, content_type = "text/plain"),
+        (status = 400, description = "A query string that cannot be read.", body = ErrorBody),
+        (status = 403, description = "`hub.mode` is not `subscribe` or the verify token does not match.", body = ErrorBody),
+        (status = 404, description = "No channel with this id, or one without a subscription handshake.", body = ErrorBody),
+    ),
+)]
 async fn verify_subscription(
     State(state): State<AppState>,
     Path(channel_id): Path<String>,
@@ -372,6 +480,20 @@ impl EventsQuery {
 
 /// `GET /v1/events?after=SEQ&limit=N&wait=SECS`: events after `after`, long-polling up to `wait`
 /// seconds when there are none yet.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(
+        ("after" = Option<u64>, Query, description = "The last seq already read (default 0)."),
+        ("limit" = Option<u64>, Query, description = "At most this many events (default 100, at most `events.max_limit`)."),
+        ("wait" = Option<u64>, Query, description = "Seconds to wait when there are none yet (default 0, at most `events.max_wait_secs`)."),
+    ),
+    responses(
+        (status = 200, description = "`{\"events\": [...], \"next\": SEQ}`: CloudEvents in order (each one's `data` has the schema its `dataschema` names, docs/events.md), and the seq to ask after next.", body = Object),
+        (status = 400, description = "A query parameter that is unknown or not a whole number, named.", body = ErrorBody),
+    ),
+)]
 async fn events(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -400,6 +522,16 @@ async fn events(
 
 /// `GET /v1/schemas/events/{type}.json`: the JSON Schema of an event type's `data`, which every
 /// event names in `dataschema`. Public: it says nothing about this instance's data.
+#[utoipa::path(
+    get,
+    path = "/v1/schemas/events/{file}",
+    tag = "schemas",
+    params(("file" = String, Path, description = "An event type and `.json`: `deskgate.ticket.created.json`.")),
+    responses(
+        (status = 200, description = "The JSON Schema (draft 2020-12) of the event type's `data`, as committed in `schemas/events/`.", body = Object, content_type = "application/schema+json"),
+        (status = 404, description = "No event type has this schema.", body = ErrorBody),
+    ),
+)]
 async fn event_schema(Path(file): Path<String>) -> Result<Response, ApiError> {
     let event_type = file
         .strip_suffix(".json")
@@ -410,6 +542,12 @@ async fn event_schema(Path(file): Path<String>) -> Result<Response, ApiError> {
 }
 
 /// Where the pipeline stands: what is journaled, applied, and sequenced.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "status",
+    responses((status = 200, description = "`journal` (`durable_seq`, `queued`), `processor` (`cursor`), `outbox` (`last_seq`) and `sinks` (each sink's cursor, lag and health).", body = Object)),
+)]
 async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     let position = *state.position.borrow();
     Json(json!({
@@ -424,6 +562,12 @@ async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 /// Prometheus text exposition. Gauges of the pipeline's positions are read at scrape time.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "status",
+    responses((status = 200, description = "Prometheus text exposition (docs/metrics.md lists the metrics).", body = String, content_type = "text/plain; version=0.0.4")),
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     let position = *state.position.borrow();
     let durable = *state.journal.durable().borrow();
@@ -456,6 +600,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// `GET /healthz`: the process is alive.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)),
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -464,6 +615,15 @@ async fn healthz() -> Json<serde_json::Value> {
 /// is over its lag limit (`unready`). 200 `degraded` while a sink fails under its limits or a
 /// mailbox cannot reach its server: ingestion goes on (events wait in the outbox, the hooks
 /// work). 200 `ready` otherwise. The body says which sink or mailbox and why.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "`status` `ready` or `degraded`, with `problems` (why degraded), each sink's lag and health in `sinks`, and each IMAP mailbox's `state`, `last_sync`, `last_uid` and `last_error` in `mailboxes`.", body = Object),
+        (status = 503, description = "`status` `unready` (a sink over its lag limit; same fields as 200), `storage_failed` (with `detail`) or `shutting_down`.", body = Object),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.store.failed() {
         let body = json!({
@@ -521,10 +681,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> Response {
-    let body = Json(
-        json!({ "error": "method not allowed on this endpoint", "code": "method_not_allowed" }),
-    );
-    (StatusCode::METHOD_NOT_ALLOWED, body).into_response()
+    ErrorBody::response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+        "method_not_allowed",
+    )
 }
 
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -5,55 +5,38 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use chrono::Utc;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
-use super::journaled;
+use super::error::{ApiError, ErrorBody};
+use super::journaled::{self, CommandAnswers, IdempotencyKey};
 use super::routes::AppState;
 use crate::model::{Availability, ControlCommand, ControlRecord, Record};
 use crate::store::keys;
 use crate::tickets::{self, Outcome};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/control/users", get(list_users))
-        .route("/v1/control/users/{id}", put(put_user))
-        .route("/v1/control/users/{id}/availability", put(put_availability))
-        .route("/v1/control/teams/{id}", put(put_team))
-        .route(
-            "/v1/control/tickets/{id}",
-            get(get_ticket).delete(delete_ticket),
-        )
-        .route("/v1/control/tickets/{id}/status", put(put_status))
-        .route("/v1/control/tickets/{id}/owner", put(put_owner))
-        .route("/v1/control/tickets/{id}/pipeline", put(put_pipeline))
-        .route("/v1/control/tickets/{id}/merge", post(merge))
-        .route(
-            "/v1/control/tickets/{id}/agent_emailed",
-            post(agent_emailed),
-        )
-        .route(
-            "/v1/control/conversations/{id}",
-            axum::routing::delete(delete_conversation),
-        )
-        .route(
-            "/v1/control/conversations/{id}/close",
-            post(close_conversation),
-        )
-        .route("/v1/control/conversations/{id}/split", post(split))
-        .route(
-            "/v1/control/conversations/{id}/spam",
-            post(spam).delete(unmark_spam),
-        )
-        .route(
-            "/v1/control/contacts/{id}/spam",
-            axum::routing::delete(unmark_contact_spam),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(put_user))
+        .routes(routes!(put_availability))
+        .routes(routes!(put_team))
+        .routes(routes!(get_ticket, delete_ticket))
+        .routes(routes!(put_status))
+        .routes(routes!(put_owner))
+        .routes(routes!(put_pipeline))
+        .routes(routes!(merge))
+        .routes(routes!(agent_emailed))
+        .routes(routes!(delete_conversation))
+        .routes(routes!(close_conversation))
+        .routes(routes!(split))
+        .routes(routes!(spam, unmark_spam))
+        .routes(routes!(unmark_contact_spam))
 }
 
 /// Journals a command, waits until the processor has applied it, and answers its outcome.
@@ -73,6 +56,12 @@ async fn submit(
     Ok((status, Json(outcome.body)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/control/users",
+    tag = "control",
+    responses((status = 200, description = "The directory: users (with seats, teams and availability) and teams, from the config and the control API (docs/routing.md).", body = Object)),
+)]
 async fn list_users(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(tickets::directory_view(
         &state.store,
@@ -80,14 +69,19 @@ async fn list_users(State(state): State<AppState>) -> Result<Json<serde_json::Va
     )?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = User)]
 struct UserBody {
+    /// The name people see.
     name: String,
+    /// Where the user's notifications go.
     #[serde(default)]
     email: Option<String>,
+    /// Whether the user holds a seat (takes work); default true.
     #[serde(default = "yes")]
     seat: bool,
+    /// The teams the user is in, by id.
     #[serde(default)]
     teams: Vec<String>,
 }
@@ -111,6 +105,14 @@ fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/control/users/{id}",
+    tag = "control",
+    params(("id" = String, Path, description = "The user's id: 1-64 characters of a-z, 0-9, `-` and `_`."), IdempotencyKey),
+    request_body = UserBody,
+    responses(CommandAnswers),
+)]
 async fn put_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -129,12 +131,21 @@ async fn put_user(
     submit(&state, &headers, command).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = UserAvailability)]
 struct AvailabilityBody {
     availability: Availability,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/control/users/{id}/availability",
+    tag = "control",
+    params(("id" = String, Path, description = "The user's id."), IdempotencyKey),
+    request_body = AvailabilityBody,
+    responses(CommandAnswers),
+)]
 async fn put_availability(
     State(state): State<AppState>,
     Path(user): Path<String>,
@@ -146,12 +157,22 @@ async fn put_availability(
     submit(&state, &headers, command).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Team)]
 struct TeamBody {
+    /// The name people see.
     label: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/control/teams/{id}",
+    tag = "control",
+    params(("id" = String, Path, description = "The team's id: 1-64 characters of a-z, 0-9, `-` and `_`."), IdempotencyKey),
+    request_body = TeamBody,
+    responses(CommandAnswers),
+)]
 async fn put_team(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -163,6 +184,16 @@ async fn put_team(
     submit(&state, &headers, ControlCommand::PutTeam { id, label }).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/control/tickets/{id}",
+    tag = "control",
+    params(("id" = String, Path, description = "The ticket's id.")),
+    responses(
+        (status = 200, description = "The ticket: its number, status, pipeline, owner, contact and conversations (docs/routing.md).", body = Object),
+        (status = 404, description = "No such ticket.", body = ErrorBody),
+    ),
+)]
 async fn get_ticket(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -172,12 +203,22 @@ async fn get_ticket(
         .ok_or_else(|| ApiError::NotFound(format!("no ticket {id:?}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TicketStatus)]
 struct StatusBody {
+    /// A status of the ticket's pipeline.
     status: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/control/tickets/{id}/status",
+    tag = "control",
+    params(("id" = String, Path, description = "The ticket's id."), IdempotencyKey),
+    request_body = StatusBody,
+    responses(CommandAnswers),
+)]
 async fn put_status(
     State(state): State<AppState>,
     Path(ticket): Path<String>,
@@ -193,12 +234,22 @@ async fn put_status(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TicketOwner)]
 struct OwnerBody {
+    /// A user's id, or `null` for none.
     owner: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/control/tickets/{id}/owner",
+    tag = "control",
+    params(("id" = String, Path, description = "The ticket's id."), IdempotencyKey),
+    request_body = OwnerBody,
+    responses(CommandAnswers),
+)]
 async fn put_owner(
     State(state): State<AppState>,
     Path(ticket): Path<String>,
@@ -214,13 +265,23 @@ async fn put_owner(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TicketMerge)]
 struct MergeBody {
     /// The ticket merged into the one in the path (which survives).
     merged: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/control/tickets/{id}/merge",
+    operation_id = "merge_tickets",
+    tag = "control",
+    params(("id" = String, Path, description = "The ticket that survives."), IdempotencyKey),
+    request_body = MergeBody,
+    responses(CommandAnswers),
+)]
 async fn merge(
     State(state): State<AppState>,
     Path(survivor): Path<String>,
@@ -236,13 +297,23 @@ async fn merge(
     .await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AgentEmailed)]
 struct AgentEmailedBody {
+    /// The conversation the agent answered by mail, when not the ticket's latest.
     #[serde(default)]
     conversation: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/control/tickets/{id}/agent_emailed",
+    tag = "control",
+    params(("id" = String, Path, description = "The ticket's id."), IdempotencyKey),
+    request_body = Option<AgentEmailedBody>,
+    responses(CommandAnswers),
+)]
 async fn agent_emailed(
     State(state): State<AppState>,
     Path(ticket): Path<String>,
@@ -261,6 +332,13 @@ async fn agent_emailed(
     submit(&state, &headers, command).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/control/tickets/{id}",
+    tag = "control",
+    params(("id" = String, Path, description = "The ticket's id."), IdempotencyKey),
+    responses(CommandAnswers),
+)]
 async fn delete_ticket(
     State(state): State<AppState>,
     Path(ticket): Path<String>,
@@ -269,6 +347,13 @@ async fn delete_ticket(
     submit(&state, &headers, ControlCommand::DeleteTicket { ticket }).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/control/conversations/{id}",
+    tag = "control",
+    params(("id" = String, Path, description = "The conversation's id."), IdempotencyKey),
+    responses(CommandAnswers),
+)]
 async fn delete_conversation(
     State(state): State<AppState>,
     Path(conversation): Path<String>,
@@ -278,6 +363,13 @@ async fn delete_conversation(
     submit(&state, &headers, command).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/control/conversations/{id}/close",
+    tag = "control",
+    params(("id" = String, Path, description = "The conversation's id."), IdempotencyKey),
+    responses(CommandAnswers),
+)]
 async fn close_conversation(
     State(state): State<AppState>,
     Path(conversation): Path<String>,
@@ -287,8 +379,9 @@ async fn close_conversation(
     submit(&state, &headers, command).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConversationSplit)]
 struct SplitBody {
     /// Message ids (`data.message.id` of the message events) to split off with their replies.
     messages: Vec<String>,
@@ -296,6 +389,14 @@ struct SplitBody {
 
 /// Without a body, the whole conversation moves to a new ticket; with `{"messages": [...]}`,
 /// those messages and the mails replying to them move into a new conversation on a new ticket.
+#[utoipa::path(
+    post,
+    path = "/v1/control/conversations/{id}/split",
+    tag = "control",
+    params(("id" = String, Path, description = "The conversation's id."), IdempotencyKey),
+    request_body = Option<SplitBody>,
+    responses(CommandAnswers),
+)]
 async fn split(
     State(state): State<AppState>,
     Path(conversation): Path<String>,
@@ -315,6 +416,13 @@ async fn split(
     submit(&state, &headers, command).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/control/conversations/{id}/spam",
+    tag = "control",
+    params(("id" = String, Path, description = "The conversation's id."), IdempotencyKey),
+    responses(CommandAnswers),
+)]
 async fn spam(
     State(state): State<AppState>,
     Path(conversation): Path<String>,
@@ -323,6 +431,13 @@ async fn spam(
     submit(&state, &headers, ControlCommand::MarkSpam { conversation }).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/control/conversations/{id}/spam",
+    tag = "control",
+    params(("id" = String, Path, description = "The conversation's id."), IdempotencyKey),
+    responses(CommandAnswers),
+)]
 async fn unmark_spam(
     State(state): State<AppState>,
     Path(conversation): Path<String>,
@@ -332,6 +447,13 @@ async fn unmark_spam(
     submit(&state, &headers, command).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/control/contacts/{id}/spam",
+    tag = "control",
+    params(("id" = String, Path, description = "The contact's id."), IdempotencyKey),
+    responses(CommandAnswers),
+)]
 async fn unmark_contact_spam(
     State(state): State<AppState>,
     Path(contact): Path<String>,
@@ -345,13 +467,24 @@ async fn unmark_contact_spam(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TicketPipeline)]
 struct PipelineBody {
+    /// The pipeline the ticket moves to.
     pipeline: String,
+    /// A status of that pipeline.
     status: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/control/tickets/{id}/pipeline",
+    tag = "control",
+    params(("id" = String, Path, description = "The ticket's id."), IdempotencyKey),
+    request_body = PipelineBody,
+    responses(CommandAnswers),
+)]
 async fn put_pipeline(
     State(state): State<AppState>,
     Path(ticket): Path<String>,
