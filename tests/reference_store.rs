@@ -443,33 +443,23 @@ impl Run {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reference_store_ends_equal_to_deskgates_view_across_kills() {
-    let dir = tempfile::tempdir().unwrap();
+/// deskgate with every channel kind and the consumer following it, in one directory.
+async fn start(dir: &Path) -> (Run, Consumer) {
     let config = format!(
         "{}{CONFIG}{SUPPORT_PIPELINE}{}",
-        control_toml(dir.path()),
-        meta_channels(dir.path())
+        control_toml(dir),
+        meta_channels(dir)
     );
-    let mut run = Run {
-        daemon: Daemon::start(dir.path(), &config).await,
+    let run = Run {
+        daemon: Daemon::start(dir, &config).await,
         client: reqwest::Client::new(),
     };
-    let mut consumer = Consumer::start(&run.daemon, dir.path());
-    for r in 0..ROUNDS {
-        run.traffic(r).await;
-        run.changes(r).await;
-        // kill -9 of each side, twice, while the other goes on.
-        if r == 3 || r == 8 {
-            run.daemon.kill();
-            run.daemon.restart().await;
-        }
-        if r == 1 || r == 6 {
-            consumer.kill();
-            run.traffic(ROUNDS + r).await;
-            consumer.restart();
-        }
-    }
+    let consumer = Consumer::start(&run.daemon, dir);
+    (run, consumer)
+}
+
+/// Waits until the consumer has applied deskgate's last event, then compares.
+async fn caught_up_and_compared(run: &Run, consumer: &Consumer) -> Compared {
     run.daemon.settled().await;
     let events = run.daemon.all_events().await;
     let last: u64 = events.last().unwrap()["sequence"]
@@ -484,16 +474,81 @@ async fn the_reference_store_ends_equal_to_deskgates_view_across_kills() {
     )
     .await;
     assert_eq!(consumer.cursor(), last);
-
     let store = Connection::open(&consumer.db).unwrap();
-    let compared = compare(&run, &store, &events).await;
+    let compared = compare(run, &store, &events).await;
     eprintln!("compared: {compared:?}");
+    compared
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_store_ends_equal_to_deskgates_view_across_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut run, mut consumer) = start(dir.path()).await;
+    for r in 0..ROUNDS {
+        run.traffic(r).await;
+        run.changes(r).await;
+        // kill -9 of each side, twice, while the other goes on.
+        if r == 3 || r == 8 {
+            run.daemon.kill();
+            run.daemon.restart().await;
+        }
+        if r == 1 || r == 6 {
+            consumer.kill();
+            run.traffic(ROUNDS + r).await;
+            consumer.restart();
+        }
+    }
+    let compared = caught_up_and_compared(&run, &consumer).await;
     // The run did what it is meant to check: a comparison of nothing proves nothing.
     assert!(compared.live_tickets >= 30, "{compared:?}");
     assert!(compared.gone_tickets >= 4, "{compared:?}");
     assert!(compared.live_contacts >= 10, "{compared:?}");
     assert!(compared.absorbed_contacts >= 5, "{compared:?}");
     assert_eq!(compared.erased_contacts, 1, "{compared:?}");
+}
+
+/// A ticket closed and reopened through the control API: deskgate reopens its conversation
+/// (the ticket's only one) and says nothing about it, and the status events do not say whether
+/// a status is open, so a store cannot follow. Fails until deskgate announces it.
+#[tokio::test]
+#[ignore = "deskgate bug: reopening a ticket reopens its conversation without an event"]
+async fn a_ticket_reopened_through_the_control_api_reopens_its_conversation_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, consumer) = start(dir.path()).await;
+    run.hook("api", api_message("m1", "t1", &email(0), "hi"))
+        .await;
+    let (ticket, _, _) = run.placed("m1").await;
+    for status in ["closed", "new"] {
+        let body = json!({ "status": status });
+        run.put(format!("tickets/{ticket}/status"), body).await;
+    }
+    caught_up_and_compared(&run, &consumer).await;
+}
+
+/// Contact A's ticket takes contact B's conversation (a ticket merge), A's own conversation
+/// leaves it (a split), then A is merged into C. deskgate moves to C the tickets of A's
+/// conversations only, so the first ticket stays on A, an absorbed contact, while the
+/// `contact.merged` event tells a store that every ticket of A is C's now. Fails until deskgate
+/// moves every ticket of an absorbed contact.
+#[tokio::test]
+#[ignore = "deskgate bug: a contact merge leaves some tickets on the absorbed contact"]
+async fn a_contact_merge_moves_every_ticket_of_the_absorbed_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, consumer) = start(dir.path()).await;
+    for (id, customer) in [("a", 0), ("b", 1), ("c", 2)] {
+        let thread = format!("t-{id}");
+        run.hook("api", api_message(id, &thread, &email(customer), "hi"))
+            .await;
+    }
+    run.merge_tickets("a", "b").await;
+    let (_, conversation, _) = run.placed("a").await;
+    run.post(format!("conversations/{conversation}/split"), None)
+        .await;
+    let a = run.contact_of(&format!("email={}", email(0))).await;
+    let c = run.contact_of(&format!("email={}", email(2))).await;
+    run.post(format!("contacts/{c}/merge"), Some(json!({ "from": a })))
+        .await;
+    caught_up_and_compared(&run, &consumer).await;
 }
 
 /// How many of each kind the comparison saw.
