@@ -11,21 +11,26 @@
 //! in its own target directory and profile (see [`consumer_bin`]).
 
 mod common;
+#[path = "reference_store/compare.rs"]
+mod compare;
 mod messaging_support;
 mod outbound_support;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::nats::NatsServer;
 use common::{api_message, eventually, push_mail, Daemon, SUPPORT_PIPELINE};
+use compare::{compare, Compared};
 use messaging_support::{meta_table, post_meta};
 use outbound_support::{control_toml, TOKEN};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 const CUSTOMERS: usize = 6;
+/// The JetStream stream deskgate's sink publishes to, in the JetStream test.
+const STREAM: &str = "DGTEST";
 const ROUNDS: usize = 12;
 
 const CONFIG: &str = r#"
@@ -155,17 +160,16 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn start(daemon: &Daemon, dir: &Path) -> Consumer {
+    /// Starts the consumer on `dir/store.sqlite`, following what `source` says (`--url …` or
+    /// `--nats …`).
+    fn start(dir: &Path, source: &[String]) -> Consumer {
         let db = dir.join("store.sqlite");
         let log = std::fs::File::create(dir.join("consumer.log")).unwrap();
         let mut command = Command::new(consumer_bin());
         command
-            .arg("--url")
-            .arg(daemon.url(""))
+            .args(source)
             .arg("--db")
             .arg(&db)
-            .arg("--token-file")
-            .arg(dir.join("control-token"))
             // Small pages and short polls: many transactions, so kills land among them.
             .args(["--limit", "7", "--wait-secs", "1"])
             .stdin(Stdio::null())
@@ -443,10 +447,19 @@ impl Run {
     }
 }
 
-/// deskgate with every channel kind and the consumer following it, in one directory.
-async fn start(dir: &Path) -> (Run, Consumer) {
+/// deskgate with every channel kind and the consumer following it, in one directory: over
+/// `GET /v1/events`, or through JetStream when given a NATS server (deskgate then has a sink
+/// publishing to it).
+async fn start(dir: &Path, nats: Option<&NatsServer>) -> (Run, Consumer) {
+    let sink = nats.map_or(String::new(), |nats| {
+        format!(
+            "[sinks.js]\nkind = \"nats\"\n[sinks.js.nats]\nservers = [\"{}\"]\n\
+             stream = \"{STREAM}\"\nsubject_prefix = \"dgtest.events\"\n",
+            nats.url()
+        )
+    });
     let config = format!(
-        "{}{CONFIG}{SUPPORT_PIPELINE}{}",
+        "{}{CONFIG}{SUPPORT_PIPELINE}{}{sink}",
         control_toml(dir),
         meta_channels(dir)
     );
@@ -454,7 +467,25 @@ async fn start(dir: &Path) -> (Run, Consumer) {
         daemon: Daemon::start(dir, &config).await,
         client: reqwest::Client::new(),
     };
-    let consumer = Consumer::start(&run.daemon, dir);
+    let source: Vec<String> = match nats {
+        None => vec![
+            "--url".into(),
+            run.daemon.url(""),
+            "--token-file".into(),
+            dir.join("control-token").display().to_string(),
+        ],
+        Some(nats) => [
+            "--nats",
+            &nats.url(),
+            "--stream",
+            STREAM,
+            "--durable",
+            "store",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    let consumer = Consumer::start(dir, &source);
     (run, consumer)
 }
 
@@ -475,7 +506,7 @@ async fn caught_up_and_compared(run: &Run, consumer: &Consumer) -> Compared {
     .await;
     assert_eq!(consumer.cursor(), last);
     let store = Connection::open(&consumer.db).unwrap();
-    let compared = compare(run, &store, &events).await;
+    let compared = compare(&run.daemon, &store, &events).await;
     eprintln!("compared: {compared:?}");
     compared
 }
@@ -483,7 +514,7 @@ async fn caught_up_and_compared(run: &Run, consumer: &Consumer) -> Compared {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_store_ends_equal_to_deskgates_view_across_kills() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut run, mut consumer) = start(dir.path()).await;
+    let (mut run, mut consumer) = start(dir.path(), None).await;
     for r in 0..ROUNDS {
         run.traffic(r).await;
         run.changes(r).await;
@@ -507,6 +538,30 @@ async fn the_reference_store_ends_equal_to_deskgates_view_across_kills() {
     assert_eq!(compared.erased_contacts, 1, "{compared:?}");
 }
 
+/// The same through deskgate's JetStream sink and a durable consumer, which delivers the
+/// events of different tickets in any order: the store puts them back in sequence order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_store_follows_jetstream_as_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(dir.path());
+    let (mut run, mut consumer) = start(dir.path(), Some(&nats)).await;
+    for r in 0..ROUNDS {
+        run.traffic(r).await;
+        run.changes(r).await;
+        if r == 4 {
+            run.daemon.kill();
+            run.daemon.restart().await;
+        }
+        if r == 2 || r == 7 {
+            consumer.kill();
+            consumer.restart();
+        }
+    }
+    let compared = caught_up_and_compared(&run, &consumer).await;
+    assert!(compared.live_tickets >= 25, "{compared:?}");
+    assert!(compared.absorbed_contacts >= 5, "{compared:?}");
+}
+
 /// A ticket closed and reopened through the control API: deskgate reopens its conversation
 /// (the ticket's only one) and says nothing about it, and the status events do not say whether
 /// a status is open, so a store cannot follow. Fails until deskgate announces it.
@@ -514,7 +569,7 @@ async fn the_reference_store_ends_equal_to_deskgates_view_across_kills() {
 #[ignore = "deskgate bug: reopening a ticket reopens its conversation without an event"]
 async fn a_ticket_reopened_through_the_control_api_reopens_its_conversation_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let (run, consumer) = start(dir.path()).await;
+    let (run, consumer) = start(dir.path(), None).await;
     run.hook("api", api_message("m1", "t1", &email(0), "hi"))
         .await;
     let (ticket, _, _) = run.placed("m1").await;
@@ -534,7 +589,7 @@ async fn a_ticket_reopened_through_the_control_api_reopens_its_conversation_in_t
 #[ignore = "deskgate bug: a contact merge leaves some tickets on the absorbed contact"]
 async fn a_contact_merge_moves_every_ticket_of_the_absorbed_contact() {
     let dir = tempfile::tempdir().unwrap();
-    let (run, consumer) = start(dir.path()).await;
+    let (run, consumer) = start(dir.path(), None).await;
     for (id, customer) in [("a", 0), ("b", 1), ("c", 2)] {
         let thread = format!("t-{id}");
         run.hook("api", api_message(id, &thread, &email(customer), "hi"))
@@ -549,228 +604,4 @@ async fn a_contact_merge_moves_every_ticket_of_the_absorbed_contact() {
     run.post(format!("contacts/{c}/merge"), Some(json!({ "from": a })))
         .await;
     caught_up_and_compared(&run, &consumer).await;
-}
-
-/// How many of each kind the comparison saw.
-#[derive(Debug, Default)]
-struct Compared {
-    live_tickets: usize,
-    gone_tickets: usize,
-    live_contacts: usize,
-    absorbed_contacts: usize,
-    erased_contacts: usize,
-}
-
-/// Every ticket and contact id the events or the consumer's tables name, compared one by one
-/// with deskgate's control API.
-async fn compare(run: &Run, store: &Connection, events: &[Value]) -> Compared {
-    let mut tickets = ids(store, "SELECT id FROM tickets");
-    let mut contacts = ids(store, "SELECT id FROM contacts");
-    for event in events {
-        let subject = event["subject"].as_str().unwrap().to_owned();
-        match event["type"].as_str().unwrap() {
-            "deskgate.ticket.created" => tickets.insert(subject),
-            "deskgate.ticket.split" => {
-                tickets.insert(event["data"]["new_ticket"].as_str().unwrap().to_owned())
-            }
-            t if t.starts_with("deskgate.contact.") => contacts.insert(subject),
-            _ => false,
-        };
-    }
-    let mut compared = Compared::default();
-    for id in &tickets {
-        let (status, view) = run
-            .control("GET", &format!("/v1/control/tickets/{id}"), None)
-            .await;
-        let row = ticket_row(store, id);
-        if status == 404 {
-            let row = row.unwrap_or_else(|| panic!("ticket {id}: the consumer never saw it"));
-            assert!(
-                !row.live,
-                "ticket {id}: deskgate has it no more, the consumer does"
-            );
-            compared.gone_tickets += 1;
-            continue;
-        }
-        assert_eq!(status, 200, "{view}");
-        let expected = TicketRow::from_view(&view);
-        assert_eq!(
-            row.as_ref(),
-            Some(&expected),
-            "ticket {id}: consumer vs deskgate"
-        );
-        compared.live_tickets += 1;
-    }
-    for id in &contacts {
-        let (status, view) = run
-            .control("GET", &format!("/v1/control/contacts/{id}"), None)
-            .await;
-        let row = contact_row(store, id)
-            .unwrap_or_else(|| panic!("contact {id}: the consumer never saw it"));
-        match status {
-            404 => {
-                assert!(
-                    row.erased,
-                    "contact {id}: erased in deskgate, not in the consumer"
-                );
-                assert!(row.identities.is_empty(), "contact {id}: {row:?}");
-                compared.erased_contacts += 1;
-            }
-            200 if view["contact"]["id"] == id.as_str() => {
-                let expected = ContactRow::from_view(&view["contact"]);
-                assert_eq!(row, expected, "contact {id}: consumer vs deskgate");
-                compared.live_contacts += 1;
-            }
-            200 => {
-                let survivor = view["contact"]["id"].as_str().unwrap();
-                assert_eq!(
-                    row.merged_into.as_deref(),
-                    Some(survivor),
-                    "contact {id}: deskgate merged it into {survivor}; the consumer: {row:?}"
-                );
-                compared.absorbed_contacts += 1;
-            }
-            _ => panic!("contact {id}: {status} {view}"),
-        }
-    }
-    compared
-}
-
-fn ids(store: &Connection, sql: &str) -> BTreeSet<String> {
-    let mut statement = store.prepare(sql).unwrap();
-    let rows = statement.query_map([], |row| row.get(0)).unwrap();
-    rows.map(Result::unwrap).collect()
-}
-
-/// A ticket as both sides are compared: the consumer's row, or deskgate's view.
-#[derive(Debug, PartialEq)]
-struct TicketRow {
-    live: bool,
-    number: u64,
-    contact: String,
-    subject: Option<String>,
-    pipeline: Option<String>,
-    status: Option<String>,
-    owner: Option<String>,
-    /// Conversation id → (closed, spam).
-    conversations: BTreeMap<String, (bool, bool)>,
-}
-
-impl TicketRow {
-    fn from_view(view: &Value) -> TicketRow {
-        let text = |v: &Value| v.as_str().map(str::to_owned);
-        let routing = &view["routing"];
-        let conversations = view["conversations"].as_array().unwrap();
-        TicketRow {
-            live: true,
-            number: view["ticket"]["number"].as_u64().unwrap(),
-            contact: text(&view["ticket"]["contact_id"]).unwrap(),
-            subject: text(&view["ticket"]["subject"]),
-            pipeline: text(&routing["pipeline"]),
-            status: text(&routing["status"]),
-            owner: text(&routing["owner"]),
-            conversations: conversations
-                .iter()
-                .map(|c| {
-                    let flag = |name: &str| c["state"][name].as_bool().unwrap_or(false);
-                    (text(&c["id"]).unwrap(), (flag("closed"), flag("spam")))
-                })
-                .collect(),
-        }
-    }
-}
-
-fn ticket_row(store: &Connection, id: &str) -> Option<TicketRow> {
-    let mut row = store
-        .query_row(
-            "SELECT merged_into IS NULL AND deleted = 0, number, contact_id, subject, pipeline,
-                 status, owner FROM tickets WHERE id = ?1",
-            [id],
-            |row| {
-                Ok(TicketRow {
-                    live: row.get(0)?,
-                    number: row.get::<_, i64>(1)? as u64,
-                    contact: row.get(2)?,
-                    subject: row.get(3)?,
-                    pipeline: row.get(4)?,
-                    status: row.get(5)?,
-                    owner: row.get(6)?,
-                    conversations: BTreeMap::new(),
-                })
-            },
-        )
-        .optional()
-        .unwrap()?;
-    let mut statement = store
-        .prepare("SELECT id, closed, spam FROM conversations WHERE ticket_id = ?1 AND deleted = 0")
-        .unwrap();
-    let rows = statement
-        .query_map([id], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
-        .unwrap();
-    row.conversations = rows.map(Result::unwrap).collect();
-    Some(row)
-}
-
-/// A contact as both sides are compared.
-#[derive(Debug, PartialEq)]
-struct ContactRow {
-    name: Option<String>,
-    owner: Option<String>,
-    merged_into: Option<String>,
-    erased: bool,
-    /// `(kind, channel, value)`.
-    identities: BTreeSet<(String, String, String)>,
-}
-
-impl ContactRow {
-    fn from_view(contact: &Value) -> ContactRow {
-        let text = |v: &Value| v.as_str().map(str::to_owned);
-        let identities = contact["identities"].as_array().unwrap().iter().map(|i| {
-            let kind = text(&i["kind"]).unwrap();
-            let value = match kind.as_str() {
-                "email" => text(&i["address"]),
-                "phone" => text(&i["number"]),
-                _ => text(&i["id"]),
-            };
-            (
-                kind,
-                text(&i["channel"]).unwrap_or_default(),
-                value.unwrap(),
-            )
-        });
-        ContactRow {
-            name: text(&contact["name"]),
-            owner: text(&contact["owner"]),
-            merged_into: None,
-            erased: false,
-            identities: identities.collect(),
-        }
-    }
-}
-
-fn contact_row(store: &Connection, id: &str) -> Option<ContactRow> {
-    let mut row = store
-        .query_row(
-            "SELECT name, owner, merged_into, erased FROM contacts WHERE id = ?1",
-            [id],
-            |row| {
-                Ok(ContactRow {
-                    name: row.get(0)?,
-                    owner: row.get(1)?,
-                    merged_into: row.get(2)?,
-                    erased: row.get(3)?,
-                    identities: BTreeSet::new(),
-                })
-            },
-        )
-        .optional()
-        .unwrap()?;
-    let mut statement = store
-        .prepare("SELECT kind, channel, value FROM contact_identities WHERE contact_id = ?1")
-        .unwrap();
-    let rows = statement
-        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap();
-    row.identities = rows.map(Result::unwrap).collect();
-    Some(row)
 }
