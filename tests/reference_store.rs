@@ -1,4 +1,4 @@
-//! The reference consumer (`examples/reference_store.rs`) against the real daemon: mixed
+//! The reference consumer (`examples/reference_store/`) against the real daemon: mixed
 //! traffic on every channel kind (API, mail pushed by an MTA, web form, chat, Messenger,
 //! WhatsApp) with control API changes (status, owner, pipeline, ticket merge, splits, spam,
 //! deletion, contact owner, merge and erasure), deskgate and the consumer each killed with
