@@ -22,21 +22,11 @@ kind = "email"
 
 [channels.mail.tickets]
 pipeline = "support"
-
-[routing.pipelines.support]
-label = "Support"
-statuses = [
-  { id = "new", label = "New", open = true },
-  { id = "waiting_on_us", label = "Waiting on us", open = true },
-  { id = "closed", label = "Closed", open = false },
-]
-[routing.pipelines.support.triggers]
-customer_replied = { enabled = true, target = "waiting_on_us" }
-agent_emailed = { enabled = false }
 "#;
 
 async fn start(dir: &Path) -> Daemon {
-    Daemon::start(dir, &format!("{}{CONFIG}", control_toml(dir))).await
+    let config = format!("{}{CONFIG}{}", control_toml(dir), common::SUPPORT_PIPELINE);
+    Daemon::start(dir, &config).await
 }
 
 /// Pushes a mail with Message-ID `<{id}@example.com>` replying to `parents` (oldest first,

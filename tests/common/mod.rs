@@ -59,7 +59,48 @@ impl Daemon {
         daemon.check_event = Some(schemas::check);
         daemon
     }
+
+    /// A control API request (`method` such as `"PUT"`, `path` such as
+    /// `/v1/control/tickets/{id}/status`) with the bearer `token` and an optional JSON body;
+    /// returns the status and the answer as JSON (a JSON string when it is not JSON).
+    pub async fn control(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = reqwest::Client::new()
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
 }
+
+/// The `support` pipeline many tests use: new, waiting on us, closed; a customer's reply moves
+/// a ticket to waiting on us, an agent's mail moves nothing.
+pub const SUPPORT_PIPELINE: &str = r#"
+[routing.pipelines.support]
+label = "Support"
+statuses = [
+  { id = "new", label = "New", open = true },
+  { id = "waiting_on_us", label = "Waiting on us", open = true },
+  { id = "closed", label = "Closed", open = false },
+]
+[routing.pipelines.support.triggers]
+customer_replied = { enabled = true, target = "waiting_on_us" }
+agent_emailed = { enabled = false }
+"#;
 
 /// An API channel message.
 /// Pushes raw mail to an email channel's hook, as an MTA does; returns the answer's status.

@@ -7,23 +7,13 @@ use std::time::Duration;
 
 use super::common::dovecot::{sample_mail, Dovecot, PASSWORD};
 use super::common::smtpd::Smtpd;
-use super::common::{eventually, free_port, Daemon};
+use super::common::{eventually, free_port, Daemon, SUPPORT_PIPELINE};
 use super::{control, of_type};
 
 const OLD_MAILS: usize = 2000;
 
-const PIPELINE: &str = r#"
-[routing.pipelines.support]
-label = "Support"
-statuses = [
-  { id = "new", label = "New", open = true },
-  { id = "waiting_on_us", label = "Waiting on us", open = true },
-  { id = "closed", label = "Closed", open = false },
-]
-[routing.pipelines.support.triggers]
-customer_replied = { enabled = true, target = "waiting_on_us" }
-agent_emailed = { enabled = false }
-
+/// Added to [`SUPPORT_PIPELINE`]: new tickets are acknowledged.
+const ACKNOWLEDGE: &str = r#"
 [[routing.pipelines.support.actions]]
 status = "new"
 action = "acknowledge"
@@ -48,7 +38,7 @@ impl Desk {
         let password = dovecot.password_file(PASSWORD);
         let imap = format!("initial_sync = \"all\"\n{imap_extra}");
         let config = format!(
-            "{}{}{}[channels.mail.tickets]\npipeline = \"support\"\n{PIPELINE}",
+            "{}{}{}[channels.mail.tickets]\npipeline = \"support\"\n{SUPPORT_PIPELINE}{ACKNOWLEDGE}",
             control(dir.path()),
             super::mailbox(smtpd.port, "[\"mail\"]", true),
             dovecot.channel_toml("mail", "INBOX", &password, &imap),
