@@ -23,6 +23,40 @@ fn types(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
 
+/// A channel configured not to open tickets (`tickets.create = false`, a notes or archive
+/// feed) still threads its messages: the store sees conversation events without a ticket.
+#[tokio::test]
+async fn a_ticketless_channel_emits_conversation_events_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[channels.notes]\nkind = \"api\"\n[channels.notes.tickets]\ncreate = false\n";
+    let daemon = Daemon::start(dir.path(), extra).await;
+    let client = reqwest::Client::new();
+    for (id, text) in [("n1", "first"), ("n2", "second")] {
+        let response = client
+            .post(daemon.url("/hooks/notes"))
+            .json(&api_message(id, "t1", "ana@example.com", text))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    assert_eq!(
+        types(&events),
+        [
+            "deskgate.contact.created",
+            "deskgate.conversation.message_added",
+            "deskgate.conversation.message_added"
+        ]
+    );
+    assert!(events[1]["data"].get("ticket").is_none(), "{}", events[1]);
+    assert_eq!(
+        events[1]["data"]["conversation"]["id"], events[2]["data"]["conversation"]["id"],
+        "one thread, one conversation"
+    );
+}
+
 #[tokio::test]
 async fn messages_become_contact_and_ticket_events_exactly_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -243,6 +243,37 @@ async fn a_visitor_on_a_second_device_joins_the_contact_of_the_email_given() {
     );
 }
 
+/// Two integration customer ids are two people even when one writes from the other's email:
+/// the conflict guard merges nothing, files the message under the strongest identity and tells
+/// the ticket store which contacts might be one.
+#[tokio::test]
+async fn conflicting_identities_are_suggested_for_a_merge_not_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = start(dir.path()).await;
+    api.post(message(
+        "g1",
+        "t-g1",
+        json!({ "external_id": "cust-1", "email": "ana@example.com" }),
+    ))
+    .await;
+    api.post(message("g2", "t-g2", json!({ "external_id": "cust-2" })))
+        .await;
+    api.post(message(
+        "g3",
+        "t-g3",
+        json!({ "external_id": "cust-2", "email": "ana@example.com" }),
+    ))
+    .await;
+    let created = api.events_of("deskgate.contact.created").await;
+    assert_eq!(created.len(), 2, "{created:?}");
+    let (first, second) = (&created[0]["subject"], &created[1]["subject"]);
+    assert!(api.events_of("deskgate.contact.merged").await.is_empty());
+    let suggested = api.events_of("deskgate.contact.merge_suggested").await;
+    assert_eq!(suggested.len(), 1, "{suggested:?}");
+    assert_eq!(suggested[0]["subject"], *second, "filed under cust-2");
+    assert_eq!(suggested[0]["data"]["candidates"], json!([first]));
+}
+
 #[tokio::test]
 async fn the_control_api_sets_owners_merges_by_hand_and_erases() {
     let dir = tempfile::tempdir().unwrap();

@@ -55,4 +55,22 @@ pub fn check(event: &Value) {
     let source = event["source"].as_str().expect("an event has a source");
     let expected = format!("{source}/v1/schemas/events/{event_type}.json");
     assert_eq!(event["dataschema"], expected.as_str(), "{event}");
+    record_emitted(event_type);
+}
+
+/// Where the suites note each event type they saw, one empty file per type: after the whole
+/// suite, `scripts/test.sh` fails on a type with a schema that no end-to-end test saw.
+pub fn emitted_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("emitted-event-types")
+}
+
+fn record_emitted(event_type: &str) {
+    static SEEN: OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if !seen.lock().unwrap().insert(event_type.to_owned()) {
+        return;
+    }
+    let dir = emitted_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(event_type), b"").unwrap();
 }
