@@ -1,5 +1,6 @@
 //! A processor step's writes, buffered so that reads see them and one atomic batch commits them.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
@@ -19,6 +20,10 @@ pub struct StateBatch<'a> {
     /// Counters of effects, incremented once the batch commits: a step rolled back or retried
     /// counts nothing.
     counts: Vec<Count>,
+    /// The first committed key at or after each start [`StateBatch::may_hold_range`] was asked
+    /// about. The committed state does not change while a batch is open, so one read serves
+    /// the whole step.
+    first_committed: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
 /// An increment of a Prometheus counter, waiting for its batch to commit.
@@ -42,6 +47,7 @@ impl<'a> StateBatch<'a> {
             writes: BTreeMap::new(),
             undo: Vec::new(),
             counts: Vec::new(),
+            first_committed: RefCell::default(),
         }
     }
 
@@ -76,6 +82,32 @@ impl<'a> StateBatch<'a> {
             };
         }
         Ok(keys.into_iter().collect())
+    }
+
+    /// Whether `start..end` may hold a key, as this batch would leave the state: false means
+    /// certainly none. Cheap after its first call for a given `start` in a batch (a step asks
+    /// for every record, and the answer is nearly always no), where [`StateBatch::keys_in_range`]
+    /// reads the tree each time.
+    pub fn may_hold_range(&self, start: &[u8], end: &[u8]) -> Result<bool, StoreError> {
+        let pending = self.writes.range(start.to_vec()..end.to_vec());
+        if pending.into_iter().any(|(_, write)| write.is_some()) {
+            return Ok(true);
+        }
+        let mut cache = self.first_committed.borrow_mut();
+        let first = match cache.get(start) {
+            Some(first) => first.clone(),
+            None => {
+                let first = match self.store.state.range(start..).next() {
+                    Some(entry) => Some(entry.key()?.to_vec()),
+                    None => None,
+                };
+                cache.insert(start.to_vec(), first.clone());
+                first
+            }
+        };
+        // A committed key this batch removed still answers "may": the caller's full read then
+        // sees the removal.
+        Ok(first.is_some_and(|key| key.as_slice() < end))
     }
 
     /// The first `limit` keys in `start..end`, in order, with this batch's writes applied.

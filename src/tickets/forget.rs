@@ -33,7 +33,11 @@ pub fn forget_closed(
     let Some(retention) = rules.closed_retention else {
         return Ok(0);
     };
-    let due = batch.keys_in_range(closed_start(), &closed_until(at - retention), PER_STEP)?;
+    let until = closed_until(at - retention);
+    if !batch.may_hold_range(closed_start(), &until)? {
+        return Ok(0);
+    }
+    let due = batch.keys_in_range(closed_start(), &until, PER_STEP)?;
     let mut step = Step {
         batch,
         rules,
