@@ -433,7 +433,8 @@ struct Stopping {
     server: crate::config::ServerConfig,
 }
 
-/// Serves until shutdown begins, then stops everything in order within the grace period.
+/// Serves until shutdown begins, then stops everything in order before one deadline, the
+/// grace period after the signal.
 async fn stop_in_order(stopping: Stopping) {
     let Stopping {
         listeners,
@@ -446,11 +447,24 @@ async fn stop_in_order(stopping: Stopping) {
     let servers = listeners
         .into_iter()
         .map(|(listener, router)| http::serve(listener, router, tasks.shutdown.clone(), &server));
-    futures::future::join_all(servers).await;
+    let mut servers = std::pin::pin!(futures::future::join_all(servers));
+    // One deadline for the whole stop, from the moment it begins: each stage gets what the
+    // ones before it left, so that the stop fits in `shutdown_grace_secs` (and in the unit's
+    // TimeoutStopSec) however many stages are slow.
+    tokio::select! {
+        _ = &mut servers => {}
+        () = tasks.shutdown.cancelled() => {}
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(server.shutdown_grace_secs);
+    if tokio::time::timeout_at(deadline, servers).await.is_err() {
+        tracing::warn!("connections still open at the shutdown deadline; closing them");
+    }
     // The routers (and every journal handle in them) are gone with the servers: the writer
     // drains its queue, flushes, and stops; the processor then catches up.
-    let grace = Duration::from_secs(server.shutdown_grace_secs);
-    if tokio::time::timeout(grace, &mut sender).await.is_err() {
+    if tokio::time::timeout_at(deadline, &mut sender)
+        .await
+        .is_err()
+    {
         // An unfinished send is retried at the next start; its journal handle must go.
         tracing::warn!("outbound sender still busy after the grace period; stopping it");
         sender.abort();
@@ -463,15 +477,21 @@ async fn stop_in_order(stopping: Stopping) {
     } = pipeline;
     drop(journal);
     let writer_done = tokio::task::spawn_blocking(move || writer.join());
-    if tokio::time::timeout(grace, writer_done).await.is_err() {
+    if tokio::time::timeout_at(deadline, writer_done)
+        .await
+        .is_err()
+    {
         tracing::warn!("journal writer still busy after the grace period");
     }
     let processor_done = tokio::task::spawn_blocking(move || processor.join());
-    if tokio::time::timeout(grace, processor_done).await.is_err() {
+    if tokio::time::timeout_at(deadline, processor_done)
+        .await
+        .is_err()
+    {
         tracing::warn!("processor still busy after the grace period; the journal keeps the rest");
     }
     tasks.tracker.close();
-    if tokio::time::timeout(grace, tasks.tracker.wait())
+    if tokio::time::timeout_at(deadline, tasks.tracker.wait())
         .await
         .is_err()
     {

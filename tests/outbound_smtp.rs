@@ -495,3 +495,66 @@ async fn the_company_from_name_mode_hides_the_agents_name() {
     assert!(text_body(sent).contains("Fay / Fox"), "{}", text_body(sent));
     assert!(header(sent, "Auto-Submitted").is_none());
 }
+
+/// The whole stop fits in `server.shutdown_grace_secs` (5 s in the harness), however many of
+/// its stages are slow: here a request whose body never finishes holds the HTTP stage, and an
+/// SMTP server that accepts and never greets holds the sender. Each stage used to get the full
+/// grace period of its own (up to five in a row, past the unit's TimeoutStopSec).
+#[tokio::test]
+async fn a_stop_with_every_stage_busy_ends_within_the_grace_period() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holder = std::sync::Arc::clone(&held);
+    std::thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            holder.lock().unwrap().push(stream);
+        }
+    });
+    let mut daemon = Daemon::start(dir.path(), &config(dir.path(), port, 10)).await;
+    let client = reqwest::Client::new();
+    post_message(
+        &client,
+        &daemon,
+        &api_message("s1", "t1", "eve@example.com", "hello"),
+    )
+    .await;
+    common::eventually(
+        "the sender connects to the silent server",
+        Duration::from_secs(30),
+        || {
+            let held = std::sync::Arc::clone(&held);
+            async move { !held.lock().unwrap().is_empty() }
+        },
+    )
+    .await;
+    let mut slow = std::net::TcpStream::connect(
+        daemon
+            .url("")
+            .trim_start_matches("http://")
+            .trim_end_matches('/'),
+    )
+    .unwrap();
+    write!(
+        slow,
+        "POST /hooks/api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    let status = daemon.terminate();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    assert!(
+        took < Duration::from_millis(6500),
+        "the stop took {took:?} against a 5 s grace period:\n{}",
+        daemon.log()
+    );
+    assert!(
+        took >= Duration::from_secs(4),
+        "the stop did not wait for the busy stages ({took:?}), so it shows nothing"
+    );
+}

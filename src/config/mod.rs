@@ -94,7 +94,8 @@ pub struct ServerConfig {
     /// A request body not fully received within this time is answered 408, so that a slow
     /// upload cannot hold a connection and a journal slot forever.
     pub body_read_timeout_secs: u64,
-    /// On SIGTERM, in-flight requests get this long to finish before connections are closed.
+    /// On SIGTERM, the whole stop gets this long from the signal: in-flight requests, a send
+    /// under way, the journal's last flush and the processor's catch-up share it.
     pub shutdown_grace_secs: u64,
 }
 
