@@ -565,10 +565,9 @@ async fn the_reference_store_follows_jetstream_as_well() {
 }
 
 /// A ticket closed and reopened through the control API: deskgate reopens its conversation
-/// (the ticket's only one) and says nothing about it, and the status events do not say whether
-/// a status is open, so a store cannot follow. Fails until deskgate announces it.
+/// (the ticket's only one) and says so with `conversation.reopened`, which the store follows
+/// (the status events do not say whether a status is open).
 #[tokio::test]
-#[ignore = "deskgate bug: reopening a ticket reopens its conversation without an event"]
 async fn a_ticket_reopened_through_the_control_api_reopens_its_conversation_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let (run, consumer) = start(dir.path(), None).await;

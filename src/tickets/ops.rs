@@ -15,9 +15,9 @@ use super::{RequestedAction, Step};
 use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
 use crate::conversations::{Conversation, Ticket};
 use crate::events::data::{
-    ActionFields, CloseReason, ConversationClosed, EventData, Recipient, RecipientKind,
-    StatusCause, StatusTrigger, TicketActionRequested, TicketAssigned, TicketStatusChanged,
-    TicketStatusTrigger,
+    ActionFields, CloseReason, ConversationClosed, ConversationReopened, EventData, Recipient,
+    RecipientKind, ReopenReason, StatusCause, StatusTrigger, TicketActionRequested, TicketAssigned,
+    TicketStatusChanged, TicketStatusTrigger,
 };
 use crate::routing::{decide, ChannelRules, Snapshot};
 use crate::store::{keys, StoreError};
@@ -214,9 +214,7 @@ impl Step<'_, '_> {
             state.reopened = true;
             // A ticket with several threads reopens without guessing which one is meant.
             if let [only] = ticket.conversations.as_slice() {
-                let mut bookkeeping = self.conversation_state(only)?;
-                bookkeeping.closed = false;
-                self.save_conversation_state(only, &bookkeeping);
+                self.reopen_conversation(ticket, only, ReopenReason::TicketReopened)?;
             }
         }
         self.actions_on_entry(ticket, state, status)?;
@@ -244,6 +242,33 @@ impl Step<'_, '_> {
             &ticket.id,
             Some(&ticket.channel),
             EventData::ConversationClosed(data),
+        );
+        Ok(())
+    }
+
+    /// Opens a closed conversation again, with a `deskgate.conversation.reopened` event; one
+    /// that is open stays as it is, without one.
+    pub(super) fn reopen_conversation(
+        &mut self,
+        ticket: &Ticket,
+        conversation: &str,
+        reason: ReopenReason,
+    ) -> Result<(), StoreError> {
+        let mut bookkeeping = self.conversation_state(conversation)?;
+        if !bookkeeping.closed {
+            return Ok(());
+        }
+        bookkeeping.closed = false;
+        self.save_conversation_state(conversation, &bookkeeping);
+        let data = ConversationReopened {
+            ticket: ticket.id.clone(),
+            conversation: conversation.to_owned(),
+            reason,
+        };
+        self.emit(
+            &ticket.id,
+            Some(&ticket.channel),
+            EventData::ConversationReopened(data),
         );
         Ok(())
     }
