@@ -221,29 +221,20 @@ impl Step<'_, '_> {
         Ok(true)
     }
 
+    /// Closes an open conversation, with a `deskgate.conversation.closed` event; one that is
+    /// closed stays as it is, without one.
     pub(super) fn close_conversation(
         &mut self,
         ticket: &Ticket,
         conversation: &str,
         reason: CloseReason,
     ) -> Result<(), StoreError> {
-        let mut bookkeeping = self.conversation_state(conversation)?;
-        if bookkeeping.closed {
-            return Ok(());
-        }
-        bookkeeping.closed = true;
-        self.save_conversation_state(conversation, &bookkeeping);
-        let data = ConversationClosed {
+        let data = EventData::ConversationClosed(ConversationClosed {
             ticket: ticket.id.clone(),
             conversation: conversation.to_owned(),
             reason,
-        };
-        self.emit(
-            &ticket.id,
-            Some(&ticket.channel),
-            EventData::ConversationClosed(data),
-        );
-        Ok(())
+        });
+        self.set_closed(ticket, conversation, true, data)
     }
 
     /// Opens a closed conversation again, with a `deskgate.conversation.reopened` event; one
@@ -254,22 +245,29 @@ impl Step<'_, '_> {
         conversation: &str,
         reason: ReopenReason,
     ) -> Result<(), StoreError> {
-        let mut bookkeeping = self.conversation_state(conversation)?;
-        if !bookkeeping.closed {
-            return Ok(());
-        }
-        bookkeeping.closed = false;
-        self.save_conversation_state(conversation, &bookkeeping);
-        let data = ConversationReopened {
+        let data = EventData::ConversationReopened(ConversationReopened {
             ticket: ticket.id.clone(),
             conversation: conversation.to_owned(),
             reason,
-        };
-        self.emit(
-            &ticket.id,
-            Some(&ticket.channel),
-            EventData::ConversationReopened(data),
-        );
+        });
+        self.set_closed(ticket, conversation, false, data)
+    }
+
+    /// Sets a conversation's `closed` flag and emits `data` when that changed it.
+    fn set_closed(
+        &mut self,
+        ticket: &Ticket,
+        conversation: &str,
+        closed: bool,
+        data: EventData,
+    ) -> Result<(), StoreError> {
+        let mut bookkeeping = self.conversation_state(conversation)?;
+        if bookkeeping.closed == closed {
+            return Ok(());
+        }
+        bookkeeping.closed = closed;
+        self.save_conversation_state(conversation, &bookkeeping);
+        self.emit(&ticket.id, Some(&ticket.channel), data);
         Ok(())
     }
 
