@@ -96,15 +96,9 @@
 //! A conversation's `closed` flag changes only by `conversation.closed` and
 //! `conversation.reopened`: this store does not decide which messages or status changes reopen
 //! a conversation (deskgate's rule: a customer's own message on a conversation that did not
-//! start with a forward, a reopened ticket's only conversation), it follows the events.
-//!
-//! # Known gaps in what the events say
-//!
-//! Each has a failing case, ignored until deskgate changes, in `tests/reference_store.rs`:
-//! - A contact merge moves to the survivor only the tickets of the absorbed contact's own
-//!   conversations; a ticket of that contact that holds none of them (its conversation was
-//!   split off after a ticket merge brought another contact's) stays on the absorbed contact in
-//!   deskgate, while this store (following `contact.merged`) moves every ticket.
+//! start with a forward, a reopened ticket's only conversation), it follows the events. A
+//! ticket's contact changes only by `contact.merged`, which moves every ticket of an absorbed
+//! contact, whichever conversations the ticket holds (deskgate moves them all too).
 //!
 //! # Why its own types and not `deskgate::events::data`
 //!

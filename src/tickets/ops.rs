@@ -368,6 +368,8 @@ impl Step<'_, '_> {
         self.batch.put(keys::ticket(&old.id), &old);
         self.batch.put(keys::ticket(&new.id), &new);
         self.batch
+            .put(keys::contact_ticket(&new.contact_id, &new.id), &());
+        self.batch
             .put(keys::conversation(&conversation.id), conversation);
         Ok((new, old))
     }
@@ -391,6 +393,8 @@ impl Step<'_, '_> {
         }
         if let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? {
             crate::conversations::forget_ticket_number(self.batch, &ticket);
+            self.batch
+                .remove(keys::contact_ticket(&ticket.contact_id, id));
         }
         self.batch.remove(keys::ticket(id));
         self.batch.remove(ticket_key(id));
