@@ -229,7 +229,8 @@ impl App {
     }
 }
 
-/// Creates (if needed) and opens the state directory: the database, the blobs, the instance id.
+/// Creates (if needed) and opens the state directory: the database (with its one-off index of
+/// tickets by contact), the blobs, the instance id.
 async fn open_state(state: &crate::config::StateConfig) -> anyhow::Result<Opened> {
     let dir = state.dir.clone();
     let cache_capacity_bytes = state.cache_capacity_bytes;
@@ -238,6 +239,8 @@ async fn open_state(state: &crate::config::StateConfig) -> anyhow::Result<Opened
             .with_context(|| format!("creating state directory {}", dir.display()))?;
         let store = Store::open_with(&dir, cache_capacity_bytes)
             .with_context(|| format!("opening state in {}", dir.display()))?;
+        crate::contacts::ticket_index::build_once(&store)
+            .with_context(|| format!("indexing the tickets in {} by contact", dir.display()))?;
         let instance_id = instance_id(&store)?;
         let blobs =
             Blobs::open(&dir).with_context(|| format!("opening blobs in {}", dir.display()))?;

@@ -236,6 +236,7 @@ fn continue_or_open(
     batch.put(thread_key, &conversation.id);
     batch.put(keys::conversation(&conversation.id), &conversation);
     batch.put(keys::ticket(&ticket.id), &ticket);
+    batch.put(keys::contact_ticket(contact_id, &ticket.id), &());
     Ok(Threaded {
         conversation,
         ticket,

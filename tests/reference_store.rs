@@ -565,10 +565,9 @@ async fn the_reference_store_follows_jetstream_as_well() {
 }
 
 /// A ticket closed and reopened through the control API: deskgate reopens its conversation
-/// (the ticket's only one) and says nothing about it, and the status events do not say whether
-/// a status is open, so a store cannot follow. Fails until deskgate announces it.
+/// (the ticket's only one) and says so with `conversation.reopened`, which the store follows
+/// (the status events do not say whether a status is open).
 #[tokio::test]
-#[ignore = "deskgate bug: reopening a ticket reopens its conversation without an event"]
 async fn a_ticket_reopened_through_the_control_api_reopens_its_conversation_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let (run, consumer) = start(dir.path(), None).await;
@@ -583,12 +582,10 @@ async fn a_ticket_reopened_through_the_control_api_reopens_its_conversation_in_t
 }
 
 /// Contact A's ticket takes contact B's conversation (a ticket merge), A's own conversation
-/// leaves it (a split), then A is merged into C. deskgate moves to C the tickets of A's
-/// conversations only, so the first ticket stays on A, an absorbed contact, while the
-/// `contact.merged` event tells a store that every ticket of A is C's now. Fails until deskgate
-/// moves every ticket of an absorbed contact.
+/// leaves it (a split), then A is merged into C. The first ticket holds none of A's
+/// conversations but is A's: deskgate moves it to C with A's other tickets, as the
+/// `contact.merged` event tells a store (every ticket of A is C's now).
 #[tokio::test]
-#[ignore = "deskgate bug: a contact merge leaves some tickets on the absorbed contact"]
 async fn a_contact_merge_moves_every_ticket_of_the_absorbed_contact() {
     let dir = tempfile::tempdir().unwrap();
     let (run, consumer) = start(dir.path(), None).await;

@@ -3,7 +3,6 @@
 
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::{Envelope, Result};
 
@@ -127,35 +126,12 @@ struct MessageView {
     #[serde(default)]
     text: String,
     html: Option<String>,
-    #[serde(default)]
-    flags: Flags,
     sent_at: Option<String>,
     received_at: String,
     #[serde(default)]
     spam: bool,
     #[serde(default)]
     imported: bool,
-}
-
-impl MessageView {
-    /// Something the customer wrote (not automatic mail, a bounce, a forward, an echo of the
-    /// business's own message, a reaction or a button), live (not a spam sender's, not
-    /// history): deskgate reopens a closed conversation on such a message.
-    fn reopens(&self) -> bool {
-        let flags = &self.flags;
-        self.kind == "message"
-            && !(flags.automatic || flags.forwarded || flags.bounce.is_some())
-            && !(self.spam || self.imported)
-    }
-}
-
-#[derive(Deserialize, Default)]
-struct Flags {
-    #[serde(default)]
-    automatic: bool,
-    bounce: Option<Value>,
-    #[serde(default)]
-    forwarded: bool,
 }
 
 fn message_kind() -> String {
@@ -208,7 +184,8 @@ struct TicketDeleted {
     conversations: Vec<String>,
 }
 
-/// `conversation.closed`, `conversation.spam`, `conversation.spam_undone`.
+/// `conversation.closed`, `conversation.reopened`, `conversation.spam`,
+/// `conversation.spam_undone`.
 #[derive(Deserialize)]
 struct ConversationChange {
     conversation: String,
@@ -253,7 +230,7 @@ pub(crate) fn apply(tx: &Transaction<'_>, event: &Envelope) -> Result<()> {
             }
         }
         "ticket.created" | "ticket.message_added" | "conversation.message_added" => {
-            message_added(tx, kind, &data(event)?)?;
+            message_added(tx, &data(event)?)?;
         }
         "ticket.assigned" => {
             let assigned: TicketAssigned = data(event)?;
@@ -301,10 +278,11 @@ pub(crate) fn apply(tx: &Transaction<'_>, event: &Envelope) -> Result<()> {
                 tx.execute("UPDATE conversations SET deleted = 1 WHERE id = ?1", [id])?;
             }
         }
-        "conversation.closed" => {
-            let closed: ConversationChange = data(event)?;
-            let sql = "UPDATE conversations SET closed = 1 WHERE id = ?1";
-            tx.execute(sql, [&closed.conversation])?;
+        "conversation.closed" | "conversation.reopened" => {
+            let change: ConversationChange = data(event)?;
+            let closed = kind == "conversation.closed";
+            let sql = "UPDATE conversations SET closed = ?2 WHERE id = ?1";
+            tx.execute(sql, params![change.conversation, closed])?;
         }
         "conversation.spam" | "conversation.spam_undone" => {
             let change: ConversationChange = data(event)?;
@@ -409,7 +387,7 @@ fn contact_erased(tx: &Transaction<'_>, erased: &ContactErased) -> Result<()> {
     Ok(())
 }
 
-fn message_added(tx: &Transaction<'_>, kind: &str, added: &MessageAdded) -> Result<()> {
+fn message_added(tx: &Transaction<'_>, added: &MessageAdded) -> Result<()> {
     if let Some(ticket) = &added.ticket {
         let routing = &ticket.routing;
         tx.execute(
@@ -441,32 +419,19 @@ fn message_added(tx: &Transaction<'_>, kind: &str, added: &MessageAdded) -> Resu
     let message = &added.message;
     let ticket = added.ticket.as_ref().map(|t| &t.id);
     tx.execute(
-        "INSERT INTO conversations (id, ticket_id, channel, thread_id, from_forward)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO conversations (id, ticket_id, channel, thread_id)
+         VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET ticket_id = COALESCE(excluded.ticket_id, ticket_id),
              thread_id = excluded.thread_id",
         params![
             conversation.id,
             ticket,
             conversation.channel,
-            conversation.thread_id,
-            message.flags.forwarded
+            conversation.thread_id
         ],
     )?;
-    // A conversation that opens a ticket is open (a customer's reply on a closed ticket whose
-    // pipeline opens new tickets moves the conversation to a new one); a customer's reply
-    // reopens a closed conversation of its ticket (no event says so: the rule is deskgate's).
-    if kind == "ticket.created" {
-        tx.execute(
-            "UPDATE conversations SET closed = 0 WHERE id = ?1",
-            [&conversation.id],
-        )?;
-    } else if kind == "ticket.message_added" && message.reopens() {
-        tx.execute(
-            "UPDATE conversations SET closed = 0 WHERE id = ?1 AND from_forward = 0",
-            [&conversation.id],
-        )?;
-    }
+    // A message never opens a closed conversation here: `conversation.reopened` follows the
+    // message event when deskgate reopened it.
     let contact = sender_contact(tx, &message.from)?;
     tx.execute(
         "INSERT OR IGNORE INTO messages VALUES

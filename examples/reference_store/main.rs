@@ -68,13 +68,13 @@
 //! | `contact.merged` | the survivor is replaced by `data.contact`; each absorbed contact gets `merged_into`, loses its identities, and its tickets and messages move to the survivor |
 //! | `contact.erased` | the contact keeps its id only (`erased = 1`); its identities go; the messages of `data.conversations` and of the contact lose subject, text, HTML and sender name |
 //! | `contact.spam_undone` | the contact's and the named conversations' spam flags are lifted |
-//! | `ticket.created`, `ticket.message_added`, `conversation.message_added` | the ticket is replaced by `data.ticket` (number, contact, pipeline, status, owner, …), the conversation is put on that ticket, the message is added (sender's contact looked up by identity); a customer's message reopens a closed conversation, as deskgate does |
+//! | `ticket.created`, `ticket.message_added`, `conversation.message_added` | the ticket is replaced by `data.ticket` (number, contact, pipeline, status, owner, …), the conversation is put on that ticket, the message is added (sender's contact looked up by identity) |
 //! | `ticket.assigned` | owner |
 //! | `ticket.status_trigger`, `ticket.status_changed` | status and pipeline |
 //! | `ticket.merged` | the merged ticket gets `merged_into`; its conversations move to the survivor |
 //! | `ticket.split` | a new ticket with the old one's contact, channel and subject, its own number and `data.routing`; the conversation (or for a split by message, a new conversation with the moved messages) goes to it |
 //! | `ticket.deleted` | the ticket and its conversations get `deleted = 1` |
-//! | `conversation.closed`, `conversation.spam`, `conversation.spam_undone` | the conversation's `closed` / `spam` flags (and the sender's spam flag) |
+//! | `conversation.closed`, `conversation.reopened`, `conversation.spam`, `conversation.spam_undone` | the conversation's `closed` / `spam` flags (and the sender's spam flag) |
 //! | `message.delivery_status` | a row in `deliveries` for each platform message id |
 //!
 //! Deliberately ignored, each for a reason:
@@ -91,16 +91,14 @@
 //! `routing.closed_retention_secs` or purges a spam conversation after
 //! `routing.spam_retention_days`: the store keeps its copy, as it should.
 //!
-//! # Known gaps in what the events say
+//! # No rule of deskgate's copied
 //!
-//! Each has a failing case, ignored until deskgate changes, in `tests/reference_store.rs`:
-//! - A status change that reopens a ticket with one conversation reopens that conversation in
-//!   deskgate with no event, and status events do not say whether a status is open (only
-//!   `ticket.split`'s `routing` has `open`): this store keeps such a conversation closed.
-//! - A contact merge moves to the survivor only the tickets of the absorbed contact's own
-//!   conversations; a ticket of that contact that holds none of them (its conversation was
-//!   split off after a ticket merge brought another contact's) stays on the absorbed contact in
-//!   deskgate, while this store (following `contact.merged`) moves every ticket.
+//! A conversation's `closed` flag changes only by `conversation.closed` and
+//! `conversation.reopened`: this store does not decide which messages or status changes reopen
+//! a conversation (deskgate's rule: a customer's own message on a conversation that did not
+//! start with a forward, a reopened ticket's only conversation), it follows the events. A
+//! ticket's contact changes only by `contact.merged`, which moves every ticket of an absorbed
+//! contact, whichever conversations the ticket holds (deskgate moves them all too).
 //!
 //! # Why its own types and not `deskgate::events::data`
 //!

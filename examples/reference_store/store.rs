@@ -59,9 +59,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     thread_id TEXT,
     closed INTEGER NOT NULL DEFAULT 0,
     spam INTEGER NOT NULL DEFAULT 0,
-    deleted INTEGER NOT NULL DEFAULT 0,
-    -- Its first message was forwarded: a customer's reply on it does not reopen it.
-    from_forward INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS conversations_ticket ON conversations (ticket_id);
 CREATE TABLE IF NOT EXISTS messages (

@@ -4,10 +4,10 @@
 //! In the processor step: the identity index entries go, the contact becomes an `erased`
 //! tombstone, its conversations lose their thread keys (a phone number, a visitor token) and
 //! their thread index entries (a later message from the same address opens a new
-//! conversation), its conversation index entries go, and a pending erasure listing the journal
-//! seqs of its messages (and of the agents' replies to it) is written with the step. The
-//! processor then lets outbound forget the conversations' reply contexts and outgoing
-//! messages ([`crate::outbound::erase`]). After the step is committed and flushed,
+//! conversation), its conversation and ticket index entries go, and a pending erasure listing
+//! the journal seqs of its messages (and of the agents' replies to it) is written with the
+//! step. The processor then lets outbound forget the conversations' reply contexts and
+//! outgoing messages ([`crate::outbound::erase`]). After the step is committed and flushed,
 //! [`finish_pending`] rewrites those journal records with their bodies, sender and attachments
 //! blanked, deletes the attachment blobs, flushes, and only then drops the pending entry; a
 //! crash in between repeats it, which is harmless. Redacting after the commit means a replayed
@@ -58,6 +58,11 @@ pub fn erase(
         }
         batch.remove(key);
         conversations.push(conversation);
+    }
+    // Its tickets stay (with the erased contact's id) but leave its index: an erased contact is
+    // never merged, which is all the index is for.
+    for key in batch.keys_with_prefix(&keys::contact_tickets(&contact.id))? {
+        batch.remove(key);
     }
     contact.name = None;
     contact.owner = None;

@@ -1,6 +1,11 @@
-//! Absorbing one contact into another: identities, conversations (and their tickets) move to
-//! the survivor; the absorbed contact stays as a tombstone pointing at it, so its old id still
+//! Absorbing one contact into another: identities, conversations and tickets move to the
+//! survivor; the absorbed contact stays as a tombstone pointing at it, so its old id still
 //! resolves.
+//!
+//! Tickets move by the contact's index of tickets (`keys::contact_tickets`), not by its
+//! conversations: a ticket keeps its contact when a ticket merge brings it another contact's
+//! conversation or a split takes its own away, so a ticket of the absorbed contact may hold
+//! none of its conversations.
 
 use super::Contact;
 use crate::conversations::{Conversation, Ticket};
@@ -36,6 +41,17 @@ pub fn absorb(
             &(),
         );
     }
+    let prefix = keys::contact_tickets(&absorbed.id);
+    for key in batch.keys_with_prefix(&prefix)? {
+        let ticket_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        let ticket_key = keys::ticket(&ticket_id);
+        if let Some(mut ticket) = batch.get::<Ticket>(&ticket_key)? {
+            ticket.contact_id = survivor.id.clone();
+            batch.put(ticket_key, &ticket);
+        }
+        batch.remove(key);
+        batch.put(keys::contact_ticket(&survivor.id, &ticket_id), &());
+    }
     absorbed.merged_into = Some(survivor.id.clone());
     absorbed.name = None;
     absorbed.owner = None;
@@ -44,8 +60,7 @@ pub fn absorb(
     Ok(())
 }
 
-/// Points a conversation, and its ticket when it belonged to the absorbed contact, at the
-/// survivor.
+/// Points a conversation of the absorbed contact at the survivor.
 fn repoint(
     batch: &mut StateBatch<'_>,
     conversation_id: &str,
@@ -59,13 +74,6 @@ fn repoint(
     if conversation.contact_id == from {
         conversation.contact_id = to.to_owned();
         batch.put(key, &conversation);
-    }
-    let ticket_key = keys::ticket(&conversation.ticket_id);
-    if let Some(mut ticket) = batch.get::<Ticket>(&ticket_key)? {
-        if ticket.contact_id == from {
-            ticket.contact_id = to.to_owned();
-            batch.put(ticket_key, &ticket);
-        }
     }
     Ok(())
 }

@@ -10,11 +10,14 @@
 //!   id, packed into a fixed number of buckets by the store so that memory stays flat;
 //! - `contact_conv/{contact}\0{conversation}` → the contact's conversations, re-pointed by a
 //!   merge;
+//! - `contact_ticket/{contact}\0{ticket}` → the tickets whose contact it is, moved by a merge
+//!   (built once for a state from before it: [`ticket_index`]);
 //! - `conv_msg/{conversation}\0{seq}` → the journal records of a conversation, for erasure.
 //!
 //! Files: [`resolve`] (message → contact, the conflict guard), [`merge`] (absorbing a contact),
 //! [`erase`] (erasure and the redaction of journal bodies), [`control`] (applying control
-//! records), [`announce`] (the events each outcome emits).
+//! records), [`announce`] (the events each outcome emits), [`ticket_index`] (building the index
+//! of tickets by contact once).
 
 pub mod announce;
 pub mod control;
@@ -22,6 +25,7 @@ pub mod erase;
 pub mod merge;
 pub mod participants;
 pub mod resolve;
+pub mod ticket_index;
 
 use std::collections::BTreeMap;
 

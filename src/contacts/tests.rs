@@ -370,6 +370,114 @@ fn a_merge_moves_conversations_and_their_tickets() {
     assert!(old.is_empty());
 }
 
+/// A ticket keeps its contact when a ticket merge brings it another contact's conversation and
+/// a split takes its own away: merging that contact away moves the ticket all the same (by the
+/// contact's index of tickets), and the index follows every step.
+#[test]
+fn a_merge_moves_every_ticket_of_the_absorbed_contact_whatever_its_conversations() {
+    use crate::conversations::{self, Ticket};
+    use crate::model::{ControlCommand, ControlRecord, Inbound};
+    let config = crate::config::Config::parse(
+        r#"
+        [routing.pipelines.support]
+        label = "Support"
+        statuses = [{ id = "new", label = "New", open = true }]
+        "#,
+    )
+    .unwrap();
+    let rules = crate::routing::RuleSet::compile(&config);
+    let mut harness = Harness::new();
+    let mut tickets = Vec::new();
+    let mut conversations = Vec::new();
+    for (i, who) in ["a", "b", "c"].into_iter().enumerate() {
+        let address = format!("{who}@example.com");
+        let (resolved, _) = harness.resolve(&sender(None, vec![email(&address)]), at(i as i64));
+        let mut batch = harness.store.state_batch();
+        let inbound = Inbound::new("api", who, who, Sender::default(), "hi", at(i as i64));
+        let contact = &resolved.contact.id;
+        let threaded =
+            conversations::thread(&mut batch, &harness.minter, &inbound, contact, "#").unwrap();
+        index_message(&mut batch, contact, &threaded.conversation.id, i as u64 + 1);
+        batch.commit().unwrap();
+        tickets.push(threaded.ticket.id);
+        conversations.push(threaded.conversation.id);
+    }
+    let commands = [
+        ControlCommand::MergeTickets {
+            survivor: tickets[0].clone(),
+            merged: tickets[1].clone(),
+        },
+        ControlCommand::SplitConversation {
+            conversation: conversations[0].clone(),
+            messages: None,
+        },
+    ];
+    for (seq, command) in (10..).zip(commands) {
+        let record = ControlRecord {
+            key: format!("k{seq}"),
+            at: at(5),
+            command,
+        };
+        let mut batch = harness.store.state_batch();
+        let (minter, outbox) = (&harness.minter, &harness.outbox);
+        crate::tickets::apply_control(&rules, &mut batch, minter, outbox, seq, &record).unwrap();
+        batch.commit().unwrap();
+    }
+    let ticket =
+        |id: &str| -> Ticket { harness.store.state_get(&keys::ticket(id)).unwrap().unwrap() };
+    let first = ticket(&tickets[0]);
+    assert_eq!(
+        first.conversations,
+        [conversations[1].clone()],
+        "merged, then split"
+    );
+    let split_off = ticket(&conversations_ticket(&harness, &conversations[0]));
+    let indexed = |contact: &str| -> Vec<String> {
+        let prefix = keys::contact_tickets(contact);
+        let found = harness.store.state_scan::<()>(&prefix, None, 10).unwrap();
+        let mut ids: Vec<String> = found
+            .into_iter()
+            .map(|(key, ())| String::from_utf8_lossy(&key[prefix.len()..]).into_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (a, c) = (harness.ids[0].clone(), harness.ids[2].clone());
+    let mut of_a = vec![first.id.clone(), split_off.id.clone()];
+    of_a.sort();
+    assert_eq!(
+        indexed(&a),
+        of_a,
+        "the merged ticket left the index with its mirror"
+    );
+    assert_eq!(
+        split_off.contact_id, a,
+        "a split's ticket keeps the contact"
+    );
+
+    let mut batch = harness.store.state_batch();
+    let mut survivor = follow(&batch, &c).unwrap().unwrap();
+    let absorbed = follow(&batch, &a).unwrap().unwrap();
+    merge::absorb(&mut batch, &mut survivor, absorbed).unwrap();
+    batch.commit().unwrap();
+    assert_eq!(
+        ticket(&first.id).contact_id,
+        c,
+        "holds none of a's conversations"
+    );
+    assert_eq!(ticket(&split_off.id).contact_id, c);
+    assert!(indexed(&a).is_empty());
+    let mut of_c = vec![tickets[2].clone(), first.id, split_off.id];
+    of_c.sort();
+    assert_eq!(indexed(&c), of_c);
+}
+
+fn conversations_ticket(harness: &Harness, conversation: &str) -> String {
+    let key = keys::conversation(conversation);
+    let found: crate::conversations::Conversation = harness.store.state_get(&key).unwrap().unwrap();
+    found.ticket_id
+}
+
 /// Builds `n` contacts with disjoint identities, then merges them pairwise in the order
 /// `order` (pairs of indexes, the first surviving), each in its own step.
 fn merge_in_order(n: usize, order: &[(usize, usize)]) -> (Harness, Vec<Identity>) {

@@ -38,6 +38,8 @@ pub enum EventType {
     TicketDeleted,
     ConversationMessageAdded,
     ConversationClosed,
+    /// A closed conversation is open again.
+    ConversationReopened,
     ConversationSpam,
     /// A conversation marked as spam was unmarked.
     ConversationSpamUndone,
@@ -87,6 +89,7 @@ impl EventType {
             EventType::TicketDeleted => "deskgate.ticket.deleted",
             EventType::ConversationMessageAdded => "deskgate.conversation.message_added",
             EventType::ConversationClosed => "deskgate.conversation.closed",
+            EventType::ConversationReopened => "deskgate.conversation.reopened",
             EventType::ConversationSpam => "deskgate.conversation.spam",
             EventType::ConversationSpamUndone => "deskgate.conversation.spam_undone",
             EventType::ContactSpamUndone => "deskgate.contact.spam_undone",

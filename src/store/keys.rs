@@ -118,6 +118,22 @@ pub fn contact_conversation(contact: &str, conversation: &str) -> Vec<u8> {
     key
 }
 
+/// Tickets of a contact (the tickets whose `contact_id` it is):
+/// `contact_ticket/{contact}` NUL `{ticket}` → `()`, so that merging the contact away moves
+/// every one of them, whichever conversations they hold.
+pub fn contact_tickets(contact: &str) -> Vec<u8> {
+    format!("contact_ticket/{contact}\0").into_bytes()
+}
+
+pub fn contact_ticket(contact: &str, ticket: &str) -> Vec<u8> {
+    let mut key = contact_tickets(contact);
+    key.extend_from_slice(ticket.as_bytes());
+    key
+}
+
+/// Present once every ticket stored before the `contact_ticket/` index existed is in it.
+pub const CONTACT_TICKETS_INDEXED: &[u8] = b"meta/contact_tickets_indexed";
+
 /// Journal seqs of a conversation's messages: `conv_msg/{conversation}` NUL + seq → `()`.
 pub fn conversation_messages(conversation: &str) -> Vec<u8> {
     format!("conv_msg/{conversation}\0").into_bytes()

@@ -9,7 +9,9 @@ use super::state::{spam_contact_key, ContactView, TicketState};
 use super::{RequestedAction, Step};
 use crate::config::{ClosedReply, CUSTOMER_REPLIED_TARGET};
 use crate::conversations::{Threaded, Ticket};
-use crate::events::data::{IgnoredProperty, StatusTrigger, TicketRouting, TicketView};
+use crate::events::data::{
+    IgnoredProperty, ReopenReason, StatusTrigger, TicketRouting, TicketView,
+};
 use crate::events::{EventDraft, EventType};
 use crate::ids::Minter;
 use crate::model::{Inbound, MessageKind};
@@ -201,8 +203,8 @@ fn on_reply(
     state: &mut TicketState,
 ) -> Result<Option<TicketState>, StoreError> {
     let conversation_id = threaded.conversation.id.clone();
-    let mut bookkeeping = step.conversation_state(&conversation_id)?;
-    let customer_reply = is_customer_reply(inbound) && !bookkeeping.from_forward;
+    let from_forward = step.conversation_state(&conversation_id)?.from_forward;
+    let customer_reply = is_customer_reply(inbound) && !from_forward;
     let closed_reply = step.pipeline(state).map(|p| p.closed_reply);
     if !state.open && customer_reply && closed_reply == Some(ClosedReply::NewTicket) {
         let mut conversation = threaded.conversation.clone();
@@ -210,16 +212,15 @@ fn on_reply(
         threaded.conversation = conversation;
         threaded.ticket = new;
         threaded.new_ticket = true;
-        bookkeeping.closed = false;
-        step.save_conversation_state(&conversation_id, &bookkeeping);
+        step.reopen_conversation(&threaded.ticket, &conversation_id, ReopenReason::NewTicket)?;
         let channel = (inbound.channel.as_str(), channel);
         return new_ticket(step, channel, threaded, Quiet::default(), None)
             .map(|(state, _)| Some(state));
     }
-    if bookkeeping.closed && customer_reply {
+    if customer_reply {
         // The customer wrote again on a closed conversation: it is live again.
-        bookkeeping.closed = false;
-        step.save_conversation_state(&conversation_id, &bookkeeping);
+        let reason = ReopenReason::CustomerReplied;
+        step.reopen_conversation(&threaded.ticket, &conversation_id, reason)?;
     }
     let known = state.trigger_conversations.contains(&conversation_id);
     // After a close and reopen, a new thread joining the ticket counts as the ticket's thread.

@@ -15,9 +15,9 @@ use super::{RequestedAction, Step};
 use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
 use crate::conversations::{Conversation, Ticket};
 use crate::events::data::{
-    ActionFields, CloseReason, ConversationClosed, EventData, Recipient, RecipientKind,
-    StatusCause, StatusTrigger, TicketActionRequested, TicketAssigned, TicketStatusChanged,
-    TicketStatusTrigger,
+    ActionFields, CloseReason, ConversationClosed, ConversationReopened, EventData, Recipient,
+    RecipientKind, ReopenReason, StatusCause, StatusTrigger, TicketActionRequested, TicketAssigned,
+    TicketStatusChanged, TicketStatusTrigger,
 };
 use crate::routing::{decide, ChannelRules, Snapshot};
 use crate::store::{keys, StoreError};
@@ -214,37 +214,60 @@ impl Step<'_, '_> {
             state.reopened = true;
             // A ticket with several threads reopens without guessing which one is meant.
             if let [only] = ticket.conversations.as_slice() {
-                let mut bookkeeping = self.conversation_state(only)?;
-                bookkeeping.closed = false;
-                self.save_conversation_state(only, &bookkeeping);
+                self.reopen_conversation(ticket, only, ReopenReason::TicketReopened)?;
             }
         }
         self.actions_on_entry(ticket, state, status)?;
         Ok(true)
     }
 
+    /// Closes an open conversation, with a `deskgate.conversation.closed` event; one that is
+    /// closed stays as it is, without one.
     pub(super) fn close_conversation(
         &mut self,
         ticket: &Ticket,
         conversation: &str,
         reason: CloseReason,
     ) -> Result<(), StoreError> {
-        let mut bookkeeping = self.conversation_state(conversation)?;
-        if bookkeeping.closed {
-            return Ok(());
-        }
-        bookkeeping.closed = true;
-        self.save_conversation_state(conversation, &bookkeeping);
-        let data = ConversationClosed {
+        let data = EventData::ConversationClosed(ConversationClosed {
             ticket: ticket.id.clone(),
             conversation: conversation.to_owned(),
             reason,
-        };
-        self.emit(
-            &ticket.id,
-            Some(&ticket.channel),
-            EventData::ConversationClosed(data),
-        );
+        });
+        self.set_closed(ticket, conversation, true, data)
+    }
+
+    /// Opens a closed conversation again, with a `deskgate.conversation.reopened` event; one
+    /// that is open stays as it is, without one.
+    pub(super) fn reopen_conversation(
+        &mut self,
+        ticket: &Ticket,
+        conversation: &str,
+        reason: ReopenReason,
+    ) -> Result<(), StoreError> {
+        let data = EventData::ConversationReopened(ConversationReopened {
+            ticket: ticket.id.clone(),
+            conversation: conversation.to_owned(),
+            reason,
+        });
+        self.set_closed(ticket, conversation, false, data)
+    }
+
+    /// Sets a conversation's `closed` flag and emits `data` when that changed it.
+    fn set_closed(
+        &mut self,
+        ticket: &Ticket,
+        conversation: &str,
+        closed: bool,
+        data: EventData,
+    ) -> Result<(), StoreError> {
+        let mut bookkeeping = self.conversation_state(conversation)?;
+        if bookkeeping.closed == closed {
+            return Ok(());
+        }
+        bookkeeping.closed = closed;
+        self.save_conversation_state(conversation, &bookkeeping);
+        self.emit(&ticket.id, Some(&ticket.channel), data);
         Ok(())
     }
 
@@ -345,6 +368,8 @@ impl Step<'_, '_> {
         self.batch.put(keys::ticket(&old.id), &old);
         self.batch.put(keys::ticket(&new.id), &new);
         self.batch
+            .put(keys::contact_ticket(&new.contact_id, &new.id), &());
+        self.batch
             .put(keys::conversation(&conversation.id), conversation);
         Ok((new, old))
     }
@@ -368,6 +393,8 @@ impl Step<'_, '_> {
         }
         if let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? {
             crate::conversations::forget_ticket_number(self.batch, &ticket);
+            self.batch
+                .remove(keys::contact_ticket(&ticket.contact_id, id));
         }
         self.batch.remove(keys::ticket(id));
         self.batch.remove(ticket_key(id));

@@ -43,9 +43,9 @@ pub use outbound::{
     Via,
 };
 pub use ticket::{
-    ActionFields, AssignmentRule, CloseReason, ConversationClosed, ConversationSpam,
-    ConversationSpamUndone, Recipient, RecipientKind, StatusCause, StatusTrigger,
-    TicketActionRequested, TicketAssigned, TicketDeleted, TicketMerged, TicketSplit,
+    ActionFields, AssignmentRule, CloseReason, ConversationClosed, ConversationReopened,
+    ConversationSpam, ConversationSpamUndone, Recipient, RecipientKind, ReopenReason, StatusCause,
+    StatusTrigger, TicketActionRequested, TicketAssigned, TicketDeleted, TicketMerged, TicketSplit,
     TicketStatusChanged, TicketStatusTrigger,
 };
 
@@ -139,6 +139,7 @@ event_data! {
     TicketDeleted(TicketDeleted),
     ConversationMessageAdded(MessageAdded),
     ConversationClosed(ConversationClosed),
+    ConversationReopened(ConversationReopened),
     ConversationSpam(ConversationSpam),
     ConversationSpamUndone(ConversationSpamUndone),
     ContactSpamUndone(ContactSpamUndone),

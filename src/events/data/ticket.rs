@@ -231,6 +231,33 @@ pub struct ConversationClosed {
     pub reason: CloseReason,
 }
 
+/// Why a conversation reopened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReopenReason {
+    /// Its ticket entered an open status again (the control API or a status trigger); only a
+    /// ticket's only conversation reopens with it.
+    TicketReopened,
+    /// The customer wrote on it (a message, not automatic mail, a bounce, a forward or a
+    /// reaction, on a conversation that did not start with a forward).
+    CustomerReplied,
+    /// The customer wrote on it while its ticket was closed, and the pipeline's
+    /// `closed_reply = "new_ticket"` moved it to a new ticket (`ticket`).
+    NewTicket,
+}
+
+/// `deskgate.conversation.reopened`: a closed conversation is open again; it follows the
+/// events that reopened it (the message, or the status change).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct ConversationReopened {
+    /// The id of its ticket.
+    pub ticket: String,
+    /// The conversation's id.
+    pub conversation: String,
+    /// Why it reopened.
+    pub reason: ReopenReason,
+}
+
 /// `deskgate.conversation.spam`: a conversation was marked as spam and its sender flagged.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ConversationSpam {
