@@ -169,7 +169,10 @@ fn may_hold_range_never_misses_a_key_the_batch_would_leave() {
     setup.commit().unwrap();
 
     let mut batch = store.state_batch();
-    assert!(!batch.may_hold_range(b"c/", b"c/5").unwrap(), "c/5 is the end");
+    assert!(
+        !batch.may_hold_range(b"c/", b"c/5").unwrap(),
+        "c/5 is the end"
+    );
     assert!(batch.may_hold_range(b"c/", b"c/6").unwrap());
     // Asked again after the batch's own writes: they count, committed or not.
     batch.put(b"c/2".to_vec(), &());
@@ -178,5 +181,8 @@ fn may_hold_range_never_misses_a_key_the_batch_would_leave() {
     assert!(!batch.may_hold_range(b"c/", b"c/3").unwrap());
     // Nothing after the prefix's keys is mistaken for one of them.
     assert!(!batch.may_hold_range(b"b/", b"b/9").unwrap());
-    assert_eq!(batch.keys_in_range(b"c/", b"c/6", 10).unwrap(), [b"c/5".to_vec()]);
+    assert_eq!(
+        batch.keys_in_range(b"c/", b"c/6", 10).unwrap(),
+        [b"c/5".to_vec()]
+    );
 }
