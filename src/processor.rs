@@ -73,6 +73,23 @@ pub struct Processor {
     erasing: AtomicBool,
 }
 
+/// Why a journal record could not be applied. Every one but a storage failure sets the record
+/// aside (quarantine, with this as its reason); a storage failure retries the whole step.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    /// The record does not decode (written by a newer version, or damaged).
+    #[error("{0}")]
+    Undecodable(StoreError),
+    /// Applying it failed: the state it needs is missing or inconsistent, or the database
+    /// failed.
+    #[error("{0}")]
+    Store(StoreError),
+    /// Applying it panicked: a bug, never the input's due, and it must not stop the records
+    /// behind it.
+    #[error("processing panicked: {0}")]
+    Panicked(String),
+}
+
 /// Records set aside, by channel.
 const QUARANTINED: &str = "deskgate_quarantined_total";
 
@@ -197,12 +214,14 @@ impl Processor {
                 Ok(record) => self
                     .apply_guarded(&live, &mut batch, item.seq, &record)
                     .map_err(|e| (Some(record), e)),
-                Err(error) => Err((None, error)),
+                Err(error) => Err((None, RecordError::Undecodable(error))),
             };
             match applied {
                 Ok(()) => {}
                 // The database itself failing is not the record's fault: retry the whole step.
-                Err((_, error)) if error.is_storage_failure() => return Err(error),
+                Err((_, RecordError::Store(error))) if error.is_storage_failure() => {
+                    return Err(error)
+                }
                 Err((record, error)) => {
                     batch.rollback_to(savepoint);
                     self.quarantine(&mut batch, item.seq, record.as_ref(), &error.to_string())?;
@@ -244,21 +263,21 @@ impl Processor {
         batch: &mut StateBatch<'_>,
         seq: u64,
         record: &Record,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordError> {
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.apply(live, batch, seq, record)
         }));
-        applied.unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(StoreError::Corrupt {
-                key: format!("journal/{seq}"),
-                reason: format!("processing panicked: {what}"),
-            })
-        })
+        match applied {
+            Ok(result) => result.map_err(RecordError::Store),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(RecordError::Panicked(what))
+            }
+        }
     }
 
     fn apply(
