@@ -111,10 +111,8 @@ pub struct EventDraft {
     pub subject: String,
     /// The channel it came from (the envelope's `channel` extension).
     pub channel: Option<String>,
-    /// The rendered `data`. Build drafts with [`EventDraft::new`], which renders typed data;
-    /// the field stays public for the sinks' dead-letter event, which builds its JSON itself
-    /// until it moves to [`data::SinkDeadLettered`].
-    pub data: serde_json::Value,
+    /// The rendered `data`, from typed data only: build drafts with [`EventDraft::new`].
+    pub(in crate::events) data: serde_json::Value,
 }
 
 impl EventDraft {

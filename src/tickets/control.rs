@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use super::messages::fire;
-use super::ops::Cause;
+use super::ops::{Cause, Moved};
 use super::state::{
     directory_key, get_or_default, spam_list_key, ticket_key, DirectoryState, Outcome, SpamList,
     TicketState,
@@ -334,12 +334,11 @@ impl Step<'_, '_> {
             // A status of another pipeline is never "the same" status.
             state.status = None;
         }
-        let first_event = self.events.len();
-        let changed = self.set_status(ticket, &mut state, status, cause)?;
-        if let Some(event) = self.events.get_mut(first_event) {
-            event.data["old_pipeline"] = json!(old_pipeline);
-            event.data["old_status"] = json!(old_status);
-        }
+        let moved = Moved {
+            pipeline: old_pipeline,
+            status: old_status,
+        };
+        let changed = self.set_status_from(ticket, &mut state, status, cause, Some(moved))?;
         self.save_ticket_state(id, &state)?;
         Ok(Ok(
             json!({ "ticket": id, "changed": changed, "routing": state }),

@@ -22,6 +22,12 @@ use crate::events::data::{
 use crate::routing::{decide, ChannelRules, Snapshot};
 use crate::store::{keys, StoreError};
 
+/// Where a ticket was before a move between pipelines.
+pub struct Moved {
+    pub pipeline: Option<String>,
+    pub status: Option<String>,
+}
+
 /// Why a status changes.
 #[derive(Debug, Clone, Copy)]
 pub enum Cause {
@@ -169,11 +175,28 @@ impl Step<'_, '_> {
         status: &str,
         cause: Cause,
     ) -> Result<bool, StoreError> {
+        self.set_status_from(ticket, state, status, cause, None)
+    }
+
+    /// [`Step::set_status`] for a ticket that has just left the pipeline `moved.pipeline` in
+    /// status `moved.status`: its status event says so.
+    pub(super) fn set_status_from(
+        &mut self,
+        ticket: &Ticket,
+        state: &mut TicketState,
+        status: &str,
+        cause: Cause,
+        moved: Option<Moved>,
+    ) -> Result<bool, StoreError> {
         if state.status.as_deref() == Some(status) {
             return Ok(false);
         }
         let open = self.status_is_open(state, status).unwrap_or(true);
         let old = state.status.replace(status.to_owned());
+        let (old, old_pipeline) = match moved {
+            Some(moved) => (moved.status, moved.pipeline),
+            None => (old, None),
+        };
         let was_open = state.open;
         state.open = open;
         let changed = |cause| {
@@ -183,6 +206,7 @@ impl Step<'_, '_> {
                 old_status: old.clone(),
                 new_status: status.to_owned(),
                 pipeline: state.pipeline.clone(),
+                old_pipeline: old_pipeline.clone(),
             })
         };
         let data = match cause {

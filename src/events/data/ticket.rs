@@ -103,6 +103,10 @@ pub struct TicketStatusChanged {
     pub new_status: String,
     /// The ticket's pipeline; `null` when it has none.
     pub pipeline: Option<String>,
+    /// The pipeline before, when this change moved the ticket between pipelines (the control
+    /// API's pipeline move, or `[[routing.moves]]`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_pipeline: Option<String>,
 }
 
 /// `deskgate.ticket.action_requested`: entering a status decided a configured action (an
