@@ -7,8 +7,6 @@
 //! links back to the entry (`retried_as`). A mail that still cannot be read is reported and
 //! nothing is journaled.
 
-use std::time::Duration;
-
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -20,16 +18,12 @@ use super::journaled::{IdempotencyKey, JournaledErrors};
 use super::routes::AppState;
 use crate::channels::email;
 use crate::config::ChannelKind;
-use crate::journal::Appended;
 use crate::model::{ControlCommand, ControlRecord, Record};
 use crate::processor::Quarantined;
 use crate::store::keys;
 
 /// Where a retried message records the entry it came from, in `Inbound.extra`.
 pub const RETRY_OF: &str = "quarantine_retry_of";
-
-/// How long a retry waits for the processor to apply what it journaled.
-const APPLY_WAIT: Duration = Duration::from_secs(10);
 
 /// `POST /v1/control/quarantine/{seq}/retry`.
 #[utoipa::path(
@@ -92,19 +86,8 @@ pub async fn retry_quarantined(
     };
     inbound.extra.insert(RETRY_OF.to_owned(), json!(seq));
     let external_id = inbound.external_id.clone();
-    let (journal_seq, duplicate) = match state.journal.append(Record::Inbound(inbound)).await? {
-        Appended::New { seq } => (seq, false),
-        Appended::Duplicate { seq } => (seq, true),
-    };
-    let mut position = state.position.clone();
-    let applied =
-        tokio::time::timeout(APPLY_WAIT, position.wait_for(|p| p.cursor >= journal_seq)).await;
-    if !matches!(applied, Ok(Ok(_))) {
-        return Err(ApiError::Unavailable {
-            message: format!("journaled at {journal_seq} but not applied yet; ask again"),
-            retry_after_secs: 1,
-        });
-    }
+    let applied = super::journaled::journal_and_wait(&state, Record::Inbound(inbound)).await?;
+    let (journal_seq, duplicate) = (applied.seq, applied.duplicate);
     let entry: Option<Quarantined> = state.store.state_get(&keys::quarantine(seq))?;
     let status = if duplicate {
         StatusCode::OK
