@@ -283,7 +283,10 @@ impl ControlConfig {
 pub fn read_secret(path: &Path) -> Result<String, String> {
     let secret = secret::read_secret_file(path)?.trim().to_owned();
     if secret.is_empty() {
-        return Err(format!("{} is empty", secret::secret_path(path).display()));
+        return Err(format!(
+            "secret file {} is empty",
+            secret::secret_path(path).display()
+        ));
     }
     Ok(secret)
 }
