@@ -375,6 +375,17 @@ fn check_backoff(min: u64, max: u64, at: &str, check: &mut impl FnMut(bool, Stri
 mod tests {
     use crate::config::Config;
 
+    /// The Standard Webhooks specification's defaults: a timeout within its recommended 15 to
+    /// 30 seconds, and retries spread over more than a day (its example schedule), not minutes.
+    #[test]
+    fn webhook_defaults_follow_the_specification() {
+        let hook = super::WebhookSinkConfig::default();
+        assert!((15_000..=30_000).contains(&hook.timeout_ms), "{}", hook.timeout_ms);
+        let span: u64 = hook.retry_schedule_secs.iter().sum();
+        assert!(span > 24 * 3600, "retries span only {span} s");
+        assert_eq!(hook.retry_schedule_secs[0], 5, "the first retry comes soon");
+    }
+
     #[test]
     fn the_shipped_examples_parse_and_validate_when_uncommented() {
         let shipped = include_str!("../../config/deskgate.toml");
