@@ -380,7 +380,11 @@ mod tests {
     #[test]
     fn webhook_defaults_follow_the_specification() {
         let hook = super::WebhookSinkConfig::default();
-        assert!((15_000..=30_000).contains(&hook.timeout_ms), "{}", hook.timeout_ms);
+        assert!(
+            (15_000..=30_000).contains(&hook.timeout_ms),
+            "{}",
+            hook.timeout_ms
+        );
         let span: u64 = hook.retry_schedule_secs.iter().sum();
         assert!(span > 24 * 3600, "retries span only {span} s");
         assert_eq!(hook.retry_schedule_secs[0], 5, "the first retry comes soon");

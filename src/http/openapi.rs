@@ -286,6 +286,64 @@ mod tests {
         assert!(problems.is_empty(), "{problems:#?}");
     }
 
+    /// The operator and store docs (`docs/*.md`) name every route the document has, as
+    /// `` `METHOD /path` ``, and no route it does not have: the pages cannot drift from the
+    /// router any more than the document can. Parameter names may differ (`{id}`, `{type}.json`).
+    #[test]
+    fn the_docs_name_exactly_the_documented_routes() {
+        fn shape(path: &str) -> String {
+            path.split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        "{}"
+                    } else {
+                        segment
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        }
+        const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+        let document: Value = serde_json::from_str(text()).unwrap();
+        let served: BTreeSet<(String, String)> = operations_of(&document)
+            .into_iter()
+            .filter(|(_, method, _)| METHODS.contains(&method.to_uppercase().as_str()))
+            .map(|(path, method, _)| (method.to_uppercase(), shape(path)))
+            .collect();
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        let mut named = BTreeSet::new();
+        for entry in std::fs::read_dir(&docs).unwrap() {
+            let page = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            // `GET /path`, `GET and PUT /path`, `PUT /path?query`
+            for quoted in page.split('`').skip(1).step_by(2) {
+                let words: Vec<&str> = quoted.split_whitespace().collect();
+                let Some(path) = words.iter().find(|w| w.starts_with('/')) else {
+                    continue;
+                };
+                let methods: Vec<&str> = words
+                    .iter()
+                    .copied()
+                    .take_while(|w| !w.starts_with('/'))
+                    .filter(|w| *w != "and")
+                    .collect();
+                if methods.is_empty() || !methods.iter().all(|m| METHODS.contains(m)) {
+                    continue;
+                }
+                let path = path.split('?').next().unwrap();
+                for method in methods {
+                    named.insert((method.to_owned(), shape(path)));
+                }
+            }
+        }
+        let undocumented: Vec<_> = served.difference(&named).collect();
+        let unserved: Vec<_> = named.difference(&served).collect();
+        assert!(
+            undocumented.is_empty() && unserved.is_empty(),
+            "routes no page of docs/ names: {undocumented:?}\n\
+             routes docs/ names that the document does not have: {unserved:?}"
+        );
+    }
+
     /// Every `(path, method, operation)` of the document.
     fn operations_of(document: &Value) -> Vec<(&str, &str, &Value)> {
         let mut operations = Vec::new();
