@@ -181,14 +181,36 @@ fn messenger(fake: &Fake, body: Value) -> Answer {
     )
 }
 
-/// The Cloud API messages endpoint; the first call meets a transient outage.
+/// A business-scoped user id as Meta spells it: a country code, a dot, letters and digits
+/// (`US.13491208655302741918`; parent ids add `ENT.`).
+fn is_user_id(id: &str) -> bool {
+    let mut parts = id.split('.');
+    let country = parts.next().unwrap_or_default();
+    let rest: Vec<&str> = parts.collect();
+    country.len() == 2
+        && country.chars().all(|c| c.is_ascii_uppercase())
+        && !rest.is_empty()
+        && rest
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// The Cloud API messages endpoint: a phone in `to`, or a business-scoped user id in
+/// `recipient`, never both; the first call meets a transient outage.
 fn whatsapp(fake: &Fake, body: Value) -> Answer {
+    let phone = body["to"]
+        .as_str()
+        .filter(|t| t.chars().all(|c| c.is_ascii_digit()));
+    let user_id = body["recipient"].as_str().filter(|r| is_user_id(r));
+    let one_recipient = match (phone, user_id) {
+        (Some(_), None) => body.get("recipient").is_none(),
+        (None, Some(_)) => body.get("to").is_none(),
+        _ => false,
+    };
     let ok = body["messaging_product"] == "whatsapp"
         && body["recipient_type"] == "individual"
         && body["type"] == "text"
-        && body["to"]
-            .as_str()
-            .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
+        && one_recipient
         && body["text"]["body"].as_str().is_some();
     if !ok {
         return fake.problem(format!("bad Cloud API payload: {body}"));
@@ -203,10 +225,13 @@ fn whatsapp(fake: &Fake, body: Value) -> Answer {
         let message = "Service temporarily unavailable";
         return meta_error(StatusCode::SERVICE_UNAVAILABLE, 2, None, message);
     }
-    let to = body["to"].clone();
+    let contact = match user_id {
+        Some(user_id) => json!({"input": user_id, "user_id": user_id}),
+        None => json!({"input": phone, "wa_id": phone}),
+    };
     let answer = json!({
         "messaging_product": "whatsapp",
-        "contacts": [{"input": to, "wa_id": to}],
+        "contacts": [contact],
         "messages": [{"id": "wamid.HBgLMTU1NTAxMDAVAgARGBI5"}],
     });
     (StatusCode::OK, Json(answer))
@@ -693,4 +718,83 @@ async fn whatsapp_replies_need_the_24_hour_window_and_chat_replies_become_events
     assert_eq!(data["text"], "reply chat-1");
     assert_eq!(data["conversation"]["id"], chat.as_str());
     assert_eq!(data["agent"]["id"], "agent-1");
+}
+
+/// A WhatsApp customer who hides their number behind a username writes through a real
+/// webhook with only their business-scoped user id: the reply goes to that id as the Cloud
+/// API's `recipient` (no `to`), and the statuses Meta sends for it, by `recipient_user_id`,
+/// land on the conversation's ticket.
+#[tokio::test]
+async fn a_whatsapp_username_customer_is_answered_at_their_user_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (graph, fake) = start_fake().await;
+    let extra = format!(
+        "{}\n[channels.wau]\nkind = \"whatsapp\"\n{}\n\n\
+         [outbound.whatsapp.wau]\nphone_number_id = \"{PHONE_ID}\"\naccess_token_file = \"{}\"\n",
+        config(dir.path(), &graph),
+        messaging_support::meta_table(dir.path()),
+        dir.path().join("wa-token").display(),
+    );
+    let daemon = Daemon::start(dir.path(), &extra).await;
+    let client = reqwest::Client::new();
+    let user_id = "US.13491208655302741918";
+    let change = |value: Value| {
+        let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "waba1",
+            "changes": [{ "field": "messages", "value": value }] }] });
+        serde_json::to_vec(&body).unwrap()
+    };
+    let metadata = json!({ "display_phone_number": "15550001", "phone_number_id": PHONE_ID });
+    let message = change(json!({
+        "messaging_product": "whatsapp", "metadata": metadata,
+        "contacts": [{ "profile": { "username": "@sheena" }, "user_id": user_id }],
+        "messages": [{ "from_user_id": user_id, "id": "wamid.in1", "type": "text",
+            "timestamp": Utc::now().timestamp().to_string(), "text": { "body": "where is it?" } }],
+    }));
+    let (status, answer) = messaging_support::post_meta(&client, &daemon, "wau", &message).await;
+    assert_eq!(status, 200, "{answer}");
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    let created = &of_type(&events, "deskgate.ticket.created")[0];
+    let conversation = created["data"]["conversation"]["id"].as_str().unwrap();
+    let (status, answer) = reply(&client, &daemon, conversation, "bsuid-1").await;
+    assert_eq!(status, 202, "{answer}");
+    wait_outcomes(&daemon, 1).await;
+    assert!(
+        fake.problems.lock().unwrap().is_empty(),
+        "{:?}",
+        fake.problems.lock().unwrap()
+    );
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one outage, one retry");
+    for (node, body) in &seen {
+        assert_eq!(node, PHONE_ID);
+        assert_eq!(
+            body,
+            &json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "recipient": user_id,
+                "type": "text",
+                "text": { "preview_url": false, "body": "reply bsuid-1" },
+            })
+        );
+    }
+
+    let delivered = change(json!({
+        "messaging_product": "whatsapp", "metadata": metadata,
+        "statuses": [{ "id": "wamid.HBgLMTU1NTAxMDAVAgARGBI5", "status": "delivered",
+            "timestamp": Utc::now().timestamp().to_string(), "recipient_user_id": user_id }],
+    }));
+    let (status, answer) = messaging_support::post_meta(&client, &daemon, "wau", &delivered).await;
+    assert_eq!(status, 200, "{answer}");
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    let statuses = of_type(&events, "deskgate.message.delivery_status");
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0]["subject"], created["subject"]);
+    assert_eq!(statuses[0]["data"]["ticket_id"], created["subject"]);
+    assert_eq!(
+        statuses[0]["data"]["message_ids"],
+        json!(["wamid.HBgLMTU1NTAxMDAVAgARGBI5"])
+    );
 }

@@ -88,16 +88,18 @@ fn update_context(context: &mut ReplyContext, inbound: &Inbound) {
     if let Some(address) = reply_to.or(sender_email) {
         context.customer_email = Some(address.trim().to_lowercase());
     }
-    let channel_user = inbound
-        .sender
-        .identities
+    let on_channel = |identity: &&Identity| matches!(identity, Identity::Channel { channel, .. } if *channel == inbound.channel);
+    let (user_ids, channel_ids): (Vec<&Identity>, Vec<&Identity>) = (inbound.sender.identities)
         .iter()
-        .find_map(|identity| match identity {
-            Identity::Channel { channel, .. } if *channel == inbound.channel => {
-                identity::platform_user_id(identity).map(str::to_owned)
-            }
-            _ => None,
-        });
+        .filter(on_channel)
+        .partition(|identity| identity::whatsapp_user_id(identity).is_some());
+    let channel_user = channel_ids
+        .iter()
+        .find_map(|identity| identity::platform_user_id(identity).map(str::to_owned));
+    // WhatsApp: the phone when there is one (Meta's advice), else the business-scoped user id.
+    let user_id = user_ids
+        .first()
+        .and_then(|identity| identity::whatsapp_user_id(identity).map(str::to_owned));
     let phone = inbound
         .sender
         .identities
@@ -108,6 +110,10 @@ fn update_context(context: &mut ReplyContext, inbound: &Inbound) {
         });
     if let Some(user) = channel_user.or(phone) {
         context.channel_user = Some(user);
+        context.channel_user_is_user_id = false;
+    } else if let Some(user) = user_id {
+        context.channel_user = Some(user);
+        context.channel_user_is_user_id = true;
     }
     // The platform's send time when it gives one (never later than we received it): Meta's
     // windows run from when the customer wrote.
