@@ -175,3 +175,45 @@ fn instant_reply(
     apply::queue(batch, item)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::model::Sender;
+
+    fn from(identities: Vec<Identity>) -> Inbound {
+        let sender = Sender {
+            identities,
+            ..Sender::default()
+        };
+        Inbound::new("wa", "w1", "pn:x", sender, "hi", Utc::now())
+    }
+
+    /// A WhatsApp customer is answered at their phone when the conversation knows one (Meta's
+    /// advice: `to` wins over `recipient`), at their business-scoped user id only without one.
+    #[test]
+    fn whatsapp_answers_the_phone_first_then_the_user_id() {
+        let phone = identity::whatsapp_id("5511987654321").unwrap();
+        let user = identity::whatsapp_user("wa", "waba", "BR.1502576394655843");
+        let mut context = ReplyContext::default();
+        let answered = |context: &ReplyContext| {
+            (
+                context.channel_user.clone().unwrap(),
+                context.channel_user_is_user_id,
+            )
+        };
+
+        update_context(&mut context, &from(vec![user.clone()]));
+        assert_eq!(answered(&context), ("BR.1502576394655843".to_owned(), true));
+        update_context(&mut context, &from(vec![phone.clone(), user.clone()]));
+        assert_eq!(answered(&context), ("5511987654321".to_owned(), false));
+        update_context(&mut context, &from(vec![user, phone]));
+        assert_eq!(
+            answered(&context),
+            ("5511987654321".to_owned(), false),
+            "whatever the order"
+        );
+    }
+}
