@@ -335,35 +335,61 @@ async fn start(dir: &std::path::Path) -> (Fake, Daemon) {
     (fake, daemon)
 }
 
+/// Starts deskgate with a real Meta webhook channel `channel` of `kind` (`messenger` or
+/// `whatsapp`), answered through `[outbound.<kind>.<channel>]` with its node id
+/// (`(setting, value)`) and the token file `config` writes (`(setting, file name)`).
+async fn start_meta_channel(
+    dir: &std::path::Path,
+    (kind, channel): (&str, &str),
+    (id_setting, id): (&str, &str),
+    (token_setting, token_file): (&str, &str),
+) -> (Fake, Daemon) {
+    let (graph, fake) = start_fake().await;
+    let extra = format!(
+        "{}\n[channels.{channel}]\nkind = \"{kind}\"\n{}\n\n[outbound.{kind}.{channel}]\n\
+         {id_setting} = \"{id}\"\n{token_setting} = \"{}\"\n",
+        config(dir, &graph),
+        messaging_support::meta_table(dir),
+        dir.join(token_file).display(),
+    );
+    (fake, Daemon::start(dir, &extra).await)
+}
+
+/// Posts a signed webhook and returns the `deskgate.ticket.created` event it led to.
+async fn webhook_ticket(
+    client: &reqwest::Client,
+    daemon: &Daemon,
+    channel: &str,
+    webhook: &Value,
+) -> Value {
+    let body = serde_json::to_vec(webhook).unwrap();
+    let (status, answer) = messaging_support::post_meta(client, daemon, channel, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    of_type(&events, "deskgate.ticket.created")[0].clone()
+}
+
 /// A customer writing through a real Messenger webhook is answered at the PSID Meta gave, not
 /// at deskgate's page-scoped identity.
 #[tokio::test]
 async fn a_messenger_webhook_customer_is_answered_at_their_psid() {
     let dir = tempfile::tempdir().unwrap();
-    let (graph, fake) = start_fake().await;
-    let extra = format!(
-        "{}\n[channels.page]\nkind = \"messenger\"\n{}\n\n\
-         [outbound.messenger.page]\npage_id = \"{PAGE_ID}\"\npage_access_token_file = \"{}\"\n",
-        config(dir.path(), &graph),
-        messaging_support::meta_table(dir.path()),
-        dir.path().join("page-token").display(),
-    );
-    let daemon = Daemon::start(dir.path(), &extra).await;
+    let (fake, daemon) = start_meta_channel(
+        dir.path(),
+        ("messenger", "page"),
+        ("page_id", PAGE_ID),
+        ("page_access_token_file", "page-token"),
+    )
+    .await;
     let client = reqwest::Client::new();
     let webhook = json!({ "object": "page", "entry": [{ "id": PAGE_ID, "time": 1,
         "messaging": [{ "sender": { "id": "2411" }, "recipient": { "id": PAGE_ID },
             "timestamp": Utc::now().timestamp_millis(),
             "message": { "mid": "m_real_1", "text": "Is my order late?" } }] }] });
-    let body = serde_json::to_vec(&webhook).unwrap();
-    let (status, answer) = messaging_support::post_meta(&client, &daemon, "page", &body).await;
-    assert_eq!(status, 200, "{answer}");
-    daemon.settled().await;
-    let events = daemon.all_events().await;
-    let conversation = of_type(&events, "deskgate.ticket.created")[0]["data"]["conversation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (status, answer) = reply(&client, &daemon, &conversation, "real-1").await;
+    let created = webhook_ticket(&client, &daemon, "page", &webhook).await;
+    let conversation = created["data"]["conversation"]["id"].as_str().unwrap();
+    let (status, answer) = reply(&client, &daemon, conversation, "real-1").await;
     assert_eq!(status, 202, "{answer}");
     wait_outcomes(&daemon, 1).await;
     assert!(fake.problems.lock().unwrap().is_empty());
@@ -727,21 +753,18 @@ async fn whatsapp_replies_need_the_24_hour_window_and_chat_replies_become_events
 #[tokio::test]
 async fn a_whatsapp_username_customer_is_answered_at_their_user_id() {
     let dir = tempfile::tempdir().unwrap();
-    let (graph, fake) = start_fake().await;
-    let extra = format!(
-        "{}\n[channels.wau]\nkind = \"whatsapp\"\n{}\n\n\
-         [outbound.whatsapp.wau]\nphone_number_id = \"{PHONE_ID}\"\naccess_token_file = \"{}\"\n",
-        config(dir.path(), &graph),
-        messaging_support::meta_table(dir.path()),
-        dir.path().join("wa-token").display(),
-    );
-    let daemon = Daemon::start(dir.path(), &extra).await;
+    let (fake, daemon) = start_meta_channel(
+        dir.path(),
+        ("whatsapp", "wau"),
+        ("phone_number_id", PHONE_ID),
+        ("access_token_file", "wa-token"),
+    )
+    .await;
     let client = reqwest::Client::new();
     let user_id = "US.13491208655302741918";
     let change = |value: Value| {
-        let body = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "waba1",
-            "changes": [{ "field": "messages", "value": value }] }] });
-        serde_json::to_vec(&body).unwrap()
+        json!({ "object": "whatsapp_business_account", "entry": [{ "id": "waba1",
+            "changes": [{ "field": "messages", "value": value }] }] })
     };
     let metadata = json!({ "display_phone_number": "15550001", "phone_number_id": PHONE_ID });
     let message = change(json!({
@@ -750,11 +773,7 @@ async fn a_whatsapp_username_customer_is_answered_at_their_user_id() {
         "messages": [{ "from_user_id": user_id, "id": "wamid.in1", "type": "text",
             "timestamp": Utc::now().timestamp().to_string(), "text": { "body": "where is it?" } }],
     }));
-    let (status, answer) = messaging_support::post_meta(&client, &daemon, "wau", &message).await;
-    assert_eq!(status, 200, "{answer}");
-    daemon.settled().await;
-    let events = daemon.all_events().await;
-    let created = &of_type(&events, "deskgate.ticket.created")[0];
+    let created = &webhook_ticket(&client, &daemon, "wau", &message).await;
     let conversation = created["data"]["conversation"]["id"].as_str().unwrap();
     let (status, answer) = reply(&client, &daemon, conversation, "bsuid-1").await;
     assert_eq!(status, 202, "{answer}");
@@ -785,6 +804,7 @@ async fn a_whatsapp_username_customer_is_answered_at_their_user_id() {
         "statuses": [{ "id": "wamid.HBgLMTU1NTAxMDAVAgARGBI5", "status": "delivered",
             "timestamp": Utc::now().timestamp().to_string(), "recipient_user_id": user_id }],
     }));
+    let delivered = serde_json::to_vec(&delivered).unwrap();
     let (status, answer) = messaging_support::post_meta(&client, &daemon, "wau", &delivered).await;
     assert_eq!(status, 200, "{answer}");
     daemon.settled().await;
