@@ -221,6 +221,22 @@ fn whatsapp_phone_and_user_id_together_are_both_identities() {
     }
 }
 
+/// The only `contacts[]` entry completes a message's ids only when it names the same person.
+#[test]
+fn whatsapp_a_contact_entry_for_someone_else_adds_no_identity() {
+    let payload = whatsapp_change(json!({
+        "metadata": { "phone_number_id": "pn" },
+        "contacts": [{ "profile": { "name": "Bo" }, "wa_id": "5511987654321", "user_id": "BR.2" }],
+        "messages": [{ "from_user_id": "BR.1", "id": "w1", "timestamp": "100", "type": "text",
+                       "text": { "body": "oi" } }],
+    }));
+    let records = parse_with(ChannelKind::Whatsapp, payload);
+    assert_eq!(
+        inbound(&records[0]).sender.identities,
+        [identity::whatsapp_user("ch", "waba", "BR.1")]
+    );
+}
+
 #[test]
 fn unknown_shapes_are_kept_as_other_items_never_errors() {
     for payload in [

@@ -5,7 +5,7 @@
 //! The customer is known by `wa_id`/`from`, a phone number (E.164), and, since Meta's
 //! usernames, by a business-scoped user id (`user_id`/`from_user_id`/`recipient_user_id`); a
 //! customer who hides their number behind a username comes with the user id alone. Both
-//! become identities of the message ([`Customer`]). `contacts[].profile.name` names them, or
+//! become identities of the message (`Customer`). `contacts[].profile.name` names them, or
 //! failing that `profile.username`. The conversation is the business number
 //! (`phone_number_id`) + the phone, or the user id when there is no phone. Timestamps are
 //! strings of seconds.
@@ -150,9 +150,17 @@ fn message_record(
     let from = text_of(&message["from"]);
     let from_user = text_of(&message["from_user_id"]);
     let contact = contact_of(contacts, from.as_deref(), from_user.as_deref());
+    // The contact entry completes what the message leaves out, unless it names someone else.
+    let (contact_phone, contact_user) = contact.map_or((None, None), |c| {
+        (text_of(&c["wa_id"]), text_of(&c["user_id"]))
+    });
+    let differs = |given: &Option<String>, listed: &Option<String>| {
+        given.is_some() && listed.is_some() && given != listed
+    };
+    let agrees = !differs(&from, &contact_phone) && !differs(&from_user, &contact_user);
     let customer = Customer {
-        phone: from.or_else(|| contact.and_then(|c| text_of(&c["wa_id"]))),
-        user_id: from_user.or_else(|| contact.and_then(|c| text_of(&c["user_id"]))),
+        phone: from.or(contact_phone.filter(|_| agrees)),
+        user_id: from_user.or(contact_user.filter(|_| agrees)),
     };
     let (Some(wamid), Some(thread_key)) = (text_of(&message["id"]), customer.thread_key(business))
     else {
