@@ -291,6 +291,74 @@ async fn whatsapp_statuses_in_any_order_and_for_unknown_messages_are_recorded_on
     );
 }
 
+/// A customer who hides their number behind a username: the message names them only by
+/// Meta's business-scoped user id. It is a customer message (before, an unknown item with
+/// no ticket), its contact has the user id as identity and the username as name, a status by
+/// `recipient_user_id` joins its ticket, and a later payload with both phone and user id adds
+/// the phone to the same contact.
+#[tokio::test]
+async fn a_whatsapp_username_customer_is_recorded_and_linked_to_their_phone_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path()).await;
+    let client = reqwest::Client::new();
+    let user_id = "BR.1502576394655843";
+    let change = |value: Value| {
+        let mut value = value;
+        value["messaging_product"] = json!("whatsapp");
+        value["metadata"] =
+            json!({ "display_phone_number": "15550001111", "phone_number_id": "pn1" });
+        let body = json!({ "object": "whatsapp_business_account", "entry": [
+            { "id": "waba", "changes": [{ "field": "messages", "value": value }] }
+        ]});
+        serde_json::to_vec(&body).unwrap()
+    };
+    let hidden = change(json!({
+        "contacts": [{ "profile": { "username": "@ana.lima" }, "user_id": user_id }],
+        "messages": [{ "from_user_id": user_id, "id": "wamid.u1", "timestamp": "1700000000",
+                       "type": "text", "text": { "body": "sou eu" } }],
+    }));
+    let (status, answer) = post_meta(&client, &daemon, "wa", &hidden).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(kinds(&answer), ["message"], "{answer}");
+    let delivered = change(json!({
+        "statuses": [{ "id": "wamid.out7", "status": "delivered", "timestamp": "1700000060",
+                       "recipient_user_id": user_id }],
+    }));
+    let (status, answer) = post_meta(&client, &daemon, "wa", &delivered).await;
+    assert_eq!(status, 200, "{answer}");
+    let both = change(json!({
+        "contacts": [{ "profile": { "name": "Ana Lima", "username": "@ana.lima" },
+                       "wa_id": "5511987654321", "user_id": user_id }],
+        "messages": [{ "from": "5511987654321", "from_user_id": user_id, "id": "wamid.u2",
+                       "timestamp": "1700000100", "type": "text", "text": { "body": "meu número" } }],
+    }));
+    let (status, answer) = post_meta(&client, &daemon, "wa", &both).await;
+    assert_eq!(status, 200, "{answer}");
+
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    let user = json!({ "kind": "channel", "channel": "wa", "id": format!("whatsapp_user:waba:{user_id}") });
+    let contacts = of_type(&events, "deskgate.contact.created");
+    assert_eq!(contacts.len(), 1, "one person: {contacts:?}");
+    assert_eq!(contacts[0]["data"]["contact"]["identities"], json!([user]));
+    assert_eq!(contacts[0]["data"]["contact"]["name"], "@ana.lima");
+    let created = &of_type(&events, "deskgate.ticket.created")[0];
+    let from = &created["data"]["message"]["from"];
+    assert_eq!(from["identities"], json!([user]), "{created}");
+    assert_eq!(created["data"]["message"]["text"], "sou eu");
+    let statuses = of_type(&events, "deskgate.message.delivery_status");
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0]["subject"], created["subject"]);
+    assert_eq!(statuses[0]["data"]["ticket_id"], created["subject"]);
+    let updated = of_type(&events, "deskgate.contact.updated");
+    assert_eq!(updated.len(), 1, "{updated:?}");
+    assert_eq!(updated[0]["subject"], contacts[0]["subject"]);
+    assert_eq!(
+        updated[0]["data"]["added_identities"],
+        json!([{ "kind": "phone", "number": "+5511987654321" }])
+    );
+}
+
 #[tokio::test]
 async fn a_large_batch_is_recorded_item_by_item_and_malformed_json_is_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -181,14 +181,36 @@ fn messenger(fake: &Fake, body: Value) -> Answer {
     )
 }
 
-/// The Cloud API messages endpoint; the first call meets a transient outage.
+/// A business-scoped user id as Meta spells it: a country code, a dot, letters and digits
+/// (`US.13491208655302741918`; parent ids add `ENT.`).
+fn is_user_id(id: &str) -> bool {
+    let mut parts = id.split('.');
+    let country = parts.next().unwrap_or_default();
+    let rest: Vec<&str> = parts.collect();
+    country.len() == 2
+        && country.chars().all(|c| c.is_ascii_uppercase())
+        && !rest.is_empty()
+        && rest
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// The Cloud API messages endpoint: a phone in `to`, or a business-scoped user id in
+/// `recipient`, never both; the first call meets a transient outage.
 fn whatsapp(fake: &Fake, body: Value) -> Answer {
+    let phone = body["to"]
+        .as_str()
+        .filter(|t| t.chars().all(|c| c.is_ascii_digit()));
+    let user_id = body["recipient"].as_str().filter(|r| is_user_id(r));
+    let one_recipient = match (phone, user_id) {
+        (Some(_), None) => body.get("recipient").is_none(),
+        (None, Some(_)) => body.get("to").is_none(),
+        _ => false,
+    };
     let ok = body["messaging_product"] == "whatsapp"
         && body["recipient_type"] == "individual"
         && body["type"] == "text"
-        && body["to"]
-            .as_str()
-            .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
+        && one_recipient
         && body["text"]["body"].as_str().is_some();
     if !ok {
         return fake.problem(format!("bad Cloud API payload: {body}"));
@@ -203,10 +225,13 @@ fn whatsapp(fake: &Fake, body: Value) -> Answer {
         let message = "Service temporarily unavailable";
         return meta_error(StatusCode::SERVICE_UNAVAILABLE, 2, None, message);
     }
-    let to = body["to"].clone();
+    let contact = match user_id {
+        Some(user_id) => json!({"input": user_id, "user_id": user_id}),
+        None => json!({"input": phone, "wa_id": phone}),
+    };
     let answer = json!({
         "messaging_product": "whatsapp",
-        "contacts": [{"input": to, "wa_id": to}],
+        "contacts": [contact],
         "messages": [{"id": "wamid.HBgLMTU1NTAxMDAVAgARGBI5"}],
     });
     (StatusCode::OK, Json(answer))
@@ -310,35 +335,61 @@ async fn start(dir: &std::path::Path) -> (Fake, Daemon) {
     (fake, daemon)
 }
 
+/// Starts deskgate with a real Meta webhook channel `channel` of `kind` (`messenger` or
+/// `whatsapp`), answered through `[outbound.<kind>.<channel>]` with its node id
+/// (`(setting, value)`) and the token file `config` writes (`(setting, file name)`).
+async fn start_meta_channel(
+    dir: &std::path::Path,
+    (kind, channel): (&str, &str),
+    (id_setting, id): (&str, &str),
+    (token_setting, token_file): (&str, &str),
+) -> (Fake, Daemon) {
+    let (graph, fake) = start_fake().await;
+    let extra = format!(
+        "{}\n[channels.{channel}]\nkind = \"{kind}\"\n{}\n\n[outbound.{kind}.{channel}]\n\
+         {id_setting} = \"{id}\"\n{token_setting} = \"{}\"\n",
+        config(dir, &graph),
+        messaging_support::meta_table(dir),
+        dir.join(token_file).display(),
+    );
+    (fake, Daemon::start(dir, &extra).await)
+}
+
+/// Posts a signed webhook and returns the `deskgate.ticket.created` event it led to.
+async fn webhook_ticket(
+    client: &reqwest::Client,
+    daemon: &Daemon,
+    channel: &str,
+    webhook: &Value,
+) -> Value {
+    let body = serde_json::to_vec(webhook).unwrap();
+    let (status, answer) = messaging_support::post_meta(client, daemon, channel, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    of_type(&events, "deskgate.ticket.created")[0].clone()
+}
+
 /// A customer writing through a real Messenger webhook is answered at the PSID Meta gave, not
 /// at deskgate's page-scoped identity.
 #[tokio::test]
 async fn a_messenger_webhook_customer_is_answered_at_their_psid() {
     let dir = tempfile::tempdir().unwrap();
-    let (graph, fake) = start_fake().await;
-    let extra = format!(
-        "{}\n[channels.page]\nkind = \"messenger\"\n{}\n\n\
-         [outbound.messenger.page]\npage_id = \"{PAGE_ID}\"\npage_access_token_file = \"{}\"\n",
-        config(dir.path(), &graph),
-        messaging_support::meta_table(dir.path()),
-        dir.path().join("page-token").display(),
-    );
-    let daemon = Daemon::start(dir.path(), &extra).await;
+    let (fake, daemon) = start_meta_channel(
+        dir.path(),
+        ("messenger", "page"),
+        ("page_id", PAGE_ID),
+        ("page_access_token_file", "page-token"),
+    )
+    .await;
     let client = reqwest::Client::new();
     let webhook = json!({ "object": "page", "entry": [{ "id": PAGE_ID, "time": 1,
         "messaging": [{ "sender": { "id": "2411" }, "recipient": { "id": PAGE_ID },
             "timestamp": Utc::now().timestamp_millis(),
             "message": { "mid": "m_real_1", "text": "Is my order late?" } }] }] });
-    let body = serde_json::to_vec(&webhook).unwrap();
-    let (status, answer) = messaging_support::post_meta(&client, &daemon, "page", &body).await;
-    assert_eq!(status, 200, "{answer}");
-    daemon.settled().await;
-    let events = daemon.all_events().await;
-    let conversation = of_type(&events, "deskgate.ticket.created")[0]["data"]["conversation"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (status, answer) = reply(&client, &daemon, &conversation, "real-1").await;
+    let created = webhook_ticket(&client, &daemon, "page", &webhook).await;
+    let conversation = created["data"]["conversation"]["id"].as_str().unwrap();
+    let (status, answer) = reply(&client, &daemon, conversation, "real-1").await;
     assert_eq!(status, 202, "{answer}");
     wait_outcomes(&daemon, 1).await;
     assert!(fake.problems.lock().unwrap().is_empty());
@@ -693,4 +744,77 @@ async fn whatsapp_replies_need_the_24_hour_window_and_chat_replies_become_events
     assert_eq!(data["text"], "reply chat-1");
     assert_eq!(data["conversation"]["id"], chat.as_str());
     assert_eq!(data["agent"]["id"], "agent-1");
+}
+
+/// A WhatsApp customer who hides their number behind a username writes through a real
+/// webhook with only their business-scoped user id: the reply goes to that id as the Cloud
+/// API's `recipient` (no `to`), and the statuses Meta sends for it, by `recipient_user_id`,
+/// land on the conversation's ticket.
+#[tokio::test]
+async fn a_whatsapp_username_customer_is_answered_at_their_user_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, daemon) = start_meta_channel(
+        dir.path(),
+        ("whatsapp", "wau"),
+        ("phone_number_id", PHONE_ID),
+        ("access_token_file", "wa-token"),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let user_id = "US.13491208655302741918";
+    let change = |value: Value| {
+        json!({ "object": "whatsapp_business_account", "entry": [{ "id": "waba1",
+            "changes": [{ "field": "messages", "value": value }] }] })
+    };
+    let metadata = json!({ "display_phone_number": "15550001", "phone_number_id": PHONE_ID });
+    let message = change(json!({
+        "messaging_product": "whatsapp", "metadata": metadata,
+        "contacts": [{ "profile": { "username": "@sheena" }, "user_id": user_id }],
+        "messages": [{ "from_user_id": user_id, "id": "wamid.in1", "type": "text",
+            "timestamp": Utc::now().timestamp().to_string(), "text": { "body": "where is it?" } }],
+    }));
+    let created = &webhook_ticket(&client, &daemon, "wau", &message).await;
+    let conversation = created["data"]["conversation"]["id"].as_str().unwrap();
+    let (status, answer) = reply(&client, &daemon, conversation, "bsuid-1").await;
+    assert_eq!(status, 202, "{answer}");
+    wait_outcomes(&daemon, 1).await;
+    assert!(
+        fake.problems.lock().unwrap().is_empty(),
+        "{:?}",
+        fake.problems.lock().unwrap()
+    );
+    let seen = fake.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "one outage, one retry");
+    for (node, body) in &seen {
+        assert_eq!(node, PHONE_ID);
+        assert_eq!(
+            body,
+            &json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "recipient": user_id,
+                "type": "text",
+                "text": { "preview_url": false, "body": "reply bsuid-1" },
+            })
+        );
+    }
+
+    let delivered = change(json!({
+        "messaging_product": "whatsapp", "metadata": metadata,
+        "statuses": [{ "id": "wamid.HBgLMTU1NTAxMDAVAgARGBI5", "status": "delivered",
+            "timestamp": Utc::now().timestamp().to_string(), "recipient_user_id": user_id }],
+    }));
+    let delivered = serde_json::to_vec(&delivered).unwrap();
+    let (status, answer) = messaging_support::post_meta(&client, &daemon, "wau", &delivered).await;
+    assert_eq!(status, 200, "{answer}");
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    let statuses = of_type(&events, "deskgate.message.delivery_status");
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0]["subject"], created["subject"]);
+    assert_eq!(statuses[0]["data"]["ticket_id"], created["subject"]);
+    assert_eq!(
+        statuses[0]["data"]["message_ids"],
+        json!(["wamid.HBgLMTU1NTAxMDAVAgARGBI5"])
+    );
 }

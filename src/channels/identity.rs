@@ -6,9 +6,9 @@
 //!   configured default region (`[contacts] default_region`) for numbers written without a
 //!   country code. A WhatsApp `wa_id` is the same phone identity ([`whatsapp_id`]).
 //! - Channel-scoped ids ([`Identity::Channel`]): an integration's customer id ([`external`]),
-//!   a Messenger page-scoped id ([`messenger`]), a website-chat visitor token
-//!   ([`chat_visitor`]). Their `id` spelling tells the conflict guard what kind they are: see
-//!   [`one_per_person_scope`].
+//!   a Messenger page-scoped id ([`messenger`]), a WhatsApp business-scoped user id
+//!   ([`whatsapp_user`]), a website-chat visitor token ([`chat_visitor`]). Their `id` spelling
+//!   tells the conflict guard what kind they are: see [`one_per_person_scope`].
 //!
 //! Messenger gives no email or phone, and a PSID is scoped to one page: the same person writing
 //! to two pages is two identities, which merge only by hand (`POST /v1/control/contacts/{id}/
@@ -133,8 +133,12 @@ pub fn external(channel: &str, id: &str) -> Identity {
 
 /// Prefix of Messenger page-scoped ids: `psid:<page id>:<psid>`.
 const PSID_PREFIX: &str = "psid:";
+/// Prefix of WhatsApp business-scoped user ids: `whatsapp_user:<business account id>:<id>`.
+const WHATSAPP_USER_PREFIX: &str = "whatsapp_user:";
 /// Prefix of website-chat visitor tokens: `visitor:<token>`.
 const VISITOR_PREFIX: &str = "visitor:";
+/// Ids that name a person within a scope, spelt `<prefix><scope>:<id>`.
+const SCOPED_PREFIXES: [&str; 2] = [PSID_PREFIX, WHATSAPP_USER_PREFIX];
 
 /// A Messenger sender: the page-scoped id (PSID) on one page. One per person per page.
 pub fn messenger(channel: &str, page_id: &str, psid: &str) -> Identity {
@@ -142,6 +146,35 @@ pub fn messenger(channel: &str, page_id: &str, psid: &str) -> Identity {
         channel: channel.to_owned(),
         id: format!("{PSID_PREFIX}{page_id}:{psid}"),
     }
+}
+
+/// A WhatsApp customer by business-scoped user id (BSUID, Meta's `user_id`), which Meta gives
+/// per business portfolio; deskgate scopes it by the WhatsApp Business Account that reported it
+/// (`entry[].id`), which belongs to one portfolio. One per person per account.
+pub fn whatsapp_user(channel: &str, account_id: &str, user_id: &str) -> Identity {
+    Identity::Channel {
+        channel: channel.to_owned(),
+        id: format!("{WHATSAPP_USER_PREFIX}{account_id}:{user_id}"),
+    }
+}
+
+/// The business-scoped user id of a [`whatsapp_user`] identity.
+pub fn whatsapp_user_id(identity: &Identity) -> Option<&str> {
+    match identity {
+        Identity::Channel { id, .. } => id
+            .strip_prefix(WHATSAPP_USER_PREFIX)
+            .map(|rest| rest.rsplit_once(':').map_or(rest, |(_, user)| user)),
+        _ => None,
+    }
+}
+
+/// `(prefix, scope, id)` of a scoped id (`psid:`, `whatsapp_user:`).
+fn scoped(id: &str) -> Option<(&'static str, &str, &str)> {
+    SCOPED_PREFIXES.iter().find_map(|prefix| {
+        let rest = id.strip_prefix(prefix)?;
+        let (scope, user) = rest.rsplit_once(':').unwrap_or((rest, rest));
+        Some((*prefix, scope, user))
+    })
 }
 
 /// A website-chat visitor token. A person may have several (browsers, devices), so visitor
@@ -154,8 +187,8 @@ pub fn chat_visitor(channel: &str, token: &str) -> Identity {
 }
 
 /// The id the channel's own platform knows the person by, to address a reply: a Messenger
-/// identity's PSID, a visitor's token, an integration's id as it is. `None` for emails and
-/// phones, which are addresses already.
+/// identity's PSID, a WhatsApp business-scoped user id, a visitor's token, an integration's id
+/// as it is. `None` for emails and phones, which are addresses already.
 pub fn platform_user_id(identity: &Identity) -> Option<&str> {
     let Identity::Channel { id, .. } = identity else {
         return None;
@@ -163,14 +196,15 @@ pub fn platform_user_id(identity: &Identity) -> Option<&str> {
     if let Some(token) = id.strip_prefix(VISITOR_PREFIX) {
         return Some(token);
     }
-    if let Some(rest) = id.strip_prefix(PSID_PREFIX) {
-        return rest.rsplit_once(':').map(|(_, psid)| psid).or(Some(rest));
+    if let Some((_, _, user)) = scoped(id) {
+        return Some(user);
     }
     Some(id)
 }
 
 /// For identities a person has only one of within a scope (an integration's customer id on
-/// one channel, a PSID on one page), that scope; two different identities with the same scope
+/// one channel, a PSID on one page, a WhatsApp business-scoped user id in one business
+/// account), that scope; two different identities with the same scope
 /// are evidence of two people, and block an automatic merge. `None` for emails, phones and
 /// visitor tokens, of which a person may have several.
 pub fn one_per_person_scope(identity: &Identity) -> Option<String> {
@@ -180,9 +214,8 @@ pub fn one_per_person_scope(identity: &Identity) -> Option<String> {
     if id.starts_with(VISITOR_PREFIX) {
         return None;
     }
-    if let Some(rest) = id.strip_prefix(PSID_PREFIX) {
-        let page = rest.rsplit_once(':').map(|(page, _)| page).unwrap_or(rest);
-        return Some(format!("{channel}:{PSID_PREFIX}{page}"));
+    if let Some((prefix, scope, _)) = scoped(id) {
+        return Some(format!("{channel}:{prefix}{scope}"));
     }
     Some(channel.clone())
 }

@@ -199,6 +199,7 @@ fn messaging_payload(
             channel,
             to,
             text: request.text.clone(),
+            to_user_id: context.channel_user_is_user_id,
         });
     }
     let window = policy::messenger_window(context.last_customer_at, at)?;

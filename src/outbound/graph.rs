@@ -83,17 +83,19 @@ impl Graph {
                 phone_number_id,
                 to,
                 text,
-            } => (
-                channel,
-                phone_number_id,
-                json!({
+                to_user_id,
+            } => {
+                // A phone goes in `to`; a business-scoped user id in `recipient`.
+                let field = if *to_user_id { "recipient" } else { "to" };
+                let mut body = json!({
                     "messaging_product": "whatsapp",
                     "recipient_type": "individual",
-                    "to": to,
                     "type": "text",
                     "text": { "preview_url": false, "body": text },
-                }),
-            ),
+                });
+                body[field] = json!(to);
+                (channel, phone_number_id, body)
+            }
             Payload::Email(_) => {
                 return Err(Failure::Permanent(
                     "an email is not sent through Graph".into(),

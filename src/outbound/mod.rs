@@ -137,9 +137,13 @@ pub struct ReplyContext {
     /// Where mail to the customer goes (Reply-To when the mail had one).
     #[serde(default)]
     pub customer_email: Option<String>,
-    /// The customer's id on a messaging channel (Messenger PSID, WhatsApp wa_id).
+    /// The customer's id on a messaging channel (Messenger PSID, WhatsApp wa_id, or a WhatsApp
+    /// business-scoped user id when the customer gave no phone).
     #[serde(default)]
     pub channel_user: Option<String>,
+    /// `channel_user` is a WhatsApp business-scoped user id, addressed as `recipient`.
+    #[serde(default)]
+    pub channel_user_is_user_id: bool,
     /// When the customer last wrote: messaging windows are measured from it.
     #[serde(default)]
     pub last_customer_at: Option<DateTime<Utc>>,
@@ -219,8 +223,12 @@ pub enum Payload {
     Whatsapp {
         channel: String,
         phone_number_id: String,
+        /// A phone (`wa_id`), or a business-scoped user id when `to_user_id`.
         to: String,
         text: String,
+        /// Sent as the Cloud API's `recipient` (a user id) rather than `to` (a phone).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        to_user_id: bool,
     },
 }
 

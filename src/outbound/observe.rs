@@ -88,16 +88,18 @@ fn update_context(context: &mut ReplyContext, inbound: &Inbound) {
     if let Some(address) = reply_to.or(sender_email) {
         context.customer_email = Some(address.trim().to_lowercase());
     }
-    let channel_user = inbound
-        .sender
-        .identities
+    let on_channel = |identity: &&Identity| matches!(identity, Identity::Channel { channel, .. } if *channel == inbound.channel);
+    let (user_ids, channel_ids): (Vec<&Identity>, Vec<&Identity>) = (inbound.sender.identities)
         .iter()
-        .find_map(|identity| match identity {
-            Identity::Channel { channel, .. } if *channel == inbound.channel => {
-                identity::platform_user_id(identity).map(str::to_owned)
-            }
-            _ => None,
-        });
+        .filter(on_channel)
+        .partition(|identity| identity::whatsapp_user_id(identity).is_some());
+    let channel_user = channel_ids
+        .iter()
+        .find_map(|identity| identity::platform_user_id(identity).map(str::to_owned));
+    // WhatsApp: the phone when there is one (Meta's advice), else the business-scoped user id.
+    let user_id = user_ids
+        .first()
+        .and_then(|identity| identity::whatsapp_user_id(identity).map(str::to_owned));
     let phone = inbound
         .sender
         .identities
@@ -108,6 +110,10 @@ fn update_context(context: &mut ReplyContext, inbound: &Inbound) {
         });
     if let Some(user) = channel_user.or(phone) {
         context.channel_user = Some(user);
+        context.channel_user_is_user_id = false;
+    } else if let Some(user) = user_id {
+        context.channel_user = Some(user);
+        context.channel_user_is_user_id = true;
     }
     // The platform's send time when it gives one (never later than we received it): Meta's
     // windows run from when the customer wrote.
@@ -168,4 +174,46 @@ fn instant_reply(
     };
     apply::queue(batch, item)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::model::Sender;
+
+    fn from(identities: Vec<Identity>) -> Inbound {
+        let sender = Sender {
+            identities,
+            ..Sender::default()
+        };
+        Inbound::new("wa", "w1", "pn:x", sender, "hi", Utc::now())
+    }
+
+    /// A WhatsApp customer is answered at their phone when the conversation knows one (Meta's
+    /// advice: `to` wins over `recipient`), at their business-scoped user id only without one.
+    #[test]
+    fn whatsapp_answers_the_phone_first_then_the_user_id() {
+        let phone = identity::whatsapp_id("5511987654321").unwrap();
+        let user = identity::whatsapp_user("wa", "waba", "BR.1502576394655843");
+        let mut context = ReplyContext::default();
+        let answered = |context: &ReplyContext| {
+            (
+                context.channel_user.clone().unwrap(),
+                context.channel_user_is_user_id,
+            )
+        };
+
+        update_context(&mut context, &from(vec![user.clone()]));
+        assert_eq!(answered(&context), ("BR.1502576394655843".to_owned(), true));
+        update_context(&mut context, &from(vec![phone.clone(), user.clone()]));
+        assert_eq!(answered(&context), ("5511987654321".to_owned(), false));
+        update_context(&mut context, &from(vec![user, phone]));
+        assert_eq!(
+            answered(&context),
+            ("5511987654321".to_owned(), false),
+            "whatever the order"
+        );
+    }
 }

@@ -92,6 +92,14 @@ fn one_per_person_scopes() {
         one_per_person_scope(&messenger("fb", "page1", "1")),
         one_per_person_scope(&messenger("fb", "page2", "1"))
     );
+    assert_eq!(
+        one_per_person_scope(&whatsapp_user("wa", "waba1", "US.1")),
+        Some("wa:whatsapp_user:waba1".into())
+    );
+    assert_ne!(
+        one_per_person_scope(&whatsapp_user("wa", "waba1", "US.1")),
+        one_per_person_scope(&whatsapp_user("wa", "waba2", "US.1"))
+    );
     assert_eq!(one_per_person_scope(&chat_visitor("chat", "tok")), None);
     assert_eq!(one_per_person_scope(&email("a@b.example").unwrap()), None);
 }
@@ -107,6 +115,10 @@ fn replies_address_the_id_the_platform_knows() {
         Some("tok:9")
     );
     assert_eq!(platform_user_id(&external("api", "crm-7")), Some("crm-7"));
+    let user = whatsapp_user("wa", "waba1", "BR.1502576394655843");
+    assert_eq!(platform_user_id(&user), Some("BR.1502576394655843"));
+    assert_eq!(whatsapp_user_id(&user), Some("BR.1502576394655843"));
+    assert_eq!(whatsapp_user_id(&messenger("fb", "p", "1")), None);
     assert_eq!(platform_user_id(&email("a@b.example").unwrap()), None);
 }
 

@@ -6,6 +6,7 @@ use http::HeaderMap;
 use serde_json::json;
 
 use super::*;
+use crate::channels::identity;
 use crate::model::MessageKind;
 use crate::store::Blobs;
 
@@ -149,6 +150,91 @@ fn whatsapp_reactions_edits_deletions_and_statuses() {
     assert_eq!(status.kind, ChannelEventKind::DeliveryStatus);
     assert_eq!(status.thread_key.as_deref(), Some("pn:15550001"));
     assert_eq!(event(&records[5]).kind, ChannelEventKind::Other);
+}
+
+fn whatsapp_change(value: Value) -> Value {
+    json!({ "object": "whatsapp_business_account", "entry": [
+        { "id": "waba", "changes": [{ "field": "messages", "value": value }] }
+    ]})
+}
+
+/// A customer who hides their number behind a username: no `from`, no `wa_id`; Meta's
+/// business-scoped user id names them (`from_user_id`, `contacts[].user_id`,
+/// `statuses[].recipient_user_id`).
+#[test]
+fn whatsapp_username_customers_are_known_by_their_business_scoped_user_id() {
+    let payload = whatsapp_change(json!({
+        "metadata": { "phone_number_id": "pn" },
+        "contacts": [{ "profile": { "username": "@ana.lima" }, "user_id": "BR.1502576394655843" }],
+        "messages": [{ "from_user_id": "BR.1502576394655843", "id": "w1", "timestamp": "100",
+                       "type": "text", "text": { "body": "oi" } }],
+        "statuses": [{ "id": "w0", "status": "delivered", "timestamp": "101",
+                       "recipient_user_id": "BR.1502576394655843" }],
+    }));
+    let records = parse_with(ChannelKind::Whatsapp, payload);
+    let message = inbound(&records[0]);
+    let user = identity::whatsapp_user("ch", "waba", "BR.1502576394655843");
+    assert_eq!(message.text, "oi");
+    assert_eq!(message.thread_key, "pn:BR.1502576394655843");
+    assert_eq!(message.sender.identities, std::slice::from_ref(&user));
+    assert_eq!(
+        message.sender.name.as_deref(),
+        Some("@ana.lima"),
+        "no profile name: the username names them"
+    );
+    assert_eq!(message.extra["username"], "@ana.lima");
+    let status = event(&records[1]);
+    assert_eq!(status.kind, ChannelEventKind::DeliveryStatus);
+    assert_eq!(
+        status.thread_key.as_deref(),
+        Some("pn:BR.1502576394655843"),
+        "joined to the conversation the message opened"
+    );
+    assert_eq!(status.sender.as_ref().unwrap().identities, [user]);
+}
+
+/// A payload that carries both the phone and the user id puts both identities on the message
+/// (phone first), so contact resolution links them; the conversation stays keyed by phone.
+#[test]
+fn whatsapp_phone_and_user_id_together_are_both_identities() {
+    let payload = whatsapp_change(json!({
+        "metadata": { "phone_number_id": "pn" },
+        "contacts": [{ "profile": { "name": "Ana", "username": "@ana.lima" },
+                       "wa_id": "5511987654321", "user_id": "US.134912" }],
+        "messages": [
+            { "from": "5511987654321", "from_user_id": "US.134912", "id": "w1", "timestamp": "100",
+              "type": "text", "text": { "body": "a" } },
+            { "from": "5511987654321", "id": "w2", "timestamp": "101", "type": "text",
+              "text": { "body": "b" } },
+        ],
+    }));
+    let records = parse_with(ChannelKind::Whatsapp, payload);
+    let both = [
+        identity::whatsapp_id("5511987654321").unwrap(),
+        identity::whatsapp_user("ch", "waba", "US.134912"),
+    ];
+    for record in &records {
+        let message = inbound(record);
+        assert_eq!(message.sender.identities, both, "{}", message.external_id);
+        assert_eq!(message.thread_key, "pn:5511987654321");
+        assert_eq!(message.sender.name.as_deref(), Some("Ana"));
+    }
+}
+
+/// The only `contacts[]` entry completes a message's ids only when it names the same person.
+#[test]
+fn whatsapp_a_contact_entry_for_someone_else_adds_no_identity() {
+    let payload = whatsapp_change(json!({
+        "metadata": { "phone_number_id": "pn" },
+        "contacts": [{ "profile": { "name": "Bo" }, "wa_id": "5511987654321", "user_id": "BR.2" }],
+        "messages": [{ "from_user_id": "BR.1", "id": "w1", "timestamp": "100", "type": "text",
+                       "text": { "body": "oi" } }],
+    }));
+    let records = parse_with(ChannelKind::Whatsapp, payload);
+    assert_eq!(
+        inbound(&records[0]).sender.identities,
+        [identity::whatsapp_user("ch", "waba", "BR.1")]
+    );
 }
 
 #[test]

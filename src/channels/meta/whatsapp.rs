@@ -2,9 +2,13 @@
 //! customer messages of every type, statuses, echoes of the business's own messages, and
 //! template, account, call and preference notices recorded as they came.
 //!
-//! The customer is known by `wa_id`, a phone number (E.164); `contacts[].profile.name` names
-//! them. The conversation is the business number (`phone_number_id`) + `wa_id`. Timestamps
-//! are strings of seconds.
+//! The customer is known by `wa_id`/`from`, a phone number (E.164), and, since Meta's
+//! usernames, by a business-scoped user id (`user_id`/`from_user_id`/`recipient_user_id`); a
+//! customer who hides their number behind a username comes with the user id alone. Both
+//! become identities of the message (`Customer`). `contacts[].profile.name` names them, or
+//! failing that `profile.username`. The conversation is the business number
+//! (`phone_number_id`) + the phone, or the user id when there is no phone. Timestamps are
+//! strings of seconds.
 
 use serde_json::{json, Map, Value};
 
@@ -35,10 +39,13 @@ pub fn entry(ctx: &Context<'_>, entry: &Value, out: &mut Vec<Record>) {
     for change in changes {
         let field = change["field"].as_str().unwrap_or("unknown");
         let value = &change["value"];
+        let business = Business {
+            account: text_of(&entry["id"]).unwrap_or_default(),
+            number: text_of(&value["metadata"]["phone_number_id"]).unwrap_or_default(),
+        };
         match field {
-            "messages" => messages_change(ctx, value, out),
+            "messages" => messages_change(ctx, &business, value, out),
             "smb_message_echoes" => {
-                let business = business(value);
                 for echo in value["message_echoes"].as_array().into_iter().flatten() {
                     out.push(echo_record(ctx, &business, echo));
                 }
@@ -49,8 +56,7 @@ pub fn entry(ctx: &Context<'_>, entry: &Value, out: &mut Vec<Record>) {
     }
 }
 
-fn messages_change(ctx: &Context<'_>, value: &Value, out: &mut Vec<Record>) {
-    let business = business(value);
+fn messages_change(ctx: &Context<'_>, business: &Business, value: &Value, out: &mut Vec<Record>) {
     let contacts = value["contacts"]
         .as_array()
         .map(Vec::as_slice)
@@ -58,56 +64,110 @@ fn messages_change(ctx: &Context<'_>, value: &Value, out: &mut Vec<Record>) {
     let mut known = false;
     for message in value["messages"].as_array().into_iter().flatten() {
         known = true;
-        out.push(message_record(ctx, &business, contacts, message));
+        out.push(message_record(ctx, business, contacts, message));
     }
     for status in value["statuses"].as_array().into_iter().flatten() {
         known = true;
-        out.push(status_record(ctx, &business, status));
+        out.push(status_record(ctx, business, status));
     }
     if !known {
         out.push(ctx.other("messages", value, None, None));
     }
 }
 
-fn business(value: &Value) -> String {
-    text_of(&value["metadata"]["phone_number_id"]).unwrap_or_default()
+/// Whose a change is: the WhatsApp Business Account (`entry[].id`), which scopes user ids, and
+/// the business number (`metadata.phone_number_id`), which keys conversations.
+struct Business {
+    account: String,
+    number: String,
 }
 
-/// The customer, by `wa_id`: a phone identity, or a channel-scoped one when the id is not a
-/// number (placeholders in examples, future user ids).
-fn customer(ctx: &Context<'_>, wa_id: &str, name: Option<String>) -> Sender {
-    let identity = identity::whatsapp_id(wa_id).unwrap_or_else(|| Identity::Channel {
-        channel: ctx.channel.to_owned(),
-        id: wa_id.to_owned(),
-    });
-    Sender {
-        name,
-        identities: vec![identity],
-        ..Sender::default()
+/// The customer of one item: their phone (`wa_id`), their business-scoped user id, or both.
+struct Customer {
+    phone: Option<String>,
+    user_id: Option<String>,
+}
+
+impl Customer {
+    /// What the conversation is keyed by: the phone, as before usernames, else the user id.
+    fn key(&self) -> Option<&str> {
+        self.phone.as_deref().or(self.user_id.as_deref())
+    }
+
+    fn thread_key(&self, business: &Business) -> Option<String> {
+        self.key().map(|key| format!("{}:{key}", business.number))
+    }
+
+    /// Both identities, phone first, so contact resolution links them. A `wa_id` that is not a
+    /// number (placeholders in examples) stays a channel-scoped identity.
+    fn sender(&self, ctx: &Context<'_>, business: &Business, name: Option<String>) -> Sender {
+        let phone = self.phone.as_deref().map(|wa_id| {
+            identity::whatsapp_id(wa_id).unwrap_or_else(|| Identity::Channel {
+                channel: ctx.channel.to_owned(),
+                id: wa_id.to_owned(),
+            })
+        });
+        let user = (self.user_id.as_deref())
+            .map(|user| identity::whatsapp_user(ctx.channel, &business.account, user));
+        Sender {
+            name,
+            identities: phone.into_iter().chain(user).collect(),
+            ..Sender::default()
+        }
     }
 }
 
-fn contact_name(contacts: &[Value], wa_id: &str) -> Option<String> {
-    let by_id = contacts.iter().find(|c| c["wa_id"].as_str() == Some(wa_id));
+/// The `contacts[]` entry of a message's sender: by phone or user id, or the only one.
+fn contact_of<'a>(
+    contacts: &'a [Value],
+    phone: Option<&str>,
+    user: Option<&str>,
+) -> Option<&'a Value> {
+    let matches = |c: &&Value| {
+        (phone.is_some() && c["wa_id"].as_str() == phone)
+            || (user.is_some() && c["user_id"].as_str() == user)
+    };
     let only = (contacts.len() == 1).then(|| &contacts[0]);
-    by_id
-        .or(only)
-        .and_then(|c| c["profile"]["name"].as_str())
-        .filter(|n| !n.trim().is_empty())
+    contacts.iter().find(matches).or(only)
+}
+
+/// The profile name, or the username when the customer shows no name.
+fn contact_name(contact: Option<&Value>) -> Option<String> {
+    let profile = &contact?["profile"];
+    [&profile["name"], &profile["username"]]
+        .into_iter()
+        .filter_map(Value::as_str)
+        .find(|n| !n.trim().is_empty())
         .map(str::to_owned)
 }
 
 fn message_record(
     ctx: &Context<'_>,
-    business: &str,
+    business: &Business,
     contacts: &[Value],
     message: &Value,
 ) -> Record {
-    let (Some(wamid), Some(from)) = (text_of(&message["id"]), text_of(&message["from"])) else {
+    let from = text_of(&message["from"]);
+    let from_user = text_of(&message["from_user_id"]);
+    let contact = contact_of(contacts, from.as_deref(), from_user.as_deref());
+    // The contact entry completes what the message leaves out, unless it names someone else.
+    let (contact_phone, contact_user) = contact.map_or((None, None), |c| {
+        (text_of(&c["wa_id"]), text_of(&c["user_id"]))
+    });
+    let differs = |given: &Option<String>, listed: &Option<String>| {
+        given.is_some() && listed.is_some() && given != listed
+    };
+    let agrees = !differs(&from, &contact_phone) && !differs(&from_user, &contact_user);
+    let customer = Customer {
+        phone: from.or(contact_phone.filter(|_| agrees)),
+        user_id: from_user.or(contact_user.filter(|_| agrees)),
+    };
+    let (Some(wamid), Some(thread_key)) = (text_of(&message["id"]), customer.thread_key(business))
+    else {
         return ctx.other("message", message, None, None);
     };
-    let sender = customer(ctx, &from, contact_name(contacts, &from));
-    let thread_key = format!("{business}:{from}");
+    let sender = customer.sender(ctx, business, contact_name(contact));
+    let username = contact.and_then(|c| text_of(&c["profile"]["username"]));
     let kind = message["type"].as_str().unwrap_or("unknown");
     if kind == "revoke" || kind == "system" {
         let name = if kind == "revoke" {
@@ -134,6 +194,9 @@ fn message_record(
     let mut inbound = Inbound::new(ctx.channel, wamid, thread_key, sender, "", ctx.received_at);
     inbound.sent_at = from_secs(&message["timestamp"]);
     inbound.reply_window = Some(REPLY_WINDOW);
+    if let Some(username) = username {
+        inbound.extra.insert("username".into(), json!(username));
+    }
     if kind == "edit" {
         let original = text_of(&message["edit"]["original_message_id"]);
         inbound.extra.insert("edit_of".into(), json!(original));
@@ -247,18 +310,22 @@ fn interactive(inbound: &mut Inbound, body: &Value) {
     }
 }
 
-fn status_record(ctx: &Context<'_>, business: &str, status: &Value) -> Record {
+fn status_record(ctx: &Context<'_>, business: &Business, status: &Value) -> Record {
     let (Some(wamid), Some(state)) = (text_of(&status["id"]), text_of(&status["status"])) else {
         return ctx.other("status", status, None, None);
     };
-    let recipient = text_of(&status["recipient_id"]);
+    let recipient = Customer {
+        phone: text_of(&status["recipient_id"]),
+        user_id: text_of(&status["recipient_user_id"]),
+    };
+    let known = recipient.key().is_some();
     Record::Event(Box::new(ChannelEvent {
         channel: ctx.channel.to_owned(),
         external_id: format!("{wamid}:{state}"),
         kind: ChannelEventKind::DeliveryStatus,
         name: "statuses".to_owned(),
-        thread_key: recipient.as_ref().map(|r| format!("{business}:{r}")),
-        sender: recipient.as_deref().map(|r| customer(ctx, r, None)),
+        thread_key: recipient.thread_key(business),
+        sender: known.then(|| recipient.sender(ctx, business, None)),
         status: Some(state.to_lowercase()),
         message_ids: vec![wamid],
         detail: status.clone(),
@@ -269,12 +336,15 @@ fn status_record(ctx: &Context<'_>, business: &str, status: &Value) -> Record {
 
 /// The business's own message sent from the WhatsApp Business app, echoed: recorded on the
 /// customer's conversation as outbound.
-fn echo_record(ctx: &Context<'_>, business: &str, echo: &Value) -> Record {
-    let (Some(id), Some(to)) = (text_of(&echo["id"]), text_of(&echo["to"])) else {
+fn echo_record(ctx: &Context<'_>, business: &Business, echo: &Value) -> Record {
+    let customer = Customer {
+        phone: text_of(&echo["to"]),
+        user_id: None,
+    };
+    let (Some(id), Some(thread_key)) = (text_of(&echo["id"]), customer.thread_key(business)) else {
         return ctx.other("message_echo", echo, None, None);
     };
-    let sender = customer(ctx, &to, None);
-    let thread_key = format!("{business}:{to}");
+    let sender = customer.sender(ctx, business, None);
     let mut inbound = Inbound::new(ctx.channel, id, thread_key, sender, "", ctx.received_at);
     inbound.kind = MessageKind::Echo;
     inbound.sent_at = from_secs(&echo["timestamp"]);
