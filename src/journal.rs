@@ -60,9 +60,33 @@ pub struct JournalHandle {
     max_batch: usize,
 }
 
+/// A record in the writer's queue, its answer still to come.
+pub struct Enqueued {
+    answer: oneshot::Receiver<Result<Appended, JournalError>>,
+    ack_timeout: Duration,
+}
+
+impl Enqueued {
+    /// Waits until the record is flushed (or the writer refused it).
+    pub async fn answer(self) -> Result<Appended, JournalError> {
+        match tokio::time::timeout(self.ack_timeout, self.answer).await {
+            Err(_) => Err(JournalError::Timeout),
+            Ok(Err(_)) => Err(JournalError::Closed),
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
 impl JournalHandle {
     /// Journals a record and returns once it is flushed to disk.
     pub async fn append(&self, record: Record) -> Result<Appended, JournalError> {
+        self.enqueue(record).await?.answer().await
+    }
+
+    /// Puts a record in the writer's queue (waiting for room, at most the enqueue timeout) and
+    /// returns without waiting for the flush: records enqueued one after another are journaled
+    /// in that order, and still share group commits. [`Enqueued::answer`] waits for the flush.
+    pub async fn enqueue(&self, record: Record) -> Result<Enqueued, JournalError> {
         let (reply, answer) = oneshot::channel();
         let append = Append {
             key: DedupeKey::of(&record),
@@ -76,11 +100,10 @@ impl JournalHandle {
             Ok(Ok(permit)) => permit,
         };
         permit.send(append);
-        match tokio::time::timeout(self.ack_timeout, answer).await {
-            Err(_) => Err(JournalError::Timeout),
-            Ok(Err(_)) => Err(JournalError::Closed),
-            Ok(Ok(result)) => result,
-        }
+        Ok(Enqueued {
+            answer,
+            ack_timeout: self.ack_timeout,
+        })
     }
 
     /// The highest sequence number known to be on disk.

@@ -310,6 +310,12 @@ mod tests {
             .filter(|(_, method, _)| METHODS.contains(&method.to_uppercase().as_str()))
             .map(|(path, method, _)| (method.to_uppercase(), shape(path)))
             .collect();
+        // Other services' routes quoted in the docs (the Graph API's `/{id}/messages`) start
+        // with a segment deskgate has no route under.
+        let ours: BTreeSet<String> = served
+            .iter()
+            .filter_map(|(_, path)| path.split('/').nth(1).map(str::to_owned))
+            .collect();
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
         let mut named = BTreeSet::new();
         for entry in std::fs::read_dir(&docs).unwrap() {
@@ -330,6 +336,13 @@ mod tests {
                     continue;
                 }
                 let path = path.split('?').next().unwrap();
+                if !path
+                    .split('/')
+                    .nth(1)
+                    .is_some_and(|first| ours.contains(first))
+                {
+                    continue;
+                }
                 for method in methods {
                     named.insert((method.to_owned(), shape(path)));
                 }

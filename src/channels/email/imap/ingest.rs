@@ -95,13 +95,27 @@ impl Journaler {
             Ok(Err(error)) => return fail(MailboxError::Blobs(error)),
             Ok(Ok(records)) => records,
         };
-        let appends = records.into_iter().map(|(uid, record)| {
-            let journal = journal.clone();
-            async move { (uid, journal.append(record).await) }
-        });
+        // Enqueued one after another, so journaled in UID order; answered together, so the
+        // batch shares the writer's group commits.
+        let mut enqueued = Vec::with_capacity(records.len());
+        let mut refused = None;
+        for (uid, record) in records {
+            match journal.enqueue(record).await {
+                Ok(pending) => enqueued.push((uid, pending)),
+                Err(error) => {
+                    refused = Some(error);
+                    break;
+                }
+            }
+        }
+        let answers = enqueued
+            .into_iter()
+            .map(|(uid, pending)| async move { (uid, pending.answer().await) });
+        let answered = futures::future::join_all(answers).await;
         let (mut new, mut through) = (0u64, None);
         let mut result = Ok(());
-        for (uid, appended) in join_in_order(appends.collect()).await {
+        let refused = refused.map(|error| (0, Err(error)));
+        for (uid, appended) in answered.into_iter().chain(refused) {
             match appended {
                 Ok(Appended::New { .. }) => new += 1,
                 Ok(Appended::Duplicate { .. }) => {}
@@ -119,80 +133,5 @@ impl Journaler {
             journaled_through: through,
             result,
         }
-    }
-}
-
-/// Awaits every future, polling all of them in their order on every wake-up, so that each is
-/// first polled after the ones before it. The journal's queue hands out places in the order
-/// they are asked for (a full queue queues its waiters first come, first served; a task out
-/// of its cooperative budget gets none and asks again, in the same order, on its next poll),
-/// so the appends are journaled in this order.
-async fn join_in_order<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    use std::future::Future;
-    use std::task::Poll;
-    let mut futures: Vec<_> = futures
-        .into_iter()
-        .map(|f| Box::pin(futures::future::maybe_done(f)))
-        .collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for future in futures.iter_mut() {
-            pending |= future.as_mut().poll(cx).is_pending();
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    futures
-        .iter_mut()
-        .map(|future| {
-            future
-                .as_mut()
-                .take_output()
-                .expect("every future is done: poll_fn returned Ready only then")
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    /// Futures that each take a place in a bounded queue at their first poll and then wait for
-    /// their answer, as journal appends do, far more than tokio's cooperative budget lets one
-    /// poll serve, are placed in their order. (`join_all` placed 1,000 of them out of order.)
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn places_are_taken_in_order_whatever_the_count() {
-        type Ask = (usize, tokio::sync::oneshot::Sender<()>);
-        let (queue, mut receiver) = tokio::sync::mpsc::channel::<Ask>(256);
-        // A writer thread that takes what is queued in batches and answers each, like the
-        // journal's.
-        let writer = std::thread::spawn(move || {
-            let mut order = Vec::new();
-            while let Some(first) = receiver.blocking_recv() {
-                let mut batch = vec![first];
-                while let Ok(more) = receiver.try_recv() {
-                    batch.push(more);
-                }
-                for (n, answer) in batch {
-                    order.push(n);
-                    let _ = answer.send(());
-                }
-            }
-            order
-        });
-        let asks = (0..1000).map(|n| {
-            let queue = queue.clone();
-            async move {
-                let (answer, answered) = tokio::sync::oneshot::channel();
-                queue.send((n, answer)).await.is_ok() && answered.await.is_ok()
-            }
-        });
-        let answered = super::join_in_order(asks.collect()).await;
-        assert!(answered.iter().all(|ok| *ok));
-        drop(queue);
-        let order = writer.join().unwrap();
-        assert_eq!(order, (0..1000).collect::<Vec<_>>());
     }
 }
