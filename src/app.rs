@@ -454,12 +454,13 @@ async fn stop_in_order(stopping: Stopping) {
     // One deadline for the whole stop, from the moment it begins: each stage gets what the
     // ones before it left, so that the stop fits in `shutdown_grace_secs` (and in the unit's
     // TimeoutStopSec) however many stages are slow.
-    tokio::select! {
-        _ = &mut servers => {}
-        () = tasks.shutdown.cancelled() => {}
-    }
+    let servers_done = tokio::select! {
+        _ = &mut servers => true,
+        () = tasks.shutdown.cancelled() => false,
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(server.shutdown_grace_secs);
-    if tokio::time::timeout_at(deadline, servers).await.is_err() {
+    // A finished join must not be polled again.
+    if !servers_done && tokio::time::timeout_at(deadline, servers).await.is_err() {
         tracing::warn!("connections still open at the shutdown deadline; closing them");
     }
     // The routers (and every journal handle in them) are gone with the servers: the writer
