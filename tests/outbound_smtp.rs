@@ -530,13 +530,7 @@ async fn a_stop_with_every_stage_busy_ends_within_the_grace_period() {
         },
     )
     .await;
-    let mut slow = std::net::TcpStream::connect(
-        daemon
-            .url("")
-            .trim_start_matches("http://")
-            .trim_end_matches('/'),
-    )
-    .unwrap();
+    let mut slow = std::net::TcpStream::connect(daemon.addr).unwrap();
     write!(
         slow,
         "POST /hooks/api HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
