@@ -111,8 +111,8 @@ pub struct EventDraft {
     pub subject: String,
     /// The channel it came from (the envelope's `channel` extension).
     pub channel: Option<String>,
-    /// The rendered `data`, from typed data only: build drafts with [`EventDraft::new`].
-    pub(in crate::events) data: serde_json::Value,
+    /// The typed `data`: build drafts with [`EventDraft::new`].
+    pub(in crate::events) data: data::EventData,
 }
 
 impl EventDraft {
@@ -122,7 +122,7 @@ impl EventDraft {
             event_type: data.event_type(),
             subject: subject.into(),
             channel: channel.map(str::to_owned),
-            data: data.into_json(),
+            data,
         }
     }
 }
@@ -147,7 +147,17 @@ struct CloudEvent<'a> {
     /// A deskgate extension: the channel the event came from, when it came from one.
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
-    data: &'a serde_json::Value,
+    data: Numbered<'a>,
+}
+
+/// An event's `data` as written: the typed data, and the ticket's number where the outbox
+/// adds it (`outbox::ticket_number`). Serialised straight from the types, once.
+#[derive(Serialize)]
+struct Numbered<'a> {
+    #[serde(flatten)]
+    data: &'a data::EventData,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ticket_number: Option<u64>,
 }
 
 /// Renders an event. `source` is the instance's absolute URI (`events.source`). Its id is
@@ -159,6 +169,7 @@ pub fn render(
     seq: u64,
     time: DateTime<Utc>,
     draft: &EventDraft,
+    ticket_number: Option<u64>,
 ) -> Vec<u8> {
     let event = CloudEvent {
         specversion: "1.0",
@@ -171,7 +182,10 @@ pub fn render(
         dataschema: format!("{source}{}", data::schema::path(draft.event_type)),
         sequence: format!("{seq:020}"),
         channel: draft.channel.as_deref(),
-        data: &draft.data,
+        data: Numbered {
+            data: &draft.data,
+            ticket_number,
+        },
     };
     serde_json::to_vec(&event).expect("a JSON value and strings serialise")
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::data::TicketNumber;
 use super::{render, EventDraft};
 use crate::processor::Position;
 use crate::store::{keys, StateBatch, Store, StoreError};
@@ -33,39 +34,28 @@ impl OutboxWriter {
         draft: &EventDraft,
     ) -> Result<u64, StoreError> {
         let seq = batch.next(keys::OUTBOX_SEQ)?;
-        let numbered = with_ticket_number(batch, draft)?;
-        let draft = numbered.as_ref().unwrap_or(draft);
-        let event = render(&self.source, self.instance_id, seq, time, draft);
+        let number = ticket_number(batch, draft)?;
+        let event = render(&self.source, self.instance_id, seq, time, draft, number);
         batch.put_raw(keys::outbox(seq), event);
         Ok(seq)
     }
 }
 
-/// Ticket and conversation events carry the ticket's number (`data.ticket_number`), read from
-/// the mirror of the ticket the event is about, unless the event already says it. `None` when
-/// there is nothing to add.
-fn with_ticket_number(
-    batch: &StateBatch<'_>,
-    draft: &EventDraft,
-) -> Result<Option<EventDraft>, StoreError> {
-    if !draft.event_type.carries_ticket_number()
-        || !draft.data.is_object()
-        || draft.data.get("ticket_number").is_some()
-    {
+/// The number ticket and conversation events carry (`data.ticket_number`): the number of the
+/// ticket the event is about, read from its mirror unless the data names it. `None` when there
+/// is nothing to add (another event type, the data says it itself, or a ticket without one).
+fn ticket_number(batch: &StateBatch<'_>, draft: &EventDraft) -> Result<Option<u64>, StoreError> {
+    if !draft.event_type.carries_ticket_number() {
         return Ok(None);
     }
-    let number = match draft.data["ticket"].get("number").and_then(|n| n.as_u64()) {
-        Some(number) => Some(number),
-        None => batch
+    let number = match draft.data.ticket_number() {
+        TicketNumber::InData => return Ok(None),
+        TicketNumber::Known(number) => Some(number),
+        TicketNumber::LookUp => batch
             .get::<crate::conversations::Ticket>(&keys::ticket(&draft.subject))?
             .map(|ticket| ticket.number),
     };
-    let Some(number) = number.filter(|n| *n != 0) else {
-        return Ok(None);
-    };
-    let mut numbered = draft.clone();
-    numbered.data["ticket_number"] = serde_json::json!(number);
-    Ok(Some(numbered))
+    Ok(number.filter(|n| *n != 0))
 }
 
 /// Serves events that are on disk. Cloning is cheap.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{decode, encode, Store, StoreError};
+use super::{decode, encode, KeyName, Store, StoreError};
 
 /// A pending write: `Some(value)` or `None` for a removal.
 type Pending = Option<Vec<u8>>;
@@ -59,9 +59,14 @@ impl<'a> StateBatch<'a> {
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.get_raw(key)? {
-            Some(bytes) => decode(&String::from_utf8_lossy(key), &bytes).map(Some),
-            None => Ok(None),
+        // Decoded where the bytes are: a read is the processor's commonest operation.
+        match self.writes.get(key) {
+            Some(Some(bytes)) => decode(&KeyName(key), bytes).map(Some),
+            Some(None) => Ok(None),
+            None => match self.store.state.get(key)? {
+                Some(bytes) => decode(&KeyName(key), &bytes).map(Some),
+                None => Ok(None),
+            },
         }
     }
 

@@ -194,7 +194,7 @@ pub(super) fn migrate_legacy(store: &Store) -> Result<usize, StoreError> {
         let mut batch = store.state_batch();
         for (key, value) in &chunk {
             let index_key = String::from_utf8_lossy(&key[LEGACY_PREFIX.len()..]).into_owned();
-            let contact: String = decode(&String::from_utf8_lossy(key), value)?;
+            let contact: String = decode(&super::KeyName(key), value)?;
             batch.identity_put(&index_key, &contact)?;
             batch.remove(key.to_vec());
         }

@@ -39,7 +39,7 @@ impl Store {
         folder: &str,
     ) -> Result<Option<MailboxCheckpoint>, StoreError> {
         match self.mailboxes.get(key(channel, folder))? {
-            Some(value) => decode(&format!("mailboxes/{channel}/{folder}"), &value).map(Some),
+            Some(value) => decode(&format_args!("mailboxes/{channel}/{folder}"), &value).map(Some),
             None => Ok(None),
         }
     }

@@ -317,7 +317,7 @@ impl Store {
             let seq = keys::journal_seq(&key);
             items.push(JournalItem {
                 seq,
-                record: decode(&format!("journal/{seq}"), &value),
+                record: decode(&format_args!("journal/{seq}"), &value),
             });
         }
         Ok(items)
@@ -326,7 +326,7 @@ impl Store {
     /// One journal record, `None` when there is none at `seq`.
     pub fn journal_get(&self, seq: u64) -> Result<Option<Record>, StoreError> {
         match self.journal.get(keys::journal(seq))? {
-            Some(value) => decode(&format!("journal/{seq}"), &value).map(Some),
+            Some(value) => decode(&format_args!("journal/{seq}"), &value).map(Some),
             None => Ok(None),
         }
     }
@@ -375,7 +375,7 @@ impl Store {
     /// Reads one value from the state keyspace outside a batch.
     pub fn state_get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.state.get(key)? {
-            Some(value) => decode(&String::from_utf8_lossy(key), &value).map(Some),
+            Some(value) => decode(&KeyName(key), &value).map(Some),
             None => Ok(None),
         }
     }
@@ -398,7 +398,7 @@ impl Store {
             if !key.starts_with(prefix) || found.len() >= limit {
                 break;
             }
-            let decoded = decode(&String::from_utf8_lossy(&key), &value)?;
+            let decoded = decode(&KeyName(&key), &value)?;
             found.push((key.to_vec(), decoded));
         }
         Ok(found)
@@ -527,10 +527,13 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
-/// Decodes a stored value; `key` only names it in the error.
-pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+/// Decodes a stored value; `key` only names it in the error, so it is formatted only then.
+pub fn decode<T: DeserializeOwned>(
+    key: &dyn std::fmt::Display,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
-        key: key.to_owned(),
+        key: key.to_string(),
         reason,
     };
     match bytes.split_first() {
@@ -539,6 +542,15 @@ pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreEr
         }
         Some((version, _)) => Err(corrupt(format!("unknown codec version {version}"))),
         None => Err(corrupt("empty value".to_owned())),
+    }
+}
+
+/// A state key in an error message: keys are text but for big-endian numbers in some.
+pub(crate) struct KeyName<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for KeyName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.0))
     }
 }
 

@@ -47,7 +47,7 @@ impl Store {
     /// Why the sink is disabled, if it is.
     pub fn sink_disabled<T: DeserializeOwned>(&self, sink: &str) -> Result<Option<T>, StoreError> {
         match self.sinks.get(disabled_key(sink))? {
-            Some(value) => decode(&format!("sinks/{sink}/disabled"), &value).map(Some),
+            Some(value) => decode(&format_args!("sinks/{sink}/disabled"), &value).map(Some),
             None => Ok(None),
         }
     }
@@ -96,7 +96,7 @@ impl Store {
         seq: u64,
     ) -> Result<Option<T>, StoreError> {
         match self.sinks.get(dead_key(sink, seq))? {
-            Some(value) => decode(&format!("sinks/{sink}/dead/{seq}"), &value).map(Some),
+            Some(value) => decode(&format_args!("sinks/{sink}/dead/{seq}"), &value).map(Some),
             None => Ok(None),
         }
     }
@@ -122,7 +122,10 @@ impl Store {
                 break;
             }
             let seq = keys::be_u64(&key[prefix.len()..]);
-            found.push((seq, decode(&format!("sinks/{sink}/dead/{seq}"), &value)?));
+            found.push((
+                seq,
+                decode(&format_args!("sinks/{sink}/dead/{seq}"), &value)?,
+            ));
         }
         Ok(found)
     }

@@ -56,18 +56,18 @@ fn a_batch_reads_its_own_writes_and_rolls_back_to_a_savepoint() {
 #[test]
 fn undecodable_values_are_reported_not_panicked_on() {
     assert!(matches!(
-        decode::<u64>("k", b""),
+        decode::<u64>(&"k", b""),
         Err(StoreError::Corrupt { .. })
     ));
     assert!(matches!(
-        decode::<u64>("k", b"\x09{}"),
+        decode::<u64>(&"k", b"\x09{}"),
         Err(StoreError::Corrupt { .. })
     ));
     assert!(matches!(
-        decode::<u64>("k", b"\x01nope"),
+        decode::<u64>(&"k", b"\x01nope"),
         Err(StoreError::Corrupt { .. })
     ));
-    assert_eq!(decode::<u64>("k", &encode(&7u64)).unwrap(), 7);
+    assert_eq!(decode::<u64>(&"k", &encode(&7u64)).unwrap(), 7);
 }
 
 #[test]

@@ -74,6 +74,16 @@ impl JsonSchema for Micros {
     }
 }
 
+/// What an event's data says of the number of the ticket it is about.
+pub(in crate::events) enum TicketNumber {
+    /// The data has its own `ticket_number` field.
+    InData,
+    /// The data shows the ticket, with this number (0: none).
+    Known(u64),
+    /// The data does not say: the outbox reads the ticket's mirror.
+    LookUp,
+}
+
 /// Declares [`EventData`] from the list of event types and their data types, so that the
 /// variant, the event type, the rendering and the schema of each type come from one line.
 macro_rules! event_data {
@@ -92,7 +102,22 @@ macro_rules! event_data {
                 }
             }
 
-            /// The one place event data becomes JSON.
+            /// What the data says of its ticket's number, for the outbox's `ticket_number`.
+            pub(in crate::events) fn ticket_number(&self) -> TicketNumber {
+                match self {
+                    EventData::TicketCreated(data)
+                    | EventData::TicketMessageAdded(data)
+                    | EventData::ConversationMessageAdded(data) => match &data.ticket {
+                        Some(view) => TicketNumber::Known(view.ticket.number),
+                        None => TicketNumber::LookUp,
+                    },
+                    EventData::TicketDeleted(_) => TicketNumber::InData,
+                    _ => TicketNumber::LookUp,
+                }
+            }
+
+            /// Event data as JSON (for tests and tools: the outbox serialises the typed data
+            /// straight into the envelope).
             pub fn into_json(self) -> serde_json::Value {
                 let value = match &self {
                     $(EventData::$variant(data) => serde_json::to_value(data),)*
@@ -100,6 +125,15 @@ macro_rules! event_data {
                 // Every data type is plain structs of strings, numbers, maps with string keys
                 // and `serde_json::Value`s, which always serialise.
                 value.expect("event data serialises to JSON")
+            }
+        }
+
+        /// Serialises as the variant's data, with nothing around it: the `data` of the event.
+        impl serde::Serialize for EventData {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(EventData::$variant(data) => data.serialize(serializer),)*
+                }
             }
         }
 

@@ -1,10 +1,10 @@
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use super::retention::compact;
 use super::webhook::sign;
 use super::*;
-use crate::events::{EventDraft, EventType, OutboxWriter};
+use crate::events::data::{EventData, TicketDeleted};
+use crate::events::{EventDraft, OutboxWriter};
 
 #[test]
 fn nats_subjects_put_the_ticket_in_one_token() {
@@ -67,12 +67,12 @@ fn push_events(store: &Store, times: &[DateTime<Utc>]) {
     let writer = OutboxWriter::new("test".to_owned(), uuid::Uuid::nil());
     let mut batch = store.state_batch();
     for (i, time) in times.iter().enumerate() {
-        let draft = EventDraft {
-            event_type: EventType::TicketCreated,
-            subject: format!("T{i}"),
-            channel: None,
-            data: json!({}),
-        };
+        let data = EventData::TicketDeleted(TicketDeleted {
+            ticket: format!("T{i}"),
+            ticket_number: 0,
+            conversations: Vec::new(),
+        });
+        let draft = EventDraft::new(format!("T{i}"), None, data);
         writer.push(&mut batch, *time, &draft).unwrap();
     }
     batch.commit().unwrap();
