@@ -239,6 +239,8 @@ async fn open_state(state: &crate::config::StateConfig) -> anyhow::Result<Opened
             .with_context(|| format!("creating state directory {}", dir.display()))?;
         let store = Store::open_with(&dir, cache_capacity_bytes)
             .with_context(|| format!("opening state in {}", dir.display()))?;
+        crate::tickets::fold_routing_records(&store)
+            .with_context(|| format!("folding the tickets in {} into one record", dir.display()))?;
         crate::contacts::ticket_index::build_once(&store)
             .with_context(|| format!("indexing the tickets in {} by contact", dir.display()))?;
         let instance_id = instance_id(&store)?;

@@ -14,6 +14,7 @@ use crate::events::data::Direction;
 use crate::ids::Minter;
 use crate::model::{Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
+use crate::tickets::{Routing, Ticket};
 
 pub mod email;
 pub mod split;
@@ -77,38 +78,6 @@ fn open_reply_windows(conversation: &mut Conversation, inbound: &Inbound) {
     if let Some(secs) = window.human_agent_secs {
         extend(&mut conversation.human_agent_window_ends_at, secs);
     }
-}
-
-/// deskgate's mirror of a ticket; the ticket store owns the real one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
-pub struct Ticket {
-    /// The ticket's id (stable).
-    pub id: String,
-    /// The short number people name the ticket by (`#1042`): unique in this deskgate instance
-    /// and never given twice. 0 for tickets opened before numbers existed.
-    #[serde(default)]
-    pub number: u64,
-    /// The contact (customer) the ticket is for.
-    pub contact_id: String,
-    /// The channel of the message that opened it.
-    pub channel: String,
-    /// The subject of the message that opened it, when it had one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// The ids of its conversations (threads), oldest first.
-    pub conversations: Vec<String>,
-    /// When it was opened.
-    pub created_at: DateTime<Utc>,
-    /// When a message or change last touched it.
-    pub updated_at: DateTime<Utc>,
-    /// Tickets a mail proved to be the same thread as this one, already suggested for a merge
-    /// (`deskgate.ticket.merge_suggested`), so that the suggestion is made once.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub merge_suggested: Vec<String>,
-    /// Contacts besides the ticket's own who take part: people its mail was copied to (Cc).
-    /// A mail naming the ticket only by its subject tag is accepted from them too.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub participants: Vec<String>,
 }
 
 /// Where a message went.
@@ -218,6 +187,9 @@ fn continue_or_open(
         updated_at: at,
         merge_suggested: Vec::new(),
         participants: Vec::new(),
+        // Routed by the tickets step, right after threading.
+        routing: Routing::default(),
+        closed_at: None,
     };
     let mut conversation = Conversation {
         id: conversation_id,

@@ -5,10 +5,11 @@
 mod routing_support;
 
 use chrono::Duration;
-use deskgate::conversations::{Conversation, Ticket};
+use deskgate::conversations::Conversation;
 use deskgate::model::ControlCommand;
 use deskgate::store::keys;
 use deskgate::store::Store;
+use deskgate::tickets::Ticket;
 use routing_support::*;
 
 #[test]

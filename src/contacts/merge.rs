@@ -8,8 +8,9 @@
 //! none of its conversations.
 
 use super::Contact;
-use crate::conversations::{Conversation, Ticket};
+use crate::conversations::Conversation;
 use crate::store::{keys, StateBatch, StoreError};
+use crate::tickets::Ticket;
 
 /// Moves everything of `absorbed` onto `survivor` and writes both. The survivor keeps its own
 /// name and owner when it has them.

@@ -65,6 +65,16 @@ pub struct Contact {
 }
 
 impl Contact {
+    /// Its email addresses, strongest first.
+    pub fn emails(&self) -> impl Iterator<Item = &str> {
+        self.identities
+            .iter()
+            .filter_map(|identity| match identity {
+                Identity::Email { address } => Some(address.as_str()),
+                _ => None,
+            })
+    }
+
     /// Whether the contact is in use (neither absorbed nor erased).
     pub fn is_live(&self) -> bool {
         self.merged_into.is_none() && !self.erased

@@ -3,10 +3,10 @@
 //! tag is accepted (see `conversations::email`).
 
 use super::announce::Announcer;
-use crate::conversations::Ticket;
 use crate::ids::Minter;
 use crate::model::{Inbound, Sender};
 use crate::store::{keys, StateBatch, StoreError};
+use crate::tickets::Ticket;
 
 /// Participants a ticket keeps at most (and Cc addresses read per mail).
 const MAX_PARTICIPANTS: usize = 50;

@@ -10,8 +10,8 @@
 //! tickets stay out of the index, as erasure leaves them.
 
 use super::follow;
-use crate::conversations::Ticket;
 use crate::store::{keys, Store, StoreError};
+use crate::tickets::Ticket;
 
 const CHUNK: usize = 10_000;
 
@@ -102,6 +102,8 @@ mod tests {
             updated_at: DateTime::UNIX_EPOCH,
             merge_suggested: Vec::new(),
             participants: Vec::new(),
+            routing: Default::default(),
+            closed_at: None,
         }
     }
 

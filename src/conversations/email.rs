@@ -20,10 +20,11 @@
 //! and every entry is also kept under its conversation, so that forgetting the conversation
 //! (closed-ticket retention, deletion, spam purge, erasure) removes it.
 
-use super::{existing, required, Conversation, Ticket};
+use super::{existing, required, Conversation};
 use crate::events::data::{EventData, MessageRef, TicketMergeSuggested};
 use crate::model::Inbound;
 use crate::store::{keys, StateBatch, StoreError};
+use crate::tickets::Ticket;
 
 /// Ids of one mail looked up and indexed at most: a References header can list hundreds, and
 /// its root and newest entries are the ones that find a thread.
@@ -267,7 +268,7 @@ pub fn merge_suggestion(
         return None;
     }
     let data = TicketMergeSuggested {
-        ticket: threaded.ticket.clone(),
+        ticket: (&threaded.ticket).into(),
         candidates: threaded.merge_with.clone(),
         conversation: threaded.conversation.id.clone(),
         message: MessageRef {

@@ -55,7 +55,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(enable_sink))
         .routes(routes!(super::mail_control::retry_quarantined))
         .routes(routes!(super::mail_control::attachment))
-        .merge(super::routing_control::routes())
+        .merge(super::tickets::routes())
         .routes(routes!(super::outbound::reply))
         .routes(routes!(super::outbound::automatic))
         .routes(routes!(super::outbound::item))

@@ -12,7 +12,7 @@ mod openapi;
 mod outbound;
 pub mod ratelimit;
 mod routes;
-mod routing_control;
+mod tickets;
 
 use std::net::SocketAddr;
 use std::time::Duration;

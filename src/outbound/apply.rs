@@ -98,7 +98,7 @@ fn conversation_context(
             ..ReplyContext::default()
         });
     context.ticket_number = batch
-        .get::<crate::conversations::Ticket>(&keys::ticket(&conversation.ticket_id))?
+        .get::<crate::tickets::Ticket>(&keys::ticket(&conversation.ticket_id))?
         .map(|ticket| ticket.number)
         .filter(|n| *n != 0);
     Ok(Some((conversation, context)))

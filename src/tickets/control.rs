@@ -9,12 +9,11 @@ use serde_json::{json, Value};
 use super::messages::fire;
 use super::ops::{Cause, Moved};
 use super::state::{
-    directory_key, get_or_default, spam_list_key, ticket_key, DirectoryState, Outcome, SpamList,
-    TicketState,
+    directory_key, get_or_default, spam_list_key, DirectoryState, Outcome, SpamList,
 };
-use super::{RequestedAction, Step};
+use super::{RequestedAction, Step, Ticket};
 use crate::config::TeamConfig;
-use crate::conversations::{Conversation, Ticket};
+use crate::conversations::Conversation;
 use crate::events::data::StatusTrigger;
 use crate::events::data::{
     AssignmentRule, CloseReason, EventData, TicketAssigned, TicketDeleted, TicketMerged,
@@ -110,7 +109,7 @@ impl Step<'_, '_> {
                 messages,
             } => self.split(conversation, messages.as_deref()),
             ControlCommand::DeleteTicket { ticket } => {
-                let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(ticket))? else {
+                let Some(ticket) = self.ticket(ticket)? else {
                     return Ok(Err(not_found("ticket", ticket)));
                 };
                 self.delete_with_event(&ticket)
@@ -150,7 +149,7 @@ impl Step<'_, '_> {
         id: &str,
         conversation: Option<&str>,
     ) -> Result<Answer, StoreError> {
-        let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
+        let Some(mut ticket) = self.ticket(id)? else {
             return Ok(Err(not_found("ticket", id)));
         };
         if let Some(conversation) = conversation {
@@ -162,11 +161,10 @@ impl Step<'_, '_> {
                 return Ok(Err((422, message)));
             }
         }
-        let mut state = self.ticket_state(&ticket.id)?;
-        let fired = fire(self, &ticket, &mut state, StatusTrigger::AgentEmailed)?;
-        self.save_ticket_state(&ticket.id, &state)?;
+        let fired = fire(self, &mut ticket, StatusTrigger::AgentEmailed)?;
+        self.save_ticket(&mut ticket);
         Ok(Ok(
-            json!({ "ticket": ticket.id, "fired": fired, "status": state.status }),
+            json!({ "ticket": ticket.id, "fired": fired, "status": ticket.routing.status }),
         ))
     }
 
@@ -230,21 +228,20 @@ impl Step<'_, '_> {
     }
 
     fn set_ticket_status(&mut self, id: &str, status: &str) -> Result<Answer, StoreError> {
-        let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
+        let Some(mut ticket) = self.ticket(id)? else {
             return Ok(Err(not_found("ticket", id)));
         };
-        let mut state = self.ticket_state(id)?;
-        let Some(pipeline) = state.pipeline.clone() else {
+        let Some(pipeline) = ticket.routing.pipeline.clone() else {
             return Ok(Err((409, format!("ticket {id:?} has no pipeline"))));
         };
-        if self.status_is_open(&state, status).is_none() {
+        if self.status_is_open(&ticket.routing, status).is_none() {
             let message = format!("status: {status:?} is not a status of pipeline {pipeline:?}");
             return Ok(Err((422, message)));
         }
-        let changed = self.set_status(&ticket, &mut state, status, Cause::Control)?;
-        self.save_ticket_state(id, &state)?;
+        let changed = self.set_status(&mut ticket, status, Cause::Control)?;
+        self.save_ticket(&mut ticket);
         Ok(Ok(
-            json!({ "ticket": id, "changed": changed, "routing": state }),
+            json!({ "ticket": id, "changed": changed, "routing": ticket.routing }),
         ))
     }
 
@@ -256,10 +253,10 @@ impl Step<'_, '_> {
         pipeline: &str,
         status: &str,
     ) -> Result<Answer, StoreError> {
-        let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
+        let Some(mut ticket) = self.ticket(id)? else {
             return Ok(Err(not_found("ticket", id)));
         };
-        self.relocate(&ticket, (pipeline, status), Cause::Control)
+        self.relocate(&mut ticket, (pipeline, status), Cause::Control)
     }
 
     /// Moves every ticket that sits where one of `moves` applies, in key order (so a replay
@@ -267,7 +264,7 @@ impl Step<'_, '_> {
     /// whose target the rules in force do not have is skipped and named in the outcome.
     fn apply_moves(&mut self, moves: &[PipelineMove]) -> Result<Answer, StoreError> {
         const PAGE: usize = 4096;
-        let prefix = ticket_key("");
+        let prefix = keys::ticket("");
         let mut end = prefix.clone();
         // The prefix ends in '/': the next byte bounds everything under it.
         if let Some(last) = end.last_mut() {
@@ -278,23 +275,21 @@ impl Step<'_, '_> {
         loop {
             let page = self.batch.keys_in_range(&start, &end, PAGE)?;
             for key in &page {
-                let Some(state) = self.batch.get::<TicketState>(key)? else {
+                let Some(mut ticket) = self.batch.get::<Ticket>(key)? else {
                     continue;
                 };
-                let (Some(pipeline), false) = (&state.pipeline, state.ticketless) else {
+                let routing = &ticket.routing;
+                let (Some(pipeline), false) = (&routing.pipeline, routing.ticketless) else {
                     continue;
                 };
-                let Some(to) = PipelineMove::find(moves, pipeline, state.status.as_deref()) else {
-                    continue;
-                };
-                let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(&id))? else {
+                let Some(to) = PipelineMove::find(moves, pipeline, routing.status.as_deref())
+                else {
                     continue;
                 };
                 let target = (to.to_pipeline.as_str(), to.to_status.as_str());
-                match self.relocate(&ticket, target, Cause::ConfigMove)? {
+                match self.relocate(&mut ticket, target, Cause::ConfigMove)? {
                     Ok(_) => moved += 1,
-                    Err((_, error)) => skipped.push(json!({ "ticket": id, "error": error })),
+                    Err((_, error)) => skipped.push(json!({ "ticket": ticket.id, "error": error })),
                 }
             }
             match page.last() {
@@ -312,7 +307,7 @@ impl Step<'_, '_> {
     /// anything changes), with its status event carrying where it was.
     fn relocate(
         &mut self,
-        ticket: &Ticket,
+        ticket: &mut Ticket,
         (pipeline, status): (&str, &str),
         cause: Cause,
     ) -> Result<Answer, StoreError> {
@@ -326,27 +321,26 @@ impl Step<'_, '_> {
             let message = format!("status: {status:?} is not a status of pipeline {pipeline:?}");
             return Ok(Err((422, message)));
         }
-        let id = &ticket.id;
-        let mut state = self.ticket_state(id)?;
-        let old_pipeline = state.pipeline.replace(pipeline.to_owned());
-        let old_status = state.status.clone();
+        let routing = &mut ticket.routing;
+        let old_pipeline = routing.pipeline.replace(pipeline.to_owned());
+        let old_status = routing.status.clone();
         if old_pipeline.as_deref() != Some(pipeline) {
             // A status of another pipeline is never "the same" status.
-            state.status = None;
+            routing.status = None;
         }
         let moved = Moved {
             pipeline: old_pipeline,
             status: old_status,
         };
-        let changed = self.set_status_from(ticket, &mut state, status, cause, Some(moved))?;
-        self.save_ticket_state(id, &state)?;
+        let changed = self.set_status_from(ticket, status, cause, Some(moved))?;
+        self.save_ticket(ticket);
         Ok(Ok(
-            json!({ "ticket": id, "changed": changed, "routing": state }),
+            json!({ "ticket": ticket.id, "changed": changed, "routing": ticket.routing }),
         ))
     }
 
     fn set_owner(&mut self, id: &str, owner: Option<&str>) -> Result<Answer, StoreError> {
-        let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? else {
+        let Some(mut ticket) = self.ticket(id)? else {
             return Ok(Err(not_found("ticket", id)));
         };
         if let Some(owner) = owner {
@@ -359,13 +353,12 @@ impl Step<'_, '_> {
                 Some(_) => {}
             }
         }
-        let mut state = self.ticket_state(id)?;
-        if state.open {
-            self.count_open(state.owner.as_deref(), -1)?;
+        if ticket.routing.open {
+            self.count_open(ticket.routing.owner.as_deref(), -1)?;
             self.count_open(owner, 1)?;
         }
-        state.owner = owner.map(str::to_owned);
-        self.save_ticket_state(id, &state)?;
+        ticket.routing.owner = owner.map(str::to_owned);
+        self.save_ticket(&mut ticket);
         let data = TicketAssigned {
             ticket: id.to_owned(),
             assignee: owner.map(str::to_owned),
@@ -373,7 +366,7 @@ impl Step<'_, '_> {
             trace: "set through the control API".to_owned(),
         };
         self.emit(id, Some(&ticket.channel), EventData::TicketAssigned(data));
-        Ok(Ok(json!({ "ticket": id, "routing": state })))
+        Ok(Ok(json!({ "ticket": id, "routing": ticket.routing })))
     }
 
     pub(super) fn conversation_and_ticket(
@@ -383,9 +376,7 @@ impl Step<'_, '_> {
         let Some(conversation) = self.batch.get::<Conversation>(&keys::conversation(id))? else {
             return Ok(None);
         };
-        let ticket = self
-            .batch
-            .get::<Ticket>(&keys::ticket(&conversation.ticket_id))?;
+        let ticket = self.ticket(&conversation.ticket_id)?;
         Ok(ticket.map(|t| (conversation, t)))
     }
 
@@ -395,14 +386,12 @@ impl Step<'_, '_> {
         if survivor == merged {
             return Ok(Err((422, "a ticket cannot be merged into itself".into())));
         }
-        let Some(mut kept) = self.batch.get::<Ticket>(&keys::ticket(survivor))? else {
+        let Some(mut kept) = self.ticket(survivor)? else {
             return Ok(Err(not_found("ticket", survivor)));
         };
-        let Some(gone) = self.batch.get::<Ticket>(&keys::ticket(merged))? else {
+        let Some(gone) = self.ticket(merged)? else {
             return Ok(Err(not_found("ticket", merged)));
         };
-        let mut kept_state = self.ticket_state(survivor)?;
-        let gone_state = self.ticket_state(merged)?;
         for id in &gone.conversations {
             if let Some(mut conversation) =
                 self.batch.get::<Conversation>(&keys::conversation(id))?
@@ -412,15 +401,14 @@ impl Step<'_, '_> {
             }
             kept.conversations.push(id.clone());
         }
-        kept_state
+        kept.routing
             .trigger_conversations
-            .extend(gone_state.trigger_conversations.iter().cloned());
+            .extend(gone.routing.trigger_conversations.iter().cloned());
         kept.updated_at = self.at;
-        if gone_state.open {
-            self.count_open(gone_state.owner.as_deref(), -1)?;
+        if gone.routing.open {
+            self.count_open(gone.routing.owner.as_deref(), -1)?;
         }
-        self.batch.put(keys::ticket(&kept.id), &kept);
-        self.save_ticket_state(&kept.id, &kept_state)?;
+        self.save_ticket(&mut kept);
         self.drop_ticket_mirror(merged)?;
         let data = TicketMerged {
             ticket: kept.id.clone(),
@@ -449,15 +437,15 @@ impl Step<'_, '_> {
     }
 
     /// Purges spam conversations older than the retention. Times come from the record being
-    /// applied, so a replay purges at the same point.
-    pub(super) fn purge_expired_spam(&mut self) -> Result<(), StoreError> {
+    /// applied, so a replay purges at the same point. Returns whether it purged any.
+    pub(super) fn purge_expired_spam(&mut self) -> Result<bool, StoreError> {
         let mut list: SpamList = get_or_default(self.batch, &spam_list_key())?;
         let expired = list
             .iter()
             .take_while(|(at, _)| *at + self.rules.spam_retention <= self.at)
             .count();
         if expired == 0 {
-            return Ok(());
+            return Ok(false);
         }
         for (_, id) in list.drain(..expired) {
             let Some((_, mut ticket)) = self.conversation_and_ticket(&id)? else {
@@ -468,11 +456,11 @@ impl Step<'_, '_> {
                 self.delete_ticket(&ticket)?;
             } else {
                 ticket.conversations.retain(|c| c != &id);
-                self.batch.put(keys::ticket(&ticket.id), &ticket);
+                self.save_ticket(&mut ticket);
                 self.forget_conversation(&id)?;
             }
         }
         self.batch.put(spam_list_key(), &list);
-        Ok(())
+        Ok(true)
     }
 }

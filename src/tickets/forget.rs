@@ -12,9 +12,9 @@
 //! the time a ticket goes, its conversations' journal records are gone too, and erasing its
 //! contact has nothing left there to redact.
 
-use super::state::{closed_at_key, closed_start, closed_ticket, closed_until};
+use super::state::{closed_start, closed_ticket, closed_until};
 use super::Step;
-use crate::conversations::{Conversation, Ticket};
+use crate::conversations::Conversation;
 use crate::ids::Minter;
 use crate::routing::RuleSet;
 use crate::store::{keys, StateBatch, StoreError};
@@ -51,9 +51,8 @@ pub fn forget_closed(
     for key in due {
         let id = closed_ticket(&key);
         step.batch.remove(key);
-        let Some(ticket) = step.batch.get::<Ticket>(&keys::ticket(&id))? else {
+        let Some(ticket) = step.ticket(&id)? else {
             // Deleted or merged since it closed.
-            step.batch.remove(closed_at_key(&id));
             continue;
         };
         for conversation in &ticket.conversations {

@@ -5,10 +5,11 @@
 use serde_json::Value;
 
 use super::ops::Cause;
-use super::state::{spam_contact_key, ContactView, TicketState};
-use super::{RequestedAction, Step};
+use super::state::spam_contact_key;
+use super::{RequestedAction, Routing, Step, Ticket};
 use crate::config::{ClosedReply, CUSTOMER_REPLIED_TARGET};
-use crate::conversations::{Threaded, Ticket};
+use crate::contacts::Contact;
+use crate::conversations::Threaded;
 use crate::events::data::{
     IgnoredProperty, ReopenReason, StatusTrigger, TicketRouting, TicketView,
 };
@@ -25,8 +26,6 @@ pub struct Routed {
     pub events: Vec<EventDraft>,
     /// Status-reached actions for outbound to carry out.
     pub actions: Vec<RequestedAction>,
-    /// The ticket's routing fields, merged into the message event's `ticket`.
-    pub ticket: Option<TicketState>,
     /// The channel does not open tickets: the message is a conversation event only.
     pub ticketless: bool,
     /// The sender was marked as spam.
@@ -54,17 +53,17 @@ impl Routed {
         if self.ticketless {
             return None;
         }
-        let routing = self.ticket.as_ref().map(|state| TicketRouting {
-            pipeline: state.pipeline.clone(),
-            status: state.status.clone(),
-            owner: state.owner.clone(),
-            priority: state.priority.clone(),
-            category: state.category.clone(),
-            ignored: self.ignored.clone(),
-        });
+        let routing = &ticket.routing;
         Some(TicketView {
-            ticket: ticket.clone(),
-            routing,
+            ticket: ticket.into(),
+            routing: Some(TicketRouting {
+                pipeline: routing.pipeline.clone(),
+                status: routing.status.clone(),
+                owner: routing.owner.clone(),
+                priority: routing.priority.clone(),
+                category: routing.category.clone(),
+                ignored: self.ignored.clone(),
+            }),
         })
     }
 }
@@ -96,7 +95,12 @@ pub fn after_threading(
         events: Vec::new(),
         actions: Vec::new(),
     };
-    step.purge_expired_spam()?;
+    if step.purge_expired_spam()? {
+        // The purge may have changed the ticket the message is on (dropped a conversation).
+        if let Some(ticket) = step.ticket(&threaded.ticket.id)? {
+            threaded.ticket = ticket;
+        }
+    }
     let channel = rules.channel(&inbound.channel);
     let contact_id = threaded.conversation.contact_id.clone();
     let spam = step
@@ -114,55 +118,47 @@ pub fn after_threading(
     let given = inbound.extra.get("ticket").and_then(Value::as_object);
     let mut ignored = Vec::new();
     let quiet = Quiet { spam, history };
-    let state = if threaded.new_ticket {
-        let (state, rejected) = new_ticket(
+    if threaded.new_ticket {
+        ignored = new_ticket(
             &mut step,
             (&inbound.channel, channel),
             threaded,
             quiet,
             given,
         )?;
-        ignored = rejected;
-        state
-    } else {
-        let mut state = step.ticket_state(&threaded.ticket.id)?;
-        if !state.ticketless && !spam && !history {
-            if let Some(new) = on_reply(&mut step, channel, inbound, threaded, &mut state)? {
-                state = new;
-            }
-        }
-        state
-    };
+    } else if !threaded.ticket.routing.ticketless && !spam && !history {
+        on_reply(&mut step, channel, inbound, threaded)?;
+    }
     Ok(Routed {
         events: step.events,
         actions: step.actions,
-        ticketless: state.ticketless,
-        ticket: Some(state),
+        ticketless: threaded.ticket.routing.ticketless,
         spam,
         ignored,
     })
 }
 
-/// A new ticket: its defaults, its owner, and the actions of its first status.
+/// A new ticket: its defaults, its owner, and the actions of its first status. Returns the
+/// properties the message gave that the ticket did not take.
 fn new_ticket(
     step: &mut Step<'_, '_>,
     (channel_id, channel): (&str, &ChannelRules),
-    threaded: &Threaded,
+    threaded: &mut Threaded,
     quiet: Quiet,
     given: Option<&serde_json::Map<String, Value>>,
-) -> Result<(TicketState, Vec<IgnoredProperty>), StoreError> {
-    let ticket = &threaded.ticket;
-    let mut state = TicketState {
+) -> Result<Vec<IgnoredProperty>, StoreError> {
+    let ticket = &mut threaded.ticket;
+    ticket.routing = Routing {
         pipeline: channel.pipeline.clone(),
         open: true,
         trigger_conversations: vec![threaded.conversation.id.clone()],
         ticketless: !channel.create,
         chat: channel.chat,
-        ..TicketState::default()
+        ..Routing::default()
     };
-    if state.ticketless {
-        step.save_ticket_state(&ticket.id, &state)?;
-        return Ok((state, Vec::new()));
+    if ticket.routing.ticketless {
+        step.save_ticket(ticket);
+        return Ok(Vec::new());
     }
     let opening = super::defaults::opening(step.rules, channel, given);
     for ignored in &opening.ignored {
@@ -172,41 +168,41 @@ fn new_ticket(
             1,
         );
     }
-    state.pipeline = opening.pipeline;
-    state.priority = opening.priority;
-    state.category = opening.category;
+    let routing = &mut ticket.routing;
+    routing.pipeline = opening.pipeline;
+    routing.priority = opening.priority;
+    routing.category = opening.category;
     let status = opening.status;
     if let Some(status) = &status {
-        state.open = step.status_is_open(&state, status).unwrap_or(true);
+        routing.open = step.status_is_open(routing, status).unwrap_or(true);
     }
-    state.status = status.clone();
+    routing.status = status.clone();
     // A spam sender's ticket is kept for the record but never handed to an agent.
     if !quiet.spam {
-        let contact: ContactView =
-            super::state::get_or_default(step.batch, &keys::contact(&ticket.contact_id))?;
-        step.assign(ticket, &mut state, channel, &contact)?;
+        let contact: Option<Contact> = step.batch.get(&keys::contact(&ticket.contact_id))?;
+        step.assign(ticket, channel, contact.as_ref())?;
     }
     if let (Some(status), false) = (&status, quiet.spam || quiet.history) {
-        step.actions_on_entry(ticket, &state, status)?;
+        step.actions_on_entry(ticket, status)?;
     }
-    step.save_ticket_state(&ticket.id, &state)?;
-    Ok((state, opening.ignored))
+    step.save_ticket(ticket);
+    Ok(opening.ignored)
 }
 
-/// A message on an existing ticket. Returns the state of a new ticket when the reply opened
-/// one in place of a closed ticket (and `threaded` then names it).
+/// A message on an existing ticket. When the reply opens a new ticket in place of a closed
+/// one, `threaded` names the new ticket afterwards.
 fn on_reply(
     step: &mut Step<'_, '_>,
     channel: &ChannelRules,
     inbound: &Inbound,
     threaded: &mut Threaded,
-    state: &mut TicketState,
-) -> Result<Option<TicketState>, StoreError> {
+) -> Result<(), StoreError> {
     let conversation_id = threaded.conversation.id.clone();
     let from_forward = step.conversation_state(&conversation_id)?.from_forward;
     let customer_reply = is_customer_reply(inbound) && !from_forward;
-    let closed_reply = step.pipeline(state).map(|p| p.closed_reply);
-    if !state.open && customer_reply && closed_reply == Some(ClosedReply::NewTicket) {
+    let routing = &threaded.ticket.routing;
+    let closed_reply = step.pipeline(routing).map(|p| p.closed_reply);
+    if !routing.open && customer_reply && closed_reply == Some(ClosedReply::NewTicket) {
         let mut conversation = threaded.conversation.clone();
         let (new, _old) = step.detach(&mut conversation, &threaded.ticket)?;
         threaded.conversation = conversation;
@@ -214,33 +210,37 @@ fn on_reply(
         threaded.new_ticket = true;
         step.reopen_conversation(&threaded.ticket, &conversation_id, ReopenReason::NewTicket)?;
         let channel = (inbound.channel.as_str(), channel);
-        return new_ticket(step, channel, threaded, Quiet::default(), None)
-            .map(|(state, _)| Some(state));
+        return new_ticket(step, channel, threaded, Quiet::default(), None).map(|_| ());
     }
     if customer_reply {
         // The customer wrote again on a closed conversation: it is live again.
         let reason = ReopenReason::CustomerReplied;
         step.reopen_conversation(&threaded.ticket, &conversation_id, reason)?;
     }
-    let known = state.trigger_conversations.contains(&conversation_id);
+    let ticket = &mut threaded.ticket;
+    let known = ticket
+        .routing
+        .trigger_conversations
+        .contains(&conversation_id);
     // After a close and reopen, a new thread joining the ticket counts as the ticket's thread.
-    if !known && state.reopened && threaded.conversation.messages == 1 {
-        state.trigger_conversations.push(conversation_id.clone());
+    if !known && ticket.routing.reopened && threaded.conversation.messages == 1 {
+        ticket
+            .routing
+            .trigger_conversations
+            .push(conversation_id.clone());
     }
-    let counts = state.trigger_conversations.contains(&conversation_id);
-    if customer_reply && (counts || !state.open) {
+    let counts = ticket
+        .routing
+        .trigger_conversations
+        .contains(&conversation_id);
+    if customer_reply && (counts || !ticket.routing.open) {
         if !counts {
-            state.trigger_conversations.push(conversation_id);
+            ticket.routing.trigger_conversations.push(conversation_id);
         }
-        fire(
-            step,
-            &threaded.ticket,
-            state,
-            StatusTrigger::CustomerReplied,
-        )?;
+        fire(step, ticket, StatusTrigger::CustomerReplied)?;
     }
-    step.save_ticket_state(&threaded.ticket.id, state)?;
-    Ok(None)
+    step.save_ticket(ticket);
+    Ok(())
 }
 
 /// A message a customer wrote, as opposed to automatic mail, bounces, forwards, echoes of our
@@ -256,10 +256,10 @@ pub fn is_customer_reply(inbound: &Inbound) -> bool {
 /// customer writes to reopens even when the trigger is off (to the first open status).
 pub(super) fn fire(
     step: &mut Step<'_, '_>,
-    ticket: &crate::conversations::Ticket,
-    state: &mut TicketState,
+    ticket: &mut Ticket,
     trigger: StatusTrigger,
 ) -> Result<bool, StoreError> {
+    let state = &ticket.routing;
     let Some(pipeline) = step.pipeline(state) else {
         return Ok(false);
     };
@@ -283,5 +283,5 @@ pub(super) fn fire(
     } else {
         return Ok(false);
     };
-    step.set_status(ticket, state, &target, Cause::Trigger(trigger))
+    step.set_status(ticket, &target, Cause::Trigger(trigger))
 }

@@ -1,6 +1,8 @@
-//! Tickets as deskgate mirrors them: pipeline, status, owner and the bookkeeping that status
-//! triggers need, kept in the state tree and changed in journal order.
+//! Tickets as deskgate mirrors them: what each is (contact, channel, conversations, number)
+//! and where it stands (pipeline, status, owner and the bookkeeping that status triggers need),
+//! one record per ticket, changed in journal order.
 //!
+//! - `ticket`: the [`Ticket`] record, and folding the older two-record layout into it.
 //! - `messages`: the processor's step after threading (new tickets get their pipeline, status
 //!   and owner from [`crate::routing::decide`]; replies fire `customer_replied`; a reply on a
 //!   closed ticket reopens it or opens a new one; spam senders are flagged).
@@ -9,7 +11,8 @@
 //! - `split`: splitting a whole conversation, or chosen mails of one, onto a new ticket.
 //! - `ops`: status changes and what follows them (conversations closed or reopened, open-ticket
 //!   counts, status-reached actions), assignment, moving a conversation to a new ticket.
-//! - `state`: the keys and values kept under `routing/…`.
+//! - `state`: the directory, open-ticket counts, rotations, the closed-ticket index and the
+//!   conversation bookkeeping, kept under `routing/…`.
 //! - `replies`: an agent's reply that went out fires `agent_emailed`.
 //! - `spam`: marking and unmarking spam; a ticket all of whose conversations are spam goes.
 //! - `usage`: the pipelines and statuses stored tickets are in, which a config may not remove
@@ -25,6 +28,7 @@ mod replies;
 mod spam;
 mod split;
 mod state;
+mod ticket;
 mod usage;
 
 use chrono::{DateTime, Utc};
@@ -43,9 +47,8 @@ pub use messages::{after_threading, is_customer_reply, Routed};
 pub use replies::{agent_replied, ReplyEffect};
 pub use usage::{moves_due, moves_of, pipeline_usage, stranded, Usage};
 
-pub use state::{
-    directory_snapshot, directory_view, ticket_view, ConversationState, Outcome, TicketState,
-};
+pub use state::{directory_snapshot, directory_view, ticket_view, ConversationState, Outcome};
+pub use ticket::{fold_routing_records, Routing, Ticket};
 
 /// One record's routing work: the batch, the rules, and the events and actions it produces
 /// in order.

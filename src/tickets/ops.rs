@@ -4,16 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-
 use super::state::{
-    closed_at_key, closed_key, conversation_key, directory_key, get_or_default, open_tickets_key,
-    rotation_key, snapshot_from, ticket_key, ContactView, ConversationState, DirectoryState,
-    TicketState,
+    closed_key, conversation_key, directory_key, get_or_default, open_tickets_key, rotation_key,
+    snapshot_from, ConversationState, DirectoryState,
 };
-use super::{RequestedAction, Step};
+use super::{RequestedAction, Routing, Step, Ticket};
 use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
-use crate::conversations::{Conversation, Ticket};
+use crate::contacts::Contact;
+use crate::conversations::Conversation;
 use crate::events::data::{
     ActionFields, CloseReason, ConversationClosed, ConversationReopened, EventData, Recipient,
     RecipientKind, ReopenReason, StatusCause, StatusTrigger, TicketActionRequested, TicketAssigned,
@@ -40,36 +38,26 @@ pub enum Cause {
 }
 
 impl Step<'_, '_> {
-    pub(super) fn ticket_state(&self, id: &str) -> Result<TicketState, StoreError> {
-        Ok(self.batch.get(&ticket_key(id))?.unwrap_or(TicketState {
-            open: true,
-            ..TicketState::default()
-        }))
+    /// The ticket `id`, if the mirror has it.
+    pub(super) fn ticket(&self, id: &str) -> Result<Option<Ticket>, StoreError> {
+        self.batch.get(&keys::ticket(id))
     }
 
-    /// Saves a ticket's routing state, and keeps the index of closed tickets with it: a ticket
-    /// that is closed now and was not is entered at this step's time; one open again leaves it.
-    pub(super) fn save_ticket_state(
-        &mut self,
-        id: &str,
-        state: &TicketState,
-    ) -> Result<(), StoreError> {
-        let closed_at = self.batch.get::<DateTime<Utc>>(&closed_at_key(id))?;
-        match (state.open, closed_at) {
+    /// Saves a ticket, and keeps the index of closed tickets with it: a ticket that is closed
+    /// now and was not is entered at this step's time; one open again leaves it.
+    pub(super) fn save_ticket(&mut self, ticket: &mut Ticket) {
+        match (ticket.routing.open, ticket.closed_at) {
             (false, None) => {
-                self.batch.put(closed_key(self.at, id), &());
-                self.batch.put(closed_at_key(id), &self.at);
+                self.batch.put(closed_key(self.at, &ticket.id), &());
+                ticket.closed_at = Some(self.at);
             }
-            (true, Some(at)) => self.unmark_closed(id, at),
+            (true, Some(at)) => {
+                self.batch.remove(closed_key(at, &ticket.id));
+                ticket.closed_at = None;
+            }
             _ => {}
         }
-        self.batch.put(ticket_key(id), state);
-        Ok(())
-    }
-
-    pub(super) fn unmark_closed(&mut self, id: &str, at: DateTime<Utc>) {
-        self.batch.remove(closed_key(at, id));
-        self.batch.remove(closed_at_key(id));
+        self.batch.put(keys::ticket(&ticket.id), &*ticket);
     }
 
     pub(super) fn conversation_state(&self, id: &str) -> Result<ConversationState, StoreError> {
@@ -80,16 +68,16 @@ impl Step<'_, '_> {
         self.batch.put(conversation_key(id), state);
     }
 
-    pub(super) fn pipeline(&self, state: &TicketState) -> Option<&PipelineConfig> {
-        state
+    pub(super) fn pipeline(&self, routing: &Routing) -> Option<&PipelineConfig> {
+        routing
             .pipeline
             .as_deref()
             .and_then(|p| self.rules.pipelines.get(p))
     }
 
     /// Whether `status` is an open status of the ticket's pipeline; `None` when unknown.
-    pub(super) fn status_is_open(&self, state: &TicketState, status: &str) -> Option<bool> {
-        self.pipeline(state)?
+    pub(super) fn status_is_open(&self, routing: &Routing, status: &str) -> Option<bool> {
+        self.pipeline(routing)?
             .statuses
             .iter()
             .find(|s| s.id == status)
@@ -124,23 +112,23 @@ impl Step<'_, '_> {
     /// Decides and records the owner of a new ticket, with a `deskgate.ticket.assigned` event.
     pub(super) fn assign(
         &mut self,
-        ticket: &Ticket,
-        state: &mut TicketState,
+        ticket: &mut Ticket,
         rules: &ChannelRules,
-        contact: &ContactView,
+        contact: Option<&Contact>,
     ) -> Result<(), StoreError> {
         if rules.routing.rule == RuleKind::Nobody {
             // Nothing to decide and nothing to explain: no event for channels that never route.
             return Ok(());
         }
         let snapshot = self.snapshot(Some(&ticket.channel))?;
-        let decision = decide(&rules.routing, &snapshot, contact.owner.as_deref());
+        let owner = contact.and_then(|contact| contact.owner.as_deref());
+        let decision = decide(&rules.routing, &snapshot, owner);
         if let Some(picked) = &decision.picked_by_rotation {
             self.batch.put(rotation_key(&ticket.channel), picked);
         }
-        state.owner = decision.assignee.clone();
-        if state.open {
-            self.count_open(state.owner.as_deref(), 1)?;
+        ticket.routing.owner = decision.assignee.clone();
+        if ticket.routing.open {
+            self.count_open(ticket.routing.owner.as_deref(), 1)?;
         }
         let outcome = if decision.assignee.is_some() {
             "assigned"
@@ -170,55 +158,55 @@ impl Step<'_, '_> {
     /// Returns false when the ticket already was in that status.
     pub(super) fn set_status(
         &mut self,
-        ticket: &Ticket,
-        state: &mut TicketState,
+        ticket: &mut Ticket,
         status: &str,
         cause: Cause,
     ) -> Result<bool, StoreError> {
-        self.set_status_from(ticket, state, status, cause, None)
+        self.set_status_from(ticket, status, cause, None)
     }
 
     /// [`Step::set_status`] for a ticket that has just left the pipeline `moved.pipeline` in
     /// status `moved.status`: its status event says so.
     pub(super) fn set_status_from(
         &mut self,
-        ticket: &Ticket,
-        state: &mut TicketState,
+        ticket: &mut Ticket,
         status: &str,
         cause: Cause,
         moved: Option<Moved>,
     ) -> Result<bool, StoreError> {
-        if state.status.as_deref() == Some(status) {
+        if ticket.routing.status.as_deref() == Some(status) {
             return Ok(false);
         }
-        let open = self.status_is_open(state, status).unwrap_or(true);
-        let old = state.status.replace(status.to_owned());
+        let open = self.status_is_open(&ticket.routing, status).unwrap_or(true);
+        let old = ticket.routing.status.replace(status.to_owned());
         let (old, old_pipeline) = match moved {
             Some(moved) => (moved.status, moved.pipeline),
             None => (old, None),
         };
-        let was_open = state.open;
-        state.open = open;
-        let changed = |cause| {
-            EventData::TicketStatusChanged(TicketStatusChanged {
-                ticket: ticket.id.clone(),
-                cause,
-                old_status: old.clone(),
-                new_status: status.to_owned(),
-                pipeline: state.pipeline.clone(),
-                old_pipeline: old_pipeline.clone(),
-            })
-        };
+        let was_open = ticket.routing.open;
+        ticket.routing.open = open;
+        let pipeline = ticket.routing.pipeline.clone();
         let data = match cause {
             Cause::Trigger(trigger) => EventData::TicketStatusTrigger(TicketStatusTrigger {
                 ticket: ticket.id.clone(),
                 trigger,
-                old_status: old.clone(),
+                old_status: old,
                 new_status: status.to_owned(),
-                pipeline: state.pipeline.clone(),
+                pipeline,
             }),
-            Cause::Control => changed(StatusCause::Control),
-            Cause::ConfigMove => changed(StatusCause::ConfigMove),
+            Cause::Control | Cause::ConfigMove => {
+                EventData::TicketStatusChanged(TicketStatusChanged {
+                    ticket: ticket.id.clone(),
+                    cause: match cause {
+                        Cause::ConfigMove => StatusCause::ConfigMove,
+                        _ => StatusCause::Control,
+                    },
+                    old_status: old,
+                    new_status: status.to_owned(),
+                    pipeline,
+                    old_pipeline,
+                })
+            }
         };
         self.emit(&ticket.id, Some(&ticket.channel), data);
         if let Cause::Trigger(trigger) = cause {
@@ -229,19 +217,19 @@ impl Step<'_, '_> {
             );
         }
         if was_open && !open {
-            self.count_open(state.owner.as_deref(), -1)?;
+            self.count_open(ticket.routing.owner.as_deref(), -1)?;
             for conversation in &ticket.conversations {
                 self.close_conversation(ticket, conversation, CloseReason::TicketClosed)?;
             }
         } else if !was_open && open {
-            self.count_open(state.owner.as_deref(), 1)?;
-            state.reopened = true;
+            self.count_open(ticket.routing.owner.as_deref(), 1)?;
+            ticket.routing.reopened = true;
             // A ticket with several threads reopens without guessing which one is meant.
             if let [only] = ticket.conversations.as_slice() {
                 self.reopen_conversation(ticket, only, ReopenReason::TicketReopened)?;
             }
         }
-        self.actions_on_entry(ticket, state, status)?;
+        self.actions_on_entry(ticket, status)?;
         Ok(true)
     }
 
@@ -300,9 +288,9 @@ impl Step<'_, '_> {
     pub(super) fn actions_on_entry(
         &mut self,
         ticket: &Ticket,
-        state: &TicketState,
         status: &str,
     ) -> Result<(), StoreError> {
+        let state = &ticket.routing;
         let Some(pipeline) = self.pipeline(state) else {
             return Ok(());
         };
@@ -323,9 +311,9 @@ impl Step<'_, '_> {
             return Ok(());
         };
         let snapshot = self.snapshot(None)?;
-        let contact: ContactView = get_or_default(self.batch, &keys::contact(&ticket.contact_id))?;
+        let contact: Option<Contact> = self.batch.get(&keys::contact(&ticket.contact_id))?;
         for action in actions {
-            let recipients = recipients(&action, ticket, state, &snapshot, &contact);
+            let recipients = recipients(&action, ticket, &snapshot, contact.as_ref());
             if recipients.is_empty() {
                 continue;
             }
@@ -386,6 +374,9 @@ impl Step<'_, '_> {
         new.conversations = vec![conversation.id.clone()];
         new.created_at = self.at;
         new.updated_at = self.at;
+        // The new ticket is routed by the caller, from nothing.
+        new.routing = Routing::default();
+        new.closed_at = None;
         old.conversations.retain(|c| c != &conversation.id);
         old.updated_at = self.at;
         conversation.ticket_id = new.id.clone();
@@ -400,9 +391,8 @@ impl Step<'_, '_> {
 
     /// Removes a ticket and its conversations from the mirror (the store deleted them).
     pub(super) fn delete_ticket(&mut self, ticket: &Ticket) -> Result<(), StoreError> {
-        let state = self.ticket_state(&ticket.id)?;
-        if state.open {
-            self.count_open(state.owner.as_deref(), -1)?;
+        if ticket.routing.open {
+            self.count_open(ticket.routing.owner.as_deref(), -1)?;
         }
         for id in &ticket.conversations {
             self.forget_conversation(id)?;
@@ -412,16 +402,15 @@ impl Step<'_, '_> {
 
     /// Removes a ticket's own keys (not its conversations'): deleted, or merged into another.
     pub(super) fn drop_ticket_mirror(&mut self, id: &str) -> Result<(), StoreError> {
-        if let Some(at) = self.batch.get(&closed_at_key(id))? {
-            self.unmark_closed(id, at);
-        }
-        if let Some(ticket) = self.batch.get::<Ticket>(&keys::ticket(id))? {
+        if let Some(ticket) = self.ticket(id)? {
+            if let Some(at) = ticket.closed_at {
+                self.batch.remove(closed_key(at, id));
+            }
             crate::conversations::forget_ticket_number(self.batch, &ticket);
             self.batch
                 .remove(keys::contact_ticket(&ticket.contact_id, id));
         }
         self.batch.remove(keys::ticket(id));
-        self.batch.remove(ticket_key(id));
         self.batch.remove(keys::agent_emailed(id));
         Ok(())
     }
@@ -451,9 +440,8 @@ impl Step<'_, '_> {
 fn recipients(
     action: &ActionConfig,
     ticket: &Ticket,
-    state: &TicketState,
     snapshot: &Snapshot,
-    contact: &ContactView,
+    contact: Option<&Contact>,
 ) -> Vec<Recipient> {
     let mut recipients = Vec::new();
     let mut add = |kind: RecipientKind, id: &str, email: Option<&String>| {
@@ -472,7 +460,7 @@ fn recipients(
         ActionKind::Acknowledge => {
             // One acknowledgement, to the customer's first address: the promise names only
             // the address it is kept to.
-            let first = contact.emails().into_iter().next();
+            let first = contact.and_then(|contact| contact.emails().next().map(str::to_owned));
             add(RecipientKind::Contact, &ticket.contact_id, first.as_ref());
         }
         ActionKind::Notify => {
@@ -484,7 +472,7 @@ fn recipients(
                     .filter(|(_, u)| u.teams.contains(team));
                 users.extend(members.map(|(id, _)| id));
             }
-            users.extend(state.owner.as_ref().filter(|_| action.owner));
+            users.extend(ticket.routing.owner.as_ref().filter(|_| action.owner));
             for id in users {
                 add(
                     RecipientKind::User,

@@ -6,8 +6,9 @@ use crate::events::data::StatusTrigger;
 use chrono::{DateTime, Utc};
 
 use super::messages::fire;
+use super::Ticket;
 use super::{RequestedAction, Step};
-use crate::conversations::{Conversation, Ticket};
+use crate::conversations::Conversation;
 use crate::events::OutboxWriter;
 use crate::ids::Minter;
 use crate::routing::RuleSet;
@@ -37,7 +38,7 @@ pub fn agent_replied(
     else {
         return Ok(ReplyEffect::default());
     };
-    let Some(ticket) = batch.get::<Ticket>(&keys::ticket(&conversation.ticket_id))? else {
+    let Some(mut ticket) = batch.get::<Ticket>(&keys::ticket(&conversation.ticket_id))? else {
         return Ok(ReplyEffect::default());
     };
     let mut step = Step {
@@ -49,13 +50,12 @@ pub fn agent_replied(
         events: Vec::new(),
         actions: Vec::new(),
     };
-    let mut state = step.ticket_state(&ticket.id)?;
-    if state.ticketless || !ticket.conversations.contains(&conversation.id) {
+    if ticket.routing.ticketless || !ticket.conversations.contains(&conversation.id) {
         return Ok(ReplyEffect::default());
     }
-    let fired = fire(&mut step, &ticket, &mut state, StatusTrigger::AgentEmailed)?;
+    let fired = fire(&mut step, &mut ticket, StatusTrigger::AgentEmailed)?;
     if fired {
-        step.save_ticket_state(&ticket.id, &state)?;
+        step.save_ticket(&mut ticket);
     }
     let (events, actions) = (step.events, step.actions);
     super::push_events(outbox, batch, at, &events)?;

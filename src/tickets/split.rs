@@ -13,8 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::json;
 
 use super::control::{not_found, Answer, Refusal};
-use super::state::TicketState;
-use super::Step;
+use super::{Routing, Step, Ticket};
 use crate::conversations::split::{self, MessageLinks};
 use crate::conversations::Conversation;
 use crate::events::data::{EventData, TicketSplit};
@@ -64,12 +63,10 @@ impl Step<'_, '_> {
             let message = format!("ticket {:?} has only this conversation", ticket.id);
             return Ok(Err((409, message)));
         }
-        let old_state = self.ticket_state(&ticket.id)?;
-        let (new, _) = self.detach(&mut conversation, &ticket)?;
-        let mut old_state_after = old_state.clone();
-        old_state_after.trigger_conversations.retain(|c| c != id);
-        self.save_ticket_state(&ticket.id, &old_state_after)?;
-        let state = self.open_split_ticket(old_state, &new.id, id)?;
+        let (mut new, mut old) = self.detach(&mut conversation, &ticket)?;
+        old.routing.trigger_conversations.retain(|c| c != id);
+        self.save_ticket(&mut old);
+        let routing = self.open_split_ticket(&ticket.routing, &mut new, id)?;
         let data = TicketSplit {
             ticket: ticket.id.clone(),
             new_ticket: new.id.clone(),
@@ -77,7 +74,7 @@ impl Step<'_, '_> {
             conversation: id.to_owned(),
             from_conversation: None,
             messages: None,
-            routing: state,
+            routing,
         };
         self.emit(
             &ticket.id,
@@ -98,7 +95,7 @@ impl Step<'_, '_> {
             Err(refusal) => return Ok(Err(refusal)),
         };
         let mut new = self.split_off_conversation(&old, &choice)?;
-        let (new_ticket, _) = self.detach(&mut new, &ticket)?;
+        let (mut new_ticket, _) = self.detach(&mut new, &ticket)?;
         split::move_mails(self.batch, (&old, &new), &choice.mails, &choice.moved)?;
         old.messages = old.messages.saturating_sub(choice.moved.len() as u64);
         let moved_last = choice.moving().map(|(_, m)| m.received_at).max();
@@ -118,8 +115,7 @@ impl Step<'_, '_> {
         bookkeeping.closed = false;
         bookkeeping.from_forward = false;
         self.save_conversation_state(&new.id, &bookkeeping);
-        let old_state = self.ticket_state(&ticket.id)?;
-        let state = self.open_split_ticket(old_state, &new_ticket.id, &new.id)?;
+        let routing = self.open_split_ticket(&ticket.routing, &mut new_ticket, &new.id)?;
         let messages: Vec<String> = choice
             .moving()
             .map(|(seq, _)| self.minter.message_id(*seq))
@@ -131,7 +127,7 @@ impl Step<'_, '_> {
             conversation: new.id.clone(),
             from_conversation: Some(old.id.clone()),
             messages: Some(messages.clone()),
-            routing: state,
+            routing,
         };
         self.emit(
             &ticket.id,
@@ -264,31 +260,31 @@ impl Step<'_, '_> {
         Ok(())
     }
 
-    /// Saves and returns the state of a ticket split off one with `old_state`, whose
-    /// conversation `conversation` is its thread for status triggers.
+    /// Routes and saves `new`, split off a ticket routed as `old`, whose conversation
+    /// `conversation` is its thread for status triggers; returns its routing.
     fn open_split_ticket(
         &mut self,
-        old_state: TicketState,
-        new_ticket: &str,
+        old: &Routing,
+        new: &mut Ticket,
         conversation: &str,
-    ) -> Result<TicketState, StoreError> {
+    ) -> Result<Routing, StoreError> {
         let first_open = self
-            .pipeline(&old_state)
+            .pipeline(old)
             .and_then(|p| p.statuses.iter().find(|s| s.open))
             .map(|s| s.id.clone());
-        let state = TicketState {
-            status: if old_state.open {
-                old_state.status.clone()
+        new.routing = Routing {
+            status: if old.open {
+                old.status.clone()
             } else {
                 first_open
             },
             open: true,
             trigger_conversations: vec![conversation.to_owned()],
             reopened: false,
-            ..old_state
+            ..old.clone()
         };
-        self.count_open(state.owner.as_deref(), 1)?;
-        self.save_ticket_state(new_ticket, &state)?;
-        Ok(state)
+        self.count_open(new.routing.owner.as_deref(), 1)?;
+        self.save_ticket(new);
+        Ok(new.routing.clone())
     }
 }

@@ -2,11 +2,12 @@
 //! - `directory`: users and teams added or changed through the control API, and availability;
 //! - `open_tickets`: open tickets per owner, kept with every assignment and status change;
 //! - `rotation/{channel}`: the user the channel's round robin picked last;
-//! - `ticket/{id}`, `conversation/{id}`: the mirror's pipeline, status and owner, and the
-//!   conversation bookkeeping the triggers need;
+//! - `conversation/{id}`: the conversation bookkeeping the triggers need;
 //! - `spam_contact/{id}`, `spam_list`: flagged senders and spam conversations awaiting purge;
-//! - `closed/{seconds}{id}`, `closed_at/{id}`: closed tickets by the time they closed (oldest
-//!   first, big-endian seconds), which `routing.closed_retention_secs` forgets.
+//! - `closed/{seconds}{id}`: closed tickets by the time they closed (oldest first, big-endian
+//!   seconds), which `routing.closed_retention_secs` forgets.
+//!
+//! The ticket itself, with its pipeline, status and owner, is one record: see [`super::ticket`].
 
 use std::collections::BTreeMap;
 
@@ -15,9 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::Ticket;
 use crate::config::{StartingAvailability, TeamConfig};
-use crate::conversations::Ticket;
-use crate::model::{Availability, Identity};
+use crate::model::Availability;
 use crate::routing::{RuleSet, Snapshot, User};
 use crate::store::{keys, StateBatch, Store, StoreError};
 
@@ -30,35 +31,6 @@ pub struct DirectoryState {
     pub teams: BTreeMap<String, TeamConfig>,
     #[serde(default)]
     pub availability: BTreeMap<String, Availability>,
-}
-
-/// The mirror's routing fields of one ticket.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
-pub struct TicketState {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pipeline: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Whether the status is an open one (a ticket without a pipeline is open).
-    pub open: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    /// Conversations whose customer replies fire `customer_replied`: the one the ticket was
-    /// created from, and new threads joined after a close and reopen.
-    #[serde(default)]
-    pub trigger_conversations: Vec<String>,
-    /// The ticket was closed and reopened, so new threads on it count for the trigger.
-    #[serde(default)]
-    pub reopened: bool,
-    /// Messages on this channel do not open tickets: the store sees conversation events only.
-    #[serde(default)]
-    pub ticketless: bool,
-    #[serde(default)]
-    pub chat: bool,
 }
 
 /// Bookkeeping of one conversation.
@@ -78,32 +50,6 @@ pub struct ConversationState {
 pub struct Outcome {
     pub status: u16,
     pub body: Value,
-}
-
-/// The parts of a contact routing reads, tolerant of fields added by other work (the contacts
-/// work adds `owner`; reading it with a default lets both branches meet).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ContactView {
-    #[serde(default)]
-    pub owner: Option<String>,
-    #[serde(default)]
-    pub identities: Vec<Identity>,
-}
-
-impl ContactView {
-    pub fn emails(&self) -> Vec<String> {
-        self.identities
-            .iter()
-            .filter_map(|identity| match identity {
-                Identity::Email { address } => Some(address.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-pub fn ticket_key(id: &str) -> Vec<u8> {
-    keys::routing(&format!("ticket/{id}"))
 }
 
 pub fn conversation_key(id: &str) -> Vec<u8> {
@@ -158,11 +104,6 @@ fn closed_bound(seconds: i64) -> Vec<u8> {
 /// The ticket id of an entry of the closed index.
 pub fn closed_ticket(key: &[u8]) -> String {
     String::from_utf8_lossy(key.get(CLOSED.len() + 8..).unwrap_or_default()).into_owned()
-}
-
-/// When a closed ticket closed (kept beside its mirror so that event payloads stay as they were).
-pub fn closed_at_key(ticket: &str) -> Vec<u8> {
-    keys::routing(&format!("closed_at/{ticket}"))
 }
 
 /// Spam conversations awaiting purge, oldest first.
@@ -241,7 +182,6 @@ pub fn ticket_view(store: &Store, id: &str) -> Result<Option<Value>, StoreError>
     let Some(ticket) = store.state_get::<Ticket>(&keys::ticket(id))? else {
         return Ok(None);
     };
-    let state: TicketState = store.state_get(&ticket_key(id))?.unwrap_or_default();
     let mut conversations = Vec::new();
     for conversation in &ticket.conversations {
         let bookkeeping: ConversationState = store
@@ -250,8 +190,8 @@ pub fn ticket_view(store: &Store, id: &str) -> Result<Option<Value>, StoreError>
         conversations.push(json!({ "id": conversation, "state": bookkeeping }));
     }
     Ok(Some(json!({
-        "ticket": ticket,
-        "routing": state,
+        "ticket": crate::events::data::TicketFields::from(&ticket),
+        "routing": ticket.routing,
         "conversations": conversations,
     })))
 }

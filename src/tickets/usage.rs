@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::state::TicketState;
+use super::Ticket;
 use crate::config::{Config, ConfigProblem};
 use crate::model::PipelineMove;
 use crate::store::{keys, Store, StoreError};
@@ -16,13 +16,13 @@ pub type Usage = BTreeMap<String, BTreeMap<Option<String>, u64>>;
 /// Counts the tickets of the mirror by pipeline and status.
 pub fn pipeline_usage(store: &Store) -> Result<Usage, StoreError> {
     const PAGE: usize = 4096;
-    let prefix = keys::routing("ticket/");
+    let prefix = keys::ticket("");
     let mut usage = Usage::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page: Vec<(Vec<u8>, TicketState)> =
-            store.state_scan(&prefix, after.as_deref(), PAGE)?;
-        for (_, state) in &page {
+        let page: Vec<(Vec<u8>, Ticket)> = store.state_scan(&prefix, after.as_deref(), PAGE)?;
+        for (_, ticket) in &page {
+            let state = &ticket.routing;
             if let (Some(pipeline), false) = (&state.pipeline, state.ticketless) {
                 let statuses = usage.entry(pipeline.clone()).or_default();
                 *statuses.entry(state.status.clone()).or_default() += 1;

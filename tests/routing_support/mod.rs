@@ -5,7 +5,6 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use deskgate::config::Config;
-use deskgate::conversations::Ticket;
 use deskgate::events::OutboxWriter;
 use deskgate::ids::Minter;
 use deskgate::model::{
@@ -15,6 +14,7 @@ use deskgate::processor::Processor;
 use deskgate::routing::RuleSet;
 use deskgate::store::{keys, Store};
 use deskgate::tickets::Outcome;
+use deskgate::tickets::Ticket;
 use serde_json::Value;
 use uuid::Uuid;
 

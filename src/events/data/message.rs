@@ -1,12 +1,13 @@
 //! The data of the message events (`deskgate.ticket.created`, `deskgate.ticket.message_added`,
 //! `deskgate.conversation.message_added`) and of `deskgate.ticket.merge_suggested`.
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::Micros;
-use crate::conversations::Ticket;
 use crate::model::{Attachment, EmailMeta, MessageFlags, MessageKind, Sender};
+use crate::tickets::Ticket;
 
 /// The data of a message event: `deskgate.ticket.created` (the message opened the ticket),
 /// `deskgate.ticket.message_added` (a later message of the ticket) and
@@ -29,10 +30,59 @@ pub struct MessageAdded {
 pub struct TicketView {
     /// The ticket.
     #[serde(flatten)]
-    pub ticket: Ticket,
+    pub ticket: TicketFields,
     /// Its pipeline, status, owner, priority and category after the message.
     #[serde(flatten)]
     pub routing: Option<TicketRouting>,
+}
+
+/// deskgate's mirror of a ticket; the ticket store owns the real one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(rename = "Ticket")]
+pub struct TicketFields {
+    /// The ticket's id (stable).
+    pub id: String,
+    /// The short number people name the ticket by (`#1042`): unique in this deskgate instance
+    /// and never given twice. 0 for tickets opened before numbers existed.
+    pub number: u64,
+    /// The contact (customer) the ticket is for.
+    pub contact_id: String,
+    /// The channel of the message that opened it.
+    pub channel: String,
+    /// The subject of the message that opened it, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The ids of its conversations (threads), oldest first.
+    pub conversations: Vec<String>,
+    /// When it was opened.
+    pub created_at: DateTime<Utc>,
+    /// When a message or change last touched it.
+    pub updated_at: DateTime<Utc>,
+    /// Tickets a mail proved to be the same thread as this one, already suggested for a merge
+    /// (`deskgate.ticket.merge_suggested`), so that the suggestion is made once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merge_suggested: Vec<String>,
+    /// Contacts besides the ticket's own who take part: people its mail was copied to (Cc).
+    /// A mail naming the ticket only by its subject tag is accepted from them too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
+}
+
+impl From<&Ticket> for TicketFields {
+    fn from(ticket: &Ticket) -> Self {
+        TicketFields {
+            id: ticket.id.clone(),
+            number: ticket.number,
+            contact_id: ticket.contact_id.clone(),
+            channel: ticket.channel.clone(),
+            subject: ticket.subject.clone(),
+            conversations: ticket.conversations.clone(),
+            created_at: ticket.created_at,
+            updated_at: ticket.updated_at,
+            merge_suggested: ticket.merge_suggested.clone(),
+            participants: ticket.participants.clone(),
+        }
+    }
 }
 
 /// A ticket's routing fields as message events show them.
@@ -145,7 +195,7 @@ pub struct MessageView {
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct TicketMergeSuggested {
     /// The ticket the mail went to.
-    pub ticket: Ticket,
+    pub ticket: TicketFields,
     /// The ids of the other tickets it referred to.
     pub candidates: Vec<String>,
     /// The id of the conversation the mail went to.

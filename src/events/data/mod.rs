@@ -35,7 +35,7 @@ pub use contact::{
 };
 pub use message::{
     ConversationRef, Direction, IgnoredProperty, MessageAdded, MessageRef, MessageView,
-    TicketMergeSuggested, TicketRouting, TicketView,
+    TicketFields, TicketMergeSuggested, TicketRouting, TicketView,
 };
 pub use notice::{ChannelNotice, InboundQuarantined, SinkDeadLettered, SinkDisabled};
 pub use outbound::{

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::{ActionKind, RuleKind};
-use crate::tickets::TicketState;
+use crate::tickets::Routing;
 
 /// What decided an assignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
@@ -198,7 +198,7 @@ pub struct TicketSplit {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<String>>,
     /// The new ticket's routing state.
-    pub routing: TicketState,
+    pub routing: Routing,
 }
 
 /// `deskgate.ticket.deleted`: the ticket was deleted through the control API, or all of its

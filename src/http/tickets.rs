@@ -1,5 +1,5 @@
-//! Control routes for the directory, tickets and conversations (`/v1/control/users`, `teams`,
-//! `tickets`, `conversations`). Reads answer from state; mutations are journaled as
+//! Control routes for tickets and conversations, and the directory of users and teams they are
+//! routed to (`/v1/control/tickets`, `conversations`, `users`, `teams`). Reads answer from state; mutations are journaled as
 //! [`Record::Control`], and the handler answers once the processor has applied them, with the
 //! outcome the processor stored.
 
