@@ -1,5 +1,7 @@
 //! Key layouts. Numbers are big-endian so that byte order is numeric order.
 
+use chrono::{DateTime, Utc};
+
 use crate::model::DedupeKey;
 
 pub const JOURNAL: &[u8] = b"j";
@@ -191,9 +193,70 @@ pub fn be_u64(bytes: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// Routing's state (directory, ticket mirror status and owner, rotations, spam): `routing/…`.
-pub fn routing(suffix: &str) -> Vec<u8> {
+// What the tickets step keeps beside the tickets (`tickets/state.rs`), under `routing/…`.
+
+fn routing(suffix: &str) -> Vec<u8> {
     format!("routing/{suffix}").into_bytes()
+}
+
+/// A conversation's bookkeeping for the status triggers (closed, from a forward, spam).
+pub fn conversation_state(id: &str) -> Vec<u8> {
+    routing(&format!("conversation/{id}"))
+}
+
+/// The user a channel's round robin picked last.
+pub fn rotation(channel: &str) -> Vec<u8> {
+    routing(&format!("rotation/{channel}"))
+}
+
+/// A contact flagged as a spam sender.
+pub fn spam_contact(contact: &str) -> Vec<u8> {
+    routing(&format!("spam_contact/{contact}"))
+}
+
+/// Users and teams added or changed through the control API, and availability.
+pub fn directory() -> Vec<u8> {
+    routing("directory")
+}
+
+/// Open tickets per owner.
+pub fn open_tickets() -> Vec<u8> {
+    routing("open_tickets")
+}
+
+/// Spam conversations awaiting purge, oldest first.
+pub fn spam_list() -> Vec<u8> {
+    routing("spam_list")
+}
+
+const CLOSED: &[u8] = b"routing/closed/";
+
+/// A closed ticket's entry in the index of closed tickets, by the second it closed.
+pub fn closed(at: DateTime<Utc>, ticket: &str) -> Vec<u8> {
+    let mut key = closed_bound(at.timestamp());
+    key.extend_from_slice(ticket.as_bytes());
+    key
+}
+
+/// The start of the index of closed tickets.
+pub fn closed_start() -> &'static [u8] {
+    CLOSED
+}
+
+/// The end (exclusive) of the index entries of tickets closed at or before `cutoff`.
+pub fn closed_until(cutoff: DateTime<Utc>) -> Vec<u8> {
+    closed_bound(cutoff.timestamp().saturating_add(1))
+}
+
+fn closed_bound(seconds: i64) -> Vec<u8> {
+    let mut key = CLOSED.to_vec();
+    key.extend_from_slice(&(seconds.max(0) as u64).to_be_bytes());
+    key
+}
+
+/// The ticket id of an entry of the closed index.
+pub fn closed_ticket(key: &[u8]) -> String {
+    String::from_utf8_lossy(key.get(CLOSED.len() + 8..).unwrap_or_default()).into_owned()
 }
 
 /// An outgoing message (see `outbound`).

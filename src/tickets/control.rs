@@ -8,9 +8,7 @@ use serde_json::{json, Value};
 
 use super::messages::fire;
 use super::ops::{Cause, Moved};
-use super::state::{
-    directory_key, get_or_default, spam_list_key, DirectoryState, Outcome, SpamList,
-};
+use super::state::{get_or_default, DirectoryState, Outcome, SpamList};
 use super::{RequestedAction, Step, Ticket};
 use crate::config::TeamConfig;
 use crate::conversations::Conversation;
@@ -169,12 +167,12 @@ impl Step<'_, '_> {
     }
 
     fn put_team(&mut self, id: &str, label: &str) -> Result<Answer, StoreError> {
-        let mut directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
+        let mut directory: DirectoryState = get_or_default(self.batch, &keys::directory())?;
         let team = TeamConfig {
             label: label.to_owned(),
         };
         directory.teams.insert(id.to_owned(), team.clone());
-        self.batch.put(directory_key(), &directory);
+        self.batch.put(keys::directory(), &directory);
         Ok(Ok(json!({ "id": id, "team": team })))
     }
 
@@ -186,9 +184,9 @@ impl Step<'_, '_> {
         if !self.snapshot(None)?.users.contains_key(user) {
             return Ok(Err(not_found("user", user)));
         }
-        let mut directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
+        let mut directory: DirectoryState = get_or_default(self.batch, &keys::directory())?;
         directory.availability.insert(user.to_owned(), availability);
-        self.batch.put(directory_key(), &directory);
+        self.batch.put(keys::directory(), &directory);
         Ok(Ok(json!({ "id": user, "availability": availability })))
     }
 
@@ -200,7 +198,7 @@ impl Step<'_, '_> {
         seat: bool,
         teams: &[String],
     ) -> Result<Answer, StoreError> {
-        let mut directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
+        let mut directory: DirectoryState = get_or_default(self.batch, &keys::directory())?;
         for team in teams {
             if !self.rules.teams.contains_key(team) && !directory.teams.contains_key(team) {
                 return Ok(Err((422, format!("teams: unknown team {team:?}"))));
@@ -223,7 +221,7 @@ impl Step<'_, '_> {
             availability,
         };
         directory.users.insert(id.to_owned(), user.clone());
-        self.batch.put(directory_key(), &directory);
+        self.batch.put(keys::directory(), &directory);
         Ok(Ok(json!({ "id": id, "user": user })))
     }
 
@@ -439,7 +437,7 @@ impl Step<'_, '_> {
     /// Purges spam conversations older than the retention. Times come from the record being
     /// applied, so a replay purges at the same point. Returns whether it purged any.
     pub(super) fn purge_expired_spam(&mut self) -> Result<bool, StoreError> {
-        let mut list: SpamList = get_or_default(self.batch, &spam_list_key())?;
+        let mut list: SpamList = get_or_default(self.batch, &keys::spam_list())?;
         let expired = list
             .iter()
             .take_while(|(at, _)| *at + self.rules.spam_retention <= self.at)
@@ -460,7 +458,7 @@ impl Step<'_, '_> {
                 self.forget_conversation(&id)?;
             }
         }
-        self.batch.put(spam_list_key(), &list);
+        self.batch.put(keys::spam_list(), &list);
         Ok(true)
     }
 }

@@ -12,7 +12,6 @@
 //! the time a ticket goes, its conversations' journal records are gone too, and erasing its
 //! contact has nothing left there to redact.
 
-use super::state::{closed_start, closed_ticket, closed_until};
 use super::Step;
 use crate::conversations::Conversation;
 use crate::ids::Minter;
@@ -33,11 +32,11 @@ pub fn forget_closed(
     let Some(retention) = rules.closed_retention else {
         return Ok(0);
     };
-    let until = closed_until(at - retention);
-    if !batch.may_hold_range(closed_start(), &until)? {
+    let until = keys::closed_until(at - retention);
+    if !batch.may_hold_range(keys::closed_start(), &until)? {
         return Ok(0);
     }
-    let due = batch.keys_in_range(closed_start(), &until, PER_STEP)?;
+    let due = batch.keys_in_range(keys::closed_start(), &until, PER_STEP)?;
     let mut step = Step {
         batch,
         rules,
@@ -49,7 +48,7 @@ pub fn forget_closed(
     };
     let mut forgotten = 0;
     for key in due {
-        let id = closed_ticket(&key);
+        let id = keys::closed_ticket(&key);
         step.batch.remove(key);
         let Some(ticket) = step.ticket(&id)? else {
             // Deleted or merged since it closed.

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::ops::Cause;
-use super::state::spam_contact_key;
+
 use super::{RequestedAction, Routing, Step, Ticket};
 use crate::config::{ClosedReply, CUSTOMER_REPLIED_TARGET};
 use crate::contacts::Contact;
@@ -105,7 +105,7 @@ pub fn after_threading(
     let contact_id = threaded.conversation.contact_id.clone();
     let spam = step
         .batch
-        .get_raw(&spam_contact_key(&contact_id))?
+        .get_raw(&keys::spam_contact(&contact_id))?
         .is_some();
     let conversation_id = threaded.conversation.id.clone();
     // Only a conversation that starts with a forward needs bookkeeping from its first message;

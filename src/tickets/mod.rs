@@ -95,7 +95,8 @@ pub fn user_exists(
     batch: &StateBatch<'_>,
     id: &str,
 ) -> Result<bool, crate::store::StoreError> {
-    let directory: state::DirectoryState = state::get_or_default(batch, &state::directory_key())?;
+    let directory: state::DirectoryState =
+        state::get_or_default(batch, &crate::store::keys::directory())?;
     Ok(rules.users.contains_key(id) || directory.users.contains_key(id))
 }
 

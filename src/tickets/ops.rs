@@ -4,10 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{
-    closed_key, conversation_key, directory_key, get_or_default, open_tickets_key, rotation_key,
-    snapshot_from, ConversationState, DirectoryState,
-};
+use super::state::{get_or_default, snapshot_from, ConversationState, DirectoryState};
 use super::{RequestedAction, Routing, Step, Ticket};
 use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
 use crate::contacts::Contact;
@@ -48,11 +45,11 @@ impl Step<'_, '_> {
     pub(super) fn save_ticket(&mut self, ticket: &mut Ticket) {
         match (ticket.routing.open, ticket.closed_at) {
             (false, None) => {
-                self.batch.put(closed_key(self.at, &ticket.id), &());
+                self.batch.put(keys::closed(self.at, &ticket.id), &());
                 ticket.closed_at = Some(self.at);
             }
             (true, Some(at)) => {
-                self.batch.remove(closed_key(at, &ticket.id));
+                self.batch.remove(keys::closed(at, &ticket.id));
                 ticket.closed_at = None;
             }
             _ => {}
@@ -61,11 +58,11 @@ impl Step<'_, '_> {
     }
 
     pub(super) fn conversation_state(&self, id: &str) -> Result<ConversationState, StoreError> {
-        get_or_default(self.batch, &conversation_key(id))
+        get_or_default(self.batch, &keys::conversation_state(id))
     }
 
     pub(super) fn save_conversation_state(&mut self, id: &str, state: &ConversationState) {
-        self.batch.put(conversation_key(id), state);
+        self.batch.put(keys::conversation_state(id), state);
     }
 
     pub(super) fn pipeline(&self, routing: &Routing) -> Option<&PipelineConfig> {
@@ -89,21 +86,21 @@ impl Step<'_, '_> {
         let Some(owner) = owner else {
             return Ok(());
         };
-        let mut counts: BTreeMap<String, u64> = get_or_default(self.batch, &open_tickets_key())?;
+        let mut counts: BTreeMap<String, u64> = get_or_default(self.batch, &keys::open_tickets())?;
         let count = counts.entry(owner.to_owned()).or_default();
         *count = count.saturating_add_signed(delta);
         if *count == 0 {
             counts.remove(owner);
         }
-        self.batch.put(open_tickets_key(), &counts);
+        self.batch.put(keys::open_tickets(), &counts);
         Ok(())
     }
 
     pub(super) fn snapshot(&self, channel: Option<&str>) -> Result<Snapshot, StoreError> {
-        let directory: DirectoryState = get_or_default(self.batch, &directory_key())?;
-        let open = get_or_default(self.batch, &open_tickets_key())?;
+        let directory: DirectoryState = get_or_default(self.batch, &keys::directory())?;
+        let open = get_or_default(self.batch, &keys::open_tickets())?;
         let last = match channel {
-            Some(channel) => self.batch.get(&rotation_key(channel))?,
+            Some(channel) => self.batch.get(&keys::rotation(channel))?,
             None => None,
         };
         Ok(snapshot_from(self.rules, &directory, open, last))
@@ -124,7 +121,7 @@ impl Step<'_, '_> {
         let owner = contact.and_then(|contact| contact.owner.as_deref());
         let decision = decide(&rules.routing, &snapshot, owner);
         if let Some(picked) = &decision.picked_by_rotation {
-            self.batch.put(rotation_key(&ticket.channel), picked);
+            self.batch.put(keys::rotation(&ticket.channel), picked);
         }
         ticket.routing.owner = decision.assignee.clone();
         if ticket.routing.open {
@@ -404,7 +401,7 @@ impl Step<'_, '_> {
     pub(super) fn drop_ticket_mirror(&mut self, id: &str) -> Result<(), StoreError> {
         if let Some(ticket) = self.ticket(id)? {
             if let Some(at) = ticket.closed_at {
-                self.batch.remove(closed_key(at, id));
+                self.batch.remove(keys::closed(at, id));
             }
             crate::conversations::forget_ticket_number(self.batch, &ticket);
             self.batch
@@ -429,7 +426,7 @@ impl Step<'_, '_> {
             }
         }
         self.batch.remove(keys::conversation(id));
-        self.batch.remove(conversation_key(id));
+        self.batch.remove(keys::conversation_state(id));
         crate::conversations::forget_email_ids(self.batch, id)?;
         crate::outbound::erase::drop_conversation(self.batch, id)
     }

@@ -8,7 +8,7 @@
 use serde_json::json;
 
 use super::control::{not_found, Answer};
-use super::state::{get_or_default, spam_contact_key, spam_list_key, SpamList};
+use super::state::{get_or_default, SpamList};
 use super::Step;
 use crate::conversations::Conversation;
 use crate::events::data::{ContactSpamUndone, ConversationSpam, ConversationSpamUndone, EventData};
@@ -29,10 +29,10 @@ impl Step<'_, '_> {
         bookkeeping.spam = true;
         self.save_conversation_state(id, &bookkeeping);
         self.batch
-            .put(spam_contact_key(&conversation.contact_id), &self.at);
-        let mut list: SpamList = get_or_default(self.batch, &spam_list_key())?;
+            .put(keys::spam_contact(&conversation.contact_id), &self.at);
+        let mut list: SpamList = get_or_default(self.batch, &keys::spam_list())?;
         list.push((self.at, id.to_owned()));
-        self.batch.put(spam_list_key(), &list);
+        self.batch.put(keys::spam_list(), &list);
         let data = ConversationSpam {
             ticket: ticket.id.clone(),
             conversation: id.to_owned(),
@@ -87,9 +87,9 @@ impl Step<'_, '_> {
     /// returns those conversations. Emits one event per conversation and one for the contact
     /// when it was flagged.
     fn lift_spam(&mut self, contact: &str) -> Result<Vec<String>, StoreError> {
-        let flagged = self.batch.get_raw(&spam_contact_key(contact))?.is_some();
-        self.batch.remove(spam_contact_key(contact));
-        let list: SpamList = get_or_default(self.batch, &spam_list_key())?;
+        let flagged = self.batch.get_raw(&keys::spam_contact(contact))?.is_some();
+        self.batch.remove(keys::spam_contact(contact));
+        let list: SpamList = get_or_default(self.batch, &keys::spam_list())?;
         let mut kept = SpamList::new();
         let mut unmarked = Vec::new();
         for (at, id) in list {
@@ -114,7 +114,7 @@ impl Step<'_, '_> {
                 _ => kept.push((at, id)),
             }
         }
-        self.batch.put(spam_list_key(), &kept);
+        self.batch.put(keys::spam_list(), &kept);
         if flagged || !unmarked.is_empty() {
             let data = ContactSpamUndone {
                 contact: contact.to_owned(),

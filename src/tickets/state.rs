@@ -1,4 +1,5 @@
-//! What routing keeps in the state tree, under `routing/…` keys:
+//! What the tickets step keeps beside the tickets, under `routing/…` keys (their layouts are in
+//! [`crate::store::keys`]):
 //! - `directory`: users and teams added or changed through the control API, and availability;
 //! - `open_tickets`: open tickets per owner, kept with every assignment and status change;
 //! - `rotation/{channel}`: the user the channel's round robin picked last;
@@ -50,60 +51,6 @@ pub struct ConversationState {
 pub struct Outcome {
     pub status: u16,
     pub body: Value,
-}
-
-pub fn conversation_key(id: &str) -> Vec<u8> {
-    keys::routing(&format!("conversation/{id}"))
-}
-
-pub fn rotation_key(channel: &str) -> Vec<u8> {
-    keys::routing(&format!("rotation/{channel}"))
-}
-
-pub fn spam_contact_key(contact: &str) -> Vec<u8> {
-    keys::routing(&format!("spam_contact/{contact}"))
-}
-
-pub fn directory_key() -> Vec<u8> {
-    keys::routing("directory")
-}
-
-pub fn open_tickets_key() -> Vec<u8> {
-    keys::routing("open_tickets")
-}
-
-pub fn spam_list_key() -> Vec<u8> {
-    keys::routing("spam_list")
-}
-
-const CLOSED: &[u8] = b"routing/closed/";
-
-/// A closed ticket's entry in the index of closed tickets, by the second it closed.
-pub fn closed_key(at: DateTime<Utc>, ticket: &str) -> Vec<u8> {
-    let mut key = closed_bound(at.timestamp());
-    key.extend_from_slice(ticket.as_bytes());
-    key
-}
-
-/// The start of the index of closed tickets.
-pub fn closed_start() -> &'static [u8] {
-    CLOSED
-}
-
-/// The end (exclusive) of the index entries of tickets closed at or before `cutoff`.
-pub fn closed_until(cutoff: DateTime<Utc>) -> Vec<u8> {
-    closed_bound(cutoff.timestamp().saturating_add(1))
-}
-
-fn closed_bound(seconds: i64) -> Vec<u8> {
-    let mut key = CLOSED.to_vec();
-    key.extend_from_slice(&(seconds.max(0) as u64).to_be_bytes());
-    key
-}
-
-/// The ticket id of an entry of the closed index.
-pub fn closed_ticket(key: &[u8]) -> String {
-    String::from_utf8_lossy(key.get(CLOSED.len() + 8..).unwrap_or_default()).into_owned()
 }
 
 /// Spam conversations awaiting purge, oldest first.
@@ -158,15 +105,15 @@ pub fn snapshot_from(
 /// The directory as the last processor step left it, read outside a step: users with their
 /// availability (config overlaid with the control API's changes) and open tickets per user.
 pub fn directory_snapshot(store: &Store, rules: &RuleSet) -> Result<Snapshot, StoreError> {
-    let directory: DirectoryState = store.state_get(&directory_key())?.unwrap_or_default();
-    let open = store.state_get(&open_tickets_key())?.unwrap_or_default();
+    let directory: DirectoryState = store.state_get(&keys::directory())?.unwrap_or_default();
+    let open = store.state_get(&keys::open_tickets())?.unwrap_or_default();
     Ok(snapshot_from(rules, &directory, open, None))
 }
 
 /// The directory read outside a processor step, for the control API's listings: users with
 /// their availability, teams, and open tickets per user.
 pub fn directory_view(store: &Store, rules: &RuleSet) -> Result<Value, StoreError> {
-    let directory: DirectoryState = store.state_get(&directory_key())?.unwrap_or_default();
+    let directory: DirectoryState = store.state_get(&keys::directory())?.unwrap_or_default();
     let mut teams = rules.teams.clone();
     teams.extend(directory.teams.clone());
     let snapshot = directory_snapshot(store, rules)?;
@@ -185,7 +132,7 @@ pub fn ticket_view(store: &Store, id: &str) -> Result<Option<Value>, StoreError>
     let mut conversations = Vec::new();
     for conversation in &ticket.conversations {
         let bookkeeping: ConversationState = store
-            .state_get(&conversation_key(conversation))?
+            .state_get(&keys::conversation_state(conversation))?
             .unwrap_or_default();
         conversations.push(json!({ "id": conversation, "state": bookkeeping }));
     }
