@@ -399,12 +399,8 @@ impl Processor {
             (&mut threaded, history.is_some()),
         )?;
         let (event_type, subject) = routed.message_event(&threaded);
-        let mut data = self.message_data(seq, inbound, &threaded);
-        data.ticket = routed.ticket_view(&threaded.ticket);
-        data.message.spam = routed.spam;
-        if let Some(reason) = &history {
-            data.message.imported = true;
-            data.message.imported_reason = Some(reason.clone());
+        let data = self.message_data(seq, inbound, &threaded, &routed, history.as_ref());
+        if history.is_some() {
             batch.count(
                 "deskgate_history_messages_total",
                 &[("channel", &inbound.channel)],
@@ -470,10 +466,19 @@ impl Processor {
     }
 
     /// The data of a message's own event, before routing adds the ticket's fields.
-    fn message_data(&self, seq: u64, inbound: &Inbound, threaded: &Threaded) -> MessageAdded {
+    /// The data of the message's own event: the message, its conversation, and its ticket as
+    /// the routing step left it (none on a channel that opens no tickets).
+    fn message_data(
+        &self,
+        seq: u64,
+        inbound: &Inbound,
+        threaded: &Threaded,
+        routed: &tickets::Routed,
+        history: Option<&String>,
+    ) -> MessageAdded {
         let conversation = &threaded.conversation;
         MessageAdded {
-            ticket: None,
+            ticket: routed.ticket_view(&threaded.ticket),
             conversation: ConversationRef {
                 id: conversation.id.clone(),
                 channel: conversation.channel.clone(),
@@ -499,9 +504,9 @@ impl Processor {
                 extra: inbound.extra.clone(),
                 sent_at: inbound.sent_at.map(Micros),
                 received_at: Micros(inbound.received_at),
-                spam: false,
-                imported: false,
-                imported_reason: None,
+                spam: routed.spam,
+                imported: history.is_some(),
+                imported_reason: history.cloned(),
             },
         }
     }
