@@ -33,9 +33,10 @@ use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
 use crate::live::{Live, LiveHandle};
+use crate::model::Position;
 use crate::model::{ControlCommand, ControlRecord, PipelineMove, Record};
 use crate::outbound::sender::Sender;
-use crate::processor::{self, Position, Processor};
+use crate::processor::{self, Processor};
 use crate::store::{keys, Blobs, Store, WriteGate};
 
 /// A started daemon.

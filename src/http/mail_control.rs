@@ -18,8 +18,8 @@ use super::journaled::{IdempotencyKey, JournaledErrors};
 use super::routes::AppState;
 use crate::channels::email;
 use crate::config::ChannelKind;
+use crate::model::Quarantined;
 use crate::model::{ControlCommand, ControlRecord, Record};
-use crate::processor::Quarantined;
 use crate::store::keys;
 
 /// Where a retried message records the entry it came from, in `Inbound.extra`.

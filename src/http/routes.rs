@@ -30,7 +30,7 @@ use crate::events::sinks::Sinks;
 use crate::events::OutboxReader;
 use crate::journal::{Appended, JournalHandle};
 use crate::live::LiveHandle;
-use crate::processor::Position;
+use crate::model::Position;
 use crate::store::{Blobs, Store};
 
 /// What every handler can reach. Cheap to clone.

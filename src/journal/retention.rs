@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::JournalConfig;
 use crate::model::{DedupeKey, Record};
+use crate::model::{Position, Quarantined};
 use crate::outbound::{OutgoingItem, Payload};
-use crate::processor::{Position, Quarantined};
 use crate::store::{keys, Blobs, Store, StoreError, WriteGate};
 
 /// Records looked at and deleted per batch.

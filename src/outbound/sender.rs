@@ -23,8 +23,8 @@ use super::{ItemStatus, OutgoingItem, Payload};
 use crate::backoff::Backoff;
 use crate::config::OutboundConfig;
 use crate::journal::{Appended, JournalError, JournalHandle};
+use crate::model::Position;
 use crate::model::{OutboundOutcome, OutboundRecord, Record, SendResult};
-use crate::processor::Position;
 use crate::store::{keys, Blobs, Store};
 
 /// Why a send did not go through.

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::sinks::SinkKind;
 use crate::config::{RetentionConfig, SinkConfig};
 use crate::journal::JournalHandle;
-use crate::processor::Position;
+use crate::model::Position;
 use crate::store::{Store, WriteGate};
 
 pub use dead_letter::DeadLetter;

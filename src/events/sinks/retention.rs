@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::feed::OutEvent;
 use crate::config::RetentionConfig;
-use crate::processor::Position;
+use crate::model::Position;
 use crate::store::{Store, StoreError, WriteGate};
 
 /// Events deleted per pass, so that one pass never holds a huge batch in memory.
