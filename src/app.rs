@@ -29,12 +29,12 @@ use crate::channels::email::imap::{self, MailboxRegistry};
 use crate::config::{Config, ConfigProblem};
 use crate::events::sinks::{self, SinkContext, Sinks};
 use crate::events::{OutboxReader, OutboxWriter};
+use crate::housekeeping::Housekeeping;
 use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
 use crate::live::{Live, LiveHandle};
-use crate::model::Position;
-use crate::model::{ControlCommand, ControlRecord, PipelineMove, Record};
+use crate::model::{ControlCommand, ControlRecord, PipelineMove, Position, Record};
 use crate::outbound::sender::Sender;
 use crate::processor::{self, Processor};
 use crate::store::{keys, Blobs, Store, WriteGate};
@@ -95,8 +95,9 @@ struct Tasks {
 impl App {
     /// Opens the state and starts every task; returns once the listeners are bound.
     pub async fn start(config: Config) -> anyhow::Result<App> {
-        crate::channels::identity::set_default_region(config.contacts.default_region.as_deref())
-            .map_err(|message| anyhow::anyhow!("contacts.default_region: {message}"))?;
+        let phone_region =
+            crate::identity::Region::parse(config.contacts.default_region.as_deref())
+                .map_err(|message| anyhow::anyhow!("contacts.default_region: {message}"))?;
         // Before any task starts, so that nothing recorded early is lost.
         let metrics = crate::telemetry::start(&config);
         let opened = open_state(&config.state).await?;
@@ -126,15 +127,23 @@ impl App {
             moves_rx,
             tasks.shutdown.clone(),
         ));
-        tasks.tracker.spawn(journal::retention::run(
-            (opened.store.clone(), opened.blobs.clone()),
-            pipeline.position.clone(),
-            config.journal.clone(),
-            opened.gate.clone(),
-            tasks.shutdown.clone(),
-        ));
         let mailboxes = spawn_mailboxes(&config, &tasks, (&opened, &pipeline.journal));
         let delivery = start_delivery(&config, &opened, &pipeline, &tasks)?;
+        Housekeeping {
+            store: opened.store.clone(),
+            blobs: opened.blobs.clone(),
+            visible: pipeline.position.clone(),
+            gate: opened.gate.clone(),
+            shutdown: tasks.shutdown.clone(),
+        }
+        .start(
+            &tasks.tracker,
+            config.journal.clone(),
+            (
+                config.sinks.keys().cloned().collect(),
+                config.retention.clone(),
+            ),
+        );
         let state = AppState {
             tokens: http::Tokens::new(config.control.load_tokens().map_err(|problems| {
                 let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
@@ -160,6 +169,7 @@ impl App {
                 opened.gate.clone(),
                 pipeline.journal.durable(),
             ),
+            phone_region,
         };
         let (listeners, local_addr, control_addr) = start_http(&config, state).await?;
         tracing::info!(
@@ -390,10 +400,9 @@ fn start_delivery(
         visible: pipeline.position.clone(),
         journal: pipeline.journal.clone(),
         shutdown: tasks.shutdown.clone(),
-        state_gate: opened.gate.clone(),
     };
-    let sinks = sinks::start(&config.sinks, &config.retention, context, &tasks.tracker)
-        .context("starting the event sinks")?;
+    let sinks =
+        sinks::start(&config.sinks, context, &tasks.tracker).context("starting the event sinks")?;
     Ok(Delivery {
         sender: tokio::spawn(sender.run()),
         sinks,

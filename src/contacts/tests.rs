@@ -4,8 +4,8 @@ use uuid::Uuid;
 
 use super::announce::Announcer;
 use super::*;
-use crate::channels::identity;
 use crate::events::OutboxWriter;
+use crate::identity;
 use crate::ids::Minter;
 use crate::model::Sender;
 use crate::store::Store;

@@ -25,8 +25,8 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::journaled::{self, CommandAnswers, IdempotencyKey};
 use super::routes::AppState;
-use crate::channels::identity;
 use crate::contacts::{self, control::Outcome, Contact};
+use crate::identity;
 use crate::model::{ContactCommand, ContactControl, Identity, Record};
 use crate::store::keys;
 
@@ -93,13 +93,13 @@ async fn lookup(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query: IdentityQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
-    let identity = query_identity(query)?;
+    let identity = query_identity(query, state.phone_region)?;
     let contact = contacts::find(&state.store, &identity)?
         .ok_or_else(|| ApiError::NotFound(format!("no contact holds {}", identity.index_key())))?;
     Ok(Json(json!({ "contact": contact })))
 }
 
-fn query_identity(query: IdentityQuery) -> Result<Identity, ApiError> {
+fn query_identity(query: IdentityQuery, region: identity::Region) -> Result<Identity, ApiError> {
     let invalid = |field: &str, raw: &str| {
         ApiError::Unprocessable(format!("{field}: {raw:?} is not a valid {field}"))
     };
@@ -109,7 +109,7 @@ fn query_identity(query: IdentityQuery) -> Result<Identity, ApiError> {
         } => identity::email(&raw).ok_or_else(|| invalid("email", &raw)),
         IdentityQuery {
             phone: Some(raw), ..
-        } => identity::phone(&raw).ok_or_else(|| invalid("phone", &raw)),
+        } => identity::phone(&raw, region).ok_or_else(|| invalid("phone", &raw)),
         IdentityQuery {
             whatsapp: Some(raw),
             ..

@@ -7,9 +7,9 @@ use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::backup::BackupError;
-use crate::channels::ratelimit::RateLimited;
 use crate::channels::ChannelError;
 use crate::journal::JournalError;
+use crate::ratelimit::RateLimited;
 use crate::store::StoreError;
 
 // Built by ApiError, the bearer token check, the fallbacks, and json_error_bodies (for axum's

@@ -63,6 +63,8 @@ pub struct AppState {
     pub mailboxes: MailboxRegistry,
     /// Consistent copies of the state, taken while running (`deskgate backup`).
     pub backups: crate::backup::Backups,
+    /// The region of phone numbers written without a country code (`contacts.default_region`).
+    pub phone_region: crate::identity::Region,
 }
 
 /// Every route on one listener.
@@ -316,6 +318,7 @@ async fn accept(
         body,
         received_at: Utc::now(),
         blobs: &state.blobs,
+        region: state.phone_region,
     };
     let records = channels::records(config, &hook).await?;
     // More records than one group commit takes would crowd every other input out of the

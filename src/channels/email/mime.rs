@@ -8,8 +8,8 @@ use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 
 use super::{classify, forward, loose};
-use crate::channels::identity;
 use crate::config::EmailConfig;
+use crate::identity;
 use crate::model::{Attachment, EmailMeta, Identity, Inbound, Sender};
 
 /// Why a mail cannot become a message.
