@@ -48,3 +48,6 @@ pub mod routing;
 pub mod store;
 pub mod telemetry;
 pub mod tickets;
+
+#[cfg(test)]
+mod architecture;
