@@ -25,8 +25,9 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::journaled::{self, CommandAnswers, IdempotencyKey};
 use super::routes::AppState;
-use crate::contacts::{self, control::Outcome, Contact};
+use crate::contacts::{self, Contact};
 use crate::identity;
+use crate::model::ControlOutcome;
 use crate::model::{ContactCommand, ContactControl, Identity, Record};
 use crate::store::keys;
 
@@ -219,13 +220,8 @@ async fn mutate(
         received_at: Utc::now(),
     });
     let seq = journaled::journal_and_wait(state, record).await?.seq;
-    let outcome: Outcome = journaled::outcome(state, seq, &keys::control_outcome(seq))?;
-    let message = || outcome.body["error"].as_str().unwrap_or("").to_owned();
-    match outcome.status {
-        200 => Ok(Json(outcome.body)),
-        404 => Err(ApiError::NotFound(message())),
-        409 => Err(ApiError::Conflict(message())),
-        422 => Err(ApiError::Unprocessable(message())),
-        _ => Err(ApiError::Internal(message())),
+    match journaled::outcome(state, seq, &keys::control_outcome(seq))? {
+        ControlOutcome::Done(body) => Ok(Json(body)),
+        ControlOutcome::Refused(refusal) => Err(refusal.into()),
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::backup::BackupError;
 use crate::channels::ChannelError;
 use crate::journal::JournalError;
+use crate::model::{ControlOutcome, Refusal};
 use crate::ratelimit::RateLimited;
 use crate::store::StoreError;
 
@@ -266,6 +267,34 @@ impl From<JournalError> for ApiError {
             retry_after_secs,
         }
     }
+}
+
+/// A contact request's refusal: `not_found`, `conflict`, `unprocessable` as any request's.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NotFound(message) => ApiError::NotFound(message),
+            Refusal::Conflict(message) => ApiError::Conflict(message),
+            Refusal::Invalid(message) => ApiError::Unprocessable(message),
+            Refusal::Internal(message) => ApiError::Internal(message),
+        }
+    }
+}
+
+/// The answer to a ticket, directory or quarantine command: its body when done; a refusal is
+/// answered with its status and the code `refused` (a bug's as any internal error).
+pub fn answer_command(outcome: ControlOutcome) -> Result<Response, ApiError> {
+    let refusal = match outcome {
+        ControlOutcome::Done(body) => return Ok((StatusCode::OK, Json(body)).into_response()),
+        ControlOutcome::Refused(refusal) => refusal,
+    };
+    let status = match &refusal {
+        Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+        Refusal::Conflict(_) => StatusCode::CONFLICT,
+        Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::Internal(_) => return Err(refusal.into()),
+    };
+    Ok(ErrorBody::response(status, refusal.to_string(), "refused"))
 }
 
 impl From<StoreError> for ApiError {

@@ -187,8 +187,7 @@ async fn retry_record(
         command: ControlCommand::RetryQuarantined { seq },
     }));
     let control_seq = super::journaled::journal_and_wait(state, record).await?.seq;
-    let outcome: crate::tickets::Outcome =
+    let outcome: crate::model::ControlOutcome =
         super::journaled::outcome(state, control_seq, &keys::control_outcome(control_seq))?;
-    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
-    Ok((status, Json(outcome.body)).into_response())
+    super::error::answer_command(outcome)
 }

@@ -6,12 +6,14 @@
 //! - [`record`]: the journal's [`Record`] and its [`DedupeKey`]; non-message items.
 //! - [`outbound`], [`control`], [`sinks`]: the other records (sends, control API requests,
 //!   sinks' reports).
+//! - [`outcome`]: what a control record came to ([`ControlOutcome`], [`Refusal`]).
 //! - [`cursor`]: the processor's [`Position`] and the records it set aside ([`Quarantined`]).
 
 mod control;
 mod cursor;
 mod inbound;
 mod outbound;
+mod outcome;
 mod record;
 mod sinks;
 
@@ -19,5 +21,6 @@ pub use control::*;
 pub use cursor::*;
 pub use inbound::*;
 pub use outbound::*;
+pub use outcome::*;
 pub use record::*;
 pub use sinks::*;

@@ -73,13 +73,6 @@ pub struct ConversationState {
     pub spam: bool,
 }
 
-/// The answer to a control record, stored for the handler waiting on it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Outcome {
-    pub status: u16,
-    pub body: Value,
-}
-
 /// The parts of a contact routing reads, tolerant of fields added by other work (the contacts
 /// work adds `owner`; reading it with a default lets both branches meet).
 #[derive(Debug, Clone, Default, Deserialize)]
