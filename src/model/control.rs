@@ -56,7 +56,7 @@ pub enum Availability {
     Offline,
 }
 
-/// Directory and ticket-state changes from the control API (applied by `routing`).
+/// Directory and ticket-state changes from the control API (applied by `tickets`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum ControlCommand {
