@@ -3,6 +3,8 @@
 //! The sinks read the outbox and journal these records; the events they become are sequenced
 //! like every other, so they live with the outbox, below the processor.
 
+use chrono::{DateTime, Utc};
+
 use super::data::EventData;
 use super::{EventDraft, OutboxWriter};
 use crate::model::{SinkDeadLettered, SinkDisabled};
@@ -16,9 +18,7 @@ pub fn apply_dead_lettered(
     dead: &SinkDeadLettered,
 ) -> Result<(), StoreError> {
     let data = EventData::SinkDeadLettered(dead.into());
-    let draft = EventDraft::new(dead.event_subject.clone(), None, data);
-    outbox.push(batch, dead.at, &draft)?;
-    Ok(())
+    announce(outbox, batch, (&dead.event_subject, dead.at), data)
 }
 
 /// The processor's step for a journaled disabling: one `deskgate.sink.disabled` event about the
@@ -29,7 +29,16 @@ pub fn apply_disabled(
     disabled: &SinkDisabled,
 ) -> Result<(), StoreError> {
     let data = EventData::SinkDisabled(disabled.into());
-    let draft = EventDraft::new(disabled.event_subject.clone(), None, data);
-    outbox.push(batch, disabled.at, &draft)?;
+    announce(outbox, batch, (&disabled.event_subject, disabled.at), data)
+}
+
+/// One event about `subject` at the record's time `at`.
+fn announce(
+    outbox: &OutboxWriter,
+    batch: &mut StateBatch<'_>,
+    (subject, at): (&str, DateTime<Utc>),
+    data: EventData,
+) -> Result<(), StoreError> {
+    outbox.push(batch, at, &EventDraft::new(subject, None, data))?;
     Ok(())
 }
