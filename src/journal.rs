@@ -238,7 +238,5 @@ impl Writer {
     }
 }
 
-pub mod retention;
-
 #[cfg(test)]
 mod tests;

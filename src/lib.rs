@@ -4,24 +4,32 @@
 //! that recognises the contact, threads the message into a conversation and ticket, and emits
 //! CloudEvents to an outbox that the ticket store reads.
 //!
-//! Module map, from the ground up (dependencies point down):
-//! - [`model`], [`config`]: plain types and configuration; they import nothing of ours.
-//! - [`store`]: the embedded database (fjall): keyspaces, keys, codec, atomic batches, fsync.
+//! Module map, from the ground up: a module imports its own layer and those below it, never
+//! one above (the layer table and its test are in `src/architecture.rs`).
+//! - [`model`], [`config`]: plain types (inbound messages, journal records, control outcomes and
+//!   refusals, the processor's position) and configuration; they import nothing of ours.
+//! - The ground floor: [`store`] (the embedded database, fjall: keyspaces, keys, codec, atomic
+//!   batches, fsync); [`ids`] (ids derived from the journal); [`identity`] (normalising emails,
+//!   phones with the configured region, channel-scoped ids); [`message_id`] (Message-ID rules
+//!   and deskgate's own); [`backoff`] (the one jittered backoff); [`ratelimit`] (the public
+//!   channels' per-client limits).
+//! - The stages of applying one record: [`contacts`], [`conversations`], [`tickets`] (pipeline,
+//!   status, owner, triggers, control commands), [`routing`] (the assignment decision and the
+//!   rules compiled from config), [`events`] (event types, data, the outbox, and the
+//!   `deskgate.sink.*` notices), [`outbound`] (planning what deskgate sends), [`delivery`]
+//!   (non-message items: delivery statuses, platform notices).
+//! - [`processor`]: applies journaled records in order, committing effects with its cursor;
+//!   [`live`]: what a SIGHUP replaces (rules, sending plan, rate limits), read once per step
+//!   and per request.
 //! - [`journal`]: the single writer that makes every input durable before it is acknowledged.
-//! - [`backoff`]: the jittered exponential backoff of every retry loop.
-//! - [`routing`]: the assignment decision (pure) and the routing rules compiled from config.
-//! - [`tickets`]: the ticket mirror's pipeline, status and owner; status triggers; control commands.
-//! - [`ids`], [`contacts`], [`conversations`], [`events`]: the stages of processing one message;
-//!   [`delivery`]: non-message items (delivery statuses, platform notices).
-//! - [`live`]: what a SIGHUP replaces while running (routing rules, sending plan and templates,
-//!   rate limits), read once per processor step and per request.
-//! - [`processor`]: applies journaled records in order, committing effects with its cursor.
-//! - [`outbound`]: what deskgate sends (acknowledgements, notifications, agents' replies over
-//!   SMTP, the Graph API and chat events): planned in the processor, delivered by a sender task.
-//! - [`channels`]: adapters from each channel's raw input to [`model::Inbound`].
-//! - [`http`]: the server, routes and the one place errors become responses.
-//! - [`app`]: builds and owns every task; start-up and ordered shutdown.
-//! - [`backup`]: a consistent copy of the state, taken while the daemon runs.
+//! - What journals: [`channels`] (adapters from each channel's raw input to
+//!   [`model::Inbound`]), the event sinks (`events::sinks`) and the outbound sender
+//!   (`outbound::sender`).
+//! - Above the pipeline: [`http`] (the server, routes, and the one place errors become
+//!   responses), [`housekeeping`] (journal and outbox retention, the blob sweep), [`backup`] (a
+//!   consistent copy of the state, taken while the daemon runs), [`telemetry`] (logs, metrics).
+//! - [`app`]: builds and owns every task; start-up and ordered shutdown. [`cli`]: the commands
+//!   that talk to a running daemon or read a state directory.
 
 pub mod app;
 pub mod backoff;
@@ -33,14 +41,21 @@ pub mod contacts;
 pub mod conversations;
 pub mod delivery;
 pub mod events;
+pub mod housekeeping;
 pub mod http;
+pub mod identity;
 pub mod ids;
 pub mod journal;
 pub mod live;
+pub mod message_id;
 pub mod model;
 pub mod outbound;
 pub mod processor;
+pub mod ratelimit;
 pub mod routing;
 pub mod store;
 pub mod telemetry;
 pub mod tickets;
+
+#[cfg(test)]
+mod architecture;

@@ -17,9 +17,9 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use crate::channels::ratelimit::RateLimits;
 use crate::config::{Config, ConfigError, ConfigProblem, Reloaded};
 use crate::outbound::Planner;
+use crate::ratelimit::RateLimits;
 use crate::routing::RuleSet;
 
 /// One version of the live settings. Cloning shares its parts.

@@ -182,31 +182,34 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config: path } => {
-            let config = match Config::load(&path) {
-                Ok(config) => config,
-                Err(error) => {
-                    eprintln!("{error}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let log_filter = init_logging(&config.log);
-            log_warnings(&config);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("deskgate")
-                .build();
-            let outcome = runtime
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(run(&path, config, log_filter)));
-            match outcome {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    tracing::error!("{error:#}");
-                    eprintln!("deskgate: {error:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Run { config: path } => run_daemon(&path),
+    }
+}
+
+/// `deskgate run`: loads the config, starts logging and serves until stopped.
+fn run_daemon(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log_filter = init_logging(&config.log);
+    log_warnings(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("deskgate")
+        .build();
+    let outcome = runtime
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(path, config, log_filter)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("deskgate: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::config::ActionKind;
 use crate::contacts;
@@ -26,7 +25,7 @@ use crate::events::data::{
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::live::{Live, LiveHandle};
-use crate::model::{AutomaticKind, AutomaticRequest, Inbound, Record};
+use crate::model::{AutomaticKind, AutomaticRequest, Inbound, Position, Quarantined, Record};
 use crate::outbound::{self, Planner};
 use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, StateBatch, Store, StoreError, WriteGate};
@@ -38,23 +37,6 @@ mod run;
 
 use retry::unknown_owner;
 pub use run::start;
-
-/// A record the processor set aside, kept with the reason.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Quarantined {
-    pub journal_seq: u64,
-    pub channel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
-    pub reason: String,
-    /// The blob with the raw input, when the channel kept it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_blob: Option<String>,
-    pub at: DateTime<Utc>,
-    /// The journal seq of the message a retry turned this input into.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retried_as: Option<u64>,
-}
 
 pub struct Processor {
     store: Store,
@@ -99,15 +81,6 @@ struct Committed {
     position: Position,
     /// The store's write mark after the commit: the step is durable once a sync covers it.
     mark: u64,
-}
-
-/// Where the processor stands after a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    /// The last journal record applied.
-    pub cursor: u64,
-    /// The last event sequenced.
-    pub outbox: u64,
 }
 
 impl Processor {
@@ -312,10 +285,10 @@ impl Processor {
                 Ok(())
             }
             Record::SinkDeadLettered(dead) => {
-                crate::events::sinks::dead_letter::apply(&self.outbox, batch, dead)
+                crate::events::notices::apply_dead_lettered(&self.outbox, batch, dead)
             }
             Record::SinkDisabled(disabled) => {
-                crate::events::sinks::dead_letter::apply_disabled(&self.outbox, batch, disabled)
+                crate::events::notices::apply_disabled(&self.outbox, batch, disabled)
             }
             Record::Control(control) => {
                 if let crate::model::ControlCommand::RetryQuarantined { seq: entry } =

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Daemon, BIN};
-use deskgate::channels::email::outbound_message_id;
+use deskgate::message_id::outbound_message_id;
 use serde_json::Value;
 
 const TOKEN: &str = "mail-control-token-0123456789";

@@ -198,7 +198,7 @@ async fn acknowledgement_and_reply_thread_to_the_customers_mail() {
     assert_eq!(ack.auto_submitted.as_deref(), Some("auto-replied"));
     let conversation = items[0].conversation_id.clone();
     assert_eq!(
-        deskgate::outbound::message_id::own_conversation_of(&ack.message_id),
+        deskgate::message_id::own_conversation_of(&ack.message_id),
         Some(conversation.clone())
     );
 

@@ -9,7 +9,8 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{identity, ChannelError, HookRequest};
+use super::{ChannelError, HookRequest};
+use crate::identity;
 use crate::model::{Identity, Inbound, Sender};
 
 /// The longest external id or thread id accepted, in bytes.
@@ -46,7 +47,7 @@ pub fn parse(request: &HookRequest<'_>) -> Result<Inbound, ChannelError> {
 
     check_id("external_id", &message.external_id)?;
     check_id("thread_id", &message.thread_id)?;
-    let sender = sender(request.channel_id, message.from)?;
+    let sender = sender(request, message.from)?;
     let mut inbound = Inbound::new(
         request.channel_id,
         message.external_id,
@@ -72,7 +73,8 @@ fn check_id(field: &str, value: &str) -> Result<(), ChannelError> {
     Ok(())
 }
 
-fn sender(channel_id: &str, from: ApiSender) -> Result<Sender, ChannelError> {
+fn sender(request: &HookRequest<'_>, from: ApiSender) -> Result<Sender, ChannelError> {
+    let channel_id = request.channel_id;
     let mut identities = Vec::new();
     if let Some(id) = &from.external_id {
         check_id("from.external_id", id)?;
@@ -87,7 +89,7 @@ fn sender(channel_id: &str, from: ApiSender) -> Result<Sender, ChannelError> {
         })?);
     }
     if let Some(raw) = &from.phone {
-        identities.push(identity::phone(raw).ok_or_else(|| {
+        identities.push(identity::phone(raw, request.region).ok_or_else(|| {
             ChannelError::Invalid(format!("from.phone: {raw:?} is not a phone number"))
         })?);
     }

@@ -16,8 +16,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::meta::signature;
-use super::{identity, ChannelError, HookRequest};
+use super::{ChannelError, HookRequest};
 use crate::config::ChannelConfig;
+use crate::identity;
 use crate::model::{Inbound, Sender};
 
 const MAX_ID_BYTES: usize = 512;
@@ -77,7 +78,7 @@ pub fn parse(config: &ChannelConfig, request: &HookRequest<'_>) -> Result<Inboun
         })?);
     }
     if let Some(raw) = message.phone.as_deref().filter(|s| !s.trim().is_empty()) {
-        identities.push(identity::phone(raw).ok_or_else(|| {
+        identities.push(identity::phone(raw, request.region).ok_or_else(|| {
             ChannelError::Invalid(format!("phone: {raw:?} is not a phone number"))
         })?);
     }

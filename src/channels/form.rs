@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::meta::signature;
-use super::{has_content_type, identity, json_error, ChannelError, HookRequest};
+use super::{has_content_type, json_error, ChannelError, HookRequest};
 use crate::config::{ChannelConfig, FormConfig, TICKET_PROPERTIES};
+use crate::identity;
 use crate::model::{Attachment, Inbound, Record, Sender};
 
 /// A file field of a multipart submission.
@@ -185,7 +186,7 @@ fn to_inbound(
         })?);
     }
     if let Some(raw) = submission.value(&names.phone) {
-        identities.push(identity::phone(raw).ok_or_else(|| {
+        identities.push(identity::phone(raw, request.region).ok_or_else(|| {
             ChannelError::Invalid(format!("{}: {raw:?} is not a phone number", names.phone))
         })?);
     }
@@ -366,6 +367,7 @@ mod tests {
             body: Bytes::from(body.to_owned()),
             received_at: Utc.timestamp_opt(at_secs, 0).unwrap(),
             blobs: &blobs,
+            region: Default::default(),
         };
         parse(&config, &request)
     }

@@ -116,6 +116,7 @@ pub fn inspect(
         body: body.clone(),
         received_at: Utc::now(),
         blobs,
+        region: Default::default(),
     };
     let records = match kind {
         ChannelKind::Messenger | ChannelKind::Whatsapp => {

@@ -1,17 +1,15 @@
 //! Channel adapters: raw input from one channel in, normalised [`Inbound`] messages out.
 //!
 //! Adapters know nothing of contacts, tickets or delivery. Each configured channel has one URL,
-//! `/hooks/{channel_id}`, and its kind decides which adapter reads the request. [`ratelimit`]
-//! holds the per-client limits of the public channels (chat and forms).
+//! `/hooks/{channel_id}`, and its kind decides which adapter reads the request. The per-client
+//! limits of the public channels (chat and forms) are [`crate::ratelimit`]'s.
 
 pub mod api;
 pub mod chat;
 pub mod email;
 pub mod form;
-pub mod identity;
 pub mod inspect;
 pub mod meta;
-pub mod ratelimit;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -79,6 +77,8 @@ pub struct HookRequest<'a> {
     /// Where adapters keep attachment contents and quarantined raw input, durably, before the
     /// record naming them is journaled.
     pub blobs: &'a Blobs,
+    /// The region of phone numbers written without a country code.
+    pub region: crate::identity::Region,
 }
 
 /// The content types a channel kind reads.

@@ -190,6 +190,13 @@ impl ImapConfig {
                 });
             }
         };
+        self.check_connection(&mut check);
+        self.check_timing(&mut check);
+        problems
+    }
+
+    /// Where and how it connects: host, port, TLS, credentials, folders.
+    fn check_connection(&self, check: &mut impl FnMut(bool, &str, String)) {
         check(
             !self.host.trim().is_empty(),
             "host",
@@ -228,6 +235,10 @@ impl ImapConfig {
                 "must name a folder other than the one pulled".into(),
             );
         }
+    }
+
+    /// Its timers, batch size and backoff bounds.
+    fn check_timing(&self, check: &mut impl FnMut(bool, &str, String)) {
         check(
             (1..=MAX_IDLE_RENEW_SECS).contains(&self.idle_renew_secs),
             "idle_renew_secs",
@@ -263,7 +274,6 @@ impl ImapConfig {
             "auth_retry_secs",
             "must be 1-86400".into(),
         );
-        problems
     }
 }
 

@@ -213,6 +213,21 @@ impl OutboundConfig {
                 });
             }
         };
+        self.check_settings(&mut check);
+        let mut routed = self.check_mailboxes(&mut check);
+        self.check_graph_and_chat(&mut check, &mut routed);
+        for (channel, path) in &routed {
+            check(
+                channels.iter().any(|c| c.as_str() == *channel),
+                path.clone(),
+                &format!("names channel {channel:?}, which is not configured under [channels]"),
+            );
+        }
+        problems
+    }
+
+    /// The settings of every send: ticket tag, rate, Graph API base, retries.
+    fn check_settings(&self, check: &mut impl FnMut(bool, String, &str)) {
         check(
             !self.ticket_tag.trim().is_empty()
                 && !self
@@ -245,6 +260,14 @@ impl OutboundConfig {
             "outbound.permanent_attempts".into(),
             "must be > 0",
         );
+    }
+
+    /// Each mailbox's address and SMTP settings; returns the channels they answer, each with
+    /// the path of its route.
+    fn check_mailboxes<'s>(
+        &'s self,
+        check: &mut impl FnMut(bool, String, &str),
+    ) -> BTreeMap<&'s str, String> {
         let mut routed: BTreeMap<&str, String> = BTreeMap::new();
         for (name, mailbox) in &self.mailboxes {
             let path = format!("outbound.mailboxes.{name}");
@@ -282,6 +305,16 @@ impl OutboundConfig {
                 routed.entry(channel).or_insert_with(|| path.clone());
             }
         }
+        routed
+    }
+
+    /// Messenger greetings, the Graph API's token files, and the routes of Graph and chat
+    /// channels (one route per channel), added to `routed`.
+    fn check_graph_and_chat<'s>(
+        &'s self,
+        check: &mut impl FnMut(bool, String, &str),
+        routed: &mut BTreeMap<&'s str, String>,
+    ) {
         for (channel, page) in &self.messenger {
             if let Some(greeting) = &page.greeting {
                 let length = greeting.chars().count();
@@ -325,14 +358,6 @@ impl OutboundConfig {
                 .entry(channel)
                 .or_insert_with(|| format!("outbound.{channel}"));
         }
-        for (channel, path) in &routed {
-            check(
-                channels.iter().any(|c| c.as_str() == *channel),
-                path.clone(),
-                &format!("names channel {channel:?}, which is not configured under [channels]"),
-            );
-        }
-        problems
     }
 }
 

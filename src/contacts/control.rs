@@ -1,38 +1,17 @@
 //! Applying the control API's contact requests inside the processor, in journal order.
 //!
-//! Each request leaves its outcome under `control/{seq}`: the HTTP status and body the waiting
-//! handler answers with. Refusals (an unknown contact, a merge of a contact with itself) are
+//! Each request leaves its outcome under `control/{seq}` ([`ControlOutcome`](Outcome)), which
+//! the waiting handler answers with. Refusals (an unknown contact, a merge of a contact with itself) are
 //! outcomes, not errors: the record is applied and nothing else changes.
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::announce::Announcer;
 use super::erase::{self, Erased};
 use super::{follow, merge, Contact};
 use crate::events::data::{ContactErased, ContactUpdated, EventData};
-use crate::model::ContactCommand;
+use crate::model::{ContactCommand, ControlOutcome as Outcome, Refusal};
 use crate::store::{keys, StateBatch, StoreError};
-
-/// What a control request came to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outcome {
-    pub status: u16,
-    pub body: serde_json::Value,
-}
-
-impl Outcome {
-    fn ok(body: serde_json::Value) -> Outcome {
-        Outcome { status: 200, body }
-    }
-
-    fn refused(status: u16, code: &str, message: String) -> Outcome {
-        Outcome {
-            status,
-            body: json!({ "error": message, "code": code }),
-        }
-    }
-}
 
 /// What applying a request did: its outcome, and for an erasure what was erased, which the
 /// processor passes on to the state contacts do not own (outgoing messages).
@@ -62,7 +41,7 @@ pub fn apply(
                     owner: Some(owner.clone()),
                 };
                 announce.push(batch, &contact.id, EventData::ContactUpdated(data))?;
-                Outcome::ok(json!({ "contact": contact }))
+                Outcome::Done(json!({ "contact": contact }))
             }
             Err(refused) => refused,
         },
@@ -76,7 +55,7 @@ pub fn apply(
                     messages: done.messages,
                 };
                 announce.push(batch, &done.contact_id, EventData::ContactErased(data))?;
-                let outcome = Outcome::ok(json!({ "erased": done }));
+                let outcome = Outcome::Done(json!({ "erased": done }));
                 erased = Some(done);
                 outcome
             }
@@ -102,19 +81,15 @@ fn manual_merge(
         Err(refused) => return Ok(refused),
     };
     if survivor.id == absorbed.id {
-        return Ok(Outcome::refused(
-            409,
-            "conflict",
-            format!(
-                "{from} and {into} are already the same contact ({})",
-                survivor.id
-            ),
-        ));
+        return Ok(Outcome::Refused(Refusal::Conflict(format!(
+            "{from} and {into} are already the same contact ({})",
+            survivor.id
+        ))));
     }
     let absorbed_id = absorbed.id.clone();
     merge::absorb(batch, &mut survivor, absorbed)?;
     announce.merged(batch, &survivor, std::slice::from_ref(&absorbed_id), true)?;
-    Ok(Outcome::ok(
+    Ok(Outcome::Done(
         json!({ "contact": survivor, "absorbed": [absorbed_id] }),
     ))
 }
@@ -123,15 +98,11 @@ fn manual_merge(
 fn live(batch: &StateBatch<'_>, id: &str) -> Result<Result<Contact, Outcome>, StoreError> {
     Ok(match follow(batch, id)? {
         Some(contact) if contact.is_live() => Ok(contact),
-        Some(_) => Err(Outcome::refused(
-            404,
-            "not_found",
-            format!("contact {id} was erased"),
-        )),
-        None => Err(Outcome::refused(
-            404,
-            "not_found",
-            format!("no contact {id}"),
-        )),
+        Some(_) => Err(Outcome::Refused(Refusal::NotFound(format!(
+            "contact {id} was erased"
+        )))),
+        None => Err(Outcome::Refused(Refusal::NotFound(format!(
+            "no contact {id}"
+        )))),
     })
 }

@@ -31,7 +31,7 @@ impl Copied<'_> {
         };
         let before = ticket.participants.len();
         for address in email.cc.iter().filter(|a| !own(a)).take(MAX_PARTICIPANTS) {
-            let Some(identity) = crate::channels::identity::email(address) else {
+            let Some(identity) = crate::identity::email(address) else {
                 continue;
             };
             if inbound.sender.identities.contains(&identity) {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::{follow, merge, Contact};
-use crate::channels::identity;
+use crate::identity;
 use crate::ids::Minter;
 use crate::model::{Identity, Sender};
 use crate::store::{keys, StateBatch, StoreError};

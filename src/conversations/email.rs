@@ -97,7 +97,7 @@ pub fn find(
     // rank), the best rank winning.
     let mut families: Vec<(String, String, (bool, usize))> = Vec::new();
     for (position, id) in named_ids(inbound).into_iter().enumerate() {
-        let own = crate::channels::email::own_conversation_of(id);
+        let own = crate::message_id::own_conversation_of(id);
         // An id deskgate minted names the conversation an agent wrote on, which a later split
         // does not change; the customer's ids moved with the split, so they rank first.
         let rank = (own.is_some(), position);
@@ -238,7 +238,7 @@ pub fn index(
         ids.push(&email.message_id);
     }
     for id in ids {
-        if crate::channels::email::own_conversation_of(id).is_some() {
+        if crate::message_id::own_conversation_of(id).is_some() {
             continue;
         }
         let key = keys::email_message(&inbound.channel, id);

@@ -5,6 +5,7 @@
 //! describe, and become visible to readers only after that step is flushed.
 
 pub mod data;
+pub mod notices;
 mod outbox;
 pub mod sinks;
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::data::TicketNumber;
 use super::{render, EventDraft};
-use crate::processor::Position;
+use crate::model::Position;
 use crate::store::{keys, StateBatch, Store, StoreError};
 
 /// Sequences events into a processor step. Only the processor holds one.

@@ -25,8 +25,9 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::journaled::{self, CommandAnswers, IdempotencyKey};
 use super::routes::AppState;
-use crate::channels::identity;
-use crate::contacts::{self, control::Outcome, Contact};
+use crate::contacts::{self, Contact};
+use crate::identity;
+use crate::model::ControlOutcome;
 use crate::model::{ContactCommand, ContactControl, Identity, Record};
 use crate::store::keys;
 
@@ -93,13 +94,13 @@ async fn lookup(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let query: IdentityQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
-    let identity = query_identity(query)?;
+    let identity = query_identity(query, state.phone_region)?;
     let contact = contacts::find(&state.store, &identity)?
         .ok_or_else(|| ApiError::NotFound(format!("no contact holds {}", identity.index_key())))?;
     Ok(Json(json!({ "contact": contact })))
 }
 
-fn query_identity(query: IdentityQuery) -> Result<Identity, ApiError> {
+fn query_identity(query: IdentityQuery, region: identity::Region) -> Result<Identity, ApiError> {
     let invalid = |field: &str, raw: &str| {
         ApiError::Unprocessable(format!("{field}: {raw:?} is not a valid {field}"))
     };
@@ -109,7 +110,7 @@ fn query_identity(query: IdentityQuery) -> Result<Identity, ApiError> {
         } => identity::email(&raw).ok_or_else(|| invalid("email", &raw)),
         IdentityQuery {
             phone: Some(raw), ..
-        } => identity::phone(&raw).ok_or_else(|| invalid("phone", &raw)),
+        } => identity::phone(&raw, region).ok_or_else(|| invalid("phone", &raw)),
         IdentityQuery {
             whatsapp: Some(raw),
             ..
@@ -219,13 +220,8 @@ async fn mutate(
         received_at: Utc::now(),
     });
     let seq = journaled::journal_and_wait(state, record).await?.seq;
-    let outcome: Outcome = journaled::outcome(state, seq, &keys::control_outcome(seq))?;
-    let message = || outcome.body["error"].as_str().unwrap_or("").to_owned();
-    match outcome.status {
-        200 => Ok(Json(outcome.body)),
-        404 => Err(ApiError::NotFound(message())),
-        409 => Err(ApiError::Conflict(message())),
-        422 => Err(ApiError::Unprocessable(message())),
-        _ => Err(ApiError::Internal(message())),
+    match journaled::outcome(state, seq, &keys::control_outcome(seq))? {
+        ControlOutcome::Done(body) => Ok(Json(body)),
+        ControlOutcome::Refused(refusal) => Err(refusal.into()),
     }
 }

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::routes::AppState;
 use crate::events::sinks::{DeadLetter, EnableError, ReplayError};
-use crate::processor::Quarantined;
+use crate::model::Quarantined;
 use crate::store::keys;
 
 /// Bearer tokens the control API accepts.

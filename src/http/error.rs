@@ -7,9 +7,10 @@ use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::backup::BackupError;
-use crate::channels::ratelimit::RateLimited;
 use crate::channels::ChannelError;
 use crate::journal::JournalError;
+use crate::model::{ControlOutcome, Refusal};
+use crate::ratelimit::RateLimited;
 use crate::store::StoreError;
 
 // Built by ApiError, the bearer token check, the fallbacks, and json_error_bodies (for axum's
@@ -84,6 +85,8 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// Something failed inside (the database, a bug). The detail goes to the log only, under
+    /// an id the answer names: store errors name keys and files a client has no business with.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -131,11 +134,20 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(error = %self, "request failed");
-        }
+        let error = match &self {
+            ApiError::Internal(detail) => {
+                let id = uuid::Uuid::new_v4();
+                tracing::error!(%id, error = %detail, "request failed");
+                format!("internal error (logged as {id})")
+            }
+            _ if status.is_server_error() => {
+                tracing::warn!(error = %self, "request failed");
+                self.to_string()
+            }
+            _ => self.to_string(),
+        };
         let body = ErrorBody {
-            error: self.to_string(),
+            error,
             code: self.code(),
             missing: match &self {
                 ApiError::MissingFields { fields } => Some(fields.clone()),
@@ -257,8 +269,60 @@ impl From<JournalError> for ApiError {
     }
 }
 
+/// A contact request's refusal: `not_found`, `conflict`, `unprocessable` as any request's.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NotFound(message) => ApiError::NotFound(message),
+            Refusal::Conflict(message) => ApiError::Conflict(message),
+            Refusal::Invalid(message) => ApiError::Unprocessable(message),
+            Refusal::Internal(message) => ApiError::Internal(message),
+        }
+    }
+}
+
+/// The answer to a ticket, directory or quarantine command: its body when done; a refusal is
+/// answered with its status and the code `refused` (a bug's as any internal error).
+pub fn answer_command(outcome: ControlOutcome) -> Result<Response, ApiError> {
+    let refusal = match outcome {
+        ControlOutcome::Done(body) => return Ok((StatusCode::OK, Json(body)).into_response()),
+        ControlOutcome::Refused(refusal) => refusal,
+    };
+    let status = match &refusal {
+        Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+        Refusal::Conflict(_) => StatusCode::CONFLICT,
+        Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::Internal(_) => return Err(refusal.into()),
+    };
+    Ok(ErrorBody::response(status, refusal.to_string(), "refused"))
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         ApiError::Internal(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_answers_without_its_detail() {
+        let error = ApiError::from(StoreError::Corrupt {
+            key: "state/contact/42".into(),
+            reason: "bad bytes".into(),
+        });
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body =
+            futures::executor::block_on(http_body_util::BodyExt::collect(response.into_body()))
+                .unwrap()
+                .to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let text = body["error"].as_str().unwrap();
+        assert!(text.starts_with("internal error (logged as "), "{text}");
+        assert!(!text.contains("contact/42"), "{text}");
+        assert_eq!(body["code"], "internal");
     }
 }

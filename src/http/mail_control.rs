@@ -18,8 +18,8 @@ use super::journaled::{IdempotencyKey, JournaledErrors};
 use super::routes::AppState;
 use crate::channels::email;
 use crate::config::ChannelKind;
+use crate::model::Quarantined;
 use crate::model::{ControlCommand, ControlRecord, Record};
-use crate::processor::Quarantined;
 use crate::store::keys;
 
 /// Where a retried message records the entry it came from, in `Inbound.extra`.
@@ -187,8 +187,7 @@ async fn retry_record(
         command: ControlCommand::RetryQuarantined { seq },
     }));
     let control_seq = super::journaled::journal_and_wait(state, record).await?.seq;
-    let outcome: crate::tickets::Outcome =
+    let outcome: crate::model::ControlOutcome =
         super::journaled::outcome(state, control_seq, &keys::control_outcome(control_seq))?;
-    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
-    Ok((status, Json(outcome.body)).into_response())
+    super::error::answer_command(outcome)
 }

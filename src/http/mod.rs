@@ -3,9 +3,13 @@
 
 mod availability;
 mod backup_control;
+mod body;
 mod contacts;
 mod control;
 mod error;
+mod events;
+mod health;
+mod hooks;
 mod journaled;
 mod mail_control;
 mod openapi;

@@ -132,7 +132,7 @@ pub struct Answer {
 }
 
 /// What reading a control or events request's body in advance answers
-/// (`super::routes::buffered_body`).
+/// (`super::body::buffered_body`).
 pub const BODY_READ_ANSWERS: &[Answer] = &[
     Answer {
         status: 408,

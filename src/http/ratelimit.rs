@@ -1,6 +1,6 @@
 //! Who a request comes from, for per-client rate limits: the peer, or the client a trusted
 //! reverse proxy names in `X-Forwarded-For`. The limits themselves are
-//! [`crate::channels::ratelimit`]'s.
+//! [`crate::ratelimit`]'s.
 
 use std::net::IpAddr;
 

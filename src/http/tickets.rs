@@ -4,11 +4,11 @@
 //! outcome the processor stored.
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use bytes::Bytes;
 use chrono::Utc;
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,9 +16,10 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::journaled::{self, CommandAnswers, IdempotencyKey};
 use super::routes::AppState;
+use crate::model::ControlOutcome;
 use crate::model::{Availability, ControlCommand, ControlRecord, Record};
 use crate::store::keys;
-use crate::tickets::{self, Outcome};
+use crate::tickets;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -51,9 +52,8 @@ async fn submit(
         command,
     }));
     let seq = journaled::journal_and_wait(state, record).await?.seq;
-    let outcome: Outcome = journaled::outcome(state, seq, &keys::control_outcome(seq))?;
-    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK);
-    Ok((status, Json(outcome.body)).into_response())
+    let outcome: ControlOutcome = journaled::outcome(state, seq, &keys::control_outcome(seq))?;
+    super::error::answer_command(outcome)
 }
 
 #[utoipa::path(

@@ -7,10 +7,11 @@
 //! ([`AgentReplied`]) so that the processor fires the `agent_emailed` trigger.
 
 use crate::events::data::StatusTrigger;
+use crate::message_id;
 use chrono::{DateTime, Utc};
 
 use super::{
-    compose, message_id, policy, ItemStatus, OutgoingItem, Payload, Planner, Purpose, ReplyContext,
+    compose, policy, ItemStatus, OutgoingItem, Payload, Planner, Purpose, ReplyContext,
     RequestOutcome, Route,
 };
 use crate::conversations::Conversation;
@@ -116,7 +117,7 @@ fn next_message_id(
         .planner
         .mailboxes
         .get(mailbox)
-        .map(compose::message_id_domain)
+        .map(message_id::domain_of)
         .unwrap_or_default();
     Ok(message_id::outbound_message_id(conversation_id, n, &domain))
 }

@@ -194,17 +194,6 @@ pub fn automatic(
     })
 }
 
-/// The domain of a mailbox's Message-IDs.
-pub fn message_id_domain(mailbox: &MailboxConfig) -> String {
-    mailbox.message_id_domain.clone().unwrap_or_else(|| {
-        mailbox
-            .address
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_owned())
-            .unwrap_or_else(|| "deskgate.invalid".to_owned())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

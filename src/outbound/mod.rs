@@ -23,7 +23,6 @@ pub mod compose;
 pub mod erase;
 pub mod graph;
 /// Message-IDs deskgate mints name their conversation; the email channel owns the scheme.
-pub use crate::channels::email::message_id;
 pub mod observe;
 pub mod policy;
 pub mod profile;

@@ -4,8 +4,8 @@
 
 use super::apply::{self, Ctx};
 use super::{policy, ItemStatus, OutgoingItem, Payload, Purpose, ReplyContext, Route};
-use crate::channels::identity;
 use crate::conversations::Threaded;
+use crate::identity;
 use crate::model::{AutomaticKind, AutomaticRequest, Identity, Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
 

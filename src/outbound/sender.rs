@@ -23,8 +23,8 @@ use super::{ItemStatus, OutgoingItem, Payload};
 use crate::backoff::Backoff;
 use crate::config::OutboundConfig;
 use crate::journal::{Appended, JournalError, JournalHandle};
+use crate::model::Position;
 use crate::model::{OutboundOutcome, OutboundRecord, Record, SendResult};
-use crate::processor::Position;
 use crate::store::{keys, Blobs, Store};
 
 /// Why a send did not go through.
@@ -290,12 +290,28 @@ impl Sender {
             Payload::Email(mail) => self.smtp.send(mail).await,
             other => self.graph.send(other).await,
         };
-        let via = match &item.payload {
-            Payload::Email(_) => "email",
-            Payload::Messenger { .. } => "messenger",
-            Payload::Whatsapp { .. } => "whatsapp",
-        };
-        let final_result = match sent {
+        let via = via(&item.payload);
+        let final_result = self.judge(&item, sent, attempt, refusals);
+        match final_result {
+            Ok(result) => {
+                metrics::counter!("deskgate_outbound_total", "via" => via, "outcome" => result.name())
+                    .increment(1);
+                (id, finish(result).await)
+            }
+            Err(refused) => (id, Attempted::Retry { attempt, refused }),
+        }
+    }
+
+    /// What a send's result means for the item: a final outcome, or `Err(refused)` to retry
+    /// (`refused` when the server refused it, which counts toward `permanent_attempts`).
+    fn judge(
+        &self,
+        item: &OutgoingItem,
+        sent: Result<String, Failure>,
+        attempt: u32,
+        refusals: u32,
+    ) -> Result<SendResult, bool> {
+        match sent {
             Ok(provider_id) => Ok(SendResult::Sent { provider_id }),
             Err(Failure::Permanent(error)) => Ok(SendResult::Failed {
                 error,
@@ -327,14 +343,6 @@ impl Sender {
                     Err(false)
                 }
             }
-        };
-        match final_result {
-            Ok(result) => {
-                metrics::counter!("deskgate_outbound_total", "via" => via, "outcome" => result.name())
-                    .increment(1);
-                (id, finish(result).await)
-            }
-            Err(refused) => (id, Attempted::Retry { attempt, refused }),
         }
     }
 
@@ -390,4 +398,13 @@ fn lane(item: &OutgoingItem) -> String {
 
 fn outbound_record(outcome: OutboundOutcome) -> Record {
     Record::Outbound(Box::new(OutboundRecord::Outcome(outcome)))
+}
+
+/// The `via` label of a send's metrics.
+fn via(payload: &Payload) -> &'static str {
+    match payload {
+        Payload::Email(_) => "email",
+        Payload::Messenger { .. } => "messenger",
+        Payload::Whatsapp { .. } => "whatsapp",
+    }
 }

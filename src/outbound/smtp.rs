@@ -116,10 +116,6 @@ fn raw(name: &'static str, value: &str) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value.to_owned())
 }
 
-fn angle(id: &str) -> String {
-    format!("<{}>", id.trim_start_matches('<').trim_end_matches('>'))
-}
-
 /// The RFC 5322 message for a payload.
 pub fn build(mail: &EmailPayload, blobs: &Blobs) -> Result<Message, String> {
     let from = Mailbox::new(
@@ -136,13 +132,17 @@ pub fn build(mail: &EmailPayload, blobs: &Blobs) -> Result<Message, String> {
         .from(from)
         .to(to)
         .subject(mail.subject.clone())
-        .message_id(Some(angle(&mail.message_id)));
+        .message_id(Some(crate::message_id::bracketed(&mail.message_id)));
     // lettre replaces these headers on each call: pass the whole list at once.
     if let Some(parent) = &mail.in_reply_to {
-        builder = builder.in_reply_to(angle(parent));
+        builder = builder.in_reply_to(crate::message_id::bracketed(parent));
     }
     if !mail.references.is_empty() {
-        let refs = mail.references.iter().map(|r| angle(r)).collect::<Vec<_>>();
+        let refs = mail
+            .references
+            .iter()
+            .map(|r| crate::message_id::bracketed(r))
+            .collect::<Vec<_>>();
         builder = builder.references(refs.join(" "));
     }
     if let Some(auto) = &mail.auto_submitted {

@@ -4,9 +4,8 @@
 use serde_json::json;
 
 use super::{Processor, Quarantined};
-use crate::contacts;
 use crate::live::Live;
-use crate::model::Record;
+use crate::model::{ControlOutcome, Record, Refusal};
 use crate::routing::RuleSet;
 use crate::store::{keys, StateBatch, StoreError};
 use crate::tickets;
@@ -22,15 +21,15 @@ impl Processor {
         seq: u64,
         entry: u64,
     ) -> Result<(), StoreError> {
-        let answer = |status: u16, body: serde_json::Value| tickets::Outcome { status, body };
-        let refuse = |status: u16, error: String| {
-            answer(status, json!({ "error": error, "code": "refused" }))
-        };
+        let refuse =
+            |refusal: fn(String) -> Refusal, error: String| ControlOutcome::Refused(refusal(error));
         let key = keys::quarantine(entry);
         let outcome = match batch.get::<Quarantined>(&key)? {
-            None => refuse(404, format!("no quarantine entry at journal seq {entry}")),
-            Some(found) if found.retried_as.is_some() => answer(
-                200,
+            None => refuse(
+                Refusal::NotFound,
+                format!("no quarantine entry at journal seq {entry}"),
+            ),
+            Some(found) if found.retried_as.is_some() => ControlOutcome::Done(
                 json!({ "status": "applied", "duplicate": true, "entry": found }),
             ),
             Some(mut found) => {
@@ -49,10 +48,13 @@ impl Processor {
                     Err(error @ StoreError::Db(_)) => return Err(error),
                     Err(error) => {
                         batch.rollback_to(savepoint);
-                        refuse(422, format!("still cannot be applied: {error}"))
+                        refuse(
+                            Refusal::Invalid,
+                            format!("still cannot be applied: {error}"),
+                        )
                     }
                     Ok(None) => refuse(
-                        422,
+                        Refusal::Invalid,
                         format!(
                             "journal record {entry} is gone or is not a message or channel event"
                         ),
@@ -60,11 +62,8 @@ impl Processor {
                     Ok(Some(external_id)) => {
                         found.retried_as = Some(entry);
                         batch.put(key, &found);
-                        answer(
-                            200,
-                            json!({ "status": "applied", "journal_seq": entry,
-                                    "external_id": external_id, "duplicate": false, "entry": found }),
-                        )
+                        ControlOutcome::Done(json!({ "status": "applied", "journal_seq": entry,
+                                    "external_id": external_id, "duplicate": false, "entry": found }))
                     }
                 }
             }
@@ -79,7 +78,7 @@ pub(super) fn unknown_owner(
     rules: &RuleSet,
     batch: &StateBatch<'_>,
     command: &crate::model::ContactCommand,
-) -> Result<Option<contacts::control::Outcome>, StoreError> {
+) -> Result<Option<ControlOutcome>, StoreError> {
     let crate::model::ContactCommand::SetOwner {
         owner: Some(owner), ..
     } = command
@@ -89,8 +88,7 @@ pub(super) fn unknown_owner(
     if tickets::user_exists(rules, batch, owner)? {
         return Ok(None);
     }
-    Ok(Some(contacts::control::Outcome {
-        status: 422,
-        body: json!({ "error": format!("owner: unknown user {owner:?}"), "code": "unprocessable" }),
-    }))
+    Ok(Some(ControlOutcome::Refused(Refusal::Invalid(format!(
+        "owner: unknown user {owner:?}"
+    )))))
 }

@@ -1,6 +1,6 @@
 //! Content-addressed blobs on disk: attachment contents and the raw bytes of quarantined input.
 //! Erasure deletes a contact's; journal retention deletes those nothing can name any more
-//! (`journal::retention::sweep_blobs`).
+//! (`housekeeping::blobs`).
 //!
 //! Each blob is a file named by the SHA-256 of its content under `<state>/blobs/`, written to a
 //! temporary name, fsynced, renamed into place, and the directory fsynced, so a blob that a

@@ -1,6 +1,6 @@
 //! Control API mutations, applied by the processor in journal order (splits are in `split`). Each stores an
-//! [`Outcome`] under `control/{seq}` for the handler that waits on it; a refused command (an
-//! unknown ticket, an unknown status) is an outcome with a 4xx status, not a quarantine.
+//! [`ControlOutcome`] under `control/{seq}` for the handler that waits on it; a refused command (an
+//! unknown ticket, an unknown status) is a [`Refusal`], not a quarantine.
 //! The config's moves of stored tickets (`[[routing.moves]]`) arrive here too, journaled by
 //! the daemon itself at start or reload ([`ControlCommand::ApplyMoves`]).
 
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::messages::fire;
 use super::ops::{Cause, Moved};
-use super::state::{get_or_default, DirectoryState, Outcome, SpamList};
+use super::state::{get_or_default, DirectoryState, SpamList};
 use super::{RequestedAction, Step, Ticket};
 use crate::config::TeamConfig;
 use crate::conversations::Conversation;
@@ -18,15 +18,15 @@ use crate::events::data::{
 };
 use crate::events::OutboxWriter;
 use crate::ids::Minter;
-use crate::model::{Availability, ControlCommand, ControlRecord, PipelineMove};
+use crate::model::{Availability, ControlCommand, ControlOutcome, ControlRecord, PipelineMove};
 use crate::routing::{RuleSet, User};
 use crate::store::{keys, StateBatch, StoreError};
 
-pub(super) type Refusal = (u16, String);
+pub(super) use crate::model::Refusal;
 pub(super) type Answer = Result<Value, Refusal>;
 
 pub(super) fn not_found(what: &str, id: &str) -> Refusal {
-    (404, format!("no {what} {id:?}"))
+    Refusal::NotFound(format!("no {what} {id:?}"))
 }
 
 /// Applies one control record and stores its outcome. Returns the status-reached actions it
@@ -52,16 +52,13 @@ pub fn apply_control(
     let savepoint = step.batch.savepoint();
     let answer = step.command(&record.command)?;
     let outcome = match answer {
-        Ok(body) => Outcome { status: 200, body },
-        Err((status, error)) => {
+        Ok(body) => ControlOutcome::Done(body),
+        Err(refusal) => {
             // A refused command leaves nothing behind.
             step.batch.rollback_to(savepoint);
             step.events.clear();
             step.actions.clear();
-            Outcome {
-                status,
-                body: json!({ "error": error, "code": "refused" }),
-            }
+            ControlOutcome::Refused(refusal)
         }
     };
     let events = std::mem::take(&mut step.events);
@@ -121,10 +118,9 @@ impl Step<'_, '_> {
             }
             ControlCommand::MarkSpam { conversation } => self.mark_spam(conversation),
             // The processor applies these itself: they need the journal.
-            ControlCommand::RetryQuarantined { seq } => Ok(Err((
-                500,
-                format!("retry of journal record {seq} reached the ticket commands"),
-            ))),
+            ControlCommand::RetryQuarantined { seq } => Ok(Err(Refusal::Internal(format!(
+                "retry of journal record {seq} reached the ticket commands"
+            )))),
             ControlCommand::MoveTicket {
                 ticket,
                 pipeline,
@@ -156,7 +152,7 @@ impl Step<'_, '_> {
                     "conversation: {conversation:?} is not a conversation of ticket {:?}",
                     ticket.id
                 );
-                return Ok(Err((422, message)));
+                return Ok(Err(Refusal::Invalid(message)));
             }
         }
         let fired = fire(self, &mut ticket, StatusTrigger::AgentEmailed)?;
@@ -201,7 +197,9 @@ impl Step<'_, '_> {
         let mut directory: DirectoryState = get_or_default(self.batch, &keys::directory())?;
         for team in teams {
             if !self.rules.teams.contains_key(team) && !directory.teams.contains_key(team) {
-                return Ok(Err((422, format!("teams: unknown team {team:?}"))));
+                return Ok(Err(Refusal::Invalid(format!(
+                    "teams: unknown team {team:?}"
+                ))));
             }
         }
         // A user replaced through the API keeps the availability it has now (a configured
@@ -230,11 +228,13 @@ impl Step<'_, '_> {
             return Ok(Err(not_found("ticket", id)));
         };
         let Some(pipeline) = ticket.routing.pipeline.clone() else {
-            return Ok(Err((409, format!("ticket {id:?} has no pipeline"))));
+            return Ok(Err(Refusal::Conflict(format!(
+                "ticket {id:?} has no pipeline"
+            ))));
         };
         if self.status_is_open(&ticket.routing, status).is_none() {
             let message = format!("status: {status:?} is not a status of pipeline {pipeline:?}");
-            return Ok(Err((422, message)));
+            return Ok(Err(Refusal::Invalid(message)));
         }
         let changed = self.set_status(&mut ticket, status, Cause::Control)?;
         self.save_ticket(&mut ticket);
@@ -287,7 +287,9 @@ impl Step<'_, '_> {
                 let target = (to.to_pipeline.as_str(), to.to_status.as_str());
                 match self.relocate(&mut ticket, target, Cause::ConfigMove)? {
                     Ok(_) => moved += 1,
-                    Err((_, error)) => skipped.push(json!({ "ticket": ticket.id, "error": error })),
+                    Err(refusal) => {
+                        skipped.push(json!({ "ticket": ticket.id, "error": refusal.to_string() }))
+                    }
                 }
             }
             match page.last() {
@@ -310,14 +312,13 @@ impl Step<'_, '_> {
         cause: Cause,
     ) -> Result<Answer, StoreError> {
         let Some(config) = self.rules.pipelines.get(pipeline) else {
-            return Ok(Err((
-                422,
-                format!("pipeline: unknown pipeline {pipeline:?}"),
-            )));
+            return Ok(Err(Refusal::Invalid(format!(
+                "pipeline: unknown pipeline {pipeline:?}"
+            ))));
         };
         if !config.statuses.iter().any(|s| s.id == status) {
             let message = format!("status: {status:?} is not a status of pipeline {pipeline:?}");
-            return Ok(Err((422, message)));
+            return Ok(Err(Refusal::Invalid(message)));
         }
         let routing = &mut ticket.routing;
         let old_pipeline = routing.pipeline.replace(pipeline.to_owned());
@@ -344,9 +345,15 @@ impl Step<'_, '_> {
         if let Some(owner) = owner {
             // A ticket goes only to a user who exists now and holds a seat.
             match self.snapshot(None)?.users.get(owner) {
-                None => return Ok(Err((422, format!("owner: unknown user {owner:?}")))),
+                None => {
+                    return Ok(Err(Refusal::Invalid(format!(
+                        "owner: unknown user {owner:?}"
+                    ))))
+                }
                 Some(user) if !user.seat => {
-                    return Ok(Err((422, format!("owner: user {owner:?} has no seat"))))
+                    return Ok(Err(Refusal::Invalid(format!(
+                        "owner: user {owner:?} has no seat"
+                    ))))
                 }
                 Some(_) => {}
             }
@@ -382,7 +389,9 @@ impl Step<'_, '_> {
     /// threads land on the survivor because the threads now point there.
     fn merge(&mut self, survivor: &str, merged: &str) -> Result<Answer, StoreError> {
         if survivor == merged {
-            return Ok(Err((422, "a ticket cannot be merged into itself".into())));
+            return Ok(Err(Refusal::Invalid(
+                "a ticket cannot be merged into itself".into(),
+            )));
         }
         let Some(mut kept) = self.ticket(survivor)? else {
             return Ok(Err(not_found("ticket", survivor)));

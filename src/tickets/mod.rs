@@ -47,7 +47,7 @@ pub use messages::{after_threading, is_customer_reply, Routed};
 pub use replies::{agent_replied, ReplyEffect};
 pub use usage::{moves_due, moves_of, pipeline_usage, stranded, Usage};
 
-pub use state::{directory_snapshot, directory_view, ticket_view, ConversationState, Outcome};
+pub use state::{directory_snapshot, directory_view, ticket_view, ConversationState};
 pub use ticket::{fold_routing_records, Routing, Ticket};
 
 /// One record's routing work: the batch, the rules, and the events and actions it produces

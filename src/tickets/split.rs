@@ -61,7 +61,7 @@ impl Step<'_, '_> {
         };
         if ticket.conversations.len() < 2 {
             let message = format!("ticket {:?} has only this conversation", ticket.id);
-            return Ok(Err((409, message)));
+            return Ok(Err(Refusal::Conflict(message)));
         }
         let (mut new, mut old) = self.detach(&mut conversation, &ticket)?;
         old.routing.trigger_conversations.retain(|c| c != id);
@@ -149,7 +149,7 @@ impl Step<'_, '_> {
         if chosen.is_empty() {
             let message = "messages: name at least one message (send no body to split the whole \
                            conversation)";
-            return Ok(Err((422, message.to_owned())));
+            return Ok(Err(Refusal::Invalid(message.to_owned())));
         }
         // Message ids derive from journal seqs: name every record of the conversation, and
         // every mail whose links outlived its record (journal retention).
@@ -175,7 +175,7 @@ impl Step<'_, '_> {
         }
         if !unknown.is_empty() {
             let message = format!("messages: {unknown:?} are not messages of conversation {id:?}");
-            return Ok(Err((422, message)));
+            return Ok(Err(Refusal::Invalid(message)));
         }
         if !unlinked.is_empty() {
             let message = format!(
@@ -183,7 +183,7 @@ impl Step<'_, '_> {
                  mail, or threaded before deskgate kept reply links): split the whole \
                  conversation instead"
             );
-            return Ok(Err((409, message)));
+            return Ok(Err(Refusal::Conflict(message)));
         }
         let moved = split::with_replies(&mails, &picked);
         if moved.len() == mails.len() {
@@ -191,7 +191,7 @@ impl Step<'_, '_> {
                 "every mail of conversation {id:?} replies to the chosen messages or is one: \
                  nothing would stay (split the whole conversation instead)"
             );
-            return Ok(Err((409, message)));
+            return Ok(Err(Refusal::Conflict(message)));
         }
         Ok(Ok(Choice { mails, moved }))
     }

@@ -46,13 +46,6 @@ pub struct ConversationState {
     pub spam: bool,
 }
 
-/// The answer to a control record, stored for the handler waiting on it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Outcome {
-    pub status: u16,
-    pub body: Value,
-}
-
 /// Spam conversations awaiting purge, oldest first.
 pub type SpamList = Vec<(DateTime<Utc>, String)>;
 

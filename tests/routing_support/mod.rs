@@ -13,7 +13,6 @@ use deskgate::model::{
 use deskgate::processor::Processor;
 use deskgate::routing::RuleSet;
 use deskgate::store::{keys, Store};
-use deskgate::tickets::Outcome;
 use deskgate::tickets::Ticket;
 use serde_json::Value;
 use uuid::Uuid;
@@ -357,4 +356,11 @@ impl Harness {
         }
         events
     }
+}
+
+/// A control record's answer in its stored shape (`{status, body}`), as the tests read it.
+#[derive(Debug, serde::Deserialize)]
+pub struct Outcome {
+    pub status: u16,
+    pub body: Value,
 }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
-use deskgate::channels::identity;
 use deskgate::contacts;
+use deskgate::identity;
 use deskgate::ids::Minter;
 use deskgate::model::{Identity, Sender};
 use deskgate::store::Store;

@@ -70,6 +70,7 @@ async fn handle(
         body,
         received_at: chrono::Utc::now(),
         blobs,
+        region: Default::default(),
     };
     let records = match parse(&hook) {
         Ok(records) => records,

@@ -11,6 +11,7 @@ fn parse_body(body: &str) -> Result<Inbound, ChannelError> {
         body: bytes::Bytes::from(body.to_owned()),
         received_at: chrono::DateTime::UNIX_EPOCH,
         blobs: &blobs,
+        region: Default::default(),
     })
 }
 

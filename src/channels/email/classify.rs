@@ -397,24 +397,14 @@ fn returned_message_id(message: &Message<'_>, text: &str) -> Option<String> {
             return Some(id.to_owned());
         }
         if is_returned_part(part) {
-            if let Some(id) = message_id_line(&String::from_utf8_lossy(part.contents())) {
+            if let Some(id) =
+                crate::message_id::quoted_in(&String::from_utf8_lossy(part.contents()))
+            {
                 return Some(id);
             }
         }
     }
-    message_id_line(text)
-}
-
-fn message_id_line(text: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let (name, value) = line.trim_start().split_once(':')?;
-        if !name.trim().eq_ignore_ascii_case("message-id") {
-            return None;
-        }
-        let id = value.trim().trim_start_matches('<');
-        let id = id.split('>').next().unwrap_or(id).trim();
-        (!id.is_empty() && id.contains('@')).then(|| id.to_owned())
-    })
+    crate::message_id::quoted_in(text)
 }
 
 #[cfg(test)]

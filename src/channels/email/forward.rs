@@ -3,7 +3,7 @@
 
 use mail_parser::{Address, Message, MimeHeaders, PartType};
 
-use crate::channels::identity;
+use crate::identity;
 use crate::model::Sender;
 
 /// A forward, with the original author when the mail names one.

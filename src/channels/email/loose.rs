@@ -4,7 +4,7 @@
 //! RFC 5322 would refuse but every client reads (`Test test@example.com`, `"a@b.example"`,
 //! `someone@redacted`, spaces inside the address, a stray quote, `"A" <>, "B" <b@x>`).
 
-use crate::channels::identity;
+use crate::identity;
 use crate::model::Identity;
 
 /// The first header `name` of the mail's own header block, unfolded, as raw bytes.

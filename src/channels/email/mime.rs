@@ -8,8 +8,8 @@ use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 
 use super::{classify, forward, loose};
-use crate::channels::identity;
 use crate::config::EmailConfig;
+use crate::identity;
 use crate::model::{Attachment, EmailMeta, Identity, Inbound, Sender};
 
 /// Why a mail cannot become a message.
@@ -88,19 +88,7 @@ fn parse_unguarded(
         .filter(|id| !id.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| super::content_id(raw));
-    let email = EmailMeta {
-        in_reply_to: ids(message.in_reply_to()),
-        references: ids(message.references()),
-        reply_to: message
-            .reply_to()
-            .and_then(Address::first)
-            .and_then(|a| a.address())
-            .map(str::to_owned),
-        message_id: message_id.clone(),
-        mailbox: None,
-        to: addresses(message.to()),
-        cc: addresses(message.cc()),
-    };
+    let email = email_meta(&message, message_id.clone());
     // One line-ending convention whatever the transfer encoding kept: LF.
     let text = message.body_text(0).map(|t| lf(&t)).unwrap_or_default();
     let mut inbound = Inbound::new(
@@ -111,15 +99,7 @@ fn parse_unguarded(
         text,
         received_at,
     );
-    let raw_subject = loose::raw_header(raw, "Subject");
-    inbound.subject = raw_subject
-        .as_deref()
-        .and_then(|value| loose::legacy_text(value, declared.as_deref(), sample))
-        .map(|subject| subject.trim().to_owned())
-        .or_else(|| {
-            let subject = message.subject()?;
-            Some(loose::redecode(subject, raw_subject.as_deref()).unwrap_or(subject.to_owned()))
-        });
+    inbound.subject = subject_of(&message, raw, declared.as_deref(), sample);
     // mail-parser offers a text part as HTML when there is no HTML part: keep only real HTML.
     let has_html = message
         .html_bodies()
@@ -133,8 +113,62 @@ fn parse_unguarded(
     inbound.email = Some(email);
     let (attachments, contents) = attachments(&message);
     inbound.attachments = attachments;
-    inbound.flags.automatic = classify::is_automatic(&message, &from)
-        || found.is_none()
+    classify_sender(
+        &mut inbound,
+        &message,
+        (&from, found.is_some()),
+        (from_text, repaired),
+    )?;
+    mark_forwards(&mut inbound, &message, options);
+    Ok(ParsedMail { inbound, contents })
+}
+
+/// The headers that place the mail in a thread, and its recipients.
+fn email_meta(message: &Message<'_>, message_id: String) -> EmailMeta {
+    EmailMeta {
+        in_reply_to: ids(message.in_reply_to()),
+        references: ids(message.references()),
+        reply_to: message
+            .reply_to()
+            .and_then(Address::first)
+            .and_then(|a| a.address())
+            .map(str::to_owned),
+        message_id,
+        mailbox: None,
+        to: addresses(message.to()),
+        cc: addresses(message.cc()),
+    }
+}
+
+/// The subject as the mail wrote it: a legacy charset read as the body declares it, else
+/// mail-parser's decoding (repaired where it guessed wrong).
+fn subject_of(
+    message: &Message<'_>,
+    raw: &[u8],
+    declared: Option<&str>,
+    sample: &[u8],
+) -> Option<String> {
+    let raw_subject = loose::raw_header(raw, "Subject");
+    raw_subject
+        .as_deref()
+        .and_then(|value| loose::legacy_text(value, declared, sample))
+        .map(|subject| subject.trim().to_owned())
+        .or_else(|| {
+            let subject = message.subject()?;
+            Some(loose::redecode(subject, raw_subject.as_deref()).unwrap_or(subject.to_owned()))
+        })
+}
+
+/// Flags machine mail and bounces, and keeps what the From header said when no identity came
+/// of it or it had to be repaired. A person's mail without a sender is refused.
+fn classify_sender(
+    inbound: &mut Inbound,
+    message: &Message<'_>,
+    (from, found): (&Sender, bool),
+    (from_text, repaired): (Option<String>, bool),
+) -> Result<(), MailError> {
+    inbound.flags.automatic = classify::is_automatic(message, from)
+        || !found
             && from_text
                 .as_deref()
                 .is_some_and(loose::is_bare_machine_sender);
@@ -150,8 +184,8 @@ fn parse_unguarded(
             );
         }
     }
-    inbound.flags.bounce = classify::bounce(&message, &from);
-    if found.is_none() {
+    inbound.flags.bounce = classify::bounce(message, from);
+    if !found {
         if !inbound.flags.automatic && inbound.flags.bounce.is_none() {
             return Err(MailError::NoSender);
         }
@@ -163,11 +197,17 @@ fn parse_unguarded(
             );
         }
     }
+    Ok(())
+}
+
+/// A bounce is machine mail; a forward takes its original sender (as `options` allow); a reply
+/// in a thread that began as a forward is marked as such.
+fn mark_forwards(inbound: &mut Inbound, message: &Message<'_>, options: &EmailConfig) {
     if inbound.flags.bounce.is_some() {
         // A delivery report is machine-made whatever its headers claim.
         inbound.flags.automatic = true;
-    } else if let Some(forwarded) = forward::detect(&message, &inbound.text) {
-        apply_forward(&mut inbound, forwarded, options);
+    } else if let Some(forwarded) = forward::detect(message, &inbound.text) {
+        apply_forward(inbound, forwarded, options);
     } else if inbound
         .subject
         .as_deref()
@@ -178,7 +218,6 @@ fn parse_unguarded(
             .extra
             .insert("reply_to_forward".to_owned(), serde_json::Value::Bool(true));
     }
-    Ok(ParsedMail { inbound, contents })
 }
 
 /// Mail saved by classic Mac tools ends lines with a bare CR, which mail-parser reads as one

@@ -8,7 +8,6 @@
 //! - [`mime`]: mail-parser reading, attachments, the sender.
 //! - [`classify`]: automatic mail and bounces; [`forward`]: forwards and their original sender.
 //! - [`loose`]: headers as clients read them (legacy charsets, loosely written senders).
-//! - [`message_id`]: the Message-IDs of deskgate's own mail, which thread replies back.
 //! - [`inspect`]: the JSON view `deskgate inspect mail` prints.
 
 pub mod classify;
@@ -16,13 +15,10 @@ pub mod forward;
 pub mod imap;
 pub mod inspect;
 pub mod loose;
-pub mod message_id;
 pub mod mime;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-
-pub use message_id::{outbound_message_id, own_conversation_of};
 
 use crate::config::EmailConfig;
 use crate::model::{QuarantinedInput, Record};

@@ -9,7 +9,7 @@ fn at() -> DateTime<Utc> {
 }
 
 fn email(address: &str) -> Identity {
-    crate::channels::identity::email(address).unwrap()
+    crate::identity::email(address).unwrap()
 }
 
 const FORWARD: &str = "From: Agent Smith <agent@desk.example>\r\n\

@@ -7,7 +7,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{from_millis, text_of, Context};
-use crate::channels::identity;
+use crate::identity;
 use crate::model::{
     Attachment, ChannelEvent, ChannelEventKind, Inbound, MessageKind, Record, ReplyWindow, Sender,
 };

@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde_json::json;
 
 use super::*;
-use crate::channels::identity;
+use crate::identity;
 use crate::model::MessageKind;
 use crate::store::Blobs;
 
@@ -20,6 +20,7 @@ fn parse_with(kind: ChannelKind, payload: Value) -> Vec<Record> {
         body: Bytes::new(),
         received_at: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
         blobs: &blobs,
+        region: Default::default(),
     };
     records(kind, &request, &payload)
 }
@@ -60,7 +61,7 @@ fn every_entry_and_item_of_a_messenger_batch_is_kept() {
     assert_eq!(first.sent_at.unwrap().timestamp_millis(), 1_700_000_000_123);
     assert_eq!(
         first.sender.identities,
-        [crate::channels::identity::messenger("ch", "p", "u")],
+        [crate::identity::messenger("ch", "p", "u")],
         "the same identity the contacts' conflict guard scopes by page"
     );
 }

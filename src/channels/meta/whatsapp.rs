@@ -13,7 +13,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{from_secs, text_of, Context};
-use crate::channels::identity;
+use crate::identity;
 use crate::model::{
     Attachment, ChannelEvent, ChannelEventKind, Identity, Inbound, MessageKind, Record,
     ReplyWindow, Sender,

@@ -213,7 +213,7 @@ mod tests {
             at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
         };
         let mut batch = store.state_batch();
-        crate::events::sinks::dead_letter::apply(&outbox, &mut batch, &dead).unwrap();
+        crate::events::notices::apply_dead_lettered(&outbox, &mut batch, &dead).unwrap();
         batch.commit().unwrap();
         let events = store.outbox_read(0, u64::MAX, 10).unwrap();
         let event: serde_json::Value = serde_json::from_slice(&events[0].1).unwrap();

@@ -5,18 +5,16 @@
 //! is sequenced by the processor like every other event; its idempotency key is the sink, the
 //! event seq and the replay generation, so a crash between journaling and the cursor's move
 //! never emits it twice.
+//! The processor applies that record in [`crate::events::notices`].
 //!
 //! A sink disabled by its endpoint (410 Gone) is announced the same way, as
-//! `deskgate.sink.disabled` ([`apply_disabled`]).
+//! `deskgate.sink.disabled`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::feed::OutEvent;
-use crate::events::data::EventData;
-use crate::events::{EventDraft, OutboxWriter};
-use crate::model::{SinkDeadLettered, SinkDisabled};
-use crate::store::{StateBatch, StoreError};
+use crate::model::SinkDeadLettered;
 
 /// One dead letter as stored and listed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,30 +72,4 @@ impl DeadLetter {
             at: self.dead_lettered_at,
         }
     }
-}
-
-/// The processor's step for a journaled give-up: one `deskgate.sink.dead_lettered` event about
-/// the same subject as the event given up on. Deterministic: everything comes from the record.
-pub fn apply(
-    outbox: &OutboxWriter,
-    batch: &mut StateBatch<'_>,
-    dead: &SinkDeadLettered,
-) -> Result<(), StoreError> {
-    let data = EventData::SinkDeadLettered(dead.into());
-    let draft = EventDraft::new(dead.event_subject.clone(), None, data);
-    outbox.push(batch, dead.at, &draft)?;
-    Ok(())
-}
-
-/// The processor's step for a journaled disabling: one `deskgate.sink.disabled` event about the
-/// subject of the event the endpoint refused.
-pub fn apply_disabled(
-    outbox: &OutboxWriter,
-    batch: &mut StateBatch<'_>,
-    disabled: &SinkDisabled,
-) -> Result<(), StoreError> {
-    let data = EventData::SinkDisabled(disabled.into());
-    let draft = EventDraft::new(disabled.event_subject.clone(), None, data);
-    outbox.push(batch, disabled.at, &draft)?;
-    Ok(())
 }

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{lock, SharedStatus, SinkContext};
-use crate::processor::Position;
+use crate::model::Position;
 use crate::store::{Store, StoreError};
 
 /// One outbox event as a sink delivers it.

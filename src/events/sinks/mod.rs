@@ -4,7 +4,7 @@
 //! (in the `sinks` tree, written by that task alone), delivers, and moves the cursor only over
 //! events that were delivered (or dead-lettered), in order. A slow or broken sink holds back
 //! nobody but itself: ingestion and the other sinks read the same outbox independently, and
-//! the outbox keeps events until every sink has passed them ([`retention`]).
+//! the outbox keeps events until every sink has passed them (`housekeeping::outbox`).
 //!
 //! Delivery is at least once: a crash between a delivery and the cursor's move repeats the
 //! delivery with the same event id (JetStream's duplicate window drops it; a webhook receiver
@@ -14,7 +14,6 @@
 pub mod dead_letter;
 mod feed;
 mod nats;
-pub mod retention;
 mod webhook;
 
 use std::collections::BTreeMap;
@@ -27,13 +26,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::sinks::SinkKind;
-use crate::config::{RetentionConfig, SinkConfig};
+use crate::config::SinkConfig;
 use crate::journal::JournalHandle;
-use crate::processor::Position;
-use crate::store::{Store, WriteGate};
+use crate::model::Position;
+use crate::store::Store;
 
 pub use dead_letter::DeadLetter;
 use feed::Feed;
+pub use feed::OutEvent;
 
 /// How a sink is doing, for `/readyz` and `/v1/status`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -160,14 +160,11 @@ pub struct SinkContext {
     pub visible: watch::Receiver<Position>,
     pub journal: JournalHandle,
     pub shutdown: CancellationToken,
-    /// Held by outbox compaction while it deletes (shared with the processor and backups).
-    pub state_gate: WriteGate,
 }
 
-/// Starts one task per configured sink and the compaction task, all on `tracker`.
+/// Starts one task per configured sink and their cursors' sync, all on `tracker`.
 pub fn start(
     configs: &BTreeMap<String, SinkConfig>,
-    retention: &RetentionConfig,
     context: SinkContext,
     tracker: &TaskTracker,
 ) -> anyhow::Result<Sinks> {
@@ -217,13 +214,6 @@ pub fn start(
         );
     }
     tracker.spawn(cursor_sync.run(context.store.clone(), context.shutdown.clone()));
-    tracker.spawn(retention::run(
-        context.store.clone(),
-        context.visible.clone(),
-        (names, retention.clone()),
-        context.state_gate.clone(),
-        context.shutdown.clone(),
-    ));
     Ok(Sinks(Arc::new(handles)))
 }
 

@@ -1,15 +1,18 @@
 //! Builds every part of the daemon, owns its tasks, and shuts them down in order.
 //!
 //! Start-up, one function per concern: open the state ([`open_state`]) and refuse a config
-//! that strands stored tickets ([`refuse_stranding`]); start the journal writer and the
-//! processor ([`start_pipeline`]) and journal the config's moves of stored tickets
-//! ([`journal_moves`]); the IMAP mailboxes ([`spawn_mailboxes`]); the
-//! outbound sender and the event sinks ([`start_delivery`]); bind the listeners
-//! ([`start_http`]). Shutdown (SIGTERM, [`stop_in_order`]): stop accepting and let in-flight
+//! that strands stored tickets (`moves.rs`); start the journal writer and the processor
+//! ([`start_pipeline`]) and journal the config's moves of stored tickets (`moves.rs`); the IMAP
+//! mailboxes ([`spawn_mailboxes`]); the outbound sender and the event sinks
+//! ([`start_delivery`]); the housekeeping passes ([`start_housekeeping`]); bind the listeners
+//! ([`start_http`]). Shutdown (SIGTERM, `stop.rs`): stop accepting and let in-flight
 //! requests finish; the journal writer flushes what it holds and stops once no request can
 //! reach it; the processor applies everything journaled; all inside the grace period.
 //! Whatever the grace period cuts short is already durable in the journal and is applied at
 //! the next start.
+
+mod moves;
+mod stop;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +20,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -26,17 +28,20 @@ use uuid::Uuid;
 
 use crate::backup::Backups;
 use crate::channels::email::imap::{self, MailboxRegistry};
-use crate::config::{Config, ConfigProblem};
+use crate::config::Config;
 use crate::events::sinks::{self, SinkContext, Sinks};
 use crate::events::{OutboxReader, OutboxWriter};
+use crate::housekeeping::Housekeeping;
 use crate::http::{self, AppState};
 use crate::ids::Minter;
 use crate::journal;
 use crate::live::{Live, LiveHandle};
-use crate::model::{ControlCommand, ControlRecord, PipelineMove, Record};
+use crate::model::{PipelineMove, Position};
 use crate::outbound::sender::Sender;
-use crate::processor::{self, Position, Processor};
+use crate::processor::{self, Processor};
 use crate::store::{keys, Blobs, Store, WriteGate};
+
+pub use moves::Stranding;
 
 /// A started daemon.
 pub struct App {
@@ -94,12 +99,13 @@ struct Tasks {
 impl App {
     /// Opens the state and starts every task; returns once the listeners are bound.
     pub async fn start(config: Config) -> anyhow::Result<App> {
-        crate::channels::identity::set_default_region(config.contacts.default_region.as_deref())
-            .map_err(|message| anyhow::anyhow!("contacts.default_region: {message}"))?;
+        let phone_region =
+            crate::identity::Region::parse(config.contacts.default_region.as_deref())
+                .map_err(|message| anyhow::anyhow!("contacts.default_region: {message}"))?;
         // Before any task starts, so that nothing recorded early is lost.
         let metrics = crate::telemetry::start(&config);
         let opened = open_state(&config.state).await?;
-        refuse_stranding(&config, &opened.store).await?;
+        moves::refuse_stranding(&config, &opened.store).await?;
         let live = LiveHandle::new(Live::compile(&config, None).map_err(|e| anyhow::anyhow!(e))?);
         let tasks = Tasks {
             shutdown: CancellationToken::new(),
@@ -115,30 +121,12 @@ impl App {
             .tracker
             .spawn(prune_rate_limits(live.clone(), tasks.shutdown.clone()));
         let pipeline = start_pipeline(&config, &opened, live.clone())?;
-        let (moves, moves_rx) = watch::channel(crate::tickets::moves_of(&config));
-        // Before serving, so that what the moves emit is the first thing the processor
-        // applies after what was journaled before the start.
-        journal_moves_logged(&opened.store, &pipeline.journal, moves.borrow().clone()).await;
-        tasks.tracker.spawn(journal_moves(
-            opened.store.clone(),
-            pipeline.journal.clone(),
-            moves_rx,
-            tasks.shutdown.clone(),
-        ));
-        tasks.tracker.spawn(journal::retention::run(
-            (opened.store.clone(), opened.blobs.clone()),
-            pipeline.position.clone(),
-            config.journal.clone(),
-            opened.gate.clone(),
-            tasks.shutdown.clone(),
-        ));
+        let moves = moves::start(&config, &opened.store, &pipeline.journal, &tasks).await;
         let mailboxes = spawn_mailboxes(&config, &tasks, (&opened, &pipeline.journal));
         let delivery = start_delivery(&config, &opened, &pipeline, &tasks)?;
+        start_housekeeping(&config, &opened, &pipeline, &tasks);
         let state = AppState {
-            tokens: http::Tokens::new(config.control.load_tokens().map_err(|problems| {
-                let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-                anyhow::anyhow!("{}", problems.join("; "))
-            })?),
+            tokens: control_tokens(&config)?,
             store: opened.store.clone(),
             blobs: opened.blobs.clone(),
             metrics,
@@ -159,6 +147,7 @@ impl App {
                 opened.gate.clone(),
                 pipeline.journal.durable(),
             ),
+            phone_region,
         };
         let (listeners, local_addr, control_addr) = start_http(&config, state).await?;
         tracing::info!(
@@ -168,7 +157,7 @@ impl App {
             "deskgate listening"
         );
         let (shutdown, restart) = (tasks.shutdown.clone(), tasks.restart.clone());
-        let stopping = Stopping {
+        let stopping = stop::Stopping {
             listeners,
             pipeline,
             sender: delivery.sender,
@@ -184,7 +173,7 @@ impl App {
             moves,
             restart,
             shutdown,
-            done: tokio::spawn(stop_in_order(stopping)),
+            done: tokio::spawn(stop::stop_in_order(stopping)),
         })
     }
 
@@ -256,91 +245,6 @@ async fn open_state(state: &crate::config::StateConfig) -> anyhow::Result<Opened
     .await?
 }
 
-/// A config that would strand stored tickets: refused at start, as check-config (given the
-/// state) and a reload refuse it, since a restart after editing the config is as common as a
-/// reload.
-#[derive(Debug, thiserror::Error)]
-#[error("the config would strand stored tickets:{}",
-    .0.iter().map(|p| format!("\n  {p}")).collect::<String>())]
-pub struct Stranding(pub Vec<ConfigProblem>);
-
-/// Fails with [`Stranding`] when `config` removes a pipeline or status that stored tickets are
-/// in and no move of it says where they go.
-async fn refuse_stranding(config: &Config, store: &Store) -> anyhow::Result<()> {
-    let scan = store.clone();
-    let usage = tokio::task::spawn_blocking(move || crate::tickets::pipeline_usage(&scan))
-        .await?
-        .context("reading the stored tickets' pipelines")?;
-    let problems = crate::tickets::stranded(config, &usage);
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Stranding(problems).into())
-    }
-}
-
-/// Journals the moves of each config a reload puts in force ([`App::apply_moves`]) when
-/// stored tickets sit where one applies; the start journals its own config's moves itself.
-async fn journal_moves(
-    store: Store,
-    journal: journal::JournalHandle,
-    mut moves: watch::Receiver<Vec<PipelineMove>>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            changed = moves.changed() => if changed.is_err() { return },
-            () = shutdown.cancelled() => return,
-        }
-        let current = moves.borrow_and_update().clone();
-        journal_moves_logged(&store, &journal, current).await;
-    }
-}
-
-/// Journals `moves` when stored tickets sit where one applies, for the processor to move them
-/// in journal order. A moved ticket is where no move applies (moves come from removed
-/// locations and go to configured ones), so a second start with the same config journals
-/// nothing.
-async fn journal_moves_logged(
-    store: &Store,
-    journal: &journal::JournalHandle,
-    moves: Vec<PipelineMove>,
-) {
-    if moves.is_empty() {
-        return;
-    }
-    if let Err(error) = journal_moves_due(store, journal, moves).await {
-        // The tickets stay where they are; the next reload or start tries again.
-        tracing::error!("config moves of stored tickets not journaled: {error:#}");
-    }
-}
-
-async fn journal_moves_due(
-    store: &Store,
-    journal: &journal::JournalHandle,
-    moves: Vec<PipelineMove>,
-) -> anyhow::Result<()> {
-    let scan = store.clone();
-    let usage =
-        tokio::task::spawn_blocking(move || crate::tickets::pipeline_usage(&scan)).await??;
-    let due = crate::tickets::moves_due(&moves, &usage);
-    if due == 0 {
-        return Ok(());
-    }
-    let record = Record::Control(Box::new(ControlRecord {
-        key: format!("config-moves:{}", Uuid::new_v4()),
-        at: Utc::now(),
-        command: ControlCommand::ApplyMoves { moves },
-    }));
-    let appended = journal.append(record).await?;
-    tracing::info!(
-        tickets = due,
-        ?appended,
-        "journaled the config's moves of stored tickets"
-    );
-    Ok(())
-}
-
 /// Starts the journal writer and the processor (which reads its rules from `live`).
 fn start_pipeline(config: &Config, opened: &Opened, live: LiveHandle) -> anyhow::Result<Pipeline> {
     let store = &opened.store;
@@ -391,14 +295,42 @@ fn start_delivery(
         visible: pipeline.position.clone(),
         journal: pipeline.journal.clone(),
         shutdown: tasks.shutdown.clone(),
-        state_gate: opened.gate.clone(),
     };
-    let sinks = sinks::start(&config.sinks, &config.retention, context, &tasks.tracker)
-        .context("starting the event sinks")?;
+    let sinks =
+        sinks::start(&config.sinks, context, &tasks.tracker).context("starting the event sinks")?;
     Ok(Delivery {
         sender: tokio::spawn(sender.run()),
         sinks,
     })
+}
+
+/// The control API's bearer tokens, read from their files.
+fn control_tokens(config: &Config) -> anyhow::Result<http::Tokens> {
+    let tokens = config.control.load_tokens().map_err(|problems| {
+        let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        anyhow::anyhow!("{}", problems.join("; "))
+    })?;
+    Ok(http::Tokens::new(tokens))
+}
+
+/// Starts the retention passes and the blob sweep ([`crate::housekeeping`]).
+fn start_housekeeping(config: &Config, opened: &Opened, pipeline: &Pipeline, tasks: &Tasks) {
+    let _sinks: Vec<String> = config.sinks.keys().cloned().collect();
+    Housekeeping {
+        store: opened.store.clone(),
+        blobs: opened.blobs.clone(),
+        visible: pipeline.position.clone(),
+        gate: opened.gate.clone(),
+        shutdown: tasks.shutdown.clone(),
+    }
+    .start(
+        &tasks.tracker,
+        config.journal.clone(),
+        (
+            config.sinks.keys().cloned().collect(),
+            config.retention.clone(),
+        ),
+    );
 }
 
 /// Binds the public listener and, when configured, the control listener, each with its routes.
@@ -426,87 +358,6 @@ async fn start_http(
         (control, http::private_router(state)),
     ];
     Ok((listeners, local_addr, control_addr))
-}
-
-/// What shutdown stops, in order.
-struct Stopping {
-    listeners: Vec<(TcpListener, Router)>,
-    pipeline: Pipeline,
-    sender: tokio::task::JoinHandle<()>,
-    tasks: Tasks,
-    store: Store,
-    server: crate::config::ServerConfig,
-}
-
-/// Serves until shutdown begins, then stops everything in order before one deadline, the
-/// grace period after the signal.
-async fn stop_in_order(stopping: Stopping) {
-    let Stopping {
-        listeners,
-        pipeline,
-        mut sender,
-        tasks,
-        store,
-        server,
-    } = stopping;
-    let servers = listeners
-        .into_iter()
-        .map(|(listener, router)| http::serve(listener, router, tasks.shutdown.clone(), &server));
-    let mut servers = std::pin::pin!(futures::future::join_all(servers));
-    // One deadline for the whole stop, from the moment it begins: each stage gets what the
-    // ones before it left, so that the stop fits in `shutdown_grace_secs` (and in the unit's
-    // TimeoutStopSec) however many stages are slow.
-    let servers_done = tokio::select! {
-        _ = &mut servers => true,
-        () = tasks.shutdown.cancelled() => false,
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(server.shutdown_grace_secs);
-    // A finished join must not be polled again.
-    if !servers_done && tokio::time::timeout_at(deadline, servers).await.is_err() {
-        tracing::warn!("connections still open at the shutdown deadline; closing them");
-    }
-    // The routers (and every journal handle in them) are gone with the servers: the writer
-    // drains its queue, flushes, and stops; the processor then catches up.
-    if tokio::time::timeout_at(deadline, &mut sender)
-        .await
-        .is_err()
-    {
-        // An unfinished send is retried at the next start; its journal handle must go.
-        tracing::warn!("outbound sender still busy after the grace period; stopping it");
-        sender.abort();
-    }
-    let Pipeline {
-        journal,
-        writer,
-        processor,
-        ..
-    } = pipeline;
-    drop(journal);
-    let writer_done = tokio::task::spawn_blocking(move || writer.join());
-    if tokio::time::timeout_at(deadline, writer_done)
-        .await
-        .is_err()
-    {
-        tracing::warn!("journal writer still busy after the grace period");
-    }
-    let processor_done = tokio::task::spawn_blocking(move || processor.join());
-    if tokio::time::timeout_at(deadline, processor_done)
-        .await
-        .is_err()
-    {
-        tracing::warn!("processor still busy after the grace period; the journal keeps the rest");
-    }
-    tasks.tracker.close();
-    if tokio::time::timeout_at(deadline, tasks.tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("tasks still running after the grace period");
-    }
-    if let Err(error) = store.flush() {
-        tracing::error!(%error, "final flush failed");
-    }
-    tracing::info!("deskgate stopped");
 }
 
 /// Prunes idle clients from the rate limiters in force, every minute until shutdown.

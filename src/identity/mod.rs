@@ -1,10 +1,11 @@
-//! Normalising the identities channels report, so that the same person is found again.
+//! Normalising the identities people are known by, so that the same person is found again:
+//! channel adapters normalise what they report, and the control API what it is asked about.
 //!
 //! - Email: trimmed, lower-cased, the domain in its ASCII (punycode) form. Invalid addresses are
 //!   not identities: the adapter keeps them as sender text.
 //! - Phone: E.164 through libphonenumber's metadata (the `phonenumber` crate), with the
-//!   configured default region (`[contacts] default_region`) for numbers written without a
-//!   country code. A WhatsApp `wa_id` is the same phone identity ([`whatsapp_id`]).
+//!   configured default region (`[contacts] default_region`, a [`Region`] passed in by the
+//!   caller) for numbers written without a country code. A WhatsApp `wa_id` is the same phone identity ([`whatsapp_id`]).
 //! - Channel-scoped ids ([`Identity::Channel`]): an integration's customer id ([`external`]),
 //!   a Messenger page-scoped id ([`messenger`]), a WhatsApp business-scoped user id
 //!   ([`whatsapp_user`]), a website-chat visitor token ([`chat_visitor`]). Their `id` spelling
@@ -16,32 +17,28 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::RwLock;
 
 use phonenumber::country;
 
 use crate::model::Identity;
 
-/// The region for phone numbers written without a country code, set once at start-up from
-/// config. Adapters normalise before journaling, so the processor never depends on it.
-static DEFAULT_REGION: RwLock<Option<country::Id>> = RwLock::new(None);
+/// The region for phone numbers written without a country code (`[contacts] default_region`,
+/// read at start-up); the default requires a country code. Adapters normalise before
+/// journaling, so the processor never depends on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Region(Option<country::Id>);
 
-/// Sets the default region (an ISO 3166 code such as `GB`); `None` requires a country code.
-pub fn set_default_region(region: Option<&str>) -> Result<(), String> {
-    let parsed = region.map(parse_region).transpose()?;
-    // A poisoned lock only means a writer panicked mid-assignment of a Copy value.
-    *DEFAULT_REGION.write().unwrap_or_else(|e| e.into_inner()) = parsed;
-    Ok(())
+impl Region {
+    /// The region an ISO 3166 code such as `GB` names; `None` requires a country code.
+    pub fn parse(code: Option<&str>) -> Result<Region, String> {
+        code.map(parse_region).transpose().map(Region)
+    }
 }
 
 /// An ISO 3166 alpha-2 region code libphonenumber knows.
 pub fn parse_region(code: &str) -> Result<country::Id, String> {
     country::Id::from_str(&code.trim().to_ascii_uppercase())
         .map_err(|_| format!("{code:?} is not a region code libphonenumber knows (such as GB)"))
-}
-
-fn default_region() -> Option<country::Id> {
-    *DEFAULT_REGION.read().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An email address, trimmed, lower-cased, IDN domain in ASCII, if it is plausibly one
@@ -90,14 +87,9 @@ pub fn spellings<'a>(raw: impl IntoIterator<Item = &'a str>) -> BTreeMap<String,
     found
 }
 
-/// A phone number in E.164, if libphonenumber finds a valid one, using the configured default
-/// region for national numbers.
-pub fn phone(raw: &str) -> Option<Identity> {
-    phone_in(raw, default_region())
-}
-
-/// [`phone`] with an explicit region for numbers without a country code.
-pub fn phone_in(raw: &str, region: Option<country::Id>) -> Option<Identity> {
+/// A phone number in E.164, if libphonenumber finds a valid one, using `region` for national
+/// numbers.
+pub fn phone(raw: &str, Region(region): Region) -> Option<Identity> {
     let raw = raw.trim();
     if raw.is_empty() || raw.len() > 64 {
         return None;
@@ -120,7 +112,7 @@ pub fn whatsapp_id(wa_id: &str) -> Option<Identity> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    phone_in(&format!("+{digits}"), None)
+    phone(&format!("+{digits}"), Region::default())
 }
 
 /// An integration's own customer id on an API channel: one per person on that channel.

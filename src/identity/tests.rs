@@ -62,7 +62,11 @@ fn phones_become_e164_with_the_default_region_for_national_numbers() {
     ];
     for (raw, region, expected) in table {
         let expected = expected.map(|n| Identity::Phone { number: n.into() });
-        assert_eq!(phone_in(raw, region), expected, "{raw:?} in {region:?}");
+        assert_eq!(
+            phone(raw, Region(region)),
+            expected,
+            "{raw:?} in {region:?}"
+        );
     }
     assert!(parse_region("ZZ").is_err());
 }
@@ -71,7 +75,7 @@ fn phones_become_e164_with_the_default_region_for_national_numbers() {
 fn a_whatsapp_id_is_the_same_phone_identity() {
     assert_eq!(
         whatsapp_id("14155550100"),
-        phone_in("+1 415 555 0100", None)
+        phone("+1 415 555 0100", Region::default())
     );
     assert!(whatsapp_id("14155550100").is_some());
     assert_eq!(whatsapp_id("not-a-number"), None);
@@ -155,16 +159,16 @@ proptest! {
     ) {
         let raw = if plus { format!("+{digits}") } else { digits };
         let gb = parse_region("GB").unwrap();
-        if let Some(once) = phone_in(&raw, Some(gb)) {
-            prop_assert_eq!(phone_in(&text(&once), Some(gb)), Some(once.clone()));
-            prop_assert_eq!(phone_in(&text(&once), None), Some(once));
+        if let Some(once) = phone(&raw, Region(Some(gb))) {
+            prop_assert_eq!(phone(&text(&once), Region(Some(gb))), Some(once.clone()));
+            prop_assert_eq!(phone(&text(&once), Region::default()), Some(once));
         }
     }
 
     #[test]
     fn arbitrary_input_never_panics(raw in "\\PC{0,40}") {
         let _ = email(&raw);
-        let _ = phone_in(&raw, None);
+        let _ = phone(&raw, Region::default());
         let _ = whatsapp_id(&raw);
     }
 }
