@@ -6,7 +6,7 @@
 //! a binary search inside an identity bucket):
 //! - `contact/{id}` → [`Contact`] (absorbed contacts stay as tombstones with `merged_into`, so
 //!   an old id still resolves; erased ones keep only the `erased` mark);
-//! - the identity index: the normalised identity (see [`crate::channels::identity`]) → contact
+//! - the identity index: the normalised identity (see [`crate::identity`]) → contact
 //!   id, packed into a fixed number of buckets by the store so that memory stays flat;
 //! - `contact_conv/{contact}\0{conversation}` → the contact's conversations, re-pointed by a
 //!   merge;

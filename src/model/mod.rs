@@ -2,12 +2,12 @@
 //! what the journal records, and where the processor stands.
 //!
 //! Nothing here imports another deskgate module, so every stage can depend on it.
-//! - [`inbound`]: a customer message as its adapter normalised it ([`Inbound`], [`Identity`]).
-//! - [`record`]: the journal's [`Record`] and its [`DedupeKey`]; non-message items.
-//! - [`outbound`], [`control`], [`sinks`]: the other records (sends, control API requests,
+//! - `inbound`: a customer message as its adapter normalised it ([`Inbound`], [`Identity`]).
+//! - `record`: the journal's [`Record`] and its [`DedupeKey`]; non-message items.
+//! - `outbound`, `control`, `sinks`: the other records (sends, control API requests,
 //!   sinks' reports).
-//! - [`outcome`]: what a control record came to ([`ControlOutcome`], [`Refusal`]).
-//! - [`cursor`]: the processor's [`Position`] and the records it set aside ([`Quarantined`]).
+//! - `outcome`: what a control record came to ([`ControlOutcome`], [`Refusal`]).
+//! - `cursor`: the processor's [`Position`] and the records it set aside ([`Quarantined`]).
 
 mod control;
 mod cursor;
