@@ -13,8 +13,8 @@
 //!   phones with the configured region, channel-scoped ids); [`message_id`] (Message-ID rules
 //!   and deskgate's own); [`backoff`] (the one jittered backoff); [`ratelimit`] (the public
 //!   channels' per-client limits).
-//! - The stages of applying one record: [`contacts`], [`conversations`], [`tickets`] (pipeline,
-//!   status, owner, triggers, control commands), [`routing`] (the assignment decision and the
+//! - The stages of applying one record: [`contacts`], [`conversations`], [`tickets`] (the ticket
+//!   record with its pipeline, status and owner; triggers, control commands), [`routing`] (the assignment decision and the
 //!   rules compiled from config), [`events`] (event types, data, the outbox, and the
 //!   `deskgate.sink.*` notices), [`outbound`] (planning what deskgate sends), [`delivery`]
 //!   (non-message items: delivery statuses, platform notices).
