@@ -1,0 +1,87 @@
+//! Helpers shared by the messaging end-to-end tests: secrets, signing, posting, events.
+
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use test_kit::Daemon;
+
+pub const APP_SECRET: &str = "test-app-secret-1234";
+pub const VERIFY_TOKEN: &str = "test-verify-token-5678";
+pub const SHARED_SECRET: &str = "test-shared-secret-90";
+
+/// Writes the test secrets into `dir` and returns the `meta` inline table for a channel.
+pub fn meta_table(dir: &Path) -> String {
+    let secret = dir.join("app_secret");
+    let token = dir.join("verify_token");
+    std::fs::write(&secret, format!("{APP_SECRET}\n")).unwrap();
+    std::fs::write(&token, VERIFY_TOKEN).unwrap();
+    format!(
+        "meta = {{ app_secret_file = \"{}\", verify_token_file = \"{}\" }}",
+        secret.display(),
+        token.display()
+    )
+}
+
+/// Writes the shared secret for chat and form channels and returns its path.
+pub fn shared_secret_file(dir: &Path) -> PathBuf {
+    let path = dir.join("shared_secret");
+    std::fs::write(&path, SHARED_SECRET).unwrap();
+    path
+}
+
+/// `sha256=<hex>` of `body` with `secret`, computed here independently of deskgate.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Posts a Meta webhook body to a channel, signed with the test app secret.
+pub async fn post_meta(
+    client: &reqwest::Client,
+    daemon: &Daemon,
+    channel: &str,
+    body: &[u8],
+) -> (u16, Value) {
+    let response = client
+        .post(daemon.url(&format!("/hooks/{channel}")))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sign(APP_SECRET, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// The kinds of the items a hook answer lists.
+pub fn kinds(answer: &Value) -> Vec<String> {
+    answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+pub fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == event_type).collect()
+}
+
+/// The corpus folder: `$DESKGATE_CORPUS` or `../shared/corpus` beside the crate. Missing is
+/// a failure, never a skip.
+pub fn corpus() -> PathBuf {
+    let dir = std::env::var_os("DESKGATE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    assert!(
+        dir.join("webhooks").is_dir(),
+        "the webhook corpus is missing at {}; set DESKGATE_CORPUS",
+        dir.display()
+    );
+    dir
+}
