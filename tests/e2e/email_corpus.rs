@@ -17,10 +17,7 @@ use serde_json::Value;
 const PER_FILE: Duration = Duration::from_secs(20);
 
 fn corpus() -> PathBuf {
-    let root = std::env::var_os("DESKGATE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    let email = root.join("email");
+    let email = test_kit::corpus().join("email");
     assert!(
         email.is_dir(),
         "the email corpus is missing at {}: set DESKGATE_CORPUS or check it out beside the crate",

@@ -2,7 +2,7 @@
 //! threaded by Message-ID, bounces of deskgate's own mail, attachments over the control API,
 //! and quarantine listing and retry through the `deskgate quarantine` command.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use deskgate::channels::email::outbound_message_id;
@@ -12,10 +12,9 @@ use test_kit::{daemon_bin, Daemon};
 const TOKEN: &str = "mail-control-token-0123456789";
 
 fn chatwoot(name: &str) -> Vec<u8> {
-    let root = std::env::var_os("DESKGATE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    let path = root.join("email/chatwoot/spec/fixtures/files").join(name);
+    let path = test_kit::corpus()
+        .join("email/chatwoot/spec/fixtures/files")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("corpus file {}: {e}", path.display()))
 }
 

@@ -10,22 +10,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
-use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use test_kit::Daemon;
+use test_kit::{corpus, Daemon};
 
 struct Archive {
     name: &'static str,
     mails: Vec<Vec<u8>>,
     /// The expected thread label of each mail, by mbox index.
     expected: Vec<String>,
-}
-
-fn corpus() -> PathBuf {
-    std::env::var_os("DESKGATE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"))
 }
 
 /// Splits an mbox as the corpus's `derive_expected.py` does: a mail starts at each line

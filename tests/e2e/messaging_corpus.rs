@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::messaging_support::{corpus, kinds, meta_table, of_type, post_meta};
+use crate::messaging_support::{kinds, meta_table, of_type, post_meta};
 use serde_json::{json, Value};
-use test_kit::Daemon;
+use test_kit::{corpus, Daemon};
 
 /// One payload, the channel kind it is for, and the item kinds expected from it.
 struct Case {

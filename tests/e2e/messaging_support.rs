@@ -71,17 +71,3 @@ pub fn kinds(answer: &Value) -> Vec<String> {
 pub fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == event_type).collect()
 }
-
-/// The corpus folder: `$DESKGATE_CORPUS` or `../shared/corpus` beside the crate. Missing is
-/// a failure, never a skip.
-pub fn corpus() -> PathBuf {
-    let dir = std::env::var_os("DESKGATE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    assert!(
-        dir.join("webhooks").is_dir(),
-        "the webhook corpus is missing at {}; set DESKGATE_CORPUS",
-        dir.display()
-    );
-    dir
-}

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::outbound_support::{corpus, header};
+use crate::outbound_support::header;
 use chrono::Utc;
 use deskgate::channels::email::to_record;
 use deskgate::config::{Config, JournalConfig};
@@ -20,6 +20,7 @@ use deskgate::outbound::{OutgoingItem, Payload, Planner, RequestOutcome};
 use deskgate::processor::Processor;
 use deskgate::store::{keys, Blobs, Store};
 use serde_json::Value;
+use test_kit::corpus;
 use test_kit::smtpd::Smtpd;
 use uuid::Uuid;
 

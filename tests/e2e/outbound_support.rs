@@ -1,7 +1,7 @@
 //! Shared by the outbound tests: mail header and body readers, the corpus location, and a
 //! control API client (the real SMTP server is `test_kit::smtpd`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -33,19 +33,6 @@ pub fn text_body(raw: &[u8]) -> String {
 pub fn html_body(raw: &[u8]) -> Option<String> {
     let message = mail_parser::MessageParser::default().parse(raw).unwrap();
     message.body_html(0).map(|h| h.into_owned())
-}
-
-/// The shared corpus; tests fail (never skip) without it.
-pub fn corpus() -> PathBuf {
-    let dir = std::env::var_os("DESKGATE_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    assert!(
-        dir.is_dir(),
-        "the shared corpus is missing at {}",
-        dir.display()
-    );
-    dir
 }
 
 /// Writes the control token file and returns the `[control]` table naming it.

@@ -1,5 +1,5 @@
 //! Power cuts under load: the state directory lives on a filesystem that loses every write not
-//! made durable by fsync/fdatasync when the test cuts the power (`tests/common/lazyfs.rs`).
+//! made durable by fsync/fdatasync when the test cuts the power (`crates/test-kit/src/lazyfs.rs`).
 //! Concurrent clients post API messages; in the middle of each round the daemon and the
 //! filesystem are killed with SIGKILL, the filesystem is remounted on what survived and the
 //! daemon restarted on it. After each round, every message that was answered 2xx must be in the

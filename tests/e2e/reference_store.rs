@@ -94,11 +94,11 @@ fn phone(customer: usize) -> String {
 
 /// The example's binary, built here with the test's own cargo, profile and target directory:
 /// `cargo test --all-targets` builds examples only as test harnesses (never
-/// `target/<profile>/examples/reference_store`), and `cargo test --test reference_store` not
+/// `target/<profile>/examples/reference_store`), and `cargo test --test e2e reference_store::` not
 /// at all, so a test that only looked for the binary would run a stale one, or none.
 fn consumer_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/reference_store-<hash>
+    // target/<profile>/deps/e2e-<hash>
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
     let target_dir = profile_dir.parent().unwrap();
     let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {

@@ -281,20 +281,6 @@ pub fn created_ticket(events: &[Value]) -> String {
         .to_owned()
 }
 
-pub fn corpus() -> std::path::PathBuf {
-    let dir = std::env::var_os("DESKGATE_CORPUS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
-        });
-    assert!(
-        dir.is_dir(),
-        "the shared corpus is missing at {} (set DESKGATE_CORPUS)",
-        dir.display()
-    );
-    dir
-}
-
 /// What the email work's parser is expected to flag on these corpus mails (their headers say
 /// so: `X-Autoreply`, `Auto-Submitted`, a delivery status report). Or-ed into whatever the
 /// parser already set, so this test keeps passing once the parser sets them itself.
@@ -316,7 +302,7 @@ impl Harness {
     /// thread of `root` (as email threading does with its References) with a unique
     /// external id (several corpus files share one Message-ID).
     pub fn corpus_mail(&mut self, name: &str, root: &str) -> Vec<Value> {
-        let path = corpus()
+        let path = test_kit::corpus()
             .join("email/chatwoot/spec/fixtures/files")
             .join(name);
         let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -537,7 +537,7 @@ async fn a_410_disables_the_sink_across_a_restart_until_the_control_api_enables_
 /// The documented bound on repeated deliveries, under the strictest crash: a power cut loses
 /// every write not synced (a kill -9 keeps the page cache, so it could not tell a cursor
 /// written from one made durable). The state directory lives on the lazy filesystem of
-/// `tests/power_loss.rs`.
+/// `tests/e2e/power_loss.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_a_second_after_delivery_repeats_no_delivery() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,9 +1,6 @@
 //! A real Dovecot IMAP server for tests and the bench: Debian's `dovecot-imapd`, run as a child
 //! process on a free loopback port with its own config, a plain-text passdb, a static userdb
 //! and Maildir storage, all in a temporary directory.
-//!
-//! Shared by `tests/` (through `tests/common`) and `deskgate-bench` (through `#[path]`), so it
-//! uses only the package's normal dependencies.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

@@ -7,9 +7,6 @@
 //! [`Ext4Image`] adds what the per-file model treats as durable at once (creating, renaming and
 //! unlinking files): an ext4 filesystem in an image file that lives on the lazy filesystem,
 //! through a loop device, checked with `e2fsck -fp` after each cut.
-//!
-//! Shared by `tests/` (through `tests/common`) and `deskgate-bench` (through `#[path]`), so it
-//! uses only the package's normal dependencies.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

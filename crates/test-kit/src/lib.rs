@@ -22,7 +22,6 @@ pub mod tmpfs;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use daemon::{eventually, free_port, Daemon};
@@ -38,6 +37,20 @@ pub fn daemon_bin() -> PathBuf {
     std::env::var_os("DESKGATE_TEST_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| profile_dir().join("deskgate"))
+}
+
+/// The shared corpus of real mail and webhooks the suites read in place: `$DESKGATE_CORPUS`,
+/// else `shared/corpus` beside the repository. Missing is a failure, never a skip.
+pub fn corpus() -> PathBuf {
+    let dir = std::env::var_os("DESKGATE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
+    assert!(
+        dir.is_dir(),
+        "the shared corpus is missing at {}: set DESKGATE_CORPUS or put it beside the repository",
+        dir.display()
+    );
+    dir
 }
 
 /// `target/<profile>`: the folder of the running executable, or its parent for one in `deps/`.
@@ -66,10 +79,10 @@ pub fn target_tmpdir() -> PathBuf {
 /// timed against it, a series of power cuts): all the end-to-end suites run side by side in one
 /// process, and two of these at once on a 2-core machine run past their deadlines. The other
 /// tests run beside whichever holds it.
-pub fn heavy() -> MutexGuard<'static, ()> {
-    static HEAVY: Mutex<()> = Mutex::new(());
-    // A heavy test that failed while holding it leaves nothing behind that the next one needs.
-    HEAVY.lock().unwrap_or_else(PoisonError::into_inner)
+/// (A tokio mutex: it is held across awaits, and each test has a runtime of its own.)
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
 }
 
 /// Extra lines for the `[server]` and `[state]` tables of a test's config.

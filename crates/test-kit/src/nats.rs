@@ -1,8 +1,5 @@
 //! A real `nats-server -js` on a free loopback port (never the machine's own 4222), stopped
 //! and restarted on the same storage, and a reader of a whole JetStream stream.
-//!
-//! Shared by `tests/` (through `tests/common`) and `deskgate-bench` (through `#[path]`, beside
-//! `daemon.rs`), so it uses only the package's normal dependencies.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,8 +1,5 @@
 //! A real SMTP server on loopback: Debian's aiosmtpd writing every message into a Maildir,
 //! stopped and started again on the same port (an outage).
-//!
-//! Shared by `tests/` (through `tests/common`) and `deskgate-bench` (through `#[path]`, beside
-//! `daemon.rs`), so it uses only the package's normal dependencies.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,8 +1,5 @@
 //! A real tmpfs mounted for a test (needs root), so that a full disk under deskgate's state is
 //! a real `ENOSPC`; resized in place to fill it and to give the space back.
-//!
-//! Shared by `tests/` (through `tests/common`) and `deskgate-bench` (through `#[path]`), so it
-//! uses only the package's normal dependencies.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //!
 //! - `kill -9` of deskgate, restarted after a random pause;
 //! - a power cut: deskgate and the lazy filesystem under its state killed, the filesystem
-//!   remounted on what was fsynced, deskgate restarted on it (see `tests/common/lazyfs.rs`);
+//!   remounted on what was fsynced, deskgate restarted on it (see `crates/test-kit/src/lazyfs.rs`);
 //! - Dovecot restarted (every IMAP connection drops);
 //! - a burst of mail, and `doveadm kick` of deskgate's connection while it fetches the burst;
 //! - NATS stopped (SIGKILL) for a while and started again on the same storage;
