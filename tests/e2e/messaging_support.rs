@@ -2,27 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
-use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
-
+pub use test_kit::meta::sign;
 use test_kit::Daemon;
 
 pub const APP_SECRET: &str = "test-app-secret-1234";
 pub const VERIFY_TOKEN: &str = "test-verify-token-5678";
 pub const SHARED_SECRET: &str = "test-shared-secret-90";
 
-/// Writes the test secrets into `dir` and returns the `meta` inline table for a channel.
+/// Writes the test secrets into `dir` and returns the `meta` inline table for a channel. The
+/// app secret file ends in a newline, as an editor leaves it: deskgate trims it.
 pub fn meta_table(dir: &Path) -> String {
-    let secret = dir.join("app_secret");
-    let token = dir.join("verify_token");
-    std::fs::write(&secret, format!("{APP_SECRET}\n")).unwrap();
-    std::fs::write(&token, VERIFY_TOKEN).unwrap();
-    format!(
-        "meta = {{ app_secret_file = \"{}\", verify_token_file = \"{}\" }}",
-        secret.display(),
-        token.display()
-    )
+    test_kit::meta::write_secrets(dir, &format!("{APP_SECRET}\n"), VERIFY_TOKEN).unwrap()
 }
 
 /// Writes the shared secret for chat and form channels and returns its path.
@@ -30,13 +21,6 @@ pub fn shared_secret_file(dir: &Path) -> PathBuf {
     let path = dir.join("shared_secret");
     std::fs::write(&path, SHARED_SECRET).unwrap();
     path
-}
-
-/// `sha256=<hex>` of `body` with `secret`, computed here independently of deskgate.
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Posts a Meta webhook body to a channel, signed with the test app secret.
