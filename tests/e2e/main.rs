@@ -1,8 +1,9 @@
 //! deskgate's end-to-end tests, as one test binary: each module is a suite that starts the real
 //! `deskgate` binary (or drives its library) against real peers through the test kit
-//! (`crates/test-kit`). The suites run side by side in this one process; the few tests that
-//! load the machine for tens of seconds say so and take [`test_kit::heavy`], so that no two of
-//! them overlap.
+//! (`crates/test-kit`). The suites run side by side in this one process, so nothing in them
+//! may assume it runs alone: each test has its own temporary directories, mount points and
+//! child processes, ports come from [`test_kit::free_port`] (never the same one twice in this
+//! process), and no test changes the process's environment or working directory.
 //!
 //! Run one suite with `cargo test --test e2e <module>::`, e.g. `cargo test --test e2e ops::`.
 

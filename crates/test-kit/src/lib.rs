@@ -75,16 +75,6 @@ pub fn target_tmpdir() -> PathBuf {
         .join("tmp")
 }
 
-/// Held by each test that loads the machine for tens of seconds (a fixed-rate load with faults
-/// timed against it, a series of power cuts): all the end-to-end suites run side by side in one
-/// process, and two of these at once on a 2-core machine run past their deadlines. The other
-/// tests run beside whichever holds it.
-/// (A tokio mutex: it is held across awaits, and each test has a runtime of its own.)
-pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
-    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    HEAVY.lock().await
-}
-
 /// Extra lines for the `[server]` and `[state]` tables of a test's config.
 #[derive(Default, Clone, Copy)]
 pub struct Tables<'a> {
