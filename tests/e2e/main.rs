@@ -1,4 +1,5 @@
-//! deskgate's end-to-end tests, as one test binary: each module is a suite that starts the real
+//! deskgate's end-to-end tests, as one test binary (the chaos run alone is another,
+//! `tests/chaos.rs`, which says why): each module is a suite that starts the real
 //! `deskgate` binary (or drives its library) against real peers through the test kit
 //! (`crates/test-kit`). The suites run side by side in this one process, so nothing in them
 //! may assume it runs alone: each test has its own temporary directories, mount points and
@@ -8,7 +9,6 @@
 //! Run one suite with `cargo test --test e2e <module>::`, e.g. `cargo test --test e2e ops::`.
 
 mod api;
-mod chaos;
 mod chat_availability;
 mod contacts;
 mod crash;

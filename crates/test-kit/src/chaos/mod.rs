@@ -10,7 +10,7 @@
 //! ```
 //!
 //! and fails otherwise. The defaults are the long mode of `deskgate-bench chaos`; the end-to-end
-//! test `chaos` (`tests/e2e/chaos.rs`) runs the same harness with small parameters.
+//! test `tests/chaos.rs` runs the same harness with small parameters.
 
 mod check;
 mod faults;
