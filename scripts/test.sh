@@ -10,15 +10,15 @@ cd "$(dirname "$0")/.."
 packages=()
 need() { dpkg -s "$1" >/dev/null 2>&1 || packages+=("$1"); }
 need systemd            # systemd-analyze verifies the unit file
-need dovecot-imapd # tests/email_imap.rs and bench mode imap: a real IMAP server
-need openssl # tests/email_imap.rs: a test CA and certificate for the TLS mailboxes
+need dovecot-imapd # tests/e2e/email_imap.rs and bench mode imap: a real IMAP server
+need openssl # tests/e2e/email_imap.rs: a test CA and certificate for the TLS mailboxes
 need python3-aiosmtpd # the SMTP server the outbound tests deliver to
 need nats-server         # the NATS sink tests and the `nats` bench start a JetStream server
-need python3-fusepy # tests/power_loss.rs and bench chaos: the lazy FUSE filesystem that cuts the power
+need python3-fusepy # tests/e2e/power_loss.rs and bench chaos: the lazy FUSE filesystem that cuts the power
 need fuse3 # its mount helpers
-need e2fsprogs # tests/power_loss.rs: mkfs.ext4 and e2fsck for ext4 on a loop device
+need e2fsprogs # tests/e2e/power_loss.rs: mkfs.ext4 and e2fsck for ext4 on a loop device
 need mount # losetup
-need prometheus # tests/ops/prometheus.rs: promtool checks a scrape (the server is not wanted)
+need prometheus # tests/e2e/ops/prometheus.rs: promtool checks a scrape (the server is not wanted)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "==> installing ${packages[*]}"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
@@ -53,17 +53,19 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "==> cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test"
 log="$(mktemp)"
-# The end-to-end suites note every event type they read here (tests/common/schemas.rs).
+# The end-to-end suites note every event type they read in target/tmp/emitted-event-types
+# (crates/test-kit/src/schemas.rs).
 target_dir="$(cargo metadata --locked --format-version 1 --no-deps \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 emitted="$target_dir/tmp/emitted-event-types"
 rm -rf "$emitted"
+# --workspace: the daemon's tests (unit and tests/e2e), the test kit's and the bench's.
 # --no-fail-fast: a failing test binary must not hide the failures of the binaries after it.
-cargo test --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$log"
+cargo test --workspace --all-targets --locked --no-fail-fast "$@" 2>&1 | tee "$log"
 summary="$(awk '/^test result:/ { p += $4; f += $6 } END { print p " passed, " f " failed" }' "$log")"
 rm -f "$log"
 

@@ -3,7 +3,7 @@
 //! ticket store engineers' starting point: a store that applies events this way ends with the
 //! same tickets (status, pipeline, owner, number, contact) and contacts (identities, merges,
 //! erasures) as deskgate's own view, across kill -9 of either side
-//! (`tests/reference_store.rs` checks exactly that).
+//! (`tests/e2e/reference_store.rs` checks exactly that).
 //!
 //! # Running it
 //!
