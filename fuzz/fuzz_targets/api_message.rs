@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         body: bytes::Bytes::copy_from_slice(data),
         received_at: chrono::DateTime::UNIX_EPOCH,
         blobs: &fixture.blobs,
+        region: deskgate::identity::Region::default(),
     };
     let _ = channels::parse(&fixture.config.channels["api"], &request);
 });
