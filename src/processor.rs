@@ -165,6 +165,7 @@ impl Processor {
     fn outbound_ctx<'s>(&'s self, live: &'s Live) -> outbound::apply::Ctx<'s> {
         outbound::apply::Ctx {
             planner: &live.planner,
+            rules: &live.rules,
             outbox: &self.outbox,
             minter: &self.minter,
         }

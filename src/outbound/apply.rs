@@ -21,13 +21,16 @@ use crate::events::data::{
 use crate::events::{EventDraft, OutboxWriter};
 use crate::ids::Minter;
 use crate::model::{
-    AutomaticKind, AutomaticRequest, OutboundOutcome, OutboundRecord, ReplyRequest, SendResult,
+    Attachment, AutomaticKind, AutomaticRequest, OutboundOutcome, OutboundRecord, ReplyRequest,
+    SendResult,
 };
 use crate::store::{keys, StateBatch, StoreError};
 
 /// What the processor lends to outbound while applying one record.
 pub struct Ctx<'a> {
     pub planner: &'a Planner,
+    /// The routing directory's config half (users and teams a mailbox forwards to).
+    pub rules: &'a crate::routing::RuleSet,
     pub outbox: &'a OutboxWriter,
     pub minter: &'a Minter,
 }
@@ -320,6 +323,21 @@ pub fn request_automatic(
     seq: u64,
     request: &AutomaticRequest,
 ) -> Result<RequestOutcome, StoreError> {
+    let purpose = match request.kind {
+        AutomaticKind::Acknowledgement => Purpose::Acknowledgement,
+        AutomaticKind::Notification => Purpose::Notification,
+    };
+    request_mail(ctx, batch, seq, (request, purpose), &[])
+}
+
+/// [`request_automatic`] for a given purpose, with attachments (blob ids) to carry.
+pub(super) fn request_mail(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    seq: u64,
+    (request, purpose): (&AutomaticRequest, Purpose),
+    attachments: &[Attachment],
+) -> Result<RequestOutcome, StoreError> {
     let Some((conversation, context)) = conversation_context(batch, &request.conversation_id)?
     else {
         return Ok(refused(format!(
@@ -348,14 +366,12 @@ pub fn request_automatic(
         return suppress(ctx, batch, &conversation, request, &to, reason);
     }
     let id = next_message_id(ctx, batch, &mailbox, &conversation.id)?;
-    let mail = match compose::automatic(ctx.planner, &mailbox, &context, request, to, id) {
+    let asked = (request, purpose);
+    let mut mail = match compose::automatic(ctx.planner, &mailbox, &context, asked, to, id) {
         Ok(mail) => mail,
         Err(reason) => return Ok(refused(reason)),
     };
-    let purpose = match request.kind {
-        AutomaticKind::Acknowledgement => Purpose::Acknowledgement,
-        AutomaticKind::Notification => Purpose::Notification,
-    };
+    mail.attachments = attachments.to_vec();
     let payload = Payload::Email(Box::new(mail));
     let item = new_item(
         ctx,
@@ -382,6 +398,18 @@ pub fn request_promised(
     channel: &str,
 ) -> Result<RequestOutcome, StoreError> {
     let outcome = request_automatic(ctx, batch, seq, request)?;
+    announce_refused(ctx, batch, seq, request, (ticket_id, channel), outcome)
+}
+
+/// Announces a promised request that could not even be queued (see [`request_promised`]).
+pub(super) fn announce_refused(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    seq: u64,
+    request: &AutomaticRequest,
+    (ticket_id, channel): (&str, &str),
+    outcome: RequestOutcome,
+) -> Result<RequestOutcome, StoreError> {
     if outcome.status != "refused" {
         return Ok(outcome);
     }

@@ -1,6 +1,7 @@
 //! What the processor tells outbound about each customer message: who to answer and how
 //! (addresses, threading headers, window times), bounces that suppress an address, and the
-//! automatic sends a message starts (acknowledgement of a new ticket, Messenger instant reply).
+//! automatic sends a message starts (acknowledgement of a new ticket, forwards to a mailbox's
+//! members, Messenger instant reply).
 
 use super::apply::{self, Ctx};
 use super::{policy, ItemStatus, OutgoingItem, Payload, Purpose, ReplyContext, Route};
@@ -46,6 +47,9 @@ pub fn inbound(
     }
     if quiet {
         return Ok(());
+    }
+    if let Some(Route::Email { mailbox }) = ctx.planner.route(&conversation.channel) {
+        super::forward::inbound(ctx, batch, seq, inbound, (conversation, mailbox))?;
     }
     match ctx.planner.route(&conversation.channel) {
         Some(Route::Email { mailbox }) if threaded.new_ticket => {
