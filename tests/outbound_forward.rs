@@ -161,6 +161,28 @@ async fn customer_mail_is_forwarded_once_to_each_member_and_nothing_else_is() {
         assert_eq!(event["data"]["via"], "email");
     }
 
+    // A member's reply to a forward (to its Reply-To) threads back into the ticket, and is not
+    // forwarded: it comes from a member.
+    let forward_id = header(&mails[0], "Message-ID").unwrap();
+    let reply = format!(
+        "From: Bob <bob@acme.test>\r\nTo: support@acme.test\r\nSubject: Re: Fwd: Printer on fire\r\n\
+         Message-ID: <bob-reply@acme.test>\r\nIn-Reply-To: {forward_id}\r\n\
+         References: <ana-1@example.com> {forward_id}\r\n\r\nOn it.\r\n"
+    );
+    push(&daemon, reply).await;
+    daemon.settled().await;
+    let events = daemon.all_events().await;
+    let threaded = events
+        .iter()
+        .find(|e| e["data"]["message"]["external_id"] == "bob-reply@acme.test")
+        .expect("the member's reply was recorded");
+    assert_eq!(
+        threaded["type"], "deskgate.ticket.message_added",
+        "{threaded}"
+    );
+    assert_eq!(threaded["subject"], created["subject"], "the same ticket");
+    assert_eq!(threaded["data"]["conversation"]["id"], conversation);
+
     // A second customer mail forwards again, even past the automatic-mail cap of 1 an hour:
     // the members are the desk's own people.
     let again = mail("ana@example.com", "ana-2@example.com", "", "Still burning.");
@@ -187,33 +209,50 @@ async fn customer_mail_is_forwarded_once_to_each_member_and_nothing_else_is() {
 #[tokio::test]
 async fn a_kill_right_after_the_mail_is_accepted_forwards_each_copy_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
+    let mut smtpd = Smtpd::start(&dir.path().join("maildir"), free_port());
     let mut daemon = Daemon::start(dir.path(), &config(smtpd.port)).await;
+    // Killed right after the answer: the forwards are queued in the step that records the
+    // mail, whenever it runs, and sent after the restart.
     let customer = mail("Ana <ana@example.com>", "crash-1@example.com", "", "Help.");
     push(&daemon, customer).await;
     daemon.kill();
     daemon.restart().await;
     forwards_sent(&daemon, 2).await;
     let mails = smtpd.wait_for(2, Duration::from_secs(30)).await;
-    // Once more, with the forwards already sent: a restart sends nothing again.
+    assert_eq!(recipients(&mails), MEMBERS);
+    // Killed with the forwards queued and the SMTP server down: sent once it is back.
+    smtpd.stop();
+    let later = mail("Ana <ana@example.com>", "crash-2@example.com", "", "Hello?");
+    push(&daemon, later).await;
+    daemon.settled().await;
+    daemon.kill();
+    smtpd.restart();
+    daemon.restart().await;
+    forwards_sent(&daemon, 4).await;
+    smtpd.wait_for(4, Duration::from_secs(30)).await;
+    // And a restart with everything sent sends nothing again.
     daemon.kill();
     daemon.restart().await;
     daemon.settled().await;
-    let later = mail("Ana <ana@example.com>", "crash-2@example.com", "", "Hello?");
-    push(&daemon, later).await;
-    forwards_sent(&daemon, 4).await;
-    let all = smtpd.wait_for(4, Duration::from_secs(30)).await;
-    assert_eq!(recipients(&mails), MEMBERS);
-    assert_eq!(all.len(), 4, "{}", daemon.log());
+    let last = mail(
+        "Ana <ana@example.com>",
+        "crash-3@example.com",
+        "",
+        "Thanks.",
+    );
+    push(&daemon, last).await;
+    forwards_sent(&daemon, 6).await;
+    let all = smtpd.wait_for(6, Duration::from_secs(30)).await;
+    assert_eq!(all.len(), 6, "{}", daemon.log());
     let events = daemon.all_events().await;
-    assert_eq!(sent_forwards(&events).len(), 4);
+    assert_eq!(sent_forwards(&events).len(), 6);
     let mut ids: Vec<String> = all
         .iter()
         .map(|m| header(m, "Message-ID").unwrap())
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 4, "each forward once: {ids:?}");
+    assert_eq!(ids.len(), 6, "each forward once: {ids:?}");
 }
 
 /// check-config names the path of an unknown member.
