@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::smtpd::Smtpd;
 use common::{free_port, push_mail, Daemon};
+use mail_parser::MimeHeaders;
 use outbound_support::{corpus, header, html_body, of_type, text_body};
 use serde_json::Value;
 
@@ -185,7 +186,15 @@ async fn customer_mail_is_forwarded_once_to_each_member_and_nothing_else_is() {
 
     // A second customer mail forwards again, even past the automatic-mail cap of 1 an hour:
     // the members are the desk's own people.
-    let again = mail("ana@example.com", "ana-2@example.com", "", "Still burning.");
+    // It carries its attachment along.
+    let again = mail(
+        "ana@example.com",
+        "ana-2@example.com",
+        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n",
+        "--b1\r\nContent-Type: text/plain\r\n\r\nStill burning.\r\n\
+         --b1\r\nContent-Type: text/plain; name=\"photo.txt\"\r\n\
+         Content-Disposition: attachment; filename=\"photo.txt\"\r\n\r\nsmoke\r\n--b1--",
+    );
     push(&daemon, again).await;
     daemon.settled().await;
     forwards_sent(&daemon, 4).await;
@@ -199,6 +208,22 @@ async fn customer_mail_is_forwarded_once_to_each_member_and_nothing_else_is() {
         daemon.log()
     );
     assert_eq!(sent_forwards(&events).len(), 4);
+    let second: Vec<&Vec<u8>> = (mails.iter())
+        .filter(|m| header(m, "References").unwrap() == "<ana-2@example.com>")
+        .collect();
+    assert_eq!(second.len(), 2);
+    for forward in second {
+        assert!(text_body(forward).contains("Still burning."));
+        let parsed = mail_parser::MessageParser::default()
+            .parse(forward)
+            .unwrap();
+        let attachment = parsed
+            .attachments()
+            .next()
+            .expect("the original's attachment");
+        assert_eq!(attachment.attachment_name(), Some("photo.txt"));
+        assert_eq!(attachment.contents(), b"smoke");
+    }
     assert!(
         of_type(&events, "deskgate.outbound.suppressed").is_empty()
             && of_type(&events, "deskgate.outbound.failed").is_empty(),

@@ -44,6 +44,12 @@ pub fn inbound(
         return Ok(());
     }
     let fields = original_fields(inbound);
+    // A mail's attachments are blobs the sender can read; another channel's may be a
+    // platform's media ids.
+    let attachments = match inbound.email {
+        Some(_) => inbound.attachments.as_slice(),
+        None => &[],
+    };
     for to in members {
         let request = AutomaticRequest {
             idempotency_key: format!("forward:{seq}:{to}"),
@@ -55,7 +61,7 @@ pub fn inbound(
             requested_at: inbound.received_at,
         };
         let asked = (&request, Purpose::Forward);
-        let outcome = apply::request_mail(ctx, batch, seq, asked, &inbound.attachments)?;
+        let outcome = apply::request_mail(ctx, batch, seq, asked, attachments)?;
         let about = (
             conversation.ticket_id.as_str(),
             conversation.channel.as_str(),

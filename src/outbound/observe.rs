@@ -48,9 +48,6 @@ pub fn inbound(
     if quiet {
         return Ok(());
     }
-    if let Some(Route::Email { mailbox }) = ctx.planner.route(&conversation.channel) {
-        super::forward::inbound(ctx, batch, seq, inbound, (conversation, mailbox))?;
-    }
     match ctx.planner.route(&conversation.channel) {
         Some(Route::Email { mailbox }) if threaded.new_ticket => {
             let config = ctx.planner.mailboxes.get(mailbox);
@@ -72,6 +69,11 @@ pub fn inbound(
             instant_reply(ctx, batch, seq, &context, threaded, inbound)?;
         }
         _ => {}
+    }
+    // After the acknowledgement, so that the customer's answer keeps the conversation's first
+    // Message-ID.
+    if let Some(Route::Email { mailbox }) = ctx.planner.route(&conversation.channel) {
+        super::forward::inbound(ctx, batch, seq, inbound, (conversation, mailbox))?;
     }
     Ok(())
 }
