@@ -138,6 +138,7 @@ impl Processor {
     fn outbound_ctx<'s>(&'s self, live: &'s Live) -> outbound::apply::Ctx<'s> {
         outbound::apply::Ctx {
             planner: &live.planner,
+            rules: &live.rules,
             outbox: &self.outbox,
             minter: &self.minter,
         }
@@ -432,7 +433,7 @@ impl Processor {
                     requested_at: at,
                 };
                 let (ticket, channel) = (&action.ticket_id, &action.channel);
-                outbound::apply::request_promised(ctx, batch, seq, &request, ticket, channel)?;
+                outbound::automatic::request_promised(ctx, batch, seq, &request, ticket, channel)?;
             }
         }
         Ok(())

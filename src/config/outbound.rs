@@ -101,7 +101,37 @@ pub struct MailboxConfig {
     /// The template for acknowledgements.
     #[serde(default = "default_ack_template")]
     pub acknowledgement_template: String,
+    /// The members each incoming customer mail on this mailbox's channels is forwarded to:
+    /// routing users, and every user of routing teams, at their `email`. Never for automatic
+    /// mail, bounces, history, a flagged spam sender, the members' own mail or deskgate's.
+    #[serde(default)]
+    pub forward_to: ForwardTo,
+    /// The template of those forwards.
+    #[serde(default = "default_forward_template")]
+    pub forward_template: String,
     pub smtp: SmtpConfig,
+}
+
+/// `[outbound.mailboxes.NAME.forward_to]`: who gets a copy of each customer mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardTo {
+    /// User ids of `[routing.users]`.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Team ids of `[routing.teams]`: each user in the team when the mail arrives.
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
+impl ForwardTo {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.teams.is_empty()
+    }
+}
+
+fn default_forward_template() -> String {
+    "forward".to_owned()
 }
 
 fn default_ack_template() -> String {
@@ -361,6 +391,38 @@ impl OutboundConfig {
     }
 }
 
+impl OutboundConfig {
+    /// Every mailbox's `forward_to` names users and teams of `[routing]`, users with an email.
+    pub fn validate_forwarding(&self, routing: &super::RoutingConfig) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        for (name, mailbox) in &self.mailboxes {
+            let path = format!("outbound.mailboxes.{name}.forward_to");
+            for (i, user) in mailbox.forward_to.users.iter().enumerate() {
+                let message = match routing.users.get(user) {
+                    None => format!("names user {user:?}, which is not in [routing.users]"),
+                    Some(u) if u.email.is_none() => {
+                        format!("names user {user:?}, who has no email to forward to")
+                    }
+                    Some(_) => continue,
+                };
+                problems.push(ConfigProblem {
+                    path: format!("{path}.users[{i}]"),
+                    message,
+                });
+            }
+            for (i, team) in mailbox.forward_to.teams.iter().enumerate() {
+                if !routing.teams.contains_key(team) {
+                    problems.push(ConfigProblem {
+                        path: format!("{path}.teams[{i}]"),
+                        message: format!("names team {team:?}, which is not in [routing.teams]"),
+                    });
+                }
+            }
+        }
+        problems
+    }
+}
+
 fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -399,6 +461,29 @@ mod tests {
             );
         }
         assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn forward_to_names_known_users_with_email_and_known_teams() {
+        let config = Config::parse(
+            "[channels.mail]\nkind = \"api\"\n\
+             [routing.teams.billing]\nlabel = \"Billing\"\n\
+             [routing.users.alice]\nname = \"Alice\"\nemail = \"alice@acme.test\"\n\
+             [routing.users.bob]\nname = \"Bob\"\n\
+             [outbound.mailboxes.support]\naddress = \"help@acme.test\"\ncompany_name = \"Acme\"\nchannels = [\"mail\"]\n\
+             forward_to = { users = [\"alice\", \"bob\", \"zed\"], teams = [\"billing\", \"ghosts\"] }\n\
+             [outbound.mailboxes.support.smtp]\nhost = \"127.0.0.1\"\ntls = \"plain\"\n",
+        )
+        .unwrap();
+        let problems: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "outbound.mailboxes.support.forward_to.users[1]: names user \"bob\", who has no email to forward to",
+                "outbound.mailboxes.support.forward_to.users[2]: names user \"zed\", which is not in [routing.users]",
+                "outbound.mailboxes.support.forward_to.teams[1]: names team \"ghosts\", which is not in [routing.teams]",
+            ]
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! difference as needing a restart. Live settings: `[routing]` (users, teams, pipelines),
 //! each channel's `tickets` table (ticket defaults and routing rule), `rate_limit` and chat
 //! office `hours`, the outbound templates (`templates_dir`, re-read on every reload) with each
-//! mailbox's wording (company name, From name, signatures, acknowledgements), each Messenger
-//! page's `greeting`, and `log.filter`.
+//! mailbox's wording (company name, From name, signatures, acknowledgements) and forwards
+//! (`forward_to`, `forward_template`), each Messenger page's `greeting`, and `log.filter`.
 
 use super::Config;
 
@@ -57,6 +57,8 @@ impl Config {
             mailbox.signature_html = next.signature_html.clone();
             mailbox.acknowledge_new_tickets = next.acknowledge_new_tickets;
             mailbox.acknowledgement_template = next.acknowledgement_template.clone();
+            mailbox.forward_to = next.forward_to.clone();
+            mailbox.forward_template = next.forward_template.clone();
         }
         for (channel, page) in &mut outbound.messenger {
             if let Some(next) = new.outbound.messenger.get(channel) {

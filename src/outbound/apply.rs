@@ -2,7 +2,8 @@
 //! journaled outcomes into item states and events.
 //!
 //! Everything here runs inside a processor step: deterministic, times from records, ids from
-//! the minter. Routing hooks in through [`request_automatic`] (acknowledgement and notification
+//! the minter. Routing hooks in through
+//! [`super::automatic::request_automatic`] (acknowledgement and notification
 //! mail asked for while applying a message); [`apply`] reports an agent's reply that left
 //! ([`AgentReplied`]) so that the processor fires the `agent_emailed` trigger.
 
@@ -16,19 +17,20 @@ use super::{
 };
 use crate::conversations::Conversation;
 use crate::events::data::{
-    AutomaticSuppressed, ChatConversation, EventData, OutboundChatMessage, OutboundItem,
-    OutboundSuppressed, Via,
+    ChatConversation, EventData, OutboundChatMessage, OutboundItem, OutboundSuppressed, Via,
 };
 use crate::events::{EventDraft, OutboxWriter};
 use crate::ids::Minter;
-use crate::model::{
-    AutomaticKind, AutomaticRequest, OutboundOutcome, OutboundRecord, ReplyRequest, SendResult,
-};
+use crate::model::{OutboundOutcome, OutboundRecord, ReplyRequest, SendResult};
 use crate::store::{keys, StateBatch, StoreError};
+
+use super::automatic::request_automatic;
 
 /// What the processor lends to outbound while applying one record.
 pub struct Ctx<'a> {
     pub planner: &'a Planner,
+    /// The routing directory's config half (users and teams a mailbox forwards to).
+    pub rules: &'a crate::routing::RuleSet,
     pub outbox: &'a OutboxWriter,
     pub minter: &'a Minter,
 }
@@ -72,7 +74,7 @@ pub fn apply(
     Ok(handed_over)
 }
 
-fn refused(reason: String) -> RequestOutcome {
+pub(super) fn refused(reason: String) -> RequestOutcome {
     RequestOutcome {
         status: "refused".to_owned(),
         item_id: None,
@@ -82,7 +84,7 @@ fn refused(reason: String) -> RequestOutcome {
 }
 
 /// The conversation and what deskgate knows to answer on it.
-fn conversation_context(
+pub(super) fn conversation_context(
     batch: &StateBatch<'_>,
     conversation_id: &str,
 ) -> Result<Option<(Conversation, ReplyContext)>, StoreError> {
@@ -106,7 +108,7 @@ fn conversation_context(
 }
 
 /// The next Message-ID on a conversation sent from a mailbox.
-fn next_message_id(
+pub(super) fn next_message_id(
     ctx: &Ctx<'_>,
     batch: &mut StateBatch<'_>,
     mailbox: &str,
@@ -263,7 +265,7 @@ fn hand_to_chat(
     })
 }
 
-fn new_item(
+pub(super) fn new_item(
     ctx: &Ctx<'_>,
     batch: &mut StateBatch<'_>,
     seq: u64,
@@ -289,7 +291,7 @@ fn new_item(
 }
 
 /// Stores an item and puts it at the end of the sender's queue.
-pub(crate) fn queue(
+pub(super) fn queue(
     batch: &mut StateBatch<'_>,
     mut item: OutgoingItem,
 ) -> Result<RequestOutcome, StoreError> {
@@ -309,154 +311,6 @@ pub(crate) fn queue(
         item_id: Some(item.id),
         message_id,
         reason: None,
-    })
-}
-
-/// Asks for an automatic mail on a conversation: checks the recipient may get one, renders the
-/// template, and queues it. The hook routing calls (inside its processor step) for
-/// acknowledgement and notification actions; `seq` is the journal record being applied.
-pub fn request_automatic(
-    ctx: &Ctx<'_>,
-    batch: &mut StateBatch<'_>,
-    seq: u64,
-    request: &AutomaticRequest,
-) -> Result<RequestOutcome, StoreError> {
-    let Some((conversation, context)) = conversation_context(batch, &request.conversation_id)?
-    else {
-        return Ok(refused(format!(
-            "conversation_id: no conversation {:?}",
-            request.conversation_id
-        )));
-    };
-    let Some(Route::Email { mailbox }) = ctx.planner.route(&conversation.channel).cloned() else {
-        return Ok(refused(format!(
-            "channel {:?} is not answered by any mailbox (no [outbound.mailboxes.*] lists it \
-             in `channels`), so no automatic mail can be sent on it",
-            conversation.channel
-        )));
-    };
-    let Some(to) = request
-        .to
-        .clone()
-        .or_else(|| context.customer_email.clone())
-    else {
-        return Ok(refused(
-            "no recipient: the conversation has no customer email address".to_owned(),
-        ));
-    };
-    let to = to.trim().to_lowercase();
-    if let Some(reason) = automatic_blocked(batch, request.kind, &context, &to)? {
-        return suppress(ctx, batch, &conversation, request, &to, reason);
-    }
-    let id = next_message_id(ctx, batch, &mailbox, &conversation.id)?;
-    let mail = match compose::automatic(ctx.planner, &mailbox, &context, request, to, id) {
-        Ok(mail) => mail,
-        Err(reason) => return Ok(refused(reason)),
-    };
-    let purpose = match request.kind {
-        AutomaticKind::Acknowledgement => Purpose::Acknowledgement,
-        AutomaticKind::Notification => Purpose::Notification,
-    };
-    let payload = Payload::Email(Box::new(mail));
-    let item = new_item(
-        ctx,
-        batch,
-        seq,
-        &conversation,
-        purpose,
-        payload,
-        request.requested_at,
-    )?;
-    queue(batch, item)
-}
-
-/// Like [`request_automatic`] for mail deskgate promised by itself (a status-reached action, a
-/// mailbox's acknowledgement of new tickets): a request that cannot even be queued is announced
-/// as `deskgate.outbound.suppressed` with its reason, so that every promise ends in an outcome
-/// event (queued mail ends in `sent`, `failed` or `suppressed` when the sender settles it).
-pub fn request_promised(
-    ctx: &Ctx<'_>,
-    batch: &mut StateBatch<'_>,
-    seq: u64,
-    request: &AutomaticRequest,
-    ticket_id: &str,
-    channel: &str,
-) -> Result<RequestOutcome, StoreError> {
-    let outcome = request_automatic(ctx, batch, seq, request)?;
-    if outcome.status != "refused" {
-        return Ok(outcome);
-    }
-    let reason = outcome.reason.clone().unwrap_or_default();
-    tracing::info!(
-        ticket = ticket_id,
-        template = %request.template,
-        reason,
-        "automatic mail not sent"
-    );
-    let data = AutomaticSuppressed {
-        conversation_id: request.conversation_id.clone(),
-        ticket_id: ticket_id.to_owned(),
-        kind: request.kind,
-        template: request.template.clone(),
-        recipient: request.to.clone(),
-        reason,
-        requested_journal_seq: Some(seq),
-    };
-    let data = EventData::OutboundSuppressed(OutboundSuppressed::Automatic(data));
-    let draft = EventDraft::new(ticket_id, Some(channel), data);
-    ctx.outbox.push(batch, request.requested_at, &draft)?;
-    Ok(outcome)
-}
-
-/// Why this recipient must not get this automatic mail, if it must not.
-fn automatic_blocked(
-    batch: &StateBatch<'_>,
-    kind: AutomaticKind,
-    context: &ReplyContext,
-    to: &str,
-) -> Result<Option<String>, StoreError> {
-    if let Some(reason) = batch.get::<String>(&keys::suppressed(to))? {
-        return Ok(Some(format!(
-            "{to} is suppressed for automatic mail: {reason}"
-        )));
-    }
-    if let Some(reason) = policy::machine_address(to) {
-        return Ok(Some(reason));
-    }
-    let to_customer = context.customer_email.as_deref() == Some(to);
-    if kind == AutomaticKind::Acknowledgement && to_customer {
-        if let Some(reason) = &context.automatic {
-            return Ok(Some(reason.clone()));
-        }
-    }
-    Ok(None)
-}
-
-fn suppress(
-    ctx: &Ctx<'_>,
-    batch: &mut StateBatch<'_>,
-    conversation: &Conversation,
-    request: &AutomaticRequest,
-    to: &str,
-    reason: String,
-) -> Result<RequestOutcome, StoreError> {
-    let data = AutomaticSuppressed {
-        conversation_id: conversation.id.clone(),
-        ticket_id: conversation.ticket_id.clone(),
-        kind: request.kind,
-        template: request.template.clone(),
-        recipient: Some(to.to_owned()),
-        reason: reason.clone(),
-        requested_journal_seq: None,
-    };
-    let data = EventData::OutboundSuppressed(OutboundSuppressed::Automatic(data));
-    let draft = EventDraft::new(&conversation.ticket_id, Some(&conversation.channel), data);
-    ctx.outbox.push(batch, request.requested_at, &draft)?;
-    Ok(RequestOutcome {
-        status: "suppressed".to_owned(),
-        item_id: None,
-        message_id: None,
-        reason: Some(reason),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{EmailPayload, Planner, ReplyContext};
+use super::{EmailPayload, Planner, Purpose, ReplyContext};
 use crate::config::outbound::{FromNameMode, MailboxConfig};
 use crate::model::{AgentRef, AutomaticKind, AutomaticRequest, ReplyRequest};
 
@@ -128,17 +128,18 @@ pub fn agent_reply(
         message_id,
         in_reply_to: context.last_message_id.clone(),
         references: references(context),
+        reply_to: None,
         auto_submitted: None,
         attachments: request.attachments.clone(),
     })
 }
 
-/// An automatic mail from a template, to `to`.
+/// An automatic mail from a template, to `to`, sent for `purpose`.
 pub fn automatic(
     planner: &Planner,
     mailbox_name: &str,
     context: &ReplyContext,
-    request: &AutomaticRequest,
+    (request, purpose): (&AutomaticRequest, Purpose),
     to: String,
     message_id: String,
 ) -> Result<EmailPayload, String> {
@@ -149,6 +150,7 @@ pub fn automatic(
     values.insert("customer_address".into(), json!(context.customer_email));
     values.insert("subject".into(), json!(context.subject));
     values.insert("conversation_id".into(), json!(context.conversation_id));
+    values.insert("mailbox_address".into(), json!(mailbox.address));
     let mut ticket = serde_json::Map::new();
     ticket.insert("id".into(), json!(context.ticket_id));
     if let Some(number) = context.ticket_number {
@@ -167,10 +169,15 @@ pub fn automatic(
         AutomaticKind::Acknowledgement => "auto-replied",
         AutomaticKind::Notification => "auto-generated",
     };
-    // A notification to agents starts its own thread; an acknowledgement answers the customer.
-    let (in_reply_to, refs) = match request.kind {
-        AutomaticKind::Acknowledgement => (context.last_message_id.clone(), references(context)),
-        AutomaticKind::Notification => (None, Vec::new()),
+    // An acknowledgement answers the customer; a notification to agents starts its own thread.
+    // A forward names the customer's thread, and its replies go to the mailbox, whose channel
+    // threads them into the ticket's conversation by this mail's Message-ID.
+    let (in_reply_to, refs, reply_to) = match (purpose, request.kind) {
+        (Purpose::Forward, _) => (None, references(context), Some(mailbox.address.clone())),
+        (_, AutomaticKind::Acknowledgement) => {
+            (context.last_message_id.clone(), references(context), None)
+        }
+        (_, AutomaticKind::Notification) => (None, Vec::new(), None),
     };
     Ok(EmailPayload {
         mailbox: mailbox_name.to_owned(),
@@ -189,6 +196,7 @@ pub fn automatic(
         message_id,
         in_reply_to,
         references: refs,
+        reply_to,
         auto_submitted: Some(auto_submitted.to_owned()),
         attachments: Vec::new(),
     })

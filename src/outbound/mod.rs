@@ -1,4 +1,5 @@
-//! Outbound: acknowledgement and notification mail, and agents' replies on every channel.
+//! Outbound: acknowledgement and notification mail, forwards of customer mail to a mailbox's
+//! members, and agents' replies on every channel.
 //!
 //! Sending is split in two halves around the journal, like everything else in deskgate:
 //! - In the processor ([`apply`], [`observe`]): a journaled request (an agent's reply, an
@@ -19,8 +20,10 @@
 //! its Message-ID, so mail clients that collapse duplicates by Message-ID show it once.
 
 pub mod apply;
+pub mod automatic;
 pub mod compose;
 pub mod erase;
+pub mod forward;
 pub mod graph;
 /// Message-IDs deskgate mints name their conversation; the email channel owns the scheme.
 pub mod observe;
@@ -83,6 +86,12 @@ impl Planner {
                 return Err(format!(
                     "outbound.mailboxes.{name}.acknowledgement_template: no template {:?}",
                     mailbox.acknowledgement_template
+                ));
+            }
+            if !mailbox.forward_to.is_empty() && !templates.has(&mailbox.forward_template) {
+                return Err(format!(
+                    "outbound.mailboxes.{name}.forward_template: no template {:?}",
+                    mailbox.forward_template
                 ));
             }
         }
@@ -172,11 +181,21 @@ pub enum Purpose {
     Acknowledgement,
     Notification,
     InstantReply,
+    // A customer's mail forwarded to one of its mailbox's members (`forward_to`); a plain
+    // comment, as a doc comment would turn the event schemas' simple enum into a `oneOf`.
+    Forward,
 }
 
 impl Purpose {
     pub fn is_automatic(self) -> bool {
         !matches!(self, Purpose::AgentReply)
+    }
+
+    /// Counts against `auto_mail_per_recipient_per_hour`. Forwards go to the desk's own
+    /// members, one per customer mail: a busy mailbox must not cap them, and loops are cut
+    /// where they start (automatic mail and the members' own mail are never forwarded).
+    pub fn is_capped(self) -> bool {
+        self.is_automatic() && self != Purpose::Forward
     }
 }
 
@@ -197,6 +216,9 @@ pub struct EmailPayload {
     pub in_reply_to: Option<String>,
     #[serde(default)]
     pub references: Vec<String>,
+    /// Where replies go when not to From (a forward's: the mailbox, so they thread back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
     /// `auto-replied` or `auto-generated` for automatic mail.
     #[serde(default)]
     pub auto_submitted: Option<String>,

@@ -1,8 +1,10 @@
 //! What the processor tells outbound about each customer message: who to answer and how
 //! (addresses, threading headers, window times), bounces that suppress an address, and the
-//! automatic sends a message starts (acknowledgement of a new ticket, Messenger instant reply).
+//! automatic sends a message starts (acknowledgement of a new ticket, forwards to a mailbox's
+//! members, Messenger instant reply).
 
 use super::apply::{self, Ctx};
+use super::automatic;
 use super::{policy, ItemStatus, OutgoingItem, Payload, Purpose, ReplyContext, Route};
 use crate::conversations::Threaded;
 use crate::identity;
@@ -61,13 +63,18 @@ pub fn inbound(
                     requested_at: inbound.received_at,
                 };
                 let (ticket, channel) = (&conversation.ticket_id, &conversation.channel);
-                apply::request_promised(ctx, batch, seq, &request, ticket, channel)?;
+                automatic::request_promised(ctx, batch, seq, &request, ticket, channel)?;
             }
         }
         Some(Route::Messenger) if context.customer_messages == 1 => {
             instant_reply(ctx, batch, seq, &context, threaded, inbound)?;
         }
         _ => {}
+    }
+    // After the acknowledgement, so that the customer's answer keeps the conversation's first
+    // Message-ID.
+    if let Some(Route::Email { mailbox }) = ctx.planner.route(&conversation.channel) {
+        super::forward::inbound(ctx, batch, seq, inbound, (conversation, mailbox))?;
     }
     Ok(())
 }

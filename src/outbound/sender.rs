@@ -265,7 +265,7 @@ impl Sender {
             metrics::counter!("deskgate_outbound_resent_after_crash_total").increment(1);
             tracing::warn!(item = %item.id, "an attempt before the restart has no outcome; it may have been delivered, sending again");
         }
-        if item.purpose.is_automatic() && known == 0 && item.attempts == 0 {
+        if item.purpose.is_capped() && known == 0 && item.attempts == 0 {
             if let Err(not_until) = self.caps.check_key(&item.recipient().to_owned()) {
                 let _ = not_until;
                 let reason = format!(

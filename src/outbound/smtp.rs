@@ -145,6 +145,12 @@ pub fn build(mail: &EmailPayload, blobs: &Blobs) -> Result<Message, String> {
             .collect::<Vec<_>>();
         builder = builder.references(refs.join(" "));
     }
+    if let Some(reply_to) = &mail.reply_to {
+        let reply_to: Mailbox = reply_to
+            .parse()
+            .map_err(|e| format!("reply-to address {reply_to:?}: {e}"))?;
+        builder = builder.reply_to(reply_to);
+    }
     if let Some(auto) = &mail.auto_submitted {
         builder = builder
             .raw_header(raw("Auto-Submitted", auto))
@@ -205,6 +211,7 @@ mod tests {
             message_id: "deskgate.c1.3@acme.test".into(),
             in_reply_to: Some("x@y".into()),
             references: vec!["a@b".into(), "<x@y>".into()],
+            reply_to: None,
             auto_submitted: None,
             attachments: vec![AttachmentMeta {
                 id: blob,

@@ -33,6 +33,18 @@ const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../config/templates/ticket_closed.txt"),
     ),
     (
+        "forward.subject",
+        include_str!("../../config/templates/forward.subject"),
+    ),
+    (
+        "forward.txt",
+        include_str!("../../config/templates/forward.txt"),
+    ),
+    (
+        "forward.html",
+        include_str!("../../config/templates/forward.html"),
+    ),
+    (
         "internal_notification.subject",
         include_str!("../../config/templates/internal_notification.subject"),
     ),

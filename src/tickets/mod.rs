@@ -100,6 +100,17 @@ pub fn user_exists(
     Ok(rules.users.contains_key(id) || directory.users.contains_key(id))
 }
 
+/// The directory's users now (config overlaid with control API changes), inside a step.
+pub fn directory_users(
+    rules: &RuleSet,
+    batch: &StateBatch<'_>,
+) -> Result<std::collections::BTreeMap<String, crate::routing::User>, crate::store::StoreError> {
+    let directory: state::DirectoryState =
+        state::get_or_default(batch, &crate::store::keys::directory())?;
+    let snapshot = state::snapshot_from(rules, &directory, Default::default(), None);
+    Ok(snapshot.users)
+}
+
 /// Pushes a step's events into the outbox, in order.
 pub fn push_events(
     outbox: &OutboxWriter,

@@ -442,6 +442,7 @@ async fn a_pooled_connection_the_server_dropped_is_replaced() {
         message_id: format!("deskgate.c.{n}@acme.test"),
         in_reply_to: None,
         references: Vec::new(),
+        reply_to: None,
         auto_submitted: None,
         attachments: Vec::new(),
     };
