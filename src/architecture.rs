@@ -49,10 +49,6 @@ const LAYERS: &[(&str, u8)] = &[
 const MAX_FILE_LINES: usize = 600;
 const MAX_FN_LINES: usize = 80;
 
-/// Functions allowed over [`MAX_FN_LINES`] for now, each with why: `file:line` prefixes are
-/// too brittle, so they are named by file and `fn` name.
-const LONG_FNS_KNOWN: &[(&str, &str, &str)] = &[];
-
 fn layer(path: &str) -> Option<(&'static str, u8)> {
     LAYERS
         .iter()
@@ -224,10 +220,7 @@ fn production_functions_stay_short() {
             let Some(end) = lines[start..].iter().position(|l| *l == close) else {
                 continue;
             };
-            let known = LONG_FNS_KNOWN
-                .iter()
-                .any(|(file, name, _)| path.ends_with(file) && trimmed.contains(name));
-            if end + 1 > MAX_FN_LINES && !known {
+            if end + 1 > MAX_FN_LINES {
                 long.push(format!(
                     "{}:{} ({} lines)",
                     path.display(),
