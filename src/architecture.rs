@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 /// The layers, from the ground up: a module may import its own layer and those below, never one
 /// above. A path names a top-level module or one inside it; the longest prefix that matches a
 /// module decides its layer (the sink tasks and the outbound sender journal what they did, so
-/// they stand above the journal, beside the channels, while the rest of `events` and `outbound`
-/// are stages below the processor).
+/// they stand above the journal, beside the channels, with the sender's transports, while the
+/// rest of `events` and `outbound` are stages below the processor).
 const LAYERS: &[(&str, u8)] = &[
     // Plain types and configuration.
     ("model", 0),
@@ -36,6 +36,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("channels", 5),
     ("events::sinks", 5),
     ("outbound::sender", 5),
+    // The sender's transports, and the Messenger profile task that shares them.
+    ("outbound::smtp", 5),
+    ("outbound::graph", 5),
+    ("outbound::profile", 5),
     // Above the pipeline: the HTTP server, housekeeping passes, backups.
     ("http", 6),
     ("housekeeping", 6),
@@ -134,7 +138,7 @@ fn imports_point_down_the_spine() {
         let Some(code) = production(&path, &text) else {
             continue;
         };
-        for (n, line) in code.lines().enumerate() {
+        for (n, line) in resolve_super(&module, &code).lines().enumerate() {
             if line.trim_start().starts_with("//") {
                 continue;
             }
@@ -289,6 +293,102 @@ fn named_modules(code: &str) -> std::collections::BTreeSet<String> {
     named
 }
 
+/// `code` (the file of `module`) with every `super::` path written from the crate root, so that
+/// a path climbing out of its module (`super::super::tickets::Ticket` in `conversations::email`)
+/// names the module it leads to: `crate::tickets::Ticket`. An inline module (`mod name {`,
+/// closed by the `}` rustfmt puts at its indentation) is one level deeper than its file.
+fn resolve_super(module: &str, code: &str) -> String {
+    let mut inline: Vec<(String, &str)> = Vec::new();
+    let mut resolved = String::with_capacity(code.len());
+    for line in code.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if trimmed == "}" && inline.last().is_some_and(|(_, open)| *open == indent) {
+            inline.pop();
+        }
+        let path: Vec<&str> = module
+            .split("::")
+            .chain(inline.iter().map(|(name, _)| name.as_str()))
+            .collect();
+        resolved.push_str(&resolve_super_in_line(line, &path));
+        resolved.push('\n');
+        if let Some(name) = inline_module(trimmed) {
+            inline.push((name, indent));
+        }
+    }
+    resolved
+}
+
+/// The name of the inline module a line opens (`mod name {`, `pub(crate) mod name {`).
+fn inline_module(trimmed: &str) -> Option<String> {
+    let rest = trimmed.strip_suffix(" {")?;
+    let rest = rest
+        .strip_prefix("pub ")
+        .or_else(|| rest.strip_prefix("pub(crate) "))
+        .or_else(|| rest.strip_prefix("pub(super) "))
+        .unwrap_or(rest);
+    let name = rest.strip_prefix("mod ")?;
+    name.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        .then(|| name.to_owned())
+}
+
+/// One line with its `super::` chains replaced by the path from the crate root, `path` being
+/// the module the line is in.
+fn resolve_super_in_line(line: &str, path: &[&str]) -> String {
+    const SUPER: &str = "super::";
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find(SUPER) {
+        let starts_path = !rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        out.push_str(&rest[..at]);
+        if !starts_path {
+            out.push_str(SUPER);
+            rest = &rest[at + SUPER.len()..];
+            continue;
+        }
+        let mut after = &rest[at..];
+        let mut climbs = 0;
+        while let Some(next) = after.strip_prefix(SUPER) {
+            climbs += 1;
+            after = next;
+        }
+        let kept = &path[..path.len().saturating_sub(climbs)];
+        out.push_str("crate::");
+        for segment in kept {
+            out.push_str(segment);
+            out.push_str("::");
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn super_paths_name_the_module_they_lead_to() {
+    let code = "use super::{Step, Ticket};\nuse super::super::outbound::erase;\n\
+                pub(super) fn f() {}\nmod inner {\n    use super::super::super::events::X;\n}\n\
+                use super::super::events;\n";
+    let resolved = resolve_super("tickets::split", code);
+    assert_eq!(
+        resolved,
+        "use crate::tickets::{Step, Ticket};\nuse crate::outbound::erase;\n\
+         pub(super) fn f() {}\nmod inner {\n    use crate::events::X;\n}\n\
+         use crate::events;\n"
+    );
+    let named: Vec<String> = named_modules(&resolved).into_iter().collect();
+    assert_eq!(named, ["events", "outbound", "tickets"]);
+    // A module's own file (`mod.rs`, or `name.rs` at the top) climbs to the crate at once.
+    assert_eq!(
+        resolve_super("conversations", "use super::tickets::Ticket;"),
+        "use crate::tickets::Ticket;\n"
+    );
+}
+
 #[test]
 fn groups_of_crate_paths_name_each_module() {
     let code = "use crate::{config::X, store::{keys, Store}};\nlet _ = crate::ids::Minter::new;";
@@ -307,7 +407,7 @@ fn no_new_import_cycles_between_modules() {
         let Some(code) = production(&path, &text) else {
             continue;
         };
-        let code: String = code
+        let code: String = resolve_super(&module, &code)
             .lines()
             .filter(|line| !line.trim_start().starts_with("//"))
             .collect::<Vec<_>>()

@@ -24,7 +24,7 @@
 //! - [`journal`]: the single writer that makes every input durable before it is acknowledged.
 //! - What journals: [`channels`] (adapters from each channel's raw input to
 //!   [`model::Inbound`]), the event sinks (`events::sinks`) and the outbound sender
-//!   (`outbound::sender`).
+//!   (`outbound::sender`, with its transports).
 //! - Above the pipeline: [`http`] (the server, routes, and the one place errors become
 //!   responses), [`housekeeping`] (journal and outbox retention, the blob sweep), [`backup`] (a
 //!   consistent copy of the state, taken while the daemon runs), [`telemetry`] (logs, metrics).
