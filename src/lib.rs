@@ -7,14 +7,15 @@
 //! Module map, from the ground up: a module imports its own layer and those below it, never
 //! one above (the layer table and its test are in `src/architecture.rs`).
 //! - [`model`], [`config`]: plain types (inbound messages, journal records, control outcomes and
-//!   refusals, the processor's position) and configuration; they import nothing of ours.
+//!   refusals, the processor's position, the ticket and contact records the stages share) and
+//!   configuration; they import nothing of ours.
 //! - The ground floor: [`store`] (the embedded database, fjall: keyspaces, keys, codec, atomic
 //!   batches, fsync); [`ids`] (ids derived from the journal); [`identity`] (normalising emails,
 //!   phones with the configured region, channel-scoped ids); [`message_id`] (Message-ID rules
 //!   and deskgate's own); [`backoff`] (the one jittered backoff); [`ratelimit`] (the public
 //!   channels' per-client limits).
-//! - The stages of applying one record: [`contacts`], [`conversations`], [`tickets`] (the ticket
-//!   record with its pipeline, status and owner; triggers, control commands), [`routing`] (the assignment decision and the
+//! - The stages of applying one record: [`contacts`], [`conversations`], [`tickets`] (a ticket's
+//!   pipeline, status and owner; triggers, control commands), [`routing`] (the assignment decision and the
 //!   rules compiled from config), [`events`] (event types, data, the outbox, and the
 //!   `deskgate.sink.*` notices), [`outbound`] (planning what deskgate sends), [`delivery`]
 //!   (non-message items: delivery statuses, platform notices).

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::messages::fire;
 use super::ops::{Cause, Moved};
 use super::state::{get_or_default, DirectoryState, SpamList};
-use super::{RequestedAction, Step, Ticket};
+use super::{RequestedAction, Step};
 use crate::config::TeamConfig;
 use crate::conversations::Conversation;
 use crate::events::data::StatusTrigger;
@@ -18,7 +18,9 @@ use crate::events::data::{
 };
 use crate::events::OutboxWriter;
 use crate::ids::Minter;
-use crate::model::{Availability, ControlCommand, ControlOutcome, ControlRecord, PipelineMove};
+use crate::model::{
+    Availability, ControlCommand, ControlOutcome, ControlRecord, PipelineMove, Ticket,
+};
 use crate::routing::{RuleSet, User};
 use crate::store::{keys, StateBatch, StoreError};
 

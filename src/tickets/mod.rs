@@ -2,7 +2,8 @@
 //! and where it stands (pipeline, status, owner and the bookkeeping that status triggers need),
 //! one record per ticket, changed in journal order.
 //!
-//! - `ticket`: the [`Ticket`] record, and folding the older two-record layout into it.
+//! - `fold`: folding the older two-record layout into the one ticket record
+//!   ([`crate::model::Ticket`]: a plain type, as the other stages read it too).
 //! - `messages`: the processor's step after threading (new tickets get their pipeline, status
 //!   and owner from [`crate::routing::decide`]; replies fire `customer_replied`; a reply on a
 //!   closed ticket reopens it or opens a new one; spam senders are flagged).
@@ -21,6 +22,7 @@
 
 mod control;
 mod defaults;
+mod fold;
 mod forget;
 mod messages;
 mod ops;
@@ -28,7 +30,6 @@ mod replies;
 mod spam;
 mod split;
 mod state;
-mod ticket;
 mod usage;
 
 use chrono::{DateTime, Utc};
@@ -47,8 +48,8 @@ pub use messages::{after_threading, is_customer_reply, Routed};
 pub use replies::{agent_replied, ReplyEffect};
 pub use usage::{moves_due, moves_of, pipeline_usage, stranded, Usage};
 
+pub use fold::fold_routing_records;
 pub use state::{directory_snapshot, directory_view, ticket_view, ConversationState};
-pub use ticket::{fold_routing_records, Routing, Ticket};
 
 /// One record's routing work: the batch, the rules, and the events and actions it produces
 /// in order.

@@ -8,7 +8,8 @@
 //! - `closed/{seconds}{id}`: closed tickets by the time they closed (oldest first, big-endian
 //!   seconds), which `routing.closed_retention_secs` forgets.
 //!
-//! The ticket itself, with its pipeline, status and owner, is one record: see [`super::ticket`].
+//! The ticket itself, with its pipeline, status and owner, is one record: see
+//! [`crate::model::Ticket`].
 
 use std::collections::BTreeMap;
 
@@ -17,9 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::Ticket;
 use crate::config::{StartingAvailability, TeamConfig};
-use crate::model::Availability;
+use crate::model::{Availability, Ticket};
 use crate::routing::{RuleSet, Snapshot, User};
 use crate::store::{keys, StateBatch, Store, StoreError};
 
