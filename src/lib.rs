@@ -15,10 +15,14 @@
 //!   and deskgate's own); [`backoff`] (the one jittered backoff); [`ratelimit`] (the public
 //!   channels' per-client limits).
 //! - The stages of applying one record: [`contacts`], [`conversations`], [`tickets`] (a ticket's
-//!   pipeline, status and owner; triggers, control commands), [`routing`] (the assignment decision and the
-//!   rules compiled from config), [`events`] (event types, data, the outbox, and the
-//!   `deskgate.sink.*` notices), [`outbound`] (planning what deskgate sends), [`delivery`]
-//!   (non-message items: delivery statuses, platform notices).
+//!   pipeline, status and owner; triggers, control commands), [`routing`] (the assignment
+//!   decision, the rules compiled from config, the directory they decide over), [`events`]
+//!   (event types, data, the outbox, and the `deskgate.sink.*` notices), [`outbound`]
+//!   (planning what deskgate sends), [`delivery`] (non-message items: delivery statuses,
+//!   platform notices). Among them imports go one way, never around a circle: `events` imports
+//!   no stage; `contacts` and `outbound` import `conversations`; `tickets`, which runs a
+//!   ticket's life (routing it, forgetting its conversations with what outbound kept for
+//!   them), imports the rest.
 //! - [`processor`]: applies journaled records in order, committing effects with its cursor;
 //!   [`live`]: what a SIGHUP replaces (rules, sending plan, rate limits), read once per step
 //!   and per request.

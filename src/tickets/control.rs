@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::messages::fire;
 use super::ops::{Cause, Moved};
-use super::state::{get_or_default, DirectoryState, SpamList};
+use super::state::{get_or_default, SpamList};
 use super::{RequestedAction, Step};
 use crate::config::TeamConfig;
 use crate::conversations::Conversation;
@@ -21,7 +21,7 @@ use crate::ids::Minter;
 use crate::model::{
     Availability, ControlCommand, ControlOutcome, ControlRecord, PipelineMove, Ticket,
 };
-use crate::routing::{RuleSet, User};
+use crate::routing::{DirectoryState, RuleSet, User};
 use crate::store::{keys, StateBatch, StoreError};
 
 pub(super) use crate::model::Refusal;

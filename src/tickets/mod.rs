@@ -39,7 +39,7 @@ use crate::config::ActionKind;
 use crate::events::data::EventData;
 use crate::events::{EventDraft, OutboxWriter};
 use crate::ids::Minter;
-use crate::routing::RuleSet;
+use crate::routing::{DirectoryState, RuleSet};
 use crate::store::StateBatch;
 
 pub use control::apply_control;
@@ -96,20 +96,8 @@ pub fn user_exists(
     batch: &StateBatch<'_>,
     id: &str,
 ) -> Result<bool, crate::store::StoreError> {
-    let directory: state::DirectoryState =
-        state::get_or_default(batch, &crate::store::keys::directory())?;
+    let directory: DirectoryState = state::get_or_default(batch, &crate::store::keys::directory())?;
     Ok(rules.users.contains_key(id) || directory.users.contains_key(id))
-}
-
-/// The directory's users now (config overlaid with control API changes), inside a step.
-pub fn directory_users(
-    rules: &RuleSet,
-    batch: &StateBatch<'_>,
-) -> Result<std::collections::BTreeMap<String, crate::routing::User>, crate::store::StoreError> {
-    let directory: state::DirectoryState =
-        state::get_or_default(batch, &crate::store::keys::directory())?;
-    let snapshot = state::snapshot_from(rules, &directory, Default::default(), None);
-    Ok(snapshot.users)
 }
 
 /// Pushes a step's events into the outbox, in order.

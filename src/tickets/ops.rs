@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{get_or_default, snapshot_from, ConversationState, DirectoryState};
+use super::state::{get_or_default, ConversationState};
 use super::{RequestedAction, Step};
 use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
 use crate::conversations::Conversation;
@@ -14,7 +14,7 @@ use crate::events::data::{
     TicketStatusChanged, TicketStatusTrigger,
 };
 use crate::model::{Contact, Routing, Ticket};
-use crate::routing::{decide, ChannelRules, Snapshot};
+use crate::routing::{decide, snapshot_from, ChannelRules, DirectoryState, Snapshot};
 use crate::store::{keys, StoreError};
 
 /// Where a ticket was before a move between pipelines.
