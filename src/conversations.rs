@@ -12,9 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::data::Direction;
 use crate::ids::Minter;
-use crate::model::{Inbound, MessageKind};
+use crate::model::{Inbound, MessageKind, Routing, Ticket};
 use crate::store::{keys, StateBatch, StoreError};
-use crate::tickets::{Routing, Ticket};
 
 pub mod email;
 pub mod split;

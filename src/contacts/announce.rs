@@ -11,11 +11,12 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Contact, Resolution};
+use super::Resolution;
 use crate::events::data::{
     ContactCreated, ContactMergeSuggested, ContactMerged, ContactUpdated, EventData,
 };
 use crate::events::{EventDraft, OutboxWriter};
+use crate::model::Contact;
 use crate::store::{StateBatch, StoreError};
 
 /// Where the events go and when they happened.

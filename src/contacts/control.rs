@@ -8,9 +8,9 @@ use serde_json::json;
 
 use super::announce::Announcer;
 use super::erase::{self, Erased};
-use super::{follow, merge, Contact};
+use super::{follow, merge};
 use crate::events::data::{ContactErased, ContactUpdated, EventData};
-use crate::model::{ContactCommand, ControlOutcome as Outcome, Refusal};
+use crate::model::{Contact, ContactCommand, ControlOutcome as Outcome, Refusal};
 use crate::store::{keys, StateBatch, StoreError};
 
 /// What applying a request did: its outcome, and for an erasure what was erased, which the

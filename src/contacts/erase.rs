@@ -17,9 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Contact;
 use crate::conversations::Conversation;
-use crate::model::{OutboundRecord, Record, Sender};
+use crate::model::{Contact, OutboundRecord, Record, Sender};
 use crate::store::{keys, Blobs, StateBatch, Store, StoreError};
 
 /// Journal records still to redact for one erasure.

@@ -7,10 +7,9 @@
 //! conversation or a split takes its own away, so a ticket of the absorbed contact may hold
 //! none of its conversations.
 
-use super::Contact;
 use crate::conversations::Conversation;
+use crate::model::{Contact, Ticket};
 use crate::store::{keys, StateBatch, StoreError};
-use crate::tickets::Ticket;
 
 /// Moves everything of `absorbed` onto `survivor` and writes both. The survivor keeps its own
 /// name and owner when it has them.

@@ -4,8 +4,9 @@
 //! Everything lives in the state store under indexes, never in a map in memory, so resident
 //! memory does not grow with the number of contacts and every lookup is one B-tree search (plus
 //! a binary search inside an identity bucket):
-//! - `contact/{id}` → [`Contact`] (absorbed contacts stay as tombstones with `merged_into`, so
-//!   an old id still resolves; erased ones keep only the `erased` mark);
+//! - `contact/{id}` → [`Contact`] (a plain type of the model: events show it whole; absorbed
+//!   contacts stay as tombstones with `merged_into`, so an old id still resolves; erased ones
+//!   keep only the `erased` mark);
 //! - the identity index: the normalised identity (see [`crate::identity`]) → contact
 //!   id, packed into a fixed number of buckets by the store so that memory stays flat;
 //! - `contact_conv/{contact}\0{conversation}` → the contact's conversations, re-pointed by a
@@ -29,57 +30,13 @@ pub mod ticket_index;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-use crate::model::Identity;
+use crate::model::{Contact, Identity};
 use crate::store::{keys, StateBatch, Store, StoreError};
 
 pub use resolve::{resolve, Resolution};
 
-/// A customer as deskgate knows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
-pub struct Contact {
-    /// The contact's id (stable; an absorbed contact's id resolves to its survivor).
-    pub id: String,
-    /// The name the customer gave, when one did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Every way deskgate recognises them (email, phone, channel ids), normalised.
-    pub identities: Vec<Identity>,
-    /// Email addresses as the customer first wrote them, keyed by the normalised address of
-    /// one of `identities`, where the two differ: for display (see [`crate::model::Sender::spellings`]).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub spellings: BTreeMap<String, String>,
-    /// When deskgate first saw them.
-    pub created_at: DateTime<Utc>,
-    /// The agent who owns this contact; routing prefers them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    /// Set on a contact absorbed by a merge: the contact it now lives on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merged_into: Option<String>,
-    /// The contact was erased: nothing but its id remains.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub erased: bool,
-}
-
+/// What resolving adds to the [`Contact`] record (a plain type of the model).
 impl Contact {
-    /// Its email addresses, strongest first.
-    pub fn emails(&self) -> impl Iterator<Item = &str> {
-        self.identities
-            .iter()
-            .filter_map(|identity| match identity {
-                Identity::Email { address } => Some(address.as_str()),
-                _ => None,
-            })
-    }
-
-    /// Whether the contact is in use (neither absorbed nor erased).
-    pub fn is_live(&self) -> bool {
-        self.merged_into.is_none() && !self.erased
-    }
-
     /// Attaches an identity the contact does not hold yet (indexing is the caller's), with its
     /// spelling from `spellings` when it is an email written differently.
     fn attach(&mut self, identity: Identity, spellings: &BTreeMap<String, String>) {

@@ -4,9 +4,8 @@
 
 use super::announce::Announcer;
 use crate::ids::Minter;
-use crate::model::{Inbound, Sender};
+use crate::model::{Inbound, Sender, Ticket};
 use crate::store::{keys, StateBatch, StoreError};
-use crate::tickets::Ticket;
 
 /// Participants a ticket keeps at most (and Cc addresses read per mail).
 const MAX_PARTICIPANTS: usize = 50;

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{follow, merge, Contact};
+use super::{follow, merge};
 use crate::identity;
 use crate::ids::Minter;
-use crate::model::{Identity, Sender};
+use crate::model::{Contact, Identity, Sender};
 use crate::store::{keys, StateBatch, StoreError};
 
 /// What resolving a sender did.

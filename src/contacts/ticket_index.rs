@@ -10,8 +10,8 @@
 //! tickets stay out of the index, as erasure leaves them.
 
 use super::follow;
+use crate::model::Ticket;
 use crate::store::{keys, Store, StoreError};
-use crate::tickets::Ticket;
 
 const CHUNK: usize = 10_000;
 
@@ -75,7 +75,7 @@ mod tests {
     use chrono::DateTime;
 
     use super::*;
-    use crate::contacts::Contact;
+    use crate::model::Contact;
 
     fn contact(id: &str, merged_into: Option<&str>, erased: bool) -> Contact {
         Contact {

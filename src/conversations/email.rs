@@ -22,9 +22,8 @@
 
 use super::{existing, required, Conversation};
 use crate::events::data::{EventData, MessageRef, TicketMergeSuggested};
-use crate::model::Inbound;
+use crate::model::{Inbound, Ticket};
 use crate::store::{keys, StateBatch, StoreError};
-use crate::tickets::Ticket;
 
 /// Ids of one mail looked up and indexed at most: a References header can list hundreds, and
 /// its root and newest entries are the ones that find a thread.

@@ -52,7 +52,7 @@ fn ticket_number(batch: &StateBatch<'_>, draft: &EventDraft) -> Result<Option<u6
         TicketNumber::InData => return Ok(None),
         TicketNumber::Known(number) => Some(number),
         TicketNumber::LookUp => batch
-            .get::<crate::tickets::Ticket>(&keys::ticket(&draft.subject))?
+            .get::<crate::model::Ticket>(&keys::ticket(&draft.subject))?
             .map(|ticket| ticket.number),
     };
     Ok(number.filter(|n| *n != 0))

@@ -25,10 +25,9 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::journaled::{self, CommandAnswers, IdempotencyKey};
 use super::routes::AppState;
-use crate::contacts::{self, Contact};
+use crate::contacts;
 use crate::identity;
-use crate::model::ControlOutcome;
-use crate::model::{ContactCommand, ContactControl, Identity, Record};
+use crate::model::{Contact, ContactCommand, ContactControl, ControlOutcome, Identity, Record};
 use crate::store::keys;
 
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -6,9 +6,12 @@
 //! - `record`: the journal's [`Record`] and its [`DedupeKey`]; non-message items.
 //! - `outbound`, `control`, `sinks`: the other records (sends, control API requests,
 //!   sinks' reports).
+//! - `contact`: the [`Contact`] record that events show and the stages share.
 //! - `outcome`: what a control record came to ([`ControlOutcome`], [`Refusal`]).
 //! - `cursor`: the processor's [`Position`] and the records it set aside ([`Quarantined`]).
+//! - `ticket`: the [`Ticket`] record (with its [`Routing`]) that the stages share.
 
+mod contact;
 mod control;
 mod cursor;
 mod inbound;
@@ -16,7 +19,9 @@ mod outbound;
 mod outcome;
 mod record;
 mod sinks;
+mod ticket;
 
+pub use contact::*;
 pub use control::*;
 pub use cursor::*;
 pub use inbound::*;
@@ -24,3 +29,4 @@ pub use outbound::*;
 pub use outcome::*;
 pub use record::*;
 pub use sinks::*;
+pub use ticket::*;

@@ -1,5 +1,6 @@
 //! Journaled outbound facts: requests to send (agents' replies, automatic mails) and what the
-//! sender did with them.
+//! sender did with them; and why an item is sent ([`Purpose`]), which the outbound events
+//! show.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -151,5 +152,31 @@ impl SendResult {
             SendResult::Failed { .. } => "failed",
             SendResult::Capped { .. } => "capped",
         }
+    }
+}
+
+/// Why an item is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    AgentReply,
+    Acknowledgement,
+    Notification,
+    InstantReply,
+    // A customer's mail forwarded to one of its mailbox's members (`forward_to`); a plain
+    // comment, as a doc comment would turn the event schemas' simple enum into a `oneOf`.
+    Forward,
+}
+
+impl Purpose {
+    pub fn is_automatic(self) -> bool {
+        !matches!(self, Purpose::AgentReply)
+    }
+
+    /// Counts against `auto_mail_per_recipient_per_hour`. Forwards go to the desk's own
+    /// members, one per customer mail: a busy mailbox must not cap them, and loops are cut
+    /// where they start (automatic mail and the members' own mail are never forwarded).
+    pub fn is_capped(self) -> bool {
+        self.is_automatic() && self != Purpose::Forward
     }
 }

@@ -101,7 +101,7 @@ pub(super) fn conversation_context(
             ..ReplyContext::default()
         });
     context.ticket_number = batch
-        .get::<crate::tickets::Ticket>(&keys::ticket(&conversation.ticket_id))?
+        .get::<crate::model::Ticket>(&keys::ticket(&conversation.ticket_id))?
         .map(|ticket| ticket.number)
         .filter(|n| *n != 0);
     Ok(Some((conversation, context)))

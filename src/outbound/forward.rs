@@ -17,8 +17,8 @@ use super::Purpose;
 use crate::config::outbound::ForwardTo;
 use crate::conversations::Conversation;
 use crate::model::{AutomaticKind, AutomaticRequest, Identity, Inbound, MessageKind};
-use crate::routing::User;
-use crate::store::{StateBatch, StoreError};
+use crate::routing::{directory_users, DirectoryState, User};
+use crate::store::{keys, StateBatch, StoreError};
 
 /// Forwards a customer message that arrived on `mailbox`'s channels to its members. The caller
 /// has already left out history and flagged spam senders' mail.
@@ -35,7 +35,8 @@ pub fn inbound(
     if config.forward_to.is_empty() {
         return Ok(());
     }
-    let users = crate::tickets::directory_users(ctx.rules, batch)?;
+    let directory: DirectoryState = batch.get(&keys::directory())?.unwrap_or_default();
+    let users = directory_users(ctx.rules, &directory);
     let members = member_addresses(&users, &config.forward_to);
     let own: BTreeSet<String> = (ctx.planner.mailboxes.values())
         .map(|m| m.address.trim().to_lowercase())

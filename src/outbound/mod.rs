@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::outbound::{MailboxConfig, MessengerConfig, WhatsappConfig};
 use crate::config::OutboundConfig;
-use crate::model::Attachment;
+use crate::model::{Attachment, Purpose};
 use templates::Templates;
 
 /// How a conversation on a channel is answered.
@@ -171,32 +171,6 @@ pub struct ReplyContext {
     /// (never stored: a split or merge changes it).
     #[serde(skip)]
     pub ticket_number: Option<u64>,
-}
-
-/// Why an item is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Purpose {
-    AgentReply,
-    Acknowledgement,
-    Notification,
-    InstantReply,
-    // A customer's mail forwarded to one of its mailbox's members (`forward_to`); a plain
-    // comment, as a doc comment would turn the event schemas' simple enum into a `oneOf`.
-    Forward,
-}
-
-impl Purpose {
-    pub fn is_automatic(self) -> bool {
-        !matches!(self, Purpose::AgentReply)
-    }
-
-    /// Counts against `auto_mail_per_recipient_per_hour`. Forwards go to the desk's own
-    /// members, one per customer mail: a busy mailbox must not cap them, and loops are cut
-    /// where they start (automatic mail and the members' own mail are never forwarded).
-    pub fn is_capped(self) -> bool {
-        self.is_automatic() && self != Purpose::Forward
-    }
 }
 
 /// A mail ready to hand to SMTP.

@@ -3,11 +3,14 @@
 //!
 //! - [`decide`]: the assignment decision, a pure function of the channel's rule, a directory
 //!   snapshot and the contact's owner, with a short human trace.
+//! - [`DirectoryState`]: the control API's changes to the directory, and [`snapshot_from`],
+//!   which overlays them on the config's users.
 //! - [`RuleSet`]: the routing part of the config compiled once at start-up (channels' ticket
 //!   options and rules, pipelines, the directory's base).
 
 mod availability;
 mod decide;
+mod directory;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +22,7 @@ use crate::config::{
 
 pub use availability::{availability, ChannelAvailability};
 pub use decide::{decide, Availability, Decision, Snapshot, User};
+pub use directory::{directory_users, snapshot_from, DirectoryState};
 
 /// A channel's ticket options with the defaults filled in.
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::messages::fire;
 use super::ops::{Cause, Moved};
-use super::state::{get_or_default, DirectoryState, SpamList};
-use super::{RequestedAction, Step, Ticket};
+use super::state::{get_or_default, SpamList};
+use super::{RequestedAction, Step};
 use crate::config::TeamConfig;
 use crate::conversations::Conversation;
 use crate::events::data::StatusTrigger;
@@ -18,8 +18,10 @@ use crate::events::data::{
 };
 use crate::events::OutboxWriter;
 use crate::ids::Minter;
-use crate::model::{Availability, ControlCommand, ControlOutcome, ControlRecord, PipelineMove};
-use crate::routing::{RuleSet, User};
+use crate::model::{
+    Availability, ControlCommand, ControlOutcome, ControlRecord, PipelineMove, Ticket,
+};
+use crate::routing::{DirectoryState, RuleSet, User};
 use crate::store::{keys, StateBatch, StoreError};
 
 pub(super) use crate::model::Refusal;

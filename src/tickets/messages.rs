@@ -6,16 +6,15 @@ use serde_json::Value;
 
 use super::ops::Cause;
 
-use super::{RequestedAction, Routing, Step, Ticket};
+use super::{RequestedAction, Step};
 use crate::config::{ClosedReply, CUSTOMER_REPLIED_TARGET};
-use crate::contacts::Contact;
 use crate::conversations::Threaded;
 use crate::events::data::{
     IgnoredProperty, ReopenReason, StatusTrigger, TicketRouting, TicketView,
 };
 use crate::events::{EventDraft, EventType};
 use crate::ids::Minter;
-use crate::model::{Inbound, MessageKind};
+use crate::model::{Contact, Inbound, MessageKind, Routing, Ticket};
 use crate::routing::{ChannelRules, RuleSet};
 use crate::store::{keys, StateBatch, StoreError};
 

@@ -2,7 +2,8 @@
 //! and where it stands (pipeline, status, owner and the bookkeeping that status triggers need),
 //! one record per ticket, changed in journal order.
 //!
-//! - `ticket`: the [`Ticket`] record, and folding the older two-record layout into it.
+//! - `fold`: folding the older two-record layout into the one ticket record
+//!   ([`crate::model::Ticket`]: a plain type, as the other stages read it too).
 //! - `messages`: the processor's step after threading (new tickets get their pipeline, status
 //!   and owner from [`crate::routing::decide`]; replies fire `customer_replied`; a reply on a
 //!   closed ticket reopens it or opens a new one; spam senders are flagged).
@@ -21,6 +22,7 @@
 
 mod control;
 mod defaults;
+mod fold;
 mod forget;
 mod messages;
 mod ops;
@@ -28,7 +30,6 @@ mod replies;
 mod spam;
 mod split;
 mod state;
-mod ticket;
 mod usage;
 
 use chrono::{DateTime, Utc};
@@ -38,7 +39,7 @@ use crate::config::ActionKind;
 use crate::events::data::EventData;
 use crate::events::{EventDraft, OutboxWriter};
 use crate::ids::Minter;
-use crate::routing::RuleSet;
+use crate::routing::{DirectoryState, RuleSet};
 use crate::store::StateBatch;
 
 pub use control::apply_control;
@@ -47,8 +48,8 @@ pub use messages::{after_threading, is_customer_reply, Routed};
 pub use replies::{agent_replied, ReplyEffect};
 pub use usage::{moves_due, moves_of, pipeline_usage, stranded, Usage};
 
+pub use fold::fold_routing_records;
 pub use state::{directory_snapshot, directory_view, ticket_view, ConversationState};
-pub use ticket::{fold_routing_records, Routing, Ticket};
 
 /// One record's routing work: the batch, the rules, and the events and actions it produces
 /// in order.
@@ -95,20 +96,8 @@ pub fn user_exists(
     batch: &StateBatch<'_>,
     id: &str,
 ) -> Result<bool, crate::store::StoreError> {
-    let directory: state::DirectoryState =
-        state::get_or_default(batch, &crate::store::keys::directory())?;
+    let directory: DirectoryState = state::get_or_default(batch, &crate::store::keys::directory())?;
     Ok(rules.users.contains_key(id) || directory.users.contains_key(id))
-}
-
-/// The directory's users now (config overlaid with control API changes), inside a step.
-pub fn directory_users(
-    rules: &RuleSet,
-    batch: &StateBatch<'_>,
-) -> Result<std::collections::BTreeMap<String, crate::routing::User>, crate::store::StoreError> {
-    let directory: state::DirectoryState =
-        state::get_or_default(batch, &crate::store::keys::directory())?;
-    let snapshot = state::snapshot_from(rules, &directory, Default::default(), None);
-    Ok(snapshot.users)
 }
 
 /// Pushes a step's events into the outbox, in order.

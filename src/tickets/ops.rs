@@ -4,17 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use super::state::{get_or_default, snapshot_from, ConversationState, DirectoryState};
-use super::{RequestedAction, Routing, Step, Ticket};
+use super::state::{get_or_default, ConversationState};
+use super::{RequestedAction, Step};
 use crate::config::{ActionConfig, ActionKind, PipelineConfig, RuleKind};
-use crate::contacts::Contact;
 use crate::conversations::Conversation;
 use crate::events::data::{
     ActionFields, CloseReason, ConversationClosed, ConversationReopened, EventData, Recipient,
     RecipientKind, ReopenReason, StatusCause, StatusTrigger, TicketActionRequested, TicketAssigned,
     TicketStatusChanged, TicketStatusTrigger,
 };
-use crate::routing::{decide, ChannelRules, Snapshot};
+use crate::model::{Contact, Routing, Ticket};
+use crate::routing::{decide, snapshot_from, ChannelRules, DirectoryState, Snapshot};
 use crate::store::{keys, StoreError};
 
 /// Where a ticket was before a move between pipelines.

@@ -6,11 +6,11 @@ use crate::events::data::StatusTrigger;
 use chrono::{DateTime, Utc};
 
 use super::messages::fire;
-use super::Ticket;
 use super::{RequestedAction, Step};
 use crate::conversations::Conversation;
 use crate::events::OutboxWriter;
 use crate::ids::Minter;
+use crate::model::Ticket;
 use crate::routing::RuleSet;
 use crate::store::{keys, StateBatch, StoreError};
 

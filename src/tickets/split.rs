@@ -13,10 +13,11 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::json;
 
 use super::control::{not_found, Answer, Refusal};
-use super::{Routing, Step, Ticket};
+use super::Step;
 use crate::conversations::split::{self, MessageLinks};
 use crate::conversations::Conversation;
 use crate::events::data::{EventData, TicketSplit};
+use crate::model::{Routing, Ticket};
 use crate::outbound::ReplyContext;
 use crate::store::{keys, StoreError};
 

@@ -1,6 +1,7 @@
 //! What the tickets step keeps beside the tickets, under `routing/…` keys (their layouts are in
 //! [`crate::store::keys`]):
-//! - `directory`: users and teams added or changed through the control API, and availability;
+//! - `directory`: users and teams added or changed through the control API, and availability
+//!   (a [`crate::routing::DirectoryState`]);
 //! - `open_tickets`: open tickets per owner, kept with every assignment and status change;
 //! - `rotation/{channel}`: the user the channel's round robin picked last;
 //! - `conversation/{id}`: the conversation bookkeeping the triggers need;
@@ -8,31 +9,17 @@
 //! - `closed/{seconds}{id}`: closed tickets by the time they closed (oldest first, big-endian
 //!   seconds), which `routing.closed_retention_secs` forgets.
 //!
-//! The ticket itself, with its pipeline, status and owner, is one record: see [`super::ticket`].
-
-use std::collections::BTreeMap;
+//! The ticket itself, with its pipeline, status and owner, is one record: see
+//! [`crate::model::Ticket`].
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::Ticket;
-use crate::config::{StartingAvailability, TeamConfig};
-use crate::model::Availability;
-use crate::routing::{RuleSet, Snapshot, User};
+use crate::model::Ticket;
+use crate::routing::{snapshot_from, DirectoryState, RuleSet, Snapshot};
 use crate::store::{keys, StateBatch, Store, StoreError};
-
-/// Directory changes made through the control API.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct DirectoryState {
-    #[serde(default)]
-    pub users: BTreeMap<String, User>,
-    #[serde(default)]
-    pub teams: BTreeMap<String, TeamConfig>,
-    #[serde(default)]
-    pub availability: BTreeMap<String, Availability>,
-}
 
 /// Bookkeeping of one conversation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,45 +41,6 @@ pub fn get_or_default<T: DeserializeOwned + Default>(
     key: &[u8],
 ) -> Result<T, StoreError> {
     Ok(batch.get(key)?.unwrap_or_default())
-}
-
-/// The directory as decisions see it: config users overlaid with control API changes and
-/// availability, plus open-ticket counts and the channel's rotation.
-pub fn snapshot_from(
-    rules: &RuleSet,
-    directory: &DirectoryState,
-    open_tickets: BTreeMap<String, u64>,
-    last_picked: Option<String>,
-) -> Snapshot {
-    let mut users: BTreeMap<String, User> = rules
-        .users
-        .iter()
-        .map(|(id, u)| {
-            let user = User {
-                name: u.name.clone(),
-                email: u.email.clone(),
-                seat: u.seat,
-                teams: u.teams.clone(),
-                availability: match u.availability {
-                    StartingAvailability::Available => Availability::Available,
-                    StartingAvailability::Away => Availability::Away,
-                    StartingAvailability::Offline => Availability::Offline,
-                },
-            };
-            (id.clone(), user)
-        })
-        .collect();
-    users.extend(directory.users.clone());
-    for (id, availability) in &directory.availability {
-        if let Some(user) = users.get_mut(id) {
-            user.availability = *availability;
-        }
-    }
-    Snapshot {
-        users,
-        open_tickets,
-        last_picked,
-    }
 }
 
 /// The directory as the last processor step left it, read outside a step: users with their

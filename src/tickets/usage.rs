@@ -5,9 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::Ticket;
 use crate::config::{Config, ConfigProblem};
-use crate::model::PipelineMove;
+use crate::model::{PipelineMove, Ticket};
 use crate::store::{keys, Store, StoreError};
 
 /// Tickets per pipeline and status (`None`: a ticket without a status), ticketless ones left out.

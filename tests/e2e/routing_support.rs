@@ -8,11 +8,11 @@ use deskgate::events::OutboxWriter;
 use deskgate::ids::Minter;
 use deskgate::model::{
     Bounce, ControlCommand, ControlRecord, DedupeKey, EmailMeta, Identity, Inbound, Record, Sender,
+    Ticket,
 };
 use deskgate::processor::Processor;
 use deskgate::routing::RuleSet;
 use deskgate::store::{keys, Store};
-use deskgate::tickets::Ticket;
 use serde_json::Value;
 use uuid::Uuid;
 

@@ -5,10 +5,9 @@
 use crate::routing_support::*;
 use chrono::Duration;
 use deskgate::conversations::Conversation;
-use deskgate::model::ControlCommand;
+use deskgate::model::{ControlCommand, Ticket};
 use deskgate::store::keys;
 use deskgate::store::Store;
-use deskgate::tickets::Ticket;
 
 #[test]
 fn a_customer_reply_on_the_ticket_thread_fires_customer_replied() {

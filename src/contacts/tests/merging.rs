@@ -41,7 +41,7 @@ fn a_merge_moves_conversations_and_their_tickets() {
         .unwrap()
         .unwrap();
     assert_eq!(conversation.contact_id, phone_only.contact.id);
-    let ticket: crate::tickets::Ticket = harness
+    let ticket: crate::model::Ticket = harness
         .store
         .state_get(&keys::ticket(&threaded.ticket.id))
         .unwrap()
@@ -73,8 +73,8 @@ fn a_merge_moves_conversations_and_their_tickets() {
 #[test]
 fn a_merge_moves_every_ticket_of_the_absorbed_contact_whatever_its_conversations() {
     use crate::conversations;
+    use crate::model::Ticket;
     use crate::model::{ControlCommand, ControlRecord, Inbound};
-    use crate::tickets::Ticket;
     let config = crate::config::Config::parse(
         r#"
         [routing.pipelines.support]

@@ -3,8 +3,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::contacts::Contact;
-use crate::model::Identity;
+use crate::model::{Contact, Identity};
 
 /// `deskgate.contact.created`: a message came from someone no contact holds.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]

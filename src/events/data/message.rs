@@ -6,8 +6,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::Micros;
-use crate::model::{Attachment, EmailMeta, MessageFlags, MessageKind, Sender};
-use crate::tickets::Ticket;
+use crate::model::{Attachment, EmailMeta, MessageFlags, MessageKind, Sender, Ticket};
 
 /// The data of a message event: `deskgate.ticket.created` (the message opened the ticket),
 /// `deskgate.ticket.message_added` (a later message of the ticket) and

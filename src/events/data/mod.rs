@@ -1,6 +1,7 @@
 //! The `data` of every event type, one Rust type each, and the one place they become JSON.
 //!
-//! Stages build these values; [`EventData::into_json`] renders them (through
+//! Stages build these values, from the plain records of [`crate::model`] where an event shows
+//! one (a contact, a ticket): `events` imports no stage. [`EventData::into_json`] renders them (through
 //! `serde_json::Value`, whose objects keep their keys sorted, so the bytes in the outbox do not
 //! depend on the order fields are declared in). The doc comment of each field is its meaning
 //! for the ticket store: it is what the generated JSON Schema (`schemas/events/`, see

@@ -4,8 +4,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::StatusTrigger;
-use crate::model::{AgentRef, Attachment, AutomaticKind};
-use crate::outbound::Purpose;
+use crate::model::{AgentRef, Attachment, AutomaticKind, Purpose};
 
 /// How an outgoing message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::config::{ActionKind, RuleKind};
-use crate::tickets::Routing;
+use crate::model::Routing;
 
 /// What decided an assignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
