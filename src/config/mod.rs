@@ -344,6 +344,10 @@ pub struct ChannelConfig {
     /// For `kind = "email"`: the IMAP mailbox this channel pulls (see [`ImapConfig`]).
     #[serde(default)]
     pub imap: Option<ImapConfig>,
+    /// The language of automatic mail on this channel's conversations (`en`, `fr`) where the
+    /// customer's own is unknown; the answering mailbox's, then `outbound.language`, if unset.
+    #[serde(default)]
+    pub language: Option<outbound::Language>,
 }
 
 impl ChannelConfig {

@@ -5,7 +5,8 @@
 //! difference as needing a restart. Live settings: `[routing]` (users, teams, pipelines),
 //! each channel's `tickets` table (ticket defaults and routing rule), `rate_limit` and chat
 //! office `hours`, the outbound templates (`templates_dir`, re-read on every reload) with each
-//! mailbox's wording (company name, From name, signatures, acknowledgements) and forwards
+//! mailbox's wording (company name, From name, signatures, acknowledgements, languages: the
+//! channels', the mailboxes' and `outbound.language`) and forwards
 //! (`forward_to`, `forward_template`), each Messenger page's `greeting`, and `log.filter`.
 
 use super::Config;
@@ -33,6 +34,7 @@ impl Config {
                 continue;
             }
             channel.tickets = next.tickets.clone();
+            channel.language = next.language;
             if channel.chat.is_some() || next.chat.is_some() {
                 let limit = next.chat.as_ref().map(|c| c.rate_limit).unwrap_or_default();
                 let hours = next.chat.as_ref().and_then(|c| c.hours.clone());
@@ -47,12 +49,14 @@ impl Config {
         }
         let outbound = &mut running.outbound;
         outbound.templates_dir = new.outbound.templates_dir.clone();
+        outbound.language = new.outbound.language;
         for (name, mailbox) in &mut outbound.mailboxes {
             let Some(next) = new.outbound.mailboxes.get(name) else {
                 continue;
             };
             mailbox.company_name = next.company_name.clone();
             mailbox.from_name = next.from_name;
+            mailbox.language = next.language;
             mailbox.signature_text = next.signature_text.clone();
             mailbox.signature_html = next.signature_html.clone();
             mailbox.acknowledge_new_tickets = next.acknowledge_new_tickets;
