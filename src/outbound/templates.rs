@@ -384,6 +384,29 @@ mod tests {
         assert_eq!(SHIPPED.len(), english.len() * Language::ALL.len());
     }
 
+    /// A conversation without a subject or a customer without a name gets the template's
+    /// words, never "none" (minijinja's `default` passes `none` through unless told not to).
+    #[test]
+    fn missing_values_get_the_default_words() {
+        let templates = Templates::load(None).unwrap();
+        let values = json!({
+            "company_name": "Acme", "customer_name": null, "customer_address": null,
+            "subject": null, "ticket": {"id": "t-1"},
+        });
+        for language in Language::ALL {
+            for name in ["ticket_received", "ticket_closed", "internal_notification"] {
+                let rendered = templates.render(name, language, &values).unwrap();
+                let subject = rendered.subject.unwrap_or_default();
+                let html = rendered.html.unwrap_or_default();
+                let all = format!("{subject} {} {html}", rendered.text);
+                assert!(
+                    !all.to_lowercase().contains("none"),
+                    "{name} {language:?}: {all}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn french_mail_and_words_are_french() {
         let templates = Templates::load(None).unwrap();
