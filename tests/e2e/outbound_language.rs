@@ -344,13 +344,8 @@ fn check_config_names_an_unknown_language_by_its_path() {
          [outbound.mailboxes.support.smtp]\nhost = \"127.0.0.1\"\ntls = \"plain\"\n",
     )
     .unwrap();
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (valid, stderr) = test_kit::check_config(&path);
+    assert!(!valid);
     for (path, value) in [
         ("channels.web.language", "de"),
         ("outbound.language", "klingon"),

@@ -26,6 +26,9 @@ const KEEP_FAILED: Duration = Duration::from_secs(600);
 /// The most customers remembered; past it the memory starts again empty.
 const MAX_REMEMBERED: usize = 100_000;
 
+/// What was found per (channel, PSID), `None` for a failed lookup, and until when it holds.
+type Remembered = HashMap<(String, String), (Option<Profile>, Instant)>;
+
 /// What the User Profile API told of a customer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Profile {
@@ -58,7 +61,7 @@ pub struct Profiles {
     graph: Option<Graph>,
     /// The lookup timeout of each channel that looks profiles up.
     pages: BTreeMap<String, Duration>,
-    remembered: Mutex<HashMap<(String, String), (Option<Profile>, Instant)>>,
+    remembered: Mutex<Remembered>,
 }
 
 impl Profiles {
@@ -170,9 +173,7 @@ impl Profiles {
         profile
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Option<Profile>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Remembered> {
         self.remembered
             .lock()
             .expect("no code panics while holding the profiles' lock")
