@@ -22,6 +22,7 @@ mod form;
 mod hours;
 pub use hours::{Hours, OfficeHours, OpenSpan};
 mod kinds;
+mod language;
 mod meta;
 mod secret;
 pub use secret::{read_secret_file, secret_path};

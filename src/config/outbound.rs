@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use super::language::Language;
 use super::ConfigProblem;
 
 /// `[outbound]`: everything about sending.
@@ -146,33 +147,6 @@ fn default_forward_template() -> String {
 
 fn default_ack_template() -> String {
     "ticket_received".to_owned()
-}
-
-/// A language deskgate ships templates and words for (`config/templates/{code}/`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Language {
-    #[default]
-    En,
-    Fr,
-}
-
-impl Language {
-    pub const ALL: [Language; 2] = [Language::En, Language::Fr];
-
-    /// Its code, the name of its template folder.
-    pub fn code(self) -> &'static str {
-        match self {
-            Language::En => "en",
-            Language::Fr => "fr",
-        }
-    }
-
-    /// The shipped language a locale names (`fr_FR`, `fr-CA`, `FR`), if deskgate has it.
-    pub fn of_locale(locale: &str) -> Option<Language> {
-        let primary = locale.trim().split(['_', '-']).next()?.to_ascii_lowercase();
-        Language::ALL.into_iter().find(|l| l.code() == primary)
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -581,22 +555,6 @@ mod tests {
                 "outbound.messenger.fb.instant_reply_translations.es: is not a language deskgate has: en or fr",
             ]
         );
-    }
-
-    #[test]
-    fn a_locale_names_a_shipped_language_or_none() {
-        use super::Language;
-        for (locale, language) in [
-            ("fr_FR", Some(Language::Fr)),
-            ("fr-CA", Some(Language::Fr)),
-            ("FR", Some(Language::Fr)),
-            ("en_GB", Some(Language::En)),
-            ("de_DE", None),
-            ("", None),
-            ("french", None),
-        ] {
-            assert_eq!(Language::of_locale(locale), language, "{locale}");
-        }
     }
 
     #[test]
