@@ -137,9 +137,9 @@ chat = { rate_limit = { per_minute = 60, burst = 20 } }
                 .replace("per_minute = 60, burst = 20", "per_minute = 1, burst = 1")
                 .replace(
                     "[channels.api]\nkind = \"api\"",
-                    "[channels.api]\nkind = \"api\"\ntickets = { create = false }",
+                    "[channels.api]\nkind = \"api\"\ntickets = { create = false }\nlanguage = \"fr\"",
                 )
-                + "[routing.users.bob]\nname = \"Bob\"\n"),
+                + "[routing.users.bob]\nname = \"Bob\"\n[outbound]\nlanguage = \"fr\"\n"),
         );
         let reloaded = old.reloaded(&new);
         assert_eq!(reloaded.restart_needed, Vec::<String>::new());
@@ -191,11 +191,17 @@ chat = { rate_limit = { per_minute = 60, burst = 20 } }
             )
         };
         let old = parse(&mailbox("Acme", "127.0.0.1"));
-        let reloaded = old.reloaded(&parse(&mailbox("Acme Ltd", "127.0.0.1")));
+        let french = mailbox("Acme Ltd", "127.0.0.1").replace(
+            "channels = [\"mail\"]",
+            "channels = [\"mail\"]\nlanguage = \"fr\"",
+        );
+        let reloaded = old.reloaded(&parse(&french));
         assert_eq!(reloaded.restart_needed, Vec::<String>::new());
+        let running = &reloaded.running.outbound.mailboxes["support"];
+        assert_eq!(running.company_name, "Acme Ltd");
         assert_eq!(
-            reloaded.running.outbound.mailboxes["support"].company_name,
-            "Acme Ltd"
+            running.language,
+            Some(crate::config::outbound::Language::Fr)
         );
         let reloaded = old.reloaded(&parse(&mailbox("Acme", "localhost")));
         assert_eq!(reloaded.restart_needed, ["outbound"]);
