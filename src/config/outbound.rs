@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use super::language::Language;
 use super::ConfigProblem;
 
 /// `[outbound]`: everything about sending.
@@ -18,8 +19,9 @@ use super::ConfigProblem;
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundConfig {
     /// A directory whose `{name}.subject`, `{name}.txt` and `{name}.html` files replace the
-    /// shipped templates of the same name (`ticket_received`, `ticket_closed`,
-    /// `internal_notification`) or add new ones.
+    /// shipped templates of the same name (`ticket_received`, `ticket_closed`, `forward`,
+    /// `internal_notification`, and the words `from_name`, `reply_subject`) in every language,
+    /// or add new ones; files in its `en/` and `fr/` folders do so for that language only.
     pub templates_dir: Option<PathBuf>,
     /// The most automatic mails (acknowledgements, notifications) one recipient gets per hour.
     pub auto_mail_per_recipient_per_hour: u32,
@@ -49,6 +51,10 @@ pub struct OutboundConfig {
     /// (Zammad's). A customer's reply that lost its In-Reply-To and References but keeps the
     /// tag threads into that ticket, only when its sender is a participant and it is no forward.
     pub ticket_tag: String,
+    /// The language of automatic mail and of the words deskgate adds (the "from" of a From
+    /// name) where neither the customer, the channel (`channels.<id>.language`) nor the
+    /// mailbox (`language`) names one: `en` or `fr`.
+    pub language: Language,
 }
 
 impl Default for OutboundConfig {
@@ -67,6 +73,7 @@ impl Default for OutboundConfig {
             whatsapp: BTreeMap::new(),
             chat_channels: Vec::new(),
             ticket_tag: "#".to_owned(),
+            language: Language::En,
         }
     }
 }
@@ -109,6 +116,10 @@ pub struct MailboxConfig {
     /// The template of those forwards.
     #[serde(default = "default_forward_template")]
     pub forward_template: String,
+    /// The language of this mailbox's mail where the customer and the channel name none;
+    /// `outbound.language` when unset.
+    #[serde(default)]
+    pub language: Option<Language>,
     pub smtp: SmtpConfig,
 }
 
@@ -215,6 +226,22 @@ pub struct MessengerConfig {
     /// the Messenger Profile API at start and on reload; removed when this goes.
     #[serde(default)]
     pub greeting: Option<String>,
+    /// The instant reply in other languages, by language code (`{ fr = "Merci…" }`): a
+    /// customer whose language is one of these gets it instead of `instant_reply`.
+    #[serde(default)]
+    pub instant_reply_translations: BTreeMap<String, String>,
+    /// Look each new customer's name and locale up through the User Profile API (the page
+    /// needs Advanced Access to it) before their message is journaled: the name and locale go
+    /// on the contact, and the locale chooses the language of automatic messages to them.
+    #[serde(default)]
+    pub fetch_profile: bool,
+    /// A lookup that takes longer is given up: the message is journaled without a profile.
+    #[serde(default = "default_fetch_profile_timeout_ms")]
+    pub fetch_profile_timeout_ms: u64,
+}
+
+fn default_fetch_profile_timeout_ms() -> u64 {
+    2_000
 }
 
 /// `[outbound.whatsapp.CHANNEL]`: a WhatsApp business number answered through the Cloud API.
@@ -338,14 +365,25 @@ impl OutboundConfig {
         routed
     }
 
-    /// Messenger greetings, the Graph API's token files, and the routes of Graph and chat
-    /// channels (one route per channel), added to `routed`.
-    fn check_graph_and_chat<'s>(
-        &'s self,
-        check: &mut impl FnMut(bool, String, &str),
-        routed: &mut BTreeMap<&'s str, String>,
-    ) {
+    /// Each Messenger page's greeting, translations and profile lookup.
+    fn check_messenger(&self, check: &mut impl FnMut(bool, String, &str)) {
         for (channel, page) in &self.messenger {
+            check(
+                page.fetch_profile_timeout_ms > 0,
+                format!("outbound.messenger.{channel}.fetch_profile_timeout_ms"),
+                "must be > 0",
+            );
+            for (code, text) in &page.instant_reply_translations {
+                let path =
+                    format!("outbound.messenger.{channel}.instant_reply_translations.{code}");
+                let known = Language::ALL.iter().any(|l| l.code() == code);
+                check(
+                    known,
+                    path.clone(),
+                    "is not a language deskgate has: en or fr",
+                );
+                check(!text.trim().is_empty(), path, "must not be empty");
+            }
             if let Some(greeting) = &page.greeting {
                 let length = greeting.chars().count();
                 check(
@@ -357,6 +395,16 @@ impl OutboundConfig {
                 );
             }
         }
+    }
+
+    /// Messenger pages, the Graph API's token files, and the routes of Graph and chat
+    /// channels (one route per channel), added to `routed`.
+    fn check_graph_and_chat<'s>(
+        &'s self,
+        check: &mut impl FnMut(bool, String, &str),
+        routed: &mut BTreeMap<&'s str, String>,
+    ) {
+        self.check_messenger(check);
         let token_files = self
             .messenger
             .iter()
@@ -482,6 +530,29 @@ mod tests {
                 "outbound.mailboxes.support.forward_to.users[1]: names user \"bob\", who has no email to forward to",
                 "outbound.mailboxes.support.forward_to.users[2]: names user \"zed\", which is not in [routing.users]",
                 "outbound.mailboxes.support.forward_to.teams[1]: names team \"ghosts\", which is not in [routing.teams]",
+            ]
+        );
+    }
+
+    #[test]
+    fn instant_reply_translations_name_shipped_languages() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").unwrap();
+        let config = Config::parse(&format!(
+            "[channels.fb]\nkind = \"api\"\n\
+             [outbound.messenger.fb]\npage_id = \"1\"\npage_access_token_file = {token:?}\n\
+             fetch_profile_timeout_ms = 0\n\
+             instant_reply_translations = {{ fr = \"Merci\", es = \"Hola\", en = \" \" }}\n"
+        ))
+        .unwrap();
+        let problems: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "outbound.messenger.fb.fetch_profile_timeout_ms: must be > 0",
+                "outbound.messenger.fb.instant_reply_translations.en: must not be empty",
+                "outbound.messenger.fb.instant_reply_translations.es: is not a language deskgate has: en or fr",
             ]
         );
     }

@@ -27,6 +27,7 @@ mod messaging_web;
 mod ops;
 mod outbound_forward;
 mod outbound_graph;
+mod outbound_language;
 mod outbound_policy;
 mod outbound_smtp;
 mod power_loss;

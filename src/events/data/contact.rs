@@ -12,8 +12,8 @@ pub struct ContactCreated {
     pub contact: Contact,
 }
 
-/// `deskgate.contact.updated`: a message added identities or a name to a contact, or the
-/// control API set its owner. Exactly one of the two shapes: `added_identities` with
+/// `deskgate.contact.updated`: a message added identities or a name to a contact (or told its
+/// new locale, in `contact.locale`), or the control API set its owner. Exactly one of the two shapes: `added_identities` with
 /// `name_added`, or `owner`.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ContactUpdated {
