@@ -397,8 +397,7 @@ fn check_stranded(config: &Config, path: &Path, dir: &Path) -> Result<Option<Con
             dir.display()
         )
     })?;
-    // A state an older version wrote is read in this version's layout, as a start would.
-    deskgate::tickets::fold_routing_records(&store).map_err(|e| e.to_string())?;
+    // A state an older version wrote is read as a start would fold it, but left as it is.
     let usage = deskgate::tickets::pipeline_usage(&store).map_err(|e| e.to_string())?;
     let problems = deskgate::tickets::stranded(config, &usage);
     if problems.is_empty() {

@@ -3,9 +3,12 @@
 //!
 //! Until this version the mirror and its routing fields were two records (`ticket/{id}` and
 //! `routing/ticket/{id}`, with `routing/closed_at/{id}` beside them): [`fold_routing_records`]
-//! folds what an older version left into the one record when the state opens.
+//! folds what an older version left into the one record when the state opens, and
+//! [`unfolded_routing`] reads it where it is for check-config, which must not change a state.
 
-use crate::model::Ticket;
+use std::collections::HashMap;
+
+use crate::model::{Routing, Ticket};
 use crate::store::{keys, Store, StoreError};
 
 /// Where an older version kept a ticket's routing fields, and when a closed ticket closed.
@@ -60,10 +63,28 @@ pub fn fold_routing_records(store: &Store) -> Result<u64, StoreError> {
     Ok(folded)
 }
 
+/// The routing records an older version left beside its tickets, by ticket id, read without
+/// folding them: the fields [`fold_routing_records`] would give each ticket. Empty on a state
+/// this version wrote or already folded (one empty scan).
+pub fn unfolded_routing(store: &Store) -> Result<HashMap<String, Routing>, StoreError> {
+    let mut routing = HashMap::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let chunk = store.state_scan::<Routing>(OLD_ROUTING, after.as_deref(), CHUNK)?;
+        for (key, value) in &chunk {
+            let id = String::from_utf8_lossy(&key[OLD_ROUTING.len()..]).into_owned();
+            routing.insert(id, value.clone());
+        }
+        match chunk.last() {
+            Some((key, _)) if chunk.len() == CHUNK => after = Some(key.clone()),
+            _ => return Ok(routing),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Routing;
 
     /// A state written by the version before one ticket record: the mirror, its routing
     /// record and its close time, as that version encoded them.
@@ -96,7 +117,18 @@ mod tests {
         batch.put(b"routing/ticket/T9".to_vec(), &routing);
         batch.commit().unwrap();
 
+        // check-config reads the old records where they are, and leaves them there.
+        let unfolded = unfolded_routing(&store).unwrap();
+        assert_eq!(unfolded["T1"].status.as_deref(), Some("closed"));
+        assert_eq!(unfolded.len(), 2);
+        assert_eq!(
+            crate::tickets::pipeline_usage(&store).unwrap()["support"][&Some("closed".to_owned())],
+            1
+        );
+        assert_eq!(unfolded_routing(&store).unwrap().len(), 2);
+
         assert_eq!(fold_routing_records(&store).unwrap(), 2);
+        assert!(unfolded_routing(&store).unwrap().is_empty());
 
         let ticket: Ticket = store.state_get(&keys::ticket("T1")).unwrap().unwrap();
         assert_eq!(ticket.number, 7);

@@ -16,12 +16,15 @@ pub type Usage = BTreeMap<String, BTreeMap<Option<String>, u64>>;
 pub fn pipeline_usage(store: &Store) -> Result<Usage, StoreError> {
     const PAGE: usize = 4096;
     let prefix = keys::ticket("");
+    // An older version's state (check-config reads it before any start folded it).
+    let unfolded = super::fold::unfolded_routing(store)?;
     let mut usage = Usage::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page: Vec<(Vec<u8>, Ticket)> = store.state_scan(&prefix, after.as_deref(), PAGE)?;
-        for (_, ticket) in &page {
-            let state = &ticket.routing;
+        for (key, ticket) in &page {
+            let id = String::from_utf8_lossy(&key[prefix.len()..]);
+            let state = unfolded.get(id.as_ref()).unwrap_or(&ticket.routing);
             if let (Some(pipeline), false) = (&state.pipeline, state.ticketless) {
                 let statuses = usage.entry(pipeline.clone()).or_default();
                 *statuses.entry(state.status.clone()).or_default() += 1;
