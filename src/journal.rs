@@ -38,8 +38,9 @@ pub enum JournalError {
     Timeout,
     #[error("the journal is shutting down")]
     Closed,
-    #[error("the journal could not write: {0}")]
-    Write(String),
+    /// The write failed; the cause (store text naming files and keys) is in the log only.
+    #[error("{}", if *.disk_full { "the journal could not write: the state directory's disk is full" } else { "the journal could not write (the cause is in deskgate's log)" })]
+    Write { disk_full: bool },
 }
 
 struct Append {
@@ -180,9 +181,9 @@ impl Writer {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::error!(%error, records = batch.len(), "journal write failed");
-                let message = error.to_string();
+                let disk_full = error.is_disk_full();
                 for append in batch.drain(..) {
-                    let _ = append.reply.send(Err(JournalError::Write(message.clone())));
+                    let _ = append.reply.send(Err(JournalError::Write { disk_full }));
                 }
                 return;
             }

@@ -260,7 +260,7 @@ impl From<JournalError> for ApiError {
     fn from(error: JournalError) -> Self {
         let retry_after_secs = match error {
             JournalError::Busy | JournalError::Timeout => 1,
-            JournalError::Closed | JournalError::Write(_) => 5,
+            JournalError::Closed | JournalError::Write { .. } => 5,
         };
         ApiError::Unavailable {
             message: format!("{error}; retry later"),

@@ -90,8 +90,16 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     /// A write or sync failed earlier (this is its error), and the engine has refused every
     /// write since.
-    #[error("storage failed: {0}")]
-    Failed(String),
+    #[error("storage failed: {}", .0.cause)]
+    Failed(Failure),
+}
+
+/// The first I/O error a write or sync failed with.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub cause: String,
+    /// The filesystem had no room left (ENOSPC, or a quota: EDQUOT).
+    pub disk_full: bool,
 }
 
 impl StoreError {
@@ -102,6 +110,16 @@ impl StoreError {
             self,
             StoreError::Db(_) | StoreError::Failed(_) | StoreError::Io { .. }
         )
+    }
+
+    /// Whether the filesystem had no room left for a write.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Failed(failure) => failure.disk_full,
+            StoreError::Db(error) => io_error(error).is_some_and(is_full),
+            StoreError::Io { source, .. } => is_full(source),
+            _ => false,
+        }
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -125,7 +143,7 @@ pub struct Store {
     /// for the life of the process (it poisons itself, and says only "poisoned"): only
     /// reopening the database recovers, which the app does by restarting itself once space
     /// returns.
-    failed: Arc<OnceLock<String>>,
+    failed: Arc<OnceLock<Failure>>,
     /// Group commit across writers (see [`Store::flush`]).
     syncs: Arc<Syncs>,
 }
@@ -491,31 +509,49 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// after one (also one in its own background work), and every later write then fails as
 /// `Poisoned`: those are answered with the first failure, which names the cause.
 fn note_failure<T>(
-    failed: &OnceLock<String>,
+    failed: &OnceLock<Failure>,
     result: Result<T, fjall::Error>,
 ) -> Result<T, StoreError> {
     let error = match result {
         Ok(value) => return Ok(value),
         Err(error) => error,
     };
-    let cause = match &error {
-        fjall::Error::Io(io) => io.to_string(),
-        fjall::Error::Storage(fjall::LsmError::Io(io)) => io.to_string(),
-        fjall::Error::Poisoned => {
-            "an earlier write or sync failed (the engine refuses writes after an I/O error)"
-                .to_owned()
-        }
+    let failure = match (&error, io_error(&error)) {
+        (_, Some(io)) => Failure {
+            cause: io.to_string(),
+            disk_full: is_full(io),
+        },
+        (fjall::Error::Poisoned, None) => Failure {
+            cause: "an earlier write or sync failed (the engine refuses writes after an I/O error)"
+                .to_owned(),
+            disk_full: false,
+        },
         _ => return Err(error.into()),
     };
     let mut first = false;
-    let cause = failed.get_or_init(|| {
+    let failure = failed.get_or_init(|| {
         first = true;
-        cause
+        failure
     });
     if first {
-        tracing::error!(error = %cause, "storage failed; writes are refused until deskgate restarts");
+        tracing::error!(error = %failure.cause, "storage failed; writes are refused until deskgate restarts");
     }
-    Err(StoreError::Failed(cause.clone()))
+    Err(StoreError::Failed(failure.clone()))
+}
+
+/// The I/O error inside an engine error, if that is what it is.
+fn io_error(error: &fjall::Error) -> Option<&std::io::Error> {
+    match error {
+        fjall::Error::Io(io) | fjall::Error::Storage(fjall::LsmError::Io(io)) => Some(io),
+        _ => None,
+    }
+}
+
+fn is_full(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Encodes a value for storage: a version byte, then JSON.
