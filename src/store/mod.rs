@@ -144,6 +144,8 @@ pub struct Store {
     /// reopening the database recovers, which the app does by restarting itself once space
     /// returns.
     failed: Arc<OnceLock<Failure>>,
+    /// The database folder, to tell a full disk behind a failure the engine does not name.
+    db_dir: Arc<Path>,
     /// Group commit across writers (see [`Store::flush`]).
     syncs: Arc<Syncs>,
 }
@@ -202,6 +204,7 @@ impl Store {
             mailboxes: open_keyspace(&db, MAILBOXES)?,
             db,
             failed: Arc::default(),
+            db_dir: Arc::from(db_dir.as_path()),
             syncs: Arc::default(),
         };
         // Keyspaces created just now must not vanish behind a marker that says they exist.
@@ -225,7 +228,11 @@ impl Store {
             return Ok(());
         }
         let covers = self.syncs.written.load(Ordering::Acquire);
-        note_failure(&self.failed, self.db.persist(PersistMode::SyncData))?;
+        note_failure(
+            &self.failed,
+            &self.db_dir,
+            self.db.persist(PersistMode::SyncData),
+        )?;
         self.syncs.synced.fetch_max(covers, Ordering::Release);
         let (lock, signal) = &self.syncs.covered;
         // Taken so that a waiter between its check and its wait cannot miss this signal.
@@ -262,7 +269,7 @@ impl Store {
     /// Passes a write's result through: counts a success for group commit, remembers a
     /// failure (see [`note_failure`]).
     fn wrote<T>(&self, result: Result<T, fjall::Error>) -> Result<T, StoreError> {
-        let value = note_failure(&self.failed, result)?;
+        let value = note_failure(&self.failed, &self.db_dir, result)?;
         self.syncs.written.fetch_add(1, Ordering::AcqRel);
         Ok(value)
     }
@@ -510,6 +517,7 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 /// `Poisoned`: those are answered with the first failure, which names the cause.
 fn note_failure<T>(
     failed: &OnceLock<Failure>,
+    db_dir: &Path,
     result: Result<T, fjall::Error>,
 ) -> Result<T, StoreError> {
     let error = match result {
@@ -521,10 +529,11 @@ fn note_failure<T>(
             cause: io.to_string(),
             disk_full: is_full(io),
         },
+        // The engine's own flush or compaction failed first; its error went to the log only.
         (fjall::Error::Poisoned, None) => Failure {
             cause: "an earlier write or sync failed (the engine refuses writes after an I/O error)"
                 .to_owned(),
-            disk_full: false,
+            disk_full: nearly_full(db_dir),
         },
         _ => return Err(error.into()),
     };
@@ -545,6 +554,15 @@ fn io_error(error: &fjall::Error) -> Option<&std::io::Error> {
         fjall::Error::Io(io) | fjall::Error::Storage(fjall::LsmError::Io(io)) => Some(io),
         _ => None,
     }
+}
+
+/// Whether the filesystem under `dir` has less room than two memtables' flushes take (the
+/// writes the engine does on its own): what a failure it does not name most likely was.
+fn nearly_full(dir: &Path) -> bool {
+    nix::sys::statvfs::statvfs(dir).is_ok_and(|fs| {
+        (fs.blocks_available() as u64).saturating_mul(fs.fragment_size() as u64)
+            < 2 * MEMTABLE_BYTES
+    })
 }
 
 fn is_full(error: &std::io::Error) -> bool {

@@ -17,7 +17,8 @@ async fn a_full_disk_answers_503_and_recovers_when_space_returns() {
         state: "min_free_bytes = 1048576\n",
         ..Tables::default()
     };
-    let mut daemon = Daemon::start_with(dir.path(), tables, "").await;
+    let mail = "[channels.mail]\nkind = \"email\"\nmax_body_bytes = 4194304\n";
+    let mut daemon = Daemon::start_with(dir.path(), tables, mail).await;
     let filler = disk.0.join("filler");
     let room = disk.free_bytes().saturating_sub(1_500_000);
     std::fs::write(&filler, vec![0u8; room as usize]).unwrap();
@@ -55,6 +56,33 @@ async fn a_full_disk_answers_503_and_recovers_when_space_returns() {
         assert_eq!(status, 202);
     }
     assert!(full, "the disk never filled");
+    // A pushed mail's attachment finds no room either, and says so in deskgate's words.
+    let attachment = "QUJD".repeat(500_000);
+    let raw = format!(
+        "From: ana@example.com\r\nTo: support@example.com\r\nSubject: scan\r\n\
+         Message-ID: <full@example.com>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+         Content-Type: text/plain\r\n\r\nthe scan\r\n--b\r\n\
+         Content-Type: application/octet-stream; name=scan.bin\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{attachment}\r\n--b--\r\n"
+    );
+    let response = client
+        .post(daemon.url("/hooks/mail"))
+        .header("content-type", "message/rfc822")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("the state directory's disk is full"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("os error") && !body.contains("blobs"),
+        "{body}"
+    );
     let ready = client.get(daemon.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("storage_failed"));

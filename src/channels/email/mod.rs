@@ -123,7 +123,19 @@ pub async fn hook(
     .await;
     match read {
         Ok(Ok(record)) => Ok(record),
-        Ok(Err(error)) => Err(ChannelError::Storage(error.to_string())),
+        Ok(Err(error)) => {
+            // The error names blob files: it goes to the log, the answer says what happened.
+            tracing::error!(%error, "storing a mail's attachments failed");
+            let full = error.kind() == std::io::ErrorKind::StorageFull;
+            Err(ChannelError::Storage(
+                if full {
+                    "storing the mail's attachments failed: the state directory's disk is full"
+                } else {
+                    "storing the mail's attachments failed (the cause is in deskgate's log)"
+                }
+                .to_owned(),
+            ))
+        }
         Err(join) => Err(ChannelError::Storage(format!(
             "reading the mail failed: {join}"
         ))),
