@@ -30,7 +30,9 @@ fn mail(id: &str, from: &str, subject: &str, in_reply_to: Option<&str>) -> Vec<u
         .unwrap_or_default();
     format!(
         "From: {from}\r\nTo: support@acme.test\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
-         {reply}Date: Sat, 05 Dec 2026 10:00:00 +0000\r\n\r\nHello.\r\n"
+         {reply}Date: {}\r\n\r\nHello.\r\n",
+        // Written now: older than a day, it would be history and get no acknowledgement.
+        chrono::Utc::now().to_rfc2822()
     )
     .into_bytes()
 }

@@ -29,12 +29,25 @@ fn config(smtp_port: u16) -> String {
     )
 }
 
+/// Written now: a mail older than `history_age_secs` (a day) is history, never forwarded.
 fn mail(from: &str, message_id: &str, extra_headers: &str, text: &str) -> String {
     format!(
         "From: {from}\r\nTo: support@acme.test\r\nCc: sales@acme.test\r\n\
-         Subject: Printer on fire\r\nDate: Sat, 05 Dec 2026 10:00:00 +0000\r\n\
-         Message-ID: <{message_id}>\r\n{extra_headers}\r\n{text}\r\n"
+         Subject: Printer on fire\r\nDate: {}\r\n\
+         Message-ID: <{message_id}>\r\n{extra_headers}\r\n{text}\r\n",
+        written_now()
     )
+}
+
+/// When this test run's mails were written (taken once, so that a test can look for it in the
+/// forward that quotes it), as deskgate writes a Date back.
+fn written_now() -> &'static str {
+    static NOW: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NOW.get_or_init(|| {
+        chrono::Utc::now()
+            .format("%a, %-d %b %Y %H:%M:%S +0000")
+            .to_string()
+    })
 }
 
 async fn push(daemon: &Daemon, raw: String) {
@@ -144,7 +157,7 @@ async fn customer_mail_is_forwarded_once_to_each_member_and_nothing_else_is() {
         for line in [
             "From: Ana Lopez <ana@example.com>",
             "Subject: Printer on fire",
-            "Date: Sat, 5 Dec 2026 10:00:00 +0000",
+            &format!("Date: {}", written_now()),
             "To: support@acme.test",
             "Cc: sales@acme.test",
             "My printer is on fire & smoking.",
