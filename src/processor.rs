@@ -31,10 +31,12 @@ use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, StateBatch, Store, StoreError, WriteGate};
 use crate::tickets::{self, RequestedAction};
 
+mod consent;
 mod replay;
 mod retry;
 mod run;
 
+use consent::Gate;
 use retry::unknown_owner;
 pub use run::start;
 
@@ -331,17 +333,42 @@ impl Processor {
         inbound: &Inbound,
     ) -> Result<(), StoreError> {
         let at = inbound.received_at;
-        let channel = Some(inbound.channel.clone());
         let resolution = contacts::resolve(batch, &self.minter, &inbound.sender, at)?;
-        let announce = contacts::announce::Announcer {
-            outbox: &self.outbox,
-            at,
-            channel: channel.clone(),
-        };
+        let announce = self.announcer(inbound);
         announce.resolution(batch, &resolution)?;
-        let contact = &resolution.contact;
+        let mut contact = resolution.contact;
+        match self.consent_gate(live, batch, (seq, inbound), &mut contact)? {
+            Gate::Pass { notice } => self.admit(live, batch, (seq, inbound), &contact.id, notice),
+            Gate::Held => Ok(()),
+            Gate::Agreed(held) => held.iter().try_for_each(|(held_seq, held)| {
+                self.admit(live, batch, (*held_seq, held), &contact.id, false)
+            }),
+        }
+    }
+
+    fn announcer(&self, inbound: &Inbound) -> contacts::announce::Announcer<'_> {
+        contacts::announce::Announcer {
+            outbox: &self.outbox,
+            at: inbound.received_at,
+            channel: Some(inbound.channel.clone()),
+        }
+    }
+
+    /// Threads a message whose sender may be heard (consent given where a channel asks for
+    /// it) and applies everything it leads to; `notice`: send the channel's consent text first.
+    fn admit(
+        &self,
+        live: &Live,
+        batch: &mut StateBatch<'_>,
+        (seq, inbound): (u64, &Inbound),
+        contact_id: &str,
+        notice: bool,
+    ) -> Result<(), StoreError> {
+        let at = inbound.received_at;
+        let channel = Some(inbound.channel.clone());
+        let announce = self.announcer(inbound);
         let tag = &live.planner.ticket_tag;
-        let mut threaded = conversations::thread(batch, &self.minter, inbound, &contact.id, tag)?;
+        let mut threaded = conversations::thread(batch, &self.minter, inbound, contact_id, tag)?;
         let mailboxes = &live.planner.mailboxes;
         let own = |a: &str| {
             mailboxes
@@ -397,6 +424,13 @@ impl Processor {
         let ctx = self.outbound_ctx(live);
         // History and a flagged spam sender's messages start no automatic send.
         let quiet = history.is_some() || routed.spam;
+        if notice && !quiet {
+            let target = outbound::consent::Target {
+                conversation_id: &threaded.conversation.id,
+                ticket_id: &threaded.ticket.id,
+            };
+            outbound::consent::queue(&ctx, batch, (seq, inbound), target, false)?;
+        }
         outbound::observe::inbound(&ctx, batch, (seq, quiet), inbound, &threaded)?;
         let origin = (seq, inbound.received_at);
         Self::request_actions(&ctx, batch, origin, &routed.actions)

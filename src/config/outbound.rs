@@ -215,6 +215,78 @@ pub struct MessengerConfig {
     /// the Messenger Profile API at start and on reload; removed when this goes.
     #[serde(default)]
     pub greeting: Option<String>,
+    /// GDPR consent on this page: `off` (default), `implicit` (`consent_text` is sent when a
+    /// visitor first writes; writing is consent) or `explicit` (a visitor's messages are held,
+    /// opening no ticket, until they tap the `consent_agree_label` quick reply under
+    /// `consent_text`).
+    #[serde(default)]
+    pub consent: ConsentMode,
+    /// The consent text (at most 2,000 characters, the Send API's limit); needed unless
+    /// `consent` is `off`.
+    #[serde(default)]
+    pub consent_text: Option<String>,
+    /// The version of `consent_text`: bump it when the text changes. A contact who consented to
+    /// an older version consents again (explicit: asked again, their messages held meanwhile;
+    /// implicit: the new text is sent and recorded at their next message).
+    #[serde(default = "default_consent_version")]
+    pub consent_version: u32,
+    /// The quick reply's label (at most 20 characters, Messenger's limit).
+    #[serde(default = "default_consent_agree_label")]
+    pub consent_agree_label: String,
+}
+
+/// `outbound.messenger.<channel>.consent`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMode {
+    #[default]
+    Off,
+    Implicit,
+    Explicit,
+}
+
+fn default_consent_version() -> u32 {
+    1
+}
+
+fn default_consent_agree_label() -> String {
+    "I agree".to_owned()
+}
+
+/// The longest text the Send API takes, and the longest quick-reply title.
+pub const SEND_TEXT_MAX_CHARS: usize = 2000;
+pub const QUICK_REPLY_TITLE_MAX_CHARS: usize = 20;
+
+impl MessengerConfig {
+    /// Every problem of the consent settings, `path` naming this page's table.
+    fn check_consent(&self, path: &str, check: &mut impl FnMut(bool, String, &str)) {
+        if self.consent == ConsentMode::Off {
+            return;
+        }
+        let text = self.consent_text.as_deref().unwrap_or_default();
+        let length = text.chars().count();
+        check(
+            !text.trim().is_empty() && length <= SEND_TEXT_MAX_CHARS,
+            format!("{path}.consent_text"),
+            &format!(
+                "must be 1 to {SEND_TEXT_MAX_CHARS} characters when consent is not \"off\", not {length}"
+            ),
+        );
+        check(
+            self.consent_version >= 1,
+            format!("{path}.consent_version"),
+            "must be at least 1",
+        );
+        let label = self.consent_agree_label.chars().count();
+        check(
+            (1..=QUICK_REPLY_TITLE_MAX_CHARS).contains(&label)
+                && !self.consent_agree_label.trim().is_empty(),
+            format!("{path}.consent_agree_label"),
+            &format!(
+                "must be 1 to {QUICK_REPLY_TITLE_MAX_CHARS} characters (Messenger's limit), not {label}"
+            ),
+        );
+    }
 }
 
 /// `[outbound.whatsapp.CHANNEL]`: a WhatsApp business number answered through the Cloud API.
@@ -346,6 +418,7 @@ impl OutboundConfig {
         routed: &mut BTreeMap<&'s str, String>,
     ) {
         for (channel, page) in &self.messenger {
+            page.check_consent(&format!("outbound.messenger.{channel}"), check);
             if let Some(greeting) = &page.greeting {
                 let length = greeting.chars().count();
                 check(

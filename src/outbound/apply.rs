@@ -218,6 +218,7 @@ fn messaging_payload(
         text: request.text.clone(),
         messaging_type: messaging_type.to_owned(),
         tag,
+        quick_replies: Vec::new(),
     })
 }
 

@@ -173,6 +173,7 @@ fn instant_reply(
             text: text.clone(),
             messaging_type: "RESPONSE".to_owned(),
             tag: None,
+            quick_replies: Vec::new(),
         },
         status: ItemStatus::Pending,
         attempts: 0,

@@ -1,0 +1,96 @@
+//! A contact's consent to a channel's data-protection text (GDPR), and the messages held until
+//! they give it.
+//!
+//! - [`record`] puts the consent on the contact and announces it in a `deskgate.contact.updated`
+//!   event (`data.consent`; the contact in every `contact.*` event shows it too).
+//! - On an explicit-consent channel the processor [`hold`]s a visitor's messages under
+//!   `consent_held/{contact}\0{channel}\0{seq}` until they agree, then [`take_held`] gives them
+//!   back in journal order. A merge moves them ([`move_held`]) and an erasure drops them
+//!   ([`drop_held`]), with the consents.
+
+use super::announce::Announcer;
+use crate::events::data::{ContactUpdated, EventData};
+use crate::model::{Consent, Contact, Inbound};
+use crate::store::{keys, StateBatch, StoreError};
+
+/// Records `consent` on `contact` for `channel`, and announces it.
+pub fn record(
+    batch: &mut StateBatch<'_>,
+    announce: &Announcer<'_>,
+    contact: &mut Contact,
+    channel: &str,
+    consent: Consent,
+) -> Result<(), StoreError> {
+    contact.consent.insert(channel.to_owned(), consent.clone());
+    batch.put(keys::contact(&contact.id), contact);
+    let data = ContactUpdated {
+        contact: contact.clone(),
+        added_identities: None,
+        name_added: None,
+        owner: None,
+        consent: Some(consent),
+    };
+    announce.push(batch, &contact.id, EventData::ContactUpdated(data))
+}
+
+/// Keeps a message (journal `seq`) of `contact` on `channel` until they consent. Returns
+/// whether it is the first one held there.
+pub fn hold(
+    batch: &mut StateBatch<'_>,
+    contact_id: &str,
+    seq: u64,
+    inbound: &Inbound,
+) -> Result<bool, StoreError> {
+    let first = batch
+        .keys_with_prefix(&keys::consent_held_on(contact_id, &inbound.channel))?
+        .is_empty();
+    let key = keys::consent_held_message(contact_id, &inbound.channel, seq);
+    batch.put(key, inbound);
+    Ok(first)
+}
+
+/// The messages held for `contact` on `channel`, in journal order, removed from the hold.
+pub fn take_held(
+    batch: &mut StateBatch<'_>,
+    contact_id: &str,
+    channel: &str,
+) -> Result<Vec<(u64, Inbound)>, StoreError> {
+    let prefix = keys::consent_held_on(contact_id, channel);
+    let mut held = Vec::new();
+    for key in batch.keys_with_prefix(&prefix)? {
+        let seq = keys::be_u64(&key[prefix.len()..]);
+        if let Some(inbound) = batch.get::<Inbound>(&key)? {
+            held.push((seq, inbound));
+        }
+        batch.remove(key);
+    }
+    held.sort_by_key(|(seq, _)| *seq);
+    Ok(held)
+}
+
+/// Moves the messages held for an absorbed contact onto its survivor.
+pub fn move_held(batch: &mut StateBatch<'_>, from: &str, to: &str) -> Result<(), StoreError> {
+    let prefix = keys::consent_held(from);
+    for key in batch.keys_with_prefix(&prefix)? {
+        let Some(raw) = batch.get_raw(&key)? else {
+            continue;
+        };
+        let mut moved = keys::consent_held(to);
+        moved.extend_from_slice(&key[prefix.len()..]);
+        batch.put_raw(moved, raw);
+        batch.remove(key);
+    }
+    Ok(())
+}
+
+/// Drops everything held for an erased contact; returns the journal seqs of the dropped
+/// messages, whose journal records the erasure redacts too.
+pub fn drop_held(batch: &mut StateBatch<'_>, contact_id: &str) -> Result<Vec<u64>, StoreError> {
+    let prefix = keys::consent_held(contact_id);
+    let mut seqs = Vec::new();
+    for key in batch.keys_with_prefix(&prefix)? {
+        seqs.push(keys::be_u64(&key[key.len() - 8..]));
+        batch.remove(key);
+    }
+    Ok(seqs)
+}

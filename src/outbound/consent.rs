@@ -1,0 +1,98 @@
+//! A Messenger page's GDPR consent text (`outbound.messenger.<channel>.consent`): sent once to a
+//! visitor who has not consented to its current version, with an agree button (a quick reply
+//! whose payload names the version) in explicit mode. The processor decides when
+//! (`processor/consent.rs`); this queues the message in the same step.
+
+use super::apply::{self, Ctx};
+use super::{ItemStatus, OutgoingItem, Payload, QuickReply};
+use crate::config::outbound::MessengerConfig;
+use crate::identity;
+use crate::model::{Inbound, Purpose};
+use crate::store::{StateBatch, StoreError};
+
+/// The quick-reply payload of the agree button: this prefix and the text's version.
+const AGREE_PREFIX: &str = "DESKGATE_CONSENT_AGREE:";
+
+/// The agree button's payload for `version`.
+pub fn agree_payload(version: u32) -> String {
+    format!("{AGREE_PREFIX}{version}")
+}
+
+/// The text version a tap on deskgate's agree button agrees to, when `inbound` is one.
+pub fn agreed_version(inbound: &Inbound) -> Option<u32> {
+    let payload = inbound.extra.get("quick_reply")?.as_str()?;
+    payload.strip_prefix(AGREE_PREFIX)?.parse().ok()
+}
+
+/// Where the text goes: the conversation and ticket it belongs to, empty before there are any
+/// (an explicit request precedes both).
+pub struct Target<'a> {
+    pub conversation_id: &'a str,
+    pub ticket_id: &'a str,
+}
+
+/// Queues the consent text to the sender of `inbound` (journal `seq`), as a RESPONSE (it
+/// answers the visitor's message), with the agree button when `explicit`.
+pub fn queue(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    (seq, inbound): (u64, &Inbound),
+    target: Target<'_>,
+    explicit: bool,
+) -> Result<(), StoreError> {
+    let Some(page) = ctx.planner.messenger.get(&inbound.channel) else {
+        return Ok(());
+    };
+    let (Some(text), Some(psid)) = (&page.consent_text, psid(inbound)) else {
+        return Ok(());
+    };
+    let item = OutgoingItem {
+        id: ctx.minter.mint(batch, "outgoing")?,
+        journal_seq: seq,
+        conversation_id: target.conversation_id.to_owned(),
+        ticket_id: target.ticket_id.to_owned(),
+        channel: inbound.channel.clone(),
+        purpose: Purpose::Consent,
+        agent_id: None,
+        payload: Payload::Messenger {
+            channel: inbound.channel.clone(),
+            page_id: page.page_id.clone(),
+            psid: psid.to_owned(),
+            text: text.clone(),
+            messaging_type: "RESPONSE".to_owned(),
+            tag: None,
+            quick_replies: if explicit {
+                agree_button(page)
+            } else {
+                Vec::new()
+            },
+        },
+        status: ItemStatus::Pending,
+        attempts: 0,
+        created_at: inbound.received_at,
+        queue_seq: 0,
+    };
+    apply::queue(batch, item)?;
+    Ok(())
+}
+
+fn agree_button(page: &MessengerConfig) -> Vec<QuickReply> {
+    vec![QuickReply {
+        title: page.consent_agree_label.clone(),
+        payload: agree_payload(page.consent_version),
+    }]
+}
+
+/// The visitor's PSID on the message's channel.
+fn psid(inbound: &Inbound) -> Option<&str> {
+    inbound
+        .sender
+        .identities
+        .iter()
+        .find_map(|identity| match identity {
+            crate::model::Identity::Channel { channel, .. } if *channel == inbound.channel => {
+                identity::platform_user_id(identity)
+            }
+            _ => None,
+        })
+}
