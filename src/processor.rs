@@ -18,10 +18,8 @@ use chrono::{DateTime, Utc};
 
 use crate::config::ActionKind;
 use crate::contacts;
-use crate::conversations::{self, Threaded};
-use crate::events::data::{
-    ConversationRef, EventData, InboundQuarantined, MessageAdded, MessageView, Micros,
-};
+use crate::conversations;
+use crate::events::data::{EventData, InboundQuarantined};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::live::{Live, LiveHandle};
@@ -32,6 +30,7 @@ use crate::store::{keys, Blobs, StateBatch, Store, StoreError, WriteGate};
 use crate::tickets::{self, RequestedAction};
 
 mod consent;
+mod message;
 mod replay;
 mod retry;
 mod run;
@@ -471,52 +470,6 @@ impl Processor {
             }
         }
         Ok(())
-    }
-
-    /// The data of a message's own event, before routing adds the ticket's fields.
-    /// The data of the message's own event: the message, its conversation, and its ticket as
-    /// the routing step left it (none on a channel that opens no tickets).
-    fn message_data(
-        &self,
-        seq: u64,
-        inbound: &Inbound,
-        threaded: &Threaded,
-        routed: &tickets::Routed,
-        history: Option<&String>,
-    ) -> MessageAdded {
-        let conversation = &threaded.conversation;
-        MessageAdded {
-            ticket: routed.ticket_view(&threaded.ticket),
-            conversation: ConversationRef {
-                id: conversation.id.clone(),
-                channel: conversation.channel.clone(),
-                thread_id: conversation.thread_key.clone(),
-                reply_window_ends_at: conversation.reply_window_ends_at.map(Micros),
-                human_agent_window_ends_at: conversation.human_agent_window_ends_at.map(Micros),
-            },
-            message: MessageView {
-                id: self.minter.message_id(seq),
-                journal_seq: seq,
-                direction: conversations::direction(inbound),
-                channel: inbound.channel.clone(),
-                external_id: inbound.external_id.clone(),
-                from: inbound.sender.clone(),
-                kind: inbound.kind,
-                subject: inbound.subject.clone(),
-                text: inbound.text.clone(),
-                // A mail without HTML has none in its event (not an invented or empty one).
-                html: inbound.html.clone(),
-                flags: inbound.flags.clone(),
-                email: inbound.email.clone(),
-                attachments: inbound.attachments.clone(),
-                extra: inbound.extra.clone(),
-                sent_at: inbound.sent_at.map(Micros),
-                received_at: Micros(inbound.received_at),
-                spam: routed.spam,
-                imported: history.is_some(),
-                imported_reason: history.cloned(),
-            },
-        }
     }
 
     fn quarantine(

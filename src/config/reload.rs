@@ -6,7 +6,8 @@
 //! each channel's `tickets` table (ticket defaults and routing rule), `rate_limit` and chat
 //! office `hours`, the outbound templates (`templates_dir`, re-read on every reload) with each
 //! mailbox's wording (company name, From name, signatures, acknowledgements) and forwards
-//! (`forward_to`, `forward_template`), each Messenger page's `greeting`, and `log.filter`.
+//! (`forward_to`, `forward_template`), each Messenger page's `greeting` and consent settings
+//! (`consent`, `consent_text`, `consent_version`, `consent_agree_label`), and `log.filter`.
 
 use super::Config;
 
@@ -63,6 +64,10 @@ impl Config {
         for (channel, page) in &mut outbound.messenger {
             if let Some(next) = new.outbound.messenger.get(channel) {
                 page.greeting = next.greeting.clone();
+                page.consent = next.consent;
+                page.consent_text = next.consent_text.clone();
+                page.consent_version = next.consent_version;
+                page.consent_agree_label = next.consent_agree_label.clone();
             }
         }
         let restart_needed = running.differences(new);

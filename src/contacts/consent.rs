@@ -10,7 +10,7 @@
 
 use super::announce::Announcer;
 use crate::events::data::{ContactUpdated, EventData};
-use crate::model::{Consent, Contact, Inbound};
+use crate::model::{Consent, Contact, Inbound, MessageKind};
 use crate::store::{keys, StateBatch, StoreError};
 
 /// Records `consent` on `contact` for `channel`, and announces it.
@@ -34,16 +34,22 @@ pub fn record(
 }
 
 /// Keeps a message (journal `seq`) of `contact` on `channel` until they consent. Returns
-/// whether it is the first one held there.
+/// whether it is the first one from the contact held there (the page's own echoed messages are
+/// kept too, but are not the contact's).
 pub fn hold(
     batch: &mut StateBatch<'_>,
     contact_id: &str,
     seq: u64,
     inbound: &Inbound,
 ) -> Result<bool, StoreError> {
-    let first = batch
-        .keys_with_prefix(&keys::consent_held_on(contact_id, &inbound.channel))?
-        .is_empty();
+    let mut first = inbound.kind != MessageKind::Echo;
+    for key in batch.keys_with_prefix(&keys::consent_held_on(contact_id, &inbound.channel))? {
+        let held = batch.get::<Inbound>(&key)?;
+        if held.is_some_and(|held| held.kind != MessageKind::Echo) {
+            first = false;
+            break;
+        }
+    }
     let key = keys::consent_held_message(contact_id, &inbound.channel, seq);
     batch.put(key, inbound);
     Ok(first)

@@ -4,15 +4,20 @@
 //! - `off` (or a channel that is no Messenger page): the message passes.
 //! - `implicit`: a contact without consent to the current text version gets it recorded as
 //!   implicit (at the message's time) and the message passes with a notice: the consent text is
-//!   sent before anything else deskgate answers (the instant reply).
+//!   sent before anything else deskgate answers (the instant reply). The page's own echoed
+//!   messages pass without recording anything.
 //! - `explicit`: a contact without consent to the current version is held: the message is kept
 //!   (`consent_held/…`, exactly once: in the step that applies its journal record), opens no
-//!   ticket, reaches no agent and starts no automatic reply. The first held message (and a tap
-//!   on the button of an older version) is answered with the consent text and an agree quick
-//!   reply. The tap on the current version's button records the consent (explicit, at the tap's
-//!   time) and the held messages are applied in journal order, each with its own journal seq
-//!   and received time, as if the gate had let them through when they came; the tap itself is
-//!   the consent, not a message to the ticket.
+//!   ticket, reaches no agent and starts no automatic reply. The page's own echoed messages
+//!   wait with them. The first held message of the visitor is answered with the consent text
+//!   and an agree quick reply; a tap on the button of an older text version is answered so
+//!   again, and not kept. The tap on the current version's button records the consent
+//!   (explicit, at the tap's time) and the held messages are applied in journal order, each
+//!   with its own journal seq and received time (their events carry their original times), as
+//!   if the gate had let them through when they came; the tap itself is the consent, not a
+//!   message to the ticket.
+//! - A contact who consented to an older version (the operator bumped `consent_version`) is
+//!   treated as one without consent: asked again (explicit) or recorded again (implicit).
 //!
 //! Everything derives from the records and the step's config, so a replay decides the same.
 
@@ -20,7 +25,7 @@ use super::Processor;
 use crate::config::outbound::ConsentMode;
 use crate::contacts;
 use crate::live::Live;
-use crate::model::{Consent, ConsentKind, Contact, Inbound};
+use crate::model::{Consent, ConsentKind, Contact, Inbound, MessageKind};
 use crate::outbound::consent::{self as send, Target};
 use crate::store::{StateBatch, StoreError};
 
@@ -28,7 +33,8 @@ use crate::store::{StateBatch, StoreError};
 pub(super) enum Gate {
     /// Threaded now; `notice`: the consent was just recorded implicitly, send the text.
     Pass { notice: bool },
-    /// Kept until the contact consents.
+    /// Kept until the contact consents (or, a tap on an older text's button, answered with
+    /// the current text and not kept).
     Held,
     /// The contact consented: these held messages (journal seq, message) go on, in order.
     Agreed(Vec<(u64, Inbound)>),
@@ -53,6 +59,11 @@ impl Processor {
         }
         let announce = self.announcer(inbound);
         let at = inbound.received_at;
+        let echo = inbound.kind == MessageKind::Echo;
+        if page.consent == ConsentMode::Implicit && echo {
+            // The page's own message: the visitor did not write, so did not consent.
+            return Ok(Gate::Pass { notice: false });
+        }
         if page.consent == ConsentMode::Implicit {
             let consent = Consent {
                 kind: ConsentKind::Implicit,
@@ -78,13 +89,19 @@ impl Processor {
             );
             return Ok(Gate::Agreed(held));
         }
-        let first = contacts::consent::hold(batch, &contact.id, seq, inbound)?;
-        batch.count(
-            "deskgate_consent_held_messages_total",
-            &[("channel", channel.as_str())],
-            1,
-        );
-        if first || tapped.is_some() {
+        // A tap on an older text's button is no message to keep: the visitor is asked again.
+        let ask = match tapped {
+            Some(_) => true,
+            None => {
+                batch.count(
+                    "deskgate_consent_held_messages_total",
+                    &[("channel", channel.as_str())],
+                    1,
+                );
+                contacts::consent::hold(batch, &contact.id, seq, inbound)?
+            }
+        };
+        if ask {
             let ctx = self.outbound_ctx(live);
             let target = Target {
                 conversation_id: "",

@@ -329,6 +329,93 @@ async fn erasure_removes_the_consent_and_the_kept_messages() {
     );
 }
 
+/// A new text version (the operator bumps `consent_version` and reloads): a visitor who agreed
+/// to the old one is asked again, their next message kept meanwhile; a tap on the old button
+/// is answered with the new text and kept nowhere; the tap on the new one lets the message join
+/// their ticket.
+#[tokio::test]
+async fn a_new_text_version_asks_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, daemon) = start_page(dir.path(), &consent_lines("explicit")).await;
+    let client = reqwest::Client::new();
+    visitor(&client, &daemon, "8080", "m_v3_1", "Bonjour", None).await;
+    let old = graph_calls(&fake, 1).await[0]["message"]["quick_replies"][0]["payload"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    visitor(
+        &client,
+        &daemon,
+        "8080",
+        "m_v3_tap",
+        "J'accepte",
+        Some(&old),
+    )
+    .await;
+    graph_calls(&fake, 2).await; // + the instant reply
+
+    let text = std::fs::read_to_string(daemon.config_path()).unwrap();
+    let text = text
+        .replace("consent_version = 3", "consent_version = 4")
+        .replace(CONSENT_TEXT, "Nouveau texte RGPD");
+    std::fs::write(daemon.config_path(), text).unwrap();
+    let pid = nix::unistd::Pid::from_raw(daemon.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    test_kit::eventually("the reload", Duration::from_secs(10), || {
+        let done = daemon.log().contains("configuration reloaded");
+        async move { done }
+    })
+    .await;
+
+    visitor(&client, &daemon, "8080", "m_v4_1", "Et ma commande ?", None).await;
+    visitor(
+        &client,
+        &daemon,
+        "8080",
+        "m_old_tap",
+        "J'accepte",
+        Some(&old),
+    )
+    .await;
+    let calls = graph_calls(&fake, 4).await;
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    for call in &calls[2..] {
+        assert_eq!(call["message"]["text"], "Nouveau texte RGPD");
+        assert_ne!(call["message"]["quick_replies"][0]["payload"], json!(old));
+    }
+    let new = calls[3]["message"]["quick_replies"][0]["payload"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let events = daemon.all_events().await;
+    assert_eq!(external_ids(&ticket_events(&events)), ["m_v3_1"]);
+
+    visitor(
+        &client,
+        &daemon,
+        "8080",
+        "m_v4_tap",
+        "J'accepte",
+        Some(&new),
+    )
+    .await;
+    let events = daemon.all_events().await;
+    let tickets = ticket_events(&events);
+    assert_eq!(external_ids(&tickets), ["m_v3_1", "m_v4_1"], "{tickets:#?}");
+    assert_eq!(tickets[1]["type"], "deskgate.ticket.message_added");
+    let updated = of_type(&events, "deskgate.contact.updated");
+    let versions: Vec<&Value> = updated
+        .iter()
+        .map(|e| &e["data"]["consent"]["version"])
+        .collect();
+    assert_eq!(versions, [&json!(3), &json!(4)]);
+    assert_eq!(
+        graph_calls(&fake, 4).await.len(),
+        4,
+        "no instant reply again"
+    );
+}
+
 /// check-config names the setting that is wrong: explicit consent without a text, an agree
 /// label over Messenger's 20 characters.
 #[test]
