@@ -4,7 +4,7 @@
 //! (`processor/consent.rs`); this queues the message in the same step.
 
 use super::apply::{self, Ctx};
-use super::{ItemStatus, OutgoingItem, Payload, QuickReply};
+use super::QuickReply;
 use crate::config::outbound::MessengerConfig;
 use crate::identity;
 use crate::model::{Inbound, Purpose};
@@ -46,34 +46,24 @@ pub fn queue(
     let (Some(text), Some(psid)) = (&page.consent_text, psid(inbound)) else {
         return Ok(());
     };
-    let item = OutgoingItem {
-        id: ctx.minter.mint(batch, "outgoing")?,
-        journal_seq: seq,
-        conversation_id: target.conversation_id.to_owned(),
-        ticket_id: target.ticket_id.to_owned(),
-        channel: inbound.channel.clone(),
-        purpose: Purpose::Consent,
-        agent_id: None,
-        payload: Payload::Messenger {
-            channel: inbound.channel.clone(),
-            page_id: page.page_id.clone(),
-            psid: psid.to_owned(),
-            text: text.clone(),
-            messaging_type: "RESPONSE".to_owned(),
-            tag: None,
-            quick_replies: if explicit {
-                agree_button(page)
-            } else {
-                Vec::new()
-            },
-        },
-        status: ItemStatus::Pending,
-        attempts: 0,
-        created_at: inbound.received_at,
-        queue_seq: 0,
+    let quick_replies = if explicit {
+        agree_button(page)
+    } else {
+        Vec::new()
     };
-    apply::queue(batch, item)?;
-    Ok(())
+    let text = apply::PageText {
+        seq,
+        at: inbound.received_at,
+        conversation_id: target.conversation_id,
+        ticket_id: target.ticket_id,
+        channel: &inbound.channel,
+        page_id: &page.page_id,
+        psid,
+        text,
+        purpose: Purpose::Consent,
+        quick_replies,
+    };
+    apply::queue_page_text(ctx, batch, text)
 }
 
 fn agree_button(page: &MessengerConfig) -> Vec<QuickReply> {

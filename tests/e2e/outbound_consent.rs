@@ -9,7 +9,9 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use test_kit::Daemon;
 
-use crate::outbound_graph::{config, start_fake, wait_outcomes, Fake, PAGE_ID};
+use crate::outbound_graph::{
+    check_config_refuses, config, start_fake, wait_outcomes, Fake, PAGE_ID,
+};
 use crate::outbound_support::{of_type, TOKEN};
 
 const CONSENT_TEXT: &str = "Nous gardons vos messages pour vous répondre. https://example.com/rgpd";
@@ -82,6 +84,23 @@ async fn graph_calls(fake: &Fake, n: usize) -> Vec<Value> {
         .iter()
         .map(|(_, b)| b.clone())
         .collect()
+}
+
+/// The visitor `psid`, new on an explicit page, writes (`mids.0`), gets the consent request
+/// (the first Send API call) and taps its button (`mids.1`); returns the button's payload.
+async fn write_and_agree(
+    client: &reqwest::Client,
+    (daemon, fake): (&Daemon, &Fake),
+    psid: &str,
+    (mid, tap): (&str, &str),
+) -> String {
+    visitor(client, daemon, psid, mid, "Bonjour", None).await;
+    let payload = graph_calls(fake, 1).await[0]["message"]["quick_replies"][0]["payload"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    visitor(client, daemon, psid, tap, "J'accepte", Some(&payload)).await;
+    payload
 }
 
 /// The types of the ticket and conversation events, in outbox order.
@@ -249,18 +268,11 @@ async fn erasure_removes_the_consent_and_the_kept_messages() {
     let (fake, daemon) = start_page(dir.path(), &consent_lines("explicit")).await;
     let client = reqwest::Client::new();
     // One visitor agrees, another only writes.
-    visitor(&client, &daemon, "7001", "m_agreed_1", "Bonjour", None).await;
-    let payload = graph_calls(&fake, 1).await[0]["message"]["quick_replies"][0]["payload"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    visitor(
+    let payload = write_and_agree(
         &client,
-        &daemon,
+        (&daemon, &fake),
         "7001",
-        "m_agreed_tap",
-        "J'accepte",
-        Some(&payload),
+        ("m_agreed_1", "m_agreed_tap"),
     )
     .await;
     visitor(&client, &daemon, "7002", "m_kept_1", "Mon secret", None).await;
@@ -338,20 +350,7 @@ async fn a_new_text_version_asks_again() {
     let dir = tempfile::tempdir().unwrap();
     let (fake, daemon) = start_page(dir.path(), &consent_lines("explicit")).await;
     let client = reqwest::Client::new();
-    visitor(&client, &daemon, "8080", "m_v3_1", "Bonjour", None).await;
-    let old = graph_calls(&fake, 1).await[0]["message"]["quick_replies"][0]["payload"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    visitor(
-        &client,
-        &daemon,
-        "8080",
-        "m_v3_tap",
-        "J'accepte",
-        Some(&old),
-    )
-    .await;
+    let old = write_and_agree(&client, (&daemon, &fake), "8080", ("m_v3_1", "m_v3_tap")).await;
     graph_calls(&fake, 2).await; // + the instant reply
 
     let text = std::fs::read_to_string(daemon.config_path()).unwrap();
@@ -428,15 +427,7 @@ fn check_config_refuses_consent_without_text_or_with_a_long_label() {
             "a".repeat(21)
         ),
     );
-    let path = dir.path().join("consent.toml");
-    std::fs::write(&path, text).unwrap();
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = check_config_refuses(dir.path(), &text);
     for expected in [
         "outbound.messenger.fb.consent_text: must be 1 to 2000 characters when consent is not \"off\", not 0",
         "outbound.messenger.fb.consent_agree_label: must be 1 to 20 characters (Messenger's limit), not 21",

@@ -566,6 +566,20 @@ async fn the_messenger_greeting_follows_the_config_at_start_and_on_reload() {
         .contains("setting the Messenger greeting failed; retrying"));
 }
 
+/// Runs `deskgate check-config` on `text` (written into `dir`), checks that it refuses the
+/// file and returns what it said.
+pub(crate) fn check_config_refuses(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("refused.toml");
+    std::fs::write(&path, text).unwrap();
+    let output = std::process::Command::new(test_kit::daemon_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn a_greeting_over_messengers_limit_is_refused_by_check_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -573,15 +587,7 @@ fn a_greeting_over_messengers_limit_is_refused_by_check_config() {
         "instant_reply = ",
         &format!("greeting = \"{}\"\ninstant_reply = ", "a".repeat(161)),
     );
-    let path = dir.path().join("greeting.toml");
-    std::fs::write(&path, text).unwrap();
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = check_config_refuses(dir.path(), &text);
     assert!(
         stderr.contains(
             "outbound.messenger.fb.greeting: must be 1 to 160 characters (Messenger's limit), not 161"
