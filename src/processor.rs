@@ -282,7 +282,9 @@ impl Processor {
                 let applied = contacts::control::apply(batch, &announce, seq, &control.command)?;
                 if let Some(erased) = applied.erased {
                     self.erasing.store(true, Ordering::Release);
-                    outbound::erase::forget_conversations(batch, &erased.conversations)?;
+                    let requests = outbound::consent::request_conversation(&erased.contact_id);
+                    let forget = [erased.conversations.as_slice(), &[requests]].concat();
+                    outbound::erase::forget_conversations(batch, &forget)?;
                 }
                 Ok(())
             }

@@ -5,8 +5,9 @@
 //!   event (`data.consent`; the contact in every `contact.*` event shows it too).
 //! - On an explicit-consent channel the processor [`hold`]s a visitor's messages under
 //!   `consent_held/{contact}\0{channel}\0{seq}` until they agree, then [`take_held`] gives them
-//!   back in journal order. A merge moves them ([`move_held`]) and an erasure drops them
-//!   ([`drop_held`]), with the consents.
+//!   back in journal order. The taps' journal records are remembered too ([`remember_tap`]):
+//!   they join no conversation. A merge moves both ([`move_held`]) and an erasure drops both
+//!   ([`drop_held`]) and redacts their records, with the consents.
 
 use super::announce::Announcer;
 use crate::events::data::{ContactUpdated, EventData};
@@ -74,29 +75,44 @@ pub fn take_held(
     Ok(held)
 }
 
-/// Moves the messages held for an absorbed contact onto its survivor.
+/// Remembers the journal record of a consent tap (a message that joins no conversation), so
+/// that an erasure of the contact redacts it too.
+pub fn remember_tap(batch: &mut StateBatch<'_>, contact_id: &str, seq: u64) {
+    batch.put(keys::consent_tap(contact_id, seq), &());
+}
+
+/// Moves the messages held for an absorbed contact, and its taps, onto its survivor.
 pub fn move_held(batch: &mut StateBatch<'_>, from: &str, to: &str) -> Result<(), StoreError> {
-    let prefix = keys::consent_held(from);
-    for key in batch.keys_with_prefix(&prefix)? {
-        let Some(raw) = batch.get_raw(&key)? else {
-            continue;
-        };
-        let mut moved = keys::consent_held(to);
-        moved.extend_from_slice(&key[prefix.len()..]);
-        batch.put_raw(moved, raw);
-        batch.remove(key);
+    for (prefix, target) in [
+        (keys::consent_held(from), keys::consent_held(to)),
+        (keys::consent_taps(from), keys::consent_taps(to)),
+    ] {
+        for key in batch.keys_with_prefix(&prefix)? {
+            let Some(raw) = batch.get_raw(&key)? else {
+                continue;
+            };
+            let mut moved = target.clone();
+            moved.extend_from_slice(&key[prefix.len()..]);
+            batch.put_raw(moved, raw);
+            batch.remove(key);
+        }
     }
     Ok(())
 }
 
-/// Drops everything held for an erased contact; returns the journal seqs of the dropped
-/// messages, whose journal records the erasure redacts too.
+/// Drops everything held for an erased contact, and its taps; returns the journal seqs of
+/// those records, which the erasure redacts too.
 pub fn drop_held(batch: &mut StateBatch<'_>, contact_id: &str) -> Result<Vec<u64>, StoreError> {
-    let prefix = keys::consent_held(contact_id);
     let mut seqs = Vec::new();
-    for key in batch.keys_with_prefix(&prefix)? {
-        seqs.push(keys::be_u64(&key[key.len() - 8..]));
-        batch.remove(key);
+    for prefix in [
+        keys::consent_held(contact_id),
+        keys::consent_taps(contact_id),
+    ] {
+        for key in batch.keys_with_prefix(&prefix)? {
+            seqs.push(keys::be_u64(&key[key.len() - 8..]));
+            batch.remove(key);
+        }
     }
+    seqs.sort_unstable();
     Ok(seqs)
 }

@@ -24,11 +24,18 @@ pub fn agreed_version(inbound: &Inbound) -> Option<u32> {
     payload.strip_prefix(AGREE_PREFIX)?.parse().ok()
 }
 
-/// Where the text goes: the conversation and ticket it belongs to, empty before there are any
-/// (an explicit request precedes both).
+/// Where the text goes: the conversation and ticket it belongs to. An explicit request
+/// precedes both: it goes on [`request_conversation`] with no ticket.
 pub struct Target<'a> {
     pub conversation_id: &'a str,
     pub ticket_id: &'a str,
+}
+
+/// The conversation id the consent requests to a contact are filed under before they have a
+/// conversation (`consent:{contact}`: channel ids and minted ids hold no `:`), so that an
+/// erasure of the contact blanks them like its conversations' messages.
+pub fn request_conversation(contact_id: &str) -> String {
+    format!("consent:{contact_id}")
 }
 
 /// Queues the consent text to the sender of `inbound` (journal `seq`), as a RESPONSE (it

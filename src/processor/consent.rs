@@ -81,6 +81,7 @@ impl Processor {
                 at,
             };
             contacts::consent::record(batch, &announce, contact, channel, consent)?;
+            contacts::consent::remember_tap(batch, &contact.id, seq);
             let held = contacts::consent::take_held(batch, &contact.id, channel)?;
             batch.count(
                 "deskgate_consent_given_total",
@@ -91,7 +92,10 @@ impl Processor {
         }
         // A tap on an older text's button is no message to keep: the visitor is asked again.
         let ask = match tapped {
-            Some(_) => true,
+            Some(_) => {
+                contacts::consent::remember_tap(batch, &contact.id, seq);
+                true
+            }
             None => {
                 batch.count(
                     "deskgate_consent_held_messages_total",
@@ -103,8 +107,9 @@ impl Processor {
         };
         if ask {
             let ctx = self.outbound_ctx(live);
+            let conversation = send::request_conversation(&contact.id);
             let target = Target {
-                conversation_id: "",
+                conversation_id: &conversation,
                 ticket_id: "",
             };
             send::queue(&ctx, batch, (seq, inbound), target, true)?;

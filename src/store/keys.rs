@@ -156,6 +156,18 @@ pub fn consent_held_message(contact: &str, channel: &str, journal_seq: u64) -> V
     key
 }
 
+/// Journal records of a contact's consent taps, which the message index does not cover:
+/// `consent_tap/{contact}` NUL `{seq}` → `()`, redacted with the contact.
+pub fn consent_taps(contact: &str) -> Vec<u8> {
+    format!("consent_tap/{contact}\0").into_bytes()
+}
+
+pub fn consent_tap(contact: &str, journal_seq: u64) -> Vec<u8> {
+    let mut key = consent_taps(contact);
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
+}
+
 pub fn conversation_messages(conversation: &str) -> Vec<u8> {
     format!("conv_msg/{conversation}\0").into_bytes()
 }

@@ -298,7 +298,9 @@ async fn erasure_removes_the_consent_and_the_kept_messages() {
         "{answer}"
     );
 
-    for (n, contact) in contacts.iter().enumerate() {
+    // 7001: the message in the ticket and the tap; 7002: the kept message. Their journal
+    // records are redacted.
+    for (n, (contact, messages)) in contacts.iter().zip([2, 1]).enumerate() {
         let response = client
             .delete(contact_url(&contact["subject"]))
             .bearer_auth(TOKEN)
@@ -309,10 +311,31 @@ async fn erasure_removes_the_consent_and_the_kept_messages() {
         let status = response.status();
         let answer: Value = response.json().await.unwrap();
         assert_eq!(status, 200, "{answer}");
-        // 7001's ticket message; 7002's kept message.
-        assert_eq!(answer["erased"]["messages"], 1, "{answer}");
+        assert_eq!(answer["erased"]["messages"], messages, "{answer}");
     }
     daemon.settled().await;
+    // The requests sent to the erased visitors no longer name them.
+    let events = wait_outcomes(&daemon, 3).await;
+    let requests: Vec<&Value> = of_type(&events, "deskgate.outbound.sent")
+        .into_iter()
+        .filter(|e| e["data"]["purpose"] == "consent")
+        .collect();
+    assert_eq!(requests.len(), 2);
+    for request in requests {
+        let item_id = request["data"]["item_id"].as_str().unwrap();
+        let url = daemon.url(&format!("/v1/control/outbound/{item_id}"));
+        let item: Value = client
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(item["payload"]["psid"], "", "{item}");
+        assert_eq!(item["payload"]["text"], "", "{item}");
+    }
 
     // 7001 writes again: no consent any more, so asked again and kept.
     visitor(&client, &daemon, "7001", "m_again", "Re-bonjour", None).await;

@@ -93,7 +93,7 @@ fn a_merge_keeps_the_newer_consent_per_channel_and_moves_held_messages() {
 }
 
 #[test]
-fn erasure_removes_consents_and_held_messages() {
+fn erasure_removes_consents_held_messages_and_taps() {
     let mut harness = Harness::new();
     let (mut a, _) = harness.resolve(&sender(None, vec![visitor("v1")]), at(1));
     give(
@@ -105,10 +105,11 @@ fn erasure_removes_consents_and_held_messages() {
     );
 
     let mut batch = harness.store.state_batch();
+    consent::remember_tap(&mut batch, &a.contact.id, 10);
     let contact = harness.contact(&a.contact.id);
     let erased = erase::erase(&mut batch, contact, 12).unwrap();
     batch.commit().unwrap();
-    assert_eq!(erased.messages, 1);
+    assert_eq!(erased.messages, 2);
     let tombstone = harness.contact(&a.contact.id);
     assert!(
         tombstone.erased && tombstone.consent.is_empty(),
@@ -121,8 +122,8 @@ fn erasure_removes_consents_and_held_messages() {
         .unwrap();
     assert_eq!(
         pending.journal_seqs,
-        [11],
-        "the held message's record is redacted too"
+        [10, 11],
+        "the tap's and the held message's records are redacted too"
     );
     let mut batch = harness.store.state_batch();
     assert!(consent::take_held(&mut batch, &a.contact.id, "page")
