@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::backup::Backups;
 use crate::channels::email::imap::{self, MailboxRegistry};
+use crate::channels::meta::profile::Profiles;
 use crate::config::Config;
 use crate::events::sinks::{self, SinkContext, Sinks};
 use crate::events::{OutboxReader, OutboxWriter};
@@ -148,6 +149,7 @@ impl App {
                 pipeline.journal.durable(),
             ),
             phone_region,
+            profiles: Arc::new(Profiles::new(&config.outbound).map_err(anyhow::Error::msg)?),
         };
         let (listeners, local_addr, control_addr) = start_http(&config, state).await?;
         tracing::info!(

@@ -102,6 +102,7 @@ fn sender(request: &HookRequest<'_>, from: ApiSender) -> Result<Sender, ChannelE
         name: from.name.filter(|n| !n.trim().is_empty()),
         identities,
         spellings: identity::spellings(from.email.as_deref()),
+        ..Sender::default()
     })
 }
 

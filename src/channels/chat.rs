@@ -86,6 +86,7 @@ pub fn parse(config: &ChannelConfig, request: &HookRequest<'_>) -> Result<Inboun
         name: message.name.filter(|n| !n.trim().is_empty()),
         identities,
         spellings: identity::spellings(message.email.as_deref()),
+        ..Sender::default()
     };
     // Widgets number messages per visitor; scoped by the visitor, ids of different visitors
     // never collide.

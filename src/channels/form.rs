@@ -199,6 +199,7 @@ fn to_inbound(
         name: (!full_name.is_empty()).then_some(full_name),
         identities,
         spellings: identity::spellings(submission.value(&names.email)),
+        ..Sender::default()
     };
     let (external_id, earlier) = match submission.value(&names.submission_id) {
         Some(id) if id.len() <= 512 => (id.to_owned(), None),

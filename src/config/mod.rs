@@ -18,10 +18,12 @@ pub use email::EmailConfig;
 mod routing;
 pub use routing::*;
 mod chat;
+mod consent;
 mod form;
 mod hours;
 pub use hours::{Hours, OfficeHours, OpenSpan};
 mod kinds;
+mod language;
 mod meta;
 mod secret;
 pub use secret::{read_secret_file, secret_path};
@@ -344,6 +346,10 @@ pub struct ChannelConfig {
     /// For `kind = "email"`: the IMAP mailbox this channel pulls (see [`ImapConfig`]).
     #[serde(default)]
     pub imap: Option<ImapConfig>,
+    /// The language of automatic mail on this channel's conversations (`en`, `fr`) where the
+    /// customer's own is unknown; the answering mailbox's, then `outbound.language`, if unset.
+    #[serde(default)]
+    pub language: Option<outbound::Language>,
 }
 
 impl ChannelConfig {

@@ -11,6 +11,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use super::consent::ConsentMode;
+
+pub use super::language::Language;
 use super::ConfigProblem;
 
 /// `[outbound]`: everything about sending.
@@ -18,8 +21,9 @@ use super::ConfigProblem;
 #[serde(deny_unknown_fields, default)]
 pub struct OutboundConfig {
     /// A directory whose `{name}.subject`, `{name}.txt` and `{name}.html` files replace the
-    /// shipped templates of the same name (`ticket_received`, `ticket_closed`,
-    /// `internal_notification`) or add new ones.
+    /// shipped templates of the same name (`ticket_received`, `ticket_closed`, `forward`,
+    /// `internal_notification`, and the words `from_name`, `reply_subject`) in every language,
+    /// or add new ones; files in its `en/` and `fr/` folders do so for that language only.
     pub templates_dir: Option<PathBuf>,
     /// The most automatic mails (acknowledgements, notifications) one recipient gets per hour.
     pub auto_mail_per_recipient_per_hour: u32,
@@ -49,6 +53,10 @@ pub struct OutboundConfig {
     /// (Zammad's). A customer's reply that lost its In-Reply-To and References but keeps the
     /// tag threads into that ticket, only when its sender is a participant and it is no forward.
     pub ticket_tag: String,
+    /// The language of automatic mail and of the words deskgate adds (the "from" of a From
+    /// name) where neither the customer, the channel (`channels.<id>.language`) nor the
+    /// mailbox (`language`) names one: `en` or `fr`.
+    pub language: Language,
 }
 
 impl Default for OutboundConfig {
@@ -67,6 +75,7 @@ impl Default for OutboundConfig {
             whatsapp: BTreeMap::new(),
             chat_channels: Vec::new(),
             ticket_tag: "#".to_owned(),
+            language: Language::En,
         }
     }
 }
@@ -109,6 +118,10 @@ pub struct MailboxConfig {
     /// The template of those forwards.
     #[serde(default = "default_forward_template")]
     pub forward_template: String,
+    /// The language of this mailbox's mail where the customer and the channel name none;
+    /// `outbound.language` when unset.
+    #[serde(default)]
+    pub language: Option<Language>,
     pub smtp: SmtpConfig,
 }
 
@@ -215,6 +228,18 @@ pub struct MessengerConfig {
     /// the Messenger Profile API at start and on reload; removed when this goes.
     #[serde(default)]
     pub greeting: Option<String>,
+    /// The instant reply in other languages, by language code (`{ fr = "Merci…" }`): a
+    /// customer whose language is one of these gets it instead of `instant_reply`.
+    #[serde(default)]
+    pub instant_reply_translations: BTreeMap<String, String>,
+    /// Look each new customer's name and locale up through the User Profile API (the page
+    /// needs Advanced Access to it) before their message is journaled: the name and locale go
+    /// on the contact, and the locale chooses the language of automatic messages to them.
+    #[serde(default)]
+    pub fetch_profile: bool,
+    /// A lookup that takes longer is given up: the message is journaled without a profile.
+    #[serde(default = "default_fetch_profile_timeout_ms")]
+    pub fetch_profile_timeout_ms: u64,
     /// GDPR consent on this page: `off` (default), `implicit` (`consent_text` is sent when a
     /// visitor first writes; writing is consent) or `explicit` (a visitor's messages are held,
     /// opening no ticket, until they tap the `consent_agree_label` quick reply under
@@ -228,65 +253,15 @@ pub struct MessengerConfig {
     /// The version of `consent_text`: bump it when the text changes. A contact who consented to
     /// an older version consents again (explicit: asked again, their messages held meanwhile;
     /// implicit: the new text is sent and recorded at their next message).
-    #[serde(default = "default_consent_version")]
+    #[serde(default = "super::consent::default_version")]
     pub consent_version: u32,
     /// The quick reply's label (at most 20 characters, Messenger's limit).
-    #[serde(default = "default_consent_agree_label")]
+    #[serde(default = "super::consent::default_agree_label")]
     pub consent_agree_label: String,
 }
 
-/// `outbound.messenger.<channel>.consent`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentMode {
-    #[default]
-    Off,
-    Implicit,
-    Explicit,
-}
-
-fn default_consent_version() -> u32 {
-    1
-}
-
-fn default_consent_agree_label() -> String {
-    "I agree".to_owned()
-}
-
-/// The longest text the Send API takes, and the longest quick-reply title.
-pub const SEND_TEXT_MAX_CHARS: usize = 2000;
-pub const QUICK_REPLY_TITLE_MAX_CHARS: usize = 20;
-
-impl MessengerConfig {
-    /// Every problem of the consent settings, `path` naming this page's table.
-    fn check_consent(&self, path: &str, check: &mut impl FnMut(bool, String, &str)) {
-        if self.consent == ConsentMode::Off {
-            return;
-        }
-        let text = self.consent_text.as_deref().unwrap_or_default();
-        let length = text.chars().count();
-        check(
-            !text.trim().is_empty() && length <= SEND_TEXT_MAX_CHARS,
-            format!("{path}.consent_text"),
-            &format!(
-                "must be 1 to {SEND_TEXT_MAX_CHARS} characters when consent is not \"off\", not {length}"
-            ),
-        );
-        check(
-            self.consent_version >= 1,
-            format!("{path}.consent_version"),
-            "must be at least 1",
-        );
-        let label = self.consent_agree_label.chars().count();
-        check(
-            (1..=QUICK_REPLY_TITLE_MAX_CHARS).contains(&label)
-                && !self.consent_agree_label.trim().is_empty(),
-            format!("{path}.consent_agree_label"),
-            &format!(
-                "must be 1 to {QUICK_REPLY_TITLE_MAX_CHARS} characters (Messenger's limit), not {label}"
-            ),
-        );
-    }
+fn default_fetch_profile_timeout_ms() -> u64 {
+    2_000
 }
 
 /// `[outbound.whatsapp.CHANNEL]`: a WhatsApp business number answered through the Cloud API.
@@ -410,14 +385,25 @@ impl OutboundConfig {
         routed
     }
 
-    /// Messenger greetings, the Graph API's token files, and the routes of Graph and chat
-    /// channels (one route per channel), added to `routed`.
-    fn check_graph_and_chat<'s>(
-        &'s self,
-        check: &mut impl FnMut(bool, String, &str),
-        routed: &mut BTreeMap<&'s str, String>,
-    ) {
+    /// Each Messenger page's greeting, translations and profile lookup.
+    fn check_messenger(&self, check: &mut impl FnMut(bool, String, &str)) {
         for (channel, page) in &self.messenger {
+            check(
+                page.fetch_profile_timeout_ms > 0,
+                format!("outbound.messenger.{channel}.fetch_profile_timeout_ms"),
+                "must be > 0",
+            );
+            for (code, text) in &page.instant_reply_translations {
+                let path =
+                    format!("outbound.messenger.{channel}.instant_reply_translations.{code}");
+                let known = Language::ALL.iter().any(|l| l.code() == code);
+                check(
+                    known,
+                    path.clone(),
+                    "is not a language deskgate has: en or fr",
+                );
+                check(!text.trim().is_empty(), path, "must not be empty");
+            }
             page.check_consent(&format!("outbound.messenger.{channel}"), check);
             if let Some(greeting) = &page.greeting {
                 let length = greeting.chars().count();
@@ -430,6 +416,16 @@ impl OutboundConfig {
                 );
             }
         }
+    }
+
+    /// Messenger pages, the Graph API's token files, and the routes of Graph and chat
+    /// channels (one route per channel), added to `routed`.
+    fn check_graph_and_chat<'s>(
+        &'s self,
+        check: &mut impl FnMut(bool, String, &str),
+        routed: &mut BTreeMap<&'s str, String>,
+    ) {
+        self.check_messenger(check);
         let token_files = self
             .messenger
             .iter()
@@ -555,6 +551,29 @@ mod tests {
                 "outbound.mailboxes.support.forward_to.users[1]: names user \"bob\", who has no email to forward to",
                 "outbound.mailboxes.support.forward_to.users[2]: names user \"zed\", which is not in [routing.users]",
                 "outbound.mailboxes.support.forward_to.teams[1]: names team \"ghosts\", which is not in [routing.teams]",
+            ]
+        );
+    }
+
+    #[test]
+    fn instant_reply_translations_name_shipped_languages() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t").unwrap();
+        let config = Config::parse(&format!(
+            "[channels.fb]\nkind = \"api\"\n\
+             [outbound.messenger.fb]\npage_id = \"1\"\npage_access_token_file = {token:?}\n\
+             fetch_profile_timeout_ms = 0\n\
+             instant_reply_translations = {{ fr = \"Merci\", es = \"Hola\", en = \" \" }}\n"
+        ))
+        .unwrap();
+        let problems: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            problems,
+            [
+                "outbound.messenger.fb.fetch_profile_timeout_ms: must be > 0",
+                "outbound.messenger.fb.instant_reply_translations.en: must not be empty",
+                "outbound.messenger.fb.instant_reply_translations.es: is not a language deskgate has: en or fr",
             ]
         );
     }

@@ -5,7 +5,8 @@
 //! difference as needing a restart. Live settings: `[routing]` (users, teams, pipelines),
 //! each channel's `tickets` table (ticket defaults and routing rule), `rate_limit` and chat
 //! office `hours`, the outbound templates (`templates_dir`, re-read on every reload) with each
-//! mailbox's wording (company name, From name, signatures, acknowledgements) and forwards
+//! mailbox's wording (company name, From name, signatures, acknowledgements, languages: the
+//! channels', the mailboxes' and `outbound.language`) and forwards
 //! (`forward_to`, `forward_template`), each Messenger page's `greeting` and consent settings
 //! (`consent`, `consent_text`, `consent_version`, `consent_agree_label`), and `log.filter`.
 
@@ -34,6 +35,7 @@ impl Config {
                 continue;
             }
             channel.tickets = next.tickets.clone();
+            channel.language = next.language;
             if channel.chat.is_some() || next.chat.is_some() {
                 let limit = next.chat.as_ref().map(|c| c.rate_limit).unwrap_or_default();
                 let hours = next.chat.as_ref().and_then(|c| c.hours.clone());
@@ -48,12 +50,14 @@ impl Config {
         }
         let outbound = &mut running.outbound;
         outbound.templates_dir = new.outbound.templates_dir.clone();
+        outbound.language = new.outbound.language;
         for (name, mailbox) in &mut outbound.mailboxes {
             let Some(next) = new.outbound.mailboxes.get(name) else {
                 continue;
             };
             mailbox.company_name = next.company_name.clone();
             mailbox.from_name = next.from_name;
+            mailbox.language = next.language;
             mailbox.signature_text = next.signature_text.clone();
             mailbox.signature_html = next.signature_html.clone();
             mailbox.acknowledge_new_tickets = next.acknowledge_new_tickets;
@@ -138,9 +142,9 @@ chat = { rate_limit = { per_minute = 60, burst = 20 } }
                 .replace("per_minute = 60, burst = 20", "per_minute = 1, burst = 1")
                 .replace(
                     "[channels.api]\nkind = \"api\"",
-                    "[channels.api]\nkind = \"api\"\ntickets = { create = false }",
+                    "[channels.api]\nkind = \"api\"\ntickets = { create = false }\nlanguage = \"fr\"",
                 )
-                + "[routing.users.bob]\nname = \"Bob\"\n"),
+                + "[routing.users.bob]\nname = \"Bob\"\n[outbound]\nlanguage = \"fr\"\n"),
         );
         let reloaded = old.reloaded(&new);
         assert_eq!(reloaded.restart_needed, Vec::<String>::new());
@@ -192,11 +196,17 @@ chat = { rate_limit = { per_minute = 60, burst = 20 } }
             )
         };
         let old = parse(&mailbox("Acme", "127.0.0.1"));
-        let reloaded = old.reloaded(&parse(&mailbox("Acme Ltd", "127.0.0.1")));
+        let french = mailbox("Acme Ltd", "127.0.0.1").replace(
+            "channels = [\"mail\"]",
+            "channels = [\"mail\"]\nlanguage = \"fr\"",
+        );
+        let reloaded = old.reloaded(&parse(&french));
         assert_eq!(reloaded.restart_needed, Vec::<String>::new());
+        let running = &reloaded.running.outbound.mailboxes["support"];
+        assert_eq!(running.company_name, "Acme Ltd");
         assert_eq!(
-            reloaded.running.outbound.mailboxes["support"].company_name,
-            "Acme Ltd"
+            running.language,
+            Some(crate::config::outbound::Language::Fr)
         );
         let reloaded = old.reloaded(&parse(&mailbox("Acme", "localhost")));
         assert_eq!(reloaded.restart_needed, ["outbound"]);

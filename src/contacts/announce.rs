@@ -6,7 +6,7 @@
 //! - `deskgate.contact.merge_suggested`: `data.contact` (where the message went),
 //!   `data.candidates` (contacts the conflict guard kept apart), `data.reason`.
 //! - `deskgate.contact.updated`: identities or a name added (`data.added_identities`,
-//!   `data.name_added`), or the owner set (`data.owner`).
+//!   `data.name_added`), a new locale (`data.contact.locale`), or the owner set (`data.owner`).
 //! - `deskgate.contact.erased`: `data.contact_id`, `data.conversations`, `data.messages`.
 
 use chrono::{DateTime, Utc};
@@ -62,7 +62,7 @@ impl Announcer<'_> {
             };
             self.push(batch, &contact.id, EventData::ContactMergeSuggested(data))?;
         }
-        if !resolution.added.is_empty() || resolution.name_added {
+        if !resolution.added.is_empty() || resolution.name_added || resolution.locale_changed {
             let data = ContactUpdated {
                 contact: contact.clone(),
                 added_identities: Some(resolution.added.clone()),

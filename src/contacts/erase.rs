@@ -66,6 +66,7 @@ pub fn erase(
         batch.remove(key);
     }
     contact.name = None;
+    contact.locale = None;
     contact.owner = None;
     contact.spellings.clear();
     contact.consent.clear();

@@ -12,7 +12,7 @@ use crate::model::{Contact, Ticket};
 use crate::store::{keys, StateBatch, StoreError};
 
 /// Moves everything of `absorbed` onto `survivor` and writes both. The survivor keeps its own
-/// name and owner when it has them.
+/// name, locale and owner when it has them.
 pub fn absorb(
     batch: &mut StateBatch<'_>,
     survivor: &mut Contact,
@@ -30,6 +30,9 @@ pub fn absorb(
     }
     if survivor.owner.is_none() {
         survivor.owner = absorbed.owner.take();
+    }
+    if survivor.locale.is_none() {
+        survivor.locale = absorbed.locale.take();
     }
     // Per channel, the consent to the newer text.
     for (channel, consent) in std::mem::take(&mut absorbed.consent) {
@@ -62,6 +65,7 @@ pub fn absorb(
     }
     absorbed.merged_into = Some(survivor.id.clone());
     absorbed.name = None;
+    absorbed.locale = None;
     absorbed.owner = None;
     batch.put(keys::contact(&absorbed.id), &absorbed);
     batch.put(keys::contact(&survivor.id), survivor);

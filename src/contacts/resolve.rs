@@ -27,6 +27,8 @@ pub struct Resolution {
     /// Identities the message added to an existing contact.
     pub added: Vec<Identity>,
     pub name_added: bool,
+    /// The message told the contact's locale, and it was not the one recorded.
+    pub locale_changed: bool,
     /// Contacts merged into `contact` because the message showed they are the same person.
     pub absorbed: Vec<String>,
     /// Contacts the message also matched but that the conflict guard kept apart.
@@ -95,11 +97,8 @@ pub fn resolve(
             added.push(identity);
         }
     }
-    let name_added = contact.name.is_none() && sender.name.is_some();
-    if name_added {
-        contact.name = sender.name.clone();
-    }
-    if !added.is_empty() || name_added || !absorbed.is_empty() {
+    let (name_added, locale_changed) = learn(&mut contact, sender);
+    if !added.is_empty() || name_added || locale_changed || !absorbed.is_empty() {
         batch.put(keys::contact(&contact.id), &contact);
     }
     Ok(Resolution {
@@ -107,9 +106,24 @@ pub fn resolve(
         created: false,
         added,
         name_added,
+        locale_changed,
         absorbed,
         suggested,
     })
+}
+
+/// What a message tells of its contact besides identities: whether it gave a name the contact
+/// had none of, and whether it told a locale other than the recorded one.
+fn learn(contact: &mut Contact, sender: &Sender) -> (bool, bool) {
+    let name_added = contact.name.is_none() && sender.name.is_some();
+    if name_added {
+        contact.name = sender.name.clone();
+    }
+    let locale_changed = sender.locale.is_some() && contact.locale != sender.locale;
+    if locale_changed {
+        contact.locale = sender.locale.clone();
+    }
+    (name_added, locale_changed)
 }
 
 fn create(
@@ -125,6 +139,7 @@ fn create(
         identities: Vec::with_capacity(identities.len()),
         spellings: BTreeMap::new(),
         created_at: at,
+        locale: sender.locale.clone(),
         owner: None,
         merged_into: None,
         erased: false,
@@ -143,6 +158,7 @@ fn create(
         created: true,
         added: Vec::new(),
         name_added: false,
+        locale_changed: false,
         absorbed: Vec::new(),
         suggested: Vec::new(),
     })

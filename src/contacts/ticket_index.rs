@@ -84,6 +84,7 @@ mod tests {
             identities: Vec::new(),
             spellings: Default::default(),
             created_at: DateTime::UNIX_EPOCH,
+            locale: None,
             owner: None,
             merged_into: merged_into.map(str::to_owned),
             erased,

@@ -145,7 +145,8 @@ async fn accept(
         blobs: &state.blobs,
         region: state.phone_region,
     };
-    let records = channels::records(config, &hook).await?;
+    let mut records = channels::records(config, &hook).await?;
+    state.profiles.enrich(&channel_id, &mut records).await;
     // More records than one group commit takes would crowd every other input out of the
     // journal's queue (a 1 MiB batch can hold hundreds of thousands of junk entries). A batch
     // as large as Meta sends is always taken, however small journal.max_batch is.

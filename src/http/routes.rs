@@ -58,6 +58,8 @@ pub struct AppState {
     pub backups: crate::backup::Backups,
     /// The region of phone numbers written without a country code (`contacts.default_region`).
     pub phone_region: crate::identity::Region,
+    /// Messenger customers' profiles, looked up before their messages are journaled.
+    pub profiles: Arc<crate::channels::meta::profile::Profiles>,
 }
 
 /// Every route on one listener.

@@ -25,6 +25,10 @@ pub struct Contact {
     pub spellings: BTreeMap<String, String>,
     /// When deskgate first saw them.
     pub created_at: DateTime<Utc>,
+    /// Their locale as a channel last told it (Messenger's profile `fr_FR`): the language of
+    /// automatic messages to them when deskgate has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
     /// The agent who owns this contact; routing prefers them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,

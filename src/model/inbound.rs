@@ -57,6 +57,9 @@ pub struct Sender {
     /// differ (`Ana@Example.COM` for `ana@example.com`): kept for display, never compared.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub spellings: BTreeMap<String, String>,
+    /// The sender's locale, when their channel tells it (Messenger's profile `fr_FR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
 }
 
 /// A customer message, normalised by its channel adapter.

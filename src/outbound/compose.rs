@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{EmailPayload, Planner, Purpose, ReplyContext};
-use crate::config::outbound::{FromNameMode, MailboxConfig};
+use crate::config::outbound::{FromNameMode, Language, MailboxConfig};
 use crate::model::{AgentRef, AutomaticKind, AutomaticRequest, ReplyRequest};
 
 /// An agent's full, first and last name, from whatever the caller gave.
@@ -32,21 +32,30 @@ pub fn agent_names(agent: &AgentRef) -> (String, String, String) {
     (full.trim().to_owned(), first, last)
 }
 
-fn from_name(mailbox: &MailboxConfig, agent_full_name: Option<&str>) -> String {
+/// The From name: "Ana from Acme" in `language` (mode `agent_and_company`, for an agent's
+/// mail), else the company's name alone.
+fn from_name(
+    planner: &Planner,
+    (mailbox, language): (&MailboxConfig, Language),
+    agent_full_name: Option<&str>,
+) -> Result<String, String> {
     match (mailbox.from_name, agent_full_name) {
-        (FromNameMode::AgentAndCompany, Some(agent)) if !agent.is_empty() => {
-            format!("{agent} from {}", mailbox.company_name)
-        }
-        _ => mailbox.company_name.clone(),
+        (FromNameMode::AgentAndCompany, Some(agent)) if !agent.is_empty() => planner
+            .templates
+            .from_name(language, agent, &mailbox.company_name),
+        _ => Ok(mailbox.company_name.clone()),
     }
 }
 
-/// `Re: subject`, without stacking prefixes.
-fn reply_subject(subject: Option<&str>) -> String {
+/// `Re: subject` in `language`, without stacking prefixes.
+fn reply_subject(
+    planner: &Planner,
+    language: Language,
+    subject: Option<&str>,
+) -> Result<String, String> {
     match subject.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(s) if s.to_lowercase().starts_with("re:") => s.to_owned(),
-        Some(s) => format!("Re: {s}"),
-        None => "Re: your message".to_owned(),
+        Some(s) if s.to_lowercase().starts_with("re:") => Ok(s.to_owned()),
+        subject => planner.templates.reply_subject(language, subject),
     }
 }
 
@@ -92,6 +101,7 @@ pub fn agent_reply(
     message_id: String,
 ) -> Result<EmailPayload, String> {
     let mailbox = mailbox_of(planner, mailbox_name)?;
+    let language = planner.language(context, Some(mailbox));
     let to = context.customer_email.clone().ok_or_else(|| {
         format!(
             "conversation {} has no customer email address to reply to",
@@ -119,10 +129,14 @@ pub fn agent_reply(
     });
     Ok(EmailPayload {
         mailbox: mailbox_name.to_owned(),
-        from_name: from_name(mailbox, Some(&full)),
+        from_name: from_name(planner, (mailbox, language), Some(&full))?,
         from_address: mailbox.address.clone(),
         to,
-        subject: tagged(planner, context, reply_subject(context.subject.as_deref())),
+        subject: tagged(
+            planner,
+            context,
+            reply_subject(planner, language, context.subject.as_deref())?,
+        ),
         text,
         html,
         message_id,
@@ -144,6 +158,12 @@ pub fn automatic(
     message_id: String,
 ) -> Result<EmailPayload, String> {
     let mailbox = mailbox_of(planner, mailbox_name)?;
+    // Forwards and notifications to the desk's members are in the desk's language.
+    let language = if purpose != Purpose::Forward && context.customer_email.as_ref() == Some(&to) {
+        planner.language(context, Some(mailbox))
+    } else {
+        planner.desk_language(&context.channel, Some(mailbox))
+    };
     let mut values = serde_json::Map::new();
     values.insert("company_name".into(), json!(mailbox.company_name));
     values.insert("customer_name".into(), json!(context.customer_name));
@@ -164,7 +184,9 @@ pub fn automatic(
         values.insert(key.clone(), value.clone());
     }
     values.insert("ticket".into(), serde_json::Value::Object(ticket));
-    let rendered = planner.templates.render(&request.template, &values)?;
+    let rendered = planner
+        .templates
+        .render(&request.template, language, &values)?;
     let auto_submitted = match request.kind {
         AutomaticKind::Acknowledgement => "auto-replied",
         AutomaticKind::Notification => "auto-generated",
@@ -179,18 +201,16 @@ pub fn automatic(
         }
         (_, AutomaticKind::Notification) => (None, Vec::new(), None),
     };
+    let subject = match rendered.subject {
+        Some(subject) => subject,
+        None => reply_subject(planner, language, context.subject.as_deref())?,
+    };
     Ok(EmailPayload {
         mailbox: mailbox_name.to_owned(),
-        from_name: from_name(mailbox, None),
+        from_name: from_name(planner, (mailbox, language), None)?,
         from_address: mailbox.address.clone(),
         to,
-        subject: tagged(
-            planner,
-            context,
-            rendered
-                .subject
-                .unwrap_or_else(|| reply_subject(context.subject.as_deref())),
-        ),
+        subject: tagged(planner, context, subject),
         text: rendered.text,
         html: rendered.html,
         message_id,
@@ -222,7 +242,12 @@ mod tests {
             agent_names(&agent(None, Some("Bo"), Some("Berg"))),
             ("Bo Berg".into(), "Bo".into(), "Berg".into())
         );
-        assert_eq!(reply_subject(Some("Re: x")), "Re: x");
-        assert_eq!(reply_subject(Some("x")), "Re: x");
+        let planner = Planner::disabled();
+        let reply = |language, subject| reply_subject(&planner, language, subject).unwrap();
+        assert_eq!(reply(Language::En, Some("Re: x")), "Re: x");
+        assert_eq!(reply(Language::En, Some("x")), "Re: x");
+        assert_eq!(reply(Language::En, None), "Re: your message");
+        assert_eq!(reply(Language::Fr, Some("RE: x")), "RE: x");
+        assert_eq!(reply(Language::Fr, None), "Re: votre message");
     }
 }

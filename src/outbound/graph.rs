@@ -147,6 +147,17 @@ impl Graph {
         )))
     }
 
+    /// A Messenger customer's profile through the User Profile API
+    /// (`GET {base}/{psid}?fields=first_name,last_name,locale` with the page's token).
+    pub async fn user_profile(&self, channel: &str, psid: &str) -> Result<Value, Failure> {
+        let url = format!("{}/{psid}", self.base);
+        let request = self
+            .client
+            .get(&url)
+            .query(&[("fields", "first_name,last_name,locale")]);
+        self.call(channel, request).await
+    }
+
     /// Sends one call with `channel`'s token; a success's JSON answer, or what the failure is.
     async fn call(
         &self,

@@ -39,8 +39,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::outbound::{MailboxConfig, MessengerConfig, WhatsappConfig};
-use crate::config::OutboundConfig;
+use crate::config::outbound::{Language, MailboxConfig, MessengerConfig, WhatsappConfig};
+use crate::config::{ChannelConfig, OutboundConfig};
 use crate::model::{Attachment, Purpose};
 use templates::Templates;
 
@@ -62,6 +62,9 @@ pub struct Planner {
     pub(crate) templates: Templates,
     /// `outbound.ticket_tag`.
     pub(crate) ticket_tag: String,
+    /// `outbound.language`, and each channel's `language` where it has one.
+    language: Language,
+    channel_languages: BTreeMap<String, Language>,
 }
 
 impl Planner {
@@ -112,7 +115,38 @@ impl Planner {
             whatsapp: config.whatsapp.clone(),
             templates,
             ticket_tag: config.ticket_tag.clone(),
+            language: config.language,
+            channel_languages: BTreeMap::new(),
         })
+    }
+
+    /// Takes each channel's `language` (`[channels.<id>]`), which comes before its mailbox's.
+    pub fn with_channel_languages(mut self, channels: &BTreeMap<String, ChannelConfig>) -> Planner {
+        self.channel_languages = channels
+            .iter()
+            .filter_map(|(id, channel)| Some((id.clone(), channel.language?)))
+            .collect();
+        self
+    }
+
+    /// The language of what goes to a conversation's customer: theirs, when their channel
+    /// told it and deskgate has it; else the [desk's](Planner::desk_language).
+    pub fn language(&self, context: &ReplyContext, mailbox: Option<&MailboxConfig>) -> Language {
+        context
+            .locale
+            .as_deref()
+            .and_then(Language::of_locale)
+            .unwrap_or_else(|| self.desk_language(&context.channel, mailbox))
+    }
+
+    /// The language of a channel's mail where the customer's is unknown, and of mail to the
+    /// desk's own members: the channel's, the mailbox's, then `outbound.language`.
+    pub fn desk_language(&self, channel: &str, mailbox: Option<&MailboxConfig>) -> Language {
+        self.channel_languages
+            .get(channel)
+            .copied()
+            .or_else(|| mailbox.and_then(|m| m.language))
+            .unwrap_or(self.language)
     }
 
     /// Sends nothing: every request is refused as unrouted.
@@ -153,6 +187,10 @@ pub struct ReplyContext {
     /// `channel_user` is a WhatsApp business-scoped user id, addressed as `recipient`.
     #[serde(default)]
     pub channel_user_is_user_id: bool,
+    /// The customer's locale as their channel told it (Messenger's `fr_FR`): the language of
+    /// automatic messages to them, when deskgate has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
     /// When the customer last wrote: messaging windows are measured from it.
     #[serde(default)]
     pub last_customer_at: Option<DateTime<Utc>>,

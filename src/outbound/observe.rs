@@ -83,6 +83,9 @@ fn update_context(context: &mut ReplyContext, inbound: &Inbound) {
     if inbound.sender.name.is_some() {
         context.customer_name = inbound.sender.name.clone();
     }
+    if inbound.sender.locale.is_some() {
+        context.locale = inbound.sender.locale.clone();
+    }
     let sender_email = inbound
         .sender
         .identities
@@ -143,7 +146,8 @@ fn update_context(context: &mut ReplyContext, inbound: &Inbound) {
     context.automatic = policy::automatic_inbound(inbound);
 }
 
-/// The optional text a Messenger page sends after a visitor's first message.
+/// The optional text a Messenger page sends after a visitor's first message, in the visitor's
+/// language when the page has it in that language.
 fn instant_reply(
     ctx: &Ctx<'_>,
     batch: &mut StateBatch<'_>,
@@ -155,7 +159,10 @@ fn instant_reply(
     let Some(config) = ctx.planner.messenger.get(&context.channel) else {
         return Ok(());
     };
-    let (Some(text), Some(psid)) = (&config.instant_reply, &context.channel_user) else {
+    let language = ctx.planner.language(context, None);
+    let translation = config.instant_reply_translations.get(language.code());
+    let text = translation.or(config.instant_reply.as_ref());
+    let (Some(text), Some(psid)) = (text, &context.channel_user) else {
         return Ok(());
     };
     let page = apply::PageText {

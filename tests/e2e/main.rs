@@ -28,6 +28,7 @@ mod ops;
 mod outbound_consent;
 mod outbound_forward;
 mod outbound_graph;
+mod outbound_language;
 mod outbound_policy;
 mod outbound_smtp;
 mod power_loss;

@@ -244,7 +244,7 @@ async fn e2e(
     secs: u64,
 ) -> anyhow::Result<(f64, f64)> {
     let client = async_nats::connect(nats_url).await?;
-    let mut subscription = client.subscribe("dg.deskgate.ticket.>").await?;
+    let mut subscription = client.subscribe("dg.*.ticket.>").await?;
     client.flush().await?;
     let arrived: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let seen = Arc::clone(&arrived);
@@ -254,7 +254,10 @@ async fn e2e(
             if let Ok(event) = serde_json::from_slice::<Value>(&message.payload) {
                 let id = event["data"]["message"]["external_id"].as_str();
                 if let Some(id) = id.filter(|id| id.starts_with("wamid.e2e-")) {
-                    seen.lock().expect("no panics").insert(id.to_owned(), now);
+                    seen.lock()
+                        .expect("no panics")
+                        .entry(id.to_owned())
+                        .or_insert(now);
                 }
             }
         }

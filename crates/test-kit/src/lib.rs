@@ -160,6 +160,18 @@ pub async fn push_mail(daemon: &Daemon, channel: &str, raw: impl Into<reqwest::B
         .as_u16()
 }
 
+/// `deskgate check-config FILE`: (success, stdout + stderr).
+pub fn check_config(file: &Path) -> (bool, String) {
+    let output = std::process::Command::new(daemon_bin())
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .expect("the deskgate binary runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
 /// An API channel message.
 pub fn api_message(external_id: &str, thread_id: &str, email: &str, text: &str) -> Value {
     json!({

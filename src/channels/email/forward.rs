@@ -79,6 +79,7 @@ pub fn detect(message: &Message<'_>, text: &str) -> Option<Forwarded> {
                     .filter(|n| !n.is_empty()),
                 identities: vec![identity::email(a.address()?)?],
                 spellings: identity::spellings(a.address()),
+                ..Sender::default()
             })
         });
         return Some(Forwarded { original_sender });
@@ -208,12 +209,14 @@ fn parse_mailbox(value: &str) -> Option<Sender> {
             name: clean_name(&name),
             identities: vec![identity::email(address)?],
             spellings: identity::spellings([address]),
+            ..Sender::default()
         });
     };
     Some(Sender {
         name: clean_name(name),
         identities: vec![identity::email(address)?],
         spellings: identity::spellings([address]),
+        ..Sender::default()
     })
 }
 

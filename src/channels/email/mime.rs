@@ -269,6 +269,7 @@ fn sender_of(
         name: name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
         identities: vec![identity],
         spellings: identity::spellings([written]),
+        ..Sender::default()
     };
     let from_raw = loose::raw_header(raw, "From");
     if let Some(text) = from_raw

@@ -8,6 +8,7 @@
 //! refused: a refusal would only make Meta retry.
 
 pub mod messenger;
+pub mod profile;
 pub mod signature;
 pub mod whatsapp;
 

@@ -12,9 +12,10 @@ pub struct ContactCreated {
     pub contact: Contact,
 }
 
-/// `deskgate.contact.updated`: a message added identities or a name to a contact, the control
-/// API set its owner, or the contact consented to a channel's data-protection text. Exactly one
-/// of the three shapes: `added_identities` with `name_added`, `owner`, or `consent`.
+/// `deskgate.contact.updated`: a message added identities or a name to a contact (or told its
+/// new locale, in `contact.locale`), the control API set its owner, or the contact consented
+/// to a channel's data-protection text. Exactly one of the three shapes: `added_identities`
+/// with `name_added`, `owner`, or `consent`.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ContactUpdated {
     /// The contact after the change.

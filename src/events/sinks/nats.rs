@@ -12,14 +12,12 @@
 //!
 //! Publishes are pipelined up to `max_in_flight`, but never two of the same subject (ticket or
 //! contact) at once: an event waits for the ack of the previous event about the same thing, so
-//! a failed publish can never let a later event of that ticket land before it. Events about
-//! other tickets go ahead of a waiting one, so the stream keeps each ticket's events in outbox
-//! order but not the whole outbox's (the events' `sequence` attribute gives that). The cursor
-//! moves over the events acknowledged without a gap. On any failure the pipeline is dropped
-//! and publishing starts again after the cursor; JetStream's duplicate window drops what had
-//! already landed.
+//! a failed publish can never let a later event of that ticket land before it. Acks are taken
+//! in publish order and the cursor moves over them in order. On any failure the pipeline is
+//! dropped and publishing starts again after the last acknowledged event; JetStream's duplicate
+//! window drops what had already landed.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use async_nats::jetstream::context::{ContextBuilder, PublishAckFuture};
@@ -29,7 +27,7 @@ use async_nats::ServerAddr;
 use chrono::{DateTime, Utc};
 
 use super::backoff;
-use super::feed::{Feed, OutEvent};
+use super::feed::Feed;
 use crate::config::sinks::{NatsSinkConfig, NatsStorage};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -171,75 +169,6 @@ struct InFlight {
     ack: PublishAckFuture,
 }
 
-/// The events read from the outbox and not yet acknowledged: waiting to be published (`held`,
-/// in outbox order) or published and waiting for their ack (`in_flight`, in publish order).
-///
-/// An event whose subject has an earlier event in flight or held waits, but the events of
-/// other subjects behind it go ahead: one ticket's events reach the stream in order while a
-/// busy ticket does not stall the whole pipeline (it did when every conflict drained it, which
-/// happens at every message: `ticket.created` and `message.received` share their subject).
-#[derive(Default)]
-struct Pipeline {
-    held: VecDeque<OutEvent>,
-    in_flight: VecDeque<InFlight>,
-    /// Subjects with an event in flight.
-    busy: HashSet<String>,
-    /// Every event read and not yet acknowledged, by sequence number, with its time: the cursor
-    /// stands just before the first of them.
-    outstanding: BTreeMap<u64, DateTime<Utc>>,
-    /// The last event read from the outbox.
-    read: u64,
-}
-
-impl Pipeline {
-    fn starting_after(cursor: u64) -> Pipeline {
-        Pipeline {
-            read: cursor,
-            ..Pipeline::default()
-        }
-    }
-
-    fn take(&mut self, events: Vec<OutEvent>) {
-        for event in events {
-            self.read = event.seq;
-            self.outstanding.insert(event.seq, event.time);
-            self.held.push_back(event);
-        }
-    }
-
-    /// The held events that may be published now, in outbox order, up to `room` of them: none
-    /// whose subject is in flight or has an earlier event still held. Marks their subjects busy.
-    fn ready(&mut self, room: usize) -> Vec<OutEvent> {
-        let mut ready = Vec::new();
-        let mut waiting: HashSet<String> = HashSet::new();
-        let mut kept = VecDeque::with_capacity(self.held.len());
-        while let Some(event) = self.held.pop_front() {
-            if ready.len() == room {
-                kept.push_back(event);
-                kept.append(&mut self.held);
-                break;
-            }
-            if self.busy.contains(&event.subject) || waiting.contains(&event.subject) {
-                waiting.insert(event.subject.clone());
-                kept.push_back(event);
-            } else {
-                self.busy.insert(event.subject.clone());
-                ready.push(event);
-            }
-        }
-        self.held = kept;
-        ready
-    }
-
-    /// The sequence number every event up to which is acknowledged, and the time of the next.
-    fn acknowledged_up_to(&self) -> (u64, Option<DateTime<Utc>>) {
-        match self.outstanding.first_key_value() {
-            Some((&seq, &time)) => (seq - 1, Some(time)),
-            None => (self.read, None),
-        }
-    }
-}
-
 /// Publishes until shutdown (Ok) or a failure (Err, to be retried from the cursor).
 async fn publish_loop(
     js: &jetstream::Context,
@@ -247,45 +176,52 @@ async fn publish_loop(
     config: &NatsSinkConfig,
     failures: &mut u32,
 ) -> Result<(), Error> {
-    let mut pipeline = Pipeline::starting_after(feed.cursor());
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut subjects: HashSet<String> = HashSet::new();
+    let mut published = feed.cursor();
     loop {
-        // Read ahead while the held events leave room: a full batch of one ticket's events
-        // must not keep the next tickets from being read.
-        if pipeline.held.len() < config.max_in_flight {
-            let events = feed.read_after(pipeline.read)?;
-            pipeline.take(events);
-        }
-        let room = config.max_in_flight - pipeline.in_flight.len();
-        let ready = pipeline.ready(room);
-        if !ready.is_empty() {
-            for event in ready {
-                let subject =
-                    nats_subject(&config.subject_prefix, &event.subject, &event.event_type);
-                let message = PublishMessage::build()
-                    .payload(event.body)
-                    .header(CONTENT_TYPE, CLOUDEVENTS_JSON)
-                    .message_id(&event.id);
-                let ack = js.send_publish(subject, message).await?;
-                pipeline.in_flight.push_back(InFlight {
-                    seq: event.seq,
-                    subject: event.subject,
-                    ack,
-                });
+        let events = feed.read_after(published)?;
+        if events.is_empty() {
+            if in_flight.is_empty() {
+                if !feed.wait_after(published).await {
+                    return Ok(());
+                }
+            } else {
+                settle_front(feed, &mut in_flight, &mut subjects, None).await?;
             }
-            *failures = 0;
             continue;
         }
-        if !pipeline.in_flight.is_empty() {
-            settle_front(feed, &mut pipeline).await?;
-        } else if pipeline.held.is_empty() && !feed.wait_after(pipeline.read).await {
-            return Ok(());
+        for (i, event) in events.iter().enumerate() {
+            while in_flight.len() >= config.max_in_flight || subjects.contains(&event.subject) {
+                let next_time = events.get(i).map(|e| e.time);
+                settle_front(feed, &mut in_flight, &mut subjects, next_time).await?;
+            }
+            let subject = nats_subject(&config.subject_prefix, &event.subject, &event.event_type);
+            let message = PublishMessage::build()
+                .payload(event.body.clone())
+                .header(CONTENT_TYPE, CLOUDEVENTS_JSON)
+                .message_id(&event.id);
+            let ack = js.send_publish(subject, message).await?;
+            subjects.insert(event.subject.clone());
+            in_flight.push_back(InFlight {
+                seq: event.seq,
+                subject: event.subject.clone(),
+                ack,
+            });
+            published = event.seq;
         }
+        *failures = 0;
     }
 }
 
-/// Waits for the oldest publish's ack and moves the cursor over what is acknowledged.
-async fn settle_front(feed: &mut Feed, pipeline: &mut Pipeline) -> Result<(), Error> {
-    let Some(front) = pipeline.in_flight.pop_front() else {
+/// Waits for the oldest publish's ack and moves the cursor over it.
+async fn settle_front(
+    feed: &mut Feed,
+    in_flight: &mut VecDeque<InFlight>,
+    subjects: &mut HashSet<String>,
+    next_time: Option<DateTime<Utc>>,
+) -> Result<(), Error> {
+    let Some(front) = in_flight.pop_front() else {
         return Ok(());
     };
     let shutdown = feed.shutdown.clone();
@@ -294,81 +230,11 @@ async fn settle_front(feed: &mut Feed, pipeline: &mut Pipeline) -> Result<(), Er
         // Unacknowledged publishes are repeated at the next start; the window drops them.
         () = shutdown.cancelled() => return Err("shutting down".into()),
     };
-    pipeline.busy.remove(&front.subject);
-    pipeline.outstanding.remove(&front.seq);
+    subjects.remove(&front.subject);
     if ack.duplicate {
         tracing::debug!(sink = %feed.name, seq = front.seq, "JetStream already had this event");
     }
     feed.delivered(1);
-    let (cursor, next_time) = pipeline.acknowledged_up_to();
-    if cursor > feed.cursor() {
-        feed.commit(cursor, next_time);
-    }
+    feed.commit(front.seq, next_time);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(seq: u64, subject: &str) -> OutEvent {
-        OutEvent {
-            seq,
-            id: format!("e{seq}"),
-            event_type: "deskgate.ticket.created".to_owned(),
-            subject: subject.to_owned(),
-            time: DateTime::from_timestamp(1_700_000_000 + seq as i64, 0).expect("a time"),
-            body: bytes::Bytes::new(),
-        }
-    }
-
-    fn seqs(events: &[OutEvent]) -> Vec<u64> {
-        events.iter().map(|e| e.seq).collect()
-    }
-
-    #[test]
-    fn a_ticket_waiting_for_its_ack_lets_other_tickets_pass_but_keeps_its_own_order() {
-        let mut pipeline = Pipeline::starting_after(10);
-        pipeline.take(vec![
-            event(11, "a"),
-            event(12, "a"),
-            event(13, "b"),
-            event(14, "a"),
-            event(15, "c"),
-        ]);
-        assert_eq!(seqs(&pipeline.ready(8)), [11, 13, 15]);
-        // 12 and 14 wait for 11's ack, in their order.
-        assert_eq!(seqs(&pipeline.ready(8)), Vec::<u64>::new());
-        pipeline.busy.remove("a");
-        assert_eq!(seqs(&pipeline.ready(8)), [12]);
-        pipeline.busy.remove("a");
-        assert_eq!(seqs(&pipeline.ready(8)), [14]);
-    }
-
-    #[test]
-    fn no_more_than_the_room_left_is_published() {
-        let mut pipeline = Pipeline::starting_after(0);
-        pipeline.take((1..=5).map(|n| event(n, &format!("t{n}"))).collect());
-        assert_eq!(seqs(&pipeline.ready(2)), [1, 2]);
-        assert_eq!(seqs(&pipeline.ready(2)), [3, 4]);
-        assert_eq!(
-            seqs(&pipeline.held.iter().cloned().collect::<Vec<_>>()),
-            [5]
-        );
-    }
-
-    #[test]
-    fn the_cursor_stops_before_the_first_unacknowledged_event() {
-        let mut pipeline = Pipeline::starting_after(10);
-        pipeline.take(vec![event(11, "a"), event(12, "a"), event(13, "b")]);
-        assert_eq!(pipeline.acknowledged_up_to().0, 10);
-        // 13 (another ticket) acknowledged before 11: the cursor cannot pass 11 yet.
-        pipeline.outstanding.remove(&13);
-        let (cursor, next) = pipeline.acknowledged_up_to();
-        assert_eq!((cursor, next), (10, Some(event(11, "a").time)));
-        pipeline.outstanding.remove(&11);
-        assert_eq!(pipeline.acknowledged_up_to().0, 11);
-        pipeline.outstanding.remove(&12);
-        assert_eq!(pipeline.acknowledged_up_to(), (13, None));
-    }
 }

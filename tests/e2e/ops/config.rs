@@ -3,26 +3,13 @@
 //! output, the daemon's log, its answers or its metrics.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::json;
 
 use test_kit::dovecot::Dovecot;
-use test_kit::{daemon_bin, eventually, free_port, Daemon};
-
-/// `check-config FILE`: (success, stdout + stderr).
-fn check_config(file: &Path) -> (bool, String) {
-    let output = Command::new(daemon_bin())
-        .arg("check-config")
-        .arg(file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
+use test_kit::{check_config, eventually, free_port, Daemon};
 
 #[test]
 fn every_shipped_config_passes_check_config() {
