@@ -103,6 +103,12 @@ async fn write_and_agree(
     payload
 }
 
+/// A control API GET's JSON answer.
+async fn control_get(client: &reqwest::Client, url: &str) -> Value {
+    let request = client.get(url).bearer_auth(TOKEN);
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// The types of the ticket and conversation events, in outbox order.
 fn ticket_events(events: &[Value]) -> Vec<&Value> {
     events
@@ -284,15 +290,7 @@ async fn erasure_removes_the_consent_and_the_kept_messages() {
     let contact_url =
         |id: &Value| daemon.url(&format!("/v1/control/contacts/{}", id.as_str().unwrap()));
     let agreed = contact_url(&contacts[0]["subject"]);
-    let answer: Value = client
-        .get(&agreed)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = control_get(&client, &agreed).await;
     assert_eq!(
         answer["contact"]["consent"]["page"]["kind"], "explicit",
         "{answer}"
@@ -324,15 +322,7 @@ async fn erasure_removes_the_consent_and_the_kept_messages() {
     for request in requests {
         let item_id = request["data"]["item_id"].as_str().unwrap();
         let url = daemon.url(&format!("/v1/control/outbound/{item_id}"));
-        let item: Value = client
-            .get(&url)
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let item = control_get(&client, &url).await;
         assert_eq!(item["payload"]["psid"], "", "{item}");
         assert_eq!(item["payload"]["text"], "", "{item}");
     }
