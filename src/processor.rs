@@ -18,10 +18,8 @@ use chrono::{DateTime, Utc};
 
 use crate::config::ActionKind;
 use crate::contacts;
-use crate::conversations::{self, Threaded};
-use crate::events::data::{
-    ConversationRef, EventData, InboundQuarantined, MessageAdded, MessageView, Micros,
-};
+use crate::conversations;
+use crate::events::data::{EventData, InboundQuarantined};
 use crate::events::{EventDraft, EventType, OutboxWriter};
 use crate::ids::Minter;
 use crate::live::{Live, LiveHandle};
@@ -31,10 +29,13 @@ use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, StateBatch, Store, StoreError, WriteGate};
 use crate::tickets::{self, RequestedAction};
 
+mod consent;
+mod message;
 mod replay;
 mod retry;
 mod run;
 
+use consent::Gate;
 use retry::unknown_owner;
 pub use run::start;
 
@@ -281,7 +282,9 @@ impl Processor {
                 let applied = contacts::control::apply(batch, &announce, seq, &control.command)?;
                 if let Some(erased) = applied.erased {
                     self.erasing.store(true, Ordering::Release);
-                    outbound::erase::forget_conversations(batch, &erased.conversations)?;
+                    let requests = outbound::consent::request_conversation(&erased.contact_id);
+                    let forget = [erased.conversations.as_slice(), &[requests]].concat();
+                    outbound::erase::forget_conversations(batch, &forget)?;
                 }
                 Ok(())
             }
@@ -331,17 +334,42 @@ impl Processor {
         inbound: &Inbound,
     ) -> Result<(), StoreError> {
         let at = inbound.received_at;
-        let channel = Some(inbound.channel.clone());
         let resolution = contacts::resolve(batch, &self.minter, &inbound.sender, at)?;
-        let announce = contacts::announce::Announcer {
-            outbox: &self.outbox,
-            at,
-            channel: channel.clone(),
-        };
+        let announce = self.announcer(inbound);
         announce.resolution(batch, &resolution)?;
-        let contact = &resolution.contact;
+        let mut contact = resolution.contact;
+        match self.consent_gate(live, batch, (seq, inbound), &mut contact)? {
+            Gate::Pass { notice } => self.admit(live, batch, (seq, inbound), &contact.id, notice),
+            Gate::Held => Ok(()),
+            Gate::Agreed(held) => held.iter().try_for_each(|(held_seq, held)| {
+                self.admit(live, batch, (*held_seq, held), &contact.id, false)
+            }),
+        }
+    }
+
+    fn announcer(&self, inbound: &Inbound) -> contacts::announce::Announcer<'_> {
+        contacts::announce::Announcer {
+            outbox: &self.outbox,
+            at: inbound.received_at,
+            channel: Some(inbound.channel.clone()),
+        }
+    }
+
+    /// Threads a message whose sender may be heard (consent given where a channel asks for
+    /// it) and applies everything it leads to; `notice`: send the channel's consent text first.
+    fn admit(
+        &self,
+        live: &Live,
+        batch: &mut StateBatch<'_>,
+        (seq, inbound): (u64, &Inbound),
+        contact_id: &str,
+        notice: bool,
+    ) -> Result<(), StoreError> {
+        let at = inbound.received_at;
+        let channel = Some(inbound.channel.clone());
+        let announce = self.announcer(inbound);
         let tag = &live.planner.ticket_tag;
-        let mut threaded = conversations::thread(batch, &self.minter, inbound, &contact.id, tag)?;
+        let mut threaded = conversations::thread(batch, &self.minter, inbound, contact_id, tag)?;
         let mailboxes = &live.planner.mailboxes;
         let own = |a: &str| {
             mailboxes
@@ -397,6 +425,13 @@ impl Processor {
         let ctx = self.outbound_ctx(live);
         // History and a flagged spam sender's messages start no automatic send.
         let quiet = history.is_some() || routed.spam;
+        if notice && !quiet {
+            let target = outbound::consent::Target {
+                conversation_id: &threaded.conversation.id,
+                ticket_id: &threaded.ticket.id,
+            };
+            outbound::consent::queue(&ctx, batch, (seq, inbound), target, false)?;
+        }
         outbound::observe::inbound(&ctx, batch, (seq, quiet), inbound, &threaded)?;
         let origin = (seq, inbound.received_at);
         Self::request_actions(&ctx, batch, origin, &routed.actions)
@@ -437,52 +472,6 @@ impl Processor {
             }
         }
         Ok(())
-    }
-
-    /// The data of a message's own event, before routing adds the ticket's fields.
-    /// The data of the message's own event: the message, its conversation, and its ticket as
-    /// the routing step left it (none on a channel that opens no tickets).
-    fn message_data(
-        &self,
-        seq: u64,
-        inbound: &Inbound,
-        threaded: &Threaded,
-        routed: &tickets::Routed,
-        history: Option<&String>,
-    ) -> MessageAdded {
-        let conversation = &threaded.conversation;
-        MessageAdded {
-            ticket: routed.ticket_view(&threaded.ticket),
-            conversation: ConversationRef {
-                id: conversation.id.clone(),
-                channel: conversation.channel.clone(),
-                thread_id: conversation.thread_key.clone(),
-                reply_window_ends_at: conversation.reply_window_ends_at.map(Micros),
-                human_agent_window_ends_at: conversation.human_agent_window_ends_at.map(Micros),
-            },
-            message: MessageView {
-                id: self.minter.message_id(seq),
-                journal_seq: seq,
-                direction: conversations::direction(inbound),
-                channel: inbound.channel.clone(),
-                external_id: inbound.external_id.clone(),
-                from: inbound.sender.clone(),
-                kind: inbound.kind,
-                subject: inbound.subject.clone(),
-                text: inbound.text.clone(),
-                // A mail without HTML has none in its event (not an invented or empty one).
-                html: inbound.html.clone(),
-                flags: inbound.flags.clone(),
-                email: inbound.email.clone(),
-                attachments: inbound.attachments.clone(),
-                extra: inbound.extra.clone(),
-                sent_at: inbound.sent_at.map(Micros),
-                received_at: Micros(inbound.received_at),
-                spam: routed.spam,
-                imported: history.is_some(),
-                imported_reason: history.cloned(),
-            },
-        }
     }
 
     fn quarantine(

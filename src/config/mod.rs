@@ -18,6 +18,7 @@ pub use email::EmailConfig;
 mod routing;
 pub use routing::*;
 mod chat;
+mod consent;
 mod form;
 mod hours;
 pub use hours::{Hours, OfficeHours, OpenSpan};

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use super::consent::ConsentMode;
+
 pub use super::language::Language;
 use super::ConfigProblem;
 
@@ -238,6 +240,24 @@ pub struct MessengerConfig {
     /// A lookup that takes longer is given up: the message is journaled without a profile.
     #[serde(default = "default_fetch_profile_timeout_ms")]
     pub fetch_profile_timeout_ms: u64,
+    /// GDPR consent on this page: `off` (default), `implicit` (`consent_text` is sent when a
+    /// visitor first writes; writing is consent) or `explicit` (a visitor's messages are held,
+    /// opening no ticket, until they tap the `consent_agree_label` quick reply under
+    /// `consent_text`).
+    #[serde(default)]
+    pub consent: ConsentMode,
+    /// The consent text (at most 2,000 characters, the Send API's limit); needed unless
+    /// `consent` is `off`.
+    #[serde(default)]
+    pub consent_text: Option<String>,
+    /// The version of `consent_text`: bump it when the text changes. A contact who consented to
+    /// an older version consents again (explicit: asked again, their messages held meanwhile;
+    /// implicit: the new text is sent and recorded at their next message).
+    #[serde(default = "super::consent::default_version")]
+    pub consent_version: u32,
+    /// The quick reply's label (at most 20 characters, Messenger's limit).
+    #[serde(default = "super::consent::default_agree_label")]
+    pub consent_agree_label: String,
 }
 
 fn default_fetch_profile_timeout_ms() -> u64 {
@@ -384,6 +404,7 @@ impl OutboundConfig {
                 );
                 check(!text.trim().is_empty(), path, "must not be empty");
             }
+            page.check_consent(&format!("outbound.messenger.{channel}"), check);
             if let Some(greeting) = &page.greeting {
                 let length = greeting.chars().count();
                 check(

@@ -7,7 +7,8 @@
 //! office `hours`, the outbound templates (`templates_dir`, re-read on every reload) with each
 //! mailbox's wording (company name, From name, signatures, acknowledgements, languages: the
 //! channels', the mailboxes' and `outbound.language`) and forwards
-//! (`forward_to`, `forward_template`), each Messenger page's `greeting`, and `log.filter`.
+//! (`forward_to`, `forward_template`), each Messenger page's `greeting` and consent settings
+//! (`consent`, `consent_text`, `consent_version`, `consent_agree_label`), and `log.filter`.
 
 use super::Config;
 
@@ -67,6 +68,10 @@ impl Config {
         for (channel, page) in &mut outbound.messenger {
             if let Some(next) = new.outbound.messenger.get(channel) {
                 page.greeting = next.greeting.clone();
+                page.consent = next.consent;
+                page.consent_text = next.consent_text.clone();
+                page.consent_version = next.consent_version;
+                page.consent_agree_label = next.consent_agree_label.clone();
             }
         }
         let restart_needed = running.differences(new);

@@ -68,6 +68,7 @@ impl Announcer<'_> {
                 added_identities: Some(resolution.added.clone()),
                 name_added: Some(resolution.name_added),
                 owner: None,
+                consent: None,
             };
             self.push(batch, &contact.id, EventData::ContactUpdated(data))?;
         }

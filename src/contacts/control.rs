@@ -39,6 +39,7 @@ pub fn apply(
                     added_identities: None,
                     name_added: None,
                     owner: Some(owner.clone()),
+                    consent: None,
                 };
                 announce.push(batch, &contact.id, EventData::ContactUpdated(data))?;
                 Outcome::Done(json!({ "contact": contact }))

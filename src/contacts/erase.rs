@@ -58,6 +58,8 @@ pub fn erase(
         batch.remove(key);
         conversations.push(conversation);
     }
+    // Messages held until a consent that never came.
+    journal_seqs.extend(super::consent::drop_held(batch, &contact.id)?);
     // Its tickets stay (with the erased contact's id) but leave its index: an erased contact is
     // never merged, which is all the index is for.
     for key in batch.keys_with_prefix(&keys::contact_tickets(&contact.id))? {
@@ -67,6 +69,7 @@ pub fn erase(
     contact.locale = None;
     contact.owner = None;
     contact.spellings.clear();
+    contact.consent.clear();
     contact.erased = true;
     batch.put(keys::contact(&contact.id), &contact);
     let erased = Erased {

@@ -34,6 +34,14 @@ pub fn absorb(
     if survivor.locale.is_none() {
         survivor.locale = absorbed.locale.take();
     }
+    // Per channel, the consent to the newer text.
+    for (channel, consent) in std::mem::take(&mut absorbed.consent) {
+        let held = survivor.consent.get(&channel);
+        if held.is_none_or(|c| c.version < consent.version) {
+            survivor.consent.insert(channel, consent);
+        }
+    }
+    super::consent::move_held(batch, &absorbed.id, &survivor.id)?;
     let prefix = keys::contact_conversations(&absorbed.id);
     for key in batch.keys_with_prefix(&prefix)? {
         let conversation_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();

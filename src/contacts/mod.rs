@@ -15,12 +15,15 @@
 //!   (built once for a state from before it: [`ticket_index`]);
 //! - `conv_msg/{conversation}\0{seq}` → the journal records of a conversation, for erasure.
 //!
+//! - `consent_held/{contact}\0{channel}\0{seq}` → messages held until the contact consents.
+//!
 //! Files: [`resolve`] (message → contact, the conflict guard), [`merge`] (absorbing a contact),
 //! [`erase`] (erasure and the redaction of journal bodies), [`control`] (applying control
-//! records), [`announce`] (the events each outcome emits), [`ticket_index`] (building the index
+//! records), [`announce`] (the events each outcome emits), [`consent`] (GDPR consent and held messages), [`ticket_index`] (building the index
 //! of tickets by contact once).
 
 pub mod announce;
+pub mod consent;
 pub mod control;
 pub mod erase;
 pub mod merge;

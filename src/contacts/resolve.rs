@@ -143,6 +143,7 @@ fn create(
         owner: None,
         merged_into: None,
         erased: false,
+        consent: BTreeMap::new(),
     };
     for identity in identities {
         // The first of a scope wins, as the strongest identity does elsewhere.

@@ -88,6 +88,7 @@ mod tests {
             owner: None,
             merged_into: merged_into.map(str::to_owned),
             erased,
+            consent: Default::default(),
         }
     }
 

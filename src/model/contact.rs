@@ -38,6 +38,30 @@ pub struct Contact {
     /// The contact was erased: nothing but its id remains.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub erased: bool,
+    /// Their consent to a channel's data-protection text (GDPR), by channel id: the latest they
+    /// gave on each channel that asks for it (`outbound.messenger.<channel>.consent`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consent: BTreeMap<String, Consent>,
+}
+
+/// A contact's consent to one channel's data-protection text, as deskgate recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
+pub struct Consent {
+    /// `implicit` (the text was shown; writing was consent) or `explicit` (they tapped the
+    /// agree button).
+    pub kind: ConsentKind,
+    /// The version of the text they consented to (`consent_version` in the channel's config).
+    pub version: u32,
+    /// When: the time deskgate received the message that gave it.
+    pub at: DateTime<Utc>,
+}
+
+/// How a consent was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentKind {
+    Implicit,
+    Explicit,
 }
 
 impl Contact {

@@ -166,6 +166,9 @@ pub enum Purpose {
     // A customer's mail forwarded to one of its mailbox's members (`forward_to`); a plain
     // comment, as a doc comment would turn the event schemas' simple enum into a `oneOf`.
     Forward,
+    // A Messenger page's GDPR consent text (`outbound.messenger.<channel>.consent`), with the
+    // agree button in explicit mode.
+    Consent,
 }
 
 impl Purpose {

@@ -218,6 +218,7 @@ fn messaging_payload(
         text: request.text.clone(),
         messaging_type: messaging_type.to_owned(),
         tag,
+        quick_replies: Vec::new(),
     })
 }
 
@@ -288,6 +289,53 @@ pub(super) fn new_item(
         created_at: at,
         queue_seq: 0,
     })
+}
+
+/// An automatic text from a Messenger page (instant reply, consent text), as a RESPONSE to the
+/// visitor's message (journal `seq`, received `at`).
+pub(super) struct PageText<'a> {
+    pub seq: u64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub conversation_id: &'a str,
+    pub ticket_id: &'a str,
+    pub channel: &'a str,
+    pub page_id: &'a str,
+    pub psid: &'a str,
+    pub text: &'a str,
+    pub purpose: Purpose,
+    pub quick_replies: Vec<super::QuickReply>,
+}
+
+/// Queues a [`PageText`].
+pub(super) fn queue_page_text(
+    ctx: &Ctx<'_>,
+    batch: &mut StateBatch<'_>,
+    page: PageText<'_>,
+) -> Result<(), StoreError> {
+    let item = OutgoingItem {
+        id: ctx.minter.mint(batch, "outgoing")?,
+        journal_seq: page.seq,
+        conversation_id: page.conversation_id.to_owned(),
+        ticket_id: page.ticket_id.to_owned(),
+        channel: page.channel.to_owned(),
+        purpose: page.purpose,
+        agent_id: None,
+        payload: Payload::Messenger {
+            channel: page.channel.to_owned(),
+            page_id: page.page_id.to_owned(),
+            psid: page.psid.to_owned(),
+            text: page.text.to_owned(),
+            messaging_type: "RESPONSE".to_owned(),
+            tag: None,
+            quick_replies: page.quick_replies,
+        },
+        status: ItemStatus::Pending,
+        attempts: 0,
+        created_at: page.at,
+        queue_seq: 0,
+    };
+    queue(batch, item)?;
+    Ok(())
 }
 
 /// Stores an item and puts it at the end of the sender's queue.

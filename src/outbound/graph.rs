@@ -67,6 +67,7 @@ impl Graph {
                 text,
                 messaging_type,
                 tag,
+                quick_replies,
             } => {
                 let mut body = json!({
                     "recipient": { "id": psid },
@@ -75,6 +76,13 @@ impl Graph {
                 });
                 if let Some(tag) = tag {
                     body["tag"] = json!(tag);
+                }
+                if !quick_replies.is_empty() {
+                    let buttons: Vec<Value> = quick_replies
+                        .iter()
+                        .map(|q| json!({ "content_type": "text", "title": q.title, "payload": q.payload }))
+                        .collect();
+                    body["message"]["quick_replies"] = json!(buttons);
                 }
                 (channel, page_id, body)
             }

@@ -22,6 +22,7 @@
 pub mod apply;
 pub mod automatic;
 pub mod compose;
+pub mod consent;
 pub mod erase;
 pub mod forward;
 pub mod graph;
@@ -252,6 +253,9 @@ pub enum Payload {
         messaging_type: String,
         #[serde(default)]
         tag: Option<String>,
+        /// Quick-reply buttons under the text (the consent request's agree button).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        quick_replies: Vec<QuickReply>,
     },
     Whatsapp {
         channel: String,
@@ -263,6 +267,13 @@ pub enum Payload {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         to_user_id: bool,
     },
+}
+
+/// A Messenger quick reply: a button whose tap comes back as a message carrying `payload`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuickReply {
+    pub title: String,
+    pub payload: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 
 use super::apply::{self, Ctx};
 use super::automatic;
-use super::{policy, ItemStatus, OutgoingItem, Payload, Purpose, ReplyContext, Route};
+use super::{policy, Purpose, ReplyContext, Route};
 use crate::conversations::Threaded;
 use crate::identity;
 use crate::model::{AutomaticKind, AutomaticRequest, Identity, Inbound, MessageKind};
@@ -165,29 +165,19 @@ fn instant_reply(
     let (Some(text), Some(psid)) = (text, &context.channel_user) else {
         return Ok(());
     };
-    let item = OutgoingItem {
-        id: ctx.minter.mint(batch, "outgoing")?,
-        journal_seq: seq,
-        conversation_id: context.conversation_id.clone(),
-        ticket_id: threaded.ticket.id.clone(),
-        channel: context.channel.clone(),
+    let page = apply::PageText {
+        seq,
+        at: inbound.received_at,
+        conversation_id: &context.conversation_id,
+        ticket_id: &threaded.ticket.id,
+        channel: &context.channel,
+        page_id: &config.page_id,
+        psid,
+        text,
         purpose: Purpose::InstantReply,
-        agent_id: None,
-        payload: Payload::Messenger {
-            channel: context.channel.clone(),
-            page_id: config.page_id.clone(),
-            psid: psid.clone(),
-            text: text.clone(),
-            messaging_type: "RESPONSE".to_owned(),
-            tag: None,
-        },
-        status: ItemStatus::Pending,
-        attempts: 0,
-        created_at: inbound.received_at,
-        queue_seq: 0,
+        quick_replies: Vec::new(),
     };
-    apply::queue(batch, item)?;
-    Ok(())
+    apply::queue_page_text(ctx, batch, page)
 }
 
 #[cfg(test)]

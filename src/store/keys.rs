@@ -137,6 +137,37 @@ pub fn contact_ticket(contact: &str, ticket: &str) -> Vec<u8> {
 pub const CONTACT_TICKETS_INDEXED: &[u8] = b"meta/contact_tickets_indexed";
 
 /// Journal seqs of a conversation's messages: `conv_msg/{conversation}` NUL + seq → `()`.
+/// Messages a contact wrote on an explicit-consent channel before consenting, kept until they
+/// do: `consent_held/{contact}` NUL `{channel}` NUL `{seq}` → the [`crate::model::Inbound`].
+pub fn consent_held(contact: &str) -> Vec<u8> {
+    format!("consent_held/{contact}\0").into_bytes()
+}
+
+pub fn consent_held_on(contact: &str, channel: &str) -> Vec<u8> {
+    let mut key = consent_held(contact);
+    key.extend_from_slice(channel.as_bytes());
+    key.push(0);
+    key
+}
+
+pub fn consent_held_message(contact: &str, channel: &str, journal_seq: u64) -> Vec<u8> {
+    let mut key = consent_held_on(contact, channel);
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
+}
+
+/// Journal records of a contact's consent taps, which the message index does not cover:
+/// `consent_tap/{contact}` NUL `{seq}` → `()`, redacted with the contact.
+pub fn consent_taps(contact: &str) -> Vec<u8> {
+    format!("consent_tap/{contact}\0").into_bytes()
+}
+
+pub fn consent_tap(contact: &str, journal_seq: u64) -> Vec<u8> {
+    let mut key = consent_taps(contact);
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
+}
+
 pub fn conversation_messages(conversation: &str) -> Vec<u8> {
     format!("conv_msg/{conversation}\0").into_bytes()
 }

@@ -25,6 +25,7 @@ mod messaging_corpus;
 mod messaging_meta;
 mod messaging_web;
 mod ops;
+mod outbound_consent;
 mod outbound_forward;
 mod outbound_graph;
 mod outbound_language;

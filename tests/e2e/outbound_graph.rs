@@ -15,17 +15,17 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use test_kit::Daemon;
 
-const PAGE_ID: &str = "104857600";
+pub(crate) const PAGE_ID: &str = "104857600";
 const PAGE_TOKEN: &str = "EAAGpage-token";
 const PHONE_ID: &str = "5550001";
 const WA_TOKEN: &str = "EAAGwhatsapp-token";
 
 #[derive(Clone, Default)]
-struct Fake {
+pub(crate) struct Fake {
     /// Every request that passed the checks: (node, body).
-    seen: Arc<Mutex<Vec<(String, Value)>>>,
+    pub(crate) seen: Arc<Mutex<Vec<(String, Value)>>>,
     /// Problems with what deskgate sent; the test fails if any.
-    problems: Arc<Mutex<Vec<String>>>,
+    pub(crate) problems: Arc<Mutex<Vec<String>>>,
     /// WhatsApp calls answered with a transient outage so far.
     outages: Arc<Mutex<u32>>,
     /// Messenger Profile API calls that passed the checks: (method, body).
@@ -150,7 +150,9 @@ fn profile(fake: Fake, version: String, headers: HeaderMap, method: &str, body: 
 }
 
 /// The Send API: `recipient.id`/// The Send API: `recipient.id`, `messaging_type` RESPONSE without a tag or MESSAGE_TAG with
-/// HUMAN_AGENT, `message.text`.
+/// HUMAN_AGENT, `message.text`, and quick replies as Meta documents them when there are any
+/// (1 to 13, each `content_type` `text` with a title of 1 to 20 characters and a payload of 1
+/// to 1,000).
 fn messenger(fake: &Fake, body: Value) -> Answer {
     let psid = body["recipient"]["id"]
         .as_str()
@@ -161,7 +163,21 @@ fn messenger(fake: &Fake, body: Value) -> Answer {
         "MESSAGE_TAG" => body["tag"] == "HUMAN_AGENT",
         _ => false,
     };
-    if psid.is_empty() || !tag_ok || body["message"]["text"].as_str().is_none() {
+    let quick_ok = match body["message"].get("quick_replies") {
+        None => true,
+        Some(Value::Array(replies)) => {
+            (1..=13).contains(&replies.len())
+                && replies.iter().all(|reply| {
+                    let title = reply["title"].as_str().map_or(0, |t| t.chars().count());
+                    let payload = reply["payload"].as_str().map_or(0, str::len);
+                    reply["content_type"] == "text"
+                        && (1..=20).contains(&title)
+                        && (1..=1000).contains(&payload)
+                })
+        }
+        Some(_) => false,
+    };
+    if psid.is_empty() || !tag_ok || !quick_ok || body["message"]["text"].as_str().is_none() {
         return fake.problem(format!("bad Send API payload: {body}"));
     }
     let mut seen = fake.seen.lock().unwrap();
@@ -233,7 +249,7 @@ fn whatsapp(fake: &Fake, body: Value) -> Answer {
     (StatusCode::OK, Json(answer))
 }
 
-async fn start_fake() -> (String, Fake) {
+pub(crate) async fn start_fake() -> (String, Fake) {
     let fake = Fake::default();
     let app = Router::new()
         .route("/{version}/{node}/messages", post(messages))
@@ -248,7 +264,7 @@ async fn start_fake() -> (String, Fake) {
     (format!("http://{addr}/v21.0"), fake)
 }
 
-fn config(dir: &std::path::Path, graph: &str) -> String {
+pub(crate) fn config(dir: &std::path::Path, graph: &str) -> String {
     std::fs::write(dir.join("page-token"), format!("{PAGE_TOKEN}\n")).unwrap();
     std::fs::write(dir.join("wa-token"), WA_TOKEN).unwrap();
     format!(
@@ -307,7 +323,7 @@ async fn reply(
     control_post(client, &url, Some(key), &body).await
 }
 
-async fn wait_outcomes(daemon: &Daemon, n: usize) -> Vec<Value> {
+pub(crate) async fn wait_outcomes(daemon: &Daemon, n: usize) -> Vec<Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let events = daemon.all_events().await;
@@ -550,6 +566,20 @@ async fn the_messenger_greeting_follows_the_config_at_start_and_on_reload() {
         .contains("setting the Messenger greeting failed; retrying"));
 }
 
+/// Runs `deskgate check-config` on `text` (written into `dir`), checks that it refuses the
+/// file and returns what it said.
+pub(crate) fn check_config_refuses(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("refused.toml");
+    std::fs::write(&path, text).unwrap();
+    let output = std::process::Command::new(test_kit::daemon_bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn a_greeting_over_messengers_limit_is_refused_by_check_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -557,15 +587,7 @@ fn a_greeting_over_messengers_limit_is_refused_by_check_config() {
         "instant_reply = ",
         &format!("greeting = \"{}\"\ninstant_reply = ", "a".repeat(161)),
     );
-    let path = dir.path().join("greeting.toml");
-    std::fs::write(&path, text).unwrap();
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = check_config_refuses(dir.path(), &text);
     assert!(
         stderr.contains(
             "outbound.messenger.fb.greeting: must be 1 to 160 characters (Messenger's limit), not 161"

@@ -1,3 +1,4 @@
+mod consenting;
 mod erasing;
 mod merging;
 

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::model::{Contact, Identity};
+use crate::model::{Consent, Contact, Identity};
 
 /// `deskgate.contact.created`: a message came from someone no contact holds.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
@@ -13,8 +13,9 @@ pub struct ContactCreated {
 }
 
 /// `deskgate.contact.updated`: a message added identities or a name to a contact (or told its
-/// new locale, in `contact.locale`), or the control API set its owner. Exactly one of the two shapes: `added_identities` with
-/// `name_added`, or `owner`.
+/// new locale, in `contact.locale`), the control API set its owner, or the contact consented
+/// to a channel's data-protection text. Exactly one of the three shapes: `added_identities`
+/// with `name_added`, `owner`, or `consent`.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct ContactUpdated {
     /// The contact after the change.
@@ -29,6 +30,10 @@ pub struct ContactUpdated {
     /// The owner the control API set, `null` when it cleared it (present only then).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<Option<String>>,
+    /// The consent the contact just gave on the event's channel (present only then; the
+    /// contact's `consent` holds every channel's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<Consent>,
 }
 
 /// `deskgate.contact.merged`: contacts proved to be one person (by a message, or by hand)
