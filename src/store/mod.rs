@@ -560,8 +560,7 @@ fn io_error(error: &fjall::Error) -> Option<&std::io::Error> {
 /// writes the engine does on its own): what a failure it does not name most likely was.
 fn nearly_full(dir: &Path) -> bool {
     nix::sys::statvfs::statvfs(dir).is_ok_and(|fs| {
-        (fs.blocks_available() as u64).saturating_mul(fs.fragment_size() as u64)
-            < 2 * MEMTABLE_BYTES
+        fs.blocks_available().saturating_mul(fs.fragment_size()) < 2 * MEMTABLE_BYTES
     })
 }
 
