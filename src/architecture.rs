@@ -197,6 +197,28 @@ fn files_stay_short() {
     );
 }
 
+/// Each module's file opens with a doc comment saying what it is for (test modules aside:
+/// their tests' names say it).
+#[test]
+fn every_module_says_what_it_is_for() {
+    let silent: Vec<String> = sources()
+        .into_iter()
+        .filter(|path| {
+            let test_module = path.ends_with("tests.rs") || path.ends_with("tests/mod.rs");
+            !test_module
+                && !std::fs::read_to_string(path)
+                    .unwrap()
+                    .trim_start()
+                    .starts_with("//!")
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(
+        silent.is_empty(),
+        "modules without a //! doc comment: {silent:?}"
+    );
+}
+
 /// A function's length, from its `fn` line to the `}` rustfmt puts at the same indentation.
 #[test]
 fn production_functions_stay_short() {
