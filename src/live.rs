@@ -34,7 +34,7 @@ impl Live {
     /// Compiles a validated config. `previous` lends its rate limiters (and their clients'
     /// counts) to channels whose limits did not change.
     pub fn compile(config: &Config, previous: Option<&Live>) -> Result<Live, String> {
-        let planner = Planner::new(&config.outbound)?.with_channel_languages(&config.channels);
+        let planner = Planner::new(&config.outbound)?.with_channels(&config.channels);
         let rate_limits = match previous {
             Some(previous) => previous.rate_limits.reconfigured(&config.channels),
             None => RateLimits::new(&config.channels),

@@ -27,7 +27,7 @@ use crate::model::{AutomaticKind, AutomaticRequest, Inbound, Position, Quarantin
 use crate::outbound::{self, Planner};
 use crate::routing::RuleSet;
 use crate::store::{keys, Blobs, StateBatch, Store, StoreError, WriteGate};
-use crate::tickets::{self, RequestedAction};
+use crate::tickets::{self, Followups, RequestedAction};
 
 mod consent;
 mod message;
@@ -302,10 +302,10 @@ impl Processor {
                 }
                 let (minter, outbox) = (&self.minter, &self.outbox);
                 tickets::forget_closed(&live.rules, batch, minter, control.at)?;
-                let actions =
+                let followups =
                     tickets::apply_control(&live.rules, batch, minter, outbox, seq, control)?;
                 let ctx = self.outbound_ctx(live);
-                Self::request_actions(&ctx, batch, (seq, control.at), &actions)
+                Self::follow_up(&ctx, batch, (seq, control.at), &followups)
             }
             Record::Event(event) => crate::delivery::apply(batch, &self.outbox, seq, event),
             Record::Outbound(outbound) => {
@@ -321,7 +321,7 @@ impl Processor {
                     at,
                     &replied.conversation_id,
                 )?;
-                Self::request_actions(&ctx, batch, (seq, at), &effect.actions)
+                Self::follow_up(&ctx, batch, (seq, at), &effect.followups)
             }
         }
     }
@@ -434,7 +434,23 @@ impl Processor {
         }
         outbound::observe::inbound(&ctx, batch, (seq, quiet), inbound, &threaded)?;
         let origin = (seq, inbound.received_at);
-        Self::request_actions(&ctx, batch, origin, &routed.actions)
+        Self::follow_up(&ctx, batch, origin, &routed.followups)
+    }
+
+    /// Carries out what a tickets step left for outbound, in the same step so that it happens
+    /// exactly once: its status-reached actions, then the transcripts of the chat
+    /// conversations it closed.
+    fn follow_up(
+        ctx: &outbound::apply::Ctx<'_>,
+        batch: &mut StateBatch<'_>,
+        origin: (u64, DateTime<Utc>),
+        followups: &Followups,
+    ) -> Result<(), StoreError> {
+        Self::request_actions(ctx, batch, origin, &followups.actions)?;
+        for conversation in &followups.closed {
+            outbound::transcript::conversation_closed(ctx, batch, origin, conversation)?;
+        }
+        Ok(())
     }
 
     /// Turns the status-reached actions a message or a control command led to (acknowledge

@@ -28,7 +28,7 @@ mod meta;
 mod secret;
 pub use secret::{read_secret_file, secret_path};
 
-pub use chat::{ChatConfig, RateLimitConfig};
+pub use chat::{validate_transcripts, ChatConfig, RateLimitConfig, TranscriptConfig};
 pub use form::{FormConfig, FormFields, TICKET_PROPERTIES};
 pub use meta::MetaConfig;
 pub mod imap;

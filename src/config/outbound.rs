@@ -22,7 +22,7 @@ use super::ConfigProblem;
 pub struct OutboundConfig {
     /// A directory whose `{name}.subject`, `{name}.txt` and `{name}.html` files replace the
     /// shipped templates of the same name (`ticket_received`, `ticket_closed`, `forward`,
-    /// `internal_notification`, and the words `from_name`, `reply_subject`) in every language,
+    /// `internal_notification`, `chat_transcript`, the words `from_name`, `reply_subject`) in every language,
     /// or add new ones; files in its `en/` and `fr/` folders do so for that language only.
     pub templates_dir: Option<PathBuf>,
     /// The most automatic mails (acknowledgements, notifications) one recipient gets per hour.

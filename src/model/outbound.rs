@@ -169,6 +169,9 @@ pub enum Purpose {
     // A Messenger page's GDPR consent text (`outbound.messenger.<channel>.consent`), with the
     // agree button in explicit mode.
     Consent,
+    // A chat conversation's transcript, mailed to the visitor when it closes
+    // (`channels.<id>.chat.transcript`).
+    Transcript,
 }
 
 impl Purpose {

@@ -158,7 +158,7 @@ fn reply(
                 Err(reason) => return Ok(refused(reason)),
             }
         }
-        Route::Chat => return hand_to_chat(ctx, batch, &conversation, request),
+        Route::Chat => return hand_to_chat(ctx, batch, seq, &conversation, request),
     };
     let item = new_item(
         ctx,
@@ -233,12 +233,15 @@ fn route_config<'a, T>(
 }
 
 /// Chat replies go to the widget's backend as an event: deskgate holds no visitor socket.
+/// The reply is kept for the conversation's transcript, when its channel mails one.
 fn hand_to_chat(
     ctx: &Ctx<'_>,
     batch: &mut StateBatch<'_>,
+    seq: u64,
     conversation: &Conversation,
     request: &ReplyRequest,
 ) -> Result<RequestOutcome, StoreError> {
+    super::transcript::agent_wrote(ctx, batch, seq, conversation, request)?;
     let message_id = ctx.minter.mint(batch, "chat_reply")?;
     let data = OutboundChatMessage {
         message_id: message_id.clone(),

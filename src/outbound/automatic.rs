@@ -58,7 +58,7 @@ pub(super) fn request_mail(
         ));
     };
     let to = to.trim().to_lowercase();
-    if let Some(reason) = automatic_blocked(batch, request.kind, &context, &to)? {
+    if let Some(reason) = blocked(batch, request.kind, &context, &to)? {
         return suppress(ctx, batch, &conversation, request, &to, reason);
     }
     let id = next_message_id(ctx, batch, &mailbox, &conversation.id)?;
@@ -132,7 +132,7 @@ pub(super) fn announce_refused(
 }
 
 /// Why this recipient must not get this automatic mail, if it must not.
-fn automatic_blocked(
+pub(super) fn blocked(
     batch: &StateBatch<'_>,
     kind: AutomaticKind,
     context: &ReplyContext,
@@ -155,7 +155,8 @@ fn automatic_blocked(
     Ok(None)
 }
 
-fn suppress(
+/// Announces an automatic mail not sent to `to`, and why, as `deskgate.outbound.suppressed`.
+pub(super) fn suppress(
     ctx: &Ctx<'_>,
     batch: &mut StateBatch<'_>,
     conversation: &Conversation,

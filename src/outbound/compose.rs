@@ -60,7 +60,7 @@ fn reply_subject(
 }
 
 /// The subject with the ticket's tag (`[#1042] Re: Printer`), unless it has it already.
-fn tagged(planner: &Planner, context: &ReplyContext, subject: String) -> String {
+pub(super) fn tagged(planner: &Planner, context: &ReplyContext, subject: String) -> String {
     match context.ticket_number {
         Some(number) => {
             let tag = planner.ticket_tag(number);

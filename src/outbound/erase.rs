@@ -1,6 +1,6 @@
 //! What an erased contact leaves in outbound's state: the reply context of each of its
-//! conversations (the customer's address, name and platform id) and the outgoing messages on
-//! them (recipient and content). Also what a forgotten conversation leaves there
+//! conversations (the customer's address, name and platform id), the chat messages kept for
+//! their transcripts, and the outgoing messages on them (recipient and content). Also what a forgotten conversation leaves there
 //! ([`drop_conversation`]: a deleted ticket, purged spam, a closed ticket past retention).
 //!
 //! Called by the processor in the step that erases the contact. Outgoing messages keep their
@@ -24,6 +24,7 @@ pub fn forget_conversations(
     let mut blanked = 0;
     for conversation in conversations {
         batch.remove(keys::reply_context(conversation));
+        super::transcript::drop_kept(batch, conversation)?;
         let prefix = keys::conversation_outgoing(conversation);
         for key in batch.keys_with_prefix(&prefix)? {
             let item_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
@@ -39,12 +40,13 @@ pub fn forget_conversations(
 }
 
 /// Removes what outbound keeps about a conversation that deskgate forgets: its reply context,
-/// its Message-ID counter, and its outgoing messages that are done (sent, failed or
+/// its Message-ID counter, what is kept for its transcript, and its outgoing messages that are done (sent, failed or
 /// suppressed). One still pending or in flight stays, so the sender finishes it and records
 /// the outcome; only its place in the conversation's index goes.
 pub fn drop_conversation(batch: &mut StateBatch<'_>, conversation: &str) -> Result<(), StoreError> {
     batch.remove(keys::reply_context(conversation));
     batch.remove(keys::message_id_counter(conversation));
+    super::transcript::drop_kept(batch, conversation)?;
     let prefix = keys::conversation_outgoing(conversation);
     for key in batch.keys_with_prefix(&prefix)? {
         let item_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();

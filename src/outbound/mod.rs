@@ -33,6 +33,7 @@ pub mod profile;
 pub mod sender;
 pub mod smtp;
 pub mod templates;
+pub mod transcript;
 
 use std::collections::BTreeMap;
 
@@ -65,6 +66,8 @@ pub struct Planner {
     /// `outbound.language`, and each channel's `language` where it has one.
     language: Language,
     channel_languages: BTreeMap<String, Language>,
+    /// Chat channels that mail transcripts (`[channels.<id>.chat.transcript]`).
+    pub(crate) transcripts: BTreeMap<String, transcript::Settings>,
 }
 
 impl Planner {
@@ -117,14 +120,20 @@ impl Planner {
             ticket_tag: config.ticket_tag.clone(),
             language: config.language,
             channel_languages: BTreeMap::new(),
+            transcripts: BTreeMap::new(),
         })
     }
 
-    /// Takes each channel's `language` (`[channels.<id>]`), which comes before its mailbox's.
-    pub fn with_channel_languages(mut self, channels: &BTreeMap<String, ChannelConfig>) -> Planner {
+    /// Takes each channel's `language` (`[channels.<id>]`), which comes before its mailbox's,
+    /// and each chat channel's transcript settings.
+    pub fn with_channels(mut self, channels: &BTreeMap<String, ChannelConfig>) -> Planner {
         self.channel_languages = channels
             .iter()
             .filter_map(|(id, channel)| Some((id.clone(), channel.language?)))
+            .collect();
+        self.transcripts = channels
+            .iter()
+            .filter_map(|(id, channel)| Some((id.clone(), transcript::Settings::of(channel)?)))
             .collect();
         self
     }

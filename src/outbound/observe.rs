@@ -1,7 +1,7 @@
 //! What the processor tells outbound about each customer message: who to answer and how
 //! (addresses, threading headers, window times), bounces that suppress an address, and the
 //! automatic sends a message starts (acknowledgement of a new ticket, forwards to a mailbox's
-//! members, Messenger instant reply).
+//! members, Messenger instant reply), and the chat messages kept for a transcript.
 
 use super::apply::{self, Ctx};
 use super::automatic;
@@ -49,6 +49,7 @@ pub fn inbound(
     if quiet {
         return Ok(());
     }
+    super::transcript::customer_wrote(ctx, batch, seq, inbound, conversation)?;
     match ctx.planner.route(&conversation.channel) {
         Some(Route::Email { mailbox }) if threaded.new_ticket => {
             let config = ctx.planner.mailboxes.get(mailbox);

@@ -22,6 +22,14 @@ use crate::config::outbound::Language;
 /// named `{language}/{file}`.
 const SHIPPED: &[(&str, &str)] = &[
     (
+        "en/chat_transcript.subject",
+        include_str!("../../config/templates/en/chat_transcript.subject"),
+    ),
+    (
+        "en/chat_transcript.txt",
+        include_str!("../../config/templates/en/chat_transcript.txt"),
+    ),
+    (
         "en/forward.html",
         include_str!("../../config/templates/en/forward.html"),
     ),
@@ -68,6 +76,14 @@ const SHIPPED: &[(&str, &str)] = &[
     (
         "en/ticket_received.txt",
         include_str!("../../config/templates/en/ticket_received.txt"),
+    ),
+    (
+        "fr/chat_transcript.subject",
+        include_str!("../../config/templates/fr/chat_transcript.subject"),
+    ),
+    (
+        "fr/chat_transcript.txt",
+        include_str!("../../config/templates/fr/chat_transcript.txt"),
     ),
     (
         "fr/forward.html",

@@ -178,6 +178,22 @@ pub fn conversation_message(conversation: &str, journal_seq: u64) -> Vec<u8> {
     key
 }
 
+/// The transcript kept for an open chat conversation until it closes: its counts
+/// (`transcript/{conversation}`) and its lines (`transcript_line/{conversation}` NUL `{seq}`).
+pub fn transcript(conversation: &str) -> Vec<u8> {
+    format!("transcript/{conversation}").into_bytes()
+}
+
+pub fn transcript_lines(conversation: &str) -> Vec<u8> {
+    format!("transcript_line/{conversation}\0").into_bytes()
+}
+
+pub fn transcript_line(conversation: &str, journal_seq: u64) -> Vec<u8> {
+    let mut key = transcript_lines(conversation);
+    key.extend_from_slice(&journal_seq.to_be_bytes());
+    key
+}
+
 /// Outgoing messages on a conversation: `conv_out/{conversation}` NUL `{item}` → `()`, so that
 /// erasing its contact finds them.
 pub fn conversation_outgoing(conversation: &str) -> Vec<u8> {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::messages::fire;
 use super::ops::{Cause, Moved};
 use super::state::{get_or_default, SpamList};
-use super::{RequestedAction, Step};
+use super::{Followups, Step};
 use crate::config::TeamConfig;
 use crate::conversations::Conversation;
 use crate::events::data::StatusTrigger;
@@ -31,8 +31,9 @@ pub(super) fn not_found(what: &str, id: &str) -> Refusal {
     Refusal::NotFound(format!("no {what} {id:?}"))
 }
 
-/// Applies one control record and stores its outcome. Returns the status-reached actions it
-/// decided on (closing a ticket can notify someone), for outbound.
+/// Applies one control record and stores its outcome. Returns what outbound carries out in
+/// the same step: the status-reached actions it decided on (closing a ticket can notify
+/// someone) and the conversations it closed.
 pub fn apply_control(
     rules: &RuleSet,
     batch: &mut StateBatch<'_>,
@@ -40,7 +41,7 @@ pub fn apply_control(
     outbox: &OutboxWriter,
     seq: u64,
     record: &ControlRecord,
-) -> Result<Vec<RequestedAction>, StoreError> {
+) -> Result<Followups, StoreError> {
     let mut step = Step {
         batch,
         rules,
@@ -49,6 +50,7 @@ pub fn apply_control(
         conversation: None,
         events: Vec::new(),
         actions: Vec::new(),
+        closed: Vec::new(),
     };
     step.purge_expired_spam()?;
     let savepoint = step.batch.savepoint();
@@ -59,15 +61,15 @@ pub fn apply_control(
             // A refused command leaves nothing behind.
             step.batch.rollback_to(savepoint);
             step.events.clear();
-            step.actions.clear();
+            step.followups();
             ControlOutcome::Refused(refusal)
         }
     };
     let events = std::mem::take(&mut step.events);
-    let actions = std::mem::take(&mut step.actions);
+    let followups = step.followups();
     batch.put(keys::control_outcome(seq), &outcome);
     super::push_events(outbox, batch, record.at, &events)?;
-    Ok(actions)
+    Ok(followups)
 }
 
 impl Step<'_, '_> {

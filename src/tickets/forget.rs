@@ -45,6 +45,7 @@ pub fn forget_closed(
         conversation: None,
         events: Vec::new(),
         actions: Vec::new(),
+        closed: Vec::new(),
     };
     let mut forgotten = 0;
     for key in due {

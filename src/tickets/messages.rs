@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::ops::Cause;
 
-use super::{RequestedAction, Step};
+use super::{Followups, Step};
 use crate::config::{ClosedReply, CUSTOMER_REPLIED_TARGET};
 use crate::conversations::Threaded;
 use crate::events::data::{
@@ -23,8 +23,8 @@ use crate::store::{keys, StateBatch, StoreError};
 pub struct Routed {
     /// Events that follow the message's own event, in order.
     pub events: Vec<EventDraft>,
-    /// Status-reached actions for outbound to carry out.
-    pub actions: Vec<RequestedAction>,
+    /// Status-reached actions and conversations closed, for outbound to carry out.
+    pub followups: Followups,
     /// The channel does not open tickets: the message is a conversation event only.
     pub ticketless: bool,
     /// The sender was marked as spam.
@@ -93,6 +93,7 @@ pub fn after_threading(
         conversation: Some(threaded.conversation.id.clone()),
         events: Vec::new(),
         actions: Vec::new(),
+        closed: Vec::new(),
     };
     if step.purge_expired_spam()? {
         // The purge may have changed the ticket the message is on (dropped a conversation).
@@ -128,9 +129,10 @@ pub fn after_threading(
     } else if !threaded.ticket.routing.ticketless && !spam && !history {
         on_reply(&mut step, channel, inbound, threaded)?;
     }
+    let followups = step.followups();
     Ok(Routed {
         events: step.events,
-        actions: step.actions,
+        followups,
         ticketless: threaded.ticket.routing.ticketless,
         spam,
         ignored,

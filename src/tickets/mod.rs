@@ -63,6 +63,17 @@ pub(crate) struct Step<'s, 'b> {
     pub conversation: Option<String>,
     pub events: Vec<EventDraft>,
     pub actions: Vec<RequestedAction>,
+    /// Conversations this step closed, in order.
+    pub closed: Vec<String>,
+}
+
+/// What a step leaves for outbound to carry out in the same step, so that it happens exactly
+/// once: status-reached actions, and the transcripts of the chat conversations it closed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Followups {
+    pub actions: Vec<RequestedAction>,
+    /// Conversations closed, in order (`outbound::transcript` mails chat transcripts).
+    pub closed: Vec<String>,
 }
 
 /// A status-reached action (`[[routing.pipelines.<id>.actions]]`) that a step decided on, for
@@ -85,6 +96,14 @@ pub struct RequestedAction {
 }
 
 impl Step<'_, '_> {
+    /// Takes what the step leaves for outbound.
+    fn followups(&mut self) -> Followups {
+        Followups {
+            actions: std::mem::take(&mut self.actions),
+            closed: std::mem::take(&mut self.closed),
+        }
+    }
+
     fn emit(&mut self, subject: &str, channel: Option<&str>, data: EventData) {
         self.events.push(EventDraft::new(subject, channel, data));
     }

@@ -276,6 +276,9 @@ impl Step<'_, '_> {
         }
         bookkeeping.closed = closed;
         self.save_conversation_state(conversation, &bookkeeping);
+        if closed {
+            self.closed.push(conversation.to_owned());
+        }
         self.emit(&ticket.id, Some(&ticket.channel), data);
         Ok(())
     }

@@ -6,7 +6,7 @@ use crate::events::data::StatusTrigger;
 use chrono::{DateTime, Utc};
 
 use super::messages::fire;
-use super::{RequestedAction, Step};
+use super::{Followups, Step};
 use crate::conversations::Conversation;
 use crate::events::OutboxWriter;
 use crate::ids::Minter;
@@ -19,8 +19,9 @@ use crate::store::{keys, StateBatch, StoreError};
 pub struct ReplyEffect {
     /// The ticket's status moved.
     pub fired: bool,
-    /// Actions of the status reached, for outbound to carry out in the same step.
-    pub actions: Vec<RequestedAction>,
+    /// Actions of the status reached and conversations closed, for outbound to carry out in
+    /// the same step.
+    pub followups: Followups,
 }
 
 /// Fires `agent_emailed` for an agent's reply sent on `conversation_id`. The ticket is the
@@ -49,6 +50,7 @@ pub fn agent_replied(
         conversation: Some(conversation.id.clone()),
         events: Vec::new(),
         actions: Vec::new(),
+        closed: Vec::new(),
     };
     if ticket.routing.ticketless || !ticket.conversations.contains(&conversation.id) {
         return Ok(ReplyEffect::default());
@@ -57,7 +59,8 @@ pub fn agent_replied(
     if fired {
         step.save_ticket(&mut ticket);
     }
-    let (events, actions) = (step.events, step.actions);
+    let followups = step.followups();
+    let events = step.events;
     super::push_events(outbox, batch, at, &events)?;
-    Ok(ReplyEffect { fired, actions })
+    Ok(ReplyEffect { fired, followups })
 }

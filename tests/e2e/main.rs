@@ -10,6 +10,7 @@
 
 mod api;
 mod chat_availability;
+mod chat_transcript;
 mod contacts;
 mod crash;
 mod disk_full;
