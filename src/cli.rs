@@ -16,8 +16,11 @@ use crate::config::{Config, EmailConfig};
 /// Prints what a state directory holds (see [`crate::store::census`]).
 pub fn inspect_state(dir: &Path) -> ExitCode {
     // Opening would create an empty database where there is none.
-    if !dir.join("db").is_file() {
-        eprintln!("{} holds no deskgate state (no db file)", dir.display());
+    if !crate::store::Store::holds_state(dir) {
+        eprintln!(
+            "{} holds no deskgate state (no deskgate-state marker and fjall/ database)",
+            dir.display()
+        );
         return ExitCode::FAILURE;
     }
     let census = crate::store::Store::open(dir).and_then(|store| store.census());

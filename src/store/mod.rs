@@ -171,6 +171,12 @@ pub struct JournalItem {
 }
 
 impl Store {
+    /// Whether `dir` holds a deskgate state directory of this version (its marker and database),
+    /// so that a tool can open it without creating or migrating one.
+    pub fn holds_state(dir: &Path) -> bool {
+        dir.join(MARKER).is_file() && dir.join(DB_DIR).is_dir()
+    }
+
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         Store::open_with(dir, crate::config::DEFAULT_CACHE_CAPACITY_BYTES)
     }
