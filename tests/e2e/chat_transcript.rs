@@ -3,7 +3,8 @@
 //! through the control API, or with its ticket), from the channel's transcript address, with
 //! every visitor message and agent chat reply in order; a French channel writes it in French;
 //! no email means no mail; closing twice, reopening without news and a kill -9 right after the
-//! close still send one; check-config names a bad transcript table by its path.
+//! close still send one; erasing the visitor's contact drops what was kept for the transcript;
+//! check-config names a bad transcript table by its path.
 
 use std::time::Duration;
 
@@ -357,6 +358,61 @@ async fn closing_again_or_crashing_after_the_close_sends_one_transcript() {
     let second = text_body(to_dee[1]);
     assert!(second.contains("Second question."), "{second}");
     assert!(!second.contains("First question."), "{second}");
+}
+
+/// The keys under each prefix of the state keyspace on disk (`deskgate inspect state`, run
+/// on the stopped daemon's state directory).
+fn state_census(desk: &Desk) -> Value {
+    let output = std::process::Command::new(test_kit::daemon_bin())
+        .args(["inspect", "state"])
+        .arg(desk._dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let census: Value = serde_json::from_slice(&output.stdout).unwrap();
+    census["trees"]["state"].clone()
+}
+
+/// Erasing the visitor's contact drops what deskgate kept for the transcript (the state on
+/// disk has no transcript keys left), and closing the conversation afterwards mails nothing.
+#[tokio::test]
+async fn erasing_the_visitor_drops_the_kept_transcript_and_mails_nothing() {
+    let mut desk = start().await;
+    let gus = json!({"name": "Gus", "email": "gus@example.com"});
+    desk.visitor_says("web", "v-gus", "1", "My secret question.", gus)
+        .await;
+    let (conversation, _) = desk.conversation_of("v-gus").await;
+    desk.agent_replies(&conversation, "r1", "My answer.").await;
+    desk.daemon.settled().await;
+    desk.daemon.terminate();
+    let kept = state_census(&desk);
+    assert_eq!(kept["transcript_line/"]["keys"], 2, "{kept}");
+    desk.daemon.restart().await;
+
+    let events = desk.daemon.all_events().await;
+    let created = of_type(&events, "deskgate.ticket.created");
+    let contact = created[0]["data"]["ticket"]["contact_id"].as_str().unwrap();
+    let (status, body) = (desk.daemon)
+        .control(TOKEN, "DELETE", &format!("/v1/control/contacts/{contact}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    desk.daemon.settled().await;
+    desk.daemon.terminate();
+    let kept = state_census(&desk);
+    for prefix in ["transcript/", "transcript_line/"] {
+        assert!(kept.get(prefix).is_none(), "{prefix} left: {kept}");
+    }
+    desk.daemon.restart().await;
+    desk.close(&conversation, "close-erased").await;
+
+    desk.visitor_says("web", "v-hal", "1", "Marker.", json!({"email": "hal@example.com"}))
+        .await;
+    let (marker, _) = desk.conversation_of("v-hal").await;
+    desk.close(&marker, "close-marker").await;
+    desk.transcripts_sent(1).await;
+    let mails = desk.smtpd.wait_for(1, WAIT).await;
+    assert_eq!(mails.len(), 1, "only the marker's transcript");
+    assert_eq!(header(&mails[0], "To").unwrap(), "hal@example.com");
 }
 
 /// check-config names each bad transcript setting by its path.
