@@ -108,7 +108,11 @@ impl TranscriptConfig {
             "from_name",
             "must be one non-empty line".to_owned(),
         );
-        check(self.max_messages > 0, "max_messages", "must be > 0".to_owned());
+        check(
+            self.max_messages > 0,
+            "max_messages",
+            "must be > 0".to_owned(),
+        );
         check(self.max_bytes > 0, "max_bytes", "must be > 0".to_owned());
         problems
     }

@@ -181,3 +181,48 @@ fn the_event_source_is_the_configured_uri_or_the_instance_urn() {
     events.source = Some("https://desk.example.com/deskgate/".to_owned());
     assert_eq!(events.source(id), "https://desk.example.com/deskgate");
 }
+
+/// A chat transcript's table is checked field by field and its mailbox against
+/// `[outbound.mailboxes]`; a valid one passes.
+#[test]
+fn chat_transcripts_are_checked_with_their_paths() {
+    let config = Config::parse(
+        r#"
+        [channels.talk]
+        kind = "chat"
+        [channels.talk.chat.transcript]
+        from = "chat at acme"
+        from_name = " "
+        mailbox = "ghost"
+        max_messages = 0
+        max_bytes = 0
+        [channels.fine]
+        kind = "chat"
+        chat = { transcript = { from = "chat@acme.test", mailbox = "support" } }
+        [outbound.mailboxes.support]
+        address = "support@acme.test"
+        company_name = "Acme"
+        [outbound.mailboxes.support.smtp]
+        host = "127.0.0.1"
+        tls = "plain"
+        "#,
+    )
+    .expect("parses");
+    let problems: Vec<String> = config.validate().iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "channels.talk.chat.transcript.from: \"chat at acme\" is not an email address",
+            "channels.talk.chat.transcript.from_name: must be one non-empty line",
+            "channels.talk.chat.transcript.max_messages: must be > 0",
+            "channels.talk.chat.transcript.max_bytes: must be > 0",
+            "channels.talk.chat.transcript.mailbox: names mailbox \"ghost\", which is not in \
+             [outbound.mailboxes] (transcripts are sent through a mailbox's SMTP server)",
+        ]
+    );
+    let missing = Config::parse("[channels.talk]\nkind = \"chat\"\nchat = { transcript = {} }\n");
+    assert!(
+        missing.is_err_and(|p| p.message.contains("missing field `from`")),
+        "from is required"
+    );
+}

@@ -95,7 +95,10 @@ impl Config {
         problems.extend(self.routing.validate(&self.channels));
         problems.extend(self.outbound.validate(self.channels.keys()));
         problems.extend(self.outbound.validate_forwarding(&self.routing));
-        problems.extend(validate_transcripts(&self.channels, &self.outbound.mailboxes));
+        problems.extend(validate_transcripts(
+            &self.channels,
+            &self.outbound.mailboxes,
+        ));
         self.contacts.validate(&mut problems);
         if self.state.cache_capacity_bytes < 1024 * 1024 {
             problems.push(ConfigProblem {

@@ -177,7 +177,10 @@ pub fn conversation_closed(
         return Ok(());
     };
     let Some(to) = context.customer_email.clone() else {
-        tracing::debug!(conversation = conversation_id, "no transcript: no visitor email");
+        tracing::debug!(
+            conversation = conversation_id,
+            "no transcript: no visitor email"
+        );
         return Ok(());
     };
     let request = AutomaticRequest {
@@ -202,7 +205,10 @@ pub fn conversation_closed(
         }
         Err(reason) => refused(reason),
     };
-    let about = (conversation.ticket_id.as_str(), conversation.channel.as_str());
+    let about = (
+        conversation.ticket_id.as_str(),
+        conversation.channel.as_str(),
+    );
     automatic::announce_refused(ctx, batch, seq, &request, about, outcome).map(|_| ())
 }
 

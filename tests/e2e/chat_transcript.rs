@@ -26,6 +26,7 @@ kind = "chat"
 from = "chat@acme.test"
 from_name = "Acme Chat"
 mailbox = "support"
+max_messages = 3
 
 [channels.web_fr]
 kind = "chat"
@@ -176,18 +177,28 @@ fn subject(raw: &[u8]) -> String {
 }
 
 /// The visitor's messages and the agent's chat reply reach the visitor in one mail from the
-/// transcript address, in order, when the conversation is closed through the control API;
-/// the ticket store sees the mail as a `deskgate.outbound.sent` with purpose `transcript`.
+/// transcript address, in order, when the conversation is closed through the control API; a
+/// message past `max_messages` is left out and the mail says so; the ticket store sees the
+/// mail as a `deskgate.outbound.sent` with purpose `transcript`.
 #[tokio::test]
 async fn a_closed_chat_mails_its_transcript_to_the_visitor_once() {
     let desk = start().await;
     let ana = json!({"name": "Ana Lopez", "email": "Ana@Example.com"});
-    desk.visitor_says("web", "v-ana", "1", "My order has not arrived.", ana.clone())
-        .await;
+    desk.visitor_says(
+        "web",
+        "v-ana",
+        "1",
+        "My order has not arrived.",
+        ana.clone(),
+    )
+    .await;
     let (conversation, ticket) = desk.conversation_of("v-ana").await;
     desk.agent_replies(&conversation, "r1", "It ships today.")
         .await;
     desk.visitor_says("web", "v-ana", "2", "Thanks!", json!({}))
+        .await;
+    // Past the channel's max_messages = 3: counted, not kept.
+    desk.visitor_says("web", "v-ana", "3", "P.S. one more thing", json!({}))
         .await;
     desk.close(&conversation, "close-1").await;
 
@@ -210,10 +221,18 @@ async fn a_closed_chat_mails_its_transcript_to_the_visitor_once() {
     ];
     let at: Vec<usize> = order
         .iter()
-        .map(|line| text.find(line).unwrap_or_else(|| panic!("{line:?} in {text}")))
+        .map(|line| {
+            text.find(line)
+                .unwrap_or_else(|| panic!("{line:?} in {text}"))
+        })
         .collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "in order: {text}");
     assert!(text.contains("(times in UTC)"), "{text}");
+    assert!(!text.contains("P.S."), "{text}");
+    assert!(
+        text.contains("The transcript stops here: 1 later message is not included."),
+        "{text}"
+    );
 
     let sent = desk.transcripts_sent(1).await;
     let data = &sent[0]["data"];
@@ -238,7 +257,9 @@ async fn a_french_channel_mails_a_french_transcript_when_the_ticket_closes() {
     let (conversation, ticket) = desk.conversation_of("v-lea").await;
     desk.agent_replies(&conversation, "r1", "Je vous écoute.")
         .await;
-    let url = desk.daemon.url(&format!("/v1/control/tickets/{ticket}/status"));
+    let url = desk
+        .daemon
+        .url(&format!("/v1/control/tickets/{ticket}/status"));
     let response = (desk.client.put(url).bearer_auth(TOKEN))
         .header("Idempotency-Key", "status-1")
         .json(&json!({"status": "closed"}))
@@ -263,8 +284,14 @@ async fn a_french_channel_mails_a_french_transcript_when_the_ticket_closes() {
 #[tokio::test]
 async fn no_email_or_no_transcript_table_means_no_mail() {
     let desk = start().await;
-    desk.visitor_says("web", "v-anon", "1", "Just looking.", json!({"name": "Anon"}))
-        .await;
+    desk.visitor_says(
+        "web",
+        "v-anon",
+        "1",
+        "Just looking.",
+        json!({"name": "Anon"}),
+    )
+    .await;
     let (anonymous, _) = desk.conversation_of("v-anon").await;
     desk.agent_replies(&anonymous, "r1", "Welcome!").await;
     desk.close(&anonymous, "close-anon").await;
@@ -274,8 +301,14 @@ async fn no_email_or_no_transcript_table_means_no_mail() {
     let (plain, _) = desk.conversation_of("v-plain").await;
     desk.close(&plain, "close-plain").await;
 
-    desk.visitor_says("web", "v-cy", "1", "Last one.", json!({"email": "cy@example.com"}))
-        .await;
+    desk.visitor_says(
+        "web",
+        "v-cy",
+        "1",
+        "Last one.",
+        json!({"email": "cy@example.com"}),
+    )
+    .await;
     let (marker, _) = desk.conversation_of("v-cy").await;
     desk.close(&marker, "close-marker").await;
     let sent = desk.transcripts_sent(1).await;
@@ -286,7 +319,10 @@ async fn no_email_or_no_transcript_table_means_no_mail() {
     let events = desk.daemon.all_events().await;
     let about = |conversation: &str| {
         events.iter().any(|e| {
-            e["type"].as_str().unwrap().starts_with("deskgate.outbound.")
+            e["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("deskgate.outbound.")
                 && e["data"]["conversation_id"] == conversation
         })
     };
@@ -329,8 +365,14 @@ async fn closing_again_or_crashing_after_the_close_sends_one_transcript() {
     desk.close(&conversation, "close-3").await;
 
     // The marker: another visitor's transcript, queued after everything above.
-    desk.visitor_says("web", "v-eve", "1", "Marker.", json!({"email": "eve@example.com"}))
-        .await;
+    desk.visitor_says(
+        "web",
+        "v-eve",
+        "1",
+        "Marker.",
+        json!({"email": "eve@example.com"}),
+    )
+    .await;
     let (marker, _) = desk.conversation_of("v-eve").await;
     desk.close(&marker, "close-marker").await;
     desk.transcripts_sent(2).await;
@@ -393,7 +435,12 @@ async fn erasing_the_visitor_drops_the_kept_transcript_and_mails_nothing() {
     let created = of_type(&events, "deskgate.ticket.created");
     let contact = created[0]["data"]["ticket"]["contact_id"].as_str().unwrap();
     let (status, body) = (desk.daemon)
-        .control(TOKEN, "DELETE", &format!("/v1/control/contacts/{contact}"), None)
+        .control(
+            TOKEN,
+            "DELETE",
+            &format!("/v1/control/contacts/{contact}"),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     desk.daemon.settled().await;
@@ -405,8 +452,14 @@ async fn erasing_the_visitor_drops_the_kept_transcript_and_mails_nothing() {
     desk.daemon.restart().await;
     desk.close(&conversation, "close-erased").await;
 
-    desk.visitor_says("web", "v-hal", "1", "Marker.", json!({"email": "hal@example.com"}))
-        .await;
+    desk.visitor_says(
+        "web",
+        "v-hal",
+        "1",
+        "Marker.",
+        json!({"email": "hal@example.com"}),
+    )
+    .await;
     let (marker, _) = desk.conversation_of("v-hal").await;
     desk.close(&marker, "close-marker").await;
     desk.transcripts_sent(1).await;
