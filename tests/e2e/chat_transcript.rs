@@ -146,6 +146,18 @@ impl Desk {
         assert_eq!(status, 200, "{body}");
     }
 
+    /// Proves a negative without sleeping: another visitor's transcript, queued after
+    /// everything before it, is the `n`th to be sent; returns the mails once `n` arrived.
+    async fn marker(&self, visitor: &str, n: usize) -> Vec<Vec<u8>> {
+        let email = json!({ "email": format!("{visitor}@example.com") });
+        self.visitor_says("web", visitor, "1", "Marker.", email)
+            .await;
+        let (marker, _) = self.conversation_of(visitor).await;
+        self.close(&marker, &format!("close-{visitor}")).await;
+        self.transcripts_sent(n).await;
+        self.smtpd.wait_for(n, WAIT).await
+    }
+
     /// The `deskgate.outbound.sent` events of transcripts, once `n` of them are in the outbox.
     async fn transcripts_sent(&self, n: usize) -> Vec<Value> {
         self.poll("transcripts sent", |events| {
@@ -184,14 +196,8 @@ fn subject(raw: &[u8]) -> String {
 async fn a_closed_chat_mails_its_transcript_to_the_visitor_once() {
     let desk = start().await;
     let ana = json!({"name": "Ana Lopez", "email": "Ana@Example.com"});
-    desk.visitor_says(
-        "web",
-        "v-ana",
-        "1",
-        "My order has not arrived.",
-        ana.clone(),
-    )
-    .await;
+    desk.visitor_says("web", "v-ana", "1", "My order has not arrived.", ana)
+        .await;
     let (conversation, ticket) = desk.conversation_of("v-ana").await;
     desk.agent_replies(&conversation, "r1", "It ships today.")
         .await;
@@ -296,26 +302,14 @@ async fn no_email_or_no_transcript_table_means_no_mail() {
     desk.agent_replies(&anonymous, "r1", "Welcome!").await;
     desk.close(&anonymous, "close-anon").await;
     let bo = json!({"email": "bo@example.com"});
-    desk.visitor_says("plain", "v-plain", "1", "Hello?", bo.clone())
+    desk.visitor_says("plain", "v-plain", "1", "Hello?", bo)
         .await;
     let (plain, _) = desk.conversation_of("v-plain").await;
     desk.close(&plain, "close-plain").await;
 
-    desk.visitor_says(
-        "web",
-        "v-cy",
-        "1",
-        "Last one.",
-        json!({"email": "cy@example.com"}),
-    )
-    .await;
-    let (marker, _) = desk.conversation_of("v-cy").await;
-    desk.close(&marker, "close-marker").await;
-    let sent = desk.transcripts_sent(1).await;
-    assert_eq!(sent[0]["data"]["recipient"], "cy@example.com");
-    let mails = desk.smtpd.wait_for(1, WAIT).await;
+    let mails = desk.marker("v-cy", 1).await;
     assert_eq!(mails.len(), 1, "only the marker's transcript");
-    assert_eq!(header(&mails[0], "To").unwrap(), "cy@example.com");
+    assert_eq!(header(&mails[0], "To").unwrap(), "v-cy@example.com");
     let events = desk.daemon.all_events().await;
     let about = |conversation: &str| {
         events.iter().any(|e| {
@@ -364,21 +358,9 @@ async fn closing_again_or_crashing_after_the_close_sends_one_transcript() {
     }
     desk.close(&conversation, "close-3").await;
 
-    // The marker: another visitor's transcript, queued after everything above.
-    desk.visitor_says(
-        "web",
-        "v-eve",
-        "1",
-        "Marker.",
-        json!({"email": "eve@example.com"}),
-    )
-    .await;
-    let (marker, _) = desk.conversation_of("v-eve").await;
-    desk.close(&marker, "close-marker").await;
-    desk.transcripts_sent(2).await;
-    let mails = desk.smtpd.wait_for(2, WAIT).await;
+    let mails = desk.marker("v-eve", 2).await;
     let to_dee = mails_to(&mails, "dee@example.com");
-    assert_eq!(to_dee.len(), 1, "one transcript for one close: {mails:?}");
+    assert_eq!(to_dee.len(), 1, "one transcript for one close");
     assert!(text_body(to_dee[0]).contains("First answer."));
 
     // A new message reopens the conversation; its close sends what is new.
@@ -452,20 +434,9 @@ async fn erasing_the_visitor_drops_the_kept_transcript_and_mails_nothing() {
     desk.daemon.restart().await;
     desk.close(&conversation, "close-erased").await;
 
-    desk.visitor_says(
-        "web",
-        "v-hal",
-        "1",
-        "Marker.",
-        json!({"email": "hal@example.com"}),
-    )
-    .await;
-    let (marker, _) = desk.conversation_of("v-hal").await;
-    desk.close(&marker, "close-marker").await;
-    desk.transcripts_sent(1).await;
-    let mails = desk.smtpd.wait_for(1, WAIT).await;
+    let mails = desk.marker("v-hal", 1).await;
     assert_eq!(mails.len(), 1, "only the marker's transcript");
-    assert_eq!(header(&mails[0], "To").unwrap(), "hal@example.com");
+    assert_eq!(header(&mails[0], "To").unwrap(), "v-hal@example.com");
 }
 
 /// check-config names each bad transcript setting by its path.
