@@ -26,9 +26,10 @@ const MACHINE_LOCAL_PARTS: &[&str] = &[
 pub fn machine_address(address: &str) -> Option<String> {
     let local = address.split('@').next().unwrap_or_default().to_lowercase();
     let base = local.split('+').next().unwrap_or_default();
-    let machine = MACHINE_LOCAL_PARTS
-        .iter()
-        .any(|m| base == *m || base.starts_with(&format!("{m}-")));
+    let machine = MACHINE_LOCAL_PARTS.iter().any(|m| {
+        base.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+    });
     machine.then(|| format!("{address} is a machine address (mailer-daemon, no-reply or alike)"))
 }
 
