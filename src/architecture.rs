@@ -47,6 +47,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("telemetry", 6),
     // What builds and runs everything.
     ("app", 7),
+    ("allocator", 7),
     ("cli", 7),
 ];
 

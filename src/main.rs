@@ -124,6 +124,8 @@ enum QuarantineAction {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (see deskgate::allocator).
+    deskgate::allocator::limit_arenas();
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path, state } => {

@@ -125,6 +125,16 @@ enum Mode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The deskgate server child runs with the daemon's allocator settings, set before its
+    // runtime's threads exist, as `deskgate run` does; the baselines keep glibc's defaults.
+    if matches!(
+        cli.mode,
+        Mode::Serve {
+            server: servers::Server::Deskgate { .. }
+        }
+    ) {
+        deskgate::allocator::limit_arenas();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
