@@ -1,7 +1,8 @@
 //! What an erased contact leaves in outbound's state: the reply context of each of its
 //! conversations (the customer's address, name and platform id), the chat messages kept for
-//! their transcripts, and the outgoing messages on them (recipient and content). Also what a forgotten conversation leaves there
-//! ([`drop_conversation`]: a deleted ticket, purged spam, a closed ticket past retention).
+//! their transcripts, and the outgoing messages on them (recipient and content). Also what a
+//! forgotten conversation leaves there ([`drop_conversation`]: a deleted ticket, purged spam,
+//! a closed ticket past retention).
 //!
 //! Called by the processor in the step that erases the contact. Outgoing messages keep their
 //! ids, purpose and status so the ticket store's references stay valid; their payloads are
@@ -40,8 +41,8 @@ pub fn forget_conversations(
 }
 
 /// Removes what outbound keeps about a conversation that deskgate forgets: its reply context,
-/// its Message-ID counter, what is kept for its transcript, and its outgoing messages that are done (sent, failed or
-/// suppressed). One still pending or in flight stays, so the sender finishes it and records
+/// its Message-ID counter, what is kept for its transcript, and its outgoing messages that are
+/// done (sent, failed or suppressed). One still pending or in flight stays, so the sender finishes it and records
 /// the outcome; only its place in the conversation's index goes.
 pub fn drop_conversation(batch: &mut StateBatch<'_>, conversation: &str) -> Result<(), StoreError> {
     batch.remove(keys::reply_context(conversation));

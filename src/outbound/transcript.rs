@@ -141,10 +141,8 @@ fn take(
     };
     batch.remove(key);
     let mut lines = Vec::new();
-    // Keys end in the big-endian journal seq: the prefix scan reads them in order.
-    let mut found = batch.keys_with_prefix(&keys::transcript_lines(conversation))?;
-    found.sort();
-    for key in found {
+    // Keys end in the big-endian journal seq, and the prefix scan returns keys in order.
+    for key in batch.keys_with_prefix(&keys::transcript_lines(conversation))? {
         if let Some(line) = batch.get::<Line>(&key)? {
             lines.push(line);
         }
