@@ -33,7 +33,7 @@
 //! - Above the pipeline: [`http`] (the server, routes, and the one place errors become
 //!   responses), [`housekeeping`] (journal and outbox retention, the blob sweep), [`backup`] (a
 //!   consistent copy of the state, taken while the daemon runs), [`telemetry`] (logs, metrics).
-//! - [`allocator`]: glibc's malloc limited to two arenas, set first thing in `main`.
+//! - [`allocator`]: jemalloc, the binaries' global allocator.
 //! - [`app`]: builds and owns every task; start-up and ordered shutdown. [`cli`]: the commands
 //!   that talk to a running daemon or read a state directory.
 

@@ -12,6 +12,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
+/// See deskgate::allocator for why.
+#[global_allocator]
+static ALLOCATOR: deskgate::allocator::Allocator = deskgate::allocator::Allocator;
+
 #[derive(Parser)]
 #[command(
     name = "deskgate",
@@ -124,8 +128,6 @@ enum QuarantineAction {
 }
 
 fn main() -> ExitCode {
-    // Before any thread exists (see deskgate::allocator).
-    deskgate::allocator::limit_arenas();
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path, state } => {

@@ -29,6 +29,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// The daemon's allocator (deskgate::allocator), so that the deskgate server child allocates
+/// as `deskgate run` does. The baselines, children of this same binary, use it too: a
+/// baseline the allocator speeds up lowers deskgate's ratios, never flatters them.
+#[global_allocator]
+static ALLOCATOR: deskgate::allocator::Allocator = deskgate::allocator::Allocator;
+
 #[derive(Parser)]
 #[command(
     name = "deskgate-bench",
@@ -125,16 +131,6 @@ enum Mode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The deskgate server child runs with the daemon's allocator settings, set before its
-    // runtime's threads exist, as `deskgate run` does; the baselines keep glibc's defaults.
-    if matches!(
-        cli.mode,
-        Mode::Serve {
-            server: servers::Server::Deskgate { .. }
-        }
-    ) {
-        deskgate::allocator::limit_arenas();
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
