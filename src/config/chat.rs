@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::secret::{read_secret, SecretCell};
-use super::ConfigProblem;
+use super::{ConfigProblem, Problems};
 
 /// Website chat settings.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -85,36 +85,32 @@ fn default_max_bytes() -> u64 {
 impl TranscriptConfig {
     /// What the table alone can tell; [`validate_transcripts`] checks its `mailbox`.
     pub fn validate(&self, path: &str) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        let mut check = |ok: bool, field: &str, message: String| {
-            if !ok {
-                problems.push(ConfigProblem {
-                    path: format!("{path}.{field}"),
-                    message,
-                });
-            }
-        };
-        check(
+        let mut problems = Problems::default();
+        problems.check(
             self.from.parse::<lettre::Address>().is_ok(),
-            "from",
+            format!("{path}.from"),
             format!("{:?} is not an email address", self.from),
         );
         let name_ok = self
             .from_name
             .as_deref()
             .is_none_or(|n| !n.trim().is_empty() && !n.contains(['\r', '\n']));
-        check(
+        problems.check(
             name_ok,
-            "from_name",
-            "must be one non-empty line".to_owned(),
+            format!("{path}.from_name"),
+            "must be one non-empty line",
         );
-        check(
+        problems.check(
             self.max_messages > 0,
-            "max_messages",
-            "must be > 0".to_owned(),
+            format!("{path}.max_messages"),
+            "must be > 0",
         );
-        check(self.max_bytes > 0, "max_bytes", "must be > 0".to_owned());
-        problems
+        problems.check(
+            self.max_bytes > 0,
+            format!("{path}.max_bytes"),
+            "must be > 0",
+        );
+        problems.into_vec()
     }
 }
 
@@ -161,16 +157,11 @@ impl Default for RateLimitConfig {
 
 impl RateLimitConfig {
     pub fn validate(&self, path: &str) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         for (field, value) in [("per_minute", self.per_minute), ("burst", self.burst)] {
-            if value == 0 {
-                problems.push(ConfigProblem {
-                    path: format!("{path}.{field}"),
-                    message: "must be > 0".to_owned(),
-                });
-            }
+            problems.check(value > 0, format!("{path}.{field}"), "must be > 0");
         }
-        problems
+        problems.into_vec()
     }
 }
 

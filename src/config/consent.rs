@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::outbound::MessengerConfig;
+use super::Problems;
 
 /// `outbound.messenger.<channel>.consent`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -29,30 +30,30 @@ pub const QUICK_REPLY_TITLE_MAX_CHARS: usize = 20;
 
 impl MessengerConfig {
     /// Every problem of the consent settings, `path` naming this page's table.
-    pub(super) fn check_consent(&self, path: &str, check: &mut impl FnMut(bool, String, &str)) {
+    pub(super) fn check_consent(&self, path: &str, problems: &mut Problems) {
         if self.consent == ConsentMode::Off {
             return;
         }
         let text = self.consent_text.as_deref().unwrap_or_default();
         let length = text.chars().count();
-        check(
+        problems.check(
             !text.trim().is_empty() && length <= SEND_TEXT_MAX_CHARS,
             format!("{path}.consent_text"),
-            &format!(
+            format!(
                 "must be 1 to {SEND_TEXT_MAX_CHARS} characters when consent is not \"off\", not {length}"
             ),
         );
-        check(
+        problems.check(
             self.consent_version >= 1,
             format!("{path}.consent_version"),
             "must be at least 1",
         );
         let label = self.consent_agree_label.chars().count();
-        check(
+        problems.check(
             (1..=QUICK_REPLY_TITLE_MAX_CHARS).contains(&label)
                 && !self.consent_agree_label.trim().is_empty(),
             format!("{path}.consent_agree_label"),
-            &format!(
+            format!(
                 "must be 1 to {QUICK_REPLY_TITLE_MAX_CHARS} characters (Messenger's limit), not {label}"
             ),
         );

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::ConfigProblem;
+use super::{ConfigProblem, Problems};
 
 /// How a mailbox's mail is read into messages.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -29,14 +29,13 @@ impl Default for EmailConfig {
 impl EmailConfig {
     /// Problems with these options; `path` is the sub-table's dotted path.
     pub fn validate(&self, path: &str) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        if self.max_message_bytes == 0 {
-            problems.push(ConfigProblem {
-                path: format!("{path}.max_message_bytes"),
-                message: "must be > 0".to_owned(),
-            });
-        }
-        problems
+        let mut problems = Problems::default();
+        problems.check(
+            self.max_message_bytes > 0,
+            format!("{path}.max_message_bytes"),
+            "must be > 0",
+        );
+        problems.into_vec()
     }
 }
 

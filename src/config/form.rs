@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::chat::{validate_secret, RateLimitConfig};
 use super::secret::SecretCell;
-use super::ConfigProblem;
+use super::{ConfigProblem, Problems};
 
 /// Web form settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -113,22 +113,21 @@ impl FormConfig {
     }
 
     pub fn validate(&self, path: &str) -> Vec<ConfigProblem> {
-        let mut problems = validate_secret(path, self.secret_file.as_deref());
+        let mut problems = Problems::default();
+        problems.extend(validate_secret(path, self.secret_file.as_deref()));
         problems.extend(self.rate_limit.validate(&format!("{path}.rate_limit")));
         for key in self.defaults.keys() {
-            if !TICKET_PROPERTIES.contains(&key.as_str()) {
-                problems.push(ConfigProblem {
-                    path: format!("{path}.defaults.{key}"),
-                    message: format!("must be one of {}", TICKET_PROPERTIES.join(", ")),
-                });
-            }
+            problems.check(
+                TICKET_PROPERTIES.contains(&key.as_str()),
+                format!("{path}.defaults.{key}"),
+                format!("must be one of {}", TICKET_PROPERTIES.join(", ")),
+            );
         }
-        if self.dedupe_window_secs == 0 {
-            problems.push(ConfigProblem {
-                path: format!("{path}.dedupe_window_secs"),
-                message: "must be > 0".to_owned(),
-            });
-        }
-        problems
+        problems.check(
+            self.dedupe_window_secs > 0,
+            format!("{path}.dedupe_window_secs"),
+            "must be > 0",
+        );
+        problems.into_vec()
     }
 }

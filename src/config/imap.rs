@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use tokio_rustls::rustls::pki_types as rustls_pki_types;
 
-use super::ConfigProblem;
+use super::{ConfigProblem, Problems};
 
 /// One mailbox (one folder of one account) that deskgate pulls.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -181,98 +181,102 @@ impl ImapConfig {
 
     /// Every problem with this mailbox's settings; `path` is `channels.<id>.imap`.
     pub fn validate(&self, path: &str) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        let mut check = |ok: bool, field: &str, message: String| {
-            if !ok {
-                problems.push(ConfigProblem {
-                    path: format!("{path}.{field}"),
-                    message,
-                });
-            }
-        };
-        self.check_connection(&mut check);
-        self.check_timing(&mut check);
-        problems
+        let mut problems = Problems::default();
+        self.check_connection(path, &mut problems);
+        self.check_timing(path, &mut problems);
+        problems.into_vec()
     }
 
     /// Where and how it connects: host, port, TLS, credentials, folders.
-    fn check_connection(&self, check: &mut impl FnMut(bool, &str, String)) {
-        check(
+    fn check_connection(&self, path: &str, problems: &mut Problems) {
+        problems.check(
             !self.host.trim().is_empty(),
-            "host",
-            "must not be empty".into(),
+            format!("{path}.host"),
+            "must not be empty",
         );
-        check(self.port != Some(0), "port", "must be 1-65535".into());
-        check(
+        problems.check(
+            self.port != Some(0),
+            format!("{path}.port"),
+            "must be 1-65535",
+        );
+        problems.check(
             self.tls != TlsMode::Plain || is_loopback(&self.host),
-            "tls",
+            format!("{path}.tls"),
             format!(
                 "\"plain\" sends the password unencrypted and is accepted only for a loopback \
                  host (127.0.0.1, ::1, localhost), not {:?}; use \"implicit\" or \"starttls\"",
                 self.host
             ),
         );
-        check(!self.user.is_empty(), "user", "must not be empty".into());
+        problems.check(
+            !self.user.is_empty(),
+            format!("{path}.user"),
+            "must not be empty",
+        );
         if self.ca_file.is_some() {
             let cas = self.extra_roots();
-            check(cas.is_ok(), "ca_file", cas.err().unwrap_or_default());
+            problems.check(
+                cas.is_ok(),
+                format!("{path}.ca_file"),
+                cas.err().unwrap_or_default(),
+            );
         }
         let password = self.password();
-        check(
+        problems.check(
             password.is_ok(),
-            "password_file",
+            format!("{path}.password_file"),
             password.err().unwrap_or_default(),
         );
-        check(
+        problems.check(
             !self.folder.is_empty(),
-            "folder",
-            "must not be empty".into(),
+            format!("{path}.folder"),
+            "must not be empty",
         );
         if let AfterIngest::MoveTo(folder) = &self.after_ingest {
-            check(
+            problems.check(
                 !folder.is_empty() && folder != &self.folder,
-                "after_ingest.move_to",
-                "must name a folder other than the one pulled".into(),
+                format!("{path}.after_ingest.move_to"),
+                "must name a folder other than the one pulled",
             );
         }
     }
 
     /// Its timers, batch size and backoff bounds.
-    fn check_timing(&self, check: &mut impl FnMut(bool, &str, String)) {
-        check(
+    fn check_timing(&self, path: &str, problems: &mut Problems) {
+        problems.check(
             (1..=MAX_IDLE_RENEW_SECS).contains(&self.idle_renew_secs),
-            "idle_renew_secs",
+            format!("{path}.idle_renew_secs"),
             format!("must be 1-{MAX_IDLE_RENEW_SECS} (servers may drop an IDLE after 29 minutes)"),
         );
-        check(
+        problems.check(
             self.poll_interval_secs > 0,
-            "poll_interval_secs",
-            "must be > 0".into(),
+            format!("{path}.poll_interval_secs"),
+            "must be > 0",
         );
-        check(
+        problems.check(
             (1..=3600).contains(&self.command_timeout_secs),
-            "command_timeout_secs",
-            "must be 1-3600".into(),
+            format!("{path}.command_timeout_secs"),
+            "must be 1-3600",
         );
-        check(
+        problems.check(
             (1..=10_000).contains(&self.batch_size),
-            "batch_size",
-            "must be 1-10000".into(),
+            format!("{path}.batch_size"),
+            "must be 1-10000",
         );
-        check(
+        problems.check(
             (10..=60_000).contains(&self.backoff_min_ms),
-            "backoff_min_ms",
-            "must be 10-60000".into(),
+            format!("{path}.backoff_min_ms"),
+            "must be 10-60000",
         );
-        check(
+        problems.check(
             self.backoff_max_ms >= self.backoff_min_ms && self.backoff_max_ms <= 3_600_000,
-            "backoff_max_ms",
-            "must be at least backoff_min_ms and at most 3600000".into(),
+            format!("{path}.backoff_max_ms"),
+            "must be at least backoff_min_ms and at most 3600000",
         );
-        check(
+        problems.check(
             (1..=86_400).contains(&self.auth_retry_secs),
-            "auth_retry_secs",
-            "must be 1-86400".into(),
+            format!("{path}.auth_retry_secs"),
+            "must be 1-86400",
         );
     }
 }

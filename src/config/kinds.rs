@@ -1,31 +1,26 @@
 //! Which per-kind sub-tables a channel of each kind needs or may have.
 
-use super::{ChannelConfig, ChannelKind, ConfigProblem};
+use super::{ChannelConfig, ChannelKind, ConfigProblem, Problems};
 
 impl ChannelConfig {
     /// Problems with the kind-specific sub-tables of the channel at `path`.
     pub fn validate_kind_options(&self, path: &str) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        let mut misplaced = |table: &str, present: bool, allowed: bool| {
-            if present && !allowed {
-                problems.push(ConfigProblem {
-                    path: format!("{path}.{table}"),
-                    message: format!("is not an option of kind {:?}", self.kind).to_lowercase(),
-                });
-            }
-        };
+        let mut problems = Problems::default();
         let is_meta = matches!(self.kind, ChannelKind::Messenger | ChannelKind::Whatsapp);
-        misplaced("meta", self.meta.is_some(), is_meta);
-        misplaced("chat", self.chat.is_some(), self.kind == ChannelKind::Chat);
-        misplaced("form", self.form.is_some(), self.kind == ChannelKind::Form);
-        if is_meta && self.meta.is_none() {
-            problems.push(ConfigProblem {
-                path: format!("{path}.meta"),
-                message: "is required for Messenger and WhatsApp channels (app_secret_file, \
-                          verify_token_file)"
-                    .to_owned(),
-            });
+        let misplaced = format!("is not an option of kind {:?}", self.kind).to_lowercase();
+        for (table, present, allowed) in [
+            ("meta", self.meta.is_some(), is_meta),
+            ("chat", self.chat.is_some(), self.kind == ChannelKind::Chat),
+            ("form", self.form.is_some(), self.kind == ChannelKind::Form),
+        ] {
+            problems.check(!present || allowed, format!("{path}.{table}"), &misplaced);
         }
+        problems.check(
+            !is_meta || self.meta.is_some(),
+            format!("{path}.meta"),
+            "is required for Messenger and WhatsApp channels (app_secret_file, \
+             verify_token_file)",
+        );
         if let Some(meta) = &self.meta {
             problems.extend(meta.validate(&format!("{path}.meta")));
         }
@@ -35,7 +30,7 @@ impl ChannelConfig {
         if let Some(form) = &self.form {
             problems.extend(form.validate(&format!("{path}.form")));
         }
-        problems
+        problems.into_vec()
     }
 }
 

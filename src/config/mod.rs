@@ -39,6 +39,8 @@ pub use outbound::OutboundConfig;
 mod contacts;
 pub use contacts::ContactsConfig;
 mod parse_all;
+mod problems;
+use problems::Problems;
 mod reload;
 pub use reload::Reloaded;
 mod validate;

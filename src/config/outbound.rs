@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub use super::consent::ConsentMode;
 
 pub use super::language::Language;
-use super::ConfigProblem;
+use super::{ConfigProblem, Problems};
 
 /// `[outbound]`: everything about sending.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -281,101 +281,90 @@ impl OutboundConfig {
         channels: impl IntoIterator<Item = &'a String>,
     ) -> Vec<ConfigProblem> {
         let channels: Vec<&String> = channels.into_iter().collect();
-        let mut problems = Vec::new();
-        let mut check = |ok: bool, path: String, message: &str| {
-            if !ok {
-                problems.push(ConfigProblem {
-                    path,
-                    message: message.to_owned(),
-                });
-            }
-        };
-        self.check_settings(&mut check);
-        let mut routed = self.check_mailboxes(&mut check);
-        self.check_graph_and_chat(&mut check, &mut routed);
+        let mut problems = Problems::default();
+        self.check_settings(&mut problems);
+        let mut routed = self.check_mailboxes(&mut problems);
+        self.check_graph_and_chat(&mut problems, &mut routed);
         for (channel, path) in &routed {
-            check(
+            problems.check(
                 channels.iter().any(|c| c.as_str() == *channel),
                 path.clone(),
-                &format!("names channel {channel:?}, which is not configured under [channels]"),
+                format!("names channel {channel:?}, which is not configured under [channels]"),
             );
         }
-        problems
+        problems.into_vec()
     }
 
     /// The settings of every send: ticket tag, rate, Graph API base, retries.
-    fn check_settings(&self, check: &mut impl FnMut(bool, String, &str)) {
-        check(
+    fn check_settings(&self, problems: &mut Problems) {
+        problems.check(
             !self.ticket_tag.trim().is_empty()
                 && !self
                     .ticket_tag
                     .chars()
                     .any(|c| c == '[' || c == ']' || c.is_whitespace())
                 && !self.ticket_tag.ends_with(|c: char| c.is_ascii_digit()),
-            "outbound.ticket_tag".into(),
+            "outbound.ticket_tag",
             "must be non-empty, without brackets or spaces, and not end in a digit",
         );
-        check(
+        problems.check(
             self.auto_mail_per_recipient_per_hour > 0,
-            "outbound.auto_mail_per_recipient_per_hour".into(),
+            "outbound.auto_mail_per_recipient_per_hour",
             "must be > 0",
         );
-        check(
+        problems.check(
             self.graph_api_base_url.starts_with("https://")
                 || self.graph_api_base_url.starts_with("http://127.")
                 || self.graph_api_base_url.starts_with("http://localhost"),
-            "outbound.graph_api_base_url".into(),
+            "outbound.graph_api_base_url",
             "must be an https URL (plain http only on loopback)",
         );
-        check(
+        problems.check(
             self.retry_base_ms > 0,
-            "outbound.retry_base_ms".into(),
+            "outbound.retry_base_ms",
             "must be > 0",
         );
-        check(
+        problems.check(
             self.permanent_attempts > 0,
-            "outbound.permanent_attempts".into(),
+            "outbound.permanent_attempts",
             "must be > 0",
         );
     }
 
     /// Each mailbox's address and SMTP settings; returns the channels they answer, each with
     /// the path of its route.
-    fn check_mailboxes<'s>(
-        &'s self,
-        check: &mut impl FnMut(bool, String, &str),
-    ) -> BTreeMap<&'s str, String> {
+    fn check_mailboxes<'s>(&'s self, problems: &mut Problems) -> BTreeMap<&'s str, String> {
         let mut routed: BTreeMap<&str, String> = BTreeMap::new();
         for (name, mailbox) in &self.mailboxes {
             let path = format!("outbound.mailboxes.{name}");
-            check(
+            problems.check(
                 mailbox.address.contains('@'),
                 format!("{path}.address"),
                 "must be an email address",
             );
-            check(
+            problems.check(
                 mailbox.smtp.pool_max > 0,
                 format!("{path}.smtp.pool_max"),
                 "must be > 0",
             );
-            check(
+            problems.check(
                 mailbox.smtp.send_timeout_secs > 0,
                 format!("{path}.smtp.send_timeout_secs"),
                 "must be > 0",
             );
-            check(
+            problems.check(
                 mailbox.smtp.tls != SmtpTls::Plain || is_loopback(&mailbox.smtp.host),
                 format!("{path}.smtp.tls"),
                 "plain (unencrypted) SMTP is allowed only to a loopback host",
             );
-            check(
+            problems.check(
                 mailbox.smtp.username.is_some() == mailbox.smtp.password_file.is_some(),
                 format!("{path}.smtp"),
                 "username and password_file go together",
             );
             if let Some(file) = &mailbox.smtp.password_file {
                 if let Err(problem) = super::read_secret_file(file) {
-                    check(false, format!("{path}.smtp.password_file"), &problem);
+                    problems.push(format!("{path}.smtp.password_file"), problem);
                 }
             }
             for channel in &mailbox.channels {
@@ -386,9 +375,9 @@ impl OutboundConfig {
     }
 
     /// Each Messenger page's greeting, translations and profile lookup.
-    fn check_messenger(&self, check: &mut impl FnMut(bool, String, &str)) {
+    fn check_messenger(&self, problems: &mut Problems) {
         for (channel, page) in &self.messenger {
-            check(
+            problems.check(
                 page.fetch_profile_timeout_ms > 0,
                 format!("outbound.messenger.{channel}.fetch_profile_timeout_ms"),
                 "must be > 0",
@@ -397,20 +386,20 @@ impl OutboundConfig {
                 let path =
                     format!("outbound.messenger.{channel}.instant_reply_translations.{code}");
                 let known = Language::ALL.iter().any(|l| l.code() == code);
-                check(
+                problems.check(
                     known,
                     path.clone(),
                     "is not a language deskgate has: en or fr",
                 );
-                check(!text.trim().is_empty(), path, "must not be empty");
+                problems.check(!text.trim().is_empty(), path, "must not be empty");
             }
-            page.check_consent(&format!("outbound.messenger.{channel}"), check);
+            page.check_consent(&format!("outbound.messenger.{channel}"), problems);
             if let Some(greeting) = &page.greeting {
                 let length = greeting.chars().count();
-                check(
+                problems.check(
                     (1..=GREETING_MAX_CHARS).contains(&length),
                     format!("outbound.messenger.{channel}.greeting"),
-                    &format!(
+                    format!(
                         "must be 1 to {GREETING_MAX_CHARS} characters (Messenger's limit), not {length}"
                     ),
                 );
@@ -422,10 +411,10 @@ impl OutboundConfig {
     /// channels (one route per channel), added to `routed`.
     fn check_graph_and_chat<'s>(
         &'s self,
-        check: &mut impl FnMut(bool, String, &str),
+        problems: &mut Problems,
         routed: &mut BTreeMap<&'s str, String>,
     ) {
-        self.check_messenger(check);
+        self.check_messenger(problems);
         let token_files = self
             .messenger
             .iter()
@@ -443,12 +432,12 @@ impl OutboundConfig {
             }));
         for (path, file) in token_files {
             if let Err(problem) = super::read_secret_file(file) {
-                check(false, path, &problem);
+                problems.push(path, problem);
             }
         }
         let graph = self.messenger.keys().chain(self.whatsapp.keys());
         for channel in graph.chain(self.chat_channels.iter()) {
-            check(
+            problems.check(
                 !routed.contains_key(channel.as_str()),
                 format!("outbound: channel {channel}"),
                 "is answered by more than one route",
@@ -463,7 +452,7 @@ impl OutboundConfig {
 impl OutboundConfig {
     /// Every mailbox's `forward_to` names users and teams of `[routing]`, users with an email.
     pub fn validate_forwarding(&self, routing: &super::RoutingConfig) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
+        let mut problems = Problems::default();
         for (name, mailbox) in &self.mailboxes {
             let path = format!("outbound.mailboxes.{name}.forward_to");
             for (i, user) in mailbox.forward_to.users.iter().enumerate() {
@@ -474,21 +463,17 @@ impl OutboundConfig {
                     }
                     Some(_) => continue,
                 };
-                problems.push(ConfigProblem {
-                    path: format!("{path}.users[{i}]"),
-                    message,
-                });
+                problems.push(format!("{path}.users[{i}]"), message);
             }
             for (i, team) in mailbox.forward_to.teams.iter().enumerate() {
-                if !routing.teams.contains_key(team) {
-                    problems.push(ConfigProblem {
-                        path: format!("{path}.teams[{i}]"),
-                        message: format!("names team {team:?}, which is not in [routing.teams]"),
-                    });
-                }
+                problems.check(
+                    routing.teams.contains_key(team),
+                    format!("{path}.teams[{i}]"),
+                    format!("names team {team:?}, which is not in [routing.teams]"),
+                );
             }
         }
-        problems
+        problems.into_vec()
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChannelConfig, ConfigProblem};
+use super::{ChannelConfig, ConfigProblem, Problems};
 
 /// The directory of agents and the ticket pipelines.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -310,26 +310,24 @@ pub const AGENT_EMAILED_TARGET: &str = "waiting_on_contact";
 impl RoutingConfig {
     /// Every problem in the directory, the pipelines and the channels' ticket options.
     pub fn validate(&self, channels: &BTreeMap<String, ChannelConfig>) -> Vec<ConfigProblem> {
-        let mut problems = Vec::new();
-        let mut problem =
-            |path: String, message: String| problems.push(ConfigProblem { path, message });
+        let mut problems = Problems::default();
         if self.spam_retention_days == 0 {
-            problem("routing.spam_retention_days".into(), "must be > 0".into());
+            problems.push("routing.spam_retention_days", "must be > 0");
         }
         let names = self.users.keys().map(|id| ("users", id));
         let names = names.chain(self.teams.keys().map(|id| ("teams", id)));
         for (kind, id) in names.chain(self.pipelines.keys().map(|id| ("pipelines", id))) {
             if !super::is_valid_name(id) {
-                problem(
+                problems.push(
                     format!("routing.{kind}.{id}"),
-                    "ids must be 1-64 characters of a-z, 0-9, '-' and '_'".into(),
+                    "ids must be 1-64 characters of a-z, 0-9, '-' and '_'",
                 );
             }
         }
         for (id, user) in &self.users {
             for (i, team) in user.teams.iter().enumerate() {
                 if !self.teams.contains_key(team) {
-                    problem(
+                    problems.push(
                         format!("routing.users.{id}.teams[{i}]"),
                         format!("unknown team {team:?}"),
                     );
@@ -337,26 +335,21 @@ impl RoutingConfig {
             }
         }
         for (id, pipeline) in &self.pipelines {
-            self.validate_pipeline(id, pipeline, &mut problem);
+            self.validate_pipeline(id, pipeline, &mut problems);
         }
-        self.validate_moves(&mut problem);
+        self.validate_moves(&mut problems);
         for (id, channel) in channels {
             if let Some(tickets) = &channel.tickets {
-                self.validate_channel(id, tickets, &mut problem);
+                self.validate_channel(id, tickets, &mut problems);
             }
-            self.validate_form_defaults(id, channel, &mut problem);
+            self.validate_form_defaults(id, channel, &mut problems);
         }
-        problems
+        problems.into_vec()
     }
 
     /// A form's `defaults` must name a pipeline that exists and a status of the pipeline its
     /// tickets open in (the form's own default, else the channel's, else the only one).
-    fn validate_form_defaults(
-        &self,
-        id: &str,
-        channel: &ChannelConfig,
-        problem: &mut impl FnMut(String, String),
-    ) {
+    fn validate_form_defaults(&self, id: &str, channel: &ChannelConfig, problems: &mut Problems) {
         let Some(defaults) = channel.form.as_ref().map(|f| &f.defaults) else {
             return;
         };
@@ -368,7 +361,7 @@ impl RoutingConfig {
         let name = defaults.get("pipeline").or(own).or(only);
         let pipeline = name.and_then(|n| self.pipelines.get(n));
         if let (Some(name), None) = (defaults.get("pipeline"), pipeline) {
-            problem(
+            problems.push(
                 format!("{base}.pipeline"),
                 format!("unknown pipeline {name:?}"),
             );
@@ -379,12 +372,12 @@ impl RoutingConfig {
         };
         match (name, pipeline) {
             (Some(name), Some(pipeline)) if !pipeline.statuses.iter().any(|s| &s.id == status) => {
-                problem(
+                problems.push(
                     format!("{base}.status"),
                     format!("{status:?} is not a status of pipeline {name:?}"),
                 )
             }
-            (None, _) => problem(
+            (None, _) => problems.push(
                 format!("{base}.status"),
                 format!("no pipeline: set channels.{id}.tickets.pipeline or defaults.pipeline"),
             ),
@@ -394,15 +387,15 @@ impl RoutingConfig {
 
     /// Each move goes to a configured status, comes from a pipeline or status the config no
     /// longer has, and no two moves take the same location.
-    fn validate_moves(&self, problem: &mut impl FnMut(String, String)) {
+    fn validate_moves(&self, problems: &mut Problems) {
         for (i, m) in self.moves.iter().enumerate() {
             let path = format!("routing.moves[{i}]");
             match self.pipelines.get(&m.to_pipeline) {
-                None => problem(
+                None => problems.push(
                     format!("{path}.to_pipeline"),
                     format!("unknown pipeline {:?}", m.to_pipeline),
                 ),
-                Some(to) if !to.statuses.iter().any(|s| s.id == m.to_status) => problem(
+                Some(to) if !to.statuses.iter().any(|s| s.id == m.to_status) => problems.push(
                     format!("{path}.to_status"),
                     format!(
                         "{:?} is not a status of pipeline {:?}",
@@ -413,7 +406,7 @@ impl RoutingConfig {
             }
             let from = self.pipelines.get(&m.from_pipeline);
             match (&m.from_status, from) {
-                (None, Some(_)) => problem(
+                (None, Some(_)) => problems.push(
                     format!("{path}.from_pipeline"),
                     format!(
                         "pipeline {:?} still exists: a move is for a pipeline the config \
@@ -423,7 +416,7 @@ impl RoutingConfig {
                     ),
                 ),
                 (Some(status), Some(from)) if from.statuses.iter().any(|s| &s.id == status) => {
-                    problem(
+                    problems.push(
                         format!("{path}.from_status"),
                         format!(
                             "status {status:?} of pipeline {:?} still exists: a move is for a \
@@ -439,7 +432,7 @@ impl RoutingConfig {
                 other.from_pipeline == m.from_pipeline && other.from_status == m.from_status
             };
             if let Some(j) = self.moves[..i].iter().position(same) {
-                problem(
+                problems.push(
                     path,
                     format!("moves the same tickets as routing.moves[{j}]"),
                 );
@@ -447,30 +440,19 @@ impl RoutingConfig {
         }
     }
 
-    fn validate_pipeline(
-        &self,
-        id: &str,
-        pipeline: &PipelineConfig,
-        problem: &mut impl FnMut(String, String),
-    ) {
+    fn validate_pipeline(&self, id: &str, pipeline: &PipelineConfig, problems: &mut Problems) {
         let base = format!("routing.pipelines.{id}");
         let statuses: BTreeSet<&str> = pipeline.statuses.iter().map(|s| s.id.as_str()).collect();
         if statuses.len() != pipeline.statuses.len() {
-            problem(
-                format!("{base}.statuses"),
-                "status ids must be unique".into(),
-            );
+            problems.push(format!("{base}.statuses"), "status ids must be unique");
         }
         if !pipeline.statuses.iter().any(|s| s.open) {
-            problem(
-                format!("{base}.statuses"),
-                "needs at least one open status".into(),
-            );
+            problems.push(format!("{base}.statuses"), "needs at least one open status");
         }
         if !pipeline.statuses.iter().any(|s| !s.open) {
-            problem(
+            problems.push(
                 format!("{base}.statuses"),
-                "needs at least one closed status".into(),
+                "needs at least one closed status",
             );
         }
         let triggers = [
@@ -493,7 +475,7 @@ impl RoutingConfig {
                 } else {
                     "unset, and the pipeline has no default status"
                 };
-                problem(
+                problems.push(
                     format!("{base}.triggers.{name}.target"),
                     format!("{how} {target:?}"),
                 );
@@ -502,34 +484,26 @@ impl RoutingConfig {
         for (i, action) in pipeline.actions.iter().enumerate() {
             let path = format!("{base}.actions[{i}]");
             if !statuses.contains(action.status.as_str()) {
-                problem(
+                problems.push(
                     format!("{path}.status"),
                     format!("unknown status {:?}", action.status),
                 );
             }
-            self.check_names(&path, &action.users, &action.teams, problem);
+            self.check_names(&path, &action.users, &action.teams, problems);
             let has_recipient = !action.users.is_empty() || !action.teams.is_empty();
             if action.action == ActionKind::Notify && !has_recipient && !action.owner {
-                problem(
-                    path,
-                    "a notify action needs users, teams or owner = true".into(),
-                );
+                problems.push(path, "a notify action needs users, teams or owner = true");
             }
         }
     }
 
-    fn validate_channel(
-        &self,
-        id: &str,
-        tickets: &ChannelTickets,
-        problem: &mut impl FnMut(String, String),
-    ) {
+    fn validate_channel(&self, id: &str, tickets: &ChannelTickets, problems: &mut Problems) {
         let base = format!("channels.{id}.tickets");
         let pipeline = match &tickets.pipeline {
             Some(name) => match self.pipelines.get(name) {
                 Some(pipeline) => Some(pipeline),
                 None => {
-                    problem(
+                    problems.push(
                         format!("{base}.pipeline"),
                         format!("unknown pipeline {name:?}"),
                     );
@@ -539,9 +513,9 @@ impl RoutingConfig {
             None if self.pipelines.len() == 1 => self.pipelines.values().next(),
             None => {
                 if tickets.create && !self.pipelines.is_empty() {
-                    problem(
+                    problems.push(
                         format!("{base}.pipeline"),
-                        "must be set when several pipelines are configured".into(),
+                        "must be set when several pipelines are configured",
                     );
                 }
                 None
@@ -549,38 +523,29 @@ impl RoutingConfig {
         };
         if let (Some(status), Some(pipeline)) = (&tickets.status, pipeline) {
             if !pipeline.statuses.iter().any(|s| &s.id == status) {
-                problem(
+                problems.push(
                     format!("{base}.status"),
                     format!("unknown status {status:?}"),
                 );
             }
         } else if tickets.status.is_some() && self.pipelines.is_empty() {
-            problem(format!("{base}.status"), "no pipeline is configured".into());
+            problems.push(format!("{base}.status"), "no pipeline is configured");
         }
         let routing = &tickets.routing;
         let path = format!("{base}.routing");
-        self.check_names(&path, &routing.users, &routing.teams, problem);
+        self.check_names(&path, &routing.users, &routing.teams, problems);
         if routing.rule == RuleKind::UsersAndTeams
             && routing.users.is_empty()
             && routing.teams.is_empty()
         {
-            problem(
-                path,
-                "users_and_teams needs at least one user or team".into(),
-            );
+            problems.push(path, "users_and_teams needs at least one user or team");
         }
     }
 
-    fn check_names(
-        &self,
-        path: &str,
-        users: &[String],
-        teams: &[String],
-        problem: &mut impl FnMut(String, String),
-    ) {
+    fn check_names(&self, path: &str, users: &[String], teams: &[String], problems: &mut Problems) {
         for (i, user) in users.iter().enumerate() {
             if !self.users.contains_key(user) {
-                problem(
+                problems.push(
                     format!("{path}.users[{i}]"),
                     format!("unknown user {user:?}"),
                 );
@@ -588,7 +553,7 @@ impl RoutingConfig {
         }
         for (i, team) in teams.iter().enumerate() {
             if !self.teams.contains_key(team) {
-                problem(
+                problems.push(
                     format!("{path}.teams[{i}]"),
                     format!("unknown team {team:?}"),
                 );

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{is_valid_name, ConfigProblem};
+use super::{is_valid_name, ConfigProblem, Problems};
 
 /// One event sink.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -200,33 +200,25 @@ pub fn validate(
     sinks: &std::collections::BTreeMap<String, SinkConfig>,
     retention: &RetentionConfig,
 ) -> Vec<ConfigProblem> {
-    let mut problems = Vec::new();
-    let mut check = |ok: bool, path: String, message: &str| {
-        if !ok {
-            problems.push(ConfigProblem {
-                path,
-                message: message.to_owned(),
-            });
-        }
-    };
-    check(
+    let mut problems = Problems::default();
+    problems.check(
         retention.compact_interval_secs > 0,
-        "retention.compact_interval_secs".to_owned(),
+        "retention.compact_interval_secs",
         "must be > 0",
     );
     for (name, sink) in sinks {
         let at = format!("sinks.{name}");
-        check(
+        problems.check(
             is_valid_name(name),
             at.clone(),
             "sink names must be 1-64 characters of a-z, 0-9, '-' and '_'",
         );
-        check(sink.batch > 0, format!("{at}.batch"), "must be > 0");
+        problems.check(sink.batch > 0, format!("{at}.batch"), "must be > 0");
         for (field, limit) in [
             ("max_lag_events", sink.max_lag_events),
             ("max_lag_secs", sink.max_lag_secs),
         ] {
-            check(
+            problems.check(
                 limit != Some(0),
                 format!("{at}.{field}"),
                 "must be > 0 (leave it out for no limit)",
@@ -234,29 +226,27 @@ pub fn validate(
         }
         match sink.kind {
             SinkKind::Nats => {
-                check(
+                problems.check(
                     sink.webhook.is_none(),
                     format!("{at}.webhook"),
                     "only for kind = \"webhook\"",
                 );
                 match &sink.nats {
-                    None => check(false, format!("{at}.nats"), "a nats sink needs this table"),
-                    Some(nats) => validate_nats(nats, &format!("{at}.nats"), &mut check),
+                    None => problems.push(format!("{at}.nats"), "a nats sink needs this table"),
+                    Some(nats) => validate_nats(nats, &format!("{at}.nats"), &mut problems),
                 }
             }
             SinkKind::Webhook => {
-                check(
+                problems.check(
                     sink.nats.is_none(),
                     format!("{at}.nats"),
                     "only for kind = \"nats\"",
                 );
                 match &sink.webhook {
-                    None => check(
-                        false,
-                        format!("{at}.webhook"),
-                        "a webhook sink needs this table",
-                    ),
-                    Some(hook) => validate_webhook(hook, &format!("{at}.webhook"), &mut check),
+                    None => {
+                        problems.push(format!("{at}.webhook"), "a webhook sink needs this table")
+                    }
+                    Some(hook) => validate_webhook(hook, &format!("{at}.webhook"), &mut problems),
                 }
             }
         }
@@ -269,16 +259,16 @@ pub fn validate(
             );
         }
     }
-    problems
+    problems.into_vec()
 }
 
-fn validate_nats(nats: &NatsSinkConfig, at: &str, check: &mut impl FnMut(bool, String, &str)) {
-    check(
+fn validate_nats(nats: &NatsSinkConfig, at: &str, problems: &mut Problems) {
+    problems.check(
         !nats.servers.is_empty(),
         format!("{at}.servers"),
         "must name at least one server",
     );
-    check(
+    problems.check(
         !nats.stream.is_empty()
             && !nats
                 .stream
@@ -286,7 +276,7 @@ fn validate_nats(nats: &NatsSinkConfig, at: &str, check: &mut impl FnMut(bool, S
         format!("{at}.stream"),
         "must be a JetStream stream name (no spaces, '.', '*' or '>')",
     );
-    check(
+    problems.check(
         !nats.subject_prefix.is_empty()
             && nats
                 .subject_prefix
@@ -295,56 +285,52 @@ fn validate_nats(nats: &NatsSinkConfig, at: &str, check: &mut impl FnMut(bool, S
         format!("{at}.subject_prefix"),
         "must be dot-separated subject tokens without wildcards",
     );
-    check(
+    problems.check(
         (1..=5).contains(&nats.replicas),
         format!("{at}.replicas"),
         "must be 1 to 5",
     );
-    check(
+    problems.check(
         nats.max_in_flight > 0,
         format!("{at}.max_in_flight"),
         "must be > 0",
     );
-    check(
+    problems.check(
         nats.ack_timeout_ms > 0,
         format!("{at}.ack_timeout_ms"),
         "must be > 0",
     );
-    check_backoff(nats.backoff_min_ms, nats.backoff_max_ms, at, check);
+    check_backoff(nats.backoff_min_ms, nats.backoff_max_ms, at, problems);
     // A re-publish after the longest retry delay must still fall inside the window.
-    check(
+    problems.check(
         nats.duplicate_window_secs * 1000 > 2 * (nats.backoff_max_ms + nats.ack_timeout_ms),
         format!("{at}.duplicate_window_secs"),
         "must exceed twice the longest retry gap (backoff_max_ms + ack_timeout_ms)",
     );
 }
 
-fn validate_webhook(
-    hook: &WebhookSinkConfig,
-    at: &str,
-    check: &mut impl FnMut(bool, String, &str),
-) {
-    check(
+fn validate_webhook(hook: &WebhookSinkConfig, at: &str, problems: &mut Problems) {
+    problems.check(
         hook.url.starts_with("http://") || hook.url.starts_with("https://"),
         format!("{at}.url"),
         "must be an http:// or https:// URL",
     );
-    check(
+    problems.check(
         hook.url.parse::<http::Uri>().is_ok(),
         format!("{at}.url"),
         "is not a valid URL",
     );
-    check(
+    problems.check(
         !hook.secret_files.is_empty(),
         format!("{at}.secret_files"),
         "needs at least one secret",
     );
-    check(
+    problems.check(
         hook.timeout_ms > 0,
         format!("{at}.timeout_ms"),
         "must be > 0",
     );
-    check(
+    problems.check(
         hook.retry_schedule_secs.len() < 1000,
         format!("{at}.retry_schedule_secs"),
         "must hold fewer than 1000 delays",
@@ -354,7 +340,7 @@ fn validate_webhook(
         ("backoff_min_ms", hook.backoff_min_ms.is_some()),
         ("backoff_max_ms", hook.backoff_max_ms.is_some()),
     ] {
-        check(
+        problems.check(
             !set,
             format!("{at}.{field}"),
             "replaced by retry_schedule_secs (one delay per retry, in seconds)",
@@ -362,9 +348,9 @@ fn validate_webhook(
     }
 }
 
-fn check_backoff(min: u64, max: u64, at: &str, check: &mut impl FnMut(bool, String, &str)) {
-    check(min > 0, format!("{at}.backoff_min_ms"), "must be > 0");
-    check(
+fn check_backoff(min: u64, max: u64, at: &str, problems: &mut Problems) {
+    problems.check(min > 0, format!("{at}.backoff_min_ms"), "must be > 0");
+    problems.check(
         max >= min,
         format!("{at}.backoff_max_ms"),
         "must be >= backoff_min_ms",

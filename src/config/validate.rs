@@ -5,22 +5,6 @@ use std::path::Path;
 
 use super::*;
 
-/// Problems found so far.
-#[derive(Default)]
-struct Checks(Vec<ConfigProblem>);
-
-impl Checks {
-    /// Records `message` at `path` unless `ok`.
-    fn check(&mut self, ok: bool, path: &str, message: &str) {
-        if !ok {
-            self.0.push(ConfigProblem {
-                path: path.to_owned(),
-                message: message.to_owned(),
-            });
-        }
-    }
-}
-
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -80,12 +64,12 @@ impl Config {
 
     /// Checks what the types cannot: every problem, not just the first.
     pub fn validate(&self) -> Vec<ConfigProblem> {
-        let mut checks = Checks::default();
+        let mut checks = Problems::default();
         self.check_server_and_state(&mut checks);
         self.check_journal_and_events(&mut checks);
         let tokens = self.control.load_tokens();
         let sub_table_problems = self.check_channels(&mut checks);
-        let mut problems = checks.0;
+        let mut problems = checks.into_vec();
         problems.extend(sub_table_problems);
         for (id, channel) in &self.channels {
             problems.extend(channel.validate_kind_options(&format!("channels.{id}")));
@@ -110,7 +94,7 @@ impl Config {
     }
 
     /// `server.*` and `state.dir`.
-    fn check_server_and_state(&self, checks: &mut Checks) {
+    fn check_server_and_state(&self, checks: &mut Problems) {
         checks.check(
             self.server.shutdown_grace_secs > 0,
             "server.shutdown_grace_secs",
@@ -134,7 +118,7 @@ impl Config {
     }
 
     /// `journal.*`, `events.*`, `log.filter` and where the events API listens.
-    fn check_journal_and_events(&self, checks: &mut Checks) {
+    fn check_journal_and_events(&self, checks: &mut Problems) {
         checks.check(
             self.journal.queue_capacity > 0,
             "journal.queue_capacity",
@@ -207,23 +191,23 @@ impl Config {
 
     /// Each channel's id and size limit, and which sub-tables its kind takes; returns the
     /// sub-tables' own problems, which come after every channel's.
-    fn check_channels(&self, checks: &mut Checks) -> Vec<ConfigProblem> {
+    fn check_channels(&self, checks: &mut Problems) -> Vec<ConfigProblem> {
         let mut sub_table_problems = Vec::new();
         for (id, channel) in &self.channels {
             checks.check(
                 is_valid_name(id),
-                &format!("channels.{id}"),
+                format!("channels.{id}"),
                 "channel ids must be 1-64 characters of a-z, 0-9, '-' and '_'",
             );
             checks.check(
                 channel.max_body_bytes > 0,
-                &format!("channels.{id}.max_body_bytes"),
+                format!("channels.{id}.max_body_bytes"),
                 "must be > 0",
             );
             if let Some(imap) = &channel.imap {
                 checks.check(
                     channel.kind == ChannelKind::Email,
-                    &format!("channels.{id}.imap"),
+                    format!("channels.{id}.imap"),
                     "only channels of kind \"email\" have an IMAP mailbox",
                 );
                 sub_table_problems.extend(imap.validate(&format!("channels.{id}.imap")));
@@ -231,7 +215,7 @@ impl Config {
             if let Some(email) = &channel.email {
                 checks.check(
                     channel.kind == ChannelKind::Email,
-                    &format!("channels.{id}.email"),
+                    format!("channels.{id}.email"),
                     "only channels of kind \"email\" take email options",
                 );
                 sub_table_problems.extend(email.validate(&format!("channels.{id}.email")));
