@@ -390,14 +390,10 @@ async fn check_config_reports_every_problem_with_its_path() {
         "[journal]\nmax_batch = 0\n[channels.web]\nkind = \"api\"\nmax_body_bytes = 0\n",
     )
     .unwrap();
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .args(["check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let check = test_kit::check_config(&bad, None);
     // EX_USAGE for a config that is wrong, 1 for one that cannot be read.
-    assert_eq!(output.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(check.code, Some(64));
+    let stderr = check.stderr;
     assert!(
         stderr.contains("journal.max_batch: must be > 0"),
         "{stderr}"
@@ -408,25 +404,14 @@ async fn check_config_reports_every_problem_with_its_path() {
     );
 
     let missing = dir.path().join("missing.toml");
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .args(["check-config"])
-        .arg(&missing)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let check = test_kit::check_config(&missing, None);
+    assert_eq!(check.code, Some(1));
+    let stderr = check.stderr;
     assert!(stderr.contains("cannot read"), "{stderr}");
 
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/deskgate.toml");
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .args(["check-config", shipped])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let check = test_kit::check_config(std::path::Path::new(shipped), None);
+    assert!(check.ok, "{}", check.stderr);
 }
 
 #[tokio::test]

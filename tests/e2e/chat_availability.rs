@@ -154,13 +154,9 @@ open = [{ days = ["lundi"], from = "9h", to = "18:00" }]
 "#,
     )
     .unwrap();
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let check = test_kit::check_config(&path, None);
+    assert!(!check.ok);
+    let stderr = check.stderr;
     for line in [
         "channels.web.chat.hours.time_zone: unknown time zone \"Europe/Pariss\"",
         "channels.web.chat.hours.open[0].days: \"lundi\" is not a day",

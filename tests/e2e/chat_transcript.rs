@@ -454,13 +454,9 @@ fn check_config_names_a_bad_transcript_by_its_path() {
         ),
     )
     .unwrap();
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let check = test_kit::check_config(&path, None);
+    assert!(!check.ok);
+    let stderr = check.stderr;
     for wanted in [
         "channels.web.chat.transcript.from: \"not an address\" is not an email address",
         "channels.web.chat.transcript.mailbox: names mailbox \"ghost\", which is not in [outbound.mailboxes]",

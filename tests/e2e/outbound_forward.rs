@@ -10,7 +10,7 @@ use crate::outbound_support::{header, html_body, of_type, text_body};
 use mail_parser::MimeHeaders;
 use serde_json::Value;
 use test_kit::smtpd::Smtpd;
-use test_kit::{corpus, daemon_bin, free_port, push_mail, Daemon};
+use test_kit::{corpus, free_port, push_mail, Daemon};
 
 const MEMBERS: [&str; 2] = ["alice@acme.test", "bob@acme.test"];
 
@@ -303,14 +303,9 @@ fn check_config_names_unknown_members_by_path() {
         format!("[state]\ndir = \"{}\"\n{text}", dir.path().display()),
     )
     .unwrap();
-    let output = std::process::Command::new(daemon_bin())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stderr).into_owned()
-        + &String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "{said}");
+    let check = test_kit::check_config(&path, None);
+    let said = check.output();
+    assert!(!check.ok, "{said}");
     for want in [
         "outbound.mailboxes.support.forward_to.users[1]: names user \"zed\"",
         "outbound.mailboxes.support.forward_to.teams[0]: names team \"nobody\"",

@@ -571,13 +571,9 @@ async fn the_messenger_greeting_follows_the_config_at_start_and_on_reload() {
 pub(crate) fn check_config_refuses(dir: &std::path::Path, text: &str) -> String {
     let path = dir.join("refused.toml");
     std::fs::write(&path, text).unwrap();
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    let check = test_kit::check_config(&path, None);
+    assert!(!check.ok);
+    check.stderr
 }
 
 #[test]

@@ -344,8 +344,9 @@ fn check_config_names_an_unknown_language_by_its_path() {
          [outbound.mailboxes.support.smtp]\nhost = \"127.0.0.1\"\ntls = \"plain\"\n",
     )
     .unwrap();
-    let (valid, stderr) = test_kit::check_config(&path);
-    assert!(!valid);
+    let check = test_kit::check_config(&path, None);
+    assert!(!check.ok);
+    let stderr = check.stderr;
     for (path, value) in [
         ("channels.web.language", "de"),
         ("outbound.language", "klingon"),

@@ -2,8 +2,6 @@
 //! pass `deskgate check-config` (with the credential files they name standing in a temporary
 //! directory).
 
-use std::process::Command;
-
 #[test]
 fn the_readme_config_walk_through_passes_check_config() {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -34,14 +32,6 @@ fn the_readme_config_walk_through_passes_check_config() {
     let path = dir.path().join("walk-through.toml");
     std::fs::write(&path, config).unwrap();
 
-    let output = Command::new(test_kit::daemon_bin())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let check = test_kit::check_config(&path, None);
+    assert!(check.ok, "{}", check.stderr);
 }

@@ -160,16 +160,38 @@ pub async fn push_mail(daemon: &Daemon, channel: &str, raw: impl Into<reqwest::B
         .as_u16()
 }
 
-/// `deskgate check-config FILE`: (success, stdout + stderr).
-pub fn check_config(file: &Path) -> (bool, String) {
-    let output = std::process::Command::new(daemon_bin())
-        .arg("check-config")
-        .arg(file)
-        .output()
-        .expect("the deskgate binary runs");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
+/// What `deskgate check-config` said about a file.
+pub struct CheckConfig {
+    /// It exited 0: the config is valid (warnings, if any, are on stderr).
+    pub ok: bool,
+    /// 0 for a valid config, 64 (EX_USAGE) for a wrong one, 1 for one it could not read.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CheckConfig {
+    /// Both streams, for the checks that care whether a line shows at all (a secret must
+    /// show on neither), not where.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// `deskgate check-config FILE`, with `--state DIR` when `state` is given.
+pub fn check_config(file: &Path, state: Option<&Path>) -> CheckConfig {
+    let mut command = std::process::Command::new(daemon_bin());
+    command.arg("check-config").arg(file);
+    if let Some(state) = state {
+        command.arg("--state").arg(state);
+    }
+    let output = command.output().expect("the deskgate binary runs");
+    CheckConfig {
+        ok: output.status.success(),
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
 
 /// An API channel message.

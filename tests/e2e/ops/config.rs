@@ -18,9 +18,9 @@ fn every_shipped_config_passes_check_config() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let (ok, output) = check_config(&path);
-            assert!(ok, "{}: {output}", path.display());
-            assert!(output.contains(": ok"), "{output}");
+            let check = check_config(&path, None);
+            assert!(check.ok, "{}: {}", path.display(), check.output());
+            assert!(check.stdout.contains(": ok"), "{}", check.output());
             checked += 1;
         }
     }
@@ -90,8 +90,9 @@ fn broken_operations_settings_fail_check_config_with_their_messages() {
         ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
-        let (ok, output) = check_config(&file(&format!("case{i}.toml"), text));
-        assert!(!ok, "{text:?} passed");
+        let check = check_config(&file(&format!("case{i}.toml"), text), None);
+        let output = check.output();
+        assert!(!check.ok, "{text:?} passed");
         let lines: Vec<&str> = output.lines().map(str::trim).collect();
         assert!(lines[0].ends_with("is not a valid config:"), "{output}");
         for want in expected {
@@ -161,8 +162,9 @@ async fn no_secret_shows_in_check_config_the_log_answers_or_metrics() {
     let config = daemon.config_path().to_owned();
     let good = std::fs::read_to_string(&config).unwrap();
 
-    let (ok, output) = check_config(&config);
-    assert!(ok, "{output}");
+    let check = check_config(&config, None);
+    let output = check.output();
+    assert!(check.ok, "{output}");
     seen.add("check-config, valid", &output);
     // Broken in ways that make each secret's reader complain.
     let broken = [
@@ -181,8 +183,9 @@ async fn no_secret_shows_in_check_config_the_log_answers_or_metrics() {
             .replace("max_body_bytes = 4096", "max_body_bytes = 0");
         let path = d.join(format!("broken-{file}.toml"));
         std::fs::write(&path, text).unwrap();
-        let (ok, output) = check_config(&path);
-        assert!(!ok, "{what}: {output}");
+        let check = check_config(&path, None);
+        let output = check.output();
+        assert!(!check.ok, "{what}: {output}");
         assert!(
             output.contains("channels.api.max_body_bytes: must be > 0"),
             "{output}"

@@ -4,12 +4,10 @@
 //! ticket event names the ignored field and why, and a counter counts it; check-config checks
 //! the form's defaults.
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 
 use super::{control, of_type, Control, PIPELINE};
-use test_kit::{daemon_bin, Daemon};
+use test_kit::{check_config, CheckConfig, Daemon};
 
 fn form_config(dir: &std::path::Path, default_status: &str) -> String {
     format!(
@@ -97,13 +95,8 @@ fn check_config_checks_the_form_defaults() {
         form_config(dir.path(), "solved")
     );
     std::fs::write(&path, text).unwrap();
-    let check = Command::new(daemon_bin())
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!check.status.success());
-    let stderr = String::from_utf8_lossy(&check.stderr);
+    let CheckConfig { ok, stderr, .. } = check_config(&path, None);
+    assert!(!ok);
     assert!(
         stderr.contains(
             "channels.contact.form.defaults.status: \"solved\" is not a status of pipeline \"support\""

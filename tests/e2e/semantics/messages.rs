@@ -2,26 +2,15 @@
 //! values lists every one, a rejected reload logs its problem once as check-config prints it,
 //! and a quarantined mail is answered as `kind: "mail"`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{control, Control};
-use test_kit::{daemon_bin, eventually, Daemon};
+use test_kit::{check_config, eventually, CheckConfig, Daemon};
 
 const BAD: &str = "[channels.a]\nkind = \"nope\"\n\n[channels.b]\nkind = \"api\"\n\
                    [channels.b.tickets.routing]\nrule = \"sometimes\"\n";
-
-fn check_config(path: &std::path::Path) -> (bool, String) {
-    let output = Command::new(daemon_bin())
-        .arg("check-config")
-        .arg(path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.success(), stderr)
-}
 
 #[tokio::test]
 async fn refusals_name_the_parameter_every_problem_and_the_mail() {
@@ -66,7 +55,7 @@ async fn refusals_name_the_parameter_every_problem_and_the_mail() {
     // Two bad enum values: check-config lists both.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, BAD).unwrap();
-    let (ok, stderr) = check_config(&bad);
+    let CheckConfig { ok, stderr, .. } = check_config(&bad, None);
     assert!(!ok);
     assert!(
         stderr.contains("channels.a.kind: unknown variant `nope`"),
@@ -88,7 +77,7 @@ async fn refusals_name_the_parameter_every_problem_and_the_mail() {
         ),
     )
     .unwrap();
-    let (_, printed) = check_config(daemon.config_path());
+    let printed = check_config(daemon.config_path(), None).stderr;
     let problem = printed
         .lines()
         .find(|l| l.contains("channels.c.tickets.routing.rule"))

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::pipelines::{reload_with, support_and_billing, BILLING};
 use super::{control, of_type, Control, PIPELINE};
-use test_kit::{api_message, daemon_bin, eventually, Daemon};
+use test_kit::{api_message, check_config, daemon_bin, eventually, CheckConfig, Daemon};
 
 /// The events that a config move emitted, in order.
 fn config_moves(events: &[Value]) -> Vec<&Value> {
@@ -50,17 +50,6 @@ async fn new_ticket(daemon: &Daemon, control: &Control<'_>, n: usize) -> String 
 async fn put(control: &Control<'_>, ticket: &str, what: &str, body: Value) -> u16 {
     let path = format!("/v1/control/tickets/{ticket}/{what}");
     control.send("PUT", &path, Some(body)).await.0
-}
-
-fn check_config(config: &std::path::Path, state: Option<&std::path::Path>) -> (bool, String) {
-    let mut command = Command::new(daemon_bin());
-    command.arg("check-config").arg(config);
-    if let Some(state) = state {
-        command.arg("--state").arg(state);
-    }
-    let output = command.output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.success(), stderr)
 }
 
 #[tokio::test]
@@ -182,14 +171,14 @@ async fn a_restart_moves_tickets_into_a_status_whose_actions_run() {
     // check-config on the state refuses the config without the move and accepts it with.
     let state = dir.path().join("state");
     std::fs::write(daemon.config_path(), &unmoved).unwrap();
-    let (ok, stderr) = check_config(daemon.config_path(), Some(&state));
+    let CheckConfig { ok, stderr, .. } = check_config(daemon.config_path(), Some(&state));
     assert!(!ok);
     assert!(
         stderr.contains("routing.pipelines.billing: is gone, but 1 stored tickets are in it"),
         "{stderr}"
     );
     std::fs::write(daemon.config_path(), &moved).unwrap();
-    let (ok, stderr) = check_config(daemon.config_path(), Some(&state));
+    let CheckConfig { ok, stderr, .. } = check_config(daemon.config_path(), Some(&state));
     assert!(ok, "{stderr}");
     assert!(
         stderr.contains("routing.moves will move 1 stored tickets"),
@@ -264,7 +253,7 @@ async fn check_config_refuses_moves_from_what_exists_or_to_what_does_not() {
         text += &format!("to_pipeline = \"{to_pipeline}\"\nto_status = \"{to_status}\"\n");
     }
     std::fs::write(&path, text).unwrap();
-    let (ok, stderr) = check_config(&path, None);
+    let CheckConfig { ok, stderr, .. } = check_config(&path, None);
     assert!(!ok);
     let problems: Vec<&str> = stderr
         .lines()
@@ -302,7 +291,12 @@ async fn a_start_refuses_a_config_that_strands_stored_tickets() {
     let original = std::fs::read_to_string(daemon.config_path()).unwrap();
     let stranding = original.replace("  { id = \"new\", label = \"New\", open = true },\n", "");
     std::fs::write(daemon.config_path(), stranding).unwrap();
-    let (ok, checked) = check_config(daemon.config_path(), Some(&dir.path().join("state")));
+    let state = dir.path().join("state");
+    let CheckConfig {
+        ok,
+        stderr: checked,
+        ..
+    } = check_config(daemon.config_path(), Some(&state));
     assert!(!ok);
     let problem = checked
         .lines()

@@ -211,16 +211,10 @@ async fn a_reload_or_check_config_refuses_to_strand_stored_tickets() {
             .unwrap(),
     )
     .unwrap();
-    let output = std::process::Command::new(test_kit::daemon_bin())
-        .arg("check-config")
-        .arg(&bad)
-        .arg("--state")
-        .arg(dir.path().join("state"))
-        .output()
-        .unwrap();
+    let check = test_kit::check_config(&bad, Some(&dir.path().join("state")));
     // A config that would strand tickets is a wrong config (EX_USAGE), not an unreadable one.
-    assert_eq!(output.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(check.code, Some(64));
+    let stderr = check.stderr;
     assert!(
         stderr.contains("routing.pipelines.billing: is gone, but 1 stored tickets are in it"),
         "{stderr}"

@@ -3,12 +3,12 @@
 //! check-config warns, with the path, about an action that can never be sent for a channel
 //! using its pipeline, and the shipped config promises nothing it cannot send.
 
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use super::{control, mailbox, of_type, Control};
 use test_kit::smtpd::Smtpd;
-use test_kit::{api_message, daemon_bin, free_port, Daemon};
+use test_kit::{api_message, check_config, free_port, CheckConfig, Daemon};
 
 const PIPELINE: &str = r#"
 [routing.pipelines.support]
@@ -45,13 +45,8 @@ async fn every_action_requested_ends_in_exactly_one_outcome_event() {
     let daemon = Daemon::start(dir.path(), &config).await;
 
     // check-config names the action and the channel that can never get it, and exits 0.
-    let check = Command::new(daemon_bin())
-        .arg("check-config")
-        .arg(daemon.config_path())
-        .output()
-        .unwrap();
-    assert!(check.status.success());
-    let stderr = String::from_utf8_lossy(&check.stderr);
+    let CheckConfig { ok, stderr, .. } = check_config(daemon.config_path(), None);
+    assert!(ok);
     assert!(
         stderr.contains("warning: routing.pipelines.support.actions[0]: acknowledge mail \"ticket_received\" can never be sent for channel \"api\""),
         "{stderr}"
@@ -116,11 +111,7 @@ async fn every_action_requested_ends_in_exactly_one_outcome_event() {
 #[test]
 fn the_shipped_config_promises_nothing_it_cannot_send() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/deskgate.toml");
-    let check = Command::new(daemon_bin())
-        .args(["check-config", path])
-        .output()
-        .unwrap();
-    assert!(check.status.success());
-    let stderr = String::from_utf8_lossy(&check.stderr);
+    let CheckConfig { ok, stderr, .. } = check_config(Path::new(path), None);
+    assert!(ok);
     assert!(!stderr.contains("warning"), "{stderr}");
 }
