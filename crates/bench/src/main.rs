@@ -65,6 +65,10 @@ enum Mode {
     Nats {
         #[arg(long, default_value_t = 100_000)]
         events: u64,
+        /// Rounds of each side, alternating, each on a fresh nats-server: one run of the bare
+        /// loop swung between 40k and 98k publishes/s from one bench run to the next.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         #[arg(long, default_value_t = 200)]
         e2e_rate: u64,
         #[arg(long, default_value_t = 10)]
@@ -144,9 +148,10 @@ fn main() -> ExitCode {
             } => ingest(connections, Duration::from_secs(secs), rounds).await,
             Mode::Nats {
                 events,
+                rounds,
                 e2e_rate,
                 e2e_secs,
-            } => nats::run(events, e2e_rate, e2e_secs).await,
+            } => nats::run(events, rounds, e2e_rate, e2e_secs).await,
             Mode::Whatsapp {
                 connections,
                 secs,

@@ -3,10 +3,13 @@
 //! the stream.
 //!
 //! 1. deskgate (without sinks) takes API messages until its outbox holds `events` events.
-//! 2. deskgate restarts with a `nats` sink on a fresh `nats-server -js`; the time until its
+//! 2. deskgate restarts with a new `nats` sink on a fresh `nats-server -js`; the time until its
 //!    cursor passes event `events` is the deskgate rate.
-//! 3. The same payloads, read back from the outbox, are published to another stream by a bare
-//!    loop with the same number of acks in flight, each publish with its `Nats-Msg-Id`.
+//! 3. The same payloads, read back from the outbox, are published to another stream of the
+//!    same server by a bare loop with the same number of acks in flight, each publish with its
+//!    `Nats-Msg-Id`. Steps 2 and 3 alternate for `rounds` rounds, each on a fresh server, and
+//!    each side's rate is over all its rounds: the bare loop alone has swung between 40k and
+//!    98k publishes/s from one run to the next.
 //! 4. With the sink caught up, signed WhatsApp webhooks (one text message each) at a moderate
 //!    rate; a NATS subscriber on the stream's subjects sees each event as JetStream stores it,
 //!    and the latency runs from the webhook's 200 to that moment.
@@ -102,9 +105,9 @@ fn whatsapp_webhook(id: &str, customer: u64) -> (Bytes, String) {
     (Bytes::from(body), signature)
 }
 
-fn sink_toml(url: &str, stream: &str, prefix: &str) -> String {
+fn sink_toml(name: &str, url: &str, stream: &str, prefix: &str) -> String {
     format!(
-        "[sinks.bench]\nkind = \"nats\"\nbatch = 1024\n[sinks.bench.nats]\nservers = [\"{url}\"]\n\
+        "[sinks.{name}]\nkind = \"nats\"\nbatch = 1024\n[sinks.{name}.nats]\nservers = [\"{url}\"]\n\
          stream = \"{stream}\"\nsubject_prefix = \"{prefix}\"\nmax_in_flight = {IN_FLIGHT}\n"
     )
 }
@@ -118,7 +121,7 @@ async fn get_json(http: &Http, addr: SocketAddr, path: &str) -> anyhow::Result<V
     Ok(serde_json::from_slice(&body)?)
 }
 
-pub async fn run(events: u64, e2e_rate: u64, e2e_secs: u64) -> anyhow::Result<()> {
+pub async fn run(events: u64, rounds: usize, e2e_rate: u64, e2e_secs: u64) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let state = dir.path().join("state");
     let http: Http = Client::builder(TokioExecutor::new()).build_http();
@@ -139,36 +142,57 @@ pub async fn run(events: u64, e2e_rate: u64, e2e_secs: u64) -> anyhow::Result<()
     }
     gateway.stop().await;
 
-    // 2. deskgate's sink delivers them.
-    let nats = tokio::task::block_in_place(|| NatsServer::start(&dir.path().join("nats")));
-    let started = Instant::now();
-    let gateway = Gateway::start(gateway_toml(
-        &state,
-        &sink_toml(&nats.url(), "DESKGATE", "dg"),
-    )?)
-    .await?;
-    loop {
-        let status = get_json(&http, gateway.addr, "/v1/status").await?;
-        if status["sinks"]["bench"]["cursor"].as_u64().unwrap_or(0) >= events {
-            break;
+    // 2 and 3, alternating: deskgate's sink delivers them to a fresh nats-server, then the
+    // bare loop publishes the same payloads to the same server. Each round's sink has a name
+    // of its own, so that it starts from the outbox's first event.
+    let (mut deskgate_secs, mut baseline_secs) = (0.0, 0.0);
+    let mut payloads = Vec::new();
+    let mut last = None;
+    for round in 0..rounds.max(1) {
+        if let Some((gateway, _nats)) = last.take() {
+            Gateway::stop(gateway).await;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let deskgate_rate = events as f64 / started.elapsed().as_secs_f64();
-    // The rest of the backlog goes too before the latency is measured.
-    loop {
-        let status = get_json(&http, gateway.addr, "/v1/status").await?;
-        if status["sinks"]["bench"]["lag_events"] == 0 {
-            break;
+        let nats = tokio::task::block_in_place(|| {
+            NatsServer::start(&dir.path().join(format!("nats-{round}")))
+        });
+        let sink = format!("bench{round}");
+        let started = Instant::now();
+        let gateway = Gateway::start(gateway_toml(
+            &state,
+            &sink_toml(&sink, &nats.url(), "DESKGATE", "dg"),
+        )?)
+        .await?;
+        loop {
+            let status = get_json(&http, gateway.addr, "/v1/status").await?;
+            if status["sinks"][&sink]["cursor"].as_u64().unwrap_or(0) >= events {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let secs = started.elapsed().as_secs_f64();
+        deskgate_secs += secs;
+        // The rest of the backlog goes too before the baseline (and the latency) runs.
+        loop {
+            let status = get_json(&http, gateway.addr, "/v1/status").await?;
+            if status["sinks"][&sink]["lag_events"] == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if payloads.is_empty() {
+            payloads = read_outbox(&http, gateway.addr, events).await?;
+        }
+        let baseline_rate = baseline(&nats.url(), &payloads).await?;
+        baseline_secs += events as f64 / baseline_rate;
+        eprintln!(
+            "  round {round}: deskgate sink {:.0} events/s, bare async-nats loop {baseline_rate:.0} events/s",
+            events as f64 / secs
+        );
+        last = Some((gateway, nats));
     }
-    eprintln!("  deskgate sink: {deskgate_rate:.0} events/s");
-
-    // 3. The bare loop, same payloads, same acks in flight.
-    let payloads = read_outbox(&http, gateway.addr, events).await?;
-    let baseline_rate = baseline(&nats.url(), &payloads).await?;
-    eprintln!("  bare async-nats loop: {baseline_rate:.0} events/s");
+    let (gateway, nats) = last.expect("at least one round ran");
+    let deskgate_rate = (events as f64 * rounds.max(1) as f64) / deskgate_secs;
+    let baseline_rate = (events as f64 * rounds.max(1) as f64) / baseline_secs;
     println!(
         "bench sink-nats: deskgate={deskgate_rate:.0} baseline={baseline_rate:.0} ratio={:.2}",
         deskgate_rate / baseline_rate
