@@ -11,7 +11,7 @@
 //! the arenas' locks behind the HTTP workers: it fell two seconds of input behind the ingest
 //! bench's load, where with more arenas it kept pace. jemalloc gives each thread a cache of its
 //! own and returns unused pages to the system on a timer (its background thread), and does
-//! both: see docs/performance.md ("soak" and "Where the time goes").
+//! both: see docs/performance.md (the `soak` row and "The allocator").
 //!
 //! Only the binaries set it: a global allocator in this library would also be the test and
 //! fuzz binaries', where the platform's allocator (and a sanitizer's) is wanted.
