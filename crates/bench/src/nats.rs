@@ -145,10 +145,11 @@ pub async fn run(events: u64, rounds: usize, e2e_rate: u64, e2e_secs: u64) -> an
     // 2 and 3, alternating: deskgate's sink delivers them to a fresh nats-server, then the
     // bare loop publishes the same payloads to the same server. Each round's sink has a name
     // of its own, so that it starts from the outbox's first event.
+    let rounds = rounds.max(1);
     let (mut deskgate_secs, mut baseline_secs) = (0.0, 0.0);
     let mut payloads = Vec::new();
     let mut last = None;
-    for round in 0..rounds.max(1) {
+    for round in 0..rounds {
         if let Some((gateway, _nats)) = last.take() {
             Gateway::stop(gateway).await;
         }
@@ -191,8 +192,8 @@ pub async fn run(events: u64, rounds: usize, e2e_rate: u64, e2e_secs: u64) -> an
         last = Some((gateway, nats));
     }
     let (gateway, nats) = last.expect("at least one round ran");
-    let deskgate_rate = (events as f64 * rounds.max(1) as f64) / deskgate_secs;
-    let baseline_rate = (events as f64 * rounds.max(1) as f64) / baseline_secs;
+    let deskgate_rate = (events as f64 * rounds as f64) / deskgate_secs;
+    let baseline_rate = (events as f64 * rounds as f64) / baseline_secs;
     println!(
         "bench sink-nats: deskgate={deskgate_rate:.0} baseline={baseline_rate:.0} ratio={:.2}",
         deskgate_rate / baseline_rate
