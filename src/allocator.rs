@@ -7,9 +7,9 @@
 //! runtime's workers, the processor, the journal writer, the engine's flush and compaction)
 //! allocate and free at very different paces, and with glibc's default arenas resident memory
 //! rose by 12% between the 20th and the 40th minute of a steady soak (126 to 141 MB,
-//! 2026-12-06). Limiting glibc to two arenas kept it level but made the processor queue for
-//! the arenas' locks behind the HTTP workers: it fell two seconds of input behind the ingest
-//! bench's load, where with more arenas it kept pace. jemalloc gives each thread a cache of its
+//! 2026-12-06). Limiting glibc to two arenas kept it level, but the processor then fell two
+//! seconds of input behind the ingest bench's load (most likely waiting for the arenas' locks
+//! the HTTP workers hold; not profiled), where with more arenas it kept pace. jemalloc gives each thread a cache of its
 //! own and returns unused pages to the system on a timer (its background thread), and does
 //! both: see docs/performance.md (the `soak` row and "The allocator").
 //!
