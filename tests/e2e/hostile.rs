@@ -671,28 +671,43 @@ async fn slow_clients_are_cut_off_and_never_hold_up_others() {
             )
             .unwrap();
         expect_good(daemon.addr, endpoint, 10 + n, "a slow body");
-        let answer = raw_request_on(stream, Duration::from_secs(10));
-        assert!(answer.starts_with("HTTP/1.1 408"), "{endpoint:?}: {answer}");
+        // Read for longer than the deadline below, so that a late answer fails as late (with
+        // its time) rather than as no answer at all.
+        let (answer, ended) = answer_on(stream, Duration::from_secs(30));
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{endpoint:?}: after {:?} the connection {ended}; answer: {answer:?}",
+            started.elapsed()
+        );
         assert!(
             answer.contains("did not arrive within 2 seconds"),
             "{answer}"
         );
-        assert!(started.elapsed() < Duration::from_secs(8));
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{endpoint:?}: the 408 came after {:?}",
+            started.elapsed()
+        );
     }
 }
 
-fn raw_request_on(mut stream: TcpStream, timeout: Duration) -> String {
+/// Reads one answer from `stream`: what arrived, and how the read ended (for a failure's
+/// message).
+fn answer_on(mut stream: TcpStream, timeout: Duration) -> (String, String) {
     stream.set_read_timeout(Some(timeout)).unwrap();
     let mut response = Vec::new();
     let mut buf = [0u8; 4096];
-    while let Ok(n) = stream.read(&mut buf) {
-        if n == 0 {
-            break;
+    let ended = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break "was closed by the daemon".to_owned(),
+            Ok(n) => {
+                response.extend_from_slice(&buf[..n]);
+                if response.ends_with(b"}") {
+                    break "answered".to_owned();
+                }
+            }
+            Err(error) => break format!("failed to read: {error} ({:?})", error.kind()),
         }
-        response.extend_from_slice(&buf[..n]);
-        if response.ends_with(b"}") {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&response).into_owned()
+    };
+    (String::from_utf8_lossy(&response).into_owned(), ended)
 }

@@ -226,5 +226,22 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test's daemon log lives in a temporary directory about to be removed:
+        // its end goes to the test's output, which the harness shows for a failure (a flake
+        // in CI is then diagnosable from the CI log alone).
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!(
+                "deskgate's log in {} (its last {} lines):\n{}",
+                self.dir.display(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
     }
 }
+
+/// How much of a failing test's daemon log [`Daemon`]'s drop prints.
+const LOG_TAIL_LINES: usize = 80;
