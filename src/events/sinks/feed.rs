@@ -186,7 +186,8 @@ impl Feed {
         let raw = self.store.outbox_read(after, upto, self.batch)?;
         let events = raw
             .into_iter()
-            .map(|(seq, value)| OutEvent::parse(seq, Bytes::copy_from_slice(&value)))
+            // The engine's buffer itself, shared rather than copied.
+            .map(|(seq, value)| OutEvent::parse(seq, Bytes::from_owner(value)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(events)
     }

@@ -15,6 +15,7 @@ pub mod dead_letter;
 mod feed;
 mod nats;
 mod webhook;
+mod window;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -12,12 +12,13 @@
 //!
 //! Publishes are pipelined up to `max_in_flight`, but never two of the same subject (ticket or
 //! contact) at once: an event waits for the ack of the previous event about the same thing, so
-//! a failed publish can never let a later event of that ticket land before it. Acks are taken
-//! in publish order and the cursor moves over them in order. On any failure the pipeline is
-//! dropped and publishing starts again after the last acknowledged event; JetStream's duplicate
-//! window drops what had already landed.
+//! a failed publish can never let a later event of that ticket land before it, while events
+//! about other tickets go ahead of it (`window.rs`). Acks are taken in publish order and the
+//! cursor moves over the acknowledged prefix of the outbox. On any failure the pipeline is
+//! dropped and publishing starts again after the cursor; JetStream's duplicate window drops
+//! what had already landed.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{ContextBuilder, PublishAckFuture};
@@ -27,7 +28,8 @@ use async_nats::ServerAddr;
 use chrono::{DateTime, Utc};
 
 use super::backoff;
-use super::feed::Feed;
+use super::feed::{Feed, OutEvent};
+use super::window::Window;
 use crate::config::sinks::{NatsSinkConfig, NatsStorage};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -169,6 +171,11 @@ struct InFlight {
     ack: PublishAckFuture,
 }
 
+/// How many events the window holds (published, or held behind an earlier event about their
+/// subject) per event allowed in flight: room for events about other subjects to go ahead
+/// while one subject's events wait their turn.
+const WINDOW_PER_IN_FLIGHT: usize = 16;
+
 /// Publishes until shutdown (Ok) or a failure (Err, to be retried from the cursor).
 async fn publish_loop(
     js: &jetstream::Context,
@@ -176,50 +183,60 @@ async fn publish_loop(
     config: &NatsSinkConfig,
     failures: &mut u32,
 ) -> Result<(), Error> {
+    let capacity = config.max_in_flight.saturating_mul(WINDOW_PER_IN_FLIGHT);
+    let mut window = Window::default();
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    let mut subjects: HashSet<String> = HashSet::new();
-    let mut published = feed.cursor();
+    // Events read but not yet admitted to the window, and the last event read.
+    let mut backlog: VecDeque<OutEvent> = VecDeque::new();
+    let mut read = feed.cursor();
     loop {
-        let events = feed.read_after(published)?;
-        if events.is_empty() {
-            if in_flight.is_empty() {
-                if !feed.wait_after(published).await {
-                    return Ok(());
-                }
-            } else {
-                settle_front(feed, &mut in_flight, &mut subjects, None).await?;
+        while window.len() < capacity {
+            if backlog.is_empty() {
+                backlog = feed.read_after(read)?.into();
             }
-            continue;
+            let Some(event) = backlog.pop_front() else {
+                break;
+            };
+            read = event.seq;
+            window.admit(event);
         }
-        for (i, event) in events.iter().enumerate() {
-            while in_flight.len() >= config.max_in_flight || subjects.contains(&event.subject) {
-                let next_time = events.get(i).map(|e| e.time);
-                settle_front(feed, &mut in_flight, &mut subjects, next_time).await?;
-            }
+        while in_flight.len() < config.max_in_flight {
+            let Some(event) = window.next_ready() else {
+                break;
+            };
             let subject = nats_subject(&config.subject_prefix, &event.subject, &event.event_type);
             let message = PublishMessage::build()
-                .payload(event.body.clone())
+                .payload(event.body)
                 .header(CONTENT_TYPE, CLOUDEVENTS_JSON)
                 .message_id(&event.id);
             let ack = js.send_publish(subject, message).await?;
-            subjects.insert(event.subject.clone());
             in_flight.push_back(InFlight {
                 seq: event.seq,
-                subject: event.subject.clone(),
+                subject: event.subject,
                 ack,
             });
-            published = event.seq;
         }
+        // Nothing in flight means nothing is held either: every event read is acknowledged
+        // and the cursor has passed it.
+        if in_flight.is_empty() {
+            if !feed.wait_after(read).await {
+                return Ok(());
+            }
+            continue;
+        }
+        let waiting = backlog.front().map(|event| event.time);
+        settle_front(feed, &mut in_flight, &mut window, waiting).await?;
         *failures = 0;
     }
 }
 
-/// Waits for the oldest publish's ack and moves the cursor over it.
+/// Waits for the oldest publish's ack and moves the cursor over the acknowledged prefix;
+/// `waiting`: when the first event not yet in the window was made (for the lag).
 async fn settle_front(
     feed: &mut Feed,
     in_flight: &mut VecDeque<InFlight>,
-    subjects: &mut HashSet<String>,
-    next_time: Option<DateTime<Utc>>,
+    window: &mut Window,
+    waiting: Option<DateTime<Utc>>,
 ) -> Result<(), Error> {
     let Some(front) = in_flight.pop_front() else {
         return Ok(());
@@ -230,11 +247,12 @@ async fn settle_front(
         // Unacknowledged publishes are repeated at the next start; the window drops them.
         () = shutdown.cancelled() => return Err("shutting down".into()),
     };
-    subjects.remove(&front.subject);
     if ack.duplicate {
         tracing::debug!(sink = %feed.name, seq = front.seq, "JetStream already had this event");
     }
     feed.delivered(1);
-    feed.commit(front.seq, next_time);
+    if let Some(advance) = window.acked(front.seq, &front.subject) {
+        feed.commit(advance.seq, advance.next_time.or(waiting));
+    }
     Ok(())
 }
