@@ -101,6 +101,31 @@ impl CursorSync {
     }
 }
 
+/// Reads a sink's events from the outbox; see [`Feed::reader`].
+#[derive(Clone)]
+pub struct Reader {
+    store: Store,
+    visible: watch::Receiver<Position>,
+    batch: usize,
+}
+
+impl Reader {
+    /// Whether events after `after` are visible.
+    pub fn has_after(&self, after: u64) -> bool {
+        self.visible.borrow().outbox > after
+    }
+
+    /// The events after `after` that are visible now, at most one batch. Blocking.
+    pub fn read_after(&self, after: u64) -> Result<Vec<OutEvent>, StoreError> {
+        let upto = self.visible.borrow().outbox;
+        let raw = self.store.outbox_read(after, upto, self.batch)?;
+        raw.into_iter()
+            // The engine's buffer itself, shared rather than copied.
+            .map(|(seq, value)| OutEvent::parse(seq, Bytes::from_owner(value)))
+            .collect()
+    }
+}
+
 pub struct Feed {
     pub name: String,
     pub store: Store,
@@ -180,16 +205,18 @@ impl Feed {
         }
     }
 
-    /// The events after `after` that are visible now, at most one batch; updates the lag.
+    /// The events after `after` that are visible now, at most one batch.
     pub fn read_after(&self, after: u64) -> Result<Vec<OutEvent>, StoreError> {
-        let upto = self.visible.borrow().outbox;
-        let raw = self.store.outbox_read(after, upto, self.batch)?;
-        let events = raw
-            .into_iter()
-            // The engine's buffer itself, shared rather than copied.
-            .map(|(seq, value)| OutEvent::parse(seq, Bytes::from_owner(value)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(events)
+        self.reader().read_after(after)
+    }
+
+    /// Reads this sink's events apart from the feed, on another thread.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            store: self.store.clone(),
+            visible: self.visible.clone(),
+            batch: self.batch,
+        }
     }
 
     /// Moves the cursor over a delivered (or dead-lettered) event. The store, the status and
