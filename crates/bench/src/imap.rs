@@ -46,6 +46,7 @@ pub async fn run(messages: usize, idle_samples: usize, batch_size: u32) -> anyho
     let config = deskgate::config::Config::parse(&toml).map_err(|p| anyhow::anyhow!("{p}"))?;
     let started = Instant::now();
     let app = deskgate::app::App::start(config).await?;
+    eprintln!("  deskgate: started in {:.2?}", started.elapsed());
     let addr = app.local_addr;
     loop {
         let status = crate::servers::get_json(addr, "/v1/status").await?;
