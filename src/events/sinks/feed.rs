@@ -128,10 +128,9 @@ impl Reader {
 
 pub struct Feed {
     pub name: String,
-    pub store: Store,
     pub shutdown: CancellationToken,
-    visible: watch::Receiver<Position>,
-    batch: usize,
+    /// The store, what the processor has made visible, and the batch size.
+    reader: Reader,
     status: SharedStatus,
     /// The last event delivered.
     cursor: u64,
@@ -171,10 +170,12 @@ impl Feed {
         lock(&status).cursor = cursor;
         Ok(Feed {
             name: name.to_owned(),
-            store,
             shutdown: context.shutdown.clone(),
-            visible: context.visible.clone(),
-            batch,
+            reader: Reader {
+                store,
+                visible: context.visible.clone(),
+                batch,
+            },
             status,
             cursor,
             stored: AtomicU64::new(cursor),
@@ -200,23 +201,24 @@ impl Feed {
         self.write_cursor();
         let shutdown = self.shutdown.clone();
         tokio::select! {
-            seen = self.visible.wait_for(|position| position.outbox > after) => seen.is_ok(),
+            seen = self.reader.visible.wait_for(|position| position.outbox > after) => seen.is_ok(),
             () = shutdown.cancelled() => false,
         }
     }
 
     /// The events after `after` that are visible now, at most one batch.
     pub fn read_after(&self, after: u64) -> Result<Vec<OutEvent>, StoreError> {
-        self.reader().read_after(after)
+        self.reader.read_after(after)
     }
 
     /// Reads this sink's events apart from the feed, on another thread.
     pub fn reader(&self) -> Reader {
-        Reader {
-            store: self.store.clone(),
-            visible: self.visible.clone(),
-            batch: self.batch,
-        }
+        self.reader.clone()
+    }
+
+    /// The store the sink reads from and keeps its cursor and dead letters in.
+    pub fn store(&self) -> &Store {
+        &self.reader.store
     }
 
     /// Moves the cursor over a delivered (or dead-lettered) event. The store, the status and
@@ -224,7 +226,7 @@ impl Feed {
     /// cursor move lost in a crash only repeats deliveries, which consumers deduplicate by id.
     pub fn commit(&mut self, event_seq: u64, next_time: Option<DateTime<Utc>>) {
         self.cursor = event_seq;
-        let last = self.visible.borrow().outbox;
+        let last = self.reader.visible.borrow().outbox;
         let lag_events = last.saturating_sub(event_seq);
         let stored = self.stored.load(Ordering::Acquire);
         let recent = self.stored_at_elapsed() < CURSOR_WRITE_INTERVAL;
@@ -269,7 +271,7 @@ impl Feed {
         if self.stored.load(Ordering::Acquire) == self.cursor {
             return;
         }
-        if let Err(error) = self.store.sink_set_cursor(&self.name, self.cursor) {
+        if let Err(error) = self.reader.store.sink_set_cursor(&self.name, self.cursor) {
             // The in-memory cursor still moves: a lost write only repeats deliveries.
             tracing::error!(%error, sink = %self.name, "could not store the sink cursor");
             return;
@@ -290,7 +292,7 @@ impl Feed {
     /// Records a failed attempt that will be retried; refreshes the lag so that it shows while
     /// the sink is stuck.
     pub fn failed(&self, error: &str, oldest_pending: Option<DateTime<Utc>>) {
-        let last = self.visible.borrow().outbox;
+        let last = self.reader.visible.borrow().outbox;
         let lag_events = last.saturating_sub(self.cursor);
         let lag_seconds = oldest_pending
             .map(|time| (Utc::now() - time).num_milliseconds().max(0) as f64 / 1000.0)

@@ -145,7 +145,7 @@ impl WebhookSink {
         mut replays: mpsc::Receiver<u64>,
         mut enable: watch::Receiver<u64>,
     ) {
-        match feed.store.sink_disabled::<SinkDisabled>(&self.name) {
+        match feed.store().sink_disabled::<SinkDisabled>(&self.name) {
             Ok(Some(disabled)) => {
                 // Journaled again in case the crash came between storing and journaling; the
                 // journal drops it when it is already there.
@@ -194,7 +194,7 @@ impl WebhookSink {
                         last_error,
                     } => {
                         let generation = feed
-                            .store
+                            .store()
                             .sink_dead_get::<DeadLetter>(&self.name, event.seq)
                             .ok()
                             .flatten()
@@ -238,7 +238,7 @@ impl WebhookSink {
             at: chrono::Utc::now(),
         };
         let mut retry = 0;
-        while let Err(error) = feed.store.sink_set_disabled(&self.name, Some(&disabled)) {
+        while let Err(error) = feed.store().sink_set_disabled(&self.name, Some(&disabled)) {
             tracing::error!(sink = %self.name, %error, "cannot store that the sink is disabled; retrying");
             retry += 1;
             if !feed.pause(backoff(retry, 100, 10_000)).await {
@@ -277,7 +277,7 @@ impl WebhookSink {
         }
         tracing::info!(sink = %self.name, "sink enabled again");
         if let Err(error) = feed
-            .store
+            .store()
             .sink_set_disabled::<SinkDisabled>(&self.name, None)
         {
             // Delivery goes on; a restart would find the sink disabled again.
@@ -289,7 +289,7 @@ impl WebhookSink {
 
     /// Redelivers one dead letter; false on shutdown. A 410 Gone leaves it in the list.
     async fn replay(&self, feed: &mut Feed, enable: &mut watch::Receiver<u64>, seq: u64) -> bool {
-        let dead = match feed.store.sink_dead_get::<DeadLetter>(&self.name, seq) {
+        let dead = match feed.store().sink_dead_get::<DeadLetter>(&self.name, seq) {
             Ok(Some(dead)) => dead,
             Ok(None) => return true,
             Err(error) => {
@@ -303,7 +303,7 @@ impl WebhookSink {
                 feed.delivered(1);
                 let cursor = feed.cursor();
                 feed.commit(cursor, None);
-                if let Err(error) = feed.store.sink_dead_remove(&self.name, seq) {
+                if let Err(error) = feed.store().sink_dead_remove(&self.name, seq) {
                     tracing::error!(sink = %self.name, seq, %error, "cannot remove a dead letter");
                 }
                 true
@@ -329,7 +329,7 @@ impl WebhookSink {
     async fn give_up(&self, feed: &Feed, dead: &DeadLetter) -> bool {
         tracing::warn!(sink = %self.name, seq = dead.event_seq, attempts = dead.attempts, error = %dead.last_error, "event dead-lettered");
         let mut retry = 0;
-        while let Err(error) = feed.store.sink_dead_put(&self.name, dead.event_seq, dead) {
+        while let Err(error) = feed.store().sink_dead_put(&self.name, dead.event_seq, dead) {
             tracing::error!(sink = %self.name, %error, "cannot store a dead letter; retrying");
             retry += 1;
             if !feed.pause(backoff(retry, 100, 10_000)).await {
