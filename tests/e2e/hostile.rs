@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::messaging_support::{meta_table, shared_secret_file, sign, APP_SECRET, SHARED_SECRET};
 use serde_json::{json, Value};
-use test_kit::{raw_request, Daemon, Tables};
+use test_kit::{raw_request, read_answer, Daemon, Tables};
 
 const TOKEN: &str = "hostile-control-token-0123456789";
 
@@ -673,7 +673,7 @@ async fn slow_clients_are_cut_off_and_never_hold_up_others() {
         expect_good(daemon.addr, endpoint, 10 + n, "a slow body");
         // Read for longer than the deadline below, so that a late answer fails as late (with
         // its time) rather than as no answer at all.
-        let (answer, ended) = answer_on(stream, Duration::from_secs(30));
+        let (answer, ended) = read_answer(stream, Duration::from_secs(30));
         assert!(
             answer.starts_with("HTTP/1.1 408"),
             "{endpoint:?}: after {:?} the connection {ended}; answer: {answer:?}",
@@ -689,25 +689,4 @@ async fn slow_clients_are_cut_off_and_never_hold_up_others() {
             started.elapsed()
         );
     }
-}
-
-/// Reads one answer from `stream`: what arrived, and how the read ended (for a failure's
-/// message).
-fn answer_on(mut stream: TcpStream, timeout: Duration) -> (String, String) {
-    stream.set_read_timeout(Some(timeout)).unwrap();
-    let mut response = Vec::new();
-    let mut buf = [0u8; 4096];
-    let ended = loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break "was closed by the daemon".to_owned(),
-            Ok(n) => {
-                response.extend_from_slice(&buf[..n]);
-                if response.ends_with(b"}") {
-                    break "answered".to_owned();
-                }
-            }
-            Err(error) => break format!("failed to read: {error} ({:?})", error.kind()),
-        }
-    };
-    (String::from_utf8_lossy(&response).into_owned(), ended)
 }

@@ -207,24 +207,29 @@ pub fn api_message(external_id: &str, thread_id: &str, email: &str, text: &str) 
 
 /// Sends raw bytes over a fresh TCP connection and returns what came back within the timeout.
 pub fn raw_request(addr: SocketAddr, request: &[u8], timeout: Duration) -> String {
-    use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(timeout)).unwrap();
     stream.write_all(request).unwrap();
+    read_answer(stream, timeout).0
+}
+
+/// Reads one answer from `stream` within the timeout: what arrived (enough to see the status
+/// line and the JSON error), and how the read ended, for a failure's message.
+pub fn read_answer(mut stream: std::net::TcpStream, timeout: Duration) -> (String, String) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(timeout)).unwrap();
     let mut response = Vec::new();
     let mut buf = [0u8; 4096];
-    loop {
+    let ended = loop {
         match stream.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => break "was closed by the daemon".to_owned(),
             Ok(n) => {
                 response.extend_from_slice(&buf[..n]);
-                // Enough to see the status line and the JSON error.
                 if response.windows(4).any(|w| w == b"\r\n\r\n") && response.ends_with(b"}") {
-                    break;
+                    break "answered".to_owned();
                 }
             }
-            Err(_) => break,
+            Err(error) => break format!("failed to read: {error} ({:?})", error.kind()),
         }
-    }
-    String::from_utf8_lossy(&response).into_owned()
+    };
+    (String::from_utf8_lossy(&response).into_owned(), ended)
 }
