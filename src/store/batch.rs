@@ -1,12 +1,12 @@
 //! A processor step's writes, buffered so that reads see them and one atomic batch commits them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{decode, encode, KeyName, Store, StoreError};
+use super::{decode, encode, KeyName, StateOps, Store, StoreError};
 
 /// A pending write: `Some(value)` or `None` for a removal.
 type Pending = Option<Vec<u8>>;
@@ -24,6 +24,9 @@ pub struct StateBatch<'a> {
     /// about. The committed state does not change while a batch is open, so one read serves
     /// the whole step.
     first_committed: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// What this batch asked of the engine and of itself, added to the store's
+    /// [`StateOps`] when it commits.
+    ops: Cell<StateOps>,
 }
 
 /// An increment of a Prometheus counter, waiting for its batch to commit.
@@ -48,19 +51,37 @@ impl<'a> StateBatch<'a> {
             undo: Vec::new(),
             counts: Vec::new(),
             first_committed: RefCell::default(),
+            ops: Cell::default(),
         }
     }
 
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.writes.get(key) {
-            Some(pending) => Ok(pending.clone()),
-            None => Ok(self.store.state.get(key)?.map(|v| v.to_vec())),
+            Some(pending) => {
+                self.tally(|ops| ops.buffered_reads += 1);
+                Ok(pending.clone())
+            }
+            None => {
+                self.tally(|ops| ops.engine_reads += 1);
+                Ok(self.store.state.get(key)?.map(|v| v.to_vec()))
+            }
         }
+    }
+
+    fn tally(&self, add: impl FnOnce(&mut StateOps)) {
+        let mut ops = self.ops.get();
+        add(&mut ops);
+        self.ops.set(ops);
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         // Decoded where the bytes are: a read is the processor's commonest operation.
-        match self.writes.get(key) {
+        let pending = self.writes.get(key);
+        self.tally(|ops| match pending {
+            Some(_) => ops.buffered_reads += 1,
+            None => ops.engine_reads += 1,
+        });
+        match pending {
             Some(Some(bytes)) => decode(&KeyName(key), bytes).map(Some),
             Some(None) => Ok(None),
             None => match self.store.state.get(key)? {
@@ -73,6 +94,7 @@ impl<'a> StateBatch<'a> {
     /// Keys under `prefix`, in order, as this batch would leave them (its own writes and
     /// removals included).
     pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.tally(|ops| ops.scans += 1);
         let mut keys = std::collections::BTreeSet::new();
         for entry in self.store.state.prefix(prefix) {
             keys.insert(entry.key()?.to_vec());
@@ -102,6 +124,7 @@ impl<'a> StateBatch<'a> {
         let first = match cache.get(start) {
             Some(first) => first.clone(),
             None => {
+                self.tally(|ops| ops.scans += 1);
                 let first = match self.store.state.range(start..).next() {
                     Some(entry) => Some(entry.key()?.to_vec()),
                     None => None,
@@ -122,6 +145,7 @@ impl<'a> StateBatch<'a> {
         end: &[u8],
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.tally(|ops| ops.scans += 1);
         let pending = self.writes.range(start.to_vec()..end.to_vec());
         // Each removal this batch made may hide one of the tree's first keys.
         let removed = pending.clone().filter(|(_, write)| write.is_none()).count();
@@ -151,6 +175,7 @@ impl<'a> StateBatch<'a> {
     }
 
     fn write(&mut self, key: Vec<u8>, value: Pending) {
+        self.ops.get_mut().puts += 1;
         let previous = self.writes.insert(key.clone(), value);
         self.undo.push((key, previous));
     }
@@ -201,6 +226,9 @@ impl<'a> StateBatch<'a> {
     /// Writes everything atomically (not yet flushed).
     pub fn commit(self) -> Result<(), StoreError> {
         let state = &self.store.state;
+        let mut ops = self.ops.get();
+        ops.steps = 1;
+        ops.written = self.writes.len() as u64;
         let mut batch = self.store.db.batch();
         for (key, value) in self.writes {
             match value {
@@ -209,6 +237,7 @@ impl<'a> StateBatch<'a> {
             }
         }
         self.store.wrote(batch.commit())?;
+        self.store.ops.add(&ops);
         for count in self.counts {
             metrics::counter!(count.name, count.labels).increment(count.by);
         }

@@ -33,6 +33,7 @@ mod identities;
 pub mod keys;
 mod mailboxes;
 mod migrate;
+mod ops;
 mod sinks;
 
 use std::fs;
@@ -49,6 +50,8 @@ pub use backup::{BackupCopy, Trees, WriteGate};
 pub use batch::{Savepoint, StateBatch};
 pub use blobs::Blobs;
 pub use mailboxes::MailboxCheckpoint;
+use ops::OpsTotal;
+pub use ops::StateOps;
 
 use crate::model::{DedupeKey, Record};
 pub use failure::Failure;
@@ -143,6 +146,8 @@ pub struct Store {
     db_dir: Arc<Path>,
     /// Group commit across writers (see [`Store::flush`]).
     syncs: Arc<Syncs>,
+    /// What committed processor steps asked of the state, in all (see [`Store::state_ops`]).
+    ops: Arc<OpsTotal>,
 }
 
 /// Counts writes and what the last sync covered, so that concurrent flushes share one
@@ -207,6 +212,7 @@ impl Store {
             failed: Arc::default(),
             db_dir: Arc::from(db_dir.as_path()),
             syncs: Arc::default(),
+            ops: Arc::default(),
         };
         // Keyspaces created just now must not vanish behind a marker that says they exist.
         store.flush()?;
@@ -390,6 +396,11 @@ impl Store {
     /// stays. Not flushed.
     pub fn journal_replace(&self, seq: u64, record: &Record) -> Result<(), StoreError> {
         self.wrote(self.journal.insert(keys::journal(seq), encode(record)))
+    }
+
+    /// What the processor's committed steps have asked of the state since the store opened.
+    pub fn state_ops(&self) -> StateOps {
+        self.ops.get()
     }
 
     /// Starts a processor step: reads see the step's own writes; nothing is written until

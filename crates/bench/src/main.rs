@@ -21,6 +21,7 @@ mod durable;
 mod imap;
 mod load;
 mod nats;
+mod processor;
 mod servers;
 mod whatsapp;
 
@@ -97,6 +98,16 @@ enum Mode {
         #[arg(long, default_value_t = 500)]
         batch_size: u32,
     },
+    /// The processor alone applying a journal of `messages` API-channel messages (the ingest
+    /// mode's), against reading and decoding the same journal; prints the state operations per
+    /// message (in-process).
+    Processor {
+        #[arg(long, default_value_t = 50_000)]
+        messages: u64,
+        /// Rounds, each on a fresh state; the fastest of each side is printed.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Identity lookups, RSS and disk at 10k, 100k and 1M contacts (in-process).
     Contacts {
         /// Seconds of lookups at each size.
@@ -162,6 +173,9 @@ fn main() -> ExitCode {
                 idle_samples,
                 batch_size,
             } => imap::run(messages, idle_samples, batch_size).await,
+            Mode::Processor { messages, rounds } => {
+                tokio::task::spawn_blocking(move || processor::run(messages, rounds)).await?
+            }
             Mode::Contacts { secs, cache_mb } => {
                 tokio::task::spawn_blocking(move || contacts::run(secs, cache_mb)).await?
             }
