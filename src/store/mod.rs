@@ -349,7 +349,7 @@ impl Store {
             let seq = keys::journal_seq(&key);
             items.push(JournalItem {
                 seq,
-                record: decode(&format_args!("journal/{seq}"), &value),
+                record: decode_record(seq, &value),
             });
         }
         Ok(items)
@@ -358,7 +358,7 @@ impl Store {
     /// One journal record, `None` when there is none at `seq`.
     pub fn journal_get(&self, seq: u64) -> Result<Option<Record>, StoreError> {
         match self.journal.get(keys::journal(seq))? {
-            Some(value) => decode(&format_args!("journal/{seq}"), &value).map(Some),
+            Some(value) => decode_record(seq, &value).map(Some),
             None => Ok(None),
         }
     }
@@ -538,14 +538,25 @@ pub fn decode<T: DeserializeOwned>(
     key: &dyn std::fmt::Display,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
+    decode_with(key, bytes, |json| serde_json::from_slice(json))
+}
+
+/// Decodes the journal record at `seq` (see [`Record::from_json`]).
+fn decode_record(seq: u64, bytes: &[u8]) -> Result<Record, StoreError> {
+    decode_with(&format_args!("journal/{seq}"), bytes, Record::from_json)
+}
+
+fn decode_with<T>(
+    key: &dyn std::fmt::Display,
+    bytes: &[u8],
+    from_json: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: key.to_string(),
         reason,
     };
     match bytes.split_first() {
-        Some((&CODEC_VERSION, json)) => {
-            serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
-        }
+        Some((&CODEC_VERSION, json)) => from_json(json).map_err(|e| corrupt(e.to_string())),
         Some((version, _)) => Err(corrupt(format!("unknown codec version {version}"))),
         None => Err(corrupt("empty value".to_owned())),
     }
