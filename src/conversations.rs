@@ -142,7 +142,7 @@ pub fn forget_email_ids(batch: &mut StateBatch<'_>, conversation: &str) -> Resul
 /// The conversation id, if that conversation still exists.
 fn existing(batch: &StateBatch<'_>, id: Option<String>) -> Result<Option<String>, StoreError> {
     match id {
-        Some(id) if batch.get_raw(&keys::conversation(&id))?.is_some() => Ok(Some(id)),
+        Some(id) if batch.contains(&keys::conversation(&id))? => Ok(Some(id)),
         _ => Ok(None),
     }
 }
@@ -220,7 +220,7 @@ fn continue_or_open(
 /// gives the same numbers and a number once committed is never given again.
 pub fn next_ticket_number(batch: &mut StateBatch<'_>, id: &str) -> Result<u64, StoreError> {
     let number = batch.next(keys::TICKET_NUMBER)?;
-    batch.put(keys::ticket_number(number), &id);
+    batch.put(keys::ticket_number(number), &id.to_owned());
     Ok(number)
 }
 
@@ -239,7 +239,7 @@ pub fn ticket_by_number(batch: &StateBatch<'_>, number: u64) -> Result<Option<Ti
     }
 }
 
-fn required<T: serde::de::DeserializeOwned>(
+fn required<T: crate::store::StateValue>(
     batch: &StateBatch<'_>,
     key: &[u8],
 ) -> Result<T, StoreError> {

@@ -245,7 +245,7 @@ pub fn index(
         if named.as_deref() == Some(conversation) || existing(batch, named)?.is_some() {
             continue;
         }
-        batch.put(key, &conversation);
+        batch.put(key, &conversation.to_owned());
         batch.put(
             keys::conversation_email_id(conversation, &inbound.channel, id),
             &(),

@@ -155,7 +155,7 @@ pub fn move_mails(
             batch.put(keys::conversation_link(&to.id, *seq), m);
             // Journal retention may have removed the record and its entry already.
             let record = keys::conversation_message(&from.id, *seq);
-            if batch.get_raw(&record)?.is_some() {
+            if batch.contains(&record)? {
                 batch.remove(record);
                 batch.put(keys::conversation_message(&to.id, *seq), &());
             }

@@ -52,8 +52,9 @@ fn ticket_number(batch: &StateBatch<'_>, draft: &EventDraft) -> Result<Option<u6
         TicketNumber::InData => return Ok(None),
         TicketNumber::Known(number) => Some(number),
         TicketNumber::LookUp => batch
-            .get::<crate::model::Ticket>(&keys::ticket(&draft.subject))?
-            .map(|ticket| ticket.number),
+            .read(&keys::ticket(&draft.subject), |t: &crate::model::Ticket| {
+                t.number
+            })?,
     };
     Ok(number.filter(|n| *n != 0))
 }

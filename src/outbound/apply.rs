@@ -65,10 +65,7 @@ pub fn apply(
     });
     batch.put(keys::outbound_request(seq), &outcome);
     // The request's text is the conversation's too: erasing its contact redacts it.
-    if batch
-        .get_raw(&keys::conversation(conversation_id))?
-        .is_some()
-    {
+    if batch.contains(&keys::conversation(conversation_id))? {
         batch.put(keys::conversation_message(conversation_id, seq), &());
     }
     Ok(handed_over)

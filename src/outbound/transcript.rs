@@ -48,7 +48,7 @@ impl Settings {
 }
 
 /// What is kept of one conversation's transcript so far.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Head {
     messages: u32,
     bytes: u64,
@@ -57,7 +57,7 @@ struct Head {
 }
 
 /// One message of a transcript.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Line {
     agent: bool,
     #[serde(default)]

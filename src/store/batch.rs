@@ -1,5 +1,13 @@
 //! A processor step's writes, buffered so that reads see them and one atomic batch commits them.
+//!
+//! The batch keeps values decoded: a step of a few hundred messages reads and rewrites the same
+//! conversation, ticket and counters again and again (a thread's messages arrive together), and
+//! going through JSON for each of those reads and writes was most of the processor's time. A
+//! value written is encoded once, when the batch commits; a value read from the engine is
+//! decoded once and kept for the rest of the step (the committed state does not change while
+//! a batch is open: the processor is its only writer, and a backup holds the write gate).
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
@@ -8,15 +16,63 @@ use serde::Serialize;
 
 use super::{decode, encode, KeyName, StateOps, Store, StoreError};
 
-/// A pending write: `Some(value)` or `None` for a removal.
-type Pending = Option<Vec<u8>>;
+/// What the state stores: values the batch can decode, keep, copy and encode again.
+pub trait StateValue: DeserializeOwned + Serialize + Clone + 'static {}
+
+impl<T: DeserializeOwned + Serialize + Clone + 'static> StateValue for T {}
+
+/// A value the batch can keep decoded and encode when it commits.
+trait Stored: Any {
+    fn encode(&self) -> Vec<u8>;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Serialize + Any> Stored for T {
+    fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A key's value as the batch knows it.
+enum Slot {
+    /// None: removed by this batch, or absent from the committed state.
+    Absent,
+    /// Encoded: written raw, or read and not yet decoded.
+    Bytes(Vec<u8>),
+    /// Decoded: written by [`StateBatch::put`] or read by [`StateBatch::get`].
+    Value(Box<dyn Stored>),
+}
+
+impl Slot {
+    fn bytes(&self) -> Option<Vec<u8>> {
+        match self {
+            Slot::Absent => None,
+            Slot::Bytes(bytes) => Some(bytes.clone()),
+            Slot::Value(value) => Some(value.encode()),
+        }
+    }
+}
+
+/// A key the batch has written, or read and kept.
+struct Entry {
+    slot: Slot,
+    /// Whether the batch wrote it (and commits it), or only read it from the committed state.
+    written: bool,
+}
 
 pub struct StateBatch<'a> {
     store: &'a Store,
-    writes: BTreeMap<Vec<u8>, Pending>,
-    /// What each write replaced in `writes`, so that a failed sub-step can be undone without
+    /// Every key the batch wrote or read, with its value as the batch would leave it. Entries
+    /// only read agree with the committed state, so the key listings below can take every
+    /// entry as it is.
+    entries: RefCell<BTreeMap<Vec<u8>, Entry>>,
+    /// What each write replaced in `entries`, so that a failed sub-step can be undone without
     /// copying the whole buffer.
-    undo: Vec<(Vec<u8>, Option<Pending>)>,
+    undo: Vec<(Vec<u8>, Option<Entry>)>,
     /// Counters of effects, incremented once the batch commits: a step rolled back or retried
     /// counts nothing.
     counts: Vec<Count>,
@@ -24,8 +80,8 @@ pub struct StateBatch<'a> {
     /// about. The committed state does not change while a batch is open, so one read serves
     /// the whole step.
     first_committed: RefCell<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
-    /// What this batch asked of the engine and of itself, added to the store's
-    /// [`StateOps`] when it commits.
+    /// What this batch asked of the engine and of itself, added to the store's [`StateOps`]
+    /// when it commits.
     ops: Cell<StateOps>,
 }
 
@@ -47,24 +103,11 @@ impl<'a> StateBatch<'a> {
     pub(super) fn new(store: &'a Store) -> Self {
         StateBatch {
             store,
-            writes: BTreeMap::new(),
+            entries: RefCell::default(),
             undo: Vec::new(),
             counts: Vec::new(),
             first_committed: RefCell::default(),
             ops: Cell::default(),
-        }
-    }
-
-    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.writes.get(key) {
-            Some(pending) => {
-                self.tally(|ops| ops.buffered_reads += 1);
-                Ok(pending.clone())
-            }
-            None => {
-                self.tally(|ops| ops.engine_reads += 1);
-                Ok(self.store.state.get(key)?.map(|v| v.to_vec()))
-            }
         }
     }
 
@@ -74,21 +117,61 @@ impl<'a> StateBatch<'a> {
         self.ops.set(ops);
     }
 
-    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        // Decoded where the bytes are: a read is the processor's commonest operation.
-        let pending = self.writes.get(key);
-        self.tally(|ops| match pending {
-            Some(_) => ops.buffered_reads += 1,
-            None => ops.engine_reads += 1,
-        });
-        match pending {
-            Some(Some(bytes)) => decode(&KeyName(key), bytes).map(Some),
-            Some(None) => Ok(None),
-            None => match self.store.state.get(key)? {
-                Some(bytes) => decode(&KeyName(key), &bytes).map(Some),
-                None => Ok(None),
-            },
+    /// Runs `f` on `key`'s entry, reading it from the engine first (and keeping what it
+    /// found) when the batch does not know it yet.
+    fn with_entry<R>(&self, key: &[u8], f: impl FnOnce(&mut Entry) -> R) -> Result<R, StoreError> {
+        let mut entries = self.entries.borrow_mut();
+        if let Some(entry) = entries.get_mut(key) {
+            self.tally(|ops| ops.buffered_reads += 1);
+            return Ok(f(entry));
         }
+        self.tally(|ops| ops.engine_reads += 1);
+        let slot = match self.store.state.get(key)? {
+            Some(bytes) => Slot::Bytes(bytes.to_vec()),
+            None => Slot::Absent,
+        };
+        let entry = entries.entry(key.to_vec()).or_insert(Entry {
+            slot,
+            written: false,
+        });
+        Ok(f(entry))
+    }
+
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_entry(key, |entry| entry.slot.bytes())
+    }
+
+    /// Whether `key` holds a value, without copying it.
+    pub fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.with_entry(key, |entry| !matches!(entry.slot, Slot::Absent))
+    }
+
+    /// The value under `key`, decoded once per batch: later reads get a copy of the decoded
+    /// value.
+    pub fn get<T: StateValue>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.read(key, T::clone)
+    }
+
+    /// What `f` makes of the value under `key`, without copying the value.
+    pub fn read<T: StateValue, R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&T) -> R,
+    ) -> Result<Option<R>, StoreError> {
+        self.with_entry(key, |entry| {
+            let decoded: T = match &entry.slot {
+                Slot::Absent => return Ok(None),
+                Slot::Value(value) => match value.as_any().downcast_ref::<T>() {
+                    Some(value) => return Ok(Some(f(value))),
+                    // Written as one type and read as another: through its encoding.
+                    None => return decode(&KeyName(key), &value.encode()).map(|v| Some(f(&v))),
+                },
+                Slot::Bytes(bytes) => decode(&KeyName(key), bytes)?,
+            };
+            let answer = f(&decoded);
+            entry.slot = Slot::Value(Box::new(decoded));
+            Ok(Some(answer))
+        })?
     }
 
     /// Keys under `prefix`, in order, as this batch would leave them (its own writes and
@@ -99,13 +182,13 @@ impl<'a> StateBatch<'a> {
         for entry in self.store.state.prefix(prefix) {
             keys.insert(entry.key()?.to_vec());
         }
-        for (key, pending) in self.writes.range(prefix.to_vec()..) {
+        for (key, entry) in self.entries.borrow().range(prefix.to_vec()..) {
             if !key.starts_with(prefix) {
                 break;
             }
-            match pending {
-                Some(_) => keys.insert(key.clone()),
-                None => keys.remove(key),
+            match entry.slot {
+                Slot::Absent => keys.remove(key),
+                _ => keys.insert(key.clone()),
             };
         }
         Ok(keys.into_iter().collect())
@@ -116,8 +199,12 @@ impl<'a> StateBatch<'a> {
     /// for every record, and the answer is nearly always no), where [`StateBatch::keys_in_range`]
     /// reads the tree each time.
     pub fn may_hold_range(&self, start: &[u8], end: &[u8]) -> Result<bool, StoreError> {
-        let pending = self.writes.range(start.to_vec()..end.to_vec());
-        if pending.into_iter().any(|(_, write)| write.is_some()) {
+        let present = self
+            .entries
+            .borrow()
+            .range(start.to_vec()..end.to_vec())
+            .any(|(_, entry)| !matches!(entry.slot, Slot::Absent));
+        if present {
             return Ok(true);
         }
         let mut cache = self.first_committed.borrow_mut();
@@ -146,37 +233,46 @@ impl<'a> StateBatch<'a> {
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         self.tally(|ops| ops.scans += 1);
-        let pending = self.writes.range(start.to_vec()..end.to_vec());
-        // Each removal this batch made may hide one of the tree's first keys.
-        let removed = pending.clone().filter(|(_, write)| write.is_none()).count();
+        let entries = self.entries.borrow();
+        let known = entries.range(start.to_vec()..end.to_vec());
+        // Each key this batch knows absent may hide one of the tree's first keys.
+        let absent = known
+            .clone()
+            .filter(|(_, entry)| matches!(entry.slot, Slot::Absent))
+            .count();
         let mut keys = std::collections::BTreeSet::new();
-        for entry in self.store.state.range(start..end).take(limit + removed) {
+        for entry in self.store.state.range(start..end).take(limit + absent) {
             keys.insert(entry.key()?.to_vec());
         }
-        for (key, write) in pending {
-            match write {
-                Some(_) => keys.insert(key.clone()),
-                None => keys.remove(key),
+        for (key, entry) in known {
+            match entry.slot {
+                Slot::Absent => keys.remove(key),
+                _ => keys.insert(key.clone()),
             };
         }
         Ok(keys.into_iter().take(limit).collect())
     }
 
-    pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
-        self.write(key, Some(encode(value)));
+    /// Writes `value` under `key`; it is kept decoded and encoded when the batch commits.
+    pub fn put<T: Serialize + Clone + 'static>(&mut self, key: Vec<u8>, value: &T) {
+        self.write(key, Slot::Value(Box::new(value.clone())));
     }
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.write(key, Some(value));
+        self.write(key, Slot::Bytes(value));
     }
 
     pub fn remove(&mut self, key: Vec<u8>) {
-        self.write(key, None);
+        self.write(key, Slot::Absent);
     }
 
-    fn write(&mut self, key: Vec<u8>, value: Pending) {
+    fn write(&mut self, key: Vec<u8>, slot: Slot) {
         self.ops.get_mut().puts += 1;
-        let previous = self.writes.insert(key.clone(), value);
+        let entry = Entry {
+            slot,
+            written: true,
+        };
+        let previous = self.entries.get_mut().insert(key.clone(), entry);
         self.undo.push((key, previous));
     }
 
@@ -209,16 +305,18 @@ impl<'a> StateBatch<'a> {
         }
     }
 
-    /// Undoes every write (and count) made since the savepoint.
+    /// Undoes every write (and count) made since the savepoint. What was only read stays
+    /// known: it is the committed state, which no rollback changes.
     pub fn rollback_to(&mut self, savepoint: Savepoint) {
         self.counts.truncate(savepoint.counts);
+        let entries = self.entries.get_mut();
         while self.undo.len() > savepoint.undo {
             let Some((key, previous)) = self.undo.pop() else {
                 break;
             };
             match previous {
-                Some(pending) => self.writes.insert(key, pending),
-                None => self.writes.remove(&key),
+                Some(entry) => entries.insert(key, entry),
+                None => entries.remove(&key),
             };
         }
     }
@@ -228,12 +326,16 @@ impl<'a> StateBatch<'a> {
         let state = &self.store.state;
         let mut ops = self.ops.get();
         ops.steps = 1;
-        ops.written = self.writes.len() as u64;
         let mut batch = self.store.db.batch();
-        for (key, value) in self.writes {
-            match value {
-                Some(value) => batch.insert(state, key, value),
-                None => batch.remove(state, key),
+        for (key, entry) in self.entries.into_inner() {
+            if !entry.written {
+                continue;
+            }
+            ops.written += 1;
+            match entry.slot {
+                Slot::Absent => batch.remove(state, key),
+                Slot::Bytes(bytes) => batch.insert(state, key, bytes),
+                Slot::Value(value) => batch.insert(state, key, value.encode()),
             }
         }
         self.store.wrote(batch.commit())?;

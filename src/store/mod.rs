@@ -47,7 +47,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use backup::{BackupCopy, Trees, WriteGate};
-pub use batch::{Savepoint, StateBatch};
+pub use batch::{Savepoint, StateBatch, StateValue};
 pub use blobs::Blobs;
 pub use mailboxes::MailboxCheckpoint;
 use ops::OpsTotal;

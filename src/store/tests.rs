@@ -54,6 +54,72 @@ fn a_batch_reads_its_own_writes_and_rolls_back_to_a_savepoint() {
 }
 
 #[test]
+fn a_batch_keeps_what_it_read_and_commits_only_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let tags = vec!["billing".to_owned(), "vip".to_owned()];
+    let mut batch = store.state_batch();
+    batch.put(b"k/a".to_vec(), &tags);
+    batch.put(b"k/c".to_vec(), &1u64);
+    batch.commit().unwrap();
+
+    let before = store.state_ops();
+    let mut batch = store.state_batch();
+    assert_eq!(
+        batch.get::<Vec<String>>(b"k/a").unwrap(),
+        Some(tags.clone())
+    );
+    assert_eq!(
+        batch.get::<Vec<String>>(b"k/a").unwrap(),
+        Some(tags.clone())
+    );
+    assert_eq!(
+        batch.read(b"k/a", |t: &Vec<String>| t.len()).unwrap(),
+        Some(2)
+    );
+    // Read as another type than it was decoded as: through its encoding.
+    assert_eq!(
+        batch.get::<serde_json::Value>(b"k/a").unwrap(),
+        Some(serde_json::json!(["billing", "vip"]))
+    );
+    assert_eq!(batch.get::<u64>(b"k/z").unwrap(), None);
+    assert!(!batch.contains(b"k/z").unwrap());
+    assert!(batch.contains(b"k/c").unwrap());
+    // A value read and then changed by a sub-step that fails is the committed one again.
+    let savepoint = batch.savepoint();
+    batch.put(b"k/a".to_vec(), &vec!["changed".to_owned()]);
+    batch.put(b"k/b".to_vec(), &2u64);
+    batch.rollback_to(savepoint);
+    assert_eq!(
+        batch.get::<Vec<String>>(b"k/a").unwrap(),
+        Some(tags.clone())
+    );
+    assert_eq!(batch.get::<u64>(b"k/b").unwrap(), None);
+    // Keys read (present or absent) list as the committed state has them.
+    assert_eq!(
+        batch.keys_with_prefix(b"k/").unwrap(),
+        [b"k/a".to_vec(), b"k/c".to_vec()]
+    );
+    batch.put(b"k/b".to_vec(), &3u64);
+    batch.remove(b"k/c".to_vec());
+    assert!(!batch.contains(b"k/c").unwrap());
+    assert_eq!(
+        batch.keys_with_prefix(b"k/").unwrap(),
+        [b"k/a".to_vec(), b"k/b".to_vec()]
+    );
+    batch.commit().unwrap();
+
+    let ops = store.state_ops().since(&before);
+    // k/a, k/z and k/c went to the engine once each, and k/b once its write was rolled back
+    // (the batch had not read it before); k/a, read only, is not written back.
+    assert_eq!(ops.engine_reads, 4, "{ops:?}");
+    assert_eq!((ops.steps, ops.written), (1, 2), "{ops:?}");
+    assert_eq!(store.state_get::<Vec<String>>(b"k/a").unwrap(), Some(tags));
+    assert_eq!(store.state_get::<u64>(b"k/b").unwrap(), Some(3));
+    assert_eq!(store.state_get::<u64>(b"k/c").unwrap(), None);
+}
+
+#[test]
 fn undecodable_values_are_reported_not_panicked_on() {
     assert!(matches!(
         decode::<u64>(&"k", b""),

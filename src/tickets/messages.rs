@@ -103,10 +103,7 @@ pub fn after_threading(
     }
     let channel = rules.channel(&inbound.channel);
     let contact_id = threaded.conversation.contact_id.clone();
-    let spam = step
-        .batch
-        .get_raw(&keys::spam_contact(&contact_id))?
-        .is_some();
+    let spam = step.batch.contains(&keys::spam_contact(&contact_id))?;
     let conversation_id = threaded.conversation.id.clone();
     // Only a conversation that starts with a forward needs bookkeeping from its first message;
     // the default (absent) state says "not from a forward".

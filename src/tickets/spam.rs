@@ -74,7 +74,7 @@ impl Step<'_, '_> {
     }
 
     pub(super) fn unmark_spam_contact(&mut self, contact: &str) -> Result<Answer, StoreError> {
-        if self.batch.get_raw(&keys::contact(contact))?.is_none() {
+        if !self.batch.contains(&keys::contact(contact))? {
             return Ok(Err(not_found("contact", contact)));
         }
         let unmarked = self.lift_spam(contact)?;
@@ -87,7 +87,7 @@ impl Step<'_, '_> {
     /// returns those conversations. Emits one event per conversation and one for the contact
     /// when it was flagged.
     fn lift_spam(&mut self, contact: &str) -> Result<Vec<String>, StoreError> {
-        let flagged = self.batch.get_raw(&keys::spam_contact(contact))?.is_some();
+        let flagged = self.batch.contains(&keys::spam_contact(contact))?;
         self.batch.remove(keys::spam_contact(contact));
         let list: SpamList = get_or_default(self.batch, &keys::spam_list())?;
         let mut kept = SpamList::new();

@@ -13,13 +13,12 @@
 //! [`crate::model::Ticket`].
 
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::model::Ticket;
 use crate::routing::{snapshot_from, DirectoryState, RuleSet, Snapshot};
-use crate::store::{keys, StateBatch, Store, StoreError};
+use crate::store::{keys, StateBatch, StateValue, Store, StoreError};
 
 /// Bookkeeping of one conversation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +35,7 @@ pub struct ConversationState {
 /// Spam conversations awaiting purge, oldest first.
 pub type SpamList = Vec<(DateTime<Utc>, String)>;
 
-pub fn get_or_default<T: DeserializeOwned + Default>(
+pub fn get_or_default<T: StateValue + Default>(
     batch: &StateBatch<'_>,
     key: &[u8],
 ) -> Result<T, StoreError> {
