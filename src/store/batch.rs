@@ -43,15 +43,22 @@ enum Slot {
     Absent,
     /// Encoded: written raw, or read and not yet decoded.
     Bytes(Vec<u8>),
-    /// Decoded: written by [`StateBatch::put`] or read by [`StateBatch::get`].
+    /// Written by [`StateBatch::put`]: its encoding is what the batch commits.
     Value(Box<dyn Stored>),
+    /// Read from the engine and decoded. The stored bytes stay beside the value: a read as
+    /// another type decodes them, not the value's encoding, which holds only what the first
+    /// type knew of them.
+    Read {
+        bytes: Vec<u8>,
+        value: Box<dyn Stored>,
+    },
 }
 
 impl Slot {
     fn bytes(&self) -> Option<Vec<u8>> {
         match self {
             Slot::Absent => None,
-            Slot::Bytes(bytes) => Some(bytes.clone()),
+            Slot::Bytes(bytes) | Slot::Read { bytes, .. } => Some(bytes.clone()),
             Slot::Value(value) => Some(value.encode()),
         }
     }
@@ -166,10 +173,22 @@ impl<'a> StateBatch<'a> {
                     // Written as one type and read as another: through its encoding.
                     None => return decode(&KeyName(key), &value.encode()).map(|v| Some(f(&v))),
                 },
+                Slot::Read { bytes, value } => match value.as_any().downcast_ref::<T>() {
+                    Some(value) => return Ok(Some(f(value))),
+                    None => return decode(&KeyName(key), bytes).map(|v| Some(f(&v))),
+                },
                 Slot::Bytes(bytes) => decode(&KeyName(key), bytes)?,
             };
             let answer = f(&decoded);
-            entry.slot = Slot::Value(Box::new(decoded));
+            // Bytes the batch wrote raw are committed as they are, so only a read is kept
+            // decoded.
+            if let (false, Slot::Bytes(bytes)) = (entry.written, &mut entry.slot) {
+                let bytes = std::mem::take(bytes);
+                entry.slot = Slot::Read {
+                    bytes,
+                    value: Box::new(decoded),
+                };
+            }
             Ok(Some(answer))
         })?
     }
@@ -334,7 +353,7 @@ impl<'a> StateBatch<'a> {
             ops.written += 1;
             match entry.slot {
                 Slot::Absent => batch.remove(state, key),
-                Slot::Bytes(bytes) => batch.insert(state, key, bytes),
+                Slot::Bytes(bytes) | Slot::Read { bytes, .. } => batch.insert(state, key, bytes),
                 Slot::Value(value) => batch.insert(state, key, value.encode()),
             }
         }

@@ -120,6 +120,35 @@ fn a_batch_keeps_what_it_read_and_commits_only_what_it_wrote() {
 }
 
 #[test]
+fn a_value_read_as_a_partial_view_keeps_what_the_view_does_not_know() {
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct View {
+        a: u64,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut batch = store.state_batch();
+    batch.put(b"v/1".to_vec(), &serde_json::json!({ "a": 1, "b": 2 }));
+    batch.commit().unwrap();
+
+    let mut batch = store.state_batch();
+    assert_eq!(batch.read(b"v/1", |v: &View| v.a).unwrap(), Some(1));
+    let full = batch.get::<serde_json::Value>(b"v/1").unwrap();
+    assert_eq!(full, Some(serde_json::json!({ "a": 1, "b": 2 })));
+    // Bytes written raw are committed as written, even once read as a view.
+    batch.put_raw(
+        b"v/2".to_vec(),
+        super::encode(&serde_json::json!({ "a": 3, "c": 4 })),
+    );
+    assert_eq!(batch.read(b"v/2", |v: &View| v.a).unwrap(), Some(3));
+    batch.commit().unwrap();
+    assert_eq!(
+        store.state_get::<serde_json::Value>(b"v/2").unwrap(),
+        Some(serde_json::json!({ "a": 3, "c": 4 }))
+    );
+}
+
+#[test]
 fn undecodable_values_are_reported_not_panicked_on() {
     assert!(matches!(
         decode::<u64>(&"k", b""),
