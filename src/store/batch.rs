@@ -159,7 +159,8 @@ impl<'a> StateBatch<'a> {
         self.read(key, T::clone)
     }
 
-    /// What `f` makes of the value under `key`, without copying the value.
+    /// What `f` makes of the value under `key`, without copying the value. `f` runs while the
+    /// batch's entries are borrowed: it must not use the batch.
     pub fn read<T: StateValue, R>(
         &self,
         key: &[u8],
