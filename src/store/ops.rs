@@ -23,13 +23,18 @@ pub struct StateOps {
 impl StateOps {
     /// What was asked between `earlier` (a reading of the same totals) and these.
     pub fn since(&self, earlier: &StateOps) -> StateOps {
+        self.zip(earlier, |now, then| now - then)
+    }
+
+    /// Each count of these and of `other`, combined by `f`.
+    fn zip(&self, other: &StateOps, f: impl Fn(u64, u64) -> u64) -> StateOps {
         StateOps {
-            steps: self.steps - earlier.steps,
-            engine_reads: self.engine_reads - earlier.engine_reads,
-            buffered_reads: self.buffered_reads - earlier.buffered_reads,
-            scans: self.scans - earlier.scans,
-            puts: self.puts - earlier.puts,
-            written: self.written - earlier.written,
+            steps: f(self.steps, other.steps),
+            engine_reads: f(self.engine_reads, other.engine_reads),
+            buffered_reads: f(self.buffered_reads, other.buffered_reads),
+            scans: f(self.scans, other.scans),
+            puts: f(self.puts, other.puts),
+            written: f(self.written, other.written),
         }
     }
 }
@@ -45,12 +50,7 @@ impl OpsTotal {
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        total.steps += step.steps;
-        total.engine_reads += step.engine_reads;
-        total.buffered_reads += step.buffered_reads;
-        total.scans += step.scans;
-        total.puts += step.puts;
-        total.written += step.written;
+        *total = total.zip(step, |sum, more| sum + more);
     }
 
     pub(super) fn get(&self) -> StateOps {

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{TimeZone, Utc};
 use deskgate::channels::HookRequest;
-use deskgate::config::Config;
 use deskgate::events::OutboxWriter;
 use deskgate::ids::Minter;
 use deskgate::live::{Live, LiveHandle};
@@ -35,7 +34,7 @@ pub fn run(messages: u64, rounds: usize) -> anyhow::Result<()> {
         let started = Instant::now();
         read_all(&store, last)?;
         best.1 = best.1.min(started.elapsed());
-        let (took, per_step) = apply_all(&store, last)?;
+        let (took, per_step) = apply_all(&store, dir.path(), last)?;
         best.0 = best.0.min(took);
         ops = Some(per_step);
     }
@@ -61,15 +60,6 @@ pub fn run(messages: u64, rounds: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The daemon's config for the ingest bench (an API channel, nothing routed or sent).
-fn config(dir: &std::path::Path) -> anyhow::Result<Config> {
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n[channels.api]\nkind = \"api\"\n",
-        dir.display()
-    );
-    Config::parse(&toml).map_err(|problems| anyhow::anyhow!("{problems}"))
 }
 
 /// Journals `messages` API messages as the ingest mode sends them; returns the last seq.
@@ -118,8 +108,12 @@ fn read_all(store: &Store, last: u64) -> anyhow::Result<()> {
 }
 
 /// Applies the whole journal; returns how long it took and what it asked of the state.
-fn apply_all(store: &Store, last: u64) -> anyhow::Result<(Duration, deskgate::store::StateOps)> {
-    let config = config(std::path::Path::new("/nonexistent"))?;
+fn apply_all(
+    store: &Store,
+    dir: &std::path::Path,
+    last: u64,
+) -> anyhow::Result<(Duration, deskgate::store::StateOps)> {
+    let config = crate::servers::deskgate_config(0, dir, "")?;
     let instance = uuid::Uuid::new_v4();
     let outbox = OutboxWriter::new(config.events.source(instance), instance);
     let live = LiveHandle::new(Live::compile(&config, None).map_err(anyhow::Error::msg)?);

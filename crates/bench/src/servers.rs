@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Subcommand;
+use deskgate::config::Config;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -30,17 +31,26 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         Server::Durable { port, dir } => crate::durable::serve(port, dir).await,
         Server::Deskgate { port, dir } => {
             let meta = test_kit::mixed::write_secrets(&dir)?;
-            let toml = format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\n[state]\ndir = \"{}\"\n[channels.api]\nkind = \"api\"\n[channels.wa]\nkind = \"whatsapp\"\n{meta}\n",
-                dir.display()
-            );
-            let config =
-                deskgate::config::Config::parse(&toml).map_err(|p| anyhow::anyhow!("{p}"))?;
+            let config = deskgate_config(
+                port,
+                &dir,
+                &format!("[channels.wa]\nkind = \"whatsapp\"\n{meta}\n"),
+            )?;
             let app = deskgate::app::App::start(config).await?;
             app.wait().await;
             Ok(())
         }
     }
+}
+
+/// The daemon's config for the ingest benches: listening on `port`, state in `dir`, an API
+/// channel `api`, then `more` (further channels' TOML). Nothing is routed or sent.
+pub fn deskgate_config(port: u16, dir: &Path, more: &str) -> anyhow::Result<Config> {
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[state]\ndir = \"{}\"\n[channels.api]\nkind = \"api\"\n{more}",
+        dir.display()
+    );
+    Config::parse(&toml).map_err(|problems| anyhow::anyhow!("{problems}"))
 }
 
 async fn noop(port: u16) -> anyhow::Result<()> {
