@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::events::sinks::{self, SinkContext, Sinks};
 use crate::events::{OutboxReader, OutboxWriter};
 use crate::housekeeping::Housekeeping;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::ids::Minter;
 use crate::journal;
 use crate::live::{Live, LiveHandle};
@@ -126,7 +126,7 @@ impl App {
         let mailboxes = spawn_mailboxes(&config, &tasks, (&opened, &pipeline.journal));
         let delivery = start_delivery(&config, &opened, &pipeline, &tasks)?;
         start_housekeeping(&config, &opened, &pipeline, &tasks);
-        let state = AppState {
+        let state = AppState::new(Shared {
             tokens: control_tokens(&config)?,
             store: opened.store.clone(),
             blobs: opened.blobs.clone(),
@@ -150,7 +150,7 @@ impl App {
             ),
             phone_region,
             profiles: Arc::new(Profiles::new(&config.outbound).map_err(anyhow::Error::msg)?),
-        };
+        });
         let (listeners, local_addr, control_addr) = start_http(&config, state).await?;
         tracing::info!(
             addr = %local_addr,

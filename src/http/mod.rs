@@ -32,7 +32,7 @@ use tower::ServiceExt;
 
 pub use control::Tokens;
 pub use error::ApiError;
-pub use routes::{private_router, public_router, router, AppState};
+pub use routes::{private_router, public_router, router, AppState, Shared};
 
 use crate::config::ServerConfig;
 

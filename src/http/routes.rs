@@ -26,9 +26,27 @@ use crate::live::LiveHandle;
 use crate::model::Position;
 use crate::store::{Blobs, Store};
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach. axum clones it for every request, so it is one reference
+/// count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles behind [`AppState`].
+pub struct Shared {
     pub channels: Arc<BTreeMap<String, ChannelConfig>>,
     pub journal: JournalHandle,
     pub outbox: OutboxReader,
