@@ -267,6 +267,10 @@ impl Agent {
             close_after,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
+                // deskgate closes a connection idle for `server.header_read_timeout_secs`
+                // (10 s); a pooled connection reused at that moment fails to send
+                // (docs/http-api.md), so the agent lets idle connections go before that.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .expect("a reqwest client builds"),
             stop: AtomicBool::new(false),
@@ -361,12 +365,12 @@ impl Agent {
             .get(url)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| with_causes(&e))?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("answered {status}"));
         }
-        let mut page: Value = response.json().await.map_err(|e| e.to_string())?;
+        let mut page: Value = response.json().await.map_err(|e| with_causes(&e))?;
         let next = page["next"].as_u64().ok_or("a page without next")?;
         match page["events"].take() {
             Value::Array(events) => Ok((events, next)),
@@ -383,7 +387,7 @@ impl Agent {
             .json(&serde_json::json!({ "status": CLOSED }))
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| with_causes(&e))?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) || status == 404 {
             return Ok(status);
@@ -504,4 +508,17 @@ fn size_on_disk(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// An error with the errors that caused it: reqwest's own text ("error sending request")
+/// does not say why.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
