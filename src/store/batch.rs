@@ -6,23 +6,27 @@
 //! value written is encoded once, when the batch commits; a value read from the engine is
 //! decoded once and kept for the rest of the step (the committed state does not change while
 //! a batch is open: the processor is its only writer, and a backup holds the write gate).
+//! What a committed step read and wrote is carried to the next steps ([`super::carry`]).
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{decode, encode, KeyName, StateOps, Store, StoreError};
+use super::carry::{self, Carried};
+use super::{decode, encode, KeyName, StateOps, Store, StoreError, Value};
 
-/// What the state stores: values the batch can decode, keep, copy and encode again.
-pub trait StateValue: DeserializeOwned + Serialize + Clone + 'static {}
+/// What the state stores: values the batch can decode, keep, copy, encode again and carry to
+/// the next step.
+pub trait StateValue: DeserializeOwned + Serialize + Clone + Send + Sync + 'static {}
 
-impl<T: DeserializeOwned + Serialize + Clone + 'static> StateValue for T {}
+impl<T: DeserializeOwned + Serialize + Clone + Send + Sync + 'static> StateValue for T {}
 
 /// A value the batch can keep decoded and encode when it commits.
-trait Stored: Any {
+pub(super) trait Stored: Any {
     fn encode(&self) -> Vec<u8>;
     fn as_any(&self) -> &dyn Any;
 }
@@ -41,16 +45,18 @@ impl<T: Serialize + Any> Stored for T {
 enum Slot {
     /// None: removed by this batch, or absent from the committed state.
     Absent,
-    /// Encoded: written raw, or read and not yet decoded.
+    /// Written raw by [`StateBatch::put_raw`].
     Bytes(Vec<u8>),
+    /// Read from the committed state and not yet decoded.
+    Stored(Value),
     /// Written by [`StateBatch::put`]: its encoding is what the batch commits.
-    Value(Box<dyn Stored>),
-    /// Read from the engine and decoded. The stored bytes stay beside the value: a read as
-    /// another type decodes them, not the value's encoding, which holds only what the first
-    /// type knew of them.
+    Value(Box<dyn Stored + Send + Sync>),
+    /// Read from the committed state and decoded. The stored bytes stay beside the value: a
+    /// read as another type decodes them, not the value's encoding, which holds only what the
+    /// first type knew of them.
     Read {
-        bytes: Vec<u8>,
-        value: Box<dyn Stored>,
+        bytes: Value,
+        value: Arc<dyn Stored + Send + Sync>,
     },
 }
 
@@ -58,8 +64,17 @@ impl Slot {
     fn bytes(&self) -> Option<Vec<u8>> {
         match self {
             Slot::Absent => None,
-            Slot::Bytes(bytes) | Slot::Read { bytes, .. } => Some(bytes.clone()),
+            Slot::Bytes(bytes) => Some(bytes.clone()),
+            Slot::Stored(bytes) | Slot::Read { bytes, .. } => Some(bytes.to_vec()),
             Slot::Value(value) => Some(value.encode()),
+        }
+    }
+
+    fn carried(carried: Carried) -> Slot {
+        match carried {
+            Carried::Absent => Slot::Absent,
+            Carried::Bytes(bytes) => Slot::Stored(bytes),
+            Carried::Decoded { bytes, value } => Slot::Read { bytes, value },
         }
     }
 }
@@ -90,6 +105,9 @@ pub struct StateBatch<'a> {
     /// What this batch asked of the engine and of itself, added to the store's [`StateOps`]
     /// when it commits.
     ops: Cell<StateOps>,
+    /// The carry's generation when the batch started: what it read may be carried only if
+    /// no write was carried since.
+    carry_generation: u64,
 }
 
 /// An increment of a Prometheus counter, waiting for its batch to commit.
@@ -115,6 +133,7 @@ impl<'a> StateBatch<'a> {
             counts: Vec::new(),
             first_committed: RefCell::default(),
             ops: Cell::default(),
+            carry_generation: store.carry.generation(),
         }
     }
 
@@ -124,18 +143,26 @@ impl<'a> StateBatch<'a> {
         self.ops.set(ops);
     }
 
-    /// Runs `f` on `key`'s entry, reading it from the engine first (and keeping what it
-    /// found) when the batch does not know it yet.
+    /// Runs `f` on `key`'s entry, reading it from the carry or the engine first (and keeping
+    /// what it found) when the batch does not know it yet.
     fn with_entry<R>(&self, key: &[u8], f: impl FnOnce(&mut Entry) -> R) -> Result<R, StoreError> {
         let mut entries = self.entries.borrow_mut();
         if let Some(entry) = entries.get_mut(key) {
             self.tally(|ops| ops.buffered_reads += 1);
             return Ok(f(entry));
         }
-        self.tally(|ops| ops.engine_reads += 1);
-        let slot = match self.store.state.get(key)? {
-            Some(bytes) => Slot::Bytes(bytes.to_vec()),
-            None => Slot::Absent,
+        let slot = match self.store.carry.get(key) {
+            Some(carried) => {
+                self.tally(|ops| ops.carried_reads += 1);
+                Slot::carried(carried)
+            }
+            None => {
+                self.tally(|ops| ops.engine_reads += 1);
+                match self.store.state.get(key)? {
+                    Some(bytes) => Slot::Stored(bytes),
+                    None => Slot::Absent,
+                }
+            }
         };
         let entry = entries.entry(key.to_vec()).or_insert(Entry {
             slot,
@@ -178,16 +205,15 @@ impl<'a> StateBatch<'a> {
                     Some(value) => return Ok(Some(f(value))),
                     None => return decode(&KeyName(key), bytes).map(|v| Some(f(&v))),
                 },
-                Slot::Bytes(bytes) => decode(&KeyName(key), bytes)?,
+                // Bytes the batch wrote raw are committed as they are, so they stay bytes.
+                Slot::Bytes(bytes) => return decode(&KeyName(key), bytes).map(|v| Some(f(&v))),
+                Slot::Stored(bytes) => decode(&KeyName(key), bytes)?,
             };
             let answer = f(&decoded);
-            // Bytes the batch wrote raw are committed as they are, so only a read is kept
-            // decoded.
-            if let (false, Slot::Bytes(bytes)) = (entry.written, &mut entry.slot) {
-                let bytes = std::mem::take(bytes);
+            if let Slot::Stored(bytes) = &entry.slot {
                 entry.slot = Slot::Read {
-                    bytes,
-                    value: Box::new(decoded),
+                    bytes: bytes.clone(),
+                    value: Arc::new(decoded),
                 };
             }
             Ok(Some(answer))
@@ -274,7 +300,7 @@ impl<'a> StateBatch<'a> {
     }
 
     /// Writes `value` under `key`; it is kept decoded and encoded when the batch commits.
-    pub fn put<T: Serialize + Clone + 'static>(&mut self, key: Vec<u8>, value: &T) {
+    pub fn put<T: Serialize + Clone + Send + Sync + 'static>(&mut self, key: Vec<u8>, value: &T) {
         self.write(key, Slot::Value(Box::new(value.clone())));
     }
 
@@ -341,24 +367,50 @@ impl<'a> StateBatch<'a> {
         }
     }
 
-    /// Writes everything atomically (not yet flushed).
+    /// Writes everything atomically (not yet flushed), and carries what the batch read and
+    /// wrote to the next batches.
     pub fn commit(self) -> Result<(), StoreError> {
-        let state = &self.store.state;
+        let (state, carry) = (&self.store.state, &self.store.carry);
         let mut ops = self.ops.get();
         ops.steps = 1;
         let mut batch = self.store.db.batch();
+        let (mut written, mut read) = (Vec::new(), Vec::new());
         for (key, entry) in self.entries.into_inner() {
-            if !entry.written {
-                continue;
+            if entry.written {
+                ops.written += 1;
             }
-            ops.written += 1;
-            match entry.slot {
-                Slot::Absent => batch.remove(state, key),
-                Slot::Bytes(bytes) | Slot::Read { bytes, .. } => batch.insert(state, key, bytes),
-                Slot::Value(value) => batch.insert(state, key, value.encode()),
+            let carried = match entry.slot {
+                Slot::Absent => {
+                    if entry.written {
+                        batch.remove(state, key.clone());
+                    }
+                    Carried::Absent
+                }
+                Slot::Bytes(bytes) => Carried::Bytes(Value::from(bytes)),
+                Slot::Stored(bytes) => Carried::Bytes(bytes),
+                Slot::Value(value) => Carried::Decoded {
+                    bytes: Value::from(value.encode()),
+                    value: Arc::from(value),
+                },
+                Slot::Read { bytes, value } => Carried::Decoded { bytes, value },
+            };
+            if entry.written {
+                if let Carried::Bytes(bytes) | Carried::Decoded { bytes, .. } = &carried {
+                    batch.insert(state, key.clone(), bytes.clone());
+                }
+            }
+            if carry::carries(&key) {
+                match entry.written {
+                    true => written.push((key, carried)),
+                    false => read.push((key, carried)),
+                }
             }
         }
-        self.store.wrote(batch.commit())?;
+        if let Err(error) = self.store.wrote(batch.commit()) {
+            carry.clear();
+            return Err(error);
+        }
+        carry.committed(self.carry_generation, written, read);
         self.store.ops.add(&ops);
         for count in self.counts {
             metrics::counter!(count.name, count.labels).increment(count.by);

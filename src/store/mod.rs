@@ -27,6 +27,7 @@
 mod backup;
 mod batch;
 mod blobs;
+mod carry;
 pub mod census;
 mod failure;
 mod identities;
@@ -49,6 +50,7 @@ use serde::Serialize;
 pub use backup::{BackupCopy, Trees, WriteGate};
 pub use batch::{Savepoint, StateBatch, StateValue};
 pub use blobs::Blobs;
+use carry::Carry;
 pub use mailboxes::MailboxCheckpoint;
 use ops::OpsTotal;
 pub use ops::StateOps;
@@ -148,6 +150,8 @@ pub struct Store {
     syncs: Arc<Syncs>,
     /// What committed processor steps asked of the state, in all (see [`Store::state_ops`]).
     ops: Arc<OpsTotal>,
+    /// State values carried from one step to the next (see `carry.rs`).
+    carry: Arc<Carry>,
 }
 
 /// Counts writes and what the last sync covered, so that concurrent flushes share one
@@ -213,6 +217,7 @@ impl Store {
             db_dir: Arc::from(db_dir.as_path()),
             syncs: Arc::default(),
             ops: Arc::default(),
+            carry: Arc::default(),
         };
         // Keyspaces created just now must not vanish behind a marker that says they exist.
         store.flush()?;
@@ -386,10 +391,15 @@ impl Store {
             }
             batch.remove(&self.journal, keys::journal(*seq));
         }
-        for key in state_keys {
-            batch.remove(&self.state, key);
+        for key in &state_keys {
+            batch.remove(&self.state, key.clone());
         }
-        self.wrote(batch.commit())
+        let committed = self.wrote(batch.commit());
+        match committed {
+            Ok(()) => self.carry.removed(&state_keys),
+            Err(_) => self.carry.clear(),
+        }
+        committed
     }
 
     /// Overwrites an applied journal record in place (erasure redacts bodies); its dedupe key

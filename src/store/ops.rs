@@ -8,10 +8,12 @@ use std::sync::Mutex;
 pub struct StateOps {
     /// Steps committed.
     pub steps: u64,
-    /// Point reads the engine answered (the step knew nothing of the key yet).
+    /// Point reads the engine answered (neither the step nor the carry knew the key).
     pub engine_reads: u64,
     /// Point reads the step answered from what it had written or read before.
     pub buffered_reads: u64,
+    /// Point reads answered by what earlier steps carried (`carry.rs`).
+    pub carried_reads: u64,
     /// Range and prefix reads that went to the engine.
     pub scans: u64,
     /// Writes and removals made, a key written twice counted twice.
@@ -32,6 +34,7 @@ impl StateOps {
             steps: f(self.steps, other.steps),
             engine_reads: f(self.engine_reads, other.engine_reads),
             buffered_reads: f(self.buffered_reads, other.buffered_reads),
+            carried_reads: f(self.carried_reads, other.carried_reads),
             scans: f(self.scans, other.scans),
             puts: f(self.puts, other.puts),
             written: f(self.written, other.written),

@@ -49,9 +49,10 @@ pub fn run(messages: u64, rounds: usize) -> anyhow::Result<()> {
     if let Some(ops) = ops {
         let per = |n: u64| n as f64 / messages as f64;
         println!(
-            "bench processor-ops: engine_reads={:.2} buffered_reads={:.2} scans={:.2} puts={:.2} \
-             written={:.2} per message, steps={}",
+            "bench processor-ops: engine_reads={:.2} carried_reads={:.2} buffered_reads={:.2} \
+             scans={:.2} puts={:.2} written={:.2} per message, steps={}",
             per(ops.engine_reads),
+            per(ops.carried_reads),
             per(ops.buffered_reads),
             per(ops.scans),
             per(ops.puts),
