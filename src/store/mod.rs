@@ -492,14 +492,12 @@ const WORKER_THREADS: usize = 1;
 fn open_keyspace(db: &Database, name: &str) -> Result<Keyspace, StoreError> {
     Ok(db.keyspace(name, || {
         let options = KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
-        match name {
-            // Journal records (raw mail, webhook bodies) and, in the state, events are written
-            // once and deleted by retention: values of 1 KiB or more are kept in blob files,
-            // so that compactions move only their keys.
-            JOURNAL | STATE => {
-                options.with_kv_separation(Some(fjall::KvSeparationOptions::default()))
-            }
-            _ => options,
+        if name == JOURNAL {
+            // Records (raw mail, webhook bodies) are written once and deleted by retention:
+            // kept in blob files, compactions move only their keys.
+            options.with_kv_separation(Some(fjall::KvSeparationOptions::default()))
+        } else {
+            options
         }
     })?)
 }
