@@ -149,17 +149,21 @@ fn a_value_read_as_a_partial_view_keeps_what_the_view_does_not_know() {
     );
 }
 
-#[test]
-fn a_step_finds_what_the_steps_before_read_and_wrote_without_the_engine() {
+/// A store holding `k/a` = 1, opened again so that nothing is carried yet.
+fn reopened_with_a_value() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut batch = store.state_batch();
     batch.put(b"k/a".to_vec(), &1u64);
     batch.commit().unwrap();
-    // A store opened again starts with nothing carried: k/a comes from the engine.
     drop(store);
     let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
 
+#[test]
+fn a_step_finds_what_the_steps_before_read_and_wrote_without_the_engine() {
+    let (_dir, store) = reopened_with_a_value();
     let before = store.state_ops();
     let mut batch = store.state_batch();
     assert_eq!(batch.get::<u64>(b"k/a").unwrap(), Some(1));
@@ -222,14 +226,7 @@ fn what_journal_retention_deletes_is_not_answered_from_the_carry() {
 
 #[test]
 fn a_value_read_before_another_batch_wrote_it_is_not_carried() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let mut batch = store.state_batch();
-    batch.put(b"k/a".to_vec(), &1u64);
-    batch.commit().unwrap();
-    drop(store);
-    let store = Store::open(dir.path()).unwrap();
-
+    let (_dir, store) = reopened_with_a_value();
     // A reader reads k/a; a writer then changes it and commits; the reader commits last.
     let reader = store.state_batch();
     assert_eq!(reader.get::<u64>(b"k/a").unwrap(), Some(1));
