@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::batch::Stored;
 use super::{keys, Value};
 
-/// What the carry may hold, in the encoded bytes of values and their keys. Enough for a few
-/// thousand customers' working state; the decoded values take about as much again.
+/// What the carry may hold, in the encoded bytes of values and their keys. The decoded copies
+/// beside the bytes are not counted (their size was not measured on its own).
 const CARRY_BYTES: u64 = 4 << 20;
 /// Entries expected at that weight, for the cache's sizing.
 const CARRY_ENTRIES: usize = 8_192;
