@@ -84,6 +84,9 @@ struct Entry {
     slot: Slot,
     /// Whether the batch wrote it (and commits it), or only read it from the committed state.
     written: bool,
+    /// Read from the carry as it is now: the commit need not carry it again. A value the carry
+    /// held as bytes and the batch decoded is carried again, decoded.
+    carried: bool,
 }
 
 pub struct StateBatch<'a> {
@@ -151,22 +154,24 @@ impl<'a> StateBatch<'a> {
             self.tally(|ops| ops.buffered_reads += 1);
             return Ok(f(entry));
         }
-        let slot = match self.store.carry.get(key) {
+        let (slot, carried) = match self.store.carry.get(key) {
             Some(carried) => {
                 self.tally(|ops| ops.carried_reads += 1);
-                Slot::carried(carried)
+                (Slot::carried(carried), true)
             }
             None => {
                 self.tally(|ops| ops.engine_reads += 1);
-                match self.store.state.get(key)? {
+                let slot = match self.store.state.get(key)? {
                     Some(bytes) => Slot::Stored(bytes),
                     None => Slot::Absent,
-                }
+                };
+                (slot, false)
             }
         };
         let entry = entries.entry(key.to_vec()).or_insert(Entry {
             slot,
             written: false,
+            carried,
         });
         Ok(f(entry))
     }
@@ -215,6 +220,8 @@ impl<'a> StateBatch<'a> {
                     bytes: bytes.clone(),
                     value: Arc::new(decoded),
                 };
+                // Decoded now: worth carrying again so that later steps need not decode it.
+                entry.carried = false;
             }
             Ok(Some(answer))
         })?
@@ -317,6 +324,7 @@ impl<'a> StateBatch<'a> {
         let entry = Entry {
             slot,
             written: true,
+            carried: false,
         };
         let previous = self.entries.get_mut().insert(key.clone(), entry);
         self.undo.push((key, previous));
@@ -400,9 +408,11 @@ impl<'a> StateBatch<'a> {
                 }
             }
             if carry::carries(&key) {
-                match entry.written {
-                    true => written.push((key, carried)),
-                    false => read.push((key, carried)),
+                match (entry.written, entry.carried) {
+                    (true, _) => written.push((key, carried)),
+                    (false, false) => read.push((key, carried)),
+                    // The carry holds it as read, and its own lookup counted the use.
+                    (false, true) => {}
                 }
             }
         }
