@@ -10,9 +10,10 @@
 //!    mail already journaled, a cursor events already in the outbox. Restored, the daemon
 //!    fetches some mail again (the journal answers it as duplicates) and delivers some events
 //!    again (with the same ids, as after any crash).
-//! 2. The state tree, with the processor and outbox compaction paused between two of their
-//!    atomic changes ([`WriteGate`]): each step's effects are in the copy together with its
-//!    cursor, or none of them. Ingestion goes on meanwhile; the processor catches up after.
+//! 2. The state and outbox trees, with the processor and outbox compaction paused between two
+//!    of their atomic changes ([`WriteGate`]): each step's effects are in the copy together
+//!    with its cursor, or none of them. Ingestion goes on meanwhile; the processor catches up
+//!    after.
 //! 3. The journal's records up to the seq durable once the state was copied (so at or above
 //!    the copied cursor), and only the deduplication keys of those records.
 //! 4. The blobs: a record only names blobs written before it was journaled.

@@ -40,10 +40,10 @@ pub struct BackupCopy {
 /// Which trees [`BackupCopy::copy_trees`] copies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trees {
-    /// Every keyspace but `journal` and `state`: IMAP checkpoints, sink cursors and dead
-    /// letters, and any keyspace added later.
+    /// Every keyspace but `journal`, `state` and `outbox`: IMAP checkpoints, sink cursors
+    /// and dead letters, and any keyspace added later.
     Side,
-    /// The processor's `state` keyspace.
+    /// What the processor's steps write: the `state` and `outbox` keyspaces.
     State,
 }
 
@@ -79,7 +79,7 @@ impl BackupCopy {
     ) -> Result<u64, StoreError> {
         let mut copied = 0;
         for name in super::KEYSPACES {
-            let is_state = name == super::STATE;
+            let is_state = name == super::STATE || name == super::OUTBOX;
             let is_side = !is_state && name != super::JOURNAL;
             if (which == Trees::State && is_state) || (which == Trees::Side && is_side) {
                 let Some(source) = from.keyspace(name) else {

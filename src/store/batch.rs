@@ -161,7 +161,7 @@ impl<'a> StateBatch<'a> {
             }
             None => {
                 self.tally(|ops| ops.engine_reads += 1);
-                let slot = match self.store.state.get(key)? {
+                let slot = match self.store.tree(key).get(key)? {
                     Some(bytes) => Slot::Stored(bytes),
                     None => Slot::Absent,
                 };
@@ -232,7 +232,7 @@ impl<'a> StateBatch<'a> {
     pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
         self.tally(|ops| ops.scans += 1);
         let mut keys = std::collections::BTreeSet::new();
-        for entry in self.store.state.prefix(prefix) {
+        for entry in self.store.tree(prefix).prefix(prefix) {
             keys.insert(entry.key()?.to_vec());
         }
         for (key, entry) in self.entries.borrow().range(prefix.to_vec()..) {
@@ -265,7 +265,7 @@ impl<'a> StateBatch<'a> {
             Some(first) => first.clone(),
             None => {
                 self.tally(|ops| ops.scans += 1);
-                let first = match self.store.state.range(start..).next() {
+                let first = match self.store.tree(start).range(start..).next() {
                     Some(entry) => Some(entry.key()?.to_vec()),
                     None => None,
                 };
@@ -294,7 +294,12 @@ impl<'a> StateBatch<'a> {
             .filter(|(_, entry)| matches!(entry.slot, Slot::Absent))
             .count();
         let mut keys = std::collections::BTreeSet::new();
-        for entry in self.store.state.range(start..end).take(limit + absent) {
+        for entry in self
+            .store
+            .tree(start)
+            .range(start..end)
+            .take(limit + absent)
+        {
             keys.insert(entry.key()?.to_vec());
         }
         for (key, entry) in known {
@@ -378,7 +383,7 @@ impl<'a> StateBatch<'a> {
     /// Writes everything atomically (not yet flushed), and carries what the batch read and
     /// wrote to the next batches.
     pub fn commit(self) -> Result<(), StoreError> {
-        let (state, carry) = (&self.store.state, &self.store.carry);
+        let carry = &self.store.carry;
         let mut ops = self.ops.get();
         ops.steps = 1;
         let mut batch = self.store.db.batch();
@@ -390,7 +395,7 @@ impl<'a> StateBatch<'a> {
             let carried = match entry.slot {
                 Slot::Absent => {
                     if entry.written {
-                        batch.remove(state, key.clone());
+                        batch.remove(self.store.tree(&key), key.clone());
                     }
                     Carried::Absent
                 }
@@ -404,7 +409,7 @@ impl<'a> StateBatch<'a> {
             };
             if entry.written {
                 if let Carried::Bytes(bytes) | Carried::Decoded { bytes, .. } = &carried {
-                    batch.insert(state, key.clone(), bytes.clone());
+                    batch.insert(self.store.tree(&key), key.clone(), bytes.clone());
                 }
             }
             if carry::carries(&key) {

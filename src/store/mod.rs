@@ -12,12 +12,17 @@
 //! did. Writes between flushes survive a killed process (they are in the page cache) but not a
 //! power cut; only the journal writer's flush acknowledges anything.
 //!
-//! Four keyspaces hold everything:
+//! Five keyspaces hold everything:
 //! - `journal`: `j` + seq → a [`Record`], and `d` + channel + NUL + external id → seq. One
 //!   atomic batch writes both, so a record and its deduplication key are durable together.
 //! - `state`: every effect of the processor under prefixed keys (contacts, the identity index,
-//!   conversations, tickets, the event outbox and the processor's cursor). One atomic batch
-//!   commits a whole processor step with its cursor.
+//!   conversations, tickets and the processor's cursor). One atomic batch commits a whole
+//!   processor step with its cursor, and its events in `outbox`.
+//! - `outbox`: the events (`outbox/` + seq → CloudEvent JSON), written by the processor's
+//!   steps and deleted by retention, oldest first. They are most of the bytes the processor
+//!   writes; in a keyspace of their own, whose keys only grow, the engine moves their tables
+//!   down without rewriting them, and compacting the state no longer rewrites them each time.
+//!   Processor steps address them as state keys ([`Store::tree`] routes by prefix).
 //! - `sinks`: each sink's cursor and dead letters (`sinks.rs`).
 //! - `mailboxes`: IMAP checkpoints (`mailboxes.rs`).
 //!
@@ -72,7 +77,8 @@ const JOURNAL: &str = "journal";
 const STATE: &str = "state";
 const SINKS: &str = "sinks";
 const MAILBOXES: &str = "mailboxes";
-const KEYSPACES: [&str; 4] = [JOURNAL, STATE, SINKS, MAILBOXES];
+const OUTBOX: &str = "outbox";
+const KEYSPACES: [&str; 5] = [JOURNAL, STATE, OUTBOX, SINKS, MAILBOXES];
 
 /// A stored value as the engine hands it out (cheap to clone, derefs to bytes).
 pub type Value = fjall::Slice;
@@ -136,6 +142,8 @@ pub struct Store {
     db: Database,
     journal: Keyspace,
     state: Keyspace,
+    /// The events, committed with the state (see the module docs).
+    outbox: Keyspace,
     /// Each sink's cursor and dead letters; written only by the sink tasks (see `sinks.rs`).
     sinks: Keyspace,
     mailboxes: Keyspace,
@@ -210,6 +218,7 @@ impl Store {
         let store = Store {
             journal: open_keyspace(&db, JOURNAL)?,
             state: open_keyspace(&db, STATE)?,
+            outbox: open_keyspace(&db, OUTBOX)?,
             sinks: open_keyspace(&db, SINKS)?,
             mailboxes: open_keyspace(&db, MAILBOXES)?,
             db,
@@ -222,6 +231,7 @@ impl Store {
         // Keyspaces created just now must not vanish behind a marker that says they exist.
         store.flush()?;
         identities::migrate_legacy(&store)?;
+        migrate::outbox_out_of_state(&store)?;
         Ok(store)
     }
 
@@ -300,9 +310,19 @@ impl Store {
         match name {
             JOURNAL => Some(&self.journal),
             STATE => Some(&self.state),
+            OUTBOX => Some(&self.outbox),
             SINKS => Some(&self.sinks),
             MAILBOXES => Some(&self.mailboxes),
             _ => None,
+        }
+    }
+
+    /// The keyspace a state key is in: outbox events in `outbox`, everything else in
+    /// `state`. A scan is routed by its start; no state prefix is a prefix of the outbox's.
+    fn tree(&self, key: &[u8]) -> &Keyspace {
+        match key.starts_with(keys::outbox_prefix()) {
+            true => &self.outbox,
+            false => &self.state,
         }
     }
 
@@ -392,7 +412,7 @@ impl Store {
             batch.remove(&self.journal, keys::journal(*seq));
         }
         for key in &state_keys {
-            batch.remove(&self.state, key.clone());
+            batch.remove(self.tree(key), key.clone());
         }
         let committed = self.wrote(batch.commit());
         match committed {
@@ -421,7 +441,7 @@ impl Store {
 
     /// Reads one value from the state keyspace outside a batch.
     pub fn state_get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.state.get(key)? {
+        match self.tree(key).get(key)? {
             Some(value) => decode(&KeyName(key), &value).map(Some),
             None => Ok(None),
         }
@@ -440,7 +460,7 @@ impl Store {
             start.push(0);
         }
         let mut found = Vec::new();
-        for entry in self.state.range(start..) {
+        for entry in self.tree(prefix).range(start..) {
             let (key, value) = entry.into_inner()?;
             if !key.starts_with(prefix) || found.len() >= limit {
                 break;
@@ -463,7 +483,7 @@ impl Store {
             return Ok(events);
         }
         for entry in self
-            .state
+            .outbox
             .range(keys::outbox(after + 1)..=keys::outbox(upto))
             .take(limit)
         {

@@ -132,7 +132,7 @@ impl Store {
 
     /// The oldest event still in the outbox, if any.
     pub fn outbox_oldest(&self) -> Result<Option<u64>, StoreError> {
-        match self.state.prefix(keys::outbox_prefix()).next() {
+        match self.outbox.prefix(keys::outbox_prefix()).next() {
             Some(first) => Ok(Some(keys::outbox_seq(&first.key()?))),
             None => Ok(None),
         }
@@ -142,8 +142,8 @@ impl Store {
     pub fn outbox_compact(&self, upto: u64) -> Result<usize, StoreError> {
         let mut batch = self.db.batch();
         let mut deleted = 0;
-        for entry in self.state.range(keys::outbox(0)..=keys::outbox(upto)) {
-            batch.remove(&self.state, entry.key()?);
+        for entry in self.outbox.range(keys::outbox(0)..=keys::outbox(upto)) {
+            batch.remove(&self.outbox, entry.key()?);
             deleted += 1;
         }
         self.wrote(batch.commit())?;

@@ -203,6 +203,69 @@ fn a_step_finds_what_the_steps_before_read_and_wrote_without_the_engine() {
         (1, 4),
         "{second:?}"
     );
+
+    // What a step found in the carry and did not change stays carried for the steps after.
+    let before = store.state_ops();
+    let batch = store.state_batch();
+    assert_eq!(batch.get::<u64>(b"k/a").unwrap(), Some(1));
+    assert_eq!(
+        batch.get::<String>(b"k/raw").unwrap(),
+        Some("raw".to_owned())
+    );
+    batch.commit().unwrap();
+    let third = store.state_ops().since(&before);
+    assert_eq!(
+        (third.engine_reads, third.carried_reads),
+        (0, 2),
+        "{third:?}"
+    );
+    // The step's event is in the outbox keyspace, where the feed reads it, not in the state's.
+    assert!(store.state.get(keys::outbox(1)).unwrap().is_none());
+    assert_eq!(
+        store.outbox_read(0, u64::MAX, 10).unwrap()[0].1[..],
+        b"{}"[..]
+    );
+}
+
+#[test]
+fn events_an_earlier_version_kept_in_the_state_move_to_the_outbox_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = |seq: u64| format!(r#"{{"id":"e{seq}"}}"#);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        // As versions before the outbox keyspace wrote them, beside the state; the first few
+        // already moved, as by a start that crashed part-way through the move.
+        let mut batch = store.db.batch();
+        for seq in 1..=25_000u64 {
+            let keyspace = if seq <= 5 {
+                &store.outbox
+            } else {
+                &store.state
+            };
+            batch.insert(keyspace, keys::outbox(seq), event(seq));
+        }
+        batch.insert(&store.state, keys::OUTBOX_SEQ, encode(&25_000u64));
+        batch.insert(&store.state, b"ticket/t1", encode(&"kept".to_owned()));
+        batch.commit().unwrap();
+        store.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.state.prefix(keys::outbox_prefix()).count(), 0);
+    let events = store.outbox_read(0, u64::MAX, usize::MAX).unwrap();
+    assert_eq!(events.len(), 25_000);
+    for (i, (seq, value)) in events.iter().enumerate() {
+        assert_eq!(*seq, i as u64 + 1);
+        assert_eq!(value[..], *event(*seq).as_bytes());
+    }
+    assert_eq!(store.outbox_oldest().unwrap(), Some(1));
+    assert_eq!(
+        store.state_get::<u64>(keys::OUTBOX_SEQ).unwrap(),
+        Some(25_000)
+    );
+    assert_eq!(
+        store.state_get::<String>(b"ticket/t1").unwrap().as_deref(),
+        Some("kept")
+    );
 }
 
 #[test]
