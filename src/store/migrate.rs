@@ -13,16 +13,13 @@
 //!
 //! Step 2 is checked at every start (one `stat` of sled's `db`, which moves last), so a crash
 //! between or during the two steps is finished later.
-//!
-//! Also here: moving the events of a database written before the `outbox` keyspace out of
-//! the `state` keyspace ([`outbox_out_of_state`]), checked at every start (one seek).
 
 use std::fs;
 use std::path::Path;
 
 use fjall::PersistMode;
 
-use super::{keys, sync_dir, Store, StoreError};
+use super::{sync_dir, StoreError};
 
 /// Where sled's files go once the state is migrated.
 const SET_ASIDE: &str = "sled-before-fjall";
@@ -231,39 +228,4 @@ mod tests {
         assert_eq!(store.journal_lookup(&key).unwrap(), Some(1));
         assert!(!dir.path().join(PARTIAL).exists());
     }
-}
-
-/// Moves outbox events out of the `state` keyspace, where databases written before the
-/// `outbox` keyspace kept them (a sled migration puts them there too). Each batch removes what
-/// it moved in the same atomic write, so a crash part-way resumes where it stopped. Returns
-/// how many events moved.
-pub(super) fn outbox_out_of_state(store: &Store) -> Result<u64, StoreError> {
-    let mut moved = 0;
-    let mut start = keys::outbox_prefix().to_vec();
-    loop {
-        let mut batch = store.db.batch();
-        let mut last = None;
-        let mut count = 0;
-        for entry in store.state.range(start.as_slice()..).take(CHUNK) {
-            let (key, value) = entry.into_inner()?;
-            if !key.starts_with(keys::outbox_prefix()) {
-                break;
-            }
-            batch.remove(&store.state, key.clone());
-            batch.insert(&store.outbox, key.clone(), value);
-            last = Some(key);
-            count += 1;
-        }
-        let Some(last) = last else {
-            break;
-        };
-        store.wrote(batch.commit())?;
-        store.flush()?;
-        moved += count;
-        tracing::info!(moved, "outbox: moved events out of the state keyspace");
-        // Past the last key moved, not over the tombstones this run left behind it.
-        start = last.to_vec();
-        start.push(0);
-    }
-    Ok(moved)
 }

@@ -40,6 +40,7 @@ pub mod keys;
 mod mailboxes;
 mod migrate;
 mod ops;
+mod outbox;
 mod sinks;
 
 use std::fs;
@@ -231,7 +232,7 @@ impl Store {
         // Keyspaces created just now must not vanish behind a marker that says they exist.
         store.flush()?;
         identities::migrate_legacy(&store)?;
-        migrate::outbox_out_of_state(&store)?;
+        outbox::move_out_of_state(&store)?;
         Ok(store)
     }
 
@@ -314,15 +315,6 @@ impl Store {
             SINKS => Some(&self.sinks),
             MAILBOXES => Some(&self.mailboxes),
             _ => None,
-        }
-    }
-
-    /// The keyspace a state key is in: outbox events in `outbox`, everything else in
-    /// `state`. A scan is routed by its start; no state prefix is a prefix of the outbox's.
-    fn tree(&self, key: &[u8]) -> &Keyspace {
-        match key.starts_with(keys::outbox_prefix()) {
-            true => &self.outbox,
-            false => &self.state,
         }
     }
 
@@ -469,28 +461,6 @@ impl Store {
             found.push((key.to_vec(), decoded));
         }
         Ok(found)
-    }
-
-    /// Events after `after`, up to `upto` inclusive, at most `limit`: (seq, CloudEvent JSON).
-    pub fn outbox_read(
-        &self,
-        after: u64,
-        upto: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Value)>, StoreError> {
-        let mut events = Vec::new();
-        if upto <= after {
-            return Ok(events);
-        }
-        for entry in self
-            .outbox
-            .range(keys::outbox(after + 1)..=keys::outbox(upto))
-            .take(limit)
-        {
-            let (key, value) = entry.into_inner()?;
-            events.push((keys::outbox_seq(&key), value));
-        }
-        Ok(events)
     }
 }
 

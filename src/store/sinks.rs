@@ -1,10 +1,8 @@
-//! The `sinks` keyspace and outbox compaction.
+//! The `sinks` keyspace.
 //!
 //! Each sink task is the single writer of its own keys here: `c/<sink>` (its cursor, the last
 //! event seq delivered), `d/<sink>` (set while its endpoint has disabled it) and
-//! `x/<sink>\0<seq>` (its dead letters). The processor never touches
-//! this tree. Compaction deletes old `outbox/` keys from the state tree; the processor only
-//! ever writes new, higher ones, so the two never write the same key.
+//! `x/<sink>\0<seq>` (its dead letters). The processor never touches this tree.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -128,25 +126,5 @@ impl Store {
             ));
         }
         Ok(found)
-    }
-
-    /// The oldest event still in the outbox, if any.
-    pub fn outbox_oldest(&self) -> Result<Option<u64>, StoreError> {
-        match self.outbox.prefix(keys::outbox_prefix()).next() {
-            Some(first) => Ok(Some(keys::outbox_seq(&first.key()?))),
-            None => Ok(None),
-        }
-    }
-
-    /// Deletes outbox events up to `upto` inclusive; returns how many were deleted.
-    pub fn outbox_compact(&self, upto: u64) -> Result<usize, StoreError> {
-        let mut batch = self.db.batch();
-        let mut deleted = 0;
-        for entry in self.outbox.range(keys::outbox(0)..=keys::outbox(upto)) {
-            batch.remove(&self.outbox, entry.key()?);
-            deleted += 1;
-        }
-        self.wrote(batch.commit())?;
-        Ok(deleted)
     }
 }
