@@ -145,7 +145,8 @@ mod tests {
     use super::*;
     use crate::model::{DedupeKey, Inbound, Record, Sender};
 
-    /// Writes what deskgate before fjall wrote: the four trees, and a numbered sled blob.
+    /// Writes what deskgate before fjall wrote: the four trees (events among the state's keys),
+    /// and a numbered sled blob.
     fn sled_state(dir: &Path) -> (DedupeKey, Record) {
         let at = chrono::DateTime::UNIX_EPOCH;
         let record = Record::Inbound(Box::new(Inbound::new(
@@ -178,6 +179,8 @@ mod tests {
             .unwrap();
         let big = vec![7u8; 64 * 1024];
         state.insert(b"big/value", big).unwrap();
+        // Events were state keys then.
+        state.insert(keys::outbox(1), br#"{"id":"e1"}"#).unwrap();
         db.open_tree("sinks")
             .unwrap()
             .insert(b"c/crm", &5u64.to_be_bytes())
@@ -201,6 +204,9 @@ mod tests {
         assert_eq!(store.journal_get(1).unwrap(), Some(record));
         assert_eq!(store.state_get::<u64>(keys::CURSOR).unwrap(), Some(1));
         assert_eq!(store.sink_cursor("crm").unwrap(), Some(5));
+        let events = store.outbox_read(0, u64::MAX, 10).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].0, &events[0].1[..]), (1, &br#"{"id":"e1"}"#[..]));
         drop(store);
 
         let aside = dir.path().join(SET_ASIDE);
