@@ -83,7 +83,7 @@ impl Default for Carry {
 
 /// Whether a key may be carried.
 pub(super) fn carries(key: &[u8]) -> bool {
-    !key.starts_with(keys::outbox_prefix())
+    !keys::is_outbox(key)
 }
 
 impl Carry {

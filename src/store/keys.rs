@@ -41,6 +41,11 @@ pub fn outbox_prefix() -> &'static [u8] {
     OUTBOX
 }
 
+/// Whether `key` is an event's: it lives in the `outbox` keyspace and is never carried.
+pub fn is_outbox(key: &[u8]) -> bool {
+    key.starts_with(OUTBOX)
+}
+
 pub fn outbox_seq(key: &[u8]) -> u64 {
     be_u64(&key[OUTBOX.len()..])
 }

@@ -15,7 +15,7 @@ impl Store {
     /// The keyspace a state key is in: outbox events in `outbox`, everything else in
     /// `state`. A scan is routed by its start; no state prefix is a prefix of the outbox's.
     pub(super) fn tree(&self, key: &[u8]) -> &Keyspace {
-        match key.starts_with(keys::outbox_prefix()) {
+        match keys::is_outbox(key) {
             true => &self.outbox,
             false => &self.state,
         }
@@ -77,7 +77,7 @@ pub(super) fn move_out_of_state(store: &Store) -> Result<u64, StoreError> {
         let mut count = 0;
         for entry in store.state.range(start.as_slice()..).take(MOVE_BATCH) {
             let (key, value) = entry.into_inner()?;
-            if !key.starts_with(keys::outbox_prefix()) {
+            if !keys::is_outbox(&key) {
                 break;
             }
             batch.remove(&store.state, key.clone());
