@@ -20,8 +20,9 @@
 //!   processor step with its cursor, and its events in `outbox`.
 //! - `outbox`: the events (`outbox/` + seq → CloudEvent JSON), written by the processor's
 //!   steps and deleted by retention, oldest first. They are most of the bytes the processor
-//!   writes; in a keyspace of their own, whose keys only grow, the engine moves their tables
-//!   down without rewriting them, and compacting the state no longer rewrites them each time.
+//!   writes; in a keyspace of their own, whose keys only grow, compacting the state no longer
+//!   rewrites them, and fjall's leveled strategy can move their non-overlapping tables down
+//!   without rewriting them (read in its code; not traced in a run).
 //!   Processor steps address them as state keys ([`Store::tree`] routes by prefix).
 //! - `sinks`: each sink's cursor and dead letters (`sinks.rs`).
 //! - `mailboxes`: IMAP checkpoints (`mailboxes.rs`).
