@@ -133,7 +133,7 @@ impl EventDraft {
 struct CloudEvent<'a> {
     specversion: &'static str,
     id: String,
-    source: String,
+    source: &'a str,
     #[serde(rename = "type")]
     event_type: &'static str,
     subject: &'a str,
@@ -172,21 +172,77 @@ pub fn render(
     draft: &EventDraft,
     ticket_number: Option<u64>,
 ) -> Vec<u8> {
+    let mut dataschema = String::with_capacity(source.len() + 64);
+    dataschema.push_str(source);
+    data::schema::push_path(&mut dataschema, draft.event_type);
     let event = CloudEvent {
         specversion: "1.0",
-        id: Uuid::new_v5(&instance_id, format!("event:{seq}").as_bytes()).to_string(),
-        source: source.to_owned(),
+        id: crate::ids::derive(&instance_id, "event", seq),
+        source,
         event_type: draft.event_type.as_str(),
         subject: &draft.subject,
         time: time.to_rfc3339_opts(SecondsFormat::Micros, true),
         datacontenttype: "application/json",
-        dataschema: format!("{source}{}", data::schema::path(draft.event_type)),
-        sequence: format!("{seq:020}"),
+        dataschema,
+        sequence: sequence(seq),
         channel: draft.channel.as_deref(),
         data: Numbered {
             data: &draft.data,
             ticket_number,
         },
     };
-    serde_json::to_vec(&event).expect("a JSON value and strings serialise")
+    // Sized for a typical event (the envelope and a message's data) so that serialising
+    // does not grow the buffer again and again.
+    let mut json = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut json, &event).expect("a JSON value and strings serialise");
+    json
+}
+
+/// The `sequence` extension: `seq` zero-padded to 20 digits, which any u64 fits.
+fn sequence(seq: u64) -> String {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(seq);
+    let mut padded = "0".repeat(20 - digits.len());
+    padded.push_str(digits);
+    padded
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// The envelope's ids, sequence and schema address are what the ticket store already
+    /// holds for earlier events: they are built by hand now, and must come out as the
+    /// `format!`-built ones did.
+    #[test]
+    fn an_envelope_names_its_event_as_every_earlier_version_did() {
+        let instance = Uuid::from_u128(0x93ae_0916_4f7c_4578_8768_616c_de0d_c9da);
+        let source = "urn:deskgate:93ae0916-4f7c-4578-8768-616cde0dc9da";
+        let draft = EventDraft::new(
+            "sink-a",
+            None,
+            data::EventData::SinkDisabled(data::SinkDisabled {
+                sink: "sink-a".to_owned(),
+                event_seq: 7,
+                event_id: "e-7".to_owned(),
+                reason: "answered 410 Gone".to_owned(),
+            }),
+        );
+        let time = Utc.with_ymd_and_hms(2026, 12, 7, 9, 1, 44).unwrap();
+        for seq in [0, 1, 42, 10_000_000_007, u64::MAX] {
+            let json = render(source, instance, seq, time, &draft, None);
+            let event: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            let id = Uuid::new_v5(&instance, format!("event:{seq}").as_bytes()).to_string();
+            assert_eq!(event["id"], id.as_str());
+            assert_eq!(event["sequence"], format!("{seq:020}").as_str());
+            assert_eq!(
+                event["dataschema"],
+                format!("{source}/v1/schemas/events/deskgate.sink.disabled.json").as_str()
+            );
+            assert_eq!(event["source"], source);
+            assert_eq!(event["time"], "2026-12-07T09:01:44.000000Z");
+        }
+    }
 }

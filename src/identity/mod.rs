@@ -66,9 +66,10 @@ pub fn email(raw: &str) -> Option<Identity> {
     if !labels_ok || !domain.contains('.') || domain.len() > 253 {
         return None;
     }
-    Some(Identity::Email {
-        address: format!("{}@{domain}", local.to_lowercase()),
-    })
+    let mut address = local.to_lowercase();
+    address.push('@');
+    address.push_str(&domain);
+    Some(Identity::Email { address })
 }
 
 /// The addresses among `raw` whose spelling differs from their normalised form, keyed by the

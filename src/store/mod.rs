@@ -527,7 +527,9 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Encodes a value for storage: a version byte, then JSON.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut bytes = vec![CODEC_VERSION];
+    // Most values are a few hundred bytes: growing from one byte took eight reallocations.
+    let mut bytes = Vec::with_capacity(512);
+    bytes.push(CODEC_VERSION);
     // Serialising our own plain structs to a Vec cannot fail: no maps with non-string keys,
     // no custom Serialize impls that error.
     serde_json::to_writer(&mut bytes, value).expect("plain structs serialise to JSON");

@@ -16,7 +16,16 @@ use crate::events::EventType;
 
 /// The path, below the instance's `source`, where an event type's schema is served.
 pub fn path(event_type: EventType) -> String {
-    format!("/v1/schemas/events/{}.json", event_type.as_str())
+    let mut path = String::new();
+    push_path(&mut path, event_type);
+    path
+}
+
+/// Appends [`path`] to `out`.
+pub fn push_path(out: &mut String, event_type: EventType) {
+    out.push_str("/v1/schemas/events/");
+    out.push_str(event_type.as_str());
+    out.push_str(".json");
 }
 
 /// The JSON Schema (draft 2020-12) of an event type's `data`, as the events serialise it.
