@@ -83,7 +83,7 @@ pub struct Args {
     deskgate: Option<std::path::PathBuf>,
     /// deskgate's page cache (`state.cache_capacity_bytes`), in MiB. Small enough by default
     /// that it fills during the warm-up: a cache growing to its capacity is not a leak, and the
-    /// default 128 MiB fills only long after a 30-minute run's warm-up.
+    /// default 64 MiB fills only long after a 30-minute run's warm-up.
     #[arg(long, default_value_t = 32)]
     cache_mb: u64,
     /// Customers per lane: each lane's threads come from this many returning customers.
