@@ -31,7 +31,7 @@ impl Minter {
 }
 
 /// The UUIDv5 of `namespace` and the name `{kind}:{n}`, hyphenated in lower case. Built
-/// without `format!`, which cost more than the hash: a step derives several per message.
+/// without `format!` (see `docs/performance.md`): a step derives several per message.
 pub fn derive(namespace: &Uuid, kind: &str, n: u64) -> String {
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(n);
