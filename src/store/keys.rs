@@ -57,6 +57,17 @@ pub const OUTBOX_SEQ: &[u8] = b"meta/outbox_seq";
 /// This database's instance id, which seeds every id deskgate mints.
 pub const INSTANCE_ID: &[u8] = b"meta/instance_id";
 
+/// The concatenation of `parts`, allocated once. Key builders run many times per message;
+/// built with `format!` they were about half of the 14% of a processor step's instructions
+/// that formatting took (callgrind, `docs/performance.md`).
+fn join(parts: &[&str]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
+    for part in parts {
+        key.extend_from_slice(part.as_bytes());
+    }
+    key
+}
+
 const COUNTER: &str = "meta/counter/";
 
 pub fn counter(name: &str) -> Vec<u8> {
@@ -241,16 +252,6 @@ pub fn quarantine(journal_seq: u64) -> Vec<u8> {
 
 /// Reads a big-endian u64 from the first eight bytes; shorter input reads as 0 so that a
 /// damaged key never panics the reader.
-/// The concatenation of `parts`, allocated once: key builders run many times per message, and
-/// `format!` cost several times as much.
-fn join(parts: &[&str]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(parts.iter().map(|part| part.len()).sum());
-    for part in parts {
-        key.extend_from_slice(part.as_bytes());
-    }
-    key
-}
-
 pub fn be_u64(bytes: &[u8]) -> u64 {
     bytes
         .get(..8)
@@ -262,10 +263,6 @@ pub fn be_u64(bytes: &[u8]) -> u64 {
 // What the tickets step keeps beside the tickets (`tickets/state.rs`), under `routing/…`.
 
 const ROUTING: &str = "routing/";
-
-fn routing(suffix: &str) -> Vec<u8> {
-    join(&[ROUTING, suffix])
-}
 
 /// A conversation's bookkeeping for the status triggers (closed, from a forward, spam).
 pub fn conversation_state(id: &str) -> Vec<u8> {
@@ -284,17 +281,17 @@ pub fn spam_contact(contact: &str) -> Vec<u8> {
 
 /// Users and teams added or changed through the control API, and availability.
 pub fn directory() -> Vec<u8> {
-    routing("directory")
+    join(&[ROUTING, "directory"])
 }
 
 /// Open tickets per owner.
 pub fn open_tickets() -> Vec<u8> {
-    routing("open_tickets")
+    join(&[ROUTING, "open_tickets"])
 }
 
 /// Spam conversations awaiting purge, oldest first.
 pub fn spam_list() -> Vec<u8> {
-    routing("spam_list")
+    join(&[ROUTING, "spam_list"])
 }
 
 const CLOSED: &[u8] = b"routing/closed/";

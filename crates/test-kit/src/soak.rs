@@ -82,8 +82,9 @@ pub struct Args {
     #[arg(long)]
     deskgate: Option<std::path::PathBuf>,
     /// deskgate's page cache (`state.cache_capacity_bytes`), in MiB. Small enough by default
-    /// that it fills during the warm-up: a cache growing to its capacity is not a leak, and the
-    /// default 64 MiB fills only long after a 30-minute run's warm-up.
+    /// that it fills during the warm-up: a cache growing to its capacity is not a leak. The
+    /// old default of 128 MiB filled only long after a 30-minute run's warm-up; the current
+    /// 64 MiB default was not tried here.
     #[arg(long, default_value_t = 32)]
     cache_mb: u64,
     /// Customers per lane: each lane's threads come from this many returning customers.
