@@ -386,7 +386,7 @@ impl Processor {
             &threaded.conversation.contact_id,
             &threaded.conversation.id,
             seq,
-        );
+        )?;
         conversations::split::remember(batch, &threaded.conversation.id, seq, inbound);
         // History by age or by how it arrived (a mailbox's first sync); the age, when both.
         let history = live

@@ -104,9 +104,20 @@ pub fn find(store: &Store, identity: &Identity) -> Result<Option<Contact>, Store
 
 /// Records that a message (journal `seq`) is on `conversation` of `contact_id`, so that merges
 /// re-point the conversation and erasure finds the message.
-pub fn index_message(batch: &mut StateBatch<'_>, contact_id: &str, conversation: &str, seq: u64) {
-    batch.put(keys::contact_conversation(contact_id, conversation), &());
+pub fn index_message(
+    batch: &mut StateBatch<'_>,
+    contact_id: &str,
+    conversation: &str,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let key = keys::contact_conversation(contact_id, conversation);
+    // Every later message of the conversation finds it indexed already; writing it again
+    // would log, flush and compact the same key once per step.
+    if !batch.contains(&key)? {
+        batch.put(key, &());
+    }
     batch.put(keys::conversation_message(conversation, seq), &());
+    Ok(())
 }
 
 #[cfg(test)]

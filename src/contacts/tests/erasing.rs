@@ -44,7 +44,8 @@ fn erasure_redacts_the_journal_and_deletes_attachment_blobs() {
         &resolution.contact.id,
         &threaded.conversation.id,
         1,
-    );
+    )
+    .unwrap();
     assert!(batch
         .get::<String>(&keys::thread("api", "t1"))
         .unwrap()

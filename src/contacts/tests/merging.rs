@@ -24,7 +24,8 @@ fn a_merge_moves_conversations_and_their_tickets() {
         &visitor_only.contact.id,
         &threaded.conversation.id,
         7,
-    );
+    )
+    .unwrap();
     batch.commit().unwrap();
 
     let both = sender(None, vec![visitor("v9"), phone("+14155550100")]);
@@ -95,7 +96,7 @@ fn a_merge_moves_every_ticket_of_the_absorbed_contact_whatever_its_conversations
         let contact = &resolved.contact.id;
         let threaded =
             conversations::thread(&mut batch, &harness.minter, &inbound, contact, "#").unwrap();
-        index_message(&mut batch, contact, &threaded.conversation.id, i as u64 + 1);
+        index_message(&mut batch, contact, &threaded.conversation.id, i as u64 + 1).unwrap();
         batch.commit().unwrap();
         tickets.push(threaded.ticket.id);
         conversations.push(threaded.conversation.id);

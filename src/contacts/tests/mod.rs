@@ -308,3 +308,32 @@ fn an_address_keeps_the_spelling_it_was_first_written_in() {
         ]
     );
 }
+
+/// A conversation's later messages, each in its own step as under live load, write only
+/// their own index entry: the conversation is indexed under its contact once.
+#[test]
+fn a_conversation_is_indexed_under_its_contact_once() {
+    let harness = Harness::new();
+    let index = |seq: u64| {
+        let before = harness.store.state_ops();
+        let mut batch = harness.store.state_batch();
+        index_message(&mut batch, "contact-1", "conversation-1", seq).unwrap();
+        batch.commit().unwrap();
+        harness.store.state_ops().since(&before).written
+    };
+    assert_eq!(
+        index(1),
+        2,
+        "the first message indexes the conversation and itself"
+    );
+    assert_eq!(index(2), 1, "a later one indexes only itself");
+    let conversations = harness
+        .store
+        .state_scan::<()>(&keys::contact_conversations("contact-1"), None, 10)
+        .unwrap();
+    assert_eq!(conversations.len(), 1);
+    for seq in [1, 2] {
+        let key = keys::conversation_message("conversation-1", seq);
+        assert_eq!(harness.store.state_get::<()>(&key).unwrap(), Some(()));
+    }
+}
