@@ -16,7 +16,8 @@
 //!   would otherwise come back after it.
 //!
 //! Outbox events are not carried: written once and read only by the sinks, they would push
-//! out everything a step reads again.
+//! out everything a step reads again. Nor are the keys written once for one journal record
+//! (a message's index entries, an outcome: [`keys::is_per_record`]), for the same reason.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -83,7 +84,7 @@ impl Default for Carry {
 
 /// Whether a key may be carried.
 pub(super) fn carries(key: &[u8]) -> bool {
-    !keys::is_outbox(key)
+    !keys::is_outbox(key) && !keys::is_per_record(key)
 }
 
 impl Carry {

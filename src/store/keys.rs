@@ -46,6 +46,23 @@ pub fn is_outbox(key: &[u8]) -> bool {
     key.starts_with(OUTBOX)
 }
 
+/// Prefixes of keys written once for one journal record (an index entry, an outcome): read
+/// back by scans, by the HTTP handlers from the engine, or seldom by name.
+const PER_RECORD: [&[u8]; 7] = [
+    b"conv_msg/",
+    b"conv_links/",
+    b"transcript_line/",
+    b"consent_tap/",
+    b"control/",
+    b"outbound_request/",
+    b"quarantine/",
+];
+
+/// Whether `key` is one written once for one journal record (see [`PER_RECORD`]).
+pub fn is_per_record(key: &[u8]) -> bool {
+    PER_RECORD.iter().any(|prefix| key.starts_with(prefix))
+}
+
 pub fn outbox_seq(key: &[u8]) -> u64 {
     be_u64(&key[OUTBOX.len()..])
 }
@@ -156,7 +173,6 @@ pub fn contact_ticket(contact: &str, ticket: &str) -> Vec<u8> {
 /// Present once every ticket stored before the `contact_ticket/` index existed is in it.
 pub const CONTACT_TICKETS_INDEXED: &[u8] = b"meta/contact_tickets_indexed";
 
-/// Journal seqs of a conversation's messages: `conv_msg/{conversation}` NUL + seq → `()`.
 /// Messages a contact wrote on an explicit-consent channel before consenting, kept until they
 /// do: `consent_held/{contact}` NUL `{channel}` NUL `{seq}` → the [`crate::model::Inbound`].
 pub fn consent_held(contact: &str) -> Vec<u8> {
@@ -188,6 +204,7 @@ pub fn consent_tap(contact: &str, journal_seq: u64) -> Vec<u8> {
     key
 }
 
+/// Journal seqs of a conversation's messages: `conv_msg/{conversation}` NUL + seq → `()`.
 pub fn conversation_messages(conversation: &str) -> Vec<u8> {
     join(&["conv_msg/", conversation, "\0"])
 }
@@ -398,6 +415,39 @@ mod tests {
         ];
         for (built, expected) in cases {
             assert_eq!(built, expected, "{}", String::from_utf8_lossy(expected));
+        }
+    }
+
+    /// The carry leaves out exactly the keys written once for one record: a builder whose
+    /// prefix drifted from the list would fill the carry again, or a key read by name each
+    /// step would miss it.
+    #[test]
+    fn per_record_keys_are_told_from_the_rest() {
+        let per_record = [
+            conversation_message("c1", 7),
+            conversation_link("c1", 7),
+            transcript_line("c1", 7),
+            consent_tap("k1", 7),
+            control_outcome(7),
+            outbound_request(7),
+            quarantine(7),
+        ];
+        for key in &per_record {
+            assert!(is_per_record(key), "{}", String::from_utf8_lossy(key));
+        }
+        let read_by_name = [
+            contact("k1"),
+            conversation("c1"),
+            ticket("t1"),
+            reply_context("c1"),
+            thread("api", "t1"),
+            contact_conversation("k1", "c1"),
+            transcript("c1"),
+            consent_held_message("k1", "chat", 7),
+            CURSOR.to_vec(),
+        ];
+        for key in &read_by_name {
+            assert!(!is_per_record(key), "{}", String::from_utf8_lossy(key));
         }
     }
 }
