@@ -107,6 +107,11 @@ enum Mode {
         /// Rounds, each on a fresh state; the fastest of each side is printed.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Records per step (default: the daemon's `events.processor_batch`). Under live load
+        /// a step takes what one group commit made durable, often a few dozen records; here
+        /// each step is also synced, so small steps are timed with a sync each.
+        #[arg(long)]
+        batch: Option<usize>,
     },
     /// Identity lookups, RSS and disk at 10k, 100k and 1M contacts (in-process).
     Contacts {
@@ -173,8 +178,12 @@ fn main() -> ExitCode {
                 idle_samples,
                 batch_size,
             } => imap::run(messages, idle_samples, batch_size).await,
-            Mode::Processor { messages, rounds } => {
-                tokio::task::spawn_blocking(move || processor::run(messages, rounds)).await?
+            Mode::Processor {
+                messages,
+                rounds,
+                batch,
+            } => {
+                tokio::task::spawn_blocking(move || processor::run(messages, rounds, batch)).await?
             }
             Mode::Contacts { secs, cache_mb } => {
                 tokio::task::spawn_blocking(move || contacts::run(secs, cache_mb)).await?

@@ -24,7 +24,7 @@ use deskgate::store::{Blobs, Store};
 /// them.
 const CONNECTIONS: usize = 64;
 
-pub fn run(messages: u64, rounds: usize) -> anyhow::Result<()> {
+pub fn run(messages: u64, rounds: usize, batch: Option<usize>) -> anyhow::Result<()> {
     let mut best = (Duration::MAX, Duration::MAX);
     let mut ops = None;
     for _ in 0..rounds.max(1) {
@@ -34,7 +34,7 @@ pub fn run(messages: u64, rounds: usize) -> anyhow::Result<()> {
         let started = Instant::now();
         read_all(&store, last)?;
         best.1 = best.1.min(started.elapsed());
-        let (took, per_step) = apply_all(&store, dir.path(), last)?;
+        let (took, per_step) = apply_all(&store, dir.path(), last, batch)?;
         best.0 = best.0.min(took);
         ops = Some(per_step);
     }
@@ -113,6 +113,7 @@ fn apply_all(
     store: &Store,
     dir: &std::path::Path,
     last: u64,
+    batch: Option<usize>,
 ) -> anyhow::Result<(Duration, deskgate::store::StateOps)> {
     let config = crate::servers::deskgate_config(0, dir, "")?;
     let instance = uuid::Uuid::new_v4();
@@ -122,7 +123,7 @@ fn apply_all(
         store.clone(),
         Minter::new(instance),
         outbox,
-        config.events.processor_batch,
+        batch.unwrap_or(config.events.processor_batch),
     )
     .with_live(live);
     let before = store.state_ops();
