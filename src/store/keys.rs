@@ -46,6 +46,10 @@ pub fn is_outbox(key: &[u8]) -> bool {
     key.starts_with(OUTBOX)
 }
 
+pub fn outbox_seq(key: &[u8]) -> u64 {
+    be_u64(&key[OUTBOX.len()..])
+}
+
 /// Prefixes of keys written once for one journal record (an index entry, an outcome): read
 /// back by scans, by the HTTP handlers from the engine, or seldom by name.
 const PER_RECORD: [&[u8]; 7] = [
@@ -58,13 +62,10 @@ const PER_RECORD: [&[u8]; 7] = [
     b"quarantine/",
 ];
 
-/// Whether `key` is one written once for one journal record (see [`PER_RECORD`]).
+/// Whether `key` is one written once for one journal record: a message's index entries, an
+/// outcome keyed by journal seq.
 pub fn is_per_record(key: &[u8]) -> bool {
     PER_RECORD.iter().any(|prefix| key.starts_with(prefix))
-}
-
-pub fn outbox_seq(key: &[u8]) -> u64 {
-    be_u64(&key[OUTBOX.len()..])
 }
 
 /// The processor's position in the journal.

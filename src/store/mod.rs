@@ -179,7 +179,7 @@ struct Syncs {
     /// covered.
     leader: Mutex<()>,
     /// Signalled after every sync, for writers that wait to be covered by someone else's
-    /// ([`Store::wait_synced`]).
+    /// ([`Store::wait_for_sync`]).
     covered: (Mutex<()>, Condvar),
 }
 
@@ -266,7 +266,7 @@ impl Store {
     }
 
     /// Where the write order stands: every write that returned before this call is at or
-    /// below the mark. Pass it to [`Store::wait_synced`].
+    /// below the mark. Pass it to [`Store::wait_for_sync`].
     pub fn write_mark(&self) -> u64 {
         self.syncs.written.load(Ordering::Acquire)
     }
