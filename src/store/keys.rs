@@ -59,7 +59,7 @@ const PER_RECORD: [&[u8]; 7] = [
     b"consent_tap/",
     b"control/",
     b"outbound_request/",
-    b"quarantine/",
+    QUARANTINE,
 ];
 
 /// Whether `key` is one written once for one journal record: a message's index entries, an
