@@ -8,18 +8,37 @@
 //! replayed at start-up) does the processor sync alone. Its position (and with it the events
 //! readers see, the outbound items the sender takes and what retention may drop) is published
 //! only once covered: nobody outside sees a step that a power cut could take back.
+//!
+//! While records wait, steps run two at a time: one is committed on the pipeline's thread
+//! (`pipeline.rs`) while the next is applied on top of it. The processor holds the write gate
+//! for as long as a step is applied or in flight, and lets it go (with nothing in flight)
+//! whenever it catches up, after a step that erases a contact, and at least every
+//! [`GATE_SLICE`], so that a backup or retention waits no longer than that.
 
+use std::sync::atomic::Ordering;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::pipeline::Pipeline;
 use super::replay::Replay;
 use super::{Committed, Position, Processor};
+use crate::store::Seed;
 
 /// How long a committed step waits for another writer's sync before the processor syncs it
 /// alone. Under ingest load the journal writer syncs every millisecond or two; at idle this is
 /// what a lone message's events wait beyond their own step.
 pub const COVER_WAIT: Duration = Duration::from_millis(2);
+
+/// How long committed steps wait for another writer's sync while records are still waiting
+/// to be applied (a backlog at start-up): a sync of its own stalls the processor and the
+/// commit thread (the engine holds its log's lock through it), where the records behind
+/// gain nothing from being published a few milliseconds sooner.
+const BACKLOG_COVER_WAIT: Duration = Duration::from_millis(50);
+
+/// The longest the processor holds the write gate while records keep coming.
+const GATE_SLICE: Duration = Duration::from_millis(20);
 
 /// Starts the processor on a thread of its own. It runs until the journal writer has stopped
 /// and everything it wrote is applied, publishing its durable position on `visible` after every
@@ -42,60 +61,121 @@ struct Unsynced {
     since: Instant,
 }
 
-fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::Sender<Position>) {
-    let store = processor.store.clone();
-    let mut cursor = visible.borrow().cursor;
-    let mut writer_stopped = false;
-    let mut replay = Replay::new(cursor, *durable.borrow());
-    let mut unsynced: Option<Unsynced> = None;
-    loop {
-        if let Some(pending) = &unsynced {
-            let covered = store.is_synced(pending.latest.mark)
-                || (pending.since.elapsed() >= COVER_WAIT && sync_alone(&processor));
-            if covered {
-                visible.send_replace(pending.latest.position);
-                unsynced = None;
-                processor.after_durable();
+/// The write gate while the processor holds it, with the seed of the step in flight.
+struct Held<'a> {
+    _gate: MutexGuard<'a, ()>,
+    seed: Option<Seed>,
+    since: Instant,
+}
+
+/// Where the loop stands; `landed` is the cursor of the last step that landed, where a step
+/// that failed to land sends the cursor back.
+struct Progress {
+    cursor: u64,
+    landed: u64,
+    unsynced: Option<Unsynced>,
+}
+
+impl Progress {
+    /// Publishes the last step that landed once a sync covers it, syncing alone when no other
+    /// writer's sync came within `wait`.
+    fn publish(
+        &mut self,
+        processor: &Processor,
+        wait: Duration,
+        visible: &watch::Sender<Position>,
+    ) {
+        let Some(pending) = &self.unsynced else {
+            return;
+        };
+        let covered = processor.store.is_synced(pending.latest.mark)
+            || (pending.since.elapsed() >= wait && sync_alone(processor));
+        if covered {
+            visible.send_replace(pending.latest.position);
+            self.unsynced = None;
+            processor.after_durable();
+        }
+    }
+
+    /// Takes the landing of the step in flight, if any: false (after a pause) when it failed,
+    /// with the cursor back where the last landed step left it.
+    fn settle(&mut self, pipeline: &mut Pipeline) -> bool {
+        match pipeline.wait() {
+            None => true,
+            Some(Ok(latest)) => {
+                self.landed = latest.position.cursor;
+                let since = self.unsynced.take().map_or_else(Instant::now, |p| p.since);
+                self.unsynced = Some(Unsynced { latest, since });
+                true
+            }
+            Some(Err(error)) => {
+                self.cursor = self.landed;
+                tracing::error!(%error, cursor = self.cursor, "processor step failed; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+                false
             }
         }
+    }
+}
+
+fn run(processor: Processor, durable: watch::Receiver<u64>, visible: watch::Sender<Position>) {
+    let store = processor.store.clone();
+    std::thread::scope(|scope| {
+        let mut pipeline = Pipeline::start(scope, &store);
+        run_steps(&processor, &mut pipeline, durable, &visible);
+    });
+}
+
+fn run_steps(
+    processor: &Processor,
+    pipeline: &mut Pipeline,
+    mut durable: watch::Receiver<u64>,
+    visible: &watch::Sender<Position>,
+) {
+    let cursor = visible.borrow().cursor;
+    let mut at = Progress {
+        cursor,
+        landed: cursor,
+        unsynced: None,
+    };
+    let mut writer_stopped = false;
+    let mut replay = Replay::new(cursor, *durable.borrow());
+    let mut held: Option<Held<'_>> = None;
+    loop {
+        let wait = match at.cursor < *durable.borrow() {
+            true => BACKLOG_COVER_WAIT,
+            false => COVER_WAIT,
+        };
+        at.publish(processor, wait, visible);
         let target = *durable.borrow_and_update();
-        if cursor < target {
-            // Records that panic are quarantined inside the step; this catches the rest (a bug
-            // in the step itself), which must not end processing for good.
-            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                processor.commit_step(cursor, target)
-            }));
-            match step {
-                Ok(Ok(Some(latest))) => {
-                    cursor = latest.position.cursor;
-                    replay.applied(cursor);
-                    let since = unsynced.map_or_else(Instant::now, |pending| pending.since);
-                    unsynced = Some(Unsynced { latest, since });
+        if at.cursor < target {
+            let applied = apply_next(processor, pipeline, &mut at, &mut held, target);
+            match applied {
+                Ok(()) => replay.applied(at.cursor),
+                // Once the writer has stopped, nothing will change: the journal keeps the
+                // rest for the next start.
+                Err(error) if durable.has_changed().is_err() => {
+                    tracing::error!(%error, cursor = at.cursor, "processor step failed; stopping");
+                    break;
                 }
-                // Nothing left to read below the target (retention got there first).
-                Ok(Ok(None)) => cursor = target,
-                Ok(Err(error)) => {
-                    // Once the writer has stopped, nothing will change: the journal keeps the
-                    // rest for the next start.
-                    if durable.has_changed().is_err() {
-                        tracing::error!(%error, cursor, "processor step failed; stopping");
-                        break;
-                    }
-                    tracing::error!(%error, cursor, "processor step failed; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(_) => {
-                    tracing::error!(cursor, "processor step panicked; retrying");
+                Err(error) => {
+                    tracing::error!(%error, cursor = at.cursor, "processor step failed; retrying");
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
             continue;
         }
-        if let Some(pending) = &unsynced {
-            // Caught up: wait for the next sync (it may cover this step, or bring records),
-            // at most until it is time to sync alone.
+        // Caught up: let the gate go, with nothing in flight.
+        if held.is_some() || pipeline.in_flight() {
+            at.settle(pipeline);
+            held = None;
+            continue;
+        }
+        if let Some(pending) = &at.unsynced {
+            // Wait for the next sync (it may cover this step, or bring records), at most until
+            // it is time to sync alone.
             let left = COVER_WAIT.saturating_sub(pending.since.elapsed());
-            store.wait_for_sync(pending.latest.mark, left);
+            processor.store.wait_for_sync(pending.latest.mark, left);
             continue;
         }
         if writer_stopped {
@@ -105,7 +185,68 @@ fn run(processor: Processor, mut durable: watch::Receiver<u64>, visible: watch::
         // publishes a new durable position or stops.
         writer_stopped = futures::executor::block_on(durable.changed()).is_err();
     }
-    tracing::debug!(cursor, "processor stopped");
+    // A step still in flight lands (or not) before the thread ends; what landed without a
+    // sync is the journal's to replay.
+    at.settle(pipeline);
+    tracing::debug!(cursor = at.cursor, "processor stopped");
+}
+
+/// Applies the next step, behind the one in flight, and hands it to the pipeline. An error is
+/// a step that could not be applied; the cursor is then back where the last landed step left
+/// it.
+fn apply_next<'a>(
+    processor: &'a Processor,
+    pipeline: &mut Pipeline,
+    at: &mut Progress,
+    held: &mut Option<Held<'a>>,
+    target: u64,
+) -> Result<(), String> {
+    let hold = held.get_or_insert_with(|| Held {
+        _gate: processor.gate.hold(),
+        seed: None,
+        since: Instant::now(),
+    });
+    // Records that panic are quarantined inside the step; this catches the rest (a bug in the
+    // step itself), which must not end processing for good.
+    let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        processor.compute_step(at.cursor, target, &mut hold.seed)
+    }));
+    match step {
+        Ok(Ok(Some(step))) => {
+            // This step was applied on top of the one in flight: if that one does not land,
+            // neither may this.
+            if !at.settle(pipeline) {
+                *held = None;
+                return Ok(());
+            }
+            pipeline.send(step.sealed, step.position);
+            at.cursor = step.position.cursor;
+            hold.seed = Some(step.seed);
+            // A step that erases must be durable before the journal is redacted
+            // (`after_durable`), which must not see a later step's erasure.
+            let erases = processor.erasing.load(Ordering::Acquire);
+            if erases || hold.since.elapsed() >= GATE_SLICE {
+                at.settle(pipeline);
+                *held = None;
+            }
+            Ok(())
+        }
+        // Nothing left to read below the target (retention got there first).
+        Ok(Ok(None)) => {
+            at.cursor = target;
+            Ok(())
+        }
+        failed => {
+            // What is in flight lands first: the retry starts where it ended.
+            at.settle(pipeline);
+            *held = None;
+            at.cursor = at.landed;
+            Err(match failed {
+                Ok(Err(error)) => error.to_string(),
+                _ => "the step panicked".to_owned(),
+            })
+        }
+    }
 }
 
 /// Syncs the processor's own writes; false (after a pause) when the sync failed, so that the

@@ -7,6 +7,10 @@
 //! decoded once and kept for the rest of the step (the committed state does not change while
 //! a batch is open: the processor is its only writer, and a backup holds the write gate).
 //! What a committed step read and wrote is carried to the next steps ([`super::carry`]).
+//!
+//! A batch can also be sealed ([`StateBatch::seal`]) and committed on another thread while
+//! the next step runs: that step starts from the sealed one's [`Seed`] (what it wrote and read), so it
+//! reads the state as the sealed batch will leave it whether or not its commit has landed.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -50,7 +54,7 @@ enum Slot {
     /// Read from the committed state and not yet decoded.
     Stored(Value),
     /// Written by [`StateBatch::put`]: its encoding is what the batch commits.
-    Value(Box<dyn Stored + Send + Sync>),
+    Value(Arc<dyn Stored + Send + Sync>),
     /// Read from the committed state and decoded. The stored bytes stay beside the value: a
     /// read as another type decodes them, not the value's encoding, which holds only what the
     /// first type knew of them.
@@ -79,6 +83,23 @@ impl Slot {
     }
 }
 
+/// What a read found, as the carry keeps it.
+fn found(slot: &Slot) -> Carried {
+    match slot {
+        Slot::Absent => Carried::Absent,
+        Slot::Bytes(bytes) => Carried::Bytes(Value::from(bytes.as_slice())),
+        Slot::Stored(bytes) => Carried::Bytes(bytes.clone()),
+        Slot::Value(value) => Carried::Decoded {
+            bytes: Value::from(value.encode()),
+            value: value.clone(),
+        },
+        Slot::Read { bytes, value } => Carried::Decoded {
+            bytes: bytes.clone(),
+            value: value.clone(),
+        },
+    }
+}
+
 /// A key the batch has written, or read and kept.
 struct Entry {
     slot: Slot,
@@ -87,6 +108,9 @@ struct Entry {
     /// Read from the carry as it is now: the commit need not carry it again. A value the carry
     /// held as bytes and the batch decoded is carried again, decoded.
     carried: bool,
+    /// Handed over by the step before (its [`Seed`]): not handed on again, since that step
+    /// has landed by the time the step after this one starts.
+    seeded: bool,
 }
 
 pub struct StateBatch<'a> {
@@ -111,6 +135,46 @@ pub struct StateBatch<'a> {
     /// The carry's generation when the batch started: what it read may be carried only if
     /// no write was carried since.
     carry_generation: u64,
+    /// Started from a sealed batch's [`Seed`], possibly before that batch landed.
+    behind: bool,
+}
+
+impl Entry {
+    /// A sealed batch's entry as the step after it starts with it: known, not written, and
+    /// carried once the sealed batch lands.
+    fn handed_on(slot: Slot) -> Entry {
+        Entry {
+            slot,
+            written: false,
+            carried: true,
+            seeded: true,
+        }
+    }
+}
+
+/// What a sealed batch wrote and read, for the step after it to start from (see the module
+/// docs). Valid only while the processor keeps every other writer out (the write gate): it
+/// stands for state the engine may not have yet.
+pub struct Seed(BTreeMap<Vec<u8>, Entry>);
+
+/// A key's value as a sealed batch writes it.
+enum Write {
+    Absent,
+    Bytes(Value),
+    Value(Arc<dyn Stored + Send + Sync>),
+}
+
+/// A step's batch with its writes gathered, ready to commit ([`SealedBatch::land`]) on any
+/// thread.
+pub struct SealedBatch {
+    /// Written keys, in key order.
+    writes: Vec<(Vec<u8>, Write)>,
+    /// Keys only read, with what was found, to carry.
+    read: Vec<(Vec<u8>, Carried)>,
+    ops: StateOps,
+    counts: Vec<Count>,
+    carry_generation: u64,
+    behind: bool,
 }
 
 /// An increment of a Prometheus counter, waiting for its batch to commit.
@@ -137,7 +201,16 @@ impl<'a> StateBatch<'a> {
             first_committed: RefCell::default(),
             ops: Cell::default(),
             carry_generation: store.carry.generation(),
+            behind: false,
         }
+    }
+
+    /// A batch that starts from what a sealed batch writes, committed or not.
+    pub(super) fn after(store: &'a Store, seed: Seed) -> Self {
+        let mut batch = StateBatch::new(store);
+        *batch.entries.get_mut() = seed.0;
+        batch.behind = true;
+        batch
     }
 
     fn tally(&self, add: impl FnOnce(&mut StateOps)) {
@@ -172,6 +245,7 @@ impl<'a> StateBatch<'a> {
             slot,
             written: false,
             carried,
+            seeded: false,
         });
         Ok(f(entry))
     }
@@ -313,7 +387,7 @@ impl<'a> StateBatch<'a> {
 
     /// Writes `value` under `key`; it is kept decoded and encoded when the batch commits.
     pub fn put<T: Serialize + Clone + Send + Sync + 'static>(&mut self, key: Vec<u8>, value: &T) {
-        self.write(key, Slot::Value(Box::new(value.clone())));
+        self.write(key, Slot::Value(Arc::new(value.clone())));
     }
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -330,6 +404,7 @@ impl<'a> StateBatch<'a> {
             slot,
             written: true,
             carried: false,
+            seeded: false,
         };
         let previous = self.entries.get_mut().insert(key.clone(), entry);
         self.undo.push((key, previous));
@@ -383,53 +458,105 @@ impl<'a> StateBatch<'a> {
     /// Writes everything atomically (not yet flushed), and carries what the batch read and
     /// wrote to the next batches.
     pub fn commit(self) -> Result<(), StoreError> {
-        let carry = &self.store.carry;
+        let store = self.store;
+        self.gather(false).0.land(store, None).map(|_| ())
+    }
+
+    /// Gathers the writes for [`SealedBatch::land`], and the [`Seed`] for the next step to
+    /// start from while they land.
+    pub fn seal(self) -> (SealedBatch, Seed) {
+        let (sealed, seed) = self.gather(true);
+        (sealed, Seed(seed))
+    }
+
+    fn gather(self, seeding: bool) -> (SealedBatch, BTreeMap<Vec<u8>, Entry>) {
         let mut ops = self.ops.get();
         ops.steps = 1;
-        let mut batch = self.store.db.batch();
-        let (mut written, mut read) = (Vec::new(), Vec::new());
+        let (mut writes, mut read, mut seed) = (Vec::new(), Vec::new(), BTreeMap::new());
         for (key, entry) in self.entries.into_inner() {
-            if entry.written {
-                ops.written += 1;
+            if !entry.written {
+                if !entry.carried && carry::carries(&key) {
+                    read.push((key.clone(), found(&entry.slot)));
+                }
+                // What this step read is the committed state too: the step after need not
+                // read it again before this one's reads are carried.
+                if seeding && !entry.seeded {
+                    seed.insert(key, Entry::handed_on(entry.slot));
+                }
+                continue;
             }
-            let carried = match entry.slot {
-                Slot::Absent => {
-                    if entry.written {
-                        batch.remove(self.store.tree(&key), key.clone());
-                    }
+            ops.written += 1;
+            let (write, kept) = match entry.slot {
+                Slot::Absent => (Write::Absent, Slot::Absent),
+                Slot::Bytes(bytes) => {
+                    let bytes = Value::from(bytes);
+                    (Write::Bytes(bytes.clone()), Slot::Stored(bytes))
+                }
+                Slot::Stored(bytes) => (Write::Bytes(bytes.clone()), Slot::Stored(bytes)),
+                Slot::Value(value) => (Write::Value(value.clone()), Slot::Value(value)),
+                Slot::Read { bytes, value } => {
+                    (Write::Bytes(bytes.clone()), Slot::Read { bytes, value })
+                }
+            };
+            if seeding {
+                seed.insert(key.clone(), Entry::handed_on(kept));
+            }
+            writes.push((key, write));
+        }
+        let sealed = SealedBatch {
+            writes,
+            read,
+            ops,
+            counts: self.counts,
+            carry_generation: self.carry_generation,
+            behind: self.behind,
+        };
+        (sealed, seed)
+    }
+}
+
+impl SealedBatch {
+    /// Writes everything atomically (not yet flushed), and carries what the batch read and
+    /// wrote to the next batches. `after` is the carry's generation once the batch this one
+    /// started behind landed (see [`StateBatch::seal`]): the reads of a batch that started
+    /// from a seed stay true after that batch lands. Returns the carry's generation now.
+    pub fn land(self, store: &Store, after: Option<u64>) -> Result<u64, StoreError> {
+        let carry = &store.carry;
+        let mut batch = store.db.batch();
+        let mut written = Vec::new();
+        for (key, write) in self.writes {
+            let carried = match write {
+                Write::Absent => {
+                    batch.remove(store.tree(&key), key.clone());
                     Carried::Absent
                 }
-                Slot::Bytes(bytes) => Carried::Bytes(Value::from(bytes)),
-                Slot::Stored(bytes) => Carried::Bytes(bytes),
-                Slot::Value(value) => Carried::Decoded {
-                    bytes: Value::from(value.encode()),
-                    value: Arc::from(value),
-                },
-                Slot::Read { bytes, value } => Carried::Decoded { bytes, value },
+                Write::Bytes(bytes) => {
+                    batch.insert(store.tree(&key), key.clone(), bytes.clone());
+                    Carried::Bytes(bytes)
+                }
+                Write::Value(value) => {
+                    let bytes = Value::from(value.encode());
+                    batch.insert(store.tree(&key), key.clone(), bytes.clone());
+                    Carried::Decoded { bytes, value }
+                }
             };
-            if entry.written {
-                if let Carried::Bytes(bytes) | Carried::Decoded { bytes, .. } = &carried {
-                    batch.insert(self.store.tree(&key), key.clone(), bytes.clone());
-                }
-            }
             if carry::carries(&key) {
-                match (entry.written, entry.carried) {
-                    (true, _) => written.push((key, carried)),
-                    (false, false) => read.push((key, carried)),
-                    // The carry holds it as read, and its own lookup counted the use.
-                    (false, true) => {}
-                }
+                written.push((key, carried));
             }
         }
-        if let Err(error) = self.store.wrote(batch.commit()) {
+        if let Err(error) = store.wrote(batch.commit()) {
             carry.clear();
             return Err(error);
         }
-        carry.committed(self.carry_generation, written, read);
-        self.store.ops.add(&ops);
+        let started = match after {
+            Some(generation) if self.behind => generation,
+            _ => self.carry_generation,
+        };
+        let generation = carry.committed(started, written, self.read);
+        store.ops.add(&self.ops);
         for count in self.counts {
             metrics::counter!(count.name, count.labels).increment(count.by);
         }
-        Ok(())
+        Ok(generation)
     }
 }

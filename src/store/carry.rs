@@ -107,13 +107,14 @@ impl Carry {
     }
 
     /// After a batch committed: what it wrote replaces the carried values, and what it only
-    /// read is added if no write was carried since `started`.
+    /// read is added if no write was carried since `started`. Returns the generation after
+    /// it.
     pub(super) fn committed(
         &self,
         started: u64,
         written: Vec<(Vec<u8>, Carried)>,
         read: Vec<(Vec<u8>, Carried)>,
-    ) {
+    ) -> u64 {
         let mut inner = self.lock();
         if inner.generation == started {
             for (key, value) in read {
@@ -121,12 +122,13 @@ impl Carry {
             }
         }
         if written.is_empty() {
-            return;
+            return inner.generation;
         }
         inner.generation += 1;
         for (key, value) in written {
             inner.values.insert(key, value);
         }
+        inner.generation
     }
 
     /// After keys were deleted outside a batch.

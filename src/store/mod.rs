@@ -55,7 +55,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use backup::{BackupCopy, Trees, WriteGate};
-pub use batch::{Savepoint, StateBatch, StateValue};
+pub use batch::{Savepoint, SealedBatch, Seed, StateBatch, StateValue};
 pub use blobs::Blobs;
 use carry::Carry;
 pub use mailboxes::MailboxCheckpoint;
@@ -430,6 +430,18 @@ impl Store {
     /// [`StateBatch::commit`].
     pub fn state_batch(&self) -> StateBatch<'_> {
         StateBatch::new(self)
+    }
+
+    /// Starts a processor step on top of a sealed one, whether that one has landed or not
+    /// (see [`StateBatch::seal`]).
+    pub fn state_batch_after(&self, seed: Seed) -> StateBatch<'_> {
+        StateBatch::after(self, seed)
+    }
+
+    /// Forgets every carried value: after a commit ended in a way that leaves the engine's
+    /// state unknown here (a panic).
+    pub fn forget_carried(&self) {
+        self.carry.clear();
     }
 
     /// Reads one value from the state keyspace outside a batch.

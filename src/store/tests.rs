@@ -435,3 +435,60 @@ fn may_hold_range_never_misses_a_key_the_batch_would_leave() {
         [b"c/5".to_vec()]
     );
 }
+
+#[test]
+fn a_step_behind_a_sealed_one_reads_its_writes_before_they_land() {
+    let (_dir, store) = reopened_with_a_value();
+    let mut first = store.state_batch();
+    first.put(b"k/b".to_vec(), &2u64);
+    first.put_raw(b"k/raw".to_vec(), b"\x01\"raw\"".to_vec());
+    first.remove(b"k/a".to_vec());
+    let (sealed, seed) = first.seal();
+
+    // Not landed: the engine has none of it, and the step behind sees all of it.
+    let mut second = store.state_batch_after(seed);
+    assert_eq!(store.state_get::<u64>(b"k/b").unwrap(), None);
+    assert_eq!(store.state_get::<u64>(b"k/a").unwrap(), Some(1));
+    assert_eq!(second.get::<u64>(b"k/b").unwrap(), Some(2));
+    assert_eq!(
+        second.get::<String>(b"k/raw").unwrap().as_deref(),
+        Some("raw")
+    );
+    assert!(!second.contains(b"k/a").unwrap());
+    let listed = [b"k/b".to_vec(), b"k/raw".to_vec()];
+    assert_eq!(second.keys_with_prefix(b"k/").unwrap(), listed);
+    assert_eq!(second.keys_in_range(b"k/", b"k0", 10).unwrap(), listed);
+    second.put(b"k/b".to_vec(), &3u64);
+    let (later, _) = second.seal();
+
+    let generation = sealed.land(&store, None).unwrap();
+    later.land(&store, Some(generation)).unwrap();
+    assert_eq!(store.state_get::<u64>(b"k/b").unwrap(), Some(3));
+    assert_eq!(store.state_get::<u64>(b"k/a").unwrap(), None);
+    assert_eq!(
+        store.state_get::<String>(b"k/raw").unwrap().as_deref(),
+        Some("raw")
+    );
+}
+
+#[test]
+fn a_step_behind_a_landing_one_carries_what_it_read() {
+    let (_dir, store) = reopened_with_a_value();
+    let mut first = store.state_batch();
+    first.put(b"k/b".to_vec(), &2u64);
+    let (sealed, seed) = first.seal();
+    // Read from the engine while the step before is in flight, which then lands first.
+    let second = store.state_batch_after(seed);
+    assert_eq!(second.get::<u64>(b"k/a").unwrap(), Some(1));
+    let (later, _) = second.seal();
+    let generation = sealed.land(&store, None).unwrap();
+    later.land(&store, Some(generation)).unwrap();
+
+    let before = store.state_ops();
+    let third = store.state_batch();
+    assert_eq!(third.get::<u64>(b"k/a").unwrap(), Some(1));
+    assert_eq!(third.get::<u64>(b"k/b").unwrap(), Some(2));
+    third.commit().unwrap();
+    let ops = store.state_ops().since(&before);
+    assert_eq!((ops.engine_reads, ops.carried_reads), (0, 2), "{ops:?}");
+}

@@ -33,6 +33,7 @@ mod outbound_language;
 mod outbound_policy;
 mod outbound_smtp;
 mod power_loss;
+mod processor_pipeline;
 mod readme;
 mod reference_store;
 mod routing_actions;

@@ -164,12 +164,17 @@ impl Harness {
 }
 
 pub fn processor(store: &Store, rules: &RuleSet) -> Processor {
+    processor_in_steps_of(store, rules, 64)
+}
+
+/// The harness's processor, applying at most `batch` records a step.
+pub fn processor_in_steps_of(store: &Store, rules: &RuleSet, batch: usize) -> Processor {
     let instance = Uuid::from_u128(7);
     Processor::new(
         store.clone(),
         Minter::new(instance),
         OutboxWriter::new("test".into(), instance),
-        64,
+        batch,
     )
     .with_routing(std::sync::Arc::new(rules.clone()))
 }

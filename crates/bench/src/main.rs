@@ -112,6 +112,11 @@ enum Mode {
         /// each step is also synced, so small steps are timed with a sync each.
         #[arg(long)]
         batch: Option<usize>,
+        /// Apply through the processor's own thread, as the daemon replays a backlog at
+        /// start-up (each step committed on a second thread while the next is applied, and
+        /// synced when no journal write covers it), instead of one synced step after another.
+        #[arg(long)]
+        replay: bool,
     },
     /// Identity lookups, RSS and disk at 10k, 100k and 1M contacts (in-process).
     Contacts {
@@ -182,8 +187,10 @@ fn main() -> ExitCode {
                 messages,
                 rounds,
                 batch,
+                replay,
             } => {
-                tokio::task::spawn_blocking(move || processor::run(messages, rounds, batch)).await?
+                tokio::task::spawn_blocking(move || processor::run(messages, rounds, batch, replay))
+                    .await?
             }
             Mode::Contacts { secs, cache_mb } => {
                 tokio::task::spawn_blocking(move || contacts::run(secs, cache_mb)).await?

@@ -16,7 +16,7 @@ use deskgate::channels::HookRequest;
 use deskgate::events::OutboxWriter;
 use deskgate::ids::Minter;
 use deskgate::live::{Live, LiveHandle};
-use deskgate::model::{DedupeKey, Record};
+use deskgate::model::{DedupeKey, Position, Record};
 use deskgate::processor::Processor;
 use deskgate::store::{Blobs, Store};
 
@@ -24,7 +24,7 @@ use deskgate::store::{Blobs, Store};
 /// them.
 const CONNECTIONS: usize = 64;
 
-pub fn run(messages: u64, rounds: usize, batch: Option<usize>) -> anyhow::Result<()> {
+pub fn run(messages: u64, rounds: usize, batch: Option<usize>, replay: bool) -> anyhow::Result<()> {
     let mut best = (Duration::MAX, Duration::MAX);
     let mut ops = None;
     for _ in 0..rounds.max(1) {
@@ -34,7 +34,7 @@ pub fn run(messages: u64, rounds: usize, batch: Option<usize>) -> anyhow::Result
         let started = Instant::now();
         read_all(&store, last)?;
         best.1 = best.1.min(started.elapsed());
-        let (took, per_step) = apply_all(&store, dir.path(), last, batch)?;
+        let (took, per_step) = apply_all(&store, dir.path(), last, batch, replay)?;
         best.0 = best.0.min(took);
         ops = Some(per_step);
     }
@@ -114,6 +114,7 @@ fn apply_all(
     dir: &std::path::Path,
     last: u64,
     batch: Option<usize>,
+    replay: bool,
 ) -> anyhow::Result<(Duration, deskgate::store::StateOps)> {
     let config = crate::servers::deskgate_config(0, dir, "")?;
     let instance = uuid::Uuid::new_v4();
@@ -128,9 +129,29 @@ fn apply_all(
     .with_live(live);
     let before = store.state_ops();
     let started = Instant::now();
-    let mut cursor = 0;
-    while cursor < last {
-        cursor = processor.step(cursor, last)?.cursor;
+    if replay {
+        // As the daemon starts with a backlog: the journal writer has nothing to add.
+        let (durable, durable_rx) = tokio::sync::watch::channel(last);
+        let start = Position {
+            cursor: 0,
+            outbox: 0,
+        };
+        let (visible, visible_rx) = tokio::sync::watch::channel(start);
+        let thread = deskgate::processor::start(processor, durable_rx, visible);
+        drop(durable);
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the processor's thread panicked"))?;
+        let cursor = visible_rx.borrow().cursor;
+        anyhow::ensure!(
+            cursor == last,
+            "the processor stopped at {cursor} of {last}"
+        );
+    } else {
+        let mut cursor = 0;
+        while cursor < last {
+            cursor = processor.step(cursor, last)?.cursor;
+        }
     }
     let took = started.elapsed();
     let after = store.state_ops();
