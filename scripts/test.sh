@@ -55,6 +55,9 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "==> cargo doc (a link the docs cannot resolve, or one to a private item, fails the run)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 echo "==> cargo test"
 log="$(mktemp)"
 # The end-to-end suites note every event type they read in target/tmp/emitted-event-types

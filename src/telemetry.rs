@@ -2,7 +2,7 @@
 //! series deskgate records, with its type, labels and help text. Other modules record with the
 //! `metrics` macros where things happen; [`start`] describes every series and registers each
 //! label set it can know from the config at zero, so that `rate()` and `absent()` work from the
-//! first scrape. `docs/metrics.md` is rendered from the list ([`reference`]) and a test keeps
+//! first scrape. `docs/metrics.md` is rendered from the list ([`reference`](fn@reference)) and a test keeps
 //! the two the same. Names start with `deskgate_`, durations end in `_seconds` (histograms).
 
 use std::sync::OnceLock;

@@ -1,11 +1,11 @@
 //! Builds every part of the daemon, owns its tasks, and shuts them down in order.
 //!
-//! Start-up, one function per concern: open the state ([`open_state`]) and refuse a config
+//! Start-up, one function per concern: open the state (`open_state`) and refuse a config
 //! that strands stored tickets (`moves.rs`); start the journal writer and the processor
-//! ([`start_pipeline`]) and journal the config's moves of stored tickets (`moves.rs`); the IMAP
-//! mailboxes ([`spawn_mailboxes`]); the outbound sender and the event sinks
-//! ([`start_delivery`]); the housekeeping passes ([`start_housekeeping`]); bind the listeners
-//! ([`start_http`]). Shutdown (SIGTERM, `stop.rs`): stop accepting and let in-flight
+//! (`start_pipeline`) and journal the config's moves of stored tickets (`moves.rs`); the IMAP
+//! mailboxes (`spawn_mailboxes`); the outbound sender and the event sinks
+//! (`start_delivery`); the housekeeping passes (`start_housekeeping`); bind the listeners
+//! (`start_http`). Shutdown (SIGTERM, `stop.rs`): stop accepting and let in-flight
 //! requests finish; the journal writer flushes what it holds and stops once no request can
 //! reach it; the processor applies everything journaled; all inside the grace period.
 //! Whatever the grace period cuts short is already durable in the journal and is applied at

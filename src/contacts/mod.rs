@@ -17,7 +17,7 @@
 //!
 //! - `consent_held/{contact}\0{channel}\0{seq}` → messages held until the contact consents.
 //!
-//! Files: [`resolve`] (message → contact, the conflict guard), [`merge`] (absorbing a contact),
+//! Files: [`resolve`](mod@resolve) (message → contact, the conflict guard), [`merge`] (absorbing a contact),
 //! [`erase`] (erasure and the redaction of journal bodies), [`control`] (applying control
 //! records), [`announce`] (the events each outcome emits), [`consent`] (GDPR consent and held messages), [`ticket_index`] (building the index
 //! of tickets by contact once).

@@ -83,7 +83,7 @@ pub fn named_ids(inbound: &Inbound) -> Vec<&str> {
 }
 
 /// The conversation a mail continues (see the module docs), and the other tickets it links;
-/// failing any id, the ticket its subject tag names ([`by_tag`]).
+/// failing any id, the ticket its subject tag names (`by_tag`).
 pub fn find(
     batch: &StateBatch<'_>,
     inbound: &Inbound,

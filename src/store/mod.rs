@@ -23,7 +23,7 @@
 //!   writes; in a keyspace of their own, whose keys only grow, compacting the state no longer
 //!   rewrites them, and fjall's leveled strategy can move their non-overlapping tables down
 //!   without rewriting them (read in its code; not traced in a run).
-//!   Processor steps address them as state keys ([`Store::tree`] routes by prefix).
+//!   Processor steps address them as state keys (`Store::tree` routes by prefix).
 //! - `sinks`: each sink's cursor and dead letters (`sinks.rs`).
 //! - `mailboxes`: IMAP checkpoints (`mailboxes.rs`).
 //!

@@ -5,7 +5,7 @@
 //! uses (the contact's name and locale, the language of the instant reply) and a replay never
 //! calls out. It never costs the message: a lookup that fails or takes longer than the page's
 //! `fetch_profile_timeout_ms` leaves the message as it came. Answers are kept in memory per
-//! page and customer ([`KEEP_FOUND`]), failures for a while ([`KEEP_FAILED`]) so that a page
+//! page and customer (`KEEP_FOUND`), failures for a while (`KEEP_FAILED`) so that a page
 //! without access to the API is not asked again for every message.
 
 use std::collections::{BTreeMap, HashMap};

@@ -9,7 +9,7 @@
 //! Delivery is at least once: a crash between a delivery and the cursor's move repeats the
 //! delivery with the same event id (JetStream's duplicate window drops it; a webhook receiver
 //! sees the same `webhook-id`). Cursors are durable about a second after a delivery
-//! ([`feed::CursorSync`]), so a crash repeats at most that last second's deliveries.
+//! (`feed::CursorSync`), so a crash repeats at most that last second's deliveries.
 
 pub mod dead_letter;
 mod feed;

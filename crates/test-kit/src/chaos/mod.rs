@@ -1,7 +1,7 @@
 //! The chaos run (bench mode `chaos`): the reliability proof. One real deskgate (the binary, as a child
 //! process) takes mixed load on every kind of channel (see [`crate::rig`]) while faults strike
-//! at random moments ([`faults`]); at the end the harness checks from the outside
-//! ([`check`]) that every acknowledged input produced exactly one message event and the right
+//! at random moments (`faults.rs`); at the end the harness checks from the outside
+//! (`check.rs`) that every acknowledged input produced exactly one message event and the right
 //! ticket event, that nothing was invented, that the outbox has no sequence gap, and that the
 //! JetStream stream holds every event exactly once. It prints
 //!
