@@ -12,8 +12,9 @@
 //! While records wait, steps run two at a time: one is committed on the pipeline's thread
 //! (`pipeline.rs`) while the next is applied on top of it. The processor holds the write gate
 //! for as long as a step is applied or in flight, and lets it go (with nothing in flight)
-//! whenever it catches up, after a step that erases a contact, and at least every
-//! [`GATE_SLICE`], so that a backup or retention waits no longer than that.
+//! whenever it catches up, after a step that erases a contact (until the journal redaction
+//! that follows it is done, no step is in flight), and at least every [`GATE_SLICE`], so that
+//! a backup or retention waits no longer than that.
 
 use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
@@ -142,6 +143,12 @@ fn run_steps(
     let mut replay = Replay::new(cursor, *durable.borrow());
     let mut held: Option<Held<'_>> = None;
     loop {
+        // Publishing may redact the journal after an erasure (`after_durable`), which commits
+        // state of its own: nothing may be in flight or seeded then.
+        if processor.erasing.load(Ordering::Acquire) && (held.is_some() || pipeline.in_flight()) {
+            at.settle(pipeline);
+            held = None;
+        }
         let wait = match at.cursor < *durable.borrow() {
             true => BACKLOG_COVER_WAIT,
             false => COVER_WAIT,
