@@ -4,9 +4,10 @@
 //! One step reads a run of durable journal records, applies each to a [`StateBatch`]
 //! (contacts, conversations, tickets, outbox events), writes the new cursor into the same batch
 //! and commits it (`step.rs`; while records wait, on a second thread as the next step is
-//! applied: `pipeline.rs`); readers see the step's events only once a sync covers it (`run.rs`). A
-//! crash or power cut before that replays the step from the journal; ids and event times
-//! derive from the journal, so the replay produces exactly what the lost step would have.
+//! applied: `pipeline.rs`); readers see the step's events only once a sync covers it
+//! (`run.rs`). A crash or power cut before that replays the step from the journal; ids and
+//! event times derive from the journal, so the replay produces exactly what the lost step
+//! would have.
 //!
 //! A record that cannot be applied (undecodable, or inconsistent with state) is rolled back on
 //! its own, recorded in quarantine with its reason and a `deskgate.inbound.quarantined` event,

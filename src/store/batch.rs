@@ -9,8 +9,8 @@
 //! What a committed step read and wrote is carried to the next steps ([`super::carry`]).
 //!
 //! A batch can also be sealed ([`StateBatch::seal`]) and committed on another thread while
-//! the next step runs: that step starts from the sealed one's [`Seed`] (what it wrote and read), so it
-//! reads the state as the sealed batch will leave it whether or not its commit has landed.
+//! the next step runs: that step starts from the sealed one's [`Seed`] (what it wrote and
+//! read), so it reads the state as the sealed batch leaves it, landed or not.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
