@@ -4,8 +4,9 @@
 //! A step is committed without a sync of its own. The journal writer syncs the same
 //! write-ahead log for every group of records it acknowledges, and a sync makes every write
 //! before it durable, so under load the writer's next group commit covers the processor's last
-//! step for free; only when none comes within [`COVER_WAIT`] (an idle journal, or a backlog
-//! replayed at start-up) does the processor sync alone. Its position (and with it the events
+//! step for free; only when none comes within [`COVER_WAIT`] (an idle journal), or within
+//! [`BACKLOG_COVER_WAIT`] while records still wait (a backlog replayed at start-up), does the
+//! processor sync alone. Its position (and with it the events
 //! readers see, the outbound items the sender takes and what retention may drop) is published
 //! only once covered: nobody outside sees a step that a power cut could take back.
 //!
