@@ -145,7 +145,9 @@ fn run_steps(
     let mut held: Option<Held<'_>> = None;
     loop {
         // Publishing may redact the journal after an erasure (`after_durable`), which commits
-        // state of its own: nothing may be in flight or seeded then.
+        // state of its own: nothing may be in flight or seeded then. This also lands a step
+        // that erases alone, before the next is applied, so the redaction never sees a later
+        // step's erasure.
         if processor.erasing.load(Ordering::Acquire) && (held.is_some() || pipeline.in_flight()) {
             at.settle(pipeline);
             held = None;
@@ -230,10 +232,9 @@ fn apply_next<'a>(
             pipeline.send(step.sealed, step.position);
             at.cursor = step.position.cursor;
             hold.seed = Some(step.seed);
-            // A step that erases must be durable before the journal is redacted
-            // (`after_durable`), which must not see a later step's erasure.
-            let erases = processor.erasing.load(Ordering::Acquire);
-            if erases || hold.since.elapsed() >= GATE_SLICE {
+            // A step that erases lands before anything else happens: the loop drains the
+            // pipeline while the erasing flag is set.
+            if hold.since.elapsed() >= GATE_SLICE {
                 at.settle(pipeline);
                 *held = None;
             }
